@@ -1,0 +1,6 @@
+"""Names of the results schema shared by the evaluator, the store and the fitter (see design.md)."""
+
+# Metrics per cell, budget and split.
+METRICS = ("loss", "token_acc", "answer_acc", "process_acc", "n")
+# The grid axes of a cell, in the order of the hypercube's dims (step and split follow).
+AXES = ("size", "pretrain", "diversity", "quality", "cot", "seed")

@@ -1,0 +1,1 @@
+"""Synthetic chain-of-thought tasks: families with checkable steps, mixtures, grading, tokenization."""

@@ -1,0 +1,33 @@
+"""Grading generated completions: final-answer exact match and the fraction of verified CoT steps.
+
+Unparseable output counts as wrong, never as an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaling.tasks.families import ANSWER_MARK, get_family
+
+
+@dataclass(frozen=True)
+class Grade:
+    answer_correct: bool  # the text after `####` equals the reference answer
+    process_acc: float  # reference steps reproduced in place, over the longer of the two step lists
+
+
+def parse_completion(text: str) -> tuple[list[str], str | None]:
+    """The CoT step lines and the final answer of a completion; answer None when there is none."""
+    head, mark, tail = text.partition(ANSWER_MARK.strip())
+    steps = [line.strip() for line in head.split("\n") if line.strip()]
+    answer = tail.strip().split("\n")[0].strip() if mark else None
+    return steps, answer
+
+
+def grade(family: str, prompt: str, completion: str) -> Grade:
+    """Grade one generated completion against the family's own solution of the prompt."""
+    reference = get_family(family).solve(prompt)
+    steps, answer = parse_completion(completion)
+    verified = sum(step == ref for step, ref in zip(steps, reference.steps))
+    process_acc = verified / max(len(steps), len(reference.steps), 1)
+    return Grade(answer_correct=answer == reference.answer, process_acc=process_acc)
