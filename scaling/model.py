@@ -7,6 +7,8 @@ sequences never attend across examples and padding (segment 0) is never attended
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -98,6 +100,13 @@ class Transformer(nnx.Module):
         if self.lm_head is None:
             return self.embed.attend(x_BxTxD)
         return self.lm_head(x_BxTxD)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def logits(params: nnx.State, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array,
+           graphdef: nnx.GraphDef) -> jax.Array:
+    """Next-token logits BxTxV of the model (graphdef, params), compiled once per shape."""
+    return nnx.merge(graphdef, params)(tokens_BxT, positions_BxT, segments_BxT)
 
 
 def init_model(cfg: ModelConfig, seed: int) -> tuple[nnx.GraphDef, nnx.State]:

@@ -79,12 +79,13 @@ class PowerLawFit:
 def fit_power_law(table: pd.DataFrame, x: str, y: str, group: str, sampler: SamplerConfig) -> PowerLawFit:
     """Fit y = E + A (x / x_ref)^(-alpha) to each group of a tidy table by NUTS."""
     table = table.dropna(subset=[x, y])
-    if (table[x] <= 0).any() or (table[y] <= 0).any():
+    x_values, y_values = table[x].to_numpy(dtype=float), table[y].to_numpy(dtype=float)
+    if (x_values <= 0).any() or (y_values <= 0).any():
         raise ValueError(f"a power-law fit needs positive {x} and {y}")
     labels = list(dict.fromkeys(table[group]))
     group_index = table[group].map({label: i for i, label in enumerate(labels)}).to_numpy()
-    x_ref = float(np.exp(np.log(table[x]).mean()))
-    y_scale = float(table[y].median())
+    x_ref = float(np.exp(np.log(x_values).mean()))
+    y_scale = float(np.median(y_values))
     mcmc = MCMC(
         NUTS(power_law_model, target_accept_prob=0.9),
         num_warmup=sampler.warmup,
@@ -95,11 +96,11 @@ def fit_power_law(table: pd.DataFrame, x: str, y: str, group: str, sampler: Samp
     )
     mcmc.run(
         jax.random.key(sampler.seed),
-        x=jnp.asarray(table[x].to_numpy() / x_ref),
+        x=jnp.asarray(x_values / x_ref),
         group=jnp.asarray(group_index),
         n_groups=len(labels),
         y_scale=y_scale,
-        log_y=jnp.log(jnp.asarray(table[y].to_numpy())),
+        log_y=jnp.log(jnp.asarray(y_values)),
         extra_fields=("diverging",),
     )
     posterior = az.from_numpyro(mcmc, coords={"group": labels}, dims={name: ["group"] for name in (*PARAMS, "E_scaled", "A_scaled")})

@@ -1,0 +1,86 @@
+"""End to end: the demo pipeline at small settings writes results, a fit and figures that load."""
+
+import tomllib
+
+import arviz as az
+import pandas as pd
+import pytest
+
+from scaling import open_results
+from scaling.demo import MARKER, DemoConfig, _check_out, _publish, expand_cells, run_demo
+from scaling.errors import UserError
+from scaling.fit.infer import SamplerConfig
+
+SMALL = DemoConfig(
+    sizes=("tiny",),
+    diversities=(1, 2),
+    examples=120,
+    budgets=(4, 8, 16),
+    eval_n=8,
+    sampler=SamplerConfig(warmup=150, samples=150, chains=2),
+)
+
+
+@pytest.mark.slow
+def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
+    out = tmp_path / "demo"
+    paths = run_demo(SMALL, out, say=lambda *_: None)
+    results = open_results(paths["results"])
+    assert {"size", "pretrain", "diversity", "quality", "cot", "seed", "step", "split"} <= set(results.dims)
+    assert list(results.step.values) == [4, 8, 16]
+    assert list(results.split.values) == ["train", "id", "ood_family"]
+    assert (results["status"] == "done").all()
+    assert results["answer_acc"].notnull().all() and (results["loss"] > 0).all()
+    assert "jax==" in results.attrs["versions"] and results.attrs["spec"] == (out / MARKER).read_text()
+    assert len(list(paths["cells"].glob("*.nc"))) == len(expand_cells(SMALL)) == 2
+
+    summary = pd.read_csv(paths["summary"])
+    assert list(summary.columns) == ["group", "param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]
+    assert set(summary["group"]) == {"tiny, 1", "tiny, 2"} and set(summary["param"]) == {"E", "A", "alpha"}
+    assert az.from_netcdf(paths["posterior"]).posterior["E"].shape[-1] == 2
+    assert tomllib.loads(paths["fit spec"].read_text())["law"] == "power"
+    for figure in ("figure", "figure pdf", "accuracy"):
+        assert paths[figure].stat().st_size > 5_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no staging folder left
+
+
+def test_a_failing_demo_leaves_nothing_behind(tmp_path):
+    broken = DemoConfig(sizes=("tiny",), diversities=(1,), ood_families=("add",), examples=20, budgets=(1, 2, 3))
+    with pytest.raises(ValueError, match="must not be in the SFT mixture"):
+        run_demo(broken, tmp_path / "demo", say=lambda *_: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_a_folder_the_demo_wrote_is_replaced(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("precious")
+    with pytest.raises(UserError, match="not written by `scaling demo`"):
+        _check_out(foreign)
+    with pytest.raises(UserError, match="is a file"):
+        _check_out(foreign / "notes.txt")
+    _check_out(tmp_path / "new")  # absent: fine
+
+    earlier, staging = tmp_path / "demo", tmp_path / ".demo.partial"
+    earlier.mkdir()
+    (earlier / MARKER).write_text("old")
+    staging.mkdir()
+    (staging / MARKER).write_text("new")
+    _check_out(earlier)
+    _publish(staging, earlier)
+    assert (earlier / MARKER).read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "mine"]
+    assert (foreign / "notes.txt").read_text() == "precious"
+
+
+def test_the_grid_is_the_product_of_its_axes():
+    cells = expand_cells(DemoConfig())
+    assert len(cells) == 4
+    assert {(c["size"], c["diversity"]) for c in cells} == {("tiny", 1), ("tiny", 2), ("xs", 1), ("xs", 2)}
+
+
+def test_the_default_demo_is_at_least_the_promised_grid():
+    cfg = DemoConfig()
+    assert len(cfg.sizes) >= 2 and len(cfg.diversities) >= 2 and len(cfg.budgets) >= 4
+    assert len(cfg.families) >= 2 and cfg.ood_families and not set(cfg.ood_families) & set(cfg.families)
+    assert {"train", "id", "ood_family"} <= set(cfg.splits)

@@ -1,0 +1,47 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling.batches import prompt_arrays, sequence_length
+from scaling.evaluate import evaluate_split, generate_greedy
+from scaling.model import init_model, logits
+from scaling.tasks import tokenizer
+from scaling.tasks.grader import grade
+from scaling.tasks.mixture import training_pool
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return training_pool(("add", "reverse"), 2, 5, seed=0)
+
+
+def test_greedy_generation_matches_a_token_by_token_argmax(tiny_model_cfg, examples):
+    graphdef, params = init_model(tiny_model_cfg, seed=0)
+    length = 48
+    tokens, lengths = prompt_arrays(examples, length)
+    generated = np.asarray(generate_greedy(params, tokens, lengths, graphdef=graphdef, max_new=6))
+    positions, segments = jnp.arange(length)[None], jnp.ones((1, length), jnp.int32)
+    for row in range(len(examples)):
+        sequence = list(tokens[row, : lengths[row]])
+        for _ in range(6):
+            padded = jnp.array([sequence + [tokenizer.PAD] * (length - len(sequence))])  # one shape: one compile
+            step_logits = logits(params, padded, positions, segments, graphdef=graphdef)
+            sequence.append(int(step_logits[0, len(sequence) - 1].argmax()))
+            if sequence[-1] == tokenizer.EOS:
+                break
+        assert list(generated[row, : len(sequence)]) == sequence
+
+
+def test_split_metrics_agree_with_grading_the_generations(tiny_model_cfg, examples):
+    graphdef, params = init_model(tiny_model_cfg, seed=0)
+    length = sequence_length(examples)
+    metrics = evaluate_split(graphdef, params, examples, length, batch_size=4)  # 5 examples: a padded batch
+    tokens, lengths = prompt_arrays(examples, length)
+    generated = np.asarray(generate_greedy(params, tokens, lengths, graphdef=graphdef, max_new=length))
+    grades = [grade(e.family, e.prompt, tokenizer.decode(row[n:])) for e, row, n in zip(examples, generated, lengths)]
+    assert metrics["n"] == 5
+    assert metrics["answer_acc"] == np.mean([g.answer_correct for g in grades])
+    assert metrics["process_acc"] == pytest.approx(np.mean([g.process_acc for g in grades]))
+    # An untrained model is near uniform over the vocabulary.
+    assert abs(metrics["loss"] - np.log(tokenizer.VOCAB_SIZE)) < 1.0
+    assert 0.0 <= metrics["token_acc"] <= 1.0

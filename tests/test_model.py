@@ -1,0 +1,64 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling.model import init_model, logits, rotary
+
+
+def _run(cfg, tokens, segments=None, positions=None):
+    graphdef, params = init_model(cfg, seed=0)
+    B, T = tokens.shape
+    positions = jnp.broadcast_to(jnp.arange(T), (B, T)) if positions is None else positions
+    segments = jnp.ones((B, T), jnp.int32) if segments is None else segments
+    return np.asarray(logits(params, tokens, positions, segments, graphdef=graphdef))
+
+
+def _tokens(cfg, shape, seed=0):
+    return jax.random.randint(jax.random.key(seed), shape, 2, cfg.vocab_size)
+
+
+def test_logits_shape(tiny_model_cfg):
+    assert _run(tiny_model_cfg, _tokens(tiny_model_cfg, (3, 10))).shape == (3, 10, tiny_model_cfg.vocab_size)
+
+
+def test_causal_a_later_token_never_changes_earlier_logits(tiny_model_cfg):
+    tokens = _tokens(tiny_model_cfg, (1, 12))
+    changed = tokens.at[0, 7].set((tokens[0, 7] + 1) % tiny_model_cfg.vocab_size)
+    before, after = _run(tiny_model_cfg, tokens), _run(tiny_model_cfg, changed)
+    np.testing.assert_allclose(before[0, :7], after[0, :7], atol=1e-6)
+    assert not np.allclose(before[0, 7:], after[0, 7:])
+
+
+def test_packed_segments_with_position_resets_equal_separate_sequences(tiny_model_cfg):
+    first, second = _tokens(tiny_model_cfg, (1, 5), 1), _tokens(tiny_model_cfg, (1, 7), 2)
+    packed = jnp.concatenate([first, second], axis=1)
+    segments = jnp.array([[1] * 5 + [2] * 7])
+    positions = jnp.array([list(range(5)) + list(range(7))])
+    logits = _run(tiny_model_cfg, packed, segments, positions)
+    np.testing.assert_allclose(logits[0, :5], _run(tiny_model_cfg, first)[0], atol=1e-5)
+    np.testing.assert_allclose(logits[0, 5:], _run(tiny_model_cfg, second)[0], atol=1e-5)
+
+
+def test_padding_is_invisible(tiny_model_cfg):
+    tokens = _tokens(tiny_model_cfg, (1, 6))
+    padded = jnp.concatenate([jnp.zeros((1, 3), jnp.int32), tokens], axis=1)
+    segments = jnp.array([[0] * 3 + [1] * 6])
+    positions = jnp.array([[0] * 3 + list(range(6))])
+    np.testing.assert_allclose(_run(tiny_model_cfg, padded, segments, positions)[0, 3:], _run(tiny_model_cfg, tokens)[0], atol=1e-5)
+
+
+def test_untied_embeddings_add_an_output_projection(tiny_model_cfg):
+    untied = dataclasses.replace(tiny_model_cfg, tie_embeddings=False)
+    _, params = init_model(untied, seed=0)
+    assert sum(x.size for x in jax.tree.leaves(params)) == untied.total_params
+    assert _run(untied, _tokens(untied, (2, 4))).shape == (2, 4, untied.vocab_size)
+
+
+def test_rotary_preserves_norms_and_makes_scores_relative():
+    x = jax.random.normal(jax.random.key(0), (1, 1, 1, 8))
+    y = jax.random.normal(jax.random.key(1), (1, 1, 1, 8))
+    at = lambda v, p: rotary(v, jnp.array([[p]]), 10_000.0)  # noqa: E731
+    np.testing.assert_allclose(jnp.linalg.norm(at(x, 5)), jnp.linalg.norm(x), rtol=1e-5)
+    np.testing.assert_allclose((at(x, 3) * at(y, 1)).sum(), (at(x, 12) * at(y, 10)).sum(), rtol=1e-4)
