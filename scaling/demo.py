@@ -45,7 +45,7 @@ class DemoConfig:
     families: tuple[str, ...] = ("add", "reverse")  # ordered SFT families
     ood_families: tuple[str, ...] = ("sub",)  # held out of every mixture: the ood_family split
     examples: int = 2000  # unique SFT examples, whatever the diversity
-    budgets: tuple[int, ...] = (100, 200, 400, 800, 1600)  # the steps axis
+    budgets: tuple[int, ...] = (64, 128, 256, 512, 1024)  # the steps axis, doubling
     batch_size: int = 32  # sequences per step
     lr: float = 3e-3  # AdamW peak learning rate
     warmup_steps: int = 20  # linear warmup steps
