@@ -20,7 +20,7 @@ def test_ood_difficulties_lie_above_id_and_every_phrasing_is_used(name):
     assert family.ood_range[0] > family.id_range[1]
     rng = np.random.default_rng(1)
     prompts = [family.draw(rng, family.id_range[1]).prompt for _ in range(60)]
-    used = {family.phrasing_of(prompt) for prompt in prompts}
+    used = {family.parse(prompt)[1] for prompt in prompts}
     assert len(family.phrasings) >= 3 and used == set(range(len(family.phrasings)))
 
 

@@ -13,7 +13,7 @@ from scaling.tasks.families import ANSWER_MARK, get_family
 @dataclass(frozen=True)
 class Grade:
     answer_correct: bool  # the text after `####` equals the reference answer
-    process_acc: float  # reference steps reproduced in place, over the longer of the two step lists
+    process_acc: float  # steps the family's verifier accepts, over the longer of generated and gold CoT
 
 
 def parse_completion(text: str) -> tuple[list[str], str | None]:
@@ -26,8 +26,9 @@ def parse_completion(text: str) -> tuple[list[str], str | None]:
 
 def grade(family: str, prompt: str, completion: str) -> Grade:
     """Grade one generated completion against the family's own solution of the prompt."""
-    reference = get_family(family).solve(prompt)
+    task = get_family(family)
+    reference = task.solve(prompt)
     steps, answer = parse_completion(completion)
-    verified = sum(step == ref for step, ref in zip(steps, reference.steps))
+    verified = sum(task.step_ok(reference.fields, steps[:i], step) for i, step in enumerate(steps))
     process_acc = verified / max(len(steps), len(reference.steps), 1)
     return Grade(answer_correct=answer == reference.answer, process_acc=process_acc)
