@@ -6,6 +6,7 @@ Exit status: 0 success; 2 bad input, reported in one plain line on stderr with n
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -28,6 +29,65 @@ def demo(out: Path) -> None:
     from scaling.demo import DemoConfig, run_demo  # heavy imports only when the command runs
 
     run_demo(DemoConfig(), out)
+
+
+@cli.group()
+def data() -> None:
+    """Synthetic CoT tasks: list families, sample splits, grade completions."""
+
+
+@data.command("families")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def data_families(as_json: bool) -> None:
+    """List task families with their ID and OOD difficulty ranges."""
+    from scaling.tasks.catalog import family_records
+
+    records = family_records()
+    if as_json:
+        click.echo(json.dumps(records, indent=1))
+        return
+    for r in records:
+        click.echo(f"{r['name']:<20} {r['kind']:<12} id {r['id_range'][0]}-{r['id_range'][1]:<3} "
+                   f"ood {r['ood_range'][0]}-{r['ood_range'][1]:<3} {r['description']}")
+
+
+@data.command("sample")
+@click.option("--family", required=True, help="Task family (see `scaling data families`).")
+@click.option("--split", required=True, help="train, id, ood_length, ood_family or ood_compose.")
+@click.option("--n", "n", type=int, default=10, show_default=True, help="Number of examples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quality", type=float, default=1.0, show_default=True, help="Fraction of training examples with correct CoT.")
+@click.option("--cot", type=click.Choice(["full", "short", "none"]), default="full", show_default=True, help="CoT style.")
+def data_sample(family: str, split: str, n: int, seed: int, quality: float, cot: str) -> None:
+    """Print examples of one family and split as JSON lines."""
+    from scaling.tasks.catalog import example_record
+    from scaling.tasks.mixture import SPLITS, sample
+
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+    try:
+        examples = sample(family, split, n, seed, quality, cot)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    click.echo("\n".join(json.dumps(example_record(e)) for e in examples))
+
+
+@data.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def data_check(file: Path, as_json: bool) -> None:
+    """Grade completions in FILE (JSON lines with family, prompt, completion)."""
+    from scaling.tasks.check import check_file
+
+    report = check_file(file)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    rows = {**report["families"], "overall": report["overall"]}
+    click.echo(f"{'family':<20} {'n':>6} {'answer_acc':>10} {'process_acc':>11}")
+    for name, r in rows.items():
+        process = "-" if r["process_acc"] is None else f"{r['process_acc']:.3f}"
+        click.echo(f"{name:<20} {r['n']:>6} {r['answer_acc']:>10.3f} {process:>11}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scaling.tasks.families import ANSWER_MARK, get_family
+from scaling.tasks.families import ANSWER_MARK
+from scaling.tasks.registry import get_task
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ def parse_completion(text: str) -> tuple[list[str], str | None]:
 
 def grade(family: str, prompt: str, completion: str) -> Grade:
     """Grade one generated completion against the family's own solution of the prompt."""
-    task = get_family(family)
+    task = get_task(family)
     reference = task.solve(prompt)
     steps, answer = parse_completion(completion)
     verified = sum(task.step_ok(reference.fields, steps[:i], step) for i, step in enumerate(steps))

@@ -1,0 +1,64 @@
+"""`scaling data check`: grade a file of completions, per family and overall."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from scaling.errors import UserError
+from scaling.tasks.grader import grade, parse_completion
+from scaling.tasks.registry import TASKS
+
+
+def _grade_line(record: dict, where: str) -> tuple[str, bool, float]:
+    family, prompt, completion = (record.get(k) for k in ("family", "prompt", "completion"))
+    if not all(isinstance(v, str) for v in (family, prompt, completion)):
+        raise UserError(f"{where}: needs string fields family, prompt and completion")
+    if family in TASKS:
+        try:
+            result = grade(family, prompt, completion)
+        except ValueError as error:  # the prompt is the user's input, not the model's output
+            raise UserError(f"{where}: {error}") from None
+        if isinstance(record.get("answer"), str):  # a stated reference answer must agree with the task's
+            expected = TASKS[family].solve(prompt).answer
+            if record["answer"].strip() != expected:
+                raise UserError(f"{where}: answer {record['answer']!r} is not the {family} answer {expected!r}")
+        return family, result.answer_correct, result.process_acc
+    if isinstance(record.get("answer"), str):  # the user's own data: the answer only, steps unverifiable
+        return family, parse_completion(completion)[1] == record["answer"].strip(), math.nan
+    raise UserError(f"{where}: unknown family {family!r} and no reference answer to grade against")
+
+
+def check_file(path: Path) -> dict:
+    """Overall and per-family answer and process accuracy of a JSONL file of completions."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    graded: dict[str, list[tuple[bool, float]]] = defaultdict(list)
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(f"{path} line {number}: invalid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise UserError(f"{path} line {number}: expected a JSON object")
+            family, correct, process = _grade_line(record, f"{path} line {number}")
+            graded[family].append((correct, process))
+    if not graded:
+        raise UserError(f"{path} has no lines to grade")
+    every = [g for rows in graded.values() for g in rows]
+    return {"overall": _aggregate(every), "families": {name: _aggregate(rows) for name, rows in sorted(graded.items())}}
+
+
+def _aggregate(rows: list[tuple[bool, float]]) -> dict:
+    process = [p for _, p in rows if not math.isnan(p)]
+    return {
+        "n": len(rows),
+        "answer_acc": sum(c for c, _ in rows) / len(rows),
+        "process_acc": sum(process) / len(process) if process else None,  # undefined for user data
+    }

@@ -1,0 +1,76 @@
+"""`scaling data families|sample|check` from the command line, with real files."""
+
+import json
+import subprocess
+import sys
+
+from scaling.tasks.registry import TASKS
+
+
+def scaling(*args):
+    return subprocess.run([sys.executable, "-m", "scaling", "data", *args], capture_output=True, text=True, timeout=120)
+
+
+def _error_line(result) -> str:
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_families_json_lists_every_task_with_ranges():
+    records = json.loads(scaling("families", "--json").stdout)
+    assert [r["name"] for r in records] == list(TASKS)
+    for r in records:
+        assert r["ood_range"][0] > r["id_range"][1] and r["description"]
+
+
+def test_sample_prints_json_lines_with_the_design_fields_and_is_reproducible():
+    result = scaling("sample", "--family", "add", "--split", "train", "--n", "20", "--seed", "3", "--quality", "0.5")
+    assert result.returncode == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 20 and sum(r["corrupted"] for r in rows) == 10
+    for field in ("id", "family", "split", "difficulty", "prompt", "steps", "answer", "completion", "corrupted"):
+        assert all(field in r for r in rows)
+    again = scaling("sample", "--family", "add", "--split", "train", "--n", "20", "--seed", "3", "--quality", "0.5")
+    assert again.stdout == result.stdout
+
+
+def test_sample_ood_length_is_harder_than_train():
+    def difficulties(split):
+        out = scaling("sample", "--family", "reverse", "--split", split, "--n", "30").stdout
+        return [json.loads(line)["difficulty"] for line in out.splitlines()]
+
+    assert min(difficulties("ood_length")) > max(difficulties("train"))
+
+
+def test_bad_sample_arguments_are_one_line_errors():
+    assert "unknown task family" in _error_line(scaling("sample", "--family", "nope", "--split", "train"))
+    assert "unknown split" in _error_line(scaling("sample", "--family", "add", "--split", "test"))
+    assert "quality" in _error_line(scaling("sample", "--family", "add", "--split", "train", "--quality", "2"))
+    assert "--n" in _error_line(scaling("sample", "--family", "add", "--split", "train", "--n", "0"))
+
+
+def test_check_grades_gold_and_broken_completions(tmp_path):
+    rows = [json.loads(line) for line in scaling("sample", "--family", "add", "--split", "id", "--n", "4").stdout.splitlines()]
+    rows[0]["completion"] = "garbage"
+    rows[1]["completion"] = rows[1]["completion"].rsplit("#### ", 1)[0] + "#### 99999"
+    user = {"family": "mine", "prompt": "2+2?", "completion": "four\n#### 4", "answer": "4"}
+    path = tmp_path / "out.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [*rows, user]) + "\n")
+    report = json.loads(scaling("check", str(path), "--json").stdout)
+    assert report["families"]["add"]["answer_acc"] == 0.5
+    assert 0.5 < report["families"]["add"]["process_acc"] < 1.0
+    assert report["families"]["mine"] == {"n": 1, "answer_acc": 1.0, "process_acc": None}
+    assert report["overall"]["n"] == 5 and report["overall"]["answer_acc"] == 3 / 5
+    table = scaling("check", str(path)).stdout
+    assert "overall" in table and "add" in table
+
+
+def test_check_names_the_bad_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"family": "add", "prompt": "1+1=?", "completion": "#### 2"}\n{not json\n')
+    assert "line 2" in _error_line(scaling("check", str(path)))
+    path.write_text('{"family": "add", "prompt": "hello", "completion": "#### 2"}\n')
+    assert "line 1" in _error_line(scaling("check", str(path)))
+    assert "does not exist" in _error_line(scaling("check", str(tmp_path / "missing.jsonl")))
