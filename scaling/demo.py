@@ -30,6 +30,7 @@ from scaling.provenance import provenance
 from scaling.schema import METRICS
 from scaling.store import CellResult, cell_dataset, hypercube, open_results, write_atomic
 from scaling.tasks import tokenizer
+from scaling.tasks.diversity import diversity_stats
 from scaling.tasks.mixture import evaluation_split, training_pool
 from scaling.train import TrainingDiverged, train
 
@@ -145,6 +146,7 @@ def run_cell(cell: dict, cfg: DemoConfig, data: dict, length: int, position: str
         params=model_cfg.non_embedding_params,
         flops=tuple(model_cfg.train_flops_per_token(length) * tokens_per_step * s for s in steps),
         wall_seconds=time.perf_counter() - started,
+        pool_stats=diversity_stats(pool),
         status=status,
     )
 

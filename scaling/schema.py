@@ -4,3 +4,5 @@
 METRICS = ("loss", "token_acc", "answer_acc", "process_acc", "n")
 # The grid axes of a cell, in the order of the hypercube's dims (step and split follow).
 AXES = ("size", "pretrain", "diversity", "quality", "cot", "seed")
+# Per-cell measured diversity of the SFT pool (see scaling.tasks.diversity), a continuous diversity axis.
+POOL_STATS = ("family_phrasing_entropy", "distinct_4gram_ratio")

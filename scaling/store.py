@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -15,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from scaling.errors import UserError
-from scaling.schema import AXES, METRICS
+from scaling.schema import AXES, METRICS, POOL_STATS
 
 ENGINE = "h5netcdf"
 
@@ -32,6 +33,7 @@ class CellResult:
     params: int  # non-embedding parameters
     flops: tuple[float, ...]  # training FLOPs spent to reach each step
     wall_seconds: float
+    pool_stats: dict = dataclasses.field(default_factory=dict)  # measured diversity of the training pool
     status: str = "done"  # "done", or "failed: <reason>"
 
 
@@ -56,6 +58,8 @@ def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
     )
     ds["memorization_step"] = memorization_step(result.steps, train_acc)
     ds["wall_seconds"] = result.wall_seconds
+    for name in POOL_STATS:
+        ds[name] = float(result.pool_stats.get(name, np.nan))
     ds.attrs = {
         **attrs,
         "cell_id": result.cell_id,
@@ -104,7 +108,7 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
     shape = [len(axes[name]) for name in AXES]
     coords = {name: list(axes[name]) for name in AXES} | {"step": steps, "split": splits}
     metric_arrays = {m: np.full(shape + [len(steps), len(splits)], np.nan) for m in METRICS}
-    per_cell = {name: np.full(shape, np.nan) for name in ("memorization_step", "wall_seconds")}
+    per_cell = {name: np.full(shape, np.nan) for name in ("memorization_step", "wall_seconds", *POOL_STATS)}
     status = np.full(shape, "missing", dtype=object)
     params = np.zeros(len(axes["size"]), np.int64)
     flops = np.full((len(axes["size"]), len(steps)), np.nan)
@@ -115,7 +119,7 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
         for metric in METRICS:
             metric_arrays[metric][where] = aligned[metric].values
         for name in per_cell:
-            per_cell[name][where] = float(ds[name])
+            per_cell[name][where] = float(ds[name]) if name in ds else np.nan
         params[where[0]] = int(ds.attrs["params"])
         flops[where[0]] = aligned["flops"].values
     dims = (*AXES, "step", "split")

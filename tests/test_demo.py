@@ -31,6 +31,8 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
     assert list(results.split.values) == ["train", "id", "ood_family"]
     assert (results["status"] == "done").all()
     assert results["answer_acc"].notnull().all() and (results["loss"] > 0).all()
+    entropy = results["family_phrasing_entropy"].squeeze()
+    assert float(entropy.sel(diversity=2)) > float(entropy.sel(diversity=1)) > 0
     assert "jax==" in results.attrs["versions"] and results.attrs["spec"] == (out / MARKER).read_text()
     assert len(list(paths["cells"].glob("*.nc"))) == len(expand_cells(SMALL)) == 2
 

@@ -14,7 +14,8 @@ def _result(size, diversity, status="done"):
     metrics = {s: {m: [0.5 + i * 0.5 if m == "answer_acc" and s == "train" else 0.1 * (i + 1) for i in range(2)] for m in METRICS} for s in splits}
     axes = {"size": size, "pretrain": 0, "diversity": diversity, "quality": 1.0, "cot": "full", "seed": 0}
     return CellResult(f"{size}{diversity}", axes, steps, splits, metrics, params=100 if size == "tiny" else 400,
-                      flops=(1e6, 2e6), wall_seconds=1.5, status=status)
+                      flops=(1e6, 2e6), wall_seconds=1.5, pool_stats={"family_phrasing_entropy": float(diversity)},
+                      status=status)
 
 
 def test_cell_file_round_trip(tmp_path):
@@ -41,6 +42,8 @@ def test_hypercube_is_dense_with_nan_and_status_for_missing_cells(tmp_path):
     assert list(cube["params"].values) == [100, 400]
     assert cube["flops"].dims == ("size", "step")
     assert cube.attrs["git_commit"] == "abc"
+    assert float(cube["family_phrasing_entropy"].sel(size="xs", diversity=2).item()) == 2.0
+    assert np.isnan(cube["distinct_4gram_ratio"]).all()  # not measured for these cells
 
 
 def test_a_cell_off_the_grid_is_named():
