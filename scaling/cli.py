@@ -75,11 +75,16 @@ def data_sample(family: str, split: str, n: int, seed: int, quality: float, cot:
 @data.command("check")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def data_check(file: Path, as_json: bool) -> None:
-    """Grade completions in FILE (JSON lines with family, prompt, completion)."""
+@click.option("--answer-mode", type=click.Choice(["marker", "regex", "last_number"]), default="marker", show_default=True,
+              help="How the answer is read from completions of your own data (lines with an `answer`).")
+@click.option("--answer-pattern", default=None, help="The regex of --answer-mode regex (group 1 if it has one).")
+@click.option("--answer-marker", default="####", show_default=True, help="The marker of --answer-mode marker.")
+def data_check(file: Path, as_json: bool, answer_mode: str, answer_pattern: str | None, answer_marker: str) -> None:
+    """Grade completions in FILE (JSON lines with family, prompt, completion, and optionally answer)."""
     from scaling.tasks.check import check_file
+    from scaling.tasks.jsonl import AnswerExtractor
 
-    report = check_file(file)
+    report = check_file(file, AnswerExtractor(answer_mode, answer_marker, answer_pattern))
     if as_json:
         click.echo(json.dumps(report))
         return

@@ -74,3 +74,14 @@ def test_check_names_the_bad_line(tmp_path):
     path.write_text('{"family": "add", "prompt": "hello", "completion": "#### 2"}\n')
     assert "line 1" in _error_line(scaling("check", str(path)))
     assert "does not exist" in _error_line(scaling("check", str(tmp_path / "missing.jsonl")))
+
+
+def test_check_reads_user_answers_with_the_chosen_extractor(tmp_path):
+    path = tmp_path / "user.jsonl"
+    rows = [{"family": "gsm", "prompt": "q", "completion": "so the total is 1,234 apples", "answer": "1234"},
+            {"family": "gsm", "prompt": "q", "completion": "I give up", "answer": "7"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    report = json.loads(scaling("check", str(path), "--json", "--answer-mode", "last_number").stdout)
+    assert report["families"]["gsm"]["answer_acc"] == 0.5
+    bad = scaling("check", str(path), "--answer-mode", "regex", "--answer-pattern", "(")
+    assert "not a valid regex" in _error_line(bad)

@@ -8,11 +8,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from scaling.errors import UserError
-from scaling.tasks.grader import grade, parse_completion
+from scaling.tasks.grader import grade
+from scaling.tasks.jsonl import AnswerExtractor
 from scaling.tasks.registry import TASKS
 
 
-def _grade_line(record: dict, where: str) -> tuple[str, bool, float]:
+def _grade_line(record: dict, where: str, extractor: AnswerExtractor) -> tuple[str, bool, float]:
     family, prompt, completion = (record.get(k) for k in ("family", "prompt", "completion"))
     if not all(isinstance(v, str) for v in (family, prompt, completion)):
         raise UserError(f"{where}: needs string fields family, prompt and completion")
@@ -27,12 +28,16 @@ def _grade_line(record: dict, where: str) -> tuple[str, bool, float]:
                 raise UserError(f"{where}: answer {record['answer']!r} is not the {family} answer {expected!r}")
         return family, result.answer_correct, result.process_acc
     if isinstance(record.get("answer"), str):  # the user's own data: the answer only, steps unverifiable
-        return family, parse_completion(completion)[1] == record["answer"].strip(), math.nan
+        return family, extractor.extract(completion) == extractor.normalize(record["answer"]), math.nan
     raise UserError(f"{where}: unknown family {family!r} and no reference answer to grade against")
 
 
-def check_file(path: Path) -> dict:
-    """Overall and per-family answer and process accuracy of a JSONL file of completions."""
+def check_file(path: Path, extractor: AnswerExtractor = AnswerExtractor()) -> dict:
+    """Overall and per-family answer and process accuracy of a JSONL file of completions.
+
+    Lines of a synthetic family are graded by its verifier; other lines need a reference `answer`,
+    compared with what `extractor` reads from the completion (process accuracy is then undefined).
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist")
@@ -47,7 +52,7 @@ def check_file(path: Path) -> dict:
                 raise UserError(f"{path} line {number}: invalid JSON ({error.msg})") from None
             if not isinstance(record, dict):
                 raise UserError(f"{path} line {number}: expected a JSON object")
-            family, correct, process = _grade_line(record, f"{path} line {number}")
+            family, correct, process = _grade_line(record, f"{path} line {number}", extractor)
             graded[family].append((correct, process))
     if not graded:
         raise UserError(f"{path} has no lines to grade")
