@@ -106,6 +106,13 @@ def _links() -> tuple[Link, ...]:
     return (
         Link("add", "reverse", "items", digits_spaced),
         Link("sub", "reverse", "items", digits_spaced),
+        Link("mul", "reverse", "items", digits_spaced),
+        Link("add", "mod", "number", same),
+        Link("mul", "mod", "number", same),
+        Link("add", "sort", "items", digits_spaced),
+        Link("sort", "reverse", "items", same),
+        Link("reverse", "dedupe", "items", same),
+        Link("dedupe", "sort", "items", same),
     )
 
 

@@ -1,4 +1,4 @@
-"""Arithmetic families: column addition with carries, column subtraction with borrows."""
+"""Arithmetic families: column addition and subtraction, long multiplication, remainders digit by digit."""
 
 from __future__ import annotations
 
@@ -76,4 +76,63 @@ SUB = Family(
     final_answer=_sub_answer,
 )
 
-FAMILIES = (ADD, SUB)
+
+# mul: long multiplication of a 2-digit a by b. Step 0 is a times b's last digit; then, for each further
+# digit of b, its partial product with the digit in place (`47*20=940`) and the running sum so far. A
+# sum reads both terms from the steps before it, so a wrong partial product or sum carries into the
+# answer. Interleaving keeps neighbours distinct: a `*` step never equals the `+` step beside it.
+def _draw_mul(rng: np.random.Generator, multiplier_digits: int) -> Fields:
+    return {"a": str(draw_number(rng, 2)), "b": str(draw_number(rng, multiplier_digits))}
+
+
+def _mul_next(fields: Fields, previous: Sequence[str]) -> str:
+    index = len(previous)
+    if index and index % 2 == 0:  # the running total (two steps back) plus the partial product just written
+        total, partial = (int(step.split("=")[1]) for step in previous[-2:])
+        return f"{total}+{partial}={total + partial}"
+    place = (index + 1) // 2
+    a, digit = int(fields["a"]), digit_lsb(int(fields["b"]), place)
+    # A zero digit keeps its place (`47*00=0`), so the first two partial products always differ.
+    return f"{a}*{digit}{'0' * place}={a * digit * 10**place}"
+
+
+MUL = Family(
+    name="mul",
+    kind="arithmetic",
+    description="multiplication of a 2-digit number by partial products, one per digit of the multiplier",
+    id_range=(1, 2),
+    ood_range=(3, 4),
+    phrasings=("{a}*{b}=?", "multiply {a} by {b}", "what is {a} times {b}?"),
+    field_patterns=(("a", NUMBER), ("b", NUMBER)),
+    draw_fields=_draw_mul,
+    n_steps=lambda fields: 2 * len(fields["b"]) - 1,
+    next_step=_mul_next,
+    final_answer=lambda fields, steps: str(int(steps[-1].split("=")[1])),
+)
+
+
+# mod: the remainder of a long number, most significant digit first: step i brings digit i down onto
+# the remainder so far (read from the previous step) and reduces it, `2:12%7=5`. The position keeps
+# neighbours distinct when a remainder and digit repeat (77 mod 7 would write `7%7=0` twice).
+def _mod_next(fields: Fields, previous: Sequence[str]) -> str:
+    remainder = int(previous[-1].split("=")[-1]) if previous else 0
+    brought_down = 10 * remainder + int(fields["number"][len(previous)])
+    modulus = int(fields["modulus"])
+    return f"{len(previous) + 1}:{brought_down}%{modulus}={brought_down % modulus}"
+
+
+MOD = Family(
+    name="mod",
+    kind="arithmetic",
+    description="the remainder of a long number by a small modulus, one digit brought down per step",
+    id_range=(2, 5),
+    ood_range=(6, 8),
+    phrasings=("{number}%{modulus}=?", "what is {number} mod {modulus}?", "remainder of {number} divided by {modulus}"),
+    field_patterns=(("number", NUMBER), ("modulus", r"1[0-3]|[2-9]")),
+    draw_fields=lambda rng, digits: {"number": str(draw_number(rng, digits)), "modulus": str(int(rng.integers(2, 14)))},
+    n_steps=lambda fields: len(fields["number"]),
+    next_step=_mod_next,
+    final_answer=lambda fields, steps: str(int(steps[-1].split("=")[-1])),
+)
+
+FAMILIES = (ADD, SUB, MUL, MOD)
