@@ -27,12 +27,20 @@ class Corrupted:
     kind: str  # one of CORRUPTIONS
 
 
+def _is_truth_value(step: str, i: int) -> bool:
+    """A standalone T or F (a boolean value, not part of a word)."""
+    return step[i] in "TF" and not (i > 0 and step[i - 1].isalpha()) and not (i + 1 < len(step) and step[i + 1].isalpha())
+
+
 def _perturb(step: str, rng: np.random.Generator) -> str:
-    """The step with one digit changed to another digit (a wrong intermediate value)."""
-    positions = [i for i, c in enumerate(step) if c.isdigit()]
-    assert positions, f"a CoT step must hold a digit to be corruptible: {step!r}"
+    """The step with one value changed: a digit to another digit, or a truth value flipped."""
+    positions = [i for i, c in enumerate(step) if c.isdigit() or _is_truth_value(step, i)]
+    assert positions, f"a CoT step must hold a digit or truth value to be corruptible: {step!r}"
     at = positions[int(rng.integers(len(positions)))]
-    replacement = str((int(step[at]) + int(rng.integers(1, 10))) % 10)
+    if step[at] in "TF":
+        replacement = "F" if step[at] == "T" else "T"
+    else:
+        replacement = str((int(step[at]) + int(rng.integers(1, 10))) % 10)
     return step[:at] + replacement + step[at + 1 :]
 
 
