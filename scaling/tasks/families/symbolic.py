@@ -78,9 +78,9 @@ BOOL = Family(
     name="bool",
     kind="symbolic",
     description="evaluate a boolean expression over T and F, one innermost operation per step",
-    id_range=(1, 3),
-    ood_range=(4, 6),
-    # Five phrasings, not three: with 1 to 3 operators there are only 1110 distinct expressions.
+    id_range=(1, 4),  # 1-3 operators alone hold only ~1,100 expressions: too few for large pools
+    ood_range=(5, 7),
+    # Five phrasings, not three: few operators make few distinct expressions (1,110 with 1 to 3).
     phrasings=(
         "evaluate {expr}",
         "what is {expr}?",
