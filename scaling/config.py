@@ -100,7 +100,11 @@ class TrainConfig:
     warmup_steps: int = 20  # linear warmup from 0 to lr
     weight_decay: float = 0.1  # AdamW decoupled weight decay (not applied to norms)
     grad_clip: float = 1.0  # global gradient-norm clip
-    seed: int = 0  # one key per run; step keys are fold_in(key, step)
+    seed: int = 0  # initialization and data-order seed
+    schedule: str = "wsd"  # "wsd" (warmup-stable-decay), "cosine" or "constant"
+    decay_fraction: float = 0.2  # wsd: each budget's decay branch is this fraction of the budget
+    steps_axis: str = "branches"  # "branches": one run, evaluated at each budget (wsd: an annealed
+    # branch per budget); "separate": one fresh run per budget, to validate the branches
 
     def __post_init__(self) -> None:
         if not self.budgets or any(b < 1 for b in self.budgets):
@@ -113,10 +117,25 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if self.warmup_steps < 0:
             raise ValueError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.schedule not in ("wsd", "cosine", "constant"):
+            raise ValueError(f"TrainConfig.schedule must be wsd, cosine or constant, got {self.schedule!r}")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"TrainConfig.decay_fraction must lie in (0, 1], got {self.decay_fraction}")
+        if self.steps_axis not in ("branches", "separate"):
+            raise ValueError(f"TrainConfig.steps_axis must be branches or separate, got {self.steps_axis!r}")
 
     @property
     def total_steps(self) -> int:
+        """Optimizer steps actually run for all budgets (the compute, in steps)."""
+        if self.steps_axis == "separate":
+            return sum(self.budgets)
+        if self.schedule == "wsd":
+            return self.budgets[-1] - self.decay_steps(self.budgets[-1]) + sum(map(self.decay_steps, self.budgets))
         return self.budgets[-1]
+
+    def decay_steps(self, budget: int) -> int:
+        """Length of the wsd decay branch that ends at `budget`."""
+        return max(1, int(self.decay_fraction * budget + 0.5))  # half up: 2.5 steps -> 3
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -7,7 +7,7 @@ and the optimizer for a given setting is built once (cached), so cells of a grid
 from __future__ import annotations
 
 import functools
-from typing import Iterator
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ from flax import nnx
 from scaling.batches import TokenArrays
 from scaling.config import ModelConfig, TrainConfig
 from scaling.model import init_model
+from scaling.schedules import cosine, linear_decay
 
 
 class TrainingDiverged(RuntimeError):
@@ -59,11 +60,16 @@ def optimizer_for(cfg: TrainConfig) -> optax.GradientTransformation:
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "optimizer"), donate_argnums=0)
-def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation):
-    """One AdamW step on a batch: (params, opt_state) -> new state, {loss, token_acc}."""
+def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, lr_scale=1.0):
+    """One AdamW step on a batch: (params, opt_state) -> new state, {loss, token_acc}.
+
+    `lr_scale` multiplies the optimizer's warmup-then-constant rate (decays, branches); it is traced,
+    so every schedule shares one compilation.
+    """
     params, opt_state = state
     (loss, token_acc), grads = jax.value_and_grad(masked_loss, has_aux=True)(params, batch, graphdef)
     updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u: u * lr_scale, updates)
     params = optax.apply_updates(params, updates)
     return (params, opt_state), {"loss": loss, "token_acc": token_acc}
 
@@ -83,32 +89,92 @@ def _epoch_order(n_examples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_examples)
 
 
+class _Progress:
+    """Reports each step's loss one step late, so reading it never waits for the step just dispatched."""
+
+    def __init__(self, on_step: Callable[[int, float], None] | None):
+        self.on_step, self.done, self.pending = on_step, 0, None
+
+    def dispatched(self, loss: jax.Array) -> None:
+        if self.pending is not None and self.on_step is not None:
+            self.on_step(self.done, float(self.pending))
+        self.pending, self.done = loss, self.done + 1
+
+    def checked_loss(self, budget: int) -> float:
+        loss = float(self.pending)
+        if not np.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss} at step {budget}")
+        return loss
+
+    def finish(self) -> None:
+        if self.pending is not None and self.on_step is not None:
+            self.on_step(self.done, float(self.pending))
+
+
+def _copy(tree):
+    """A copy whose buffers are not donated when the original trains on."""
+    return jax.tree.map(jnp.copy, tree)
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     data: TokenArrays,
-    on_step=None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
-    """Train one model, yielding (step, graphdef, params) at each budget of train_cfg.budgets.
+    """Train one model, yielding (budget, graphdef, params) at each budget of train_cfg.budgets.
 
-    `on_step(step, loss)` is called with the loss of the step before the latest one, so reading it
-    never waits for the step that was just dispatched.
+    With the wsd schedule the trunk trains at a constant rate and each budget b gets its own branch:
+    a copy of the trunk at b - decay_steps(b), decayed linearly to (nearly) zero by step b, evaluated
+    and then dropped, so every budget is a properly annealed model from one run. `separate` trains a
+    fresh run per budget instead. Step s always sees batch s of the data order. `on_step(n, loss)`
+    reports progress over train_cfg.total_steps optimizer steps.
     """
-    graphdef, params = init_model(model_cfg, train_cfg.seed)
+    graphdef, _ = init_model(model_cfg, train_cfg.seed)
     optimizer = optimizer_for(train_cfg)
-    state = (params, optimizer.init(params))
-    pending_loss = None
-    for step in range(1, train_cfg.total_steps + 1):
-        batch = data.take(batch_indices(len(data), train_cfg.batch_size, step - 1, train_cfg.seed))
-        state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer)
-        if pending_loss is not None and on_step is not None:
-            on_step(step - 1, float(pending_loss))
-        pending_loss = metrics["loss"]
-        if step in train_cfg.budgets:
-            loss = float(pending_loss)
-            if not np.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss} at step {step}")
-            # A copy: the trunk's buffers are donated to the next step while the caller evaluates.
-            yield step, graphdef, jax.tree.map(jnp.copy, state[0])
-    if on_step is not None and pending_loss is not None:
-        on_step(train_cfg.total_steps, float(pending_loss))
+    progress = _Progress(on_step)
+
+    def fresh_state():
+        params = init_model(model_cfg, train_cfg.seed)[1]
+        return params, optimizer.init(params)
+
+    def run(state, steps: range, scale: Callable[[int], float]):
+        for step in steps:
+            batch = data.take(batch_indices(len(data), train_cfg.batch_size, step, train_cfg.seed))
+            state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr_scale=scale(step))
+            progress.dispatched(metrics["loss"])
+        return state
+
+    def schedule_scale(total: int) -> Callable[[int], float]:
+        if train_cfg.schedule == "cosine":
+            return lambda step: cosine(step, train_cfg.warmup_steps, total)
+        return lambda step: 1.0  # constant, and the stable trunk of wsd
+
+    if train_cfg.steps_axis == "separate":
+        for budget in train_cfg.budgets:
+            if train_cfg.schedule == "wsd":
+                state = run(fresh_state(), range(budget - train_cfg.decay_steps(budget)), schedule_scale(budget))
+                fork, length = budget - train_cfg.decay_steps(budget), train_cfg.decay_steps(budget)
+                state = run(state, range(fork, budget), lambda step: linear_decay(step - fork, length))
+            else:
+                state = run(fresh_state(), range(budget), schedule_scale(budget))
+            progress.checked_loss(budget)
+            yield budget, graphdef, state[0]
+        progress.finish()
+        return
+
+    state, trunk_step = fresh_state(), 0
+    for budget in train_cfg.budgets:
+        if train_cfg.schedule == "wsd":
+            fork, length = budget - train_cfg.decay_steps(budget), train_cfg.decay_steps(budget)
+            state = run(state, range(trunk_step, fork), schedule_scale(budget))
+            trunk_step = fork
+            branch = run(_copy(state), range(fork, budget), lambda step: linear_decay(step - fork, length))
+            progress.checked_loss(budget)
+            yield budget, graphdef, branch[0]
+        else:
+            state = run(state, range(trunk_step, budget), schedule_scale(train_cfg.budgets[-1]))
+            trunk_step = budget
+            progress.checked_loss(budget)
+            yield budget, graphdef, _copy(state[0])
+    progress.finish()

@@ -26,7 +26,8 @@ def test_training_lowers_the_loss_and_yields_at_each_budget(tiny_model_cfg, data
     yielded = [step for step, _, _ in train(tiny_model_cfg, cfg, data)]
     assert yielded == [5, 60]
     losses = _losses(tiny_model_cfg, cfg, data)
-    assert sorted(losses) == list(range(1, 61))
+    assert sorted(losses) == list(range(1, cfg.total_steps + 1))  # trunk to 48, branches of 1 and 12 steps
+    assert cfg.total_steps == 48 + 1 + 12
     assert np.mean([losses[s] for s in range(51, 61)]) < 0.6 * np.mean([losses[s] for s in range(1, 6)])
 
 
@@ -64,3 +65,32 @@ def test_yielded_params_survive_further_training(tiny_model_cfg, data):
     kept = [params for _, _, params in train(tiny_model_cfg, cfg, data)]
     first, second = (jax.tree.leaves(p)[0] for p in kept)
     assert np.isfinite(np.asarray(first)).all() and not np.array_equal(first, second)
+
+
+def test_wsd_branches_equal_separate_runs_of_each_budget(tiny_model_cfg, data):
+    # A branch forks the trunk at b - decay(b) and decays to b; a separate run of b steps with the same
+    # schedule passes through the same states, so the two must agree exactly.
+    cfg = TrainConfig(budgets=(10, 20, 40), batch_size=8, warmup_steps=4, decay_fraction=0.25)
+    branches = {b: jax.tree.leaves(p) for b, _, p in train(tiny_model_cfg, cfg, data)}
+    separate = {b: jax.tree.leaves(p) for b, _, p in train(tiny_model_cfg, cfg.replace(steps_axis="separate"), data)}
+    for budget in cfg.budgets:
+        for a, b in zip(branches[budget], separate[budget]):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert cfg.total_steps == 30 + 3 + 5 + 10 < cfg.replace(steps_axis="separate").total_steps == 70
+
+
+def test_the_decay_anneals_the_branch(tiny_model_cfg, data):
+    cfg = TrainConfig(budgets=(40,), batch_size=16, lr=1e-2, warmup_steps=5, decay_fraction=0.5)
+    annealed = next(iter(train(tiny_model_cfg, cfg, data)))[2]
+    constant = next(iter(train(tiny_model_cfg, cfg.replace(schedule="constant"), data)))[2]
+    graphdef = init_model(tiny_model_cfg, 0)[0]
+    batch = data.take(np.arange(64))
+    annealed_loss, constant_loss = (float(masked_loss(p, batch, graphdef)[0]) for p in (annealed, constant))
+    assert annealed_loss != constant_loss and np.isfinite(annealed_loss)
+
+
+@pytest.mark.parametrize("changes, field", [({"schedule": "linear"}, "schedule"), ({"decay_fraction": 0.0}, "decay_fraction"),
+                                            ({"steps_axis": "both"}, "steps_axis")])
+def test_bad_schedule_settings_are_named(changes, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(budgets=(10,), **changes)
