@@ -121,6 +121,7 @@ def train(
     train_cfg: TrainConfig,
     data: TokenArrays,
     on_step: Callable[[int, float], None] | None = None,
+    init_params: nnx.State | None = None,
 ) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
     """Train one model, yielding (budget, graphdef, params) at each budget of train_cfg.budgets.
 
@@ -128,14 +129,15 @@ def train(
     a copy of the trunk at b - decay_steps(b), decayed linearly to (nearly) zero by step b, evaluated
     and then dropped, so every budget is a properly annealed model from one run. `separate` trains a
     fresh run per budget instead. Step s always sees batch s of the data order. `on_step(n, loss)`
-    reports progress over train_cfg.total_steps optimizer steps.
+    reports progress over train_cfg.total_steps optimizer steps. `init_params` starts from a base
+    (say, a pretrained one) instead of a random initialization; the optimizer always starts fresh.
     """
     graphdef, _ = init_model(model_cfg, train_cfg.seed)
     optimizer = optimizer_for(train_cfg)
     progress = _Progress(on_step)
 
     def fresh_state():
-        params = init_model(model_cfg, train_cfg.seed)[1]
+        params = init_model(model_cfg, train_cfg.seed)[1] if init_params is None else _copy(init_params)
         return params, optimizer.init(params)
 
     def run(state, steps: range, scale: Callable[[int], float]):
