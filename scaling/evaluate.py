@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from scaling.batches import prompt_arrays, token_arrays
+from scaling.decode import generate_greedy_cached
 from scaling.tasks import tokenizer
 from scaling.tasks.grader import grade
 from scaling.tasks.mixture import Example
@@ -32,8 +33,9 @@ def _teacher_forced_sums(params, batch: dict, graphdef: nnx.GraphDef):
 def generate_greedy(params, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: int):
     """Append greedy tokens after each prompt until end of sequence, max_new tokens, or T is full.
 
-    Each new token reruns the whole (short) sequence; causal masking keeps the zero padding after a
-    prompt invisible to it.
+    The reference implementation: each new token reruns the whole sequence (causal masking keeps the
+    zero padding after a prompt invisible). Evaluation uses `decode.generate_greedy_cached`, which
+    gives the same tokens with a KV cache (see benchmarks/bench_decode.py).
     """
     model = nnx.merge(graphdef, params)
     B, T = tokens_BxT.shape
@@ -83,7 +85,7 @@ def evaluate_split(
         lengths = _padded(prompt_lengths[index], batch_size)
         lengths[len(index):] = length
         generated = np.asarray(
-            generate_greedy(params, _padded(prompts[index], batch_size), lengths, graphdef=graphdef, max_new=length)
+            generate_greedy_cached(params, _padded(prompts[index], batch_size), lengths, graphdef=graphdef, max_new=length)
         )
         for row, i in zip(generated, index):
             completion = tokenizer.decode(row[prompt_lengths[i] :])

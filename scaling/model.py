@@ -3,11 +3,16 @@
 RMSNorm, rotary positions (Llama's rotate-half convention), SwiGLU MLP, grouped-query attention,
 tied or untied embeddings. Attention is restricted to earlier tokens of the same segment, so packed
 sequences never attend across examples and padding (segment 0) is never attended to.
+
+For generation, `prefill` runs a whole buffer and also returns every layer's keys and values (a
+`KVCache`), and `decode` advances one token per row against that cache. Both reuse the weights of
+`__call__`, so the parameter tree is the same with or without caching.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +41,16 @@ def attention_mask(segments_BxT: jax.Array) -> jax.Array:
     return mask_BxTxT[:, None]
 
 
+class LayerCache(NamedTuple):
+    """One layer's rotated keys and values for every position of a BxT buffer (cache index = position)."""
+
+    k_BxTxKxDh: jax.Array
+    v_BxTxKxDh: jax.Array
+
+
+KVCache = tuple[LayerCache, ...]  # one entry per block, a plain pytree so it can ride a lax.while_loop
+
+
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         d, dh = cfg.d_model, cfg.head_dim
@@ -46,16 +61,44 @@ class Attention(nnx.Module):
         self.out = nnx.Linear(cfg.n_heads * dh, d, use_bias=False, rngs=rngs)
 
     def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
-        B, T, _ = x_BxTxD.shape
+        return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)[0]
+
+    def prefill(
+        self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array
+    ) -> tuple[jax.Array, LayerCache]:
+        """The attention output and this layer's keys and values at every position."""
+        q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh = self._project(x_BxTxD, positions_BxT)
+        return self._attend(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask_Bx1xTxT), LayerCache(k_BxTxKxDh, v_BxTxKxDh)
+
+    def decode(self, x_Bx1xD: jax.Array, positions_Bx1: jax.Array, cache: LayerCache) -> tuple[jax.Array, LayerCache]:
+        """One new token per row at its own position: write its key and value there, attend to cache[<= position]."""
+        B, T = cache.k_BxTxKxDh.shape[:2]
+        q_Bx1xHxDh, k_Bx1xKxDh, v_Bx1xKxDh = self._project(x_Bx1xD, positions_Bx1)
+        rows_B, at_B = jnp.arange(B), positions_Bx1[:, 0]
+        cache = LayerCache(cache.k_BxTxKxDh.at[rows_B, at_B].set(k_Bx1xKxDh[:, 0]),
+                           cache.v_BxTxKxDh.at[rows_B, at_B].set(v_Bx1xKxDh[:, 0]))
+        # Entries past a row's position hold stale prefill values of its padding: masked, never read.
+        mask_Bx1x1xT = (jnp.arange(T)[None, :] <= at_B[:, None])[:, None, None, :]
+        return self._attend(q_Bx1xHxDh, cache.k_BxTxKxDh, cache.v_BxTxKxDh, mask_Bx1x1xT), cache
+
+    def _project(self, x_BxSxD: jax.Array, positions_BxS: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Rotated queries and keys, and values, of S tokens."""
+        B, S, _ = x_BxSxD.shape
         cfg = self.cfg
-        q_BxTxHxDh = self.query(x_BxTxD).reshape(B, T, cfg.n_heads, cfg.head_dim)
-        k_BxTxKxDh = self.key(x_BxTxD).reshape(B, T, cfg.n_kv_heads, cfg.head_dim)
-        v_BxTxKxDh = self.value(x_BxTxD).reshape(B, T, cfg.n_kv_heads, cfg.head_dim)
-        q_BxTxHxDh = rotary(q_BxTxHxDh, positions_BxT, cfg.rope_theta)
-        k_BxTxKxDh = rotary(k_BxTxKxDh, positions_BxT, cfg.rope_theta)
+        q_BxSxHxDh = self.query(x_BxSxD).reshape(B, S, cfg.n_heads, cfg.head_dim)
+        k_BxSxKxDh = self.key(x_BxSxD).reshape(B, S, cfg.n_kv_heads, cfg.head_dim)
+        v_BxSxKxDh = self.value(x_BxSxD).reshape(B, S, cfg.n_kv_heads, cfg.head_dim)
+        q_BxSxHxDh = rotary(q_BxSxHxDh, positions_BxS, cfg.rope_theta)
+        k_BxSxKxDh = rotary(k_BxSxKxDh, positions_BxS, cfg.rope_theta)
+        return q_BxSxHxDh, k_BxSxKxDh, v_BxSxKxDh
+
+    def _attend(
+        self, q_BxSxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array, mask_Bx1xSxT: jax.Array
+    ) -> jax.Array:
+        B, S = q_BxSxHxDh.shape[:2]
         # dot_product_attention shares each key/value head across H/K query heads (grouped-query).
-        y_BxTxHxDh = jax.nn.dot_product_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=mask_Bx1xTxT)
-        return self.out(y_BxTxHxDh.reshape(B, T, cfg.n_heads * cfg.head_dim))
+        y_BxSxHxDh = jax.nn.dot_product_attention(q_BxSxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=mask_Bx1xSxT)
+        return self.out(y_BxSxHxDh.reshape(B, S, self.cfg.n_heads * self.cfg.head_dim))
 
 
 class SwiGLU(nnx.Module):
@@ -76,8 +119,20 @@ class Block(nnx.Module):
         self.mlp = SwiGLU(cfg, rngs)
 
     def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
-        x_BxTxD = x_BxTxD + self.attention(self.attention_norm(x_BxTxD), positions_BxT, mask_Bx1xTxT)
-        return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
+        return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)[0]
+
+    def prefill(
+        self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array
+    ) -> tuple[jax.Array, LayerCache]:
+        y_BxTxD, cache = self.attention.prefill(self.attention_norm(x_BxTxD), positions_BxT, mask_Bx1xTxT)
+        return self._mlp_residual(x_BxTxD + y_BxTxD), cache
+
+    def decode(self, x_Bx1xD: jax.Array, positions_Bx1: jax.Array, cache: LayerCache) -> tuple[jax.Array, LayerCache]:
+        y_Bx1xD, cache = self.attention.decode(self.attention_norm(x_Bx1xD), positions_Bx1, cache)
+        return self._mlp_residual(x_Bx1xD + y_Bx1xD), cache
+
+    def _mlp_residual(self, x_BxSxD: jax.Array) -> jax.Array:
+        return x_BxSxD + self.mlp(self.mlp_norm(x_BxSxD))
 
 
 class Transformer(nnx.Module):
@@ -92,14 +147,37 @@ class Transformer(nnx.Module):
 
     def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array) -> jax.Array:
         """Next-token logits BxTxV."""
+        return self.prefill(tokens_BxT, positions_BxT, segments_BxT)[0]
+
+    def prefill(
+        self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array
+    ) -> tuple[jax.Array, KVCache]:
+        """Next-token logits BxTxV and every layer's keys and values, to continue with `decode`."""
         mask_Bx1xTxT = attention_mask(segments_BxT)
         x_BxTxD = self.embed(tokens_BxT)
+        cache = []
         for block in self.blocks:
-            x_BxTxD = block(x_BxTxD, positions_BxT, mask_Bx1xTxT)
-        x_BxTxD = self.final_norm(x_BxTxD)
+            x_BxTxD, layer_cache = block.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)
+            cache.append(layer_cache)
+        return self._head(x_BxTxD), tuple(cache)
+
+    def decode(self, tokens_Bx1: jax.Array, positions_Bx1: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
+        """Next-token logits Bx1xV of one new token per row, which sees cache entries up to its own position.
+
+        Cache index is position, so this continues unpacked rows (positions 0..T-1) only.
+        """
+        x_Bx1xD = self.embed(tokens_Bx1)
+        new_cache = []
+        for block, layer_cache in zip(self.blocks, cache, strict=True):
+            x_Bx1xD, layer_cache = block.decode(x_Bx1xD, positions_Bx1, layer_cache)
+            new_cache.append(layer_cache)
+        return self._head(x_Bx1xD), tuple(new_cache)
+
+    def _head(self, x_BxSxD: jax.Array) -> jax.Array:
+        x_BxSxD = self.final_norm(x_BxSxD)
         if self.lm_head is None:
-            return self.embed.attend(x_BxTxD)
-        return self.lm_head(x_BxTxD)
+            return self.embed.attend(x_BxSxD)
+        return self.lm_head(x_BxSxD)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
