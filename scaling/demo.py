@@ -20,9 +20,9 @@ import tomli_w
 from tqdm import tqdm
 
 from scaling.batches import sequence_length, token_arrays
+from scaling.cell import CellPlan, run_cell
 from scaling.config import TrainConfig, preset
 from scaling.errors import UserError
-from scaling.evaluate import evaluate_split
 from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, SamplerConfig, fit_power_law
 from scaling.fit.table import tidy_table
 from scaling.figures import accuracy_by_split_figure, steps_fit_figure
@@ -32,7 +32,6 @@ from scaling.store import CellResult, cell_dataset, hypercube, open_results, wri
 from scaling.tasks import tokenizer
 from scaling.tasks.diversity import diversity_stats
 from scaling.tasks.mixture import evaluation_split, training_pool
-from scaling.train import TrainingDiverged, train
 
 MARKER = "demo.toml"  # the demo's config; its presence marks a folder the demo may replace
 
@@ -113,42 +112,31 @@ def _publish(staging: Path, out: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def run_cell(cell: dict, cfg: DemoConfig, data: dict, length: int, position: str) -> CellResult:
-    """Train one cell and evaluate every split at every budget."""
-    model_cfg = preset(cell["size"], tokenizer.VOCAB_SIZE, length)
-    train_cfg = TrainConfig(budgets=cfg.budgets, batch_size=cfg.batch_size, lr=cfg.lr,
-                            warmup_steps=cfg.warmup_steps, seed=cell["seed"])
+def cell_plan(cell: dict, cfg: DemoConfig, data: dict, length: int) -> CellPlan:
+    """The plan of one demo cell: its model, optimizer settings, data and evaluation splits."""
     pool, splits = data[cell["diversity"]]
-    metrics = {split: {m: [] for m in METRICS} for split in cfg.splits}
-    started = time.perf_counter()
-    label = f"cell {position} size={cell['size']} diversity={cell['diversity']}"
-    status, steps = "done", []
-    with tqdm(total=train_cfg.total_steps, desc=label, unit="step", mininterval=0.5) as bar:
+    return CellPlan(
+        cell_id=cell_id(cell, cfg),
+        axes=cell,
+        model_cfg=preset(cell["size"], tokenizer.VOCAB_SIZE, length),
+        train_cfg=TrainConfig(budgets=cfg.budgets, batch_size=cfg.batch_size, lr=cfg.lr,
+                              warmup_steps=cfg.warmup_steps, seed=cell["seed"]),
+        train_data=token_arrays(pool, length),
+        splits=splits,
+        eval_length=length,
+        eval_batch=cfg.eval_n,
+        tokens_per_step=cfg.batch_size * length,
+        pool_stats=diversity_stats(pool),
+    )
+
+
+def _run_with_progress(plan: CellPlan, label: str) -> CellResult:
+    with tqdm(total=plan.train_cfg.total_steps, desc=label, unit="step", mininterval=0.5) as bar:
         def show(step: int, loss: float) -> None:
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
-        try:
-            for step, graphdef, params in train(model_cfg, train_cfg, token_arrays(pool, length), on_step=show):
-                steps.append(step)
-                for split, examples in splits.items():
-                    for metric, value in evaluate_split(graphdef, params, examples, length, cfg.eval_n).items():
-                        metrics[split][metric].append(value)
-        except TrainingDiverged as diverged:
-            status = f"failed: {diverged}"
-    tokens_per_step = cfg.batch_size * length
-    return CellResult(
-        cell_id=cell_id(cell, cfg),
-        axes=cell,
-        steps=tuple(steps),
-        splits=cfg.splits,
-        metrics=metrics,
-        params=model_cfg.non_embedding_params,
-        flops=tuple(model_cfg.train_flops_per_token(length) * tokens_per_step * s for s in steps),
-        wall_seconds=time.perf_counter() - started,
-        pool_stats=diversity_stats(pool),
-        status=status,
-    )
+        return run_cell(plan, on_step=show)
 
 
 def run_demo(cfg: DemoConfig, out: Path, say=print) -> dict[str, Path]:
@@ -205,7 +193,8 @@ def _run_into(cfg: DemoConfig, folder: Path, say) -> None:
         f"budgets {list(cfg.budgets)}, sequence length {length}, on {attrs['device']}")
     datasets = []
     for index, cell in enumerate(cells, start=1):
-        result = run_cell(cell, cfg, data, length, f"{index}/{len(cells)}")
+        label = f"cell {index}/{len(cells)} size={cell['size']} diversity={cell['diversity']}"
+        result = _run_with_progress(cell_plan(cell, cfg, data, length), label)
         ds = cell_dataset(result, attrs)
         write_atomic(ds, paths["cells"] / f"{result.cell_id}.nc")
         datasets.append(ds)

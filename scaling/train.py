@@ -7,6 +7,7 @@ and the optimizer for a given setting is built once (cached), so cells of a grid
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import jax
@@ -116,12 +117,28 @@ def _copy(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where an interrupted run continues: the trunk's state at a trunk step, budgets already done."""
+
+    trunk_step: int
+    state: tuple  # (params, opt_state)
+    budgets_done: int
+
+
+# on_checkpoint(trunk_step, state, budgets_done): the trunk is consistent here and may be saved.
+CheckpointHook = Callable[[int, tuple, int], None]
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     data: TokenArrays,
     on_step: Callable[[int, float], None] | None = None,
     init_params: nnx.State | None = None,
+    resume: Resume | None = None,
+    on_checkpoint: CheckpointHook | None = None,
+    checkpoint_every: int | None = None,
 ) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
     """Train one model, yielding (budget, graphdef, params) at each budget of train_cfg.budgets.
 
@@ -131,6 +148,10 @@ def train(
     fresh run per budget instead. Step s always sees batch s of the data order. `on_step(n, loss)`
     reports progress over train_cfg.total_steps optimizer steps. `init_params` starts from a base
     (say, a pretrained one) instead of a random initialization; the optimizer always starts fresh.
+
+    `on_checkpoint` is called after each budget has been evaluated (when the generator resumes) and
+    every `checkpoint_every` trunk steps; passing what it saved back as `resume` continues the run
+    exactly as if it had never stopped (data order and schedule depend on the step alone).
     """
     graphdef, _ = init_model(model_cfg, train_cfg.seed)
     optimizer = optimizer_for(train_cfg)
@@ -140,11 +161,14 @@ def train(
         params = init_model(model_cfg, train_cfg.seed)[1] if init_params is None else _copy(init_params)
         return params, optimizer.init(params)
 
-    def run(state, steps: range, scale: Callable[[int], float]):
+    def run(state, steps: range, scale: Callable[[int], float], budgets_done: int | None = None):
+        """Train over `steps`; budgets_done marks the trunk, whose state is offered for checkpoints."""
         for step in steps:
             batch = data.take(batch_indices(len(data), train_cfg.batch_size, step, train_cfg.seed))
             state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr_scale=scale(step))
             progress.dispatched(metrics["loss"])
+            if budgets_done is not None and on_checkpoint and checkpoint_every and (step + 1) % checkpoint_every == 0:
+                on_checkpoint(step + 1, state, budgets_done)
         return state
 
     def schedule_scale(total: int) -> Callable[[int], float]:
@@ -152,31 +176,36 @@ def train(
             return lambda step: cosine(step, train_cfg.warmup_steps, total)
         return lambda step: 1.0  # constant, and the stable trunk of wsd
 
+    done = resume.budgets_done if resume else 0
     if train_cfg.steps_axis == "separate":
-        for budget in train_cfg.budgets:
+        for index, budget in enumerate(train_cfg.budgets[done:], start=done):
             if train_cfg.schedule == "wsd":
-                state = run(fresh_state(), range(budget - train_cfg.decay_steps(budget)), schedule_scale(budget))
                 fork, length = budget - train_cfg.decay_steps(budget), train_cfg.decay_steps(budget)
+                state = run(fresh_state(), range(fork), schedule_scale(budget))
                 state = run(state, range(fork, budget), lambda step: linear_decay(step - fork, length))
             else:
                 state = run(fresh_state(), range(budget), schedule_scale(budget))
             progress.checked_loss(budget)
             yield budget, graphdef, state[0]
+            if on_checkpoint:  # each separate run restarts from scratch: the trunk to save is the fresh one
+                on_checkpoint(0, fresh_state(), index + 1)
         progress.finish()
         return
 
-    state, trunk_step = fresh_state(), 0
-    for budget in train_cfg.budgets:
+    state, trunk_step = (resume.state, resume.trunk_step) if resume else (fresh_state(), 0)
+    for index, budget in enumerate(train_cfg.budgets[done:], start=done):
         if train_cfg.schedule == "wsd":
             fork, length = budget - train_cfg.decay_steps(budget), train_cfg.decay_steps(budget)
-            state = run(state, range(trunk_step, fork), schedule_scale(budget))
+            state = run(state, range(trunk_step, fork), schedule_scale(budget), budgets_done=index)
             trunk_step = fork
             branch = run(_copy(state), range(fork, budget), lambda step: linear_decay(step - fork, length))
             progress.checked_loss(budget)
             yield budget, graphdef, branch[0]
         else:
-            state = run(state, range(trunk_step, budget), schedule_scale(train_cfg.budgets[-1]))
+            state = run(state, range(trunk_step, budget), schedule_scale(train_cfg.budgets[-1]), budgets_done=index)
             trunk_step = budget
             progress.checked_loss(budget)
             yield budget, graphdef, _copy(state[0])
+        if on_checkpoint:
+            on_checkpoint(trunk_step, state, index + 1)
     progress.finish()
