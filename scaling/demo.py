@@ -19,13 +19,14 @@ from pathlib import Path
 import tomli_w
 from tqdm import tqdm
 
-from scaling.batches import sequence_length, token_arrays
+from scaling.batches import sequence_length
 from scaling.cell import CellPlan, run_cell
 from scaling.config import TrainConfig, preset
 from scaling.errors import UserError
 from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, SamplerConfig, fit_power_law
 from scaling.fit.table import tidy_table
 from scaling.figures import accuracy_by_split_figure, steps_fit_figure
+from scaling.packing import pack
 from scaling.provenance import provenance
 from scaling.schema import METRICS
 from scaling.store import CellResult, cell_dataset, hypercube, open_results, write_atomic
@@ -46,7 +47,8 @@ class DemoConfig:
     ood_families: tuple[str, ...] = ("sub",)  # held out of every mixture: the ood_family split
     examples: int = 2000  # unique SFT examples, whatever the diversity
     budgets: tuple[int, ...] = (64, 128, 256, 512, 1024)  # the steps axis, doubling
-    batch_size: int = 32  # sequences per step
+    batch_size: int = 11  # packed rows per step (about 34 examples: rows hold ~3 each)
+    pack_length: int = 144  # tokens per packed row; several examples each, never attending across
     lr: float = 3e-3  # AdamW peak learning rate
     warmup_steps: int = 20  # linear warmup steps
     splits: tuple[str, ...] = ("train", "id", "ood_family")  # evaluated at every budget
@@ -118,14 +120,14 @@ def cell_plan(cell: dict, cfg: DemoConfig, data: dict, length: int) -> CellPlan:
     return CellPlan(
         cell_id=cell_id(cell, cfg),
         axes=cell,
-        model_cfg=preset(cell["size"], tokenizer.VOCAB_SIZE, length),
+        model_cfg=preset(cell["size"], tokenizer.VOCAB_SIZE, max(length, cfg.pack_length)),
         train_cfg=TrainConfig(budgets=cfg.budgets, batch_size=cfg.batch_size, lr=cfg.lr,
                               warmup_steps=cfg.warmup_steps, seed=cell["seed"]),
-        train_data=token_arrays(pool, length),
+        train_data=pack(pool, cfg.pack_length),
         splits=splits,
         eval_length=length,
         eval_batch=cfg.eval_n,
-        tokens_per_step=cfg.batch_size * length,
+        tokens_per_step=cfg.batch_size * cfg.pack_length,
         pool_stats=diversity_stats(pool),
     )
 
