@@ -1,0 +1,189 @@
+"""bf16 training throughput and model FLOPs utilization (MFU) of a GPT-2-small-sized decoder, on packed SFT rows.
+
+The model is d_model 768, 12 layers, 12 heads, SwiGLU width 2048 over the task vocabulary: 85M
+non-embedding parameters, the body of GPT-2 small (its "125M" counts a 50k-token embedding; ours
+holds 88 tokens). Steps are `scaling.train.train_step` itself, on batches already on the device.
+
+Precision, without touching model.py: flax's `nnx.Embed` fixes its compute dtype to its parameters'
+(float32) when built, so the model's `dtype` attributes (Embed, Linear, RMSNorm) are set to bfloat16
+before `nnx.split`; and `scaling.model.rotary`, whose f32 angles would turn bf16 queries and keys
+into f32 (which jax.nn.dot_product_attention refuses beside bf16 values), is wrapped here to cast its
+result back to its input's dtype. Every matrix product then runs in bf16; RMSNorm normalizes in f32
+and the loss's log-softmax is f32. Two variants:
+  bf16   the params tree cast to bfloat16 with jax.tree.map, so AdamW's moments are bf16 too;
+  mixed  float32 params and optimizer state, bf16 compute (each kernel is cast where it is used).
+
+MFU = ModelConfig.train_flops_per_token(T) x tokens/s / the device's dense bf16 peak (PEAK_BF16, by
+device_kind; "unknown" elsewhere). Tokens are all B x T positions a step computes; the real
+(non-padding) share is reported beside them. Last line: a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+import scaling.model
+from scaling.config import ModelConfig, TrainConfig
+from scaling.model import Transformer
+from scaling.packing import pack, packing_efficiency
+from scaling.tasks import tokenizer
+from scaling.tasks.mixture import training_pool
+from scaling.train import optimizer_for, train_step
+
+# Dense (no sparsity) bf16 peak FLOP/s by a substring of jax's device_kind; first match wins, so the
+# more specific names come first. Vendor datasheet figures (SXM parts unless named).
+PEAK_BF16 = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),  # also matches GH200
+    ("H800", 989e12),
+    ("B200", 2250e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+)
+
+# (d_model, n_layers, n_heads, d_ff, length, batch, timed steps, rounds, pool examples)
+FULL = (768, 12, 12, 2048, 1024, 32, 20, 3, 8000)
+SMOKE = (32, 2, 2, 80, 128, 4, 3, 1, 400)
+
+
+def _rotary_in_input_dtype(x_BxTxNxDh: jax.Array, positions_BxT: jax.Array, theta: float) -> jax.Array:
+    """model.rotary, cast back to its input's dtype: its f32 angles promote bf16 queries and keys to f32,
+    which jax.nn.dot_product_attention refuses beside bf16 values."""
+    return _model_rotary(x_BxTxNxDh, positions_BxT, theta).astype(x_BxTxNxDh.dtype)
+
+
+_model_rotary = scaling.model.rotary
+
+
+def peak_bf16(device_kind: str) -> float | None:
+    for name, flops in PEAK_BF16:
+        if name.lower() in device_kind.lower():
+            return flops
+    return None
+
+
+def bf16_model(cfg: ModelConfig, params_dtype) -> tuple[nnx.GraphDef, nnx.State]:
+    """The model with bf16 compute in every layer that has a compute dtype, its params in params_dtype."""
+    model = Transformer(cfg, nnx.Rngs(params=0))
+    modules = nnx.iter_modules(model) if hasattr(nnx, "iter_modules") else model.iter_modules()
+    for _, module in modules:
+        if hasattr(module, "dtype"):  # Embed, Linear, RMSNorm: the dtype they compute (and return) in
+            module.dtype = jnp.bfloat16
+    graphdef, params = nnx.split(model)
+    return graphdef, jax.tree.map(lambda p: p.astype(params_dtype), params)
+
+
+def matmul_dtypes(graphdef, state, batch, optimizer) -> dict[str, int]:
+    """Matrix products of the lowered step by operand dtypes (a check that the bf16 casts took)."""
+    text = train_step.lower(state, batch, graphdef=graphdef, optimizer=optimizer).as_text()
+    counts: collections.Counter = collections.Counter()
+    for line in text.splitlines():
+        if "stablehlo.dot_general" in line:
+            operands = line.rsplit(" : (", 1)[1].split(") -> ")[0]
+            counts[" x ".join(re.findall(r"tensor<(?:[0-9?]+x)*([a-z][a-z0-9]*)>", operands))] += 1
+    return dict(counts)
+
+
+def measure(cfg: ModelConfig, params_dtype, batches: list[dict], steps: int, rounds: int) -> dict:
+    """Seconds per step (best of `rounds` runs of `steps` steps, after two compiling/warming steps)."""
+    graphdef, params = bf16_model(cfg, params_dtype)
+    optimizer = optimizer_for(TrainConfig(budgets=(1,)))
+    state = (params, optimizer.init(params))
+    dtypes = matmul_dtypes(graphdef, state, batches[0], optimizer)
+    started = time.perf_counter()
+    for i in range(2):
+        state, metrics = train_step(state, batches[i % len(batches)], graphdef=graphdef, optimizer=optimizer)
+    warm_loss = float(metrics["loss"])  # also waits for the warm-up
+    warmup_s = time.perf_counter() - started
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for i in range(steps):
+            state, metrics = train_step(state, batches[i % len(batches)], graphdef=graphdef, optimizer=optimizer)
+        jax.block_until_ready(metrics)  # one sync per round: steps queue back to back on the device
+        times.append((time.perf_counter() - started) / steps)
+    last_loss = float(metrics["loss"])
+    assert np.isfinite(last_loss), f"loss became {last_loss}"
+    return {"step_s": min(times), "rounds_step_s": times, "warmup_s": warmup_s, "matmul_operand_dtypes": dtypes,
+            "loss_after_warmup": warm_loss, "loss_last": last_loss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny model, few steps: checks the script end to end on CPU")
+    args = parser.parse_args()
+    scaling.model.rotary = _rotary_in_input_dtype  # the model looks it up at call time; see the docstring
+    d_model, n_layers, n_heads, d_ff, length, batch, steps, rounds, n_pool = SMOKE if args.smoke else FULL
+
+    cfg = ModelConfig(vocab_size=tokenizer.VOCAB_SIZE, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                      n_kv_heads=n_heads, d_ff=d_ff, max_len=length)
+    arrays = pack(training_pool(("add", "reverse"), 2, n_pool, seed=0), length)
+    n_batches = max(1, min(8, len(arrays) // batch))
+    rows = np.arange(n_batches * batch) % len(arrays)
+    batches = [jax.device_put(arrays.take(rows[i * batch:(i + 1) * batch])) for i in range(n_batches)]
+
+    device = jax.devices()[0]
+    peak = peak_bf16(device.device_kind)
+    flops_per_token = cfg.train_flops_per_token(length)
+    tokens_per_step = batch * length
+    real_share = packing_efficiency(arrays)
+    print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}; "
+          f"dense bf16 peak {'unknown' if peak is None else f'{peak / 1e12:.0f} TFLOP/s'}")
+    print(f"model: d_model {d_model}, {n_layers} layers, {n_heads} heads, d_ff {d_ff}, vocab {cfg.vocab_size}: "
+          f"{cfg.non_embedding_params / 1e6:.2f}M non-embedding params, {cfg.total_params / 1e6:.2f}M in all")
+    print(f"batch {batch} x {length} packed tokens ({real_share:.1%} real), {n_batches} distinct batches; "
+          f"{flops_per_token:.4g} FLOP per token (6N + 6LTD)")
+
+    variants = {}
+    for name, params_dtype in (("bf16", jnp.bfloat16), ("mixed", jnp.float32)):
+        row = measure(cfg, params_dtype, batches, steps, rounds)
+        tokens_per_s = tokens_per_step / row["step_s"]
+        achieved = flops_per_token * tokens_per_s
+        row.update({
+            "tokens_per_s": tokens_per_s,
+            "real_tokens_per_s": tokens_per_s * real_share,
+            "achieved_tflops": achieved / 1e12,
+            "mfu": "unknown" if peak is None else achieved / peak,
+        })
+        variants[name] = row
+        mfu = "unknown" if peak is None else f"{row['mfu']:.1%}"
+        print(f"{name:>6}: {row['step_s'] * 1e3:8.2f} ms/step  {tokens_per_s:12,.0f} tokens/s  "
+              f"{row['achieved_tflops']:8.2f} TFLOP/s  MFU {mfu}  (first steps {row['warmup_s']:.1f} s; "
+              f"loss {row['loss_after_warmup']:.3f} -> {row['loss_last']:.3f}; matmul operands {row['matmul_operand_dtypes']})")
+
+    print(json.dumps({
+        "check": "train_bf16",
+        "smoke": args.smoke,
+        "device_kind": device.device_kind,
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "peak_bf16_flops": peak if peak is not None else "unknown",
+        "tokens_per_s": round(variants["bf16"]["tokens_per_s"], 1),
+        "mfu": round(variants["bf16"]["mfu"], 4) if peak is not None else "unknown",
+        "non_embedding_params": cfg.non_embedding_params,
+        "total_params": cfg.total_params,
+        "batch": batch,
+        "length": length,
+        "real_token_share": round(real_share, 4),
+        "flops_per_token": flops_per_token,
+        "flops_formula": "ModelConfig.train_flops_per_token(length) = 6N + 6*L*T*D (N non-embedding)",
+        "variants": {name: {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
+                     for name, row in variants.items()},
+    }))
+
+
+if __name__ == "__main__":
+    main()

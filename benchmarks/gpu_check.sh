@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# GPU check, a few minutes on one NVIDIA GPU: (a) bf16 training tokens/s and MFU of an 85M-non-embedding-
+# parameter decoder (benchmarks/gpu_check.py), (b) the ensemble ratio (benchmarks/bench_ensemble.py, if present).
+# Usage: benchmarks/gpu_check.sh [--smoke]   (--smoke: tiny model and few steps, to check it end to end on CPU)
+# Runs under $PYTHON, else the project's .venv, else python3 (on a GPU machine: one whose jax sees CUDA).
+# Last line: a JSON object {"check": "gpu", "device": ..., "train": {...}, "ensemble": {...}}.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+
+smoke=0
+case "${1:-}" in
+  --smoke) smoke=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--smoke]" >&2; exit 2 ;;
+esac
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "== device"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+else
+  echo "nvidia-smi: not found"
+fi
+"$PYTHON" -c 'import jax; d = jax.devices()[0]; print(f"jax {jax.__version__}: backend {jax.default_backend()}, {jax.device_count()} device(s), first: {d.device_kind}")' \
+  | tee "$work/device.txt"
+if [[ $smoke -eq 0 && "$("$PYTHON" -c 'import jax; print(jax.default_backend())')" != "gpu" ]]; then
+  echo "warning: jax sees no GPU; the numbers below are for $(cat "$work/device.txt")" >&2
+fi
+
+echo "== (a) bf16 training throughput and MFU"
+train_args=()
+[[ $smoke -eq 1 ]] && train_args+=(--smoke)
+"$PYTHON" benchmarks/gpu_check.py ${train_args[@]+"${train_args[@]}"} | tee "$work/train.txt"
+
+echo "== (b) ensemble: vmapped versus sequential train steps"
+if [[ -f benchmarks/bench_ensemble.py ]]; then
+  if [[ $smoke -eq 1 ]]; then
+    # Same benchmark, shrunk: its step counts are module constants that main() reads when it runs.
+    "$PYTHON" -c 'import runpy; bench = runpy.run_path("benchmarks/bench_ensemble.py", run_name="bench_ensemble")
+bench["main"].__globals__.update(STEPS=3, ROUNDS=1); bench["main"]()' | tee "$work/ensemble.txt"
+  else
+    "$PYTHON" benchmarks/bench_ensemble.py | tee "$work/ensemble.txt"
+  fi
+else
+  echo "benchmarks/bench_ensemble.py not found: skipped" | tee "$work/ensemble.txt"
+fi
+
+echo "== summary"
+"$PYTHON" - "$work" "$smoke" <<'EOF'
+import json
+import pathlib
+import sys
+
+work, smoke = pathlib.Path(sys.argv[1]), sys.argv[2] == "1"
+
+
+def last_json(name: str):
+    """The last line of a step's output as JSON, or None where that step printed none (skipped)."""
+    lines = (work / name).read_text().strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        return None
+
+
+train, ensemble = last_json("train.txt"), last_json("ensemble.txt")
+assert train is not None, "gpu_check.py printed no JSON line"
+print(json.dumps({
+    "check": "gpu",
+    "smoke": smoke,
+    "device": (work / "device.txt").read_text().strip(),
+    "ratio": ensemble["ratio"] if ensemble else None,
+    "train": {key: train[key] for key in ("device_kind", "backend", "tokens_per_s", "mfu", "peak_bf16_flops",
+                                          "non_embedding_params", "total_params", "batch", "length", "flops_per_token")}
+             | {"mixed_" + key: train["variants"]["mixed"][key] for key in ("tokens_per_s", "mfu")},
+    "ensemble": None if ensemble is None else {key: ensemble.get(key) for key in (
+        "ratio", "members", "vmapped_ms_per_step", "sequential_ms_per_step", "last_step_loss_gap", "device_kind")},
+}))
+EOF
