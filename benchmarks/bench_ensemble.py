@@ -59,13 +59,13 @@ def main() -> None:
         singles.append((params, optimizer.init(params)))
 
     def vmapped(step):
-        ensemble[0], metrics = ensemble_train_step(ensemble[0], batches_M[step], graphdef=graphdef, optimizer=optimizer)
+        ensemble[0], metrics = ensemble_train_step(ensemble[0], batches_M[step], graphdef=graphdef, optimizer=optimizer, lr=3e-3)
         return metrics["loss"]
 
     def sequential(step):
         losses = []
         for i in range(len(SEEDS)):
-            singles[i], metrics = train_step(singles[i], alone_batches[step][i], graphdef=graphdef, optimizer=optimizer)
+            singles[i], metrics = train_step(singles[i], alone_batches[step][i], graphdef=graphdef, optimizer=optimizer, lr=3e-3)
             losses.append(metrics["loss"])
         return losses
 

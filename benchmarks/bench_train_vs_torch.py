@@ -68,13 +68,13 @@ def torch_step(model: LlamaForCausalLM, optimizer: torch.optim.AdamW, batch: dic
 class Ours:
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig):
         self.graphdef, params = init_model(model_cfg, seed=0)
-        self.optimizer = optimizer_for(train_cfg)
+        self.optimizer, self.lr = optimizer_for(train_cfg), train_cfg.lr
         self.state = (params, self.optimizer.init(params))
 
     def run(self, batches: list[dict]) -> None:
         metrics = None
         for batch in batches:
-            self.state, metrics = train_step(self.state, batch, graphdef=self.graphdef, optimizer=self.optimizer)
+            self.state, metrics = train_step(self.state, batch, graphdef=self.graphdef, optimizer=self.optimizer, lr=self.lr)
         jax.block_until_ready(metrics)  # the one sync point: steps dispatch asynchronously
 
 

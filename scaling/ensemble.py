@@ -71,7 +71,7 @@ def member_batches(data: TokenArrays, batch_size: int, step: int, seeds: Sequenc
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "optimizer"), donate_argnums=0)
-def ensemble_train_step(states_M, batches_M: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation):
+def ensemble_train_step(states_M, batches_M: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, lr):
     """One AdamW step of every member: stacked (params, opt_state) -> new stacked state, {loss, token_acc} of shape M.
 
     `batches_M` holds one batch per member (leaves MxBxT), or a single batch (leaves BxT) that
@@ -79,5 +79,5 @@ def ensemble_train_step(states_M, batches_M: dict, graphdef: nnx.GraphDef, optim
     """
     batch_axis = 0 if batches_M["inputs"].ndim == 3 else None
     # train_step is itself jitted; traced here it is inlined, and only this outer jit donates.
-    step = lambda state, batch: train_step(state, batch, graphdef=graphdef, optimizer=optimizer)  # noqa: E731
+    step = lambda state, batch: train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr=lr)  # noqa: E731
     return jax.vmap(step, in_axes=(0, batch_axis))(states_M, batches_M)

@@ -53,7 +53,7 @@ def _sharded_step(mesh: Mesh):
     replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P(DATA))
     return jax.jit(
         train_step.__wrapped__,  # the pure function under train_step's own jit
-        in_shardings=(replicated, split),
+        in_shardings=(replicated, split, replicated),  # state, batch, learning rate
         out_shardings=replicated,
         static_argnums=(2, 3),  # graphdef, optimizer; positional, as jit takes no kwargs with in_shardings
         donate_argnums=0,
@@ -61,9 +61,9 @@ def _sharded_step(mesh: Mesh):
 
 
 def data_parallel_train_step(
-    state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, mesh: Mesh | None = None
+    state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, lr, mesh: Mesh | None = None
 ):
     """`train_step` with the batch split across the mesh's devices: new replicated state, {loss, token_acc}."""
     mesh = data_mesh() if mesh is None else mesh
     check_divisible(len(batch["inputs"]), mesh)
-    return _sharded_step(mesh)(state, batch, graphdef, optimizer)
+    return _sharded_step(mesh)(state, batch, graphdef, optimizer, lr)

@@ -1,7 +1,7 @@
-"""Learning-rate shapes as multipliers of the optimizer's warmup-then-constant rate.
+"""Learning-rate shapes: the factor each step's peak rate is multiplied by (after warmup).
 
-The optimizer owns the warmup; these pure functions give the factor each step is scaled by, so one
-compiled train step serves every schedule and every branch (the factor is a traced argument).
+Pure functions of the step, so one compiled train step serves every schedule and every branch
+(the resulting rate is a traced argument of the step).
 """
 
 from __future__ import annotations

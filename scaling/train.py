@@ -44,33 +44,39 @@ def masked_loss(params: nnx.State, batch: dict, graphdef: nnx.GraphDef) -> tuple
 
 
 @functools.lru_cache(maxsize=None)
-def build_optimizer(lr: float, warmup_steps: int, weight_decay: float, grad_clip: float) -> optax.GradientTransformation:
-    """AdamW after a global-norm clip; linear warmup then a constant rate. Cached: same args, same object."""
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, lr, max(warmup_steps, 1)), optax.constant_schedule(lr)], [max(warmup_steps, 1)]
-    )
+def build_optimizer(weight_decay: float, grad_clip: float) -> optax.GradientTransformation:
+    """AdamW after a global-norm clip, at unit rate: the step's learning rate is applied by train_step.
+
+    The rate stays out of the optimizer so that a learning-rate sweep, any warmup and any schedule
+    share one compiled step (the optimizer is a static argument). Cached: same args, same object.
+    """
     decay_matrices_only = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731 no decay on norms
     return optax.chain(
         optax.clip_by_global_norm(grad_clip),
-        optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=weight_decay, mask=decay_matrices_only),
+        optax.adamw(1.0, b1=0.9, b2=0.95, weight_decay=weight_decay, mask=decay_matrices_only),
     )
 
 
 def optimizer_for(cfg: TrainConfig) -> optax.GradientTransformation:
-    return build_optimizer(cfg.lr, cfg.warmup_steps, cfg.weight_decay, cfg.grad_clip)
+    return build_optimizer(cfg.weight_decay, cfg.grad_clip)
+
+
+def warmup(step: int, warmup_steps: int) -> float:
+    """Linear warmup factor of step `step` (0-based): (step + 1) / warmup_steps, then 1."""
+    return 1.0 if warmup_steps == 0 else min(1.0, (step + 1) / warmup_steps)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "optimizer"), donate_argnums=0)
-def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, lr_scale=1.0):
-    """One AdamW step on a batch: (params, opt_state) -> new state, {loss, token_acc}.
+def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, lr):
+    """One AdamW step on a batch at learning rate `lr`: (params, opt_state) -> new state, {loss, token_acc}.
 
-    `lr_scale` multiplies the optimizer's warmup-then-constant rate (decays, branches); it is traced,
-    so every schedule shares one compilation.
+    `lr` is traced (warmup, schedule and branch decays are computed per step outside), so every
+    learning rate and schedule shares one compilation.
     """
     params, opt_state = state
     (loss, token_acc), grads = jax.value_and_grad(masked_loss, has_aux=True)(params, batch, graphdef)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    updates = jax.tree.map(lambda u: u * lr_scale, updates)
+    updates = jax.tree.map(lambda u: u * lr, updates)
     params = optax.apply_updates(params, updates)
     return (params, opt_state), {"loss": loss, "token_acc": token_acc}
 
@@ -165,7 +171,8 @@ def train(
         """Train over `steps`; budgets_done marks the trunk, whose state is offered for checkpoints."""
         for step in steps:
             batch = data.take(batch_indices(len(data), train_cfg.batch_size, step, train_cfg.seed))
-            state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr_scale=scale(step))
+            rate = train_cfg.lr * warmup(step, train_cfg.warmup_steps) * scale(step)
+            state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr=rate)
             progress.dispatched(metrics["loss"])
             if budgets_done is not None and on_checkpoint and checkpoint_every and (step + 1) % checkpoint_every == 0:
                 on_checkpoint(step + 1, state, budgets_done)

@@ -27,7 +27,8 @@ from scaling.tasks.mixture import training_pool
 from scaling.train import batch_indices, build_optimizer, train_step
 
 BATCH_SIZE, SEED = 8, 0
-OPTIMIZER_ARGS = dict(lr=1e-2, warmup_steps=5, weight_decay=0.1, grad_clip=1.0)
+OPTIMIZER_ARGS = dict(weight_decay=0.1, grad_clip=1.0)
+LR = 1e-2
 TOTAL_STEPS, EVERY = 30, 5  # the subprocess runs
 
 
@@ -57,7 +58,7 @@ def run(model_cfg, data, directory, total_steps, every, pause=0.0):
         done, losses = extra["step"], extra["losses"]
     for step in range(done + 1, total_steps + 1):
         batch = data.take(batch_indices(len(data), BATCH_SIZE, step - 1, SEED))
-        state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer)
+        state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr=LR)
         losses.append(float(metrics["loss"]))
         if step % every == 0:
             save_checkpoint(directory, step, state, {"step": step, "losses": losses})
@@ -82,7 +83,7 @@ def test_round_trip_is_bitwise_exact(tiny_model_cfg, data, tmp_path):
     graphdef, optimizer, state = fresh_state(tiny_model_cfg)
     for step in range(3):  # moments and step counters away from their initial values
         batch = data.take(np.arange(step, step + BATCH_SIZE))
-        state, _ = train_step(state, batch, graphdef=graphdef, optimizer=optimizer)
+        state, _ = train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr=LR)
     extra = {"step": 3, "losses": [0.1, 1 / 3, 2.5e-7], "budgets_done": [], "data_position": 24}
     save_checkpoint(tmp_path, 3, state, extra)
     trained = copy_to_host(state)

@@ -32,14 +32,14 @@ def data():
 
 @pytest.fixture(scope="module")
 def optimizer():
-    return build_optimizer(3e-3, 2, 0.1, 1.0)
+    return build_optimizer(0.1, 1.0)
 
 
 def _alone(model_cfg, seed, batches, optimizer):
     graphdef, params = init_model(model_cfg, seed)
     state, losses = (params, optimizer.init(params)), []
     for batch in batches:
-        state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer)
+        state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr=3e-3)
         losses.append(float(metrics["loss"]))
     return state, np.asarray(losses)
 
@@ -48,7 +48,7 @@ def _together(model_cfg, batches_M, optimizer):
     graphdef, params_M = init_ensemble(model_cfg, SEEDS)
     states_M, losses = init_ensemble_state(params_M, optimizer), []
     for batch in batches_M:
-        states_M, metrics = ensemble_train_step(states_M, batch, graphdef=graphdef, optimizer=optimizer)
+        states_M, metrics = ensemble_train_step(states_M, batch, graphdef=graphdef, optimizer=optimizer, lr=3e-3)
         losses.append(np.asarray(metrics["loss"]))
     return states_M, np.stack(losses)
 
@@ -102,7 +102,7 @@ def test_steps_give_per_member_metrics_and_keep_shapes(tiny_model_cfg, data, opt
     states_M = init_ensemble_state(params_M, optimizer)
     shapes = jax.tree.map(np.shape, states_M)
     batches_M = member_batches(data, 8, 0, SEEDS)
-    states_M, metrics = ensemble_train_step(states_M, batches_M, graphdef=graphdef, optimizer=optimizer)
+    states_M, metrics = ensemble_train_step(states_M, batches_M, graphdef=graphdef, optimizer=optimizer, lr=3e-3)
     assert {name: value.shape for name, value in metrics.items()} == {"loss": (3,), "token_acc": (3,)}
     assert jax.tree.map(np.shape, states_M) == shapes
     assert len(set(np.asarray(metrics["loss"]).tolist())) == len(SEEDS)
@@ -116,12 +116,12 @@ def test_repeated_steps_trace_once(tiny_model_cfg, data, monkeypatch):
         return train_step(*args, **kwargs)
 
     monkeypatch.setattr(scaling.ensemble, "train_step", counting_step)
-    optimizer = build_optimizer(1.25e-3, 3, 0.1, 1.0)  # a setting no other test compiles with
+    optimizer = build_optimizer(0.125, 0.75)  # a setting no other test compiles with
     graphdef, params_M = init_ensemble(tiny_model_cfg, SEEDS)
     states_M = init_ensemble_state(params_M, optimizer)
     for step in range(3):
         batches_M = member_batches(data, 5, step, SEEDS)
-        states_M, _ = ensemble_train_step(states_M, batches_M, graphdef=graphdef, optimizer=optimizer)
+        states_M, _ = ensemble_train_step(states_M, batches_M, graphdef=graphdef, optimizer=optimizer, lr=3e-3)
     assert len(traces) == 1
 
 

@@ -28,17 +28,17 @@ FOUR_DEVICES = textwrap.dedent(
     cfg = ModelConfig(vocab_size=tokenizer.VOCAB_SIZE, d_model=16, n_layers=2, n_heads=2, n_kv_heads=1, d_ff=32, max_len=48)
     pool = training_pool(("add",), 1, 64, seed=0)
     data = token_arrays(pool, sequence_length(pool))
-    optimizer = build_optimizer(3e-3, 2, 0.1, 1.0)
+    optimizer = build_optimizer(0.1, 1.0)
     graphdef, params = init_model(cfg, seed=0)
     alone = (params, optimizer.init(params))
     split = replicate(jax.tree.map(jnp.copy, alone))
     for step in range(5):
         batch = data.take(batch_indices(len(data), 8, step, seed=0))
-        alone, expected = train_step(alone, batch, graphdef=graphdef, optimizer=optimizer)
+        alone, expected = train_step(alone, batch, graphdef=graphdef, optimizer=optimizer, lr=3e-3)
         sharded = shard_batch(batch)
         assert sharded["inputs"].sharding.spec == jax.sharding.PartitionSpec("data")
         assert len(sharded["inputs"].addressable_shards) == 4
-        split, metrics = data_parallel_train_step(split, sharded, graphdef, optimizer)
+        split, metrics = data_parallel_train_step(split, sharded, graphdef, optimizer, 3e-3)
         np.testing.assert_allclose(float(metrics["loss"]), float(expected["loss"]), rtol=0, atol=1e-5)
     for got, want in zip(jax.tree.leaves(split), jax.tree.leaves(alone), strict=True):
         assert got.sharding.is_fully_replicated
@@ -48,7 +48,7 @@ FOUR_DEVICES = textwrap.dedent(
     with pytest.raises(ValueError, match="batch size 6 is not divisible by the 4 devices"):
         shard_batch(odd)
     with pytest.raises(ValueError, match="batch size 6 is not divisible by the 4 devices"):
-        data_parallel_train_step(split, odd, graphdef, optimizer)
+        data_parallel_train_step(split, odd, graphdef, optimizer, 3e-3)
     print("four devices ok")
     """
 )
