@@ -23,7 +23,7 @@ from scaling.batches import sequence_length
 from scaling.cell import CellPlan, run_cell
 from scaling.config import TrainConfig, preset
 from scaling.errors import UserError
-from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, SamplerConfig, fit_power_law
+from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, SamplerConfig, fit_accuracy_law, fit_power_law
 from scaling.fit.table import tidy_table
 from scaling.figures import accuracy_by_split_figure, steps_fit_figure
 from scaling.packing import pack
@@ -35,6 +35,7 @@ from scaling.tasks.diversity import diversity_stats
 from scaling.tasks.mixture import evaluation_split, training_pool
 
 MARKER = "demo.toml"  # the demo's config; its presence marks a folder the demo may replace
+FORMULAS = {"accuracy": "acc = C / (1 + (step / x50)^(-k))", "power": "y = E + A * (step / step_ref)^(-alpha)"}
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,14 @@ class DemoConfig:
     pack_length: int = 144  # tokens per packed row; several examples each, never attending across
     lr: float = 3e-3  # AdamW peak learning rate
     warmup_steps: int = 20  # linear warmup steps
+    schedule: str = "wsd"  # one run per cell, an annealed branch per budget
     splits: tuple[str, ...] = ("train", "id", "ood_family")  # evaluated at every budget
     eval_n: int = 64  # examples per split
     seed: int = 0  # data and initialization seed
-    fit_metric: str = "loss"  # the response the power law is fitted to
+    fit_metric: str = "answer_acc"  # the response the law is fitted to
     fit_split: str = "id"  # ... on this split
+    # "accuracy": acc = C / (1 + (step / x50)^-k), for accuracies; "power": E + A·(step/ref)^-alpha, for losses
+    fit_law: str = "accuracy"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
@@ -63,6 +67,8 @@ class DemoConfig:
             raise ValueError(f"DemoConfig.diversities {self.diversities} must lie in 1..{len(self.families)}")
         if self.fit_metric not in METRICS or self.fit_split not in self.splits:
             raise ValueError("DemoConfig.fit_metric must be a metric and fit_split one of the splits")
+        if self.fit_law not in FORMULAS:
+            raise ValueError(f"DemoConfig.fit_law must be one of {', '.join(FORMULAS)}, got {self.fit_law!r}")
         if len(self.budgets) < 3:
             raise ValueError("DemoConfig.budgets needs at least 3 budgets to fit a 3-parameter law")
 
@@ -122,7 +128,7 @@ def cell_plan(cell: dict, cfg: DemoConfig, data: dict, length: int) -> CellPlan:
         axes=cell,
         model_cfg=preset(cell["size"], tokenizer.VOCAB_SIZE, max(length, cfg.pack_length)),
         train_cfg=TrainConfig(budgets=cfg.budgets, batch_size=cfg.batch_size, lr=cfg.lr,
-                              warmup_steps=cfg.warmup_steps, seed=cell["seed"]),
+                              warmup_steps=cfg.warmup_steps, seed=cell["seed"], schedule=cfg.schedule),
         train_data=pack(pool, cfg.pack_length),
         splits=splits,
         eval_length=length,
@@ -202,15 +208,18 @@ def _run_into(cfg: DemoConfig, folder: Path, say) -> None:
         datasets.append(ds)
     write_atomic(hypercube(datasets, grid_axes(cfg), attrs), paths["results"])
 
-    say(f"Fitting {cfg.fit_split} {cfg.fit_metric} = E + A·(step/step_ref)^(-alpha) per {' × '.join(GROUP_BY)} by NUTS "
+    say(f"Fitting {cfg.fit_split} {cfg.fit_metric}: {FORMULAS[cfg.fit_law]} per {' × '.join(GROUP_BY)} by NUTS "
         f"({cfg.sampler.chains} chains × {cfg.sampler.samples} draws)")
-    table = tidy_table(open_results(paths["results"]), cfg.fit_metric, cfg.fit_split, GROUP_BY)
-    fit = fit_power_law(table, "step", cfg.fit_metric, "group", cfg.sampler)
+    table = tidy_table(open_results(paths["results"]), cfg.fit_metric, cfg.fit_split, GROUP_BY, also=("n",))
+    if cfg.fit_law == "accuracy":
+        fit = fit_accuracy_law(table, "step", cfg.fit_metric, "n", "group", cfg.sampler)
+    else:
+        fit = fit_power_law(table, "step", cfg.fit_metric, "group", cfg.sampler)
     paths["posterior"].parent.mkdir(parents=True, exist_ok=True)
     fit.posterior.to_netcdf(str(paths["posterior"]))
     fit.summary.to_csv(paths["summary"], index=False)
     paths["fit spec"].write_text(tomli_w.dumps({
-        "law": "power", "formula": "y = E + A * (step / step_ref)^(-alpha)", "y": cfg.fit_metric,
+        "law": cfg.fit_law, "formula": FORMULAS[cfg.fit_law], "y": cfg.fit_metric,
         "split": cfg.fit_split, "x": "step", "step_ref": fit.x_ref, "by": list(GROUP_BY),
         "input": "results.nc", "method": "nuts", "sampler": dataclasses.asdict(cfg.sampler),
         "divergences": fit.divergences, "converged": fit.converged,

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from scaling.fit.laws import saturating_power  # noqa: E402
+from scaling.fit.laws import LAWS  # noqa: E402
 from scaling.fit.table import tidy_table  # noqa: E402
 from scaling.store import open_results  # noqa: E402
 
@@ -40,18 +40,20 @@ def steps_fit_figure(results_path: Path, posterior_path: Path, metric: str, spli
     measured = tidy_table(open_results(results_path), metric, split, group_by)
     posterior = az.from_netcdf(posterior_path).posterior
     x_ref = float(posterior.attrs["x_ref"])
+    law_name = str(posterior.attrs.get("law", "power"))
+    law, params, normalized = LAWS[law_name]
     grid = np.geomspace(measured["step"].min(), measured["step"].max(), 100)
     sns.set_theme(style="whitegrid", context="paper")
     figure, axis = plt.subplots(figsize=(6, 4))
     palette = dict(zip(posterior.group.values, sns.color_palette("colorblind", len(posterior.group))))
     for label in posterior.group.values:
-        draws = {name: posterior[name].sel(group=label).values.reshape(-1, 1) for name in ("E", "A", "alpha")}
-        curves = saturating_power(grid[None, :] / x_ref, draws["E"], draws["A"], draws["alpha"])
+        draws = [posterior[name].sel(group=label).values.reshape(-1, 1) for name in params]
+        curves = law(grid[None, :] / (x_ref if normalized else 1.0), *draws)
         low, high = np.percentile(np.asarray(curves), [5, 95], axis=0)
         axis.fill_between(grid, low, high, color=palette[label], alpha=0.25, linewidth=0)
         axis.plot(grid, np.asarray(curves).mean(0), color=palette[label], linewidth=1)
     sns.scatterplot(data=measured, x="step", y=metric, hue="group", palette=palette, ax=axis, zorder=3)
-    axis.set(xscale="log", yscale="log", xlabel="SFT steps", ylabel=f"{split} {metric}",
+    axis.set(xscale="log", yscale="log" if law_name == "power" else "linear", xlabel="SFT steps", ylabel=f"{split} {metric}",
              title=f"{split} {metric} over SFT steps: measured, and fit with 90% band")
     _step_ticks(axis, measured["step"])
     axis.legend(title=" × ".join(group_by), fontsize="small")

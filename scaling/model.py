@@ -28,7 +28,8 @@ def rotary(x_BxTxNxDh: jax.Array, positions_BxT: jax.Array, theta: float) -> jax
     angles_BxTx1xHalf = positions_BxT[:, :, None, None].astype(jnp.float32) * inverse_freq
     sin, cos = jnp.sin(angles_BxTx1xHalf), jnp.cos(angles_BxTx1xHalf)
     first, second = x_BxTxNxDh[..., :half], x_BxTxNxDh[..., half:]
-    return jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+    rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+    return rotated.astype(x_BxTxNxDh.dtype)  # float32 angles must not promote bf16 activations
 
 
 def attention_mask(segments_BxT: jax.Array) -> jax.Array:

@@ -1,5 +1,6 @@
 """End to end: the demo pipeline at small settings writes results, a fit and figures that load."""
 
+import dataclasses
 import tomllib
 
 import arviz as az
@@ -38,11 +39,19 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
 
     summary = pd.read_csv(paths["summary"])
     assert list(summary.columns) == ["group", "param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]
-    assert set(summary["group"]) == {"tiny, 1", "tiny, 2"} and set(summary["param"]) == {"E", "A", "alpha"}
-    assert az.from_netcdf(paths["posterior"]).posterior["E"].shape[-1] == 2
-    assert tomllib.loads(paths["fit spec"].read_text())["law"] == "power"
+    assert set(summary["group"]) == {"tiny, 1", "tiny, 2"} and set(summary["param"]) == {"C", "x50", "k"}
+    assert az.from_netcdf(paths["posterior"]).posterior["x50"].shape[-1] == 2
+    assert tomllib.loads(paths["fit spec"].read_text())["law"] == "accuracy"
     for figure in ("figure", "figure pdf", "accuracy"):
         assert paths[figure].stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_the_demo_can_fit_the_power_law_to_losses(tmp_path):
+    cfg = dataclasses.replace(SMALL, sizes=("tiny",), diversities=(1,), fit_metric="loss", fit_law="power")
+    paths = run_demo(cfg, tmp_path / "demo", say=lambda *_: None)
+    assert set(pd.read_csv(paths["summary"])["param"]) == {"E", "A", "alpha"}
+    assert paths["figure"].stat().st_size > 5_000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no staging folder left
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.fit.infer import SamplerConfig, fit_power_law
-from scaling.fit.laws import saturating_power
+from scaling.fit.infer import SamplerConfig, fit_accuracy_law, fit_power_law
+from scaling.fit.laws import saturating_accuracy, saturating_power
 
 TRUTH = {"small": (0.3, 1.2, 0.6), "large": (0.1, 0.8, 0.9)}
 STEPS = np.array([50, 100, 200, 400, 800, 1600, 3200, 6400])
@@ -55,3 +55,23 @@ def test_non_positive_values_are_refused(table):
 def test_the_law_decays_to_its_floor():
     assert saturating_power(1.0, 0.5, 2.0, 1.0) == pytest.approx(2.5)
     assert saturating_power(1e9, 0.5, 2.0, 1.0) == pytest.approx(0.5)
+
+
+def test_the_accuracy_law_recovers_known_ceilings_and_half_points():
+    rng = np.random.default_rng(1)
+    truth = {"fast": (0.95, 200.0, 3.0), "slow": (0.7, 800.0, 2.0)}
+    n = 200
+    rows = [
+        {"group": g, "step": s, "n": n, "acc": rng.binomial(n, float(saturating_accuracy(s, *p))) / n}
+        for g, p in truth.items() for s in STEPS
+    ]
+    fit = fit_accuracy_law(pd.DataFrame(rows), "step", "acc", "n", "group", SAMPLER)
+    summary = fit.summary.set_index(["group", "param"])
+    for group, values in truth.items():
+        for name, true in zip(("C", "x50", "k"), values):
+            row = summary.loc[(group, name)]
+            # Six 90% intervals miss one truth now and then by design; three sd must not miss.
+            assert abs(row["mean"] - true) <= 3 * row["sd"], (group, name, true, row.to_dict())
+    assert fit.summary["r_hat"].max() < 1.05
+    with pytest.raises(ValueError, match="accuracy fit"):
+        fit_accuracy_law(pd.DataFrame(rows).assign(acc=1.5), "step", "acc", "n", "group", SAMPLER)
