@@ -4,12 +4,8 @@ The model is d_model 768, 12 layers, 12 heads, SwiGLU width 2048 over the task v
 non-embedding parameters, the body of GPT-2 small (its "125M" counts a 50k-token embedding; ours
 holds 88 tokens). Steps are `scaling.train.train_step` itself, on batches already on the device.
 
-Precision, without touching model.py: flax's `nnx.Embed` fixes its compute dtype to its parameters'
-(float32) when built, so the model's `dtype` attributes (Embed, Linear, RMSNorm) are set to bfloat16
-before `nnx.split`; and `scaling.model.rotary`, whose f32 angles would turn bf16 queries and keys
-into f32 (which jax.nn.dot_product_attention refuses beside bf16 values), is wrapped here to cast its
-result back to its input's dtype. Every matrix product then runs in bf16; RMSNorm normalizes in f32
-and the loss's log-softmax is f32. Two variants:
+Precision: `ModelConfig(compute_dtype="bfloat16")` makes every layer compute in bf16 (rotary keeps
+its input's dtype); RMSNorm normalizes in f32 and the loss's log-softmax is f32. Two variants:
   bf16   the params tree cast to bfloat16 with jax.tree.map, so AdamW's moments are bf16 too;
   mixed  float32 params and optimizer state, bf16 compute (each kernel is cast where it is used).
 
@@ -22,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import re
 import time
@@ -31,9 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import scaling.model
 from scaling.config import ModelConfig, TrainConfig
-from scaling.model import Transformer
+from scaling.model import init_model
 from scaling.packing import pack, packing_efficiency
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
@@ -59,15 +55,6 @@ FULL = (768, 12, 12, 2048, 1024, 32, 20, 3, 8000)
 SMOKE = (32, 2, 2, 80, 128, 4, 3, 1, 400)
 
 
-def _rotary_in_input_dtype(x_BxTxNxDh: jax.Array, positions_BxT: jax.Array, theta: float) -> jax.Array:
-    """model.rotary, cast back to its input's dtype: its f32 angles promote bf16 queries and keys to f32,
-    which jax.nn.dot_product_attention refuses beside bf16 values."""
-    return _model_rotary(x_BxTxNxDh, positions_BxT, theta).astype(x_BxTxNxDh.dtype)
-
-
-_model_rotary = scaling.model.rotary
-
-
 def peak_bf16(device_kind: str) -> float | None:
     for name, flops in PEAK_BF16:
         if name.lower() in device_kind.lower():
@@ -76,19 +63,14 @@ def peak_bf16(device_kind: str) -> float | None:
 
 
 def bf16_model(cfg: ModelConfig, params_dtype) -> tuple[nnx.GraphDef, nnx.State]:
-    """The model with bf16 compute in every layer that has a compute dtype, its params in params_dtype."""
-    model = Transformer(cfg, nnx.Rngs(params=0))
-    modules = nnx.iter_modules(model) if hasattr(nnx, "iter_modules") else model.iter_modules()
-    for _, module in modules:
-        if hasattr(module, "dtype"):  # Embed, Linear, RMSNorm: the dtype they compute (and return) in
-            module.dtype = jnp.bfloat16
-    graphdef, params = nnx.split(model)
+    """The model with bf16 compute in every layer, its params in params_dtype."""
+    graphdef, params = init_model(dataclasses.replace(cfg, compute_dtype="bfloat16"), seed=0)
     return graphdef, jax.tree.map(lambda p: p.astype(params_dtype), params)
 
 
 def matmul_dtypes(graphdef, state, batch, optimizer) -> dict[str, int]:
     """Matrix products of the lowered step by operand dtypes (a check that the bf16 casts took)."""
-    text = train_step.lower(state, batch, graphdef=graphdef, optimizer=optimizer).as_text()
+    text = train_step.lower(state, batch, graphdef=graphdef, optimizer=optimizer, lr=3e-4).as_text()
     counts: collections.Counter = collections.Counter()
     for line in text.splitlines():
         if "stablehlo.dot_general" in line:
@@ -105,14 +87,14 @@ def measure(cfg: ModelConfig, params_dtype, batches: list[dict], steps: int, rou
     dtypes = matmul_dtypes(graphdef, state, batches[0], optimizer)
     started = time.perf_counter()
     for i in range(2):
-        state, metrics = train_step(state, batches[i % len(batches)], graphdef=graphdef, optimizer=optimizer)
+        state, metrics = train_step(state, batches[i % len(batches)], graphdef=graphdef, optimizer=optimizer, lr=3e-4)
     warm_loss = float(metrics["loss"])  # also waits for the warm-up
     warmup_s = time.perf_counter() - started
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
         for i in range(steps):
-            state, metrics = train_step(state, batches[i % len(batches)], graphdef=graphdef, optimizer=optimizer)
+            state, metrics = train_step(state, batches[i % len(batches)], graphdef=graphdef, optimizer=optimizer, lr=3e-4)
         jax.block_until_ready(metrics)  # one sync per round: steps queue back to back on the device
         times.append((time.perf_counter() - started) / steps)
     last_loss = float(metrics["loss"])
@@ -125,7 +107,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny model, few steps: checks the script end to end on CPU")
     args = parser.parse_args()
-    scaling.model.rotary = _rotary_in_input_dtype  # the model looks it up at call time; see the docstring
     d_model, n_layers, n_heads, d_ff, length, batch, steps, rounds, n_pool = SMOKE if args.smoke else FULL
 
     cfg = ModelConfig(vocab_size=tokenizer.VOCAB_SIZE, d_model=d_model, n_layers=n_layers, n_heads=n_heads,

@@ -23,6 +23,8 @@ class ModelConfig:
     max_len: int  # longest sequence the model is trained or evaluated on, in tokens
     tie_embeddings: bool = True  # reuse the input embedding as the output projection
     rope_theta: float = 10_000.0  # rotary base frequency
+    compute_dtype: str = "float32"  # activations and matrix products ("bfloat16" on accelerators);
+    # parameters and optimizer state stay float32, and losses are computed in float32
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_len"):
@@ -32,6 +34,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"ModelConfig.n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}")
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"ModelConfig.compute_dtype must be float32 or bfloat16, got {self.compute_dtype!r}")
         if (self.d_model // self.n_heads) % 2:
             raise ValueError("ModelConfig head width d_model / n_heads must be even for rotary positions")
 

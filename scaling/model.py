@@ -56,10 +56,10 @@ class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         d, dh = cfg.d_model, cfg.head_dim
         self.cfg = cfg
-        self.query = nnx.Linear(d, cfg.n_heads * dh, use_bias=False, rngs=rngs)
-        self.key = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=False, rngs=rngs)
-        self.value = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=False, rngs=rngs)
-        self.out = nnx.Linear(cfg.n_heads * dh, d, use_bias=False, rngs=rngs)
+        self.query = nnx.Linear(d, cfg.n_heads * dh, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
+        self.key = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
+        self.value = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
+        self.out = nnx.Linear(cfg.n_heads * dh, d, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
 
     def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
         return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)[0]
@@ -104,9 +104,9 @@ class Attention(nnx.Module):
 
 class SwiGLU(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.gate = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=False, rngs=rngs)
-        self.up = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=False, rngs=rngs)
-        self.down = nnx.Linear(cfg.d_ff, cfg.d_model, use_bias=False, rngs=rngs)
+        self.gate = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
+        self.up = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
+        self.down = nnx.Linear(cfg.d_ff, cfg.d_model, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
 
     def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
         return self.down(jax.nn.silu(self.gate(x_BxTxD)) * self.up(x_BxTxD))
@@ -114,9 +114,9 @@ class SwiGLU(nnx.Module):
 
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.attention_norm = nnx.RMSNorm(cfg.d_model, rngs=rngs)
+        self.attention_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
         self.attention = Attention(cfg, rngs)
-        self.mlp_norm = nnx.RMSNorm(cfg.d_model, rngs=rngs)
+        self.mlp_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
         self.mlp = SwiGLU(cfg, rngs)
 
     def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
@@ -141,10 +141,10 @@ class Transformer(nnx.Module):
         self.cfg = cfg
         # Unit-variance logits at init with tied embeddings need embeddings of scale 1/sqrt(D).
         init = nnx.initializers.normal(stddev=cfg.d_model**-0.5)
-        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=init, rngs=rngs)
+        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=init, dtype=cfg.compute_dtype, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
-        self.final_norm = nnx.RMSNorm(cfg.d_model, rngs=rngs)
-        self.lm_head = None if cfg.tie_embeddings else nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, rngs=rngs)
+        self.final_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+        self.lm_head = None if cfg.tie_embeddings else nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
 
     def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array) -> jax.Array:
         """Next-token logits BxTxV."""

@@ -62,3 +62,13 @@ def test_rotary_preserves_norms_and_makes_scores_relative():
     at = lambda v, p: rotary(v, jnp.array([[p]]), 10_000.0)  # noqa: E731
     np.testing.assert_allclose(jnp.linalg.norm(at(x, 5)), jnp.linalg.norm(x), rtol=1e-5)
     np.testing.assert_allclose((at(x, 3) * at(y, 1)).sum(), (at(x, 12) * at(y, 10)).sum(), rtol=1e-4)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_close_logits(tiny_model_cfg):
+    bf16 = dataclasses.replace(tiny_model_cfg, compute_dtype="bfloat16")
+    _, params = init_model(bf16, seed=0)
+    assert {x.dtype for x in jax.tree.leaves(params)} == {np.dtype("float32")}
+    tokens = _tokens(bf16, (2, 8))
+    low, full = _run(bf16, tokens), _run(tiny_model_cfg, tokens)
+    assert low.dtype == jnp.dtype("bfloat16")
+    np.testing.assert_allclose(low.astype(np.float32), full, atol=0.1)
