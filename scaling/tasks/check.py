@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
 from scaling.errors import UserError
 from scaling.tasks.grader import grade
-from scaling.tasks.jsonl import AnswerExtractor
+from scaling.tasks.jsonl import AnswerExtractor, json_objects
 from scaling.tasks.registry import TASKS
 
 
@@ -38,22 +37,10 @@ def check_file(path: Path, extractor: AnswerExtractor = AnswerExtractor()) -> di
     Lines of a synthetic family are graded by its verifier; other lines need a reference `answer`,
     compared with what `extractor` reads from the completion (process accuracy is then undefined).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist")
     graded: dict[str, list[tuple[bool, float]]] = defaultdict(list)
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path} line {number}: invalid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise UserError(f"{path} line {number}: expected a JSON object")
-            family, correct, process = _grade_line(record, f"{path} line {number}", extractor)
-            graded[family].append((correct, process))
+    for number, record in json_objects(path):
+        family, correct, process = _grade_line(record, f"{Path(path)} line {number}", extractor)
+        graded[family].append((correct, process))
     if not graded:
         raise UserError(f"{path} has no lines to grade")
     every = [g for rows in graded.values() for g in rows]

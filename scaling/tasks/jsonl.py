@@ -20,7 +20,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from scaling.errors import UserError
 
@@ -61,8 +61,9 @@ def record_id(prompt: str, completion: str) -> str:
     return hashlib.blake2b(json.dumps([prompt, completion]).encode(), digest_size=8).hexdigest()
 
 
-def read_records(path, render: Callable[[Sequence[Message]], str] = render_chat) -> list[SftRecord]:
-    """The records of a JSONL file, in file order; a UserError names the file and line of any bad one."""
+def json_objects(path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; a UserError names the file and
+    line of anything that is not a UTF-8 JSON object. Shared by every reader of JSONL input."""
     path = Path(path)
     try:
         handle = path.open("rb")  # bytes, so an encoding error is reported at its own line
@@ -70,7 +71,6 @@ def read_records(path, render: Callable[[Sequence[Message]], str] = render_chat)
         raise UserError(f"{path} does not exist") from None
     except OSError as error:
         raise UserError(f"{path} is unreadable ({type(error).__name__})") from None
-    records = []
     with handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1:
@@ -82,11 +82,24 @@ def read_records(path, render: Callable[[Sequence[Message]], str] = render_chat)
             if not line.strip():
                 continue
             try:
-                records.append(_parse_line(line, render))
-            except _BadLine as error:
-                raise UserError(f"{path} line {number}: {error}") from None
+                obj = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path} line {number}: expected a JSON object, got {_json_type(obj)}")
+            yield number, obj
+
+
+def read_records(path, render: Callable[[Sequence[Message]], str] = render_chat) -> list[SftRecord]:
+    """The records of a JSONL file, in file order; a UserError names the file and line of any bad one."""
+    records = []
+    for number, obj in json_objects(path):
+        try:
+            records.append(_parse_record(obj, render))
+        except _BadLine as error:
+            raise UserError(f"{Path(path)} line {number}: {error}") from None
     if not records:
-        raise UserError(f"{path} holds no records")
+        raise UserError(f"{Path(path)} holds no records")
     return records
 
 
@@ -94,14 +107,8 @@ class _BadLine(ValueError):
     """Why one line is not a record; read_records adds the file and line number."""
 
 
-def _parse_line(line: str, render: Callable[[Sequence[Message]], str]) -> SftRecord:
-    """One record from one JSON line; _BadLine says what is wrong with it."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise _BadLine(f"invalid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(obj, dict):
-        raise _BadLine(f"expected a JSON object, got {_json_type(obj)}")
+def _parse_record(obj: dict, render: Callable[[Sequence[Message]], str]) -> SftRecord:
+    """One record from one line's JSON object; _BadLine says what is wrong with it."""
     has_pair = "prompt" in obj or "completion" in obj
     if has_pair and "messages" in obj:
         raise _BadLine('give either "prompt" and "completion" or "messages", not both')
