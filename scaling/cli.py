@@ -95,6 +95,52 @@ def data_check(file: Path, as_json: bool, answer_mode: str, answer_pattern: str 
         click.echo(f"{name:<20} {r['n']:>6} {r['answer_acc']:>10.3f} {process:>11}")
 
 
+@cli.command()
+@click.argument("grid", type=click.Path(path_type=Path))
+@click.option("--out", default=None, help="Run folder, a path or an fsspec URL  [default: runs/NAME].")
+@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default=None,
+              help="Where cells run  [default: the spec's [run] executor, else local].")
+@click.option("--workers", type=int, default=None, help="Local executor: worker processes  [default: [run] workers].")
+@click.option("--address", default=None, help="Ray executor: HOST:PORT of an existing cluster.")
+@click.option("--dry-run", is_flag=True, help="Print the cells, parameters, FLOPs and estimated time; write nothing.")
+@click.option("--retry-failed", is_flag=True, help="Recompute failed cells and cells whose file is corrupt.")
+def run(grid: Path, out: str | None, executor: str | None, workers: int | None, address: str | None,
+        dry_run: bool, retry_failed: bool) -> None:
+    """Run the grid in GRID.toml; rerun to resume (finished cells are skipped)."""
+    from scaling.launch import run_grid
+
+    report = run_grid(grid, out, executor, workers, address, retry_failed, dry_run)
+    if report.failed:
+        click.echo(f"scaling: {len(report.failed)} cells failed (see `scaling status {report.folder}`)", err=True)
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("run_dir")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a cell instead of the summary.")
+def status(run_dir: str, as_json: bool) -> None:
+    """Done / running / failed / pending cells of a run folder, with failure reasons."""
+    from scaling.collect import format_status, run_status
+
+    states = run_status(run_dir)
+    if as_json:
+        click.echo("\n".join(json.dumps({"cell_id": s.cell.cell_id, "state": s.state, "detail": s.detail, **s.cell.axes})
+                             for s in states))
+        return
+    click.echo(format_status(states))
+
+
+@cli.command()
+@click.argument("run_dir")
+def collect(run_dir: str) -> None:
+    """Validate every cell file and merge them into RUN_DIR/results.nc."""
+    from scaling.collect import RESULTS, collect_run, format_status
+
+    _, states = collect_run(run_dir)
+    click.echo(format_status(states).splitlines()[0])
+    click.echo(f"wrote {run_dir.rstrip('/')}/{RESULTS}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors and UserErrors become one line on stderr and exit status 2."""
     try:
@@ -108,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         click.echo(f"scaling: error: {error}", err=True)
         return 2
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
     except click.Abort:
         click.echo("scaling: interrupted", err=True)
         return 130

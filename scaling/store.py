@@ -5,18 +5,22 @@ Every file is written atomically (temporary file, fsync, rename), so a reader ne
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import tempfile
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import xarray as xr
 
 from scaling.errors import UserError
 from scaling.schema import AXES, METRICS, POOL_STATS
+
+if TYPE_CHECKING:
+    from scaling.runfolder import RunFolder
 
 ENGINE = "h5netcdf"
 
@@ -92,9 +96,36 @@ def read_cell(path: Path) -> xr.Dataset:
             loaded = ds.load()
     except (OSError, ValueError) as error:
         raise UserError(f"cell file {path} is unreadable or truncated ({type(error).__name__})") from None
+    return _checked_cell(loaded, path)
+
+
+def write_dataset(folder: RunFolder, rel: str, ds: xr.Dataset) -> None:
+    """Write ds as netCDF at rel in a run folder (local or fsspec), atomically."""
+    if folder.is_local:
+        write_atomic(ds, folder.local_path / rel)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / "cell.nc"
+        ds.to_netcdf(local, engine=ENGINE)
+        folder.put_file_atomic(rel, local)
+
+
+def read_folder_cell(folder: RunFolder, rel: str) -> xr.Dataset:
+    """The cell file at rel in a run folder, loaded and checked; corrupt or truncated: a UserError naming it."""
+    where = folder.path(rel)
+    try:
+        raw = folder.read_bytes(rel)
+        with xr.open_dataset(io.BytesIO(raw), engine=ENGINE) as ds:
+            loaded = ds.load()
+    except (OSError, ValueError) as error:
+        raise UserError(f"cell file {where} is unreadable or truncated ({type(error).__name__})") from None
+    return _checked_cell(loaded, where)
+
+
+def _checked_cell(loaded: xr.Dataset, where) -> xr.Dataset:
     missing = [name for name in (*METRICS, "memorization_step") if name not in loaded]
-    if missing or "cell_id" not in loaded.attrs:
-        raise UserError(f"cell file {path} lacks {', '.join(missing) or 'its cell_id attribute'}")
+    if missing or "cell_id" not in loaded.attrs or "status" not in loaded.attrs:
+        raise UserError(f"cell file {where} lacks {', '.join(missing) or 'its cell_id and status attributes'}")
     return loaded
 
 
@@ -121,7 +152,8 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
         for name in per_cell:
             per_cell[name][where] = float(ds[name]) if name in ds else np.nan
         params[where[0]] = int(ds.attrs["params"])
-        flops[where[0]] = aligned["flops"].values
+        if ds.sizes["step"]:  # a cell that failed before its first budget knows no FLOPs
+            flops[where[0]] = aligned["flops"].values
     dims = (*AXES, "step", "split")
     cube = xr.Dataset(
         {m: (dims, a) for m, a in metric_arrays.items()}

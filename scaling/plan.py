@@ -1,0 +1,112 @@
+"""From a grid cell to what its run needs: data, model and optimizer configs, and its base.
+
+Pretrained bases are shared by every cell with the same (size, pretraining tokens, seed) and cached
+in the run's scratch folder, so a grid pretrains each base once however many mixtures it has.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from flax import nnx
+
+from scaling.batches import sequence_length
+from scaling.cell import CellPlan
+from scaling.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from scaling.config import ModelConfig, preset
+from scaling.errors import UserError
+from scaling.grid import Cell, GridSpec, train_config
+from scaling.model import init_model
+from scaling.packing import pack
+from scaling.pretrain import pretrain
+from scaling.tasks import tokenizer
+from scaling.tasks.diversity import diversity_stats
+from scaling.tasks.mixture import Example, evaluation_split, training_pool
+
+LENGTH_QUANTUM = 32  # sequence lengths round up to this, so cells of a size mostly share one compiled step
+
+
+@dataclass(frozen=True)
+class CellData:
+    pool: list[Example]  # the unique SFT examples, corruptions and CoT style applied
+    splits: dict[str, list[Example]]  # evaluation examples by split
+    length: int  # tokens that fit every sequence of this cell
+
+
+def cell_data(spec: GridSpec, cell: Cell) -> CellData:
+    """The SFT pool and evaluation splits of a cell (deterministic in the spec and the cell's axes)."""
+    return _cell_data(spec.data, spec.eval, cell.diversity, cell.quality, cell.cot, cell.seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed: int) -> CellData:
+    try:
+        pool = training_pool(data.families, diversity, data.examples, seed, quality, cot, data.phrasings or None)
+        splits = {split: evaluation_split(split, pool, data.families, diversity, data.ood_families, evaluation.n, seed, cot)
+                  for split in evaluation.splits}
+    except ValueError as error:  # e.g. more unique examples asked for than a family has
+        raise UserError(f"cell data (diversity={diversity}, quality={quality}, cot={cot}, seed={seed}): {error}") from None
+    longest = sequence_length(pool + [e for examples in splits.values() for e in examples])
+    return CellData(pool, splits, -(-longest // LENGTH_QUANTUM) * LENGTH_QUANTUM)
+
+
+def model_config(cell: Cell, length: int) -> ModelConfig:
+    return preset(cell.size, tokenizer.VOCAB_SIZE, length)
+
+
+def cell_plan(spec: GridSpec, cell: Cell, bases: Path | None) -> CellPlan:
+    """Everything `scaling.cell.run_cell` needs for this cell; pretrains (or loads) its base into `bases`."""
+    data = cell_data(spec, cell)
+    pack_length = spec.data.pack_length or data.length
+    try:
+        rows = pack(data.pool, pack_length)
+    except ValueError as error:  # an example longer than [data] pack_length
+        raise UserError(f"[data] pack_length {pack_length}: {error}") from None
+    return CellPlan(
+        cell_id=cell.cell_id,
+        axes=cell.axes,
+        model_cfg=model_config(cell, max(data.length, pack_length)),
+        train_cfg=train_config(spec, cell.seed),
+        train_data=rows,
+        splits=data.splits,
+        eval_length=data.length,
+        eval_batch=min(spec.eval.batch_size, spec.eval.n),
+        tokens_per_step=spec.train.batch_size * pack_length,
+        pool_stats=diversity_stats(data.pool),
+        init_params=base_params(spec, cell, bases),
+    )
+
+
+def base_key(cell: Cell, spec: GridSpec) -> str:
+    t = spec.train
+    return f"{cell.size}-tokens{cell.pretrain}-seed{cell.seed}-ctx{t.pretrain_context}-bs{t.pretrain_batch_size}-lr{t.pretrain_lr:g}"
+
+
+def base_params(spec: GridSpec, cell: Cell, bases: Path | None) -> nnx.State | None:
+    """The cell's pretrained base parameters (None: random initialization), cached under `bases`."""
+    if cell.pretrain == 0:
+        return None
+    t = spec.train
+    cfg = preset(cell.size, tokenizer.VOCAB_SIZE, t.pretrain_context)
+    if bases is None:
+        return pretrain(cfg, cell.pretrain, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
+    folder = bases / base_key(cell, spec)
+    like = init_model(cfg, cell.seed)[1]
+    if latest_checkpoint(folder) is None:
+        params = pretrain(cfg, cell.pretrain, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
+        # Written aside and renamed into place: two workers pretraining the same base both succeed, and the
+        # second simply finds the first's (identical, since pretraining is deterministic) base there.
+        aside = bases / f".{folder.name}.{uuid.uuid4().hex}"
+        save_checkpoint(aside, 0, params, {"key": folder.name})
+        try:
+            os.rename(aside, folder)
+        except OSError:
+            shutil.rmtree(aside, ignore_errors=True)
+        return params
+    params, _ = restore_checkpoint(folder, latest_checkpoint(folder), like)
+    return params
