@@ -8,8 +8,6 @@ overwritten.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -17,22 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
-from tqdm import tqdm
+from rich.console import Console
 
-from scaling.batches import sequence_length
-from scaling.cell import CellPlan, run_cell
-from scaling.config import TrainConfig, preset
+from scaling.collect import collect_run
 from scaling.errors import UserError
+from scaling.executors.local import run_local
 from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, SamplerConfig, fit_accuracy_law, fit_power_law
 from scaling.fit.table import tidy_table
 from scaling.figures import accuracy_by_split_figure, steps_fit_figure
-from scaling.packing import pack
+from scaling.grid import GridSpec, expand, grid_axes, parse_spec
+from scaling.launch import GridProgress
 from scaling.provenance import provenance
+from scaling.runner import open_run
 from scaling.schema import METRICS
-from scaling.store import CellResult, cell_dataset, hypercube, open_results, write_atomic
-from scaling.tasks import tokenizer
-from scaling.tasks.diversity import diversity_stats
-from scaling.tasks.mixture import evaluation_split, training_pool
+from scaling.store import open_results
 
 MARKER = "demo.toml"  # the demo's config; its presence marks a folder the demo may replace
 FORMULAS = {"accuracy": "acc = C / (1 + (step / x50)^(-k))", "power": "y = E + A * (step / step_ref)^(-alpha)"}
@@ -79,29 +75,22 @@ class DemoConfig:
 GROUP_BY = ("size", "diversity")
 
 
-def grid_axes(cfg: DemoConfig) -> dict[str, list]:
-    return {
-        "size": list(cfg.sizes),
-        "pretrain": [0],
-        "diversity": list(cfg.diversities),
-        "quality": [1.0],
-        "cot": ["full"],
-        "seed": [cfg.seed],
-    }
+def grid_toml(cfg: DemoConfig) -> str:
+    """The demo as a grid spec, run by the same runner as `scaling run`."""
+    return tomli_w.dumps({
+        "name": "demo",
+        "axes": {"size": list(cfg.sizes), "pretrain_tokens": [0], "diversity": list(cfg.diversities),
+                 "quality": [1.0], "cot": ["full"], "seed": [cfg.seed]},
+        "data": {"families": list(cfg.families), "ood_families": list(cfg.ood_families), "examples": cfg.examples,
+                 "pack_length": cfg.pack_length},
+        "train": {"budgets": list(cfg.budgets), "batch_size": cfg.batch_size, "lr": cfg.lr,
+                  "warmup_steps": cfg.warmup_steps, "schedule": cfg.schedule},
+        "eval": {"splits": list(cfg.splits), "n": cfg.eval_n, "batch_size": cfg.eval_n},
+    })
 
 
-def expand_cells(cfg: DemoConfig) -> list[dict]:
-    """Every combination of the grid axes, in order."""
-    cells = [{}]
-    for name, values in grid_axes(cfg).items():
-        cells = [cell | {name: value} for cell in cells for value in values]
-    return cells
-
-
-def cell_id(cell: dict, cfg: DemoConfig) -> str:
-    """A content hash of everything that determines the cell's results."""
-    content = {"cell": cell, "config": dataclasses.asdict(cfg) | {"sampler": None}}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+def demo_spec(cfg: DemoConfig) -> GridSpec:
+    return parse_spec(grid_toml(cfg), source="the demo's grid")
 
 
 def _check_out(out: Path) -> None:
@@ -118,33 +107,6 @@ def _publish(staging: Path, out: Path) -> None:
         out.rename(retired)
     staging.rename(out)
     shutil.rmtree(retired, ignore_errors=True)
-
-
-def cell_plan(cell: dict, cfg: DemoConfig, data: dict, length: int) -> CellPlan:
-    """The plan of one demo cell: its model, optimizer settings, data and evaluation splits."""
-    pool, splits = data[cell["diversity"]]
-    return CellPlan(
-        cell_id=cell_id(cell, cfg),
-        axes=cell,
-        model_cfg=preset(cell["size"], tokenizer.VOCAB_SIZE, max(length, cfg.pack_length)),
-        train_cfg=TrainConfig(budgets=cfg.budgets, batch_size=cfg.batch_size, lr=cfg.lr,
-                              warmup_steps=cfg.warmup_steps, seed=cell["seed"], schedule=cfg.schedule),
-        train_data=pack(pool, cfg.pack_length),
-        splits=splits,
-        eval_length=length,
-        eval_batch=cfg.eval_n,
-        tokens_per_step=cfg.batch_size * cfg.pack_length,
-        pool_stats=diversity_stats(pool),
-    )
-
-
-def _run_with_progress(plan: CellPlan, label: str) -> CellResult:
-    with tqdm(total=plan.train_cfg.total_steps, desc=label, unit="step", mininterval=0.5) as bar:
-        def show(step: int, loss: float) -> None:
-            bar.update(step - bar.n)
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-
-        return run_cell(plan, on_step=show)
 
 
 def run_demo(cfg: DemoConfig, out: Path, say=print) -> dict[str, Path]:
@@ -172,6 +134,7 @@ def run_demo(cfg: DemoConfig, out: Path, say=print) -> dict[str, Path]:
 def _outputs(out: Path) -> dict[str, Path]:
     return {
         "config": out / MARKER,
+        "grid": out / "grid.toml",
         "cells": out / "cells",
         "results": out / "results.nc",
         "posterior": out / "fit" / "posterior.nc",
@@ -184,29 +147,24 @@ def _outputs(out: Path) -> dict[str, Path]:
 
 
 def _run_into(cfg: DemoConfig, folder: Path, say) -> None:
-    spec = cfg.to_toml()
-    (folder / MARKER).write_text(spec)
+    text = grid_toml(cfg)
+    spec = parse_spec(text, source="the demo's grid")
+    run = open_run(spec, text, folder)
+    (folder / MARKER).write_text(cfg.to_toml())
     paths = _outputs(folder)
-    attrs = provenance(spec)
+    attrs = provenance(text)
 
-    data = {}
-    for k in cfg.diversities:
-        pool = training_pool(cfg.families, k, cfg.examples, cfg.seed)
-        data[k] = (pool, {s: evaluation_split(s, pool, cfg.families, k, cfg.ood_families, cfg.eval_n, cfg.seed) for s in cfg.splits})
-    # One sequence length for the whole grid, so every cell of a size reuses one compiled step.
-    length = sequence_length([e for pool, splits in data.values() for e in pool + sum(splits.values(), [])])
-
-    cells = expand_cells(cfg)
-    say(f"Training {len(cells)} cells ({' × '.join(f'{len(v)} {k}' for k, v in grid_axes(cfg).items() if len(v) > 1)}), "
-        f"budgets {list(cfg.budgets)}, sequence length {length}, on {attrs['device']}")
-    datasets = []
-    for index, cell in enumerate(cells, start=1):
-        label = f"cell {index}/{len(cells)} size={cell['size']} diversity={cell['diversity']}"
-        result = _run_with_progress(cell_plan(cell, cfg, data, length), label)
-        ds = cell_dataset(result, attrs)
-        write_atomic(ds, paths["cells"] / f"{result.cell_id}.nc")
-        datasets.append(ds)
-    write_atomic(hypercube(datasets, grid_axes(cfg), attrs), paths["results"])
+    cells = expand(spec)
+    say(f"Training {len(cells)} cells ({' × '.join(f'{len(v)} {k}' for k, v in grid_axes(spec).items() if len(v) > 1)}), "
+        f"budgets {list(cfg.budgets)}, on {attrs['device']}")
+    with GridProgress(Console(stderr=True, soft_wrap=True), len(cells), 0) as progress:
+        outcomes = run_local(run, spec, text, cells, retry_failed=False, workers=1, on_event=progress.on_event)
+    failed = [o for o in outcomes if o.status != "done"]
+    if failed:
+        raise RuntimeError(f"demo cell {failed[0].cell_id} {failed[0].status}")
+    collect_run(str(folder))
+    for leftover in ("locks", "scratch"):  # empty once every cell is done: the demo's folder holds results only
+        shutil.rmtree(folder / leftover, ignore_errors=True)
 
     say(f"Fitting {cfg.fit_split} {cfg.fit_metric}: {FORMULAS[cfg.fit_law]} per {' × '.join(GROUP_BY)} by NUTS "
         f"({cfg.sampler.chains} chains × {cfg.sampler.samples} draws)")

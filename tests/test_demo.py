@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from scaling import open_results
-from scaling.demo import MARKER, DemoConfig, _check_out, _publish, expand_cells, run_demo
+from scaling.demo import MARKER, DemoConfig, _check_out, _publish, demo_spec, run_demo
+from scaling.grid import expand
 from scaling.errors import UserError
 from scaling.fit.infer import SamplerConfig
 
@@ -34,8 +35,9 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
     assert results["answer_acc"].notnull().all() and (results["loss"] > 0).all()
     entropy = results["family_phrasing_entropy"].squeeze()
     assert float(entropy.sel(diversity=2)) > float(entropy.sel(diversity=1)) > 0
-    assert "jax==" in results.attrs["versions"] and results.attrs["spec"] == (out / MARKER).read_text()
-    assert len(list(paths["cells"].glob("*.nc"))) == len(expand_cells(SMALL)) == 2
+    assert "jax==" in results.attrs["versions"] and results.attrs["spec"] == paths["grid"].read_text()
+    assert len(list(paths["cells"].glob("*.nc"))) == len(expand(demo_spec(SMALL))) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["cells", "demo.toml", "figures", "fit", "grid.toml", "results.nc"]
 
     summary = pd.read_csv(paths["summary"])
     assert list(summary.columns) == ["group", "param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]
@@ -57,7 +59,7 @@ def test_the_demo_can_fit_the_power_law_to_losses(tmp_path):
 
 def test_a_failing_demo_leaves_nothing_behind(tmp_path):
     broken = DemoConfig(sizes=("tiny",), diversities=(1,), ood_families=("add",), examples=20, budgets=(1, 2, 3))
-    with pytest.raises(ValueError, match="must not be in the SFT mixture"):
+    with pytest.raises(UserError, match="also in families"):
         run_demo(broken, tmp_path / "demo", say=lambda *_: None)
     assert list(tmp_path.iterdir()) == []
 
@@ -85,9 +87,9 @@ def test_only_a_folder_the_demo_wrote_is_replaced(tmp_path):
 
 
 def test_the_grid_is_the_product_of_its_axes():
-    cells = expand_cells(DemoConfig())
+    cells = expand(demo_spec(DemoConfig()))
     assert len(cells) == 4
-    assert {(c["size"], c["diversity"]) for c in cells} == {("tiny", 1), ("tiny", 2), ("xs", 1), ("xs", 2)}
+    assert {(c.size, c.diversity) for c in cells} == {("tiny", 1), ("tiny", 2), ("xs", 1), ("xs", 2)}
 
 
 def test_the_default_demo_is_at_least_the_promised_grid():
