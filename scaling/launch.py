@@ -58,6 +58,11 @@ def run_grid(spec_path: Path, out: str | None = None, executor: str | None = Non
     existing = RunFolder(out)
     # Read-only checks first: a corrupt cell file is named here, before grid.toml is written.
     pending = [c for c in cells if needs_work(existing, c.cell_id, retry_failed)] if _has_cells(existing) else cells
+    address = address or spec.run.ray.address
+    if executor == "ray" and address:
+        from scaling.executors.ray import check_reachable
+
+        check_reachable(address)  # before anything is written
     folder = open_run(spec, text, out)
     console.print(f"Grid {spec.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, "
                   f"{len(pending)} to run on the {executor} executor; results in {folder.url}")
@@ -71,7 +76,7 @@ def run_grid(spec_path: Path, out: str | None = None, executor: str | None = Non
         elif executor == "ray":
             from scaling.executors.ray import run_ray
 
-            outcomes = run_ray(folder, spec, pending, retry_failed, address or spec.run.ray.address, progress.on_event)
+            outcomes = run_ray(folder, spec, pending, retry_failed, address, progress.on_event)
         else:
             from scaling.executors.slurm import run_slurm
 
@@ -115,15 +120,15 @@ class GridProgress:
         elif kind == "step" and cell.cell_id in self.started:
             self.progress.update(self.started[cell.cell_id][0], completed=value)
         elif kind == "end":
-            task, began = self.started.pop(cell.cell_id, (None, time.monotonic()))
+            task, began = self.started.pop(cell.cell_id, (None, None))
             if task is not None:
                 self.progress.remove_task(task)
             outcome: Outcome = value
             if not outcome.status.startswith("skipped: running"):
                 self.progress.advance(self.cells)
             if outcome.computed or outcome.status.startswith("failed"):
-                self.console.print(f"cell {cell.cell_id} {outcome.status} ({time.monotonic() - began:.0f} s) {cell.label}",
-                                   highlight=False)
+                took = f" ({time.monotonic() - began:.0f} s)" if began is not None else ""  # ray/slurm report ends only
+                self.console.print(f"cell {cell.cell_id} {outcome.status}{took} {cell.label}", highlight=False)
 
 
 def main_exit_code(report: RunReport) -> int:
