@@ -1,9 +1,19 @@
 """Shared tiny settings: every test runs in seconds on CPU."""
 
-import pytest
+import os
+import tempfile
 
-from scaling.config import ModelConfig
-from scaling.tasks import tokenizer
+# A persistent compilation cache shared by this process and every process the tests start (runners,
+# worker processes, Ray workers, SLURM jobs): each would otherwise compile the same steps again.
+# Set before jax is imported; entries are keyed by the program and the jax version, so reuse is exact.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"scaling-tests-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import pytest  # noqa: E402
+
+from scaling.config import ModelConfig  # noqa: E402
+from scaling.tasks import tokenizer  # noqa: E402
 
 
 @pytest.fixture

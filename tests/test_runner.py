@@ -31,7 +31,7 @@ examples = 200
 [train]
 budgets = [16, 32, 64]
 batch_size = 8
-checkpoint_every = 4
+checkpoint_every = 8
 [eval]
 splits = ["train", "id", "ood_family"]
 n = 16
@@ -186,7 +186,7 @@ def test_a_corrupt_cell_file_is_named_and_retry_failed_recomputes_it(reference, 
 def test_failed_cells_are_recorded_with_their_reason_and_do_not_stop_the_grid(tmp_path, capsys):
     spec = tmp_path / "g.toml"
     # lr 1e9 makes every cell's loss NaN; the grid still runs every cell and records why each failed.
-    spec.write_text(SPEC.replace("checkpoint_every = 4", "checkpoint_every = 4\nlr = 1e9\nwarmup_steps = 0")
+    spec.write_text(SPEC.replace("checkpoint_every = 8", "checkpoint_every = 8\nlr = 1e9\nwarmup_steps = 0")
                     .replace("seed = [0, 1, 2]", "seed = [0, 1]"))
     run = tmp_path / "run"
     assert main(["run", str(spec), "--out", str(run)]) == 1
