@@ -141,6 +141,60 @@ def collect(run_dir: str) -> None:
     click.echo(f"wrote {run_dir.rstrip('/')}/{RESULTS}")
 
 
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--law", default=None, help="A law of the registry (see `scaling fit --laws`).")
+@click.option("--y", "y", default=None, help="The response: a metric of results.nc or a column of the table.")
+@click.option("--x", "x", multiple=True, help="AXIS=COLUMN: a law axis and its column, e.g. --x N=params (repeatable).")
+@click.option("--n", "n", default=None, help="Column of evaluation examples behind each accuracy (Beta-Binomial).")
+@click.option("--by", default=None, help="Fit each group of this column separately.")
+@click.option("--where", default=None, help="pandas query selecting the rows to use.")
+@click.option("--holdout", default=None, help="pandas query of rows held out of the fit and predicted (backtest).")
+@click.option("--split", default=None, help="results.nc: the split to fit (train, id, ood_family, ...).")
+@click.option("--method", type=click.Choice(["nuts", "svi", "huber"]), default="nuts", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed: same seed, same numbers.")
+@click.option("--chains", type=int, default=4, show_default=True)
+@click.option("--samples", type=int, default=1000, show_default=True, help="Kept draws per chain.")
+@click.option("--warmup", type=int, default=1000, show_default=True, help="Adaptation steps per chain.")
+@click.option("--threshold", type=float, default=None, help="Gain per doubling counted as diminished [1 point or 1%].")
+@click.option("--compare", default=None, help="law1,law2,...: fit each and print the PSIS-LOO comparison.")
+@click.option("--allow-unconverged", is_flag=True, help="Write the outputs even if r_hat, ESS or divergences fail.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder  [default: fits/LAW].")
+@click.option("--laws", "list_laws", is_flag=True, help="List the laws with their formulas and exit.")
+def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n: str | None, by: str | None,
+        where: str | None, holdout: str | None, split: str | None, method: str, seed: int, chains: int, samples: int,
+        warmup: int, threshold: float | None, compare: str | None, allow_unconverged: bool, out: Path | None,
+        list_laws: bool) -> None:
+    """Fit a scaling law to INPUT (a results.nc or a CSV/Parquet table) with honest uncertainty."""
+    from scaling.fit.command import FitRequest, compare_laws, run_fit
+    from scaling.fit.infer import SamplerConfig
+    from scaling.fit.laws import LAWS
+    from scaling.fit.returns import ReturnsConfig
+
+    if list_laws:
+        for entry in LAWS.values():
+            click.echo(f"{entry.name:<15} {entry.response:<9} {entry.formula}")
+        return
+    names = [name.strip() for name in compare.split(",") if name.strip()] if compare else []
+    if not (law or names) or not y:
+        raise UserError("give --law NAME (or --compare LAW1,LAW2) and --y VAR")
+    try:
+        sampler = SamplerConfig(warmup=warmup, samples=samples, chains=chains, seed=seed)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    request = FitRequest(input=input_path, law=law or names[0], y=y, x=x, n=n, by=by, where=where, holdout=holdout,
+                         split=split, method=method, sampler=sampler, returns=ReturnsConfig(threshold=threshold),
+                         allow_unconverged=allow_unconverged, out=out)
+    if names:
+        compare_laws(request, names, click.echo)
+        return
+    _, written = run_fit(request, click.echo)
+    if written is None:
+        click.echo("scaling: the fit did not converge; nothing written (rerun with more --samples/--warmup, "
+                   "or --allow-unconverged)", err=True)
+        raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors and UserErrors become one line on stderr and exit status 2."""
     try:

@@ -41,14 +41,16 @@ def steps_fit_figure(results_path: Path, posterior_path: Path, metric: str, spli
     posterior = az.from_netcdf(posterior_path).posterior
     x_ref = float(posterior.attrs["x_ref"])
     law_name = str(posterior.attrs.get("law", "power"))
-    law, params, normalized = LAWS[law_name]
+    law = LAWS[law_name]
+    # The grouped power law's A is per unit of x / x_ref (older files lack the attribute).
+    x_unit = float(posterior.attrs.get("x_unit", x_ref if law_name == "power" else 1.0))
     grid = np.geomspace(measured["step"].min(), measured["step"].max(), 100)
     sns.set_theme(style="whitegrid", context="paper")
     figure, axis = plt.subplots(figsize=(6, 4))
     palette = dict(zip(posterior.group.values, sns.color_palette("colorblind", len(posterior.group))))
     for label in posterior.group.values:
-        draws = [posterior[name].sel(group=label).values.reshape(-1, 1) for name in params]
-        curves = law(grid[None, :] / (x_ref if normalized else 1.0), *draws)
+        draws = {name: posterior[name].sel(group=label).values.reshape(-1, 1) for name in law.params}
+        curves = law.mean(draws, {law.axes[0]: grid[None, :] / x_unit})
         low, high = np.percentile(np.asarray(curves), [5, 95], axis=0)
         axis.fill_between(grid, low, high, color=palette[label], alpha=0.25, linewidth=0)
         axis.plot(grid, np.asarray(curves).mean(0), color=palette[label], linewidth=1)

@@ -1,101 +1,424 @@
-"""NUTS fits of saturating laws in steps, one curve per group, with diagnostics and summary.
+"""Fitting a law to data: NUTS (several chains), SVI (a Gaussian guide in the latent space) or the
+Huber baseline, all returning a LawFit with the posterior in original units, a summary, diagnostics
+and posterior-predictive draws.
 
-Loss, `power` law (x is steps divided by `x_ref`, their geometric mean, and s is the median
-response, so the priors are scale-free and weakly informative):
-    E_g / s     ~ HalfNormal(1)        floor: the loss no amount of steps removes
-    A_g / s     ~ LogNormal(0, 1.5)    excess over the floor at x_ref
-    alpha_g     ~ LogNormal(log 0.5, 1) decay exponent
-    sigma       ~ HalfNormal(0.5)      scatter of log y around the law, shared by the groups
-    log y       ~ StudentT(nu=4, log(E_g + A_g x^-alpha_g), sigma)   heavy tails for outlying evaluations
-
-Accuracy, `accuracy` law (acc = C / (1 + (steps / x50)^-k); eval noise of n graded examples is
-modeled, not ignored):
-    C_g          ~ Beta(2, 1)                     ceiling, likely high but not assumed to be 1
-    log x50_g    ~ Normal(log x_ref, 2)           steps to half the ceiling
-    k_g          ~ LogNormal(log 2, 1)            steepness (the power of the early rise)
-    correct      ~ Binomial(n, C_g / (1 + (steps / x50_g)^-k_g))
+`fit_law` fits one registered law (laws.py) through `law_model` (models.py). `fit_power_law` and
+`fit_accuracy_law` are the demo's grouped fits, one curve per group over steps.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-import numpyro.distributions as dist
+import optax
 import pandas as pd
-from numpyro.infer import MCMC, NUTS
+import scipy.stats as st
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_median, log_likelihood
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import initialize_model, potential_energy
+from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
 
-from scaling.fit.laws import saturating_accuracy, saturating_power
+from scaling.errors import UserError
+from scaling.fit import models
+from scaling.fit.baseline import HuberConfig, huber_fit
+from scaling.fit.laws import Law
+from scaling.fit.models import LOG_PHI, OBSERVED, SEED_Z, SIGMA, STUDENT_NU, TAU, Scales, accuracy_model, power_law_model
 
 PARAMS = ("E", "A", "alpha")
 ACCURACY_PARAMS = ("C", "x50", "k")
-STUDENT_NU = 4.0
+METHODS = ("nuts", "svi", "huber")
 # Diagnostics thresholds (Vehtari et al. 2021): split r_hat and bulk effective sample size.
 MAX_R_HAT = 1.01
 MIN_ESS_BULK = 400
+HDI_PROB = 0.9
+TARGET_ACCEPT = 0.95  # NUTS step-size adaptation target: above the default 0.8, for the laws' curved posteriors
+PARETO_K_MAX = 0.7  # SVI: above this Pareto k̂ the importance-corrected draws are not reliable (Vehtari et al.)
+FULL_RANK_MAX = 30  # SVI: a full-covariance Gaussian guide up to this many latent dimensions, low rank beyond
+NOISE = (SIGMA, "phi", TAU)  # posterior variables besides the law's parameters that predictions need
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """NUTS settings; chains run vectorized on one device."""
+    """How a posterior is computed: NUTS chains, the SVI run, or the Huber bootstrap."""
 
-    warmup: int = 1000  # adaptation steps per chain
-    samples: int = 1000  # kept draws per chain
-    chains: int = 4  # independent chains, for r_hat
+    warmup: int = 1000  # NUTS adaptation steps per chain
+    samples: int = 1000  # kept draws per chain (SVI: draws from the guide, per pseudo-chain)
+    chains: int = 4  # independent chains, for r_hat (SVI: pseudo-chains of independent draws)
     seed: int = 0  # same seed, same numbers
+    svi_steps: int = 3000  # SVI optimizer steps
+    svi_lr: float = 0.02  # SVI Adam learning rate at the start; it decays 20-fold over the run
+    bootstrap: int = 1000  # huber: refits on resampled rows behind its intervals
 
     def __post_init__(self) -> None:
         if min(self.warmup, self.samples) < 1 or self.chains < 1:
             raise ValueError(f"SamplerConfig needs positive warmup, samples and chains, got {self}")
+        if self.svi_steps < 1 or not self.svi_lr > 0 or self.bootstrap < 0:
+            raise ValueError(f"SamplerConfig needs svi_steps >= 1, svi_lr > 0 and bootstrap >= 0, got {self}")
 
 
-def power_law_model(x, group, n_groups: int, y_scale: float, log_y=None):
-    """Grouped saturating power law with a Student-t likelihood on log y."""
-    with numpyro.plate("group", n_groups):
-        E = y_scale * numpyro.sample("E_scaled", dist.HalfNormal(1.0))
-        A = y_scale * numpyro.sample("A_scaled", dist.LogNormal(0.0, 1.5))
-        alpha = numpyro.sample("alpha", dist.LogNormal(jnp.log(0.5), 1.0))
-    numpyro.deterministic("E", E)
-    numpyro.deterministic("A", A)
-    sigma = numpyro.sample("sigma", dist.HalfNormal(0.5))
-    mean_y = saturating_power(x, E[group], A[group], alpha[group])
-    numpyro.sample("log_y", dist.StudentT(STUDENT_NU, jnp.log(mean_y), sigma), obs=log_y)
+@dataclass(frozen=True)
+class FitData:
+    """What a law is fitted to: one row per measurement."""
 
+    x: dict[str, np.ndarray]  # one array per law axis, all the same length m, positive
+    y: np.ndarray  # the response (loss > 0, or accuracy in [0, 1])
+    n: np.ndarray | None = None  # evaluation examples behind each accuracy (Beta-Binomial when given)
+    seed: np.ndarray | None = None  # integer seed codes: hierarchical per-seed offsets when > 1 distinct
 
-def accuracy_model(steps, group, n_groups: int, x_ref: float, trials, correct=None):
-    """Grouped saturating accuracy law with a Binomial likelihood over `trials` graded examples."""
-    with numpyro.plate("group", n_groups):
-        C = numpyro.sample("C", dist.Beta(2.0, 1.0))
-        log_x50 = numpyro.sample("log_x50", dist.Normal(jnp.log(x_ref), 2.0))
-        k = numpyro.sample("k", dist.LogNormal(jnp.log(2.0), 1.0))
-    x50 = numpyro.deterministic("x50", jnp.exp(log_x50))
-    accuracy = jnp.clip(saturating_accuracy(steps, C[group], x50[group], k[group]), 1e-6, 1 - 1e-6)
-    numpyro.sample("correct", dist.Binomial(trials, probs=accuracy), obs=correct)
+    def __post_init__(self) -> None:
+        m = len(np.asarray(self.y))
+        for name, values in [*((f"x[{a}]", v) for a, v in self.x.items()), ("n", self.n), ("seed", self.seed)]:
+            if values is not None and len(np.asarray(values)) != m:
+                raise UserError(f"FitData: {name} has {len(np.asarray(values))} rows, y has {m}")
+        if m == 0:
+            raise UserError("FitData: no rows to fit")
+        if any(not (np.isfinite(np.asarray(v, float)).all() and (np.asarray(v, float) > 0).all()) for v in self.x.values()):
+            raise UserError("FitData: every axis value must be positive and finite")
+        if not np.isfinite(np.asarray(self.y, float)).all():
+            raise UserError("FitData: y must be finite")
+        if self.n is not None and not (np.asarray(self.n) >= 1).all():
+            raise UserError("FitData: n must be >= 1 examples")
+
+    @property
+    def seeds(self) -> tuple[np.ndarray | None, int]:
+        """Seed codes as 0..K-1 and K, or (None, 0) when there are fewer than two seeds."""
+        if self.seed is None or len(np.unique(self.seed)) < 2:
+            return None, 0
+        codes, index = np.unique(np.asarray(self.seed), return_inverse=True)
+        return index, len(codes)
 
 
 @dataclass(frozen=True)
 class LawFit:
-    """The posterior, the per-group parameter summary and the sampler diagnostics."""
+    """The posterior (original units, with a pointwise log_likelihood group), its summary and diagnostics."""
 
     posterior: az.InferenceData
-    summary: pd.DataFrame  # group, param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk
-    x_ref: float
-    divergences: int
+    summary: pd.DataFrame  # param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk (grouped fits: a group column first)
+    x_ref: float  # geometric mean of the (first) axis: the unit of x in the grouped fits' A
+    divergences: int  # NUTS divergent transitions after warmup (0 for svi and huber)
+    law: Law | None = None  # the registered law (None for the demo's grouped fits)
+    method: str = "nuts"  # nuts, svi or huber
+    scales: Scales | None = None  # the units the priors were written in
+    pareto_k: float | None = None  # svi: Pareto k̂ of the importance weights of the guide's draws
 
     @property
     def converged(self) -> bool:
-        return (
-            self.divergences == 0
-            and float(self.summary["r_hat"].max()) <= MAX_R_HAT
-            and float(self.summary["ess_bulk"].min()) >= MIN_ESS_BULK
-        )
+        """No divergences, every r_hat <= MAX_R_HAT and bulk ESS >= MIN_ESS_BULK (NaN, as for huber: not
+        applicable), and for svi a Pareto k̂ <= PARETO_K_MAX."""
+        r_hat, ess = self.summary["r_hat"].dropna(), self.summary["ess_bulk"].dropna()
+        trusted = self.pareto_k is None or self.pareto_k <= PARETO_K_MAX
+        return (self.divergences == 0 and trusted and bool((r_hat <= MAX_R_HAT).all())
+                and bool((ess >= MIN_ESS_BULK).all()))
+
+    def draws(self) -> dict[str, np.ndarray]:
+        """The law's reported parameters, flattened over chains × draws: shape (S,) each."""
+        assert self.law is not None, "draws() needs a fit_law fit"
+        return {name: self.posterior.posterior[name].values.reshape(-1) for name in self.law.params}
+
+    def predict(self, x: dict[str, np.ndarray], n: np.ndarray | None = None, seed: int = 0,
+                max_draws: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """(mean curve draws (S, m), posterior-predictive draws of an observation (S, m)) at the inputs x.
+
+        The predictive adds the observation noise the fit assumed: Student-t in log space for a loss;
+        Beta-Binomial counts / n for an accuracy with n (without n: the Beta draw, the accuracy an
+        infinite test set would show); Student-t on the value for an accuracy fitted without n. When the
+        fit pooled seeds, it predicts a new seed: a fresh offset of spread tau per draw.
+        """
+        assert self.law is not None, "predict() needs a fit_law fit"
+        law, post = self.law, self.posterior.posterior
+        total = post.sizes["chain"] * post.sizes["draw"]
+        keep = np.unique(np.linspace(0, total - 1, min(total, max_draws)).round().astype(int))
+        flat = {name: post[name].values.reshape(total)[keep] for name in (*law.params, *NOISE) if name in post}
+        m = len(np.asarray(next(iter(x.values()))))
+        with jax.enable_x64(True):  # original units: large amplitudes times small powers (see _original_units)
+            mean = np.asarray(law.mean({k: np.asarray(flat[k], np.float64)[:, None] for k in law.params},
+                                       {a: np.asarray(x[a], np.float64)[None, :] for a in law.axes}), dtype=float)
+        mean = np.broadcast_to(mean, (len(keep), m))
+        rng = np.random.default_rng(seed)
+        offset = flat[TAU][:, None] * rng.standard_normal((len(keep), m)) if TAU in flat else 0.0
+        if law.response == "loss":
+            noise = flat[SIGMA][:, None] * rng.standard_t(STUDENT_NU, (len(keep), m))
+            return mean, mean * np.exp(offset + noise)
+        p = np.clip(mean, models.PROB_EPS, 1 - models.PROB_EPS)
+        p = 1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) + offset)))
+        if "phi" in flat:
+            phi = flat["phi"][:, None]
+            q = rng.beta(p * phi, (1 - p) * phi)
+            return mean, q if n is None else rng.binomial(np.asarray(n, int)[None, :], q) / np.asarray(n, float)[None, :]
+        if SIGMA in flat:
+            return mean, np.clip(p + flat[SIGMA][:, None] * rng.standard_t(STUDENT_NU, (len(keep), m)), 0.0, 1.0)
+        return mean, p if n is None else rng.binomial(np.asarray(n, int)[None, :], p) / np.asarray(n, float)[None, :]
 
 
-def _nuts(model, sampler: SamplerConfig, labels: list, params: tuple[str, ...], latent: tuple[str, ...], **data):
+# --- fit_law --------------------------------------------------------------------------------------------
+
+def _check(law: Law, data: FitData, method: str) -> None:
+    if method not in METHODS:
+        raise UserError(f"unknown fit method {method!r}; the methods are {', '.join(METHODS)}")
+    if set(data.x) != set(law.axes):
+        raise UserError(f"law {law.name} needs axes {', '.join(law.axes)}; the data have {', '.join(data.x) or 'none'}")
+    y = np.asarray(data.y, float)
+    if law.response == "loss" and not (y > 0).all():
+        raise UserError(f"law {law.name} fits a loss: y must be positive")
+    if law.response == "accuracy" and not ((y >= 0) & (y <= 1)).all():
+        raise UserError(f"law {law.name} fits an accuracy: y must lie in [0, 1]")
+    if data.n is not None and law.response == "loss":
+        raise UserError(f"law {law.name} fits a loss: n (examples behind an accuracy) does not apply")
+
+
+def _model_args(law: Law, data: FitData, scales: Scales) -> dict:
+    """The model's data as arrays of one shape each, placeholders standing in for absent n and seeds."""
+    seed, n_seeds = data.seeds
+    y = models.observed(law, data.y, data.n, scales)
+    return {
+        "x": models.scaled_inputs(law, data.x, scales),
+        "y": y,
+        "n": jnp.zeros(y.shape) if data.n is None else jnp.asarray(np.asarray(data.n, float)),
+        "seed": jnp.zeros(y.shape, int) if seed is None else jnp.asarray(seed),
+    }
+
+
+def _positional(args: dict) -> tuple:
+    return args["x"], args["y"], args["n"], args["seed"]
+
+
+def _bound_model(law: Law, has_n: bool, n_seeds: int):
+    def model(x, y, n, seed):
+        return models.law_model(law, x, y, n if has_n else None, seed if n_seeds > 1 else None, n_seeds)
+
+    return model
+
+
+def _lower(program, law: Law, m: int):
+    """Compile `program(key, x, y, n, seed)` for m rows, ahead of time, so threads share one executable."""
+    x = {axis: jnp.ones(m) for axis in law.axes}
+    return jax.jit(program).lower(jax.random.key(0), x, jnp.ones(m), jnp.ones(m), jnp.zeros(m, int)).compile()
+
+
+@lru_cache(maxsize=32)
+def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, warmup: int, samples: int):
+    """One NUTS chain, compiled once per law and data shape: init, warmup and draws in one program.
+
+    Chains are separate calls of this program rather than one vectorized program: vmap turns NUTS's
+    data-dependent branches into selects, which makes tracing and compiling several times slower,
+    and separate calls let chains run on separate cores.
+    """
+    model = _bound_model(law, has_n, n_seeds)
+
+    def chain(key, x, y, n, seed):
+        data = {"x": x, "y": y, "n": n, "seed": seed}
+        init_key, run_key = jax.random.split(key)
+        start, potential, constrain, _ = initialize_model(
+            init_key, model, init_strategy=init_to_median(num_samples=15), model_kwargs=data, dynamic_args=True)
+        init_kernel, sample_kernel = hmc(potential_fn_gen=potential, algo="NUTS")
+        # dense mass: the scaled laws' amplitudes, floor and exponents are correlated a posteriori.
+        state = init_kernel(start.z, warmup, dense_mass=True, target_accept_prob=TARGET_ACCEPT, model_kwargs=data,
+                            rng_key=run_key)
+
+        def step(state, _):
+            state = sample_kernel(state, model_kwargs=data)
+            return state, (state.z, state.diverging)
+
+        _, (z, diverging) = jax.lax.scan(step, state, None, length=warmup + samples)
+        latent = jax.vmap(constrain(**data))(jax.tree.map(lambda v: v[warmup:], z))
+        pointwise = log_likelihood(model, latent, parallel=True, **data)[OBSERVED]
+        return latent, diverging[warmup:].sum(), pointwise
+
+    return _lower(chain, law, m)
+
+
+def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig) -> tuple[dict, np.ndarray, int]:
+    """Latent draws (chains, draws, ...), pointwise log-likelihood (chains, draws, m), divergences."""
+    program = _nuts_chain(law, int(args["y"].shape[0]), has_n, n_seeds, sampler.warmup, sampler.samples)
+    keys = jax.random.split(jax.random.key(sampler.seed), sampler.chains)
+    with ThreadPoolExecutor(max_workers=min(sampler.chains, os.cpu_count() or 1)) as pool:
+        runs = list(pool.map(lambda key: jax.block_until_ready(program(key, *_positional(args))), keys))
+    latent = {name: np.stack([np.asarray(run[0][name]) for run in runs]) for name in runs[0][0]}
+    pointwise = np.stack([np.asarray(run[2]) for run in runs])
+    return latent, pointwise, int(sum(int(run[1]) for run in runs))
+
+
+@lru_cache(maxsize=32)
+def _svi_run(law: Law, m: int, has_n: bool, n_seeds: int, steps: int, lr: float, draws: int):
+    """One compiled SVI fit, per law and data shape (refits skip compilation): guide draws, their
+    importance log-weights log p(z, y) − log q(z), and their pointwise log-likelihood."""
+    model = _bound_model(law, has_n, n_seeds)
+    latent_dims = len(law.latent) + 2 + n_seeds
+    guide_class = AutoMultivariateNormal if latent_dims <= FULL_RANK_MAX else AutoLowRankMultivariateNormal
+
+    def run(key, x, y, n, seed):
+        data = {"x": x, "y": y, "n": n, "seed": seed}
+        # A guide keeps state from its first trace, so each trace of this program builds its own.
+        guide = guide_class(model, init_loc_fn=init_to_median(num_samples=15))
+        optimizer = numpyro.optim.optax_to_numpyro(optax.adam(optax.exponential_decay(lr, steps, 0.05)))
+        svi = SVI(model, guide, optimizer, Trace_ELBO())
+        fit_key, draw_key = jax.random.split(key)
+        state = svi.init(fit_key, **data)
+        state, _ = jax.lax.scan(lambda s, _: svi.update(s, **data), state, None, length=steps)
+        params = svi.get_params(state)
+        q = guide.get_posterior(params)  # a Gaussian over the flattened unconstrained latents
+        u = q.sample(draw_key, (draws,))
+        # potential_energy is −log p(z, y) in unconstrained coordinates, Jacobians included, as q's density is.
+        log_p = -jax.vmap(lambda v: potential_energy(model, (), data, guide._unpack_latent(v)))(u)
+        latent = guide._unpack_and_constrain(u, params)
+        return latent, log_p - q.log_prob(u), log_likelihood(model, latent, parallel=True, **data)[OBSERVED]
+
+    return _lower(run, law, m)
+
+
+def _svi(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig) -> tuple[dict, np.ndarray, float, float]:
+    """Guide draws corrected by Pareto-smoothed importance resampling (Yao et al. 2018), as `chains`
+    pseudo-chains; their pointwise log-likelihood; the Pareto k̂ that says whether to trust them; and
+    the importance-sampling effective sample size 1 / Σw².
+
+    A Gaussian guide fitted by KL(q‖p) is narrower than a skewed or heavy-tailed posterior; reweighting
+    its draws by p/q restores most of the missing spread while k̂ <= PARETO_K_MAX.
+    """
+    total = sampler.chains * sampler.samples
+    program = _svi_run(law, int(args["y"].shape[0]), has_n, n_seeds, sampler.svi_steps, sampler.svi_lr, total)
+    latent, log_weights, pointwise = program(jax.random.key(sampler.seed), *_positional(args))
+    smoothed, k_hat = az.psislw(np.asarray(log_weights, float))
+    weights = np.exp(smoothed - smoothed.max())
+    weights /= weights.sum()
+    # Systematic resampling: one uniform draw, so the same seed picks the same draws.
+    u = (np.random.default_rng(sampler.seed).uniform() + np.arange(total)) / total
+    keep = np.minimum(np.searchsorted(np.cumsum(weights), u), total - 1)
+    keep = np.random.default_rng(sampler.seed + 1).permutation(keep)  # spread repeats across the pseudo-chains
+
+    def shaped(v):
+        return np.asarray(v)[keep].reshape(sampler.chains, sampler.samples, *np.shape(v)[1:])
+
+    return {k: shaped(v) for k, v in latent.items()}, shaped(pointwise), float(k_hat), float(1.0 / np.sum(weights**2))
+
+
+@lru_cache(maxsize=32)
+def _unscaler(law: Law):
+    return jax.jit(lambda latent, x_ref, y_scale: law.unscale(law.scaled(latent), x_ref, y_scale))
+
+
+def _original_units(law: Law, latent: dict, scales: Scales) -> dict[str, np.ndarray]:
+    """Reported parameters and the noise terms predictions need, from latent draws (any leading shape).
+
+    In float64: an amplitude in original units carries x_ref^exponent (1e9^3 for a steep law in N),
+    beyond float32's range.
+    """
+    with jax.enable_x64(True):
+        latent64 = {lat.site: np.asarray(latent[lat.site], np.float64) for lat in law.latent}
+        theta = _unscaler(law)(latent64, scales.x_ref, scales.y_scale)
+        out = {name: np.asarray(theta[name], float) for name in law.params}
+    for name in (SIGMA, TAU, SEED_Z):
+        if name in latent:
+            out[name] = np.asarray(latent[name], float)
+    if LOG_PHI in latent:
+        out["phi"] = np.exp(np.asarray(latent[LOG_PHI], float))
+    return out
+
+
+def _inference_data(law: Law, posterior: dict, log_lik: np.ndarray, data: FitData, scales: Scales,
+                    method: str) -> az.InferenceData:
+    """Posterior (original units), pointwise log-likelihood over the `obs` dim, observed data, provenance."""
+    dims = {name: ["seed"] for name in (SEED_Z,) if name in posterior} | {OBSERVED: ["obs"]}
+    idata = az.from_dict(posterior=posterior, log_likelihood={OBSERVED: log_lik},
+                         observed_data={OBSERVED: np.asarray(data.y, float)}, dims=dims)
+    idata.posterior.attrs.update({
+        "law": law.name, "formula": law.formula, "method": method, "y_scale": scales.y_scale,
+        **{f"x_ref_{axis}": value for axis, value in scales.x_ref.items()},
+    })
+    return idata
+
+
+def fit_law(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfig = SamplerConfig(),
+            scales: Scales | None = None) -> LawFit:
+    """Fit a registered law to data by NUTS, SVI or the Huber baseline; same seed, same numbers.
+
+    `scales` fixes the units the priors are written in (default: from the data, each axis's geometric
+    mean and the median loss); calibration checks fix them so data are drawn from the very prior fitted.
+    """
+    _check(law, data, method)
+    scales = scales or models.scales_of(law, data.x, data.y)
+    if method == "huber":
+        return _huber(law, data, scales, sampler)
+    args = _model_args(law, data, scales)
+    n_seeds, has_n = data.seeds[1], data.n is not None
+    divergences = 0
+    if method == "nuts":
+        latent, pointwise, divergences = _nuts(law, args, n_seeds, has_n, sampler)
+    else:
+        latent, pointwise, pareto_k, importance_ess = _svi(law, args, n_seeds, has_n, sampler)
+    idata = _inference_data(law, _original_units(law, latent, scales), pointwise, data, scales, method)
+    summary = summarize_law(idata, law.params, with_diagnostics=True)
+    if method == "svi":
+        idata.posterior.attrs["pareto_k"] = pareto_k
+        # Resampled draws repeat; shuffled, they look independent to ESS, which then overstates them.
+        summary["ess_bulk"] = np.minimum(summary["ess_bulk"], importance_ess)
+    return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, method, scales,
+                  pareto_k if method == "svi" else None)
+
+
+def _huber(law: Law, data: FitData, scales: Scales, sampler: SamplerConfig) -> LawFit:
+    """The baseline as a LawFit: bootstrap refits as draws, the full-data estimate as the summary's mean."""
+    result = huber_fit(law, data.x, data.y, HuberConfig(bootstrap=sampler.bootstrap, seed=sampler.seed), scales)
+    if sampler.bootstrap:
+        draws = {k: v[None, :] for k, v in result.bootstrap.items()}
+    else:
+        draws = {k: np.full((1, 1), v) for k, v in result.estimate.items()}
+    noise = max(result.residual_scale, 1e-12)
+    size = next(iter(draws.values())).shape[1]
+    if law.response == "loss" or data.n is None:
+        draws[SIGMA] = np.full((1, size), noise)
+    idata = _inference_data(law, draws, _huber_pointwise(law, draws, data, scales, noise), data, scales, "huber")
+    idata.posterior.attrs["lbfgs_failures"] = result.failures
+    idata.posterior.attrs["huber_objective"] = result.objective
+    summary = summarize_law(idata, law.params, with_diagnostics=False)
+    summary["mean"] = [result.estimate[name] for name in law.params]
+    return LawFit(idata, summary, scales.x_ref[law.axes[0]], 0, law, "huber", scales)
+
+
+def _huber_pointwise(law: Law, draws: dict, data: FitData, scales: Scales, noise: float) -> np.ndarray:
+    """A likelihood the point fit never had: Student-t (or Binomial with n) around each refit's curve."""
+    theta = {k: np.asarray(draws[k], np.float64).reshape(-1, 1) for k in law.params}
+    with jax.enable_x64(True):
+        mean = np.asarray(law.mean(theta, {a: np.asarray(data.x[a], np.float64)[None, :] for a in law.axes}), float)
+    y = np.asarray(data.y, float)[None, :]
+    if law.response == "loss":
+        values = st.t.logpdf(np.log(y), STUDENT_NU, np.log(mean), noise)
+    elif data.n is not None:
+        n = np.asarray(data.n, float)[None, :]
+        values = st.binom.logpmf(np.round(y * n), n, np.clip(mean, models.PROB_EPS, 1 - models.PROB_EPS))
+    else:
+        values = st.t.logpdf(y, STUDENT_NU, mean, noise)
+    return values.reshape(1, -1, y.shape[1])
+
+
+def summarize_law(idata: az.InferenceData, params: tuple[str, ...], with_diagnostics: bool) -> pd.DataFrame:
+    """One row per parameter: mean, sd, 90% HDI, split r_hat and bulk ESS (NaN without diagnostics)."""
+    draws = idata.posterior[list(params)]
+    hdi = az.hdi(draws, hdi_prob=HDI_PROB)
+    single = draws.sizes["chain"] * draws.sizes["draw"] < 4
+    r_hat = az.rhat(draws) if with_diagnostics and not single else None
+    ess = az.ess(draws, method="bulk") if with_diagnostics and not single else None
+    return pd.DataFrame([{
+        "param": name,
+        "mean": float(draws[name].mean()),
+        "sd": float(draws[name].std()),
+        "hdi_5%": float(hdi[name].sel(hdi="lower")),
+        "hdi_95%": float(hdi[name].sel(hdi="higher")),
+        "r_hat": float(r_hat[name]) if r_hat is not None else np.nan,
+        "ess_bulk": float(ess[name]) if ess is not None else np.nan,
+    } for name in params])
+
+
+# --- the demo's grouped fits ------------------------------------------------------------------------------
+
+def _grouped_nuts(model, sampler: SamplerConfig, labels: list, params: tuple[str, ...], latent: tuple[str, ...], **data):
     mcmc = MCMC(
         NUTS(model, target_accept_prob=0.95),
         num_warmup=sampler.warmup,
@@ -123,13 +446,13 @@ def fit_power_law(table: pd.DataFrame, x: str, y: str, group: str, sampler: Samp
         raise ValueError(f"a power-law fit needs positive {x} and {y}")
     labels, group_index = _groups(table, group)
     x_ref = float(np.exp(np.log(x_values).mean()))
-    posterior, divergences = _nuts(
+    posterior, divergences = _grouped_nuts(
         power_law_model, sampler, labels, PARAMS, ("E_scaled", "A_scaled"),
         x=jnp.asarray(x_values / x_ref), group=group_index, n_groups=len(labels),
         y_scale=float(np.median(y_values)), log_y=jnp.log(jnp.asarray(y_values)),
     )
-    posterior.posterior.attrs["x_ref"] = x_ref
-    posterior.posterior.attrs["law"] = "power"
+    # The grouped power law's A is per unit of x / x_ref: figures evaluate it at x / x_unit.
+    posterior.posterior.attrs.update(x_ref=x_ref, x_unit=x_ref, law="power")
     return LawFit(posterior, summarize(posterior, PARAMS, "group"), x_ref, divergences)
 
 
@@ -141,13 +464,12 @@ def fit_accuracy_law(table: pd.DataFrame, x: str, y: str, n: str, group: str, sa
         raise ValueError(f"an accuracy fit needs positive {x}, {y} in [0, 1] and {n} >= 1")
     labels, group_index = _groups(table, group)
     x_ref = float(np.exp(np.log(x_values).mean()))
-    posterior, divergences = _nuts(
+    posterior, divergences = _grouped_nuts(
         accuracy_model, sampler, labels, ACCURACY_PARAMS, ("log_x50",),
         steps=jnp.asarray(x_values), group=group_index, n_groups=len(labels), x_ref=x_ref,
         trials=jnp.asarray(trials), correct=jnp.asarray(np.round(y_values * trials)),
     )
-    posterior.posterior.attrs["x_ref"] = x_ref
-    posterior.posterior.attrs["law"] = "accuracy"
+    posterior.posterior.attrs.update(x_ref=x_ref, x_unit=1.0, law="accuracy")
     return LawFit(posterior, summarize(posterior, ACCURACY_PARAMS, "group"), x_ref, divergences)
 
 
@@ -155,7 +477,7 @@ def summarize(posterior: az.InferenceData, params: tuple[str, ...], group_dim: s
     """One row per group and parameter: mean, sd, 90% HDI, split r_hat and bulk ESS."""
     draws = posterior.posterior[list(params)]
     mean, sd = draws.mean(("chain", "draw")), draws.std(("chain", "draw"))
-    hdi = az.hdi(draws, hdi_prob=0.9)
+    hdi = az.hdi(draws, hdi_prob=HDI_PROB)
     r_hat = az.rhat(draws)
     ess = az.ess(draws, method="bulk")
     rows = []

@@ -1,0 +1,210 @@
+"""`scaling fit`: fit a law from the registry to the store's results or a tidy table, and write the
+posterior, summary, diminishing returns, backtest and the spec to rerun it.
+
+Outputs are written into a staging folder and moved into place at the end: a bad input, an
+interrupt or an unconverged fit leaves nothing behind, and a folder not written by `scaling fit`
+is never overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import arviz as az
+import pandas as pd
+import tomli_w
+import xarray as xr
+
+from scaling.errors import UserError
+from scaling.fit.backtest import backtest_scores, backtest_table
+from scaling.fit.data import Columns, axis_columns, fit_data, groups, load_table, query
+from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, LawFit, SamplerConfig, fit_law
+from scaling.fit.laws import Law, get_law
+from scaling.fit.returns import ReturnsConfig, returns_table
+
+METHODS = ("nuts", "svi", "huber")
+MARKER = "fit.toml"  # its presence marks a folder `scaling fit` may replace
+SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """One `scaling fit` invocation."""
+
+    input: Path  # results.nc, or a .csv/.parquet table
+    law: str  # a name in scaling.fit.laws.LAWS
+    y: str  # the response column or variable
+    x: tuple[str, ...] = ()  # AXIS=COLUMN mappings of the law's axes
+    n: str | None = None  # examples behind each accuracy (Beta-Binomial likelihood)
+    by: str | None = None  # fit each group of this column separately
+    seed_column: str | None = "seed"  # replicate seeds: partial pooling when present with several values
+    where: str | None = None  # pandas query: the rows to use
+    holdout: str | None = None  # pandas query: rows held out of the fit and predicted (the backtest)
+    split: str | None = None  # results.nc: the split to fit
+    method: str = "nuts"  # nuts, svi or huber
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    returns: ReturnsConfig = field(default_factory=ReturnsConfig)
+    allow_unconverged: bool = False  # write the outputs even when diagnostics fail
+    out: Path | None = None  # output folder (default fits/LAW)
+
+
+@dataclass(frozen=True)
+class GroupFit:
+    label: str  # the --by value ("" without --by)
+    fit: LawFit
+    returns: pd.DataFrame
+    backtest: pd.DataFrame
+    scores: dict[str, float]
+
+
+def prepare(request: FitRequest) -> tuple[Law, pd.DataFrame, Columns]:
+    """The law, the rows to fit and the column roles; every input problem is found here, before fitting."""
+    if request.method not in METHODS:
+        raise UserError(f"--method must be one of {', '.join(METHODS)}, got {request.method!r}")
+    law = get_law(request.law)
+    table = load_table(request.input, request.split)
+    rows = query(table, request.where, "--where")
+    x_columns = axis_columns(law, list(request.x), rows)
+    if request.y not in rows.columns:
+        raise UserError(f"--y: no column {request.y!r}; columns are {', '.join(map(str, rows.columns))}")
+    seed = request.seed_column if request.seed_column in rows.columns and request.seed_column != request.by else None
+    columns = Columns(x=x_columns, y=request.y, n=request.n, seed=seed)
+    needed = [*x_columns.values(), request.y, *([request.n] if request.n else [])]
+    rows = rows.dropna(subset=[c for c in needed if c in rows.columns]).reset_index(drop=True)
+    if rows.empty:
+        raise UserError("no rows left to fit (check --where, --split and missing values)")
+    fit_data(rows, law, columns)  # validates values before any fit runs
+    return law, rows, columns
+
+
+def fit_groups(request: FitRequest, law: Law, rows: pd.DataFrame, columns: Columns) -> list[GroupFit]:
+    """One fit per --by group: fitted on the rows not held out, backtested on the held-out ones."""
+    results = []
+    for label, part in groups(rows, request.by):
+        part = part.reset_index(drop=True)
+        held = query(part, request.holdout, "--holdout") if request.holdout else pd.Series(False, index=part.index)
+        train = part[~held].reset_index(drop=True)
+        if len(train) < len(law.params):
+            raise UserError(f"group {label or 'all'}: {len(train)} rows to fit, fewer than the law's {len(law.params)} parameters")
+        fit = fit_law(law, fit_data(train, law, columns), request.method, request.sampler)
+        tested = part[held].reset_index(drop=True) if held.any() else train
+        backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, bool(held.any()))
+        steps_axis = next((a for a, c in columns.x.items() if c == "step"), None)
+        memorized = part["memorization_step"].median() if "memorization_step" in part else None
+        x_train = fit_data(train, law, columns).x
+        returns = returns_table(law, fit.draws(), x_train, request.returns, memorized, steps_axis)
+        results.append(GroupFit(label, fit, returns, backtest, backtest_scores(backtest)))
+    return results
+
+
+def run_fit(request: FitRequest, say: Callable[[str], None] = print) -> tuple[list[GroupFit], Path | None]:
+    """Fit, report, and (when converged or allowed) write the outputs; returns the fits and the folder written."""
+    law, rows, columns = prepare(request)
+    out = Path(request.out or Path("fits") / law.name)
+    _check_out(out)
+    say(f"Fitting {law.name}: {law.formula} to {request.y} ({len(rows)} rows"
+        + (f", {rows[request.by].nunique()} groups by {request.by}" if request.by else "") + f") by {request.method}")
+    fits = fit_groups(request, law, rows, columns)
+    summary = _stack([g.fit.summary[SUMMARY_COLUMNS] for g in fits], request.by, [g.label for g in fits])
+    say(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for g in fits:
+        scores = g.scores
+        say(f"backtest{' ' + g.label if g.label else ''}: {scores['rows']} {'held-out' if g.backtest['held_out'].any() else 'fitted'} rows, "
+            f"90% interval coverage {scores['coverage_90']:.2f}, mean abs error {scores['mae']:.4g}")
+    converged = all(g.fit.converged for g in fits)
+    if request.method != "huber":
+        divergences = sum(g.fit.divergences for g in fits)
+        status = "ok" if converged else "NOT converged"
+        say(f"Diagnostics: {status} (max r_hat {summary['r_hat'].max():.3f}, needs <= {MAX_R_HAT}; min bulk ESS "
+            f"{summary['ess_bulk'].min():.0f}, needs >= {MIN_ESS_BULK}; {divergences} divergences, needs 0)")
+        if not converged and not request.allow_unconverged:
+            return fits, None
+    _write(request, law, fits, summary, out)
+    say(f"wrote {out}/ (posterior.nc, summary.csv, returns.csv, backtest.csv, {MARKER})")
+    return fits, out
+
+
+def _stack(frames: list[pd.DataFrame], by: str | None, labels: list[str]) -> pd.DataFrame:
+    if by is None:
+        return frames[0].reset_index(drop=True)
+    return pd.concat([frame.assign(**{by: label})[[by, *frame.columns]] for frame, label in zip(frames, labels)],
+                     ignore_index=True)
+
+
+def _check_out(out: Path) -> None:
+    if out.is_file():
+        raise UserError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise UserError(f"--out {out} exists and was not written by `scaling fit`; choose another folder")
+
+
+def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.DataFrame, out: Path) -> None:
+    from scaling.provenance import provenance
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        _posterior(fits, request.by).to_netcdf(str(staging / "posterior.nc"))
+        summary.to_csv(staging / "summary.csv", index=False)
+        labels = [g.label for g in fits]
+        _stack([g.returns for g in fits], request.by, labels).to_csv(staging / "returns.csv", index=False)
+        _stack([g.backtest for g in fits], request.by, labels).to_csv(staging / "backtest.csv", index=False)
+        spec = _toml_ready(dataclasses.asdict(request))
+        attrs = provenance(tomli_w.dumps({"fit": spec}))
+        (staging / MARKER).write_text(tomli_w.dumps({
+            "fit": spec, "law": {"name": law.name, "formula": law.formula, "params": list(law.params)},
+            "diagnostics": {"converged": all(g.fit.converged for g in fits),
+                            "divergences": sum(g.fit.divergences for g in fits)},
+            "backtest": {g.label or "all": g.scores for g in fits},
+            "provenance": {k: v for k, v in attrs.items() if k != "spec"},
+        }))
+        retired = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            out.rename(retired)
+        staging.rename(out)
+        shutil.rmtree(retired, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _toml_ready(value):
+    """A dict TOML can hold: paths as strings, None values left out (TOML has no null)."""
+    if isinstance(value, dict):
+        return {k: _toml_ready(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_toml_ready(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def _posterior(fits: list[GroupFit], by: str | None) -> az.InferenceData:
+    """One fit's InferenceData as it is; several groups' posteriors stacked along the --by dimension."""
+    if by is None:
+        return fits[0].fit.posterior
+    params = list(fits[0].fit.law.params)
+    stacked = xr.concat([g.fit.posterior.posterior[params] for g in fits], dim=pd.Index([g.label for g in fits], name=by))
+    return az.InferenceData(posterior=stacked)
+
+
+def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], None] = print) -> pd.DataFrame:
+    """PSIS-LOO comparison of several laws fitted to the same rows (no --by): elpd, its SE, differences, weights."""
+    if request.by:
+        raise UserError("--compare fits all rows together; drop --by (or filter with --where)")
+    if request.method == "huber":
+        raise UserError("--compare needs a posterior (method nuts or svi), not huber")
+    posteriors = {}
+    for name in names:
+        law, rows, columns = prepare(dataclasses.replace(request, law=name))
+        fit = fit_law(law, fit_data(rows, law, columns), request.method, request.sampler)
+        posteriors[name] = fit.posterior
+    table = az.compare(posteriors, ic="loo")
+    say(table[["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "weight"]].to_string(float_format=lambda v: f"{v:.4g}"))
+    return table
+

@@ -1,0 +1,126 @@
+"""numpyro models around the laws: the law's prior in scaled units, seed offsets, and the likelihood.
+
+Likelihoods (the observation site is always "y", so a posterior's log_likelihood has one variable):
+- loss:                      log(y / y_scale) ~ StudentT(4, log mean' + seed offset, sigma); heavy tails
+                             keep one bad evaluation from dragging the law
+- accuracy with n examples:  correct ~ BetaBinomial(n, p·phi, (1 − p)·phi), p = the law with the seed
+                             offset on the logit; finite test sets are binomial noise, and phi lets runs
+                             scatter more than that (phi → ∞ is the Binomial)
+- accuracy without n:        y ~ StudentT(4, p, sigma), on the value (accuracies of exactly 0 or 1 are fine)
+Seeds (when the data hold several): offset_s = tau·z_s, z_s ~ Normal(0, 1): partial pooling, written
+non-centred, with a zero-avoiding prior on tau (see TAU_MODE) so NUTS does not meet the funnel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.scipy.special import logit
+from numpyro.infer import Predictive
+
+from scaling.fit.laws import Law, saturating_accuracy, saturating_power
+
+STUDENT_NU = 4.0
+OBSERVED = "y"  # the observation site, in every model
+SIGMA = "sigma"  # scatter: of log loss, or of an accuracy given without n
+LOG_PHI = "log_phi"  # Beta-Binomial concentration, on the log scale
+TAU = "tau"  # spread of the per-seed offsets
+SEED_Z = "seed_z"  # standardized per-seed offsets
+# Prior scales of the noise terms, in the units each is used in.
+SIGMA_PRIOR = {"loss": 0.5, "accuracy": 0.2}  # HalfNormal: log-loss scatter up to ~1, accuracy scatter up to ~0.4
+# Seed spread tau ~ Gamma(2, 1/mode): seed offsets on log loss (mode 2%) or on the logit of accuracy (mode 0.1).
+# Zero-avoiding (Chung et al. 2013): with a handful of seeds the data barely inform tau, and a prior with
+# mass at 0 makes the funnel (tau → 0, offsets → 0) that NUTS diverges in.
+TAU_MODE = {"loss": 0.02, "accuracy": 0.1}
+LOG_PHI_PRIOR = (np.log(100.0), 1.5)  # Normal: phi from ~5 (much overdispersed) to ~2000 (close to Binomial)
+PROB_EPS = 1e-6  # keeps probabilities off 0 and 1, where the logit and Beta parameters break
+
+
+@dataclass(frozen=True)
+class Scales:
+    """The units the priors are written in: each axis over its geometric mean, a loss over its median."""
+
+    x_ref: dict[str, float]  # geometric mean of each axis
+    y_scale: float  # median loss; 1 for accuracies, which are already on a common scale
+
+
+def scales_of(law: Law, x: dict[str, np.ndarray], y: np.ndarray) -> Scales:
+    x_ref = {axis: float(np.exp(np.mean(np.log(x[axis])))) for axis in law.axes}
+    return Scales(x_ref, float(np.median(y)) if law.response == "loss" else 1.0)
+
+
+def scaled_inputs(law: Law, x: dict[str, np.ndarray], scales: Scales) -> dict[str, jnp.ndarray]:
+    return {axis: jnp.asarray(np.asarray(x[axis], float) / scales.x_ref[axis]) for axis in law.axes}
+
+
+def observed(law: Law, y: np.ndarray, n: np.ndarray | None, scales: Scales) -> jnp.ndarray:
+    """What the likelihood sees: log(y / y_scale) for a loss, correct counts with n, else the accuracy."""
+    y = np.asarray(y, float)
+    if law.response == "loss":
+        return jnp.asarray(np.log(y / scales.y_scale))
+    return jnp.asarray(np.round(y * n) if n is not None else y)
+
+
+def law_model(law: Law, x, y=None, n=None, seed=None, n_seeds: int = 0):
+    """The law in scaled units with its prior, optional seed offsets, and the likelihood for its response."""
+    z = {lat.site: numpyro.sample(lat.site, dist.Normal(lat.loc, lat.scale)) for lat in law.latent}
+    mean = jnp.broadcast_to(law.mean(law.scaled(z), x), jnp.shape(x[law.axes[0]]))
+    offset = 0.0
+    if n_seeds > 1:
+        tau = numpyro.sample(TAU, dist.Gamma(2.0, 1.0 / TAU_MODE[law.response]))
+        with numpyro.plate("seeds", n_seeds):
+            offset = (tau * numpyro.sample(SEED_Z, dist.Normal(0.0, 1.0)))[seed]
+    if law.response == "loss":
+        sigma = numpyro.sample(SIGMA, dist.HalfNormal(SIGMA_PRIOR["loss"]))
+        likelihood = dist.StudentT(STUDENT_NU, jnp.log(mean) + offset, sigma)
+    else:
+        p = jnp.clip(jax.nn.sigmoid(logit(jnp.clip(mean, PROB_EPS, 1 - PROB_EPS)) + offset), PROB_EPS, 1 - PROB_EPS)
+        if n is not None:
+            phi = jnp.exp(numpyro.sample(LOG_PHI, dist.Normal(*LOG_PHI_PRIOR)))
+            likelihood = dist.BetaBinomial(p * phi, (1 - p) * phi, n)
+        else:
+            likelihood = dist.StudentT(STUDENT_NU, p, numpyro.sample(SIGMA, dist.HalfNormal(SIGMA_PRIOR["accuracy"])))
+    with numpyro.plate("obs", mean.shape[0]):
+        numpyro.sample(OBSERVED, likelihood, obs=y)
+
+
+def prior_predictive(law: Law, x, key, count: int, n=None, seed=None, n_seeds: int = 0) -> dict:
+    """`count` draws of every site from the prior, the observations "y" included (scaled units).
+
+    Simulation-based calibration draws its truths and data here, from the very model that is fitted.
+    """
+    # Counts need whole numbers of trials to be drawn (the likelihood itself takes n as floats).
+    n = None if n is None else jnp.asarray(n).astype(int)
+    return Predictive(partial(law_model, law), num_samples=count)(key, x=x, n=n, seed=seed, n_seeds=n_seeds)
+
+
+# --- the demo's grouped laws: one curve per group, in steps ------------------------------------------
+
+def power_law_model(x, group, n_groups: int, y_scale: float, log_y=None):
+    """Grouped saturating power law with a Student-t likelihood on log y."""
+    with numpyro.plate("group", n_groups):
+        E = y_scale * numpyro.sample("E_scaled", dist.HalfNormal(1.0))
+        A = y_scale * numpyro.sample("A_scaled", dist.LogNormal(0.0, 1.5))
+        alpha = numpyro.sample("alpha", dist.LogNormal(jnp.log(0.5), 1.0))
+    numpyro.deterministic("E", E)
+    numpyro.deterministic("A", A)
+    sigma = numpyro.sample("sigma", dist.HalfNormal(0.5))
+    mean_y = saturating_power(x, E[group], A[group], alpha[group])
+    numpyro.sample("log_y", dist.StudentT(STUDENT_NU, jnp.log(mean_y), sigma), obs=log_y)
+
+
+def accuracy_model(steps, group, n_groups: int, x_ref: float, trials, correct=None):
+    """Grouped saturating accuracy law with a Binomial likelihood over `trials` graded examples."""
+    with numpyro.plate("group", n_groups):
+        C = numpyro.sample("C", dist.Beta(2.0, 1.0))
+        log_x50 = numpyro.sample("log_x50", dist.Normal(jnp.log(x_ref), 2.0))
+        k = numpyro.sample("k", dist.LogNormal(jnp.log(2.0), 1.0))
+    x50 = numpyro.deterministic("x50", jnp.exp(log_x50))
+    accuracy = jnp.clip(saturating_accuracy(steps, C[group], x50[group], k[group]), 1e-6, 1 - 1e-6)
+    numpyro.sample("correct", dist.Binomial(trials, probs=accuracy), obs=correct)

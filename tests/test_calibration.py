@@ -1,0 +1,49 @@
+"""Simulation-based calibration, small: truths and data drawn from the fitted model's own prior; the
+90% intervals must hold the truth about 90% of the time (benchmarks/bench_calibration.py is the large one)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from scaling.fit import models
+from scaling.fit.infer import FitData, SamplerConfig, fit_law
+from scaling.fit.laws import LAWS
+from scaling.fit.models import Scales
+
+REPLICATES = 40
+LEVEL = 0.9
+SHORT_NUTS = SamplerConfig(warmup=300, samples=300, chains=2, seed=0)
+
+
+def _replicates(law, x: dict[str, np.ndarray], x_ref: dict[str, float], count: int, key):
+    """(truth in original units, y) pairs from the prior predictive, at y_scale 1."""
+    draws = models.prior_predictive(law, {a: jnp.asarray(v / x_ref[a]) for a, v in x.items()}, key, count)
+    for r in range(count):
+        z = {site: value[r] for site, value in draws.items()}
+        truth = {k: float(v) for k, v in law.unscale(law.scaled(z), x_ref, 1.0).items()}
+        yield truth, np.exp(np.asarray(z[models.OBSERVED], float))
+
+
+def _bounds(trials: int) -> tuple[float, float]:
+    """Coverage a calibrated method stays within 99.9% of the time, for independent trials."""
+    return binom.ppf(0.0005, trials, LEVEL) / trials, binom.ppf(0.9995, trials, LEVEL) / trials
+
+
+@pytest.mark.slow
+def test_power_law_intervals_cover_prior_drawn_truths_at_their_level():
+    law = LAWS["power"]
+    x = {"x": np.geomspace(10, 1e4, 16)}
+    # The prior's units fixed to those the data are drawn in, so the fitted prior is the generating one.
+    units = Scales({"x": float(np.exp(np.log(x["x"]).mean()))}, 1.0)
+    hits = []
+    for truth, y in _replicates(law, x, units.x_ref, REPLICATES, jax.random.key(2024)):
+        summary = fit_law(law, FitData(x, y), "nuts", SHORT_NUTS, units).summary.set_index("param")
+        hits.append([summary.loc[p, "hdi_5%"] <= truth[p] <= summary.loc[p, "hdi_95%"] for p in law.params])
+    hits = np.array(hits)
+    low, high = _bounds(hits.size)
+    assert low <= hits.mean() <= high, (hits.mean(), low, high)
+    per_param_low = _bounds(REPLICATES)[0]
+    for name, coverage in zip(law.params, hits.mean(axis=0)):
+        assert coverage >= per_param_low, (name, coverage, per_param_low)
