@@ -142,7 +142,7 @@ def collect(run_dir: str) -> None:
 
 
 @cli.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path), required=False)
 @click.option("--law", default=None, help="A law of the registry (see `scaling fit --laws`).")
 @click.option("--y", "y", default=None, help="The response: a metric of results.nc or a column of the table.")
 @click.option("--x", "x", multiple=True, help="AXIS=COLUMN: a law axis and its column, e.g. --x N=params (repeatable).")
@@ -176,6 +176,8 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
             click.echo(f"{entry.name:<15} {entry.response:<9} {entry.formula}")
         return
     names = [name.strip() for name in compare.split(",") if name.strip()] if compare else []
+    if input_path is None:
+        raise UserError("give INPUT: a results.nc, or a .csv or .parquet table")
     if not (law or names) or not y:
         raise UserError("give --law NAME (or --compare LAW1,LAW2) and --y VAR")
     try:
