@@ -93,7 +93,7 @@ def run_on_ray(spec: Path, run: Path, cluster) -> subprocess.Popen:
 def cell_lines(output: str) -> dict[str, list[str]]:
     """The status each cell was reported with, by cell id, in the order reported."""
     statuses: dict[str, list[str]] = {}
-    for cell_id, status in re.findall(r"^cell ([0-9a-f]{16}) (done|failed: .*) \(\d+ s\) ", output, flags=re.M):
+    for cell_id, status in re.findall(r"^cell ([0-9a-f]{16}) (done|failed: .*?)(?: \(\d+ s\))? size=", output, flags=re.M):
         statuses.setdefault(cell_id, []).append(status)
     return statuses
 
