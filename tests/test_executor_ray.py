@@ -2,7 +2,6 @@
 killed mid-cell is retried and resumes its cell, ending with the metrics of an uninterrupted run."""
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -15,10 +14,10 @@ import pytest
 import xarray as xr
 
 from scaling.grid import expand, load_spec
-from scaling.locks import is_stale, read_owner
+from scaling.locks import is_stale
 from scaling.runfolder import RunFolder
-from scaling.runner import checkpoints_dir, lock_file
-from scaling.schema import METRICS
+from scaling.runner import lock_file
+from runs_helpers import SCALING, attrs_of, cell_lines, metrics_of, signal_owner, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +41,6 @@ n = 16
 """
 # Two cells of a few seconds each, checkpointed every 4 of their 80 steps: time to kill one mid-cell.
 LONG = TINY.replace('name = "tiny"', 'name = "long"').replace("[0, 20000]", "[0]").replace("[8, 16, 32]", "[40, 80]")
-SCALING = [sys.executable, "-m", "scaling"]
 RAY = Path(sys.executable).parent / "ray"
 
 
@@ -78,53 +76,10 @@ def cluster(tmp_path_factory) -> tuple[str, dict]:
                 pass
 
 
-def write_spec(folder: Path, text: str) -> Path:
-    path = folder / "grid.toml"
-    path.write_text(text)
-    return path
-
-
 def run_on_ray(spec: Path, run: Path, cluster) -> subprocess.Popen:
     address, env = cluster
     return subprocess.Popen([*SCALING, "run", str(spec), "--out", str(run), "--executor", "ray", "--address", address],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-
-
-def cell_lines(output: str) -> dict[str, list[str]]:
-    """The status each cell was reported with, by cell id, in the order reported."""
-    statuses: dict[str, list[str]] = {}
-    for cell_id, status in re.findall(r"^cell ([0-9a-f]{16}) (done|failed: .*?)(?: \(\d+ s\))? size=", output, flags=re.M):
-        statuses.setdefault(cell_id, []).append(status)
-    return statuses
-
-
-def metrics_of(run: Path) -> dict[str, xr.Dataset]:
-    out = {}
-    for path in sorted((run / "cells").glob("*.nc")):
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            out[path.stem] = ds[[*METRICS, "memorization_step"]].load()
-    return out
-
-
-def attrs_of(run: Path, cell_id: str) -> dict:
-    with xr.open_dataset(run / "cells" / f"{cell_id}.nc", engine="h5netcdf") as ds:
-        return dict(ds.attrs)
-
-
-def signal_owner(driver: subprocess.Popen, run: Path, sig: int, checkpointed: bool) -> tuple[str, int, int]:
-    """Send sig to the process running the first cell seen (with a checkpoint, if checkpointed), mid-cell;
-    returns that cell's id, the process's pid and the cell's newest checkpoint step (0: none yet)."""
-    folder, deadline = RunFolder(run), time.monotonic() + 180
-    while driver.poll() is None and time.monotonic() < deadline:
-        for lock in (run / "locks").glob("*.lock"):
-            cell_id = lock.stem
-            steps = [int(p.name) for p in checkpoints_dir(folder, cell_id).glob("*") if p.name.isdigit()]
-            owner = read_owner(folder, lock_file(cell_id))
-            if owner is not None and (steps or not checkpointed) and not (run / "cells" / f"{cell_id}.nc").exists():
-                os.kill(owner.pid, sig)
-                return cell_id, owner.pid, max(steps, default=0)
-        time.sleep(0.05)
-    raise AssertionError(f"no cell was seen running (driver exit status {driver.poll()}; its output is below)")
 
 
 def test_grid_completes_on_a_cluster_and_collects(cluster, tmp_path):

@@ -8,8 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +16,10 @@ from submitit.core.utils import DelayedSubmission
 
 from scaling.executors.slurm import CLUSTER_ENV, CellTask
 from scaling.grid import expand, load_spec
-from scaling.locks import is_stale, read_owner
+from scaling.locks import is_stale
 from scaling.runfolder import RunFolder
-from scaling.runner import checkpoints_dir, lock_file
-from scaling.schema import METRICS
+from scaling.runner import lock_file
+from runs_helpers import SCALING, attrs_of, cell_lines, metrics_of, signal_owner, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -47,56 +45,12 @@ n = 16
 # limit this short, submitit takes any signal for the limit, which requeues only a Checkpointable.
 LONG = (TINY.replace('name = "tiny"', 'name = "long"').replace("[0, 20000]", "[0]").replace("[8, 16, 32]", "[40, 80]")
         + "[run.slurm]\ntimeout_min = 1\n")
-SCALING = [sys.executable, "-m", "scaling"]
 LOCAL_JOBS = {**os.environ, CLUSTER_ENV: "local"}
-
-
-def write_spec(folder: Path, text: str) -> Path:
-    path = folder / "grid.toml"
-    path.write_text(text)
-    return path
 
 
 def run_as_jobs(spec: Path, run: Path) -> subprocess.Popen:
     return subprocess.Popen([*SCALING, "run", str(spec), "--out", str(run), "--executor", "slurm"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=LOCAL_JOBS)
-
-
-def cell_lines(output: str) -> dict[str, list[str]]:
-    """The status each cell was reported with, by cell id, in the order reported."""
-    statuses: dict[str, list[str]] = {}
-    for cell_id, status in re.findall(r"^cell ([0-9a-f]{16}) (done|failed: .*?)(?: \(\d+ s\))? size=", output, flags=re.M):
-        statuses.setdefault(cell_id, []).append(status)
-    return statuses
-
-
-def metrics_of(run: Path) -> dict[str, xr.Dataset]:
-    out = {}
-    for path in sorted((run / "cells").glob("*.nc")):
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            out[path.stem] = ds[[*METRICS, "memorization_step"]].load()
-    return out
-
-
-def attrs_of(run: Path, cell_id: str) -> dict:
-    with xr.open_dataset(run / "cells" / f"{cell_id}.nc", engine="h5netcdf") as ds:
-        return dict(ds.attrs)
-
-
-def signal_owner(driver: subprocess.Popen, run: Path, sig: int, checkpointed: bool = True) -> tuple[str, int, int]:
-    """Send sig to the process running the first cell seen (with a checkpoint, if checkpointed), mid-cell;
-    returns that cell's id, the process's pid and the cell's newest checkpoint step (0: none yet)."""
-    folder, deadline = RunFolder(run), time.monotonic() + 180
-    while driver.poll() is None and time.monotonic() < deadline:
-        for lock in (run / "locks").glob("*.lock"):
-            cell_id = lock.stem
-            steps = [int(p.name) for p in checkpoints_dir(folder, cell_id).glob("*") if p.name.isdigit()]
-            owner = read_owner(folder, lock_file(cell_id))
-            if owner is not None and (steps or not checkpointed) and not (run / "cells" / f"{cell_id}.nc").exists():
-                os.kill(owner.pid, sig)
-                return cell_id, owner.pid, max(steps, default=0)
-        time.sleep(0.05)
-    raise AssertionError(f"no cell was seen running (driver exit status {driver.poll()}; its output is below)")
 
 
 def test_grid_completes_as_local_jobs(tmp_path):

@@ -4,7 +4,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import xarray as xr
 
 from scaling.cli import main
 from scaling.grid import expand, load_spec
-from scaling.schema import METRICS
 from scaling.store import open_results
+from runs_helpers import SCALING, metrics_of
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +38,6 @@ n = 16
 heartbeat_s = 0.5
 stale_after_s = 5.0
 """
-SCALING = [sys.executable, "-m", "scaling"]
-
-
-def metrics_of(run: Path) -> dict[str, xr.Dataset]:
-    out = {}
-    for path in sorted((run / "cells").glob("*.nc")):
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            out[path.stem] = ds[[*METRICS, "memorization_step"]].load()
-    return out
 
 
 def assert_same_results(run: Path, reference: Path) -> None:

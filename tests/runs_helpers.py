@@ -1,0 +1,60 @@
+"""Helpers the run-layer tests share: reading a run's cell files and driving its runners."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import xarray as xr
+
+from scaling.locks import read_owner
+from scaling.runfolder import RunFolder
+from scaling.runner import checkpoints_dir, lock_file
+from scaling.schema import METRICS
+
+SCALING = [sys.executable, "-m", "scaling"]
+
+
+def write_spec(folder: Path, text: str) -> Path:
+    path = folder / "grid.toml"
+    path.write_text(text)
+    return path
+
+
+def cell_lines(output: str) -> dict[str, list[str]]:
+    """The status each cell was reported with, by cell id, in the order reported."""
+    statuses: dict[str, list[str]] = {}
+    for cell_id, status in re.findall(r"^cell ([0-9a-f]{16}) (done|failed: .*?)(?: \(\d+ s\))? size=", output, flags=re.M):
+        statuses.setdefault(cell_id, []).append(status)
+    return statuses
+
+
+def metrics_of(run: Path) -> dict[str, xr.Dataset]:
+    out = {}
+    for path in sorted((run / "cells").glob("*.nc")):
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            out[path.stem] = ds[[*METRICS, "memorization_step"]].load()
+    return out
+
+
+def attrs_of(run: Path, cell_id: str) -> dict:
+    with xr.open_dataset(run / "cells" / f"{cell_id}.nc", engine="h5netcdf") as ds:
+        return dict(ds.attrs)
+
+
+def signal_owner(driver: subprocess.Popen, run: Path, sig: int, checkpointed: bool = True) -> tuple[str, int, int]:
+    """Send sig to the process running the first cell seen (with a checkpoint, if checkpointed), mid-cell;
+    returns that cell's id, the process's pid and the cell's newest checkpoint step (0: none yet)."""
+    folder, deadline = RunFolder(run), time.monotonic() + 180
+    while driver.poll() is None and time.monotonic() < deadline:
+        for lock in (run / "locks").glob("*.lock"):
+            cell_id = lock.stem
+            steps = [int(p.name) for p in checkpoints_dir(folder, cell_id).glob("*") if p.name.isdigit()]
+            owner = read_owner(folder, lock_file(cell_id))
+            if owner is not None and (steps or not checkpointed) and not (run / "cells" / f"{cell_id}.nc").exists():
+                os.kill(owner.pid, sig)
+                return cell_id, owner.pid, max(steps, default=0)
+        time.sleep(0.05)
+    raise AssertionError(f"no cell was seen running (driver exit status {driver.poll()}; its output is below)")
