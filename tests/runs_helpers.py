@@ -26,7 +26,8 @@ def write_spec(folder: Path, text: str) -> Path:
 def cell_lines(output: str) -> dict[str, list[str]]:
     """The status each cell was reported with, by cell id, in the order reported."""
     statuses: dict[str, list[str]] = {}
-    for cell_id, status in re.findall(r"^cell ([0-9a-f]{16}) (done|failed: .*?)(?: \(\d+ s\))? size=", output, flags=re.M):
+    # Not anchored at line starts: Ray's raylet prints its worker-died warning with no newline before ours.
+    for cell_id, status in re.findall(r"\bcell ([0-9a-f]{16}) (done|failed: .*?)(?: \(\d+ s\))? size=", output):
         statuses.setdefault(cell_id, []).append(status)
     return statuses
 

@@ -56,7 +56,9 @@ def _results_table(results, split: str | None, path: Path) -> pd.DataFrame:
     cells = one[per_cell].to_dataframe().reset_index()
     keys = [d for d in cells.columns if d in table.columns and d not in per_cell]
     table = table.merge(cells[keys + [c for c in per_cell if c not in table.columns]], on=keys, how="left")
-    return table[table.get("status", "done").astype(str) == "done"].reset_index(drop=True) if "status" in table else table
+    if "status" in table:  # failed and missing cells hold only NaN: fit the finished ones
+        table = table[table["status"].astype(str) == "done"].reset_index(drop=True)
+    return table
 
 
 def query(table: pd.DataFrame, expression: str | None, flag: str) -> pd.DataFrame | pd.Series:
