@@ -35,11 +35,12 @@ def decode_step(
     return logits_Bx1xV[:, 0], cache
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new", "eos_id"))
 def generate_greedy_cached(
-    params: nnx.State, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: int
+    params: nnx.State, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: int,
+    eos_id: int = tokenizer.EOS,
 ) -> jax.Array:
-    """Append greedy tokens after each prompt until end of sequence, max_new tokens, or T is full.
+    """Append greedy tokens after each prompt until end of sequence (`eos_id`), max_new tokens, or T is full.
 
     The prompt buffer is run once with a causal mask; its zero padding after each prompt is cached too,
     but each row only ever attends to cache entries at or before its own position, and every entry it
@@ -54,7 +55,7 @@ def generate_greedy_cached(
     logits_BxTxV, cache = model.prefill(tokens_BxT, positions_BxT, segments_BxT)
     # The first token comes from the prefill logits, so the loop below never runs a step whose logits go unused.
     done_B = lengths_B >= T
-    tokens_BxT, lengths_B, done_B = _append(logits_BxTxV[rows_B, lengths_B - 1], tokens_BxT, lengths_B, done_B)
+    tokens_BxT, lengths_B, done_B = _append(logits_BxTxV[rows_B, lengths_B - 1], tokens_BxT, lengths_B, done_B, eos_id)
 
     def keep_going(carry):
         count, _, _, done_B, _ = carry
@@ -65,7 +66,7 @@ def generate_greedy_cached(
         # Finished rows rerun their last token: rewriting a cache entry they never read again is harmless.
         last_B = lengths_B - 1
         logits_Bx1xV, cache = model.decode(tokens_BxT[rows_B, last_B][:, None], last_B[:, None], cache)
-        tokens_BxT, lengths_B, done_B = _append(logits_Bx1xV[:, 0], tokens_BxT, lengths_B, done_B)
+        tokens_BxT, lengths_B, done_B = _append(logits_Bx1xV[:, 0], tokens_BxT, lengths_B, done_B, eos_id)
         return count + 1, tokens_BxT, lengths_B, done_B, cache
 
     _, tokens_BxT, _, _, _ = jax.lax.while_loop(keep_going, next_token, (1, tokens_BxT, lengths_B, done_B, cache))
@@ -78,7 +79,7 @@ def _unpacked(B: int, T: int) -> tuple[jax.Array, jax.Array]:
 
 
 def _append(
-    logits_BxV: jax.Array, tokens_BxT: jax.Array, lengths_B: jax.Array, done_B: jax.Array
+    logits_BxV: jax.Array, tokens_BxT: jax.Array, lengths_B: jax.Array, done_B: jax.Array, eos_id: int
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Write each unfinished row's argmax after its sequence; a row finishes at end of sequence or when full."""
     B, T = tokens_BxT.shape
@@ -88,5 +89,5 @@ def _append(
     at_B = jnp.minimum(lengths_B, T - 1)
     tokens_BxT = tokens_BxT.at[rows_B, at_B].set(jnp.where(write_B, chosen_B, tokens_BxT[rows_B, at_B]))
     lengths_B = lengths_B + write_B
-    done_B = done_B | (write_B & (chosen_B == tokenizer.EOS)) | (lengths_B >= T)
+    done_B = done_B | (write_B & (chosen_B == eos_id)) | (lengths_B >= T)
     return tokens_BxT, lengths_B, done_B
