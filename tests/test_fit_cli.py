@@ -130,6 +130,24 @@ def test_a_rollout_backtest_on_pythia_predicts_later_checkpoints(tmp_path, capsy
     assert (backtest["mean"] - backtest.observed).abs().mean() < 0.05  # within 5 points of accuracy
 
 
+@pytest.mark.skipif(not PYTHIA.is_file(), reason="the shared Pythia evaluations (../shared/data) are not here")
+def test_a_size_rollout_on_pythia_predicts_the_larger_models(tmp_path, capsys):
+    """Chinchilla's law on LAMBADA loss (log perplexity) over N and D, fitted on Pythia 70m–1.4b, predicts
+    2.8b, 6.9b and 12b at every checkpoint: 42 rows up to 8× beyond the largest fitted size."""
+    table = pd.read_csv(PYTHIA)
+    table = table[(table.task == "lambada_openai") & (table.metric == "ppl") & (table.deduped == 0)
+                  & (table.num_fewshot == 0) & (table.step >= 4000)].assign(loss=lambda t: np.log(t.value))
+    path = tmp_path / "pythia.csv"
+    table.to_csv(path, index=False)
+    out = tmp_path / "fit"
+    assert main(["fit", str(path), "--law", "chinchilla", "--y", "loss", "--x", "N=params_nonembed", "--x", "D=tokens",
+                 "--holdout", "params_nonembed > 1.5e9", "--out", str(out), *QUICK]) == 0
+    backtest = pd.read_csv(out / "backtest.csv")
+    assert backtest.held_out.all() and backtest.params_nonembed.nunique() == 3 and len(backtest) == 42
+    inside = (backtest.lo <= backtest.observed) & (backtest.observed <= backtest.hi)
+    assert inside.mean() >= 0.6  # measured 0.81: 12b is worse on LAMBADA than its smaller siblings predict
+    assert (backtest["mean"] - backtest.observed).abs().mean() < 0.15  # nats; measured 0.08
+
 @pytest.mark.parametrize("argv, named", [
     (["fit", "nope.csv", "--law", "power", "--y", "loss"], "does not exist"),
     (["fit", "{table}", "--law", "nolaw", "--y", "loss"], "nolaw"),
