@@ -169,3 +169,43 @@ def test_bad_fit_input_exits_2_with_one_line(argv, named, power_table, tmp_path,
     assert named in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
     assert (foreign / "notes.txt").read_text() == "precious"
+
+
+@pytest.fixture(scope="module")
+def uneven_tasks(tmp_path_factory) -> Path:
+    """Four tasks sharing y = floor + 4 x^-0.5 with their own floors; task d was measured only at small x."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for task, floor, x in (("a", 1.5, np.geomspace(10, 1e4, 10)), ("b", 1.7, np.geomspace(10, 1e4, 10)),
+                           ("c", 1.3, np.geomspace(10, 1e4, 10)), ("d", 1.6, np.geomspace(10, 100, 4))):
+        y = (floor + 4.0 * x ** -0.5) * np.exp(rng.normal(0, 0.03, x.size))
+        rows += [{"tokens": t, "loss": v, "task": task} for t, v in zip(x, y)]
+    path = tmp_path_factory.mktemp("uneven") / "losses.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_pool_lets_a_sparse_group_borrow_strength_from_the_others(uneven_tasks, tmp_path, capsys):
+    common = ["fit", str(uneven_tasks), "--law", "power", "--y", "loss", "--x", "x=tokens", "--by", "task",
+              "--chains", "2", "--samples", "500", "--warmup", "500"]
+    assert main([*common, "--pool", "--out", str(tmp_path / "pooled")]) == 0
+    assert main([*common, "--allow-unconverged", "--out", str(tmp_path / "separate")]) in (0, 1)
+    assert "spread across groups" in capsys.readouterr().out
+    pooled = pd.read_csv(tmp_path / "pooled" / "summary.csv").set_index(["task", "param"])
+    separate = pd.read_csv(tmp_path / "separate" / "summary.csv").set_index(["task", "param"])
+    width = lambda s: s["hdi_95%"] - s["hdi_5%"]  # noqa: E731
+    # d's four points alone barely place its floor; pooled, its exponent and amplitude come from a, b, c.
+    assert width(pooled.loc[("d", "E")]) < 0.5 * width(separate.loc[("d", "E")])
+    assert pooled.loc[("d", "E"), "hdi_5%"] < 1.6 < pooled.loc[("d", "E"), "hdi_95%"]
+    for task in "abcd":
+        assert pooled.loc[(task, "alpha"), "hdi_5%"] < 0.5 < pooled.loc[(task, "alpha"), "hdi_95%"]
+    posterior = xr.open_dataset(tmp_path / "pooled" / "posterior.nc", group="posterior")
+    assert posterior.sizes["task"] == 4 and "pool_tau_log_E" in posterior
+
+
+@pytest.mark.parametrize("extra, named", [([], "--by"), (["--by", "task", "--method", "huber"], "huber")])
+def test_pool_needs_groups_and_a_posterior(extra, named, uneven_tasks, tmp_path, capsys):
+    assert main(["fit", str(uneven_tasks), "--law", "power", "--y", "loss", "--x", "x=tokens", "--pool", *extra,
+                 "--out", str(tmp_path / "fit")]) == 2
+    err = capsys.readouterr().err
+    assert named in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "fit").exists()

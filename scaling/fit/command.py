@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import arviz as az
+import numpy as np
 import pandas as pd
 import tomli_w
 import xarray as xr
@@ -23,8 +24,9 @@ import xarray as xr
 from scaling.errors import UserError
 from scaling.fit.backtest import backtest_scores, backtest_table
 from scaling.fit.data import Columns, axis_columns, fit_data, groups, load_table, query
-from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, LawFit, SamplerConfig, fit_law
+from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, LawFit, SamplerConfig, fit_law, fit_pooled
 from scaling.fit.laws import Law, get_law
+from scaling.fit.models import POOL_TAU
 from scaling.fit.returns import ReturnsConfig, returns_table
 
 METHODS = ("nuts", "svi", "huber")
@@ -42,6 +44,7 @@ class FitRequest:
     x: tuple[str, ...] = ()  # AXIS=COLUMN mappings of the law's axes
     n: str | None = None  # examples behind each accuracy (Beta-Binomial likelihood)
     by: str | None = None  # fit each group of this column separately
+    pool: bool = False  # with --by: one joint fit, every law parameter partially pooled across the groups
     seed_column: str | None = "seed"  # replicate seeds: partial pooling when present with several values
     where: str | None = None  # pandas query: the rows to use
     holdout: str | None = None  # pandas query: rows held out of the fit and predicted (the backtest)
@@ -66,6 +69,10 @@ def prepare(request: FitRequest) -> tuple[Law, pd.DataFrame, Columns]:
     """The law, the rows to fit and the column roles; every input problem is found here, before fitting."""
     if request.method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {request.method!r}")
+    if request.pool and not request.by:
+        raise UserError("--pool pools the groups of --by: give --by COLUMN")
+    if request.pool and request.method == "huber":
+        raise UserError("--pool needs a posterior (method nuts or svi), not huber")
     law = get_law(request.law)
     table = load_table(request.input, request.split)
     rows = query(table, request.where, "--where")
@@ -83,15 +90,27 @@ def prepare(request: FitRequest) -> tuple[Law, pd.DataFrame, Columns]:
 
 
 def fit_groups(request: FitRequest, law: Law, rows: pd.DataFrame, columns: Columns) -> list[GroupFit]:
-    """One fit per --by group: fitted on the rows not held out, backtested on the held-out ones."""
-    results = []
+    """One fit per --by group (or one pooled fit of them all): fitted on the rows not held out,
+    backtested on the held-out ones."""
+    parts = []
     for label, part in groups(rows, request.by):
         part = part.reset_index(drop=True)
         held = query(part, request.holdout, "--holdout") if request.holdout else pd.Series(False, index=part.index)
         train = part[~held].reset_index(drop=True)
-        if len(train) < len(law.params):
+        # A pooled group borrows strength from the others, so it needs rows, not a full set of them.
+        if len(train) < (1 if request.pool else len(law.params)):
             raise UserError(f"group {label or 'all'}: {len(train)} rows to fit, fewer than the law's {len(law.params)} parameters")
-        fit = fit_law(law, fit_data(train, law, columns), request.method, request.sampler)
+        parts.append((label, part, held, train))
+    if request.pool:
+        if len(parts) < 2:
+            raise UserError(f"--pool needs at least two groups of --by {request.by}; there is one")
+        joint = pd.concat([train for _, _, _, train in parts], ignore_index=True)
+        codes = np.concatenate([np.full(len(train), g) for g, (_, _, _, train) in enumerate(parts)])
+        fits = fit_pooled(law, dataclasses.replace(fit_data(joint, law, columns), group=codes), request.method, request.sampler)
+    else:
+        fits = [fit_law(law, fit_data(train, law, columns), request.method, request.sampler) for _, _, _, train in parts]
+    results = []
+    for (label, part, held, train), fit in zip(parts, fits):
         tested = part[held].reset_index(drop=True) if held.any() else train
         backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, bool(held.any()))
         steps_axis = next((a for a, c in columns.x.items() if c == "step"), None)
@@ -108,17 +127,23 @@ def run_fit(request: FitRequest, say: Callable[[str], None] = print) -> tuple[li
     out = Path(request.out or Path("fits") / law.name)
     _check_out(out)
     say(f"Fitting {law.name}: {law.formula} to {request.y} ({len(rows)} rows"
-        + (f", {rows[request.by].nunique()} groups by {request.by}" if request.by else "") + f") by {request.method}")
+        + (f", {rows[request.by].nunique()} groups by {request.by}{' (pooled)' if request.pool else ''}" if request.by else "")
+        + f") by {request.method}")
     fits = fit_groups(request, law, rows, columns)
     summary = _stack([g.fit.summary[SUMMARY_COLUMNS] for g in fits], request.by, [g.label for g in fits])
     say(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if request.pool:
+        spreads = [(name, fits[0].fit.posterior.posterior[name].values) for name in fits[0].fit.posterior.posterior.data_vars
+                   if name.startswith(POOL_TAU)]
+        say("spread across groups (sd on the latent scale, 90% interval): " + ", ".join(
+            f"{name[len(POOL_TAU):]} {np.median(v):.2g} [{np.quantile(v, 0.05):.2g}, {np.quantile(v, 0.95):.2g}]" for name, v in spreads))
     for g in fits:
         scores = g.scores
         say(f"backtest{' ' + g.label if g.label else ''}: {scores['rows']} {'held-out' if g.backtest['held_out'].any() else 'fitted'} rows, "
             f"90% interval coverage {scores['coverage_90']:.2f}, mean abs error {scores['mae']:.4g}")
     converged = all(g.fit.converged for g in fits)
     if request.method != "huber":
-        divergences = sum(g.fit.divergences for g in fits)
+        divergences = _divergences(request, fits)
         status = "ok" if converged else "NOT converged"
         say(f"Diagnostics: {status} (max r_hat {summary['r_hat'].max():.3f}, needs <= {MAX_R_HAT}; min bulk ESS "
             f"{summary['ess_bulk'].min():.0f}, needs >= {MIN_ESS_BULK}; {divergences} divergences, needs 0)")
@@ -127,6 +152,11 @@ def run_fit(request: FitRequest, say: Callable[[str], None] = print) -> tuple[li
     _write(request, law, fits, summary, out)
     say(f"wrote {out}/ (posterior.nc, summary.csv, returns.csv, backtest.csv, {MARKER})")
     return fits, out
+
+
+def _divergences(request: FitRequest, fits: list[GroupFit]) -> int:
+    """Divergent transitions: of each group's fit, or of the one joint fit that a pooled fit's groups share."""
+    return fits[0].fit.divergences if request.pool else sum(g.fit.divergences for g in fits)
 
 
 def _stack(frames: list[pd.DataFrame], by: str | None, labels: list[str]) -> pd.DataFrame:
@@ -161,7 +191,7 @@ def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.Data
         (staging / MARKER).write_text(tomli_w.dumps({
             "fit": spec, "law": {"name": law.name, "formula": law.formula, "params": list(law.params)},
             "diagnostics": {"converged": all(g.fit.converged for g in fits),
-                            "divergences": sum(g.fit.divergences for g in fits)},
+                            "divergences": _divergences(request, fits)},
             "backtest": {g.label or "all": g.scores for g in fits},
             "provenance": {k: v for k, v in attrs.items() if k != "spec"},
         }))
@@ -190,6 +220,8 @@ def _posterior(fits: list[GroupFit], by: str | None) -> az.InferenceData:
         return fits[0].fit.posterior
     params = list(fits[0].fit.law.params)
     stacked = xr.concat([g.fit.posterior.posterior[params] for g in fits], dim=pd.Index([g.label for g in fits], name=by))
+    first = fits[0].fit.posterior.posterior
+    stacked = stacked.assign({name: first[name] for name in first.data_vars if name.startswith(POOL_TAU)})  # shared
     return az.InferenceData(posterior=stacked)
 
 

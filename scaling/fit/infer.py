@@ -72,10 +72,12 @@ class FitData:
     y: np.ndarray  # the response (loss > 0, or accuracy in [0, 1])
     n: np.ndarray | None = None  # evaluation examples behind each accuracy (Beta-Binomial when given)
     seed: np.ndarray | None = None  # integer seed codes: hierarchical per-seed offsets when > 1 distinct
+    group: np.ndarray | None = None  # integer group codes 0..G-1: every latent site partially pooled across groups
 
     def __post_init__(self) -> None:
         m = len(np.asarray(self.y))
-        for name, values in [*((f"x[{a}]", v) for a, v in self.x.items()), ("n", self.n), ("seed", self.seed)]:
+        for name, values in [*((f"x[{a}]", v) for a, v in self.x.items()), ("n", self.n), ("seed", self.seed),
+                             ("group", self.group)]:
             if values is not None and len(np.asarray(values)) != m:
                 raise UserError(f"FitData: {name} has {len(np.asarray(values))} rows, y has {m}")
         if m == 0:
@@ -94,6 +96,17 @@ class FitData:
             return None, 0
         codes, index = np.unique(np.asarray(self.seed), return_inverse=True)
         return index, len(codes)
+
+    @property
+    def n_groups(self) -> int:
+        """Pooled groups (0 when not pooled)."""
+        return 0 if self.group is None else int(np.max(self.group)) + 1
+
+    def rows(self, keep: np.ndarray) -> "FitData":
+        """The same data restricted to the rows where `keep` is true (one pooled group's rows, say)."""
+        pick = lambda v: None if v is None else np.asarray(v)[keep]  # noqa: E731
+        return FitData({a: np.asarray(v)[keep] for a, v in self.x.items()}, np.asarray(self.y)[keep], pick(self.n),
+                       pick(self.seed), None)
 
 
 @dataclass(frozen=True)
@@ -183,38 +196,41 @@ def _model_args(law: Law, data: FitData, scales: Scales) -> dict:
         "y": y,
         "n": jnp.zeros(y.shape) if data.n is None else jnp.asarray(np.asarray(data.n, float)),
         "seed": jnp.zeros(y.shape, int) if seed is None else jnp.asarray(seed),
+        "group": jnp.zeros(y.shape, int) if data.group is None else jnp.asarray(np.asarray(data.group, int)),
     }
 
 
 def _positional(args: dict) -> tuple:
-    return args["x"], args["y"], args["n"], args["seed"]
+    return args["x"], args["y"], args["n"], args["seed"], args["group"]
 
 
-def _bound_model(law: Law, has_n: bool, n_seeds: int):
-    def model(x, y, n, seed):
-        return models.law_model(law, x, y, n if has_n else None, seed if n_seeds > 1 else None, n_seeds)
+def _bound_model(law: Law, has_n: bool, n_seeds: int, n_groups: int):
+    def model(x, y, n, seed, group):
+        return models.law_model(law, x, y, n if has_n else None, seed if n_seeds > 1 else None, n_seeds,
+                                group if n_groups > 1 else None, n_groups)
 
     return model
 
 
 def _lower(program, law: Law, m: int):
-    """Compile `program(key, x, y, n, seed)` for m rows, ahead of time, so threads share one executable."""
+    """Compile `program(key, x, y, n, seed, group)` for m rows, ahead of time, so threads share one executable."""
     x = {axis: jnp.ones(m) for axis in law.axes}
-    return jax.jit(program).lower(jax.random.key(0), x, jnp.ones(m), jnp.ones(m), jnp.zeros(m, int)).compile()
+    return jax.jit(program).lower(jax.random.key(0), x, jnp.ones(m), jnp.ones(m), jnp.zeros(m, int),
+                                  jnp.zeros(m, int)).compile()
 
 
 @lru_cache(maxsize=32)
-def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, warmup: int, samples: int):
+def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warmup: int, samples: int):
     """One NUTS chain, compiled once per law and data shape: init, warmup and draws in one program.
 
     Chains are separate calls of this program rather than one vectorized program: vmap turns NUTS's
     data-dependent branches into selects, which makes tracing and compiling several times slower,
     and separate calls let chains run on separate cores.
     """
-    model = _bound_model(law, has_n, n_seeds)
+    model = _bound_model(law, has_n, n_seeds, n_groups)
 
-    def chain(key, x, y, n, seed):
-        data = {"x": x, "y": y, "n": n, "seed": seed}
+    def chain(key, x, y, n, seed, group):
+        data = {"x": x, "y": y, "n": n, "seed": seed, "group": group}
         init_key, run_key = jax.random.split(key)
         start, potential, constrain, _ = initialize_model(
             init_key, model, init_strategy=init_to_median(num_samples=15), model_kwargs=data, dynamic_args=True)
@@ -235,9 +251,10 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, warmup: int, sample
     return _lower(chain, law, m)
 
 
-def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig) -> tuple[dict, np.ndarray, int]:
+def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig,
+          n_groups: int = 0) -> tuple[dict, np.ndarray, int]:
     """Latent draws (chains, draws, ...), pointwise log-likelihood (chains, draws, m), divergences."""
-    program = _nuts_chain(law, int(args["y"].shape[0]), has_n, n_seeds, sampler.warmup, sampler.samples)
+    program = _nuts_chain(law, int(args["y"].shape[0]), has_n, n_seeds, n_groups, sampler.warmup, sampler.samples)
     keys = jax.random.split(jax.random.key(sampler.seed), sampler.chains)
     with ThreadPoolExecutor(max_workers=min(sampler.chains, os.cpu_count() or 1)) as pool:
         runs = list(pool.map(lambda key: jax.block_until_ready(program(key, *_positional(args))), keys))
@@ -247,15 +264,15 @@ def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfi
 
 
 @lru_cache(maxsize=32)
-def _svi_run(law: Law, m: int, has_n: bool, n_seeds: int, steps: int, lr: float, draws: int):
+def _svi_run(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, steps: int, lr: float, draws: int):
     """One compiled SVI fit, per law and data shape (refits skip compilation): guide draws, their
     importance log-weights log p(z, y) − log q(z), and their pointwise log-likelihood."""
-    model = _bound_model(law, has_n, n_seeds)
-    latent_dims = len(law.latent) + 2 + n_seeds
+    model = _bound_model(law, has_n, n_seeds, n_groups)
+    latent_dims = len(law.latent) * (1 + (n_groups + 1 if n_groups > 1 else 0)) + 2 + n_seeds
     guide_class = AutoMultivariateNormal if latent_dims <= FULL_RANK_MAX else AutoLowRankMultivariateNormal
 
-    def run(key, x, y, n, seed):
-        data = {"x": x, "y": y, "n": n, "seed": seed}
+    def run(key, x, y, n, seed, group):
+        data = {"x": x, "y": y, "n": n, "seed": seed, "group": group}
         # A guide keeps state from its first trace, so each trace of this program builds its own.
         guide = guide_class(model, init_loc_fn=init_to_median(num_samples=15))
         optimizer = numpyro.optim.optax_to_numpyro(optax.adam(optax.exponential_decay(lr, steps, 0.05)))
@@ -274,7 +291,8 @@ def _svi_run(law: Law, m: int, has_n: bool, n_seeds: int, steps: int, lr: float,
     return _lower(run, law, m)
 
 
-def _svi(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig) -> tuple[dict, np.ndarray, float, float]:
+def _svi(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig,
+         n_groups: int = 0) -> tuple[dict, np.ndarray, float, float]:
     """Guide draws corrected by Pareto-smoothed importance resampling (Yao et al. 2018), as `chains`
     pseudo-chains; their pointwise log-likelihood; the Pareto k̂ that says whether to trust them; and
     the importance-sampling effective sample size 1 / Σw².
@@ -283,7 +301,7 @@ def _svi(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig
     its draws by p/q restores most of the missing spread while k̂ <= PARETO_K_MAX.
     """
     total = sampler.chains * sampler.samples
-    program = _svi_run(law, int(args["y"].shape[0]), has_n, n_seeds, sampler.svi_steps, sampler.svi_lr, total)
+    program = _svi_run(law, int(args["y"].shape[0]), has_n, n_seeds, n_groups, sampler.svi_steps, sampler.svi_lr, total)
     latent, log_weights, pointwise = program(jax.random.key(sampler.seed), *_positional(args))
     smoothed, k_hat = az.psislw(np.asarray(log_weights, float))
     weights = np.exp(smoothed - smoothed.max())
@@ -343,6 +361,7 @@ def fit_law(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfi
     mean and the median loss); calibration checks fix them so data are drawn from the very prior fitted.
     """
     _check(law, data, method)
+    assert data.group is None, "pooled groups are fitted by fit_pooled"
     scales = scales or models.scales_of(law, data.x, data.y)
     if method == "huber":
         return _huber(law, data, scales, sampler)
@@ -361,6 +380,37 @@ def fit_law(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfi
         summary["ess_bulk"] = np.minimum(summary["ess_bulk"], importance_ess)
     return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, method, scales,
                   pareto_k if method == "svi" else None)
+
+
+def fit_pooled(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfig = SamplerConfig()) -> list[LawFit]:
+    """One joint fit in which every latent site is partially pooled across `data.group`; a LawFit per group.
+
+    Each group's LawFit holds that group's parameters (shared value plus its deviation), its rows'
+    pointwise log-likelihood and the joint fit's divergences (they belong to the one joint run).
+    """
+    _check(law, data, method)
+    if method == "huber":
+        raise UserError("--pool needs a posterior (method nuts or svi), not huber")
+    scales = models.scales_of(law, data.x, data.y)
+    args = _model_args(law, data, scales)
+    n_seeds, has_n, n_groups = data.seeds[1], data.n is not None, data.n_groups
+    divergences, pareto_k = 0, None
+    if method == "nuts":
+        latent, pointwise, divergences = _nuts(law, args, n_seeds, has_n, sampler, n_groups)
+    else:
+        latent, pointwise, pareto_k, _ = _svi(law, args, n_seeds, has_n, sampler, n_groups)
+    shared = {k: v for k, v in latent.items() if k in (SIGMA, TAU, SEED_Z, LOG_PHI)}
+    fits = []
+    for g in range(n_groups):
+        rows = np.asarray(data.group) == g
+        idata = _inference_data(law, _original_units(law, shared | models.group_latents(law, latent, g), scales),
+                                pointwise[..., rows], data.rows(rows), scales, method)
+        idata.posterior.attrs["pooled_groups"] = n_groups
+        for lat in law.latent:  # how far the groups spread on each latent site: the pooling's verdict
+            idata.posterior[models.POOL_TAU + lat.site] = (("chain", "draw"), np.asarray(latent[models.POOL_TAU + lat.site]))
+        summary = summarize_law(idata, law.params, with_diagnostics=True)
+        fits.append(LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, method, scales, pareto_k))
+    return fits
 
 
 def _huber(law: Law, data: FitData, scales: Scales, sampler: SamplerConfig) -> LawFit:
