@@ -148,6 +148,7 @@ def collect(run_dir: str) -> None:
 @click.option("--x", "x", multiple=True, help="AXIS=COLUMN: a law axis and its column, e.g. --x N=params (repeatable).")
 @click.option("--n", "n", default=None, help="Column of evaluation examples behind each accuracy (Beta-Binomial).")
 @click.option("--by", default=None, help="Fit each group of this column separately.")
+@click.option("--pool", is_flag=True, help="With --by: one joint fit, each law parameter partially pooled across the groups.")
 @click.option("--where", default=None, help="pandas query selecting the rows to use.")
 @click.option("--holdout", default=None, help="pandas query of rows held out of the fit and predicted (backtest).")
 @click.option("--split", default=None, help="results.nc: the split to fit (train, id, ood_family, ...).")
@@ -161,7 +162,7 @@ def collect(run_dir: str) -> None:
 @click.option("--allow-unconverged", is_flag=True, help="Write the outputs even if r_hat, ESS or divergences fail.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder  [default: fits/LAW].")
 @click.option("--laws", "list_laws", is_flag=True, help="List the laws with their formulas and exit.")
-def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n: str | None, by: str | None,
+def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n: str | None, by: str | None, pool: bool,
         where: str | None, holdout: str | None, split: str | None, method: str, seed: int, chains: int, samples: int,
         warmup: int, threshold: float | None, compare: str | None, allow_unconverged: bool, out: Path | None,
         list_laws: bool) -> None:
@@ -184,7 +185,7 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
         sampler = SamplerConfig(warmup=warmup, samples=samples, chains=chains, seed=seed)
     except ValueError as error:
         raise UserError(str(error)) from None
-    request = FitRequest(input=input_path, law=law or names[0], y=y, x=x, n=n, by=by, where=where, holdout=holdout,
+    request = FitRequest(input=input_path, law=law or names[0], y=y, x=x, n=n, by=by, pool=pool, where=where, holdout=holdout,
                          split=split, method=method, sampler=sampler, returns=ReturnsConfig(threshold=threshold),
                          allow_unconverged=allow_unconverged, out=out)
     if names:
@@ -195,6 +196,39 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
         click.echo("scaling: the fit did not converge; nothing written (rerun with more --samples/--warmup, "
                    "or --allow-unconverged)", err=True)
         raise SystemExit(1)
+
+
+@cli.command()
+@click.option("--paper", type=click.Path(path_type=Path), default=Path("paper"), show_default=True,
+              help="The paper folder: its figures.toml lists the figures, drawn into its figures/.")
+def figures(paper: Path) -> None:
+    """Redraw every figure of the paper from the run and fit files it names (none trains or fits)."""
+    from scaling.paper import regenerate_figures
+
+    drawn = regenerate_figures(paper, click.echo)
+    click.echo(f"wrote {len(drawn)} files to {paper / 'figures'}/")
+
+
+@cli.command("import-hf")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New model folder (must not exist, or be empty).")
+def import_hf_command(path: Path, out: Path) -> None:
+    """Convert a local Hugging Face checkpoint folder (Llama, Qwen2, GPT-NeoX, GPT-2) into a model folder."""
+    from scaling.hf import describe, import_hf
+
+    written = import_hf(path, out)
+    click.echo(f"imported {describe(written)} -> {written}")
+
+
+@cli.command("export-hf")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New checkpoint folder (must not exist, or be empty).")
+def export_hf_command(src: Path, out: Path) -> None:
+    """Write a model folder (imported or fine-tuned) as a Hugging Face checkpoint that transformers loads."""
+    from scaling.hf import describe, export_hf
+
+    written = export_hf(src, out)
+    click.echo(f"exported {describe(src)} -> {written}")
 
 
 def main(argv: list[str] | None = None) -> int:
