@@ -1,4 +1,9 @@
-"""Examples to fixed-shape token arrays: every cell of a grid shares shapes, so steps compile once."""
+"""Examples to fixed-shape token arrays: every cell of a grid shares shapes, so steps compile once.
+
+How an example becomes ids (prompt format, end of sequence) is the tokenizer's (see
+`scaling.tasks.tokenizer.Tokenizer`); here is only the layout: one padded row per example, loss on
+the completion's tokens.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaling.tasks import tokenizer
 from scaling.tasks.mixture import Example
-
-PROMPT_END = "\n"  # separates the prompt from the completion the model learns to emit
-
-
-def prompt_ids(example: Example) -> list[int]:
-    return tokenizer.encode(example.prompt + PROMPT_END)
+from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 
 
-def sequence_ids(example: Example) -> tuple[list[int], int]:
-    """Prompt then completion then end-of-sequence, and the prompt's length in tokens."""
-    prompt = prompt_ids(example)
-    return prompt + tokenizer.encode(example.completion) + [tokenizer.EOS], len(prompt)
+def sequence_ids(example: Example, tokenizer: Tokenizer = CHARACTERS) -> tuple[list[int], int]:
+    """Prompt then completion (through end of sequence), and the prompt's length in tokens."""
+    prompt = tokenizer.prompt_ids(example)
+    return prompt + tokenizer.completion_ids(example), len(prompt)
 
 
-def sequence_length(examples: list[Example]) -> int:
+def sequence_length(examples: list[Example], tokenizer: Tokenizer = CHARACTERS) -> int:
     """The length that fits every example's full sequence, rounded up to a multiple of 8."""
-    longest = max(len(sequence_ids(e)[0]) for e in examples)
+    longest = max(len(sequence_ids(e, tokenizer)[0]) for e in examples)
     return -(-longest // 8) * 8
 
 
@@ -45,15 +44,15 @@ class TokenArrays:
         return {name: getattr(self, name)[index] for name in ("inputs", "targets", "loss_mask", "positions", "segments")}
 
 
-def token_arrays(examples: list[Example], length: int) -> TokenArrays:
-    """One padded row per example, its loss on completion tokens (and end of sequence) only."""
+def token_arrays(examples: list[Example], length: int, tokenizer: Tokenizer = CHARACTERS) -> TokenArrays:
+    """One row per example, padded with `pad_id`, its loss on completion tokens (and end of sequence) only."""
     n = len(examples)
-    inputs = np.zeros((n, length), np.int32)
-    targets = np.zeros((n, length), np.int32)
+    inputs = np.full((n, length), tokenizer.pad_id, np.int32)
+    targets = np.full((n, length), tokenizer.pad_id, np.int32)
     loss_mask = np.zeros((n, length), np.float32)
     segments = np.zeros((n, length), np.int32)
     for row, example in enumerate(examples):
-        ids, prompt_len = sequence_ids(example)
+        ids, prompt_len = sequence_ids(example, tokenizer)
         if len(ids) - 1 > length:
             raise ValueError(f"example {example.id} needs {len(ids) - 1} tokens, more than the {length} available")
         inputs[row, : len(ids) - 1] = ids[:-1]
@@ -64,12 +63,14 @@ def token_arrays(examples: list[Example], length: int) -> TokenArrays:
     return TokenArrays(inputs, targets, loss_mask, positions, segments)
 
 
-def prompt_arrays(examples: list[Example], length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-aligned prompt tokens NxT (zero padded) and each prompt's length, for generation."""
-    tokens = np.zeros((len(examples), length), np.int32)
+def prompt_arrays(
+    examples: list[Example], length: int, tokenizer: Tokenizer = CHARACTERS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left-aligned prompt tokens NxT (padded with `pad_id`) and each prompt's length, for generation."""
+    tokens = np.full((len(examples), length), tokenizer.pad_id, np.int32)
     lengths = np.zeros((len(examples),), np.int32)
     for row, example in enumerate(examples):
-        ids = prompt_ids(example)
+        ids = tokenizer.prompt_ids(example)
         tokens[row, : len(ids)] = ids
         lengths[row] = len(ids)
     return tokens, lengths

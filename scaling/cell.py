@@ -18,6 +18,7 @@ from scaling.model import init_model
 from scaling.schema import METRICS
 from scaling.store import CellResult
 from scaling.tasks.mixture import Example
+from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 from scaling.train import Resume, TrainingDiverged, optimizer_for, train
 
 
@@ -36,6 +37,7 @@ class CellPlan:
     tokens_per_step: int  # tokens processed per optimizer step, for FLOPs
     pool_stats: dict = field(default_factory=dict)  # measured diversity of the SFT pool
     init_params: nnx.State | None = None  # a pretrained base; None: random initialization
+    tokenizer: Tokenizer = CHARACTERS  # what made train_data and tokenizes the splits: the base model's own
 
 
 def _checkpoint_id(trunk_step: int, budgets_done: int, n_budgets: int) -> int:
@@ -75,7 +77,8 @@ def run_cell(
         ):
             steps.append(step)
             for split, examples in plan.splits.items():
-                for metric, value in evaluate_split(graphdef, params, examples, plan.eval_length, plan.eval_batch).items():
+                scores = evaluate_split(graphdef, params, examples, plan.eval_length, plan.eval_batch, plan.tokenizer)
+                for metric, value in scores.items():
                     metrics[split][metric].append(value)
     except TrainingDiverged as diverged:
         status = f"failed: {diverged}"

@@ -18,7 +18,7 @@ import numpy as np
 
 from scaling.grid import Cell, GridSpec, train_config
 from scaling.plan import cell_data, model_config
-from scaling.tasks import tokenizer
+from scaling.tasks.tokenizer import CHARACTERS
 
 SAMPLE = 512  # examples drawn to estimate a cell's sequence length
 TIMED_FLOPS_LIMIT = 5e10  # sizes whose step needs more FLOPs than this are extrapolated, not timed
@@ -60,7 +60,7 @@ def _estimated_length(spec: GridSpec, diversity: int, cot: str) -> int:
     sampled = dataclasses.replace(spec, data=dataclasses.replace(spec.data, examples=min(spec.data.examples, SAMPLE)),
                                   eval=dataclasses.replace(spec.eval, n=min(spec.eval.n, SAMPLE)))
     first = spec.axes.seed[0]
-    return cell_data(sampled, Cell("tiny", 0, diversity, 1.0, cot, first, cell_id="")).length
+    return cell_data(sampled, Cell("tiny", 0, diversity, 1.0, cot, first, cell_id=""), CHARACTERS).length
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,7 +69,7 @@ def _seconds_per_flop(size: str, row: int, batch: int) -> float:
     from scaling.config import PRESETS, preset
 
     def step_flops(name: str) -> float:
-        return preset(name, tokenizer.VOCAB_SIZE, row).train_flops_per_token(row) * batch * row
+        return preset(name, CHARACTERS.vocab_size, row).train_flops_per_token(row) * batch * row
 
     timed = size if step_flops(size) <= TIMED_FLOPS_LIMIT else (
         [p for p in PRESETS if step_flops(p) <= TIMED_FLOPS_LIMIT] or [PRESETS[0]])[-1]
@@ -81,14 +81,14 @@ def _time_step(size: str, row: int, batch: int) -> float:
     from scaling.model import init_model
     from scaling.train import build_optimizer, train_step
 
-    cfg = preset(size, tokenizer.VOCAB_SIZE, row)
+    cfg = preset(size, CHARACTERS.vocab_size, row)
     graphdef, params = init_model(cfg, 0)
     optimizer = build_optimizer(0.1, 1.0)
     state = (params, optimizer.init(params))
     rng = np.random.default_rng(0)
     batch_arrays = {
-        "inputs": rng.integers(0, tokenizer.VOCAB_SIZE, (batch, row), dtype=np.int32),
-        "targets": rng.integers(0, tokenizer.VOCAB_SIZE, (batch, row), dtype=np.int32),
+        "inputs": rng.integers(0, CHARACTERS.vocab_size, (batch, row), dtype=np.int32),
+        "targets": rng.integers(0, CHARACTERS.vocab_size, (batch, row), dtype=np.int32),
         "loss_mask": np.ones((batch, row), np.float32),
         "positions": np.tile(np.arange(row, dtype=np.int32), (batch, 1)),
         "segments": np.ones((batch, row), np.int32),

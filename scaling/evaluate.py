@@ -12,9 +12,9 @@ from flax import nnx
 
 from scaling.batches import prompt_arrays, token_arrays
 from scaling.decode import generate_greedy_cached
-from scaling.tasks import tokenizer
 from scaling.tasks.grader import grade
 from scaling.tasks.mixture import Example
+from scaling.tasks.tokenizer import CHARACTERS, EOS, Tokenizer
 from scaling.train import token_losses
 
 
@@ -29,9 +29,11 @@ def _teacher_forced_sums(params, batch: dict, graphdef: nnx.GraphDef):
     return loss_sum, correct_sum, weights_BxT.sum()
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new"))
-def generate_greedy(params, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: int):
-    """Append greedy tokens after each prompt until end of sequence, max_new tokens, or T is full.
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new", "eos_id"))
+def generate_greedy(
+    params, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: int, eos_id: int = EOS
+):
+    """Append greedy tokens after each prompt until end of sequence (`eos_id`), max_new tokens, or T is full.
 
     The reference implementation: each new token reruns the whole sequence (causal masking keeps the
     zero padding after a prompt invisible). Evaluation uses `decode.generate_greedy_cached`, which
@@ -55,7 +57,7 @@ def generate_greedy(params, tokens_BxT: jax.Array, lengths_B: jax.Array, graphde
         at_B = jnp.minimum(lengths_B, T - 1)
         tokens_BxT = tokens_BxT.at[rows_B, at_B].set(jnp.where(write_B, chosen_B, tokens_BxT[rows_B, at_B]))
         lengths_B = lengths_B + write_B
-        done_B = done_B | (write_B & (chosen_B == tokenizer.EOS)) | (lengths_B >= T)
+        done_B = done_B | (write_B & (chosen_B == eos_id)) | (lengths_B >= T)
         return count + 1, tokens_BxT, lengths_B, done_B
 
     done_B = lengths_B >= T
@@ -69,11 +71,13 @@ def _padded(array: np.ndarray, rows: int) -> np.ndarray:
 
 
 def evaluate_split(
-    graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int
+    graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int,
+    tokenizer: Tokenizer = CHARACTERS,
 ) -> dict[str, float]:
-    """All metrics of one split; padding rows carry zero loss weight and are not graded."""
-    arrays = token_arrays(examples, length)
-    prompts, prompt_lengths = prompt_arrays(examples, length)
+    """All metrics of one split, its examples tokenized by `tokenizer` (the one the model was trained with);
+    padding rows carry zero loss weight and are not graded."""
+    arrays = token_arrays(examples, length, tokenizer)
+    prompts, prompt_lengths = prompt_arrays(examples, length, tokenizer)
     loss_sum = correct_sum = weight_sum = 0.0
     answers_correct, process_scores = [], []
     for start in range(0, len(examples), batch_size):
@@ -85,7 +89,8 @@ def evaluate_split(
         lengths = _padded(prompt_lengths[index], batch_size)
         lengths[len(index):] = length
         generated = np.asarray(
-            generate_greedy_cached(params, _padded(prompts[index], batch_size), lengths, graphdef=graphdef, max_new=length)
+            generate_greedy_cached(params, _padded(prompts[index], batch_size), lengths, graphdef=graphdef, max_new=length,
+                                   eos_id=tokenizer.eos_id)
         )
         for row, i in zip(generated, index):
             completion = tokenizer.decode(row[prompt_lengths[i] :])

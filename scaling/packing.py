@@ -14,6 +14,7 @@ import numpy as np
 
 from scaling.batches import TokenArrays, sequence_ids
 from scaling.tasks.mixture import Example
+from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 
 
 def placements(sizes: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,9 +57,9 @@ def placements(sizes: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, 
     return rows, offsets, segments
 
 
-def pack(examples: list[Example], length: int) -> TokenArrays:
+def pack(examples: list[Example], length: int, tokenizer: Tokenizer = CHARACTERS) -> TokenArrays:
     """Examples packed into rows of `length` tokens, with per-example segments and positions."""
-    sequences = [sequence_ids(example) for example in examples]
+    sequences = [sequence_ids(example, tokenizer) for example in examples]
     sizes = np.fromiter((len(ids) - 1 for ids, _ in sequences), np.int64, len(sequences))
     for example, size in zip(examples, sizes.tolist()):
         if size > length:
@@ -77,12 +78,13 @@ def pack(examples: list[Example], length: int) -> TokenArrays:
     # Same rule as token_arrays: targets from the first completion token (and EOS) on carry loss.
     trained = position >= prompt_lens[example_of_token] - 1
 
-    def scatter(values: np.ndarray, dtype) -> np.ndarray:
-        flat = np.zeros(n_rows * length, dtype)  # zeros: padding token, no loss, position 0, segment 0
+    def scatter(values: np.ndarray, dtype, fill=0) -> np.ndarray:
+        flat = np.full(n_rows * length, fill, dtype)  # padding: no loss, position 0, segment 0
         flat[destination] = values
         return flat.reshape(n_rows, length)
 
-    inputs, targets = scatter(flat_ids[source], np.int32), scatter(flat_ids[source + 1], np.int32)
+    pad_id = tokenizer.pad_id
+    inputs, targets = scatter(flat_ids[source], np.int32, pad_id), scatter(flat_ids[source + 1], np.int32, pad_id)
     loss_mask = scatter(trained, np.float32)
     positions, segments = scatter(position, np.int32), scatter(segment_of_example[example_of_token], np.int32)
     return TokenArrays(inputs, targets, loss_mask, positions, segments)

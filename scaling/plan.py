@@ -1,5 +1,8 @@
 """From a grid cell to what its run needs: data, model and optimizer configs, and its base.
 
+A cell's data is tokenized by its base's tokenizer: the character tokenizer for preset sizes, the
+checkpoint's own (and its chat template) for hf:PATH sizes; sequence lengths follow from it.
+
 Pretrained bases are shared by every cell with the same (size, pretraining tokens, seed) and cached
 in the run's scratch folder, so a grid pretrains each base once however many mixtures it has.
 """
@@ -20,13 +23,14 @@ from scaling.cell import CellPlan
 from scaling.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from scaling.config import ModelConfig, preset
 from scaling.errors import UserError
-from scaling.grid import Cell, GridSpec, train_config
+from scaling.grid import HF_PREFIX, Cell, GridSpec, hf_path, train_config
 from scaling.model import init_model
 from scaling.packing import pack
 from scaling.pretrain import pretrain
-from scaling.tasks import tokenizer
+from scaling.tasks.checkpoint_tokenizer import checkpoint_tokenizer
 from scaling.tasks.diversity import diversity_stats
 from scaling.tasks.mixture import Example, evaluation_split, training_pool
+from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 
 LENGTH_QUANTUM = 32  # sequence lengths round up to this, so cells of a size mostly share one compiled step
 
@@ -35,36 +39,46 @@ LENGTH_QUANTUM = 32  # sequence lengths round up to this, so cells of a size mos
 class CellData:
     pool: list[Example]  # the unique SFT examples, corruptions and CoT style applied
     splits: dict[str, list[Example]]  # evaluation examples by split
-    length: int  # tokens that fit every sequence of this cell
+    length: int  # tokens that fit every sequence of this cell, in its tokenizer
 
 
-def cell_data(spec: GridSpec, cell: Cell) -> CellData:
-    """The SFT pool and evaluation splits of a cell (deterministic in the spec and the cell's axes)."""
-    return _cell_data(spec.data, spec.eval, cell.diversity, cell.quality, cell.cot, cell.seed)
+def cell_tokenizer(spec: GridSpec, cell: Cell) -> Tokenizer:
+    """The tokenizer of a cell's base: an hf:PATH checkpoint's own, else the character tokenizer of presets."""
+    if cell.size.startswith(HF_PREFIX):
+        return checkpoint_tokenizer(hf_path(cell.size, Path(spec.base_dir)))
+    return CHARACTERS
 
 
-@functools.lru_cache(maxsize=8)
-def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed: int) -> CellData:
+def cell_data(spec: GridSpec, cell: Cell, tokenizer: Tokenizer = CHARACTERS) -> CellData:
+    """The SFT pool and evaluation splits of a cell, and their length in `tokenizer`'s tokens
+    (deterministic in the spec, the cell's axes and the tokenizer)."""
+    return _cell_data(spec.data, spec.eval, cell.diversity, cell.quality, cell.cot, cell.seed, tokenizer)
+
+
+@functools.lru_cache(maxsize=8)  # keyed on the tokenizer too: its content decides the length
+def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed: int, tokenizer: Tokenizer) -> CellData:
     try:
         pool = training_pool(data.families, diversity, data.examples, seed, quality, cot, data.phrasings or None)
         splits = {split: evaluation_split(split, pool, data.families, diversity, data.ood_families, evaluation.n, seed, cot)
                   for split in evaluation.splits}
     except ValueError as error:  # e.g. more unique examples asked for than a family has
         raise UserError(f"cell data (diversity={diversity}, quality={quality}, cot={cot}, seed={seed}): {error}") from None
-    longest = sequence_length(pool + [e for examples in splits.values() for e in examples])
+    longest = sequence_length(pool + [e for examples in splits.values() for e in examples], tokenizer)
     return CellData(pool, splits, -(-longest // LENGTH_QUANTUM) * LENGTH_QUANTUM)
 
 
 def model_config(cell: Cell, length: int) -> ModelConfig:
-    return preset(cell.size, tokenizer.VOCAB_SIZE, length)
+    """A preset size's model: its vocabulary is the character tokenizer's, which its base is pretrained in."""
+    return preset(cell.size, CHARACTERS.vocab_size, length)
 
 
 def cell_plan(spec: GridSpec, cell: Cell, bases: Path | None) -> CellPlan:
     """Everything `scaling.cell.run_cell` needs for this cell; pretrains (or loads) its base into `bases`."""
-    data = cell_data(spec, cell)
+    tokenizer = cell_tokenizer(spec, cell)
+    data = cell_data(spec, cell, tokenizer)
     pack_length = spec.data.pack_length or data.length
     try:
-        rows = pack(data.pool, pack_length)
+        rows = pack(data.pool, pack_length, tokenizer)
     except ValueError as error:  # an example longer than [data] pack_length
         raise UserError(f"[data] pack_length {pack_length}: {error}") from None
     return CellPlan(
@@ -79,6 +93,7 @@ def cell_plan(spec: GridSpec, cell: Cell, bases: Path | None) -> CellPlan:
         tokens_per_step=spec.train.batch_size * pack_length,
         pool_stats=diversity_stats(data.pool),
         init_params=base_params(spec, cell, bases),
+        tokenizer=tokenizer,
     )
 
 
@@ -92,7 +107,7 @@ def base_params(spec: GridSpec, cell: Cell, bases: Path | None) -> nnx.State | N
     if cell.pretrain == 0:
         return None
     t = spec.train
-    cfg = preset(cell.size, tokenizer.VOCAB_SIZE, t.pretrain_context)
+    cfg = preset(cell.size, CHARACTERS.vocab_size, t.pretrain_context)
     if bases is None:
         return pretrain(cfg, cell.pretrain, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
     folder = bases / base_key(cell, spec)

@@ -3,6 +3,7 @@
 Documents are concatenated, each followed by end of sequence, and cut into rows of the model's
 context; each document is its own segment (no attention across documents) and every real token is
 trained on. The token budget sets how capable the base becomes; 0 means a random initialization.
+Tokens are the character tokenizer's: the vocabulary of every preset model.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from flax import nnx
 from scaling.batches import TokenArrays
 from scaling.config import ModelConfig, TrainConfig
 from scaling.model import init_model
-from scaling.tasks import tokenizer
 from scaling.tasks.corpus import corpus
+from scaling.tasks.tokenizer import CHARACTERS
 from scaling.train import train
 
 
@@ -22,7 +23,7 @@ def corpus_rows(documents: list[str], length: int) -> TokenArrays:
     """Documents as full rows of `length` tokens with per-document segments and positions."""
     ids, segments, positions = [], [], []
     for index, document in enumerate(documents):
-        tokens = tokenizer.encode(document) + [tokenizer.EOS]
+        tokens = CHARACTERS.encode(document) + [CHARACTERS.eos_id]
         ids += tokens
         segments += [index + 1] * len(tokens)
         positions += range(len(tokens))

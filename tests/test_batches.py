@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from checkpoint_folders import chatml_folder, plain_folder
 
 from scaling.batches import prompt_arrays, sequence_ids, sequence_length, token_arrays
 from scaling.tasks import tokenizer
+from scaling.tasks.checkpoint_tokenizer import checkpoint_tokenizer
 from scaling.tasks.mixture import training_pool
 
 
@@ -44,3 +46,28 @@ def test_prompt_arrays_hold_the_prompt_and_its_length(examples):
     tokens, lengths = prompt_arrays(examples, 64)
     assert tokenizer.decode(tokens[0, : lengths[0]]) == examples[0].prompt + "\n"
     assert (tokens[0, lengths[0] :] == tokenizer.PAD).all()
+
+
+def test_the_character_tokenizer_object_gives_the_module_functions_ids(examples):
+    chars = tokenizer.CHARACTERS
+    assert (chars.pad_id, chars.eos_id, chars.vocab_size) == (tokenizer.PAD, tokenizer.EOS, tokenizer.VOCAB_SIZE)
+    for example in examples:
+        expected = tokenizer.encode(example.prompt + "\n") + tokenizer.encode(example.completion) + [tokenizer.EOS]
+        assert sequence_ids(example, chars) == sequence_ids(example) == (expected, len(example.prompt) + 1)
+    assert chars == tokenizer.CharacterTokenizer() and hash(chars) == hash(tokenizer.CharacterTokenizer())
+
+
+@pytest.mark.parametrize("folder", [chatml_folder, plain_folder])
+def test_a_checkpoint_tokenizer_trains_on_its_answer_tokens_only(examples, tmp_path, folder):
+    tok = checkpoint_tokenizer(folder(tmp_path))
+    length = sequence_length(examples, tok)
+    arrays = token_arrays(examples, length, tok)
+    tokens, lengths = prompt_arrays(examples, length, tok)
+    for row, example in enumerate(examples):
+        prompt, completion = tok.prompt_ids(example), tok.completion_ids(example)
+        trained = arrays.targets[row][arrays.loss_mask[row] == 1]
+        assert trained.tolist() == completion and tok.decode(trained) == example.completion
+        assert arrays.inputs[row, : len(prompt)].tolist() == prompt
+        assert tokens[row, : lengths[row]].tolist() == prompt and (tokens[row, lengths[row] :] == tok.pad_id).all()
+    padding = arrays.segments == 0
+    assert padding.any() and (arrays.inputs[padding] == tok.pad_id).all() and (arrays.loss_mask[padding] == 0).all()

@@ -1,11 +1,17 @@
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from checkpoint_folders import chatml_folder
 
+from scaling import evaluate
 from scaling.batches import prompt_arrays, sequence_length
+from scaling.decode import generate_greedy_cached
 from scaling.evaluate import evaluate_split, generate_greedy
 from scaling.model import init_model, logits
 from scaling.tasks import tokenizer
+from scaling.tasks.checkpoint_tokenizer import checkpoint_tokenizer
 from scaling.tasks.grader import grade
 from scaling.tasks.mixture import training_pool
 
@@ -45,3 +51,35 @@ def test_split_metrics_agree_with_grading_the_generations(tiny_model_cfg, exampl
     # An untrained model is near uniform over the vocabulary.
     assert abs(metrics["loss"] - np.log(tokenizer.VOCAB_SIZE)) < 1.0
     assert 0.0 <= metrics["token_acc"] <= 1.0
+
+
+def test_generation_stops_at_whatever_eos_id_it_is_given(tiny_model_cfg, examples):
+    graphdef, params = init_model(tiny_model_cfg, seed=0)
+    length = 48
+    tokens, lengths = prompt_arrays(examples, length)
+    free = np.asarray(generate_greedy(params, tokens, lengths, graphdef=graphdef, max_new=4))
+    first = int(free[0, lengths[0]])  # greedy is deterministic: row 0's first token, made its end of sequence
+    for generate in (generate_greedy, generate_greedy_cached):
+        stopped = np.asarray(generate(params, tokens, lengths, graphdef=graphdef, max_new=4, eos_id=first))
+        assert stopped[0, lengths[0]] == first and (stopped[0, lengths[0] + 1 :] == tokenizer.PAD).all()  # stopped at once
+        for row in range(len(examples)):
+            stop = lengths[row] + (list(free[row, lengths[row] : lengths[row] + 4]) + [first]).index(first) + 1
+            np.testing.assert_array_equal(stopped[row, :stop], free[row, :stop])
+            assert (stopped[row, stop:] == tokenizer.PAD).all()
+
+
+def test_a_checkpoint_tokenizer_evaluates_with_its_own_ids_and_eos(tiny_model_cfg, examples, tmp_path, monkeypatch):
+    tok = checkpoint_tokenizer(chatml_folder(tmp_path))
+    length = sequence_length(examples, tok)
+    graphdef, params = init_model(dataclasses.replace(tiny_model_cfg, vocab_size=tok.vocab_size, max_len=length), seed=0)
+    eos_ids = []
+    spy = lambda *args, **kwargs: eos_ids.append(kwargs["eos_id"]) or generate_greedy_cached(*args, **kwargs)  # noqa: E731
+    monkeypatch.setattr(evaluate, "generate_greedy_cached", spy)
+    metrics = evaluate_split(graphdef, params, examples, length, batch_size=4, tokenizer=tok)
+    assert eos_ids == [tok.eos_id] * 2  # 5 examples: two batches
+    tokens, lengths = prompt_arrays(examples, length, tok)
+    generated = np.asarray(generate_greedy(params, tokens, lengths, graphdef=graphdef, max_new=length, eos_id=tok.eos_id))
+    grades = [grade(e.family, e.prompt, tok.decode(row[n:])) for e, row, n in zip(examples, generated, lengths)]
+    assert metrics["answer_acc"] == np.mean([g.answer_correct for g in grades])
+    assert metrics["process_acc"] == pytest.approx(np.mean([g.process_acc for g in grades]))
+    assert abs(metrics["loss"] - np.log(tok.vocab_size)) < 1.0

@@ -5,12 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from checkpoint_folders import llama3_folder
 from hypothesis import strategies as st
 
 from scaling.batches import sequence_ids, sequence_length, token_arrays
 from scaling.model import init_model, logits
 from scaling.packing import pack, packing_efficiency, placements
 from scaling.tasks import tokenizer
+from scaling.tasks.checkpoint_tokenizer import checkpoint_tokenizer
 from scaling.tasks.mixture import training_pool
 from scaling.train import masked_loss
 
@@ -50,6 +52,20 @@ def test_every_example_is_packed_once_with_its_unpacked_tokens_targets_and_loss(
     expected = sorted(tuple(tuple(getattr(alone, f)[i, :s].tolist()) for f in FIELDS) for i, s in enumerate(sizes))
     assert read_back == expected
     assert (packed.segments != 0).sum() == sizes.sum()
+
+
+def test_a_checkpoint_tokenizers_examples_pack_with_their_own_tokens_and_padding(examples, tmp_path):
+    tok = checkpoint_tokenizer(llama3_folder(tmp_path))
+    length = 2 * sequence_length(examples, tok)
+    packed, alone = pack(examples, length, tok), token_arrays(examples, length, tok)
+    sizes = np.array([len(sequence_ids(e, tok)[0]) - 1 for e in examples])
+    rows, offsets, _ = placements(sizes, length)
+    for i, (row, offset, size) in enumerate(zip(rows, offsets, sizes)):
+        for field in FIELDS:
+            packed_part = getattr(packed, field)[row, offset : offset + size]
+            np.testing.assert_array_equal(packed_part, getattr(alone, field)[i, :size])
+    padding = packed.segments == 0
+    assert padding.any() and (packed.inputs[padding] == tok.pad_id).all() and (packed.loss_mask[padding] == 0).all()
 
 
 def test_segments_count_up_from_one_and_positions_restart_at_each_example(examples):

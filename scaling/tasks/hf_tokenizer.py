@@ -1,22 +1,30 @@
 """Hugging Face `tokenizers`: load a local tokenizer.json, train a small byte-level BPE offline, save it.
 
 Nothing here touches the network or the hub: tokenizers come from files on disk or are trained from
-texts in memory. `TextTokenizer` gives any of them the shape of the character tokenizer
-(`encode`, `decode`, `pad_id`, `eos_id`, `vocab_size`) so the trainer can take either.
+texts in memory. `TextTokenizer` makes any of them a `scaling.tasks.tokenizer.Tokenizer`, so the
+data path can take it in place of the character tokenizer: with a chat template, an example is a
+user turn and the assistant's answer as the template renders them; without, it is an optional
+beginning-of-sequence prefix, the prompt, a newline, the completion and end of sequence.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from scaling.errors import UserError
+from scaling.tasks.chat_template import ChatTemplate
+from scaling.tasks.tokenizer import PROMPT_END
+
+if TYPE_CHECKING:
+    from scaling.tasks.mixture import Example
 
 FILE_NAME = "tokenizer.json"
 SPECIAL_TOKENS = ("<pad>", "<eos>")  # ids 0 and 1 of a trained BPE, as in the character tokenizer
@@ -104,21 +112,33 @@ def train_bpe(
 
 @dataclass(frozen=True, eq=False)
 class TextTokenizer:
-    """A Hugging Face tokenizer in the shape of the character tokenizer, for the trainer."""
+    """A Hugging Face tokenizer as a `scaling.tasks.tokenizer.Tokenizer`; equal (and hashing alike) by content."""
 
     tokenizer: Tokenizer  # the wrapped tokenizer; never mutated through this object
     pad_id: int  # fills batches; skipped by decode
-    eos_id: int  # ends every target sequence; decode stops at it (may equal pad_id, as in many checkpoints)
+    eos_id: int  # ends every completion; generation and decode stop at it (may equal pad_id, as in many checkpoints)
+    bos_ids: tuple[int, ...] = ()  # put before every prompt when there is no chat template (a template writes its own)
+    chat_template: ChatTemplate | None = None  # formats each example as a user turn and the assistant's answer
     # One more than the largest id: the embedding rows a model needs (added tokens may sit past the base vocabulary).
     vocab_size: int = field(init=False)
+    fingerprint: str = field(init=False)  # hash of everything that decides the ids: equality and hashing use it
 
     def __post_init__(self) -> None:
         ids = [*self.tokenizer.get_vocab(with_added_tokens=True).values()]
         object.__setattr__(self, "vocab_size", max(ids) + 1)
-        for name in ("pad_id", "eos_id"):
-            if not 0 <= getattr(self, name) < self.vocab_size:
-                value = getattr(self, name)
+        for name, value in [("pad_id", self.pad_id), ("eos_id", self.eos_id), *(("bos_ids", i) for i in self.bos_ids)]:
+            if not 0 <= value < self.vocab_size:
                 raise ValueError(f"TextTokenizer.{name}={value} is outside the vocabulary [0, {self.vocab_size})")
+        template = self.chat_template
+        content = [self.tokenizer.to_str(), self.pad_id, self.eos_id, self.bos_ids,
+                   template and (template.source, template.variables)]
+        object.__setattr__(self, "fingerprint", hashlib.sha256(repr(content).encode()).hexdigest())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TextTokenizer) and other.fingerprint == self.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of text, with no special tokens added (no BOS, no EOS).
@@ -136,6 +156,39 @@ class TextTokenizer:
             if i != self.pad_id:
                 kept.append(i)
         return self.tokenizer.decode(kept, skip_special_tokens=True)
+
+    def prompt_ids(self, example: Example) -> list[int]:
+        """With a chat template, the user turn and the assistant's header, as `apply_chat_template(...,
+        add_generation_prompt=True)` gives them; without, `bos_ids`, the prompt and a newline."""
+        if self.chat_template is None:
+            return [*self.bos_ids, *self.encode(example.prompt + PROMPT_END)]
+        return self.encode(self._prompt_text(example))
+
+    def completion_ids(self, example: Example) -> list[int]:
+        """The answer the model learns to emit, through end of sequence.
+
+        With a chat template it is the assistant turn as the template renders the whole conversation:
+        the text after the prompt's rendering, up to and including its first `eos_id` (what follows,
+        such as a newline between turns, is not the model's to emit). When the turn holds no `eos_id`
+        (a base checkpoint whose eos is not the template's end of turn), `eos_id` follows the whole
+        turn, end-of-turn token included. The text is tokenized on its own, so prompt and completion
+        ids are exactly what generation sees: the prompt as given, then the model's tokens.
+        """
+        if self.chat_template is None:
+            return self.encode(example.completion) + [self.eos_id]
+        prompt = self._prompt_text(example)
+        conversation = self.chat_template.render(
+            [{"role": "user", "content": example.prompt}, {"role": "assistant", "content": example.completion}],
+            add_generation_prompt=False,
+        )
+        if not conversation.startswith(prompt):
+            raise UserError(f"{self.chat_template.origin}: the conversation of example {example.id} does not begin "
+                            f"with its generation prompt, so the answer cannot be separated from the prompt")
+        ids = self.encode(conversation[len(prompt):])
+        return ids[: ids.index(self.eos_id) + 1] if self.eos_id in ids else ids + [self.eos_id]
+
+    def _prompt_text(self, example: Example) -> str:
+        return self.chat_template.render([{"role": "user", "content": example.prompt}], add_generation_prompt=True)
 
 
 def text_tokenizer(tokenizer: Tokenizer, pad_token: str = "<pad>", eos_token: str = "<eos>") -> TextTokenizer:
