@@ -50,8 +50,12 @@ def run_cell(
     checkpoints: Path | None = None,
     checkpoint_every: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    on_final: Callable[[nnx.State], None] | None = None,
 ) -> CellResult:
-    """Train and evaluate one cell; with `checkpoints`, continue from the latest one found there."""
+    """Train and evaluate one cell; with `checkpoints`, continue from the latest one found there.
+
+    `on_final` receives the parameters of the last budget's model once it is evaluated (to keep it).
+    """
     budgets = plan.train_cfg.budgets
     metrics = {split: {m: [] for m in METRICS} for split in plan.splits}
     steps: list[int] = []
@@ -80,6 +84,8 @@ def run_cell(
                 scores = evaluate_split(graphdef, params, examples, plan.eval_length, plan.eval_batch, plan.tokenizer)
                 for metric, value in scores.items():
                     metrics[split][metric].append(value)
+            if on_final is not None and step == budgets[-1]:
+                on_final(params)
     except TrainingDiverged as diverged:
         status = f"failed: {diverged}"
     return CellResult(

@@ -16,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from scaling.grid import Cell, GridSpec, train_config
-from scaling.plan import cell_data, model_config
-from scaling.tasks.tokenizer import CHARACTERS
+from scaling.grid import HF_PREFIX, Cell, GridSpec, train_config
+from scaling.plan import cell_data, cell_tokenizer, model_config
+from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 
 SAMPLE = 512  # examples drawn to estimate a cell's sequence length
 TIMED_FLOPS_LIMIT = 5e10  # sizes whose step needs more FLOPs than this are extrapolated, not timed
@@ -35,7 +35,7 @@ class CellEstimate:
 def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
     shapes = []
     for cell in cells:
-        length = _estimated_length(spec, cell.diversity, cell.cot)
+        length = _estimated_length(spec, cell.diversity, cell.cot, cell_tokenizer(spec, cell))
         shapes.append((length, spec.data.pack_length or length))
     # One timed step per size, at its longest row; other rows of that size scale by their FLOPs.
     longest = {}
@@ -43,7 +43,7 @@ def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
         longest[cell.size] = max(row, longest.get(cell.size, 0))
     estimates = []
     for cell, (length, row) in zip(cells, shapes):
-        cfg = model_config(cell, max(row, length))
+        cfg = model_config(spec, cell, max(row, length))
         steps = train_config(spec, cell.seed).total_steps
         per_step = cfg.train_flops_per_token(row) * spec.train.batch_size * row
         # Pretraining, and evaluation: a forward pass (a third of a train step) per token of each split at each budget.
@@ -55,18 +55,21 @@ def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
     return estimates
 
 
-def _estimated_length(spec: GridSpec, diversity: int, cot: str) -> int:
+def _estimated_length(spec: GridSpec, diversity: int, cot: str, tokenizer: Tokenizer) -> int:
     """The sequence length of cells at this diversity and CoT style, from a sample of their data (fast)."""
     sampled = dataclasses.replace(spec, data=dataclasses.replace(spec.data, examples=min(spec.data.examples, SAMPLE)),
                                   eval=dataclasses.replace(spec.eval, n=min(spec.eval.n, SAMPLE)))
     first = spec.axes.seed[0]
-    return cell_data(sampled, Cell("tiny", 0, diversity, 1.0, cot, first, cell_id=""), CHARACTERS).length
+    return cell_data(sampled, Cell("tiny", 0, diversity, 1.0, cot, first, cell_id=""), tokenizer).length
 
 
 @functools.lru_cache(maxsize=None)
 def _seconds_per_flop(size: str, row: int, batch: int) -> float:
     """Measured train-step time per FLOP of a size at this shape; big sizes take the largest timed size's rate."""
     from scaling.config import PRESETS, preset
+
+    if size.startswith(HF_PREFIX):  # a checkpoint is not timed here: the largest timed preset's rate stands in
+        size = PRESETS[-1]
 
     def step_flops(name: str) -> float:
         return preset(name, CHARACTERS.vocab_size, row).train_flops_per_token(row) * batch * row

@@ -109,6 +109,8 @@ class RunSpec:
     workers: int = 1  # local: worker processes (1: in this process); --workers overrides
     heartbeat_s: float = 10.0  # how often a running cell's lock is refreshed
     stale_after_s: float = 120.0  # a lock not refreshed for this long belongs to a dead runner
+    save_models: bool = False  # keep each cell's final model in RUN/models/CELL_ID/, a model folder that
+    # `scaling export-hf` turns into a Hugging Face checkpoint (checkpoints are otherwise deleted when a cell is done)
     ray: RaySpec = field(default_factory=RaySpec)
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
@@ -219,9 +221,10 @@ def _value(raw, hint, what: str, source: str):
             raise UserError(f"{source}: {what} lists a value twice: {list(values)}")
         return values
     ok = {str: isinstance(raw, str), int: isinstance(raw, int) and not isinstance(raw, bool),
-          float: isinstance(raw, (int, float)) and not isinstance(raw, bool)}[hint]
+          float: isinstance(raw, (int, float)) and not isinstance(raw, bool), bool: isinstance(raw, bool)}[hint]
     if not ok:
-        raise UserError(f"{source}: {what} must be {'a number' if hint is float else 'an integer' if hint is int else 'a string'}, got {raw!r}")
+        kind = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}[hint]
+        raise UserError(f"{source}: {what} must be {kind}, got {raw!r}")
     return float(raw) if hint is float else raw
 
 
@@ -301,7 +304,14 @@ def _check_hf_base(size: str, base_dir: Path, bad) -> None:
         raise bad(f"[axes] size {size!r}: checkpoint folder {path} does not exist")
     if not (path / "config.json").is_file():
         raise bad(f"[axes] size {size!r}: {path} has no config.json (not a Hugging Face checkpoint)")
-    raise bad(f"[axes] size {size!r}: Hugging Face bases are not supported yet (they come with `scaling import-hf`)")
+    from scaling.hf import check_hf_checkpoint  # jax and the model: only for specs that name a checkpoint
+    from scaling.tasks.checkpoint_tokenizer import checkpoint_tokenizer
+
+    try:  # architecture, options, every tensor's name, shape and dtype, and the tokenizer, before any work
+        check_hf_checkpoint(path)
+        checkpoint_tokenizer(path)
+    except UserError as error:
+        raise bad(f"[axes] size {size!r}: {error}") from None
 
 
 def hf_path(size: str, base_dir: Path) -> Path:

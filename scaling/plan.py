@@ -67,15 +67,41 @@ def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed:
     return CellData(pool, splits, -(-longest // LENGTH_QUANTUM) * LENGTH_QUANTUM)
 
 
-def model_config(cell: Cell, length: int) -> ModelConfig:
-    """A preset size's model: its vocabulary is the character tokenizer's, which its base is pretrained in."""
-    return preset(cell.size, CHARACTERS.vocab_size, length)
+def is_checkpoint(cell: Cell) -> bool:
+    """Whether the cell's base is a Hugging Face checkpoint (hf:PATH) rather than a preset size."""
+    return cell.size.startswith(HF_PREFIX)
+
+
+@functools.lru_cache(maxsize=8)
+def checkpoint_config(path: Path) -> ModelConfig:
+    """A checkpoint's model configuration, from its config.json alone (no weights read)."""
+    from scaling.hf.architectures import architecture_of
+    from scaling.hf.files import read_json
+
+    hf = read_json(path / "config.json", "the checkpoint's model config")
+    return architecture_of(hf).model_config(hf)
+
+
+def model_config(spec: GridSpec, cell: Cell, length: int) -> ModelConfig:
+    """The cell's model: a preset size at this length (in the character tokenizer's vocabulary, which its
+    base is pretrained in), or an hf:PATH checkpoint's own configuration."""
+    if not is_checkpoint(cell):
+        return preset(cell.size, CHARACTERS.vocab_size, length)
+    cfg = checkpoint_config(hf_path(cell.size, Path(spec.base_dir)))
+    if cfg.positions == "learned" and length > cfg.max_len:
+        raise UserError(f"[axes] size {cell.size!r}: the cell's sequences need {length} tokens, more than the "
+                        f"checkpoint's {cfg.max_len} learned positions (lower [data] pack_length or the task lengths)")
+    return cfg
 
 
 def cell_plan(spec: GridSpec, cell: Cell, bases: Path | None) -> CellPlan:
     """Everything `scaling.cell.run_cell` needs for this cell; pretrains (or loads) its base into `bases`."""
     tokenizer = cell_tokenizer(spec, cell)
     data = cell_data(spec, cell, tokenizer)
+    model_cfg = model_config(spec, cell, max(data.length, spec.data.pack_length or data.length))
+    if tokenizer.vocab_size > model_cfg.vocab_size:
+        raise UserError(f"[axes] size {cell.size!r}: the tokenizer has {tokenizer.vocab_size} ids, the model only "
+                        f"{model_cfg.vocab_size} embedding rows")
     pack_length = spec.data.pack_length or data.length
     try:
         rows = pack(data.pool, pack_length, tokenizer)
@@ -84,7 +110,7 @@ def cell_plan(spec: GridSpec, cell: Cell, bases: Path | None) -> CellPlan:
     return CellPlan(
         cell_id=cell.cell_id,
         axes=cell.axes,
-        model_cfg=model_config(cell, max(data.length, pack_length)),
+        model_cfg=model_cfg,
         train_cfg=train_config(spec, cell.seed),
         train_data=rows,
         splits=data.splits,
@@ -103,7 +129,14 @@ def base_key(cell: Cell, spec: GridSpec) -> str:
 
 
 def base_params(spec: GridSpec, cell: Cell, bases: Path | None) -> nnx.State | None:
-    """The cell's pretrained base parameters (None: random initialization), cached under `bases`."""
+    """The cell's base parameters: a checkpoint's, or a preset pretrained here and cached under `bases`
+    (None: random initialization)."""
+    if is_checkpoint(cell):
+        from scaling.hf import read_hf_checkpoint
+
+        # Read straight from the checkpoint (one tensor at a time, no copy on disk): conversion is fast,
+        # and a copy in scratch would double the disk a large base takes.
+        return read_hf_checkpoint(hf_path(cell.size, Path(spec.base_dir))).params
     if cell.pretrain == 0:
         return None
     t = spec.train

@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import socket
+import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +26,14 @@ from typing import Callable
 
 from scaling.config import preset
 from scaling.errors import UserError
-from scaling.grid import Cell, GridSpec, parse_spec
+from scaling.grid import Cell, GridSpec, hf_path, parse_spec
 from scaling.locks import acquire
 from scaling.runfolder import RunFolder
 from scaling.schema import METRICS
 from scaling.store import CellResult, cell_dataset, read_folder_cell, write_dataset
 
 SPEC = "grid.toml"
+SPEC_DIR = "spec_dir"  # the folder the spec was read from: hf:PATH bases resolve against it
 
 
 def cell_file(cell_id: str) -> str:
@@ -71,6 +73,7 @@ def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolde
     if folder.is_local and folder.local_path.is_dir() and any(folder.local_path.iterdir()):
         raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
     try:
+        folder.write_bytes_atomic(SPEC_DIR, str(Path(spec.base_dir).resolve()).encode())
         folder.write_bytes_atomic(SPEC, spec_text.encode())
     except OSError as error:
         raise UserError(f"cannot write the run folder {folder.url} ({type(error).__name__}: {error.strerror or error})") from None
@@ -82,7 +85,9 @@ def read_run_spec(folder: RunFolder) -> tuple[GridSpec, str]:
     if not folder.exists(SPEC):
         raise UserError(f"{folder.url} is not a run folder (it has no {SPEC})")
     text = folder.read_text(SPEC)
-    return parse_spec(text, source=folder.path(SPEC)), text
+    # hf:PATH bases are relative to the folder of the spec the run was started from, not the run folder's.
+    base_dir = folder.read_text(SPEC_DIR).strip() if folder.exists(SPEC_DIR) else "."
+    return parse_spec(text, source=folder.path(SPEC), base_dir=base_dir), text
 
 
 def finished_status(folder: RunFolder, cell_id: str) -> str | None:
@@ -139,8 +144,9 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
         try:
             plan = cell_plan(spec, cell, scratch_dir(folder) / "bases")
             notify("start", cell, plan.train_cfg.total_steps)
+            keep = (lambda params: save_cell_model(folder, spec, cell, plan, params)) if spec.run.save_models else None
             result = run_cell(plan, checkpoints=checkpoints, checkpoint_every=spec.train.checkpoint_every or None,
-                              on_step=lambda step, loss: notify("step", cell, step))
+                              on_step=lambda step, loss: notify("step", cell, step), on_final=keep)
         except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid
             result = failed_result(cell, f"failed: {type(error).__name__}: {error}".splitlines()[0])
             traceback.print_exc()
@@ -151,6 +157,31 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
         if result.status == "done":
             shutil.rmtree(checkpoints, ignore_errors=True)
         return Outcome(cell.cell_id, result.status, True, worker)
+
+
+def model_dir(cell_id: str) -> str:
+    return f"models/{cell_id}"
+
+
+def save_cell_model(folder: RunFolder, spec: GridSpec, cell: Cell, plan, params) -> None:
+    """Write a cell's final model as a model folder in RUN/models/CELL_ID/, replacing an earlier attempt's.
+
+    A checkpoint base keeps its architecture, config.json and tokenizer files, so the export is a
+    checkpoint of the same kind; a preset base is written as the Llama it is, without a tokenizer.
+    """
+    from scaling.hf import BaseModel, save_model_folder
+    from scaling.hf.architectures import architecture_of
+    from scaling.hf.files import read_json
+    from scaling.plan import is_checkpoint
+
+    source = hf_path(cell.size, Path(spec.base_dir)) if is_checkpoint(cell) else None
+    hf_config = read_json(source / "config.json", "the checkpoint's model config") if source else {}
+    model = BaseModel(plan.model_cfg, params, architecture_of(hf_config).name if source else "llama", hf_config)
+    scratch_dir(folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_dir(folder)) as staging:
+        written = save_model_folder(Path(staging) / cell.cell_id, model, source, source=f"cell {cell.cell_id} of {folder.url}")
+        for file in sorted(written.iterdir()):  # every file atomically; a rerun overwrites an earlier attempt's
+            folder.put_file_atomic(f"{model_dir(cell.cell_id)}/{file.name}", file)
 
 
 def failed_result(cell: Cell, reason: str) -> CellResult:

@@ -151,7 +151,7 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
             metric_arrays[metric][where] = aligned[metric].values
         for name in per_cell:
             per_cell[name][where] = float(ds[name]) if name in ds else np.nan
-        params[where[0]] = int(ds.attrs["params"])
+        params[where[0]] = max(params[where[0]], int(ds.attrs["params"]))  # a cell that failed early records 0
         if ds.sizes["step"]:  # a cell that failed before its first budget knows no FLOPs
             flops[where[0]] = aligned["flops"].values
     dims = (*AXES, "step", "split")
