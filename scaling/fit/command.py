@@ -231,9 +231,17 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
         raise UserError("--compare fits all rows together; drop --by (or filter with --where)")
     if request.method == "huber":
         raise UserError("--compare needs a posterior (method nuts or svi), not huber")
+    every_axis = {axis for name in names for axis in get_law(name).axes}
+    for item in request.x:
+        if item.partition("=")[0] not in every_axis:
+            raise UserError(f"--x {item!r}: none of the compared laws has that axis ({', '.join(sorted(every_axis))})")
     posteriors = {}
     for name in names:
-        law, rows, columns = prepare(dataclasses.replace(request, law=name))
+        # Each law takes the --x mappings of its own axes (a steps-only law fits against the same rows
+        # with its one axis); PSIS-LOO compares them on the same observations.
+        axes = get_law(name).axes
+        own_x = tuple(item for item in request.x if item.partition("=")[0] in axes)
+        law, rows, columns = prepare(dataclasses.replace(request, law=name, x=own_x))
         fit = fit_law(law, fit_data(rows, law, columns), request.method, request.sampler)
         posteriors[name] = fit.posterior
     table = az.compare(posteriors, ic="loo")

@@ -151,13 +151,26 @@ def two_step_mean(theta, x):
     return theta["floor"] + (theta["ceiling"] - theta["floor"]) * jax.nn.sigmoid(theta["margin"] - theta["A"] * _power(x["x"], theta["alpha"]))
 
 
-def sft_mean(theta, x):
-    """Provisional joint SFT law: ceiling(capability) × rise(steps; diversity, quality) × fall(steps past memorization)."""
-    ceiling = 1.0 / (1.0 + _power(x["capability"] / theta["c50"], theta["kappa"]))
-    t50 = theta["T"] * jnp.power(x["diversity"], theta["delta"]) * jnp.power(x["quality"], theta["gamma"])
+def _sft_parts(theta, x):
+    """The SFT law's ceiling (set by base capability and CoT quality) and its rise over steps."""
+    c, q = x["capability"], x["quality"]
+    ceiling = 1.0 / (1.0 + theta["H"] * _power(c, theta["kappa"]) * _power(q, theta["rho"]))
+    t50 = theta["T"] * jnp.power(x["diversity"], theta["delta"]) * jnp.power(q, theta["gamma"]) * _power(c, theta["eta"])
     rise = 1.0 / (1.0 + _power(x["steps"] / t50, theta["k"]))
-    t_mem = theta["M"] * jnp.power(x["diversity"], theta["mu"])
-    fall = jnp.power(1.0 + x["steps"] / t_mem, -theta["drop"])
+    return ceiling, rise
+
+
+def sft_mean(theta, x):
+    """Joint SFT law: floor + (ceiling(capability, quality) − floor)·rise(steps / t50(diversity, quality, capability))."""
+    ceiling, rise = _sft_parts(theta, x)
+    return theta["floor"] + (ceiling - theta["floor"]) * rise
+
+
+def sft_break_mean(theta, x):
+    """The SFT law with a break past the memorization step t_mem = M·diversity^mu: accuracy decays as
+    (1 + steps/t_mem)^(−drop) beyond it (drop → 0 recovers `sft`)."""
+    ceiling, rise = _sft_parts(theta, x)
+    fall = jnp.power(1.0 + x["steps"] / (theta["M"] * jnp.power(x["diversity"], theta["mu"])), -theta["drop"])
     return theta["floor"] + (ceiling - theta["floor"]) * rise * fall
 
 
@@ -204,10 +217,14 @@ def _unscale_two_step(t, r, s):
 
 
 def _unscale_sft(t, r, s):
-    return {"floor": t["floor"], "c50": r["capability"] * t["c50"], "kappa": t["kappa"],
-            "T": t["T"] * r["steps"] * r["diversity"] ** -t["delta"] * r["quality"] ** -t["gamma"], "k": t["k"],
-            "delta": t["delta"], "gamma": t["gamma"], "M": t["M"] * r["steps"] * r["diversity"] ** -t["mu"],
-            "mu": t["mu"], "drop": t["drop"]}
+    c, q = r["capability"], r["quality"]
+    return {"floor": t["floor"], "H": t["H"] * c ** t["kappa"] * q ** t["rho"], "kappa": t["kappa"], "rho": t["rho"],
+            "T": t["T"] * r["steps"] * r["diversity"] ** -t["delta"] * q ** -t["gamma"] * c ** t["eta"], "k": t["k"],
+            "delta": t["delta"], "gamma": t["gamma"], "eta": t["eta"]}
+
+
+def _unscale_sft_break(t, r, s):
+    return _unscale_sft(t, r, s) | {"M": t["M"] * r["steps"] * r["diversity"] ** -t["mu"], "mu": t["mu"], "drop": t["drop"]}
 
 
 # --- derived scaled quantities -----------------------------------------------------------------------
@@ -242,6 +259,21 @@ def _amplitude(name: str, share: float, meaning: str) -> Latent:
 def _exponent(name: str, meaning: str) -> Latent:
     return Latent(name, meaning=meaning, **EXPONENT)
 
+
+# The SFT laws' axes, parameters and prior (scaled units: every axis over its geometric mean in the data).
+SFT_AXES = ("steps", "diversity", "quality", "capability")
+SFT_PARAMS = ("floor", "H", "kappa", "rho", "T", "k", "delta", "gamma", "eta")
+SFT_LATENT = (
+    FLOOR_ACC,
+    Latent("H", "log", math.log(0.25), 1.5, "ceiling = 1/(1 + H) at the reference capability and quality (prior: 0.8)"),
+    Latent("kappa", "log", 0.0, 1.0, "how fast the ceiling's gap closes with capability: gap ∝ capability^(−kappa)"),
+    Latent("rho", "log", 0.0, 1.0, "how fast the ceiling's gap closes with CoT quality: gap ∝ quality^(−rho)"),
+    Latent("T", "log", 0.0, 1.5, "t50: steps to half the rise, at the reference diversity, quality and capability"),
+    Latent("k", "log", math.log(2.0), 1.0, "steepness of the rise in log steps"),
+    Latent("delta", "identity", 0.0, 1.0, "t50 ∝ diversity^delta"),
+    Latent("gamma", "identity", 0.0, 1.0, "t50 ∝ quality^gamma"),
+    Latent("eta", "identity", 0.0, 1.0, "t50 ∝ capability^(−eta)"),
+)
 
 LAWS: dict[str, Law] = {law.name: law for law in (
     Law("power", "y = E + A·x^(−alpha)", ("x",), ("E", "A", "alpha"), "loss", power_mean,
@@ -310,23 +342,26 @@ LAWS: dict[str, Law] = {law.name: law for law in (
         meaning="Loss → accuracy: the loss E + A'·x^(−alpha) (latent) maps to accuracy through a sigmoid of width 1/k. "
                 "From accuracy alone only k·A' (reported as A) and k·(L50 − E) (margin) are identified; with "
                 "margin finite, accuracy saturates below the ceiling because the loss has a floor."),
-    Law("sft", "acc = floor + (ceiling(capability) − floor)·rise(steps)·fall(steps)",
-        ("steps", "diversity", "quality", "capability"),
-        ("floor", "c50", "kappa", "T", "k", "delta", "gamma", "M", "mu", "drop"), "accuracy", sft_mean,
-        (FLOOR_ACC, Latent("c50", "log", 0.0, 1.5, "capability at which the ceiling is 1/2"),
-         Latent("kappa", "log", 0.0, 1.0, "how sharply the ceiling rises with log capability"),
-         Latent("T", "log", 0.0, 1.5, "steps to half the rise at the reference diversity and quality"),
-         Latent("k", "log", 0.0, 1.0, "steepness of the rise in log steps"),
-         Latent("delta", "identity", 0.0, 1.0, "t50 ∝ diversity^delta"),
-         Latent("gamma", "identity", 0.0, 1.0, "t50 ∝ quality^gamma"),
+    Law("sft", "acc = floor + (ceiling − floor)·rise, ceiling = 1/(1 + H·capability^(−kappa)·quality^(−rho)), "
+        "rise = 1/(1 + (steps/t50)^(−k)), t50 = T·diversity^delta·quality^gamma·capability^(−eta)",
+        SFT_AXES, SFT_PARAMS, "accuracy", sft_mean, SFT_LATENT, _unscale_sft,
+        meaning="The project's joint SFT law, designed from the reference grid (runs/reference.toml; see "
+                "fits/README.md). Accuracy rises as a logistic in log steps from the floor to a ceiling; the "
+                "ceiling is set by base capability (any positive measure: non-embedding params, a benchmark "
+                "score) and by CoT quality; the steps to half the rise, t50, grow with diversity (the same "
+                "examples spread over more families: delta > 0), with errors in the CoT (gamma < 0) and shrink "
+                "with capability (eta > 0). On the reference grid it beats its break variant `sft-break` and "
+                "the steps-only laws by PSIS-LOO."),
+    Law("sft-break", "sft · (1 + steps/t_mem)^(−drop), t_mem = M·diversity^mu",
+        SFT_AXES, (*SFT_PARAMS, "M", "mu", "drop"), "accuracy", sft_break_mean,
+        (*SFT_LATENT,
          Latent("M", "log", math.log(4.0), 1.5, "memorization step at the reference diversity (prior: 4× x_ref)"),
          Latent("mu", "identity", 0.0, 1.0, "memorization step ∝ diversity^mu"),
          Latent("drop", "log", math.log(0.2), 1.0, "decay exponent past memorization (prior around 0.2)")),
-        _unscale_sft,
-        meaning="PROVISIONAL: the project's first joint law, to be refined from the reference grid. "
-                "ceiling = 1/(1 + (capability/c50)^(−kappa)); rise = 1/(1 + (steps/t50)^(−k)) with "
-                "t50 = T·diversity^delta·quality^gamma; fall = (1 + steps/t_mem)^(−drop) with t_mem = M·diversity^mu, "
-                "the memorization break. capability is any positive measure of the base model."),
+        _unscale_sft_break,
+        meaning="`sft` with a break at the memorization step, past which accuracy decays with exponent drop: "
+                "the hypothesis that training far past 100% training accuracy hurts generalization. Kept to "
+                "test that hypothesis against `sft` by PSIS-LOO."),
 )}
 
 
