@@ -12,54 +12,91 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A decoder-only transformer (RMSNorm, rotary positions, SwiGLU MLP, grouped-query attention)."""
+    """A decoder-only transformer; the defaults are Llama's (RMSNorm, rotary positions, SwiGLU MLP,
+    grouped-query attention, no biases), and the options below cover Qwen2, GPT-NeoX and GPT-2."""
 
     vocab_size: int  # tokens in the vocabulary, padding and end of sequence included
     d_model: int  # residual stream width D
     n_layers: int  # transformer blocks
-    n_heads: int  # query heads H; D must be divisible by H
+    n_heads: int  # query heads H; D must be divisible by H unless head_width is given
     n_kv_heads: int  # key/value heads K; H must be divisible by K (K < H is grouped-query attention)
-    d_ff: int  # SwiGLU hidden width F
-    max_len: int  # longest sequence the model is trained or evaluated on, in tokens
+    d_ff: int  # MLP hidden width F
+    max_len: int  # longest sequence the model is trained or evaluated on, in tokens (learned positions: table rows)
     tie_embeddings: bool = True  # reuse the input embedding as the output projection
     rope_theta: float = 10_000.0  # rotary base frequency
     compute_dtype: str = "float32"  # activations and matrix products ("bfloat16" on accelerators);
     # parameters and optimizer state stay float32, and losses are computed in float32
+    head_width: int = 0  # head width Dh where a checkpoint sets it apart from D / H (some Llamas); 0: D / H
+    norm: str = "rms"  # "rms" (RMSNorm, a scale) or "layer" (LayerNorm, a scale and a bias: GPT-NeoX, GPT-2)
+    norm_eps: float = 1e-6  # added to the variance in every norm (HF rms_norm_eps / layer_norm_eps)
+    mlp: str = "swiglu"  # "swiglu" (gate, up, down), or up, activation, down with "gelu" (exact erf,
+    # GPT-NeoX) or "gelu_tanh" (the tanh approximation GPT-2 calls gelu_new)
+    positions: str = "rotary"  # "rotary" (queries and keys rotate) or "learned" (a max_len x D table added
+    # to the token embeddings, GPT-2)
+    rotary_fraction: float = 1.0  # leading fraction of each head's Dh dims that rotate, the rest pass through
+    # unchanged (GPT-NeoX rotary_pct); rotary dims = int(Dh * fraction), as transformers rounds it
+    qkv_bias: bool = False  # biases on the query, key and value projections (Qwen2, GPT-NeoX, GPT-2)
+    out_bias: bool = False  # a bias on the attention output projection (GPT-NeoX, GPT-2)
+    mlp_bias: bool = False  # biases on the MLP projections (GPT-NeoX, GPT-2)
+    parallel_residual: bool = False  # x + attn(norm1 x) + mlp(norm2 x) instead of attention then MLP in
+    # sequence (GPT-NeoX use_parallel_residual)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_model % self.n_heads:
+        if self.head_width < 0:
+            raise ValueError(f"ModelConfig.head_width must be >= 0 (0: d_model / n_heads), got {self.head_width}")
+        if not self.head_width and self.d_model % self.n_heads:
             raise ValueError(f"ModelConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"ModelConfig.n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}")
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"ModelConfig.compute_dtype must be float32 or bfloat16, got {self.compute_dtype!r}")
-        if (self.d_model // self.n_heads) % 2:
-            raise ValueError("ModelConfig head width d_model / n_heads must be even for rotary positions")
+        for name, allowed in (("norm", ("rms", "layer")), ("mlp", ("swiglu", "gelu", "gelu_tanh")),
+                              ("positions", ("rotary", "learned"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ModelConfig.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not self.norm_eps > 0:
+            raise ValueError(f"ModelConfig.norm_eps must be > 0, got {self.norm_eps}")
+        if not 0.0 < self.rotary_fraction <= 1.0:
+            raise ValueError(f"ModelConfig.rotary_fraction must lie in (0, 1], got {self.rotary_fraction}")
+        if self.positions == "rotary" and self.rotary_dim % 2:
+            raise ValueError(f"ModelConfig head width {self.head_dim} x rotary_fraction {self.rotary_fraction} "
+                             "must give an even number of rotary dims")
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.head_width or self.d_model // self.n_heads
+
+    @property
+    def rotary_dim(self) -> int:
+        """Leading dims of each head that rotate (0 with learned positions)."""
+        return int(self.head_dim * self.rotary_fraction) if self.positions == "rotary" else 0
 
     @property
     def non_embedding_params(self) -> int:
-        """Parameters outside the embedding and output projection (the N of scaling laws)."""
-        d, dh = self.d_model, self.head_dim
-        attention = d * self.n_heads * dh * 2 + d * self.n_kv_heads * dh * 2  # q, o and k, v
-        mlp = 3 * d * self.d_ff
-        norms = 2 * d
-        return self.n_layers * (attention + mlp + norms) + d  # + the final norm
+        """Parameters outside the embeddings (token and learned position tables) and the output
+        projection: the N of scaling laws. Biases and norms count."""
+        d, dh, f = self.d_model, self.head_dim, self.d_ff
+        q_width, kv_width = self.n_heads * dh, self.n_kv_heads * dh
+        attention = d * q_width * 2 + d * kv_width * 2  # q, o and k, v
+        attention += (q_width + 2 * kv_width) * self.qkv_bias + d * self.out_bias
+        mlp = (3 if self.mlp == "swiglu" else 2) * d * f
+        mlp += ((2 * f if self.mlp == "swiglu" else f) + d) * self.mlp_bias
+        norm = d if self.norm == "rms" else 2 * d
+        return self.n_layers * (attention + mlp + 2 * norm) + norm  # + the final norm
 
     @property
     def total_params(self) -> int:
         embeddings = self.vocab_size * self.d_model * (1 if self.tie_embeddings else 2)
-        return self.non_embedding_params + embeddings
+        positions = self.max_len * self.d_model if self.positions == "learned" else 0
+        return self.non_embedding_params + embeddings + positions
 
     def train_flops_per_token(self, context: int) -> float:
-        """Training FLOPs per token: 6N plus the attention-score term 6·L·T·D, which dominates tiny models."""
-        return 6.0 * self.non_embedding_params + 6.0 * self.n_layers * context * self.d_model
+        """Training FLOPs per token: 6N plus the attention-score term 6·L·T·(H·Dh), which dominates tiny
+        models (H·Dh = D unless head_width says otherwise)."""
+        return 6.0 * self.non_embedding_params + 6.0 * self.n_layers * context * self.n_heads * self.head_dim
 
 
 # One scale knob: each preset is (d_model, n_layers, n_heads); the MLP is 4x wide (SwiGLU at 8/3 x,

@@ -1,8 +1,12 @@
 """A decoder-only transformer in Flax NNX, with the parts of current open base models.
 
-RMSNorm, rotary positions (Llama's rotate-half convention), SwiGLU MLP, grouped-query attention,
-tied or untied embeddings. Attention is restricted to earlier tokens of the same segment, so packed
-sequences never attend across examples and padding (segment 0) is never attended to.
+By default RMSNorm, rotary positions (Llama's rotate-half convention), SwiGLU MLP, grouped-query
+attention, no biases, tied or untied embeddings. ModelConfig options switch in the parts of Qwen2
+(query/key/value biases), GPT-NeoX (LayerNorm, partial rotary, GELU MLP, biases, parallel residual)
+and GPT-2 (learned positions, tanh GELU), so one model covers every imported checkpoint.
+
+Attention is restricted to earlier tokens of the same segment, so packed sequences never attend
+across examples and padding (segment 0) is never attended to.
 
 For generation, `prefill` runs a whole buffer and also returns every layer's keys and values (a
 `KVCache`), and `decode` advances one token per row against that cache. Both reuse the weights of
@@ -52,14 +56,30 @@ class LayerCache(NamedTuple):
 KVCache = tuple[LayerCache, ...]  # one entry per block, a plain pytree so it can ride a lax.while_loop
 
 
+def partial_rotary(x_BxTxNxDh: jax.Array, positions_BxT: jax.Array, theta: float, rotary_dim: int) -> jax.Array:
+    """Rotate the first rotary_dim dims of each head (GPT-NeoX rotary_pct); the rest pass through."""
+    if rotary_dim == x_BxTxNxDh.shape[-1]:
+        return rotary(x_BxTxNxDh, positions_BxT, theta)
+    turned = rotary(x_BxTxNxDh[..., :rotary_dim], positions_BxT, theta)
+    return jnp.concatenate([turned, x_BxTxNxDh[..., rotary_dim:]], axis=-1)
+
+
+def norm(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
+    """The configured norm over D: RMSNorm (scale), or LayerNorm (scale and bias)."""
+    if cfg.norm == "rms":
+        return nnx.RMSNorm(cfg.d_model, epsilon=cfg.norm_eps, dtype=cfg.compute_dtype, rngs=rngs)
+    # Two-pass variance, as torch computes it: the one-pass E[x²] - E[x]² loses digits imported logits need.
+    return nnx.LayerNorm(cfg.d_model, epsilon=cfg.norm_eps, use_fast_variance=False, dtype=cfg.compute_dtype, rngs=rngs)
+
+
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         d, dh = cfg.d_model, cfg.head_dim
         self.cfg = cfg
-        self.query = nnx.Linear(d, cfg.n_heads * dh, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
-        self.key = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
-        self.value = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
-        self.out = nnx.Linear(cfg.n_heads * dh, d, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
+        self.query = nnx.Linear(d, cfg.n_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.key = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.value = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.out = nnx.Linear(cfg.n_heads * dh, d, use_bias=cfg.out_bias, dtype=cfg.compute_dtype, rngs=rngs)
 
     def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
         return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)[0]
@@ -89,8 +109,9 @@ class Attention(nnx.Module):
         q_BxSxHxDh = self.query(x_BxSxD).reshape(B, S, cfg.n_heads, cfg.head_dim)
         k_BxSxKxDh = self.key(x_BxSxD).reshape(B, S, cfg.n_kv_heads, cfg.head_dim)
         v_BxSxKxDh = self.value(x_BxSxD).reshape(B, S, cfg.n_kv_heads, cfg.head_dim)
-        q_BxSxHxDh = rotary(q_BxSxHxDh, positions_BxS, cfg.rope_theta)
-        k_BxSxKxDh = rotary(k_BxSxKxDh, positions_BxS, cfg.rope_theta)
+        if cfg.positions == "rotary":
+            q_BxSxHxDh = partial_rotary(q_BxSxHxDh, positions_BxS, cfg.rope_theta, cfg.rotary_dim)
+            k_BxSxKxDh = partial_rotary(k_BxSxKxDh, positions_BxS, cfg.rope_theta, cfg.rotary_dim)
         return q_BxSxHxDh, k_BxSxKxDh, v_BxSxKxDh
 
     def _attend(
@@ -104,20 +125,33 @@ class Attention(nnx.Module):
 
 class SwiGLU(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.gate = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
-        self.up = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
-        self.down = nnx.Linear(cfg.d_ff, cfg.d_model, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
+        self.gate = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.up = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.down = nnx.Linear(cfg.d_ff, cfg.d_model, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
 
     def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
         return self.down(jax.nn.silu(self.gate(x_BxTxD)) * self.up(x_BxTxD))
 
 
+class GeluMLP(nnx.Module):
+    """up, GELU (exact, or the tanh approximation), down: the MLP of GPT-NeoX and GPT-2."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.approximate = cfg.mlp == "gelu_tanh"
+        self.up = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.down = nnx.Linear(cfg.d_ff, cfg.d_model, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
+
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        return self.down(jax.nn.gelu(self.up(x_BxTxD), approximate=self.approximate))
+
+
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.attention_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+        self.parallel_residual = cfg.parallel_residual
+        self.attention_norm = norm(cfg, rngs)
         self.attention = Attention(cfg, rngs)
-        self.mlp_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
-        self.mlp = SwiGLU(cfg, rngs)
+        self.mlp_norm = norm(cfg, rngs)
+        self.mlp = SwiGLU(cfg, rngs) if cfg.mlp == "swiglu" else GeluMLP(cfg, rngs)
 
     def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
         return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)[0]
@@ -126,13 +160,17 @@ class Block(nnx.Module):
         self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array
     ) -> tuple[jax.Array, LayerCache]:
         y_BxTxD, cache = self.attention.prefill(self.attention_norm(x_BxTxD), positions_BxT, mask_Bx1xTxT)
-        return self._mlp_residual(x_BxTxD + y_BxTxD), cache
+        return self._mlp_residual(x_BxTxD, y_BxTxD), cache
 
     def decode(self, x_Bx1xD: jax.Array, positions_Bx1: jax.Array, cache: LayerCache) -> tuple[jax.Array, LayerCache]:
         y_Bx1xD, cache = self.attention.decode(self.attention_norm(x_Bx1xD), positions_Bx1, cache)
-        return self._mlp_residual(x_Bx1xD + y_Bx1xD), cache
+        return self._mlp_residual(x_Bx1xD, y_Bx1xD), cache
 
-    def _mlp_residual(self, x_BxSxD: jax.Array) -> jax.Array:
+    def _mlp_residual(self, x_BxSxD: jax.Array, attended_BxSxD: jax.Array) -> jax.Array:
+        """Add the attention output and the MLP's: the MLP reads x (parallel) or x plus attention (sequential)."""
+        if self.parallel_residual:
+            return x_BxSxD + attended_BxSxD + self.mlp(self.mlp_norm(x_BxSxD))
+        x_BxSxD = x_BxSxD + attended_BxSxD
         return x_BxSxD + self.mlp(self.mlp_norm(x_BxSxD))
 
 
@@ -142,8 +180,10 @@ class Transformer(nnx.Module):
         # Unit-variance logits at init with tied embeddings need embeddings of scale 1/sqrt(D).
         init = nnx.initializers.normal(stddev=cfg.d_model**-0.5)
         self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=init, dtype=cfg.compute_dtype, rngs=rngs)
+        self.position_embed = None if cfg.positions != "learned" else nnx.Embed(
+            cfg.max_len, cfg.d_model, embedding_init=nnx.initializers.normal(0.02), dtype=cfg.compute_dtype, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
-        self.final_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+        self.final_norm = norm(cfg, rngs)
         self.lm_head = None if cfg.tie_embeddings else nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
 
     def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array) -> jax.Array:
@@ -155,7 +195,7 @@ class Transformer(nnx.Module):
     ) -> tuple[jax.Array, KVCache]:
         """Next-token logits BxTxV and every layer's keys and values, to continue with `decode`."""
         mask_Bx1xTxT = attention_mask(segments_BxT)
-        x_BxTxD = self.embed(tokens_BxT)
+        x_BxTxD = self._embed(tokens_BxT, positions_BxT)
         cache = []
         for block in self.blocks:
             x_BxTxD, layer_cache = block.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)
@@ -167,12 +207,17 @@ class Transformer(nnx.Module):
 
         Cache index is position, so this continues unpacked rows (positions 0..T-1) only.
         """
-        x_Bx1xD = self.embed(tokens_Bx1)
+        x_Bx1xD = self._embed(tokens_Bx1, positions_Bx1)
         new_cache = []
         for block, layer_cache in zip(self.blocks, cache, strict=True):
             x_Bx1xD, layer_cache = block.decode(x_Bx1xD, positions_Bx1, layer_cache)
             new_cache.append(layer_cache)
         return self._head(x_Bx1xD), tuple(new_cache)
+
+    def _embed(self, tokens_BxS: jax.Array, positions_BxS: jax.Array) -> jax.Array:
+        if self.position_embed is None:
+            return self.embed(tokens_BxS)
+        return self.embed(tokens_BxS) + self.position_embed(positions_BxS)
 
     def _head(self, x_BxSxD: jax.Array) -> jax.Array:
         x_BxSxD = self.final_norm(x_BxSxD)

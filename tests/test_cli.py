@@ -19,8 +19,7 @@ def test_help_lists_the_demo_and_no_unbuilt_command():
     result = scaling("--help")
     assert result.returncode == 0
     commands = [line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()]
-    # The design's other commands (figures, import-hf, export-hf) appear here only once they work.
-    assert commands == ["collect", "data", "demo", "fit", "run", "status"]
+    assert commands == ["collect", "data", "demo", "export-hf", "figures", "fit", "import-hf", "run", "status"]
 
 
 def test_out_that_is_a_file_is_refused(tmp_path):
