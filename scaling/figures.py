@@ -84,8 +84,14 @@ def _fit_spec(fit_dir: Path) -> dict:
     return tomllib.loads((fit_dir / "fit.toml").read_text())["fit"]
 
 
+def fit_input(fit_dir: Path, root: Path) -> Path:
+    """The table or results.nc a fit read; a relative path is relative to where it ran (the repository root)."""
+    path = Path(_fit_spec(fit_dir)["input"])
+    return path if path.is_absolute() else root / path
+
+
 def law_fit_figure(fit_dir: Path, stem: Path, hue: str | None = None, col: str | None = None,
-                   row: str | None = None) -> list[Path]:
+                   row: str | None = None, root: Path = Path(".")) -> list[Path]:
     """A fitted law over its steps axis: the measured rows (seeds as points, their mean as markers) and the
     law's posterior mean with its 90% credible band, one curve per combination of the other axes.
 
@@ -95,7 +101,7 @@ def law_fit_figure(fit_dir: Path, stem: Path, hue: str | None = None, col: str |
 
     spec = _fit_spec(fit_dir)
     law = LAWS[spec["law"]]
-    table = query(load_table(Path(spec["input"]), spec.get("split")), spec.get("where"), "--where")
+    table = query(load_table(fit_input(fit_dir, root), spec.get("split")), spec.get("where"), "--where")
     x_columns = axis_columns(law, list(spec.get("x", [])), table)
     steps_axis = next((a for a, c in x_columns.items() if c == "step"), law.axes[0])
     steps_column = x_columns[steps_axis]
@@ -154,7 +160,8 @@ def law_fit_figure(fit_dir: Path, stem: Path, hue: str | None = None, col: str |
     unique = dict(zip(labels, handles))
     figure.legend(unique.values(), unique.keys(), loc="upper center", ncol=max(1, len(unique)), frameon=False,
                   bbox_to_anchor=(0.5, 1.02), fontsize="small")
-    figure.suptitle(f"{law.name} law fit (90% band): {law.formula}", y=1.07, fontsize="small")
+    figure.suptitle(f"{law.name} law fit: posterior mean and 90% credible band; points: seeds, diamonds: their mean",
+                    y=1.07, fontsize="small")
     return _save(figure, stem)
 
 

@@ -19,13 +19,13 @@ paper/figures/ only when all of them are done, so a bad spec or a failed figure 
 
 from __future__ import annotations
 
-import os
-import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from scaling import figures
 from scaling.errors import UserError
+from scaling.staging import publish_folder
 
 SPEC_FILE = "figures.toml"
 OUTPUT = "figures"
@@ -46,6 +46,7 @@ class FigureSpec:
     name: str  # file stem under paper/figures/
     kind: str  # one of KINDS
     options: dict  # the kind's keys, paths resolved against the repository root
+    root: Path  # the repository root: the paper folder's parent
 
 
 def read_figure_specs(paper: Path) -> list[FigureSpec]:
@@ -82,19 +83,19 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
         for file in (options["results"],) if "results" in options else (options["fit"] / f for f in FIT_FILES[kind]):
             if not file.is_file():
                 raise UserError(f"{where} ({name}): {file} does not exist")
+        if kind == "law_fit" and not (data := figures.fit_input(options["fit"], root)).is_file():
+            raise UserError(f"{where} ({name}): the fit's input {data} does not exist")
         names.add(name)
-        specs.append(FigureSpec(name, kind, options))
+        specs.append(FigureSpec(name, kind, options, root))
     return specs
 
 
 def draw(spec: FigureSpec, folder: Path) -> list[Path]:
-    from scaling import figures
-
     stem, o = folder / spec.name, spec.options
     if spec.kind == "accuracy_by_split":
         return figures.accuracy_by_split_figure(o["results"], tuple(o["group_by"]), stem)
     if spec.kind == "law_fit":
-        return figures.law_fit_figure(o["fit"], stem, o.get("hue"), o.get("col"), o.get("row"))
+        return figures.law_fit_figure(o["fit"], stem, o.get("hue"), o.get("col"), o.get("row"), spec.root)
     if spec.kind == "backtest":
         return figures.backtest_figure(o["fit"], stem)
     return figures.returns_figure(o["fit"], stem)
@@ -103,20 +104,11 @@ def draw(spec: FigureSpec, folder: Path) -> list[Path]:
 def regenerate_figures(paper: Path, say=print) -> list[Path]:
     """Draw every figure of paper/figures.toml into paper/figures/, replacing the earlier ones all at once."""
     specs = read_figure_specs(paper)
-    staging = paper / f".{OUTPUT}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    def fill(staging: Path) -> None:
         for spec in specs:
             draw(spec, staging)
             say(f"drew {spec.name} ({spec.kind})")
-        out = paper / OUTPUT
-        retired = paper / f".{OUTPUT}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(retired)
-        staging.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    out = paper / OUTPUT
+    publish_folder(out, fill)
     return sorted(out.iterdir())

@@ -102,11 +102,14 @@ def test_a_results_file_fits_an_accuracy_law_per_diversity_with_binomial_noise(t
     assert xr.open_dataset(out / "posterior.nc", group="posterior").sizes["diversity"] == 2
 
 
-def test_compare_ranks_laws_by_psis_loo(power_table, capsys):
+def test_compare_ranks_laws_by_psis_loo(power_table, tmp_path, capsys):
     assert main(["fit", str(power_table), "--compare", "power,bnsl", "--y", "loss", "--x", "x=tokens",
-                 "--where", "task == 'a'", *QUICK]) == 0
+                 "--where", "task == 'a'", "--out", str(tmp_path / "compare"), *QUICK]) == 0
     printed = capsys.readouterr().out
     assert "elpd_loo" in printed and "power" in printed and "bnsl" in printed
+    table = pd.read_csv(tmp_path / "compare" / "compare.csv")
+    assert set(table.law) == {"power", "bnsl"} and sorted(table["rank"]) == [0, 1]
+    assert table.loc[table["rank"] == 0, "elpd_diff"].item() == 0
 
 
 def test_an_unconverged_fit_exits_1_and_writes_nothing(power_table, tmp_path, capsys):

@@ -60,3 +60,15 @@ def test_a_bad_paper_spec_exits_2_and_keeps_the_earlier_figures(spec, named, pro
     assert named in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in paper.iterdir()) == ["figures", "figures.toml"]
     assert (paper / "figures" / "old.png").read_bytes() == b"earlier figure"
+
+
+def test_the_papers_figures_redraw_from_the_committed_runs_and_fits(tmp_path, capsys):
+    """paper/figures.toml against the reference grid's committed results and fits (read, not rewritten)."""
+    repository = Path(__file__).resolve().parents[1]
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "figures.toml").write_bytes((repository / "paper" / "figures.toml").read_bytes())
+    for folder in ("runs", "fits"):
+        (tmp_path / folder).symlink_to(repository / folder)
+    assert main(["figures", "--paper", str(tmp_path / "paper")]) == 0
+    drawn = {p.name for p in (tmp_path / "paper" / "figures").iterdir()}
+    assert {"reference_sft_fit.png", "reference_sft_returns.pdf", "reference_accuracy_by_split.png"} <= drawn

@@ -9,8 +9,6 @@ is never overwritten.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,6 +26,7 @@ from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, LawFit, SamplerConfig, fi
 from scaling.fit.laws import Law, get_law
 from scaling.fit.models import POOL_TAU
 from scaling.fit.returns import ReturnsConfig, returns_table
+from scaling.staging import publish_folder
 
 METHODS = ("nuts", "svi", "huber")
 MARKER = "fit.toml"  # its presence marks a folder `scaling fit` may replace
@@ -176,11 +175,7 @@ def _check_out(out: Path) -> None:
 def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.DataFrame, out: Path) -> None:
     from scaling.provenance import provenance
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    def fill(staging: Path) -> None:
         _posterior(fits, request.by).to_netcdf(str(staging / "posterior.nc"))
         summary.to_csv(staging / "summary.csv", index=False)
         labels = [g.label for g in fits]
@@ -195,14 +190,8 @@ def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.Data
             "backtest": {g.label or "all": g.scores for g in fits},
             "provenance": {k: v for k, v in attrs.items() if k != "spec"},
         }))
-        retired = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(retired)
-        staging.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    publish_folder(out, fill)
 
 
 def _toml_ready(value):
@@ -231,11 +220,13 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
         raise UserError("--compare fits all rows together; drop --by (or filter with --where)")
     if request.method == "huber":
         raise UserError("--compare needs a posterior (method nuts or svi), not huber")
+    if request.out is not None:
+        _check_out(Path(request.out))
     every_axis = {axis for name in names for axis in get_law(name).axes}
     for item in request.x:
         if item.partition("=")[0] not in every_axis:
             raise UserError(f"--x {item!r}: none of the compared laws has that axis ({', '.join(sorted(every_axis))})")
-    posteriors = {}
+    posteriors, converged = {}, {}
     for name in names:
         # Each law takes the --x mappings of its own axes (a steps-only law fits against the same rows
         # with its one axis); PSIS-LOO compares them on the same observations.
@@ -243,8 +234,21 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
         own_x = tuple(item for item in request.x if item.partition("=")[0] in axes)
         law, rows, columns = prepare(dataclasses.replace(request, law=name, x=own_x))
         fit = fit_law(law, fit_data(rows, law, columns), request.method, request.sampler)
-        posteriors[name] = fit.posterior
+        posteriors[name], converged[name] = fit.posterior, fit.converged
     table = az.compare(posteriors, ic="loo")
-    say(table[["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "weight"]].to_string(float_format=lambda v: f"{v:.4g}"))
+    table["converged"] = [converged[name] for name in table.index]
+    columns = ["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "weight", "converged", "warning"]
+    say(table[columns[:-1]].to_string(float_format=lambda v: f"{v:.4g}"))
+    if not all(converged.values()):
+        say(f"not converged (r_hat, ESS or divergences): {', '.join(n for n, ok in converged.items() if not ok)}; "
+            "their elpd is not to be trusted (rerun with more --samples/--warmup)")
+    if request.out is not None:  # compare.csv and the request, staged like a fit's outputs
+        def fill(staging: Path) -> None:
+            table[columns].rename_axis("law").to_csv(staging / "compare.csv")
+            (staging / MARKER).write_text(tomli_w.dumps({"fit": _toml_ready(dataclasses.asdict(request)),
+                                                         "compare": {"laws": names, "ic": "loo"}}))
+
+        publish_folder(request.out, fill)
+        say(f"wrote {request.out}/ (compare.csv, {MARKER})")
     return table
 

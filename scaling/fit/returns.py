@@ -22,6 +22,7 @@ from scaling.fit.laws import Law
 LEVEL = 0.9  # interval mass
 SEARCH_DOUBLINGS = 30  # how far past the largest measured value the threshold search looks
 NEVER = np.inf  # the gain never falls below the threshold within the search range
+NOT_APPLICABLE = np.nan  # the gain never reaches the threshold: no returns to diminish
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,10 @@ def gain(law: Law, theta: dict[str, np.ndarray], before: dict[str, np.ndarray], 
 
 
 def _interval(values: np.ndarray) -> tuple[float, float, float]:
-    lo, mid, hi = np.quantile(values, [(1 - LEVEL) / 2, 0.5, (1 + LEVEL) / 2])
+    """Median and central interval; NaN when most draws have no value (see _threshold_point)."""
+    if np.isnan(values).mean() > 0.5:
+        return NOT_APPLICABLE, NOT_APPLICABLE, NOT_APPLICABLE
+    lo, mid, hi = np.nanquantile(values, [(1 - LEVEL) / 2, 0.5, (1 + LEVEL) / 2])
     return float(mid), float(lo), float(hi)
 
 
@@ -80,10 +84,14 @@ def _named(interval: tuple[float, float, float]) -> dict[str, float]:
 
 def _threshold_point(law: Law, theta: dict[str, np.ndarray], frontier: dict[str, float], axis: str,
                      low: float, high: float, threshold: float) -> np.ndarray:
-    """Per draw, the smallest value of `axis` (from the smallest measured) where a doubling gains < threshold."""
+    """Per draw, the smallest value of `axis` where a doubling gains < threshold once the gain per doubling
+    has peaked: an S-shaped accuracy gains little per doubling before it takes off too, and that is not
+    diminishing returns. (A power law's gain falls from the start, so its peak is the smallest value.)"""
     grid = np.geomspace(low, high * 2.0 ** SEARCH_DOUBLINGS, 400)
     base = {a: np.full(grid.shape, v) for a, v in frontier.items()}
     g = gain(law, theta, base | {axis: grid}, base | {axis: 2 * grid})
-    below = g < threshold
+    past_peak = np.arange(grid.size)[None, :] >= np.argmax(g, axis=1)[:, None]
+    below = (g < threshold) & past_peak
     first = np.argmax(below, axis=1)
-    return np.where(below.any(axis=1), grid[first], NEVER)
+    # A draw whose doubling never gains the threshold (an axis that hurts, or barely matters) has no such point.
+    return np.where(g.max(axis=1) < threshold, NOT_APPLICABLE, np.where(below.any(axis=1), grid[first], NEVER))
