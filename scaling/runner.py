@@ -26,7 +26,7 @@ from typing import Callable
 
 from scaling.config import preset
 from scaling.errors import UserError
-from scaling.grid import Cell, GridSpec, hf_path, parse_spec
+from scaling.grid import HF_PREFIX, Cell, GridSpec, hf_path, parse_spec
 from scaling.locks import acquire
 from scaling.runfolder import RunFolder
 from scaling.schema import METRICS
@@ -73,7 +73,8 @@ def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolde
     if folder.is_local and folder.local_path.is_dir() and any(folder.local_path.iterdir()):
         raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
     try:
-        folder.write_bytes_atomic(SPEC_DIR, str(Path(spec.base_dir).resolve()).encode())
+        if any(size.startswith(HF_PREFIX) for size in spec.axes.size):  # only checkpoint paths need it
+            folder.write_bytes_atomic(SPEC_DIR, str(Path(spec.base_dir).resolve()).encode())
         folder.write_bytes_atomic(SPEC, spec_text.encode())
     except OSError as error:
         raise UserError(f"cannot write the run folder {folder.url} ({type(error).__name__}: {error.strerror or error})") from None
