@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import jax
 from flax import nnx
 
 from scaling.batches import TokenArrays
 from scaling.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from scaling.config import ModelConfig, TrainConfig
 from scaling.evaluate import evaluate_split
-from scaling.model import init_model
+from scaling.model import abstract_model
 from scaling.schema import METRICS
 from scaling.store import CellResult
 from scaling.tasks.mixture import Example
@@ -61,8 +62,8 @@ def run_cell(
     steps: list[int] = []
     resume, wall_before = None, 0.0
     if checkpoints is not None and (latest := latest_checkpoint(checkpoints)) is not None:
-        params = init_model(plan.model_cfg, plan.train_cfg.seed)[1]
-        template = (params, optimizer_for(plan.train_cfg).init(params))
+        params = abstract_model(plan.model_cfg)[1]  # shapes only: the checkpoint holds the values
+        template = (params, jax.eval_shape(optimizer_for(plan.train_cfg).init, params))
         state, extra = restore_checkpoint(checkpoints, latest, template)
         resume = Resume(extra["trunk_step"], state, extra["budgets_done"])
         metrics, steps, wall_before = extra["metrics"], extra["steps"], extra["wall_seconds"]

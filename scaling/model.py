@@ -238,5 +238,14 @@ def init_model(cfg: ModelConfig, seed: int) -> tuple[nnx.GraphDef, nnx.State]:
     return nnx.split(Transformer(cfg, nnx.Rngs(params=seed)))
 
 
+def abstract_model(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
+    """The graph definition and the parameters as shapes only: no initialization, no memory.
+
+    What a model needs where its weights come from elsewhere (a checkpoint, a base): a random
+    initialization of a 1B-parameter model would cost gigabytes and seconds for nothing.
+    """
+    return nnx.split(nnx.eval_shape(lambda: Transformer(cfg, nnx.Rngs(params=0))))
+
+
 def count_params(params: nnx.State) -> int:
     return sum(x.size for x in jax.tree.leaves(params))

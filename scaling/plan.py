@@ -24,7 +24,7 @@ from scaling.checkpoint import latest_checkpoint, restore_checkpoint, save_check
 from scaling.config import ModelConfig, preset
 from scaling.errors import UserError
 from scaling.grid import HF_PREFIX, Cell, GridSpec, hf_path, train_config
-from scaling.model import init_model
+from scaling.model import abstract_model
 from scaling.packing import pack
 from scaling.pretrain import pretrain
 from scaling.tasks.checkpoint_tokenizer import checkpoint_tokenizer
@@ -144,7 +144,7 @@ def base_params(spec: GridSpec, cell: Cell, bases: Path | None) -> nnx.State | N
     if bases is None:
         return pretrain(cfg, cell.pretrain, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
     folder = bases / base_key(cell, spec)
-    like = init_model(cfg, cell.seed)[1]
+    like = abstract_model(cfg)[1]
     if latest_checkpoint(folder) is None:
         params = pretrain(cfg, cell.pretrain, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
         # Written aside and renamed into place: two workers pretraining the same base both succeed, and the

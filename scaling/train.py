@@ -18,7 +18,7 @@ from flax import nnx
 
 from scaling.batches import TokenArrays
 from scaling.config import ModelConfig, TrainConfig
-from scaling.model import init_model
+from scaling.model import abstract_model, init_model
 from scaling.schedules import cosine, linear_decay
 
 
@@ -159,7 +159,7 @@ def train(
     every `checkpoint_every` trunk steps; passing what it saved back as `resume` continues the run
     exactly as if it had never stopped (data order and schedule depend on the step alone).
     """
-    graphdef, _ = init_model(model_cfg, train_cfg.seed)
+    graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
     optimizer = optimizer_for(train_cfg)
     progress = _Progress(on_step)
 
