@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 import xarray as xr  # noqa: E402
-from checkpoint_folders import chatml_folder  # noqa: E402
+from checkpoint_folders import chatml_folder, plain_folder  # noqa: E402
 
 from scaling.cli import main  # noqa: E402
 from scaling.errors import UserError  # noqa: E402
@@ -112,3 +112,24 @@ def test_a_checkpoint_the_grid_cannot_use_is_refused_before_any_work(base, tmp_p
             (tmp_path / "notok" / file.name).write_bytes(file.read_bytes())
     with pytest.raises(UserError, match="tokenizer"):
         parse_spec(SPEC.replace("hf:base", "hf:notok"), base_dir=tmp_path)
+
+
+def test_a_pythia_like_base_without_a_chat_template_fine_tunes_in_a_grid(tmp_path, capsys):
+    """GPT-NeoX (parallel residual, partial rotary, untied) with a plain bos/eos tokenizer, as Pythia ships."""
+    base = plain_folder(tmp_path / "pythia")
+    config = transformers.GPTNeoXConfig(vocab_size=checkpoint_tokenizer(base).vocab_size, hidden_size=32,
+                                        intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                        max_position_embeddings=512, rotary_pct=0.25, use_parallel_residual=True,
+                                        tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(base)
+    spec = SPEC.replace('"hf:base", "tiny"', '"hf:pythia"').replace("save_models = true", "save_models = false")
+    (tmp_path / "grid.toml").write_text(spec)
+    assert main(["run", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "run")]) == 0
+    assert main(["collect", str(tmp_path / "run")]) == 0
+    results = xr.open_dataset(tmp_path / "run" / "results.nc").squeeze()
+    assert str(results["size"].values) == "hf:pythia" and str(results["status"].values) == "done"
+    assert int(results["params"]) == read_hf_checkpoint(base).cfg.non_embedding_params
+    loss = results["loss"].sel(split="train").values
+    assert np.isfinite(loss).all() and loss[-1] < loss[0]
+    assert not (tmp_path / "run" / "models").exists()  # save_models is off
