@@ -72,22 +72,14 @@ def is_checkpoint(cell: Cell) -> bool:
     return cell.size.startswith(HF_PREFIX)
 
 
-@functools.lru_cache(maxsize=8)
-def checkpoint_config(path: Path) -> ModelConfig:
-    """A checkpoint's model configuration, from its config.json alone (no weights read)."""
-    from scaling.hf.architectures import architecture_of
-    from scaling.hf.files import read_json
-
-    hf = read_json(path / "config.json", "the checkpoint's model config")
-    return architecture_of(hf).model_config(hf)
-
-
 def model_config(spec: GridSpec, cell: Cell, length: int) -> ModelConfig:
     """The cell's model: a preset size at this length (in the character tokenizer's vocabulary, which its
     base is pretrained in), or an hf:PATH checkpoint's own configuration."""
     if not is_checkpoint(cell):
         return preset(cell.size, CHARACTERS.vocab_size, length)
-    cfg = checkpoint_config(hf_path(cell.size, Path(spec.base_dir)))
+    from scaling.hf import checkpoint_config  # jax-free until a spec names a checkpoint
+
+    cfg = checkpoint_config(hf_path(cell.size, Path(spec.base_dir)))[2]
     if cfg.positions == "learned" and length > cfg.max_len:
         raise UserError(f"[axes] size {cell.size!r}: the cell's sequences need {length} tokens, more than the "
                         f"checkpoint's {cfg.max_len} learned positions (lower [data] pack_length or the task lengths)")

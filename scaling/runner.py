@@ -170,14 +170,15 @@ def save_cell_model(folder: RunFolder, spec: GridSpec, cell: Cell, plan, params)
     A checkpoint base keeps its architecture, config.json and tokenizer files, so the export is a
     checkpoint of the same kind; a preset base is written as the Llama it is, without a tokenizer.
     """
-    from scaling.hf import BaseModel, save_model_folder
-    from scaling.hf.architectures import architecture_of
-    from scaling.hf.files import read_json
+    from scaling.hf import BaseModel, checkpoint_config, save_model_folder
     from scaling.plan import is_checkpoint
 
     source = hf_path(cell.size, Path(spec.base_dir)) if is_checkpoint(cell) else None
-    hf_config = read_json(source / "config.json", "the checkpoint's model config") if source else {}
-    model = BaseModel(plan.model_cfg, params, architecture_of(hf_config).name if source else "llama", hf_config)
+    hf_config, architecture = {}, "llama"
+    if source is not None:
+        hf_config, arch, _ = checkpoint_config(source)
+        architecture = arch.name
+    model = BaseModel(plan.model_cfg, params, architecture, hf_config)
     scratch_dir(folder).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_dir(folder)) as staging:
         written = save_model_folder(Path(staging) / cell.cell_id, model, source, source=f"cell {cell.cell_id} of {folder.url}")

@@ -5,7 +5,7 @@ model folder, the form grid cells read and save; `export_hf` writes a model fold
 that transformers loads with identical logits.
 """
 
-from scaling.hf.convert import check_hf_checkpoint, export_hf, import_hf, read_hf_checkpoint
+from scaling.hf.convert import check_hf_checkpoint, checkpoint_config, export_hf, import_hf, read_hf_checkpoint
 from scaling.hf.files import TOKENIZER_FILES
 from scaling.hf.folder import BaseModel, describe, load_model_folder, save_model_folder
 
@@ -13,6 +13,7 @@ __all__ = [
     "TOKENIZER_FILES",
     "BaseModel",
     "check_hf_checkpoint",
+    "checkpoint_config",
     "describe",
     "export_hf",
     "import_hf",

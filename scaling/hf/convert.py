@@ -47,7 +47,9 @@ from scaling.hf.folder import (
     write_meta,
 )
 
-def _config(path: Path) -> tuple[dict, Architecture, ModelConfig]:
+def checkpoint_config(path: Path) -> tuple[dict, Architecture, ModelConfig]:
+    """A checkpoint folder's config.json, its architecture and our config of it (no weights read)."""
+    path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path} is not a folder (give a local Hugging Face checkpoint folder)")
     hf = read_json(path / "config.json", "the checkpoint's model config")
@@ -103,7 +105,7 @@ def check_hf_checkpoint(path: Path) -> str:
     """The architecture of a local checkpoint folder, after checking its config.json and weight files
     (safetensors headers in full: every tensor's name, shape and dtype) without reading any weights."""
     path = Path(path)
-    hf, arch, cfg = _config(path)
+    hf, arch, cfg = checkpoint_config(path)
     kind, _ = weight_files(path)
     if kind == "safetensors":
         with open_weights(path) as reader:
@@ -114,7 +116,7 @@ def check_hf_checkpoint(path: Path) -> str:
 def read_hf_checkpoint(path: Path) -> BaseModel:
     """A local checkpoint folder's model, parameters in memory as float32."""
     path = Path(path)
-    hf, arch, cfg = _config(path)
+    hf, arch, cfg = checkpoint_config(path)
     table = arch.tensors(cfg)
     _in_table_order(cfg, table)
     with open_weights(path) as reader:
@@ -128,7 +130,7 @@ def read_hf_checkpoint(path: Path) -> BaseModel:
 def import_hf(path: Path, out: Path) -> Path:
     """Convert a local checkpoint folder into a model folder at `out`, streaming one tensor at a time."""
     path, out = Path(path), Path(out)
-    hf, arch, cfg = _config(path)
+    hf, arch, cfg = checkpoint_config(path)
     table = arch.tensors(cfg)
     shapes = _in_table_order(cfg, table)
     with open_weights(path) as reader:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import pickle
 import shutil
 import struct
@@ -24,6 +23,7 @@ import ml_dtypes
 import numpy as np
 
 from scaling.errors import UserError
+from scaling.staging import staged_folder
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 TORCH_BIN, TORCH_BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
@@ -232,15 +232,5 @@ def atomic_folder(out: Path) -> Iterator[Path]:
         raise UserError(f"--out {out} is a file")
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} already exists and is not empty")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    try:
+    with staged_folder(out) as scratch:  # an empty `out` is replaced by the finished folder
         yield scratch
-        if out.is_dir():
-            out.rmdir()  # empty, checked above; rename cannot replace it on every platform
-        scratch.rename(out)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
