@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from pathlib import Path
 
 import click
 
 from scaling.errors import UserError
+
+MAX_SAMPLE = 100_000  # examples per `scaling data sample`: about 20 s on one core, the rest is a Python loop
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,6 +68,11 @@ def data_sample(family: str, split: str, n: int, seed: int, quality: float, cot:
 
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    if n > MAX_SAMPLE:
+        raise UserError(f"--n {n} is more than {MAX_SAMPLE:,}, the most one `data sample` draws (every example is kept "
+                        f"to keep them distinct, and evaluation splits build a training pool of --n to exclude first)")
     try:
         examples = sample(family, split, n, seed, quality, cot)
     except ValueError as error:
@@ -149,8 +157,8 @@ def collect(run_dir: str) -> None:
 @click.option("--n", "n", default=None, help="Column of evaluation examples behind each accuracy (Beta-Binomial).")
 @click.option("--by", default=None, help="Fit each group of this column separately.")
 @click.option("--pool", is_flag=True, help="With --by: one joint fit, each law parameter partially pooled across the groups.")
-@click.option("--where", default=None, help="pandas query selecting the rows to use.")
-@click.option("--holdout", default=None, help="pandas query of rows held out of the fit and predicted (backtest).")
+@click.option("--where", default=None, help="Row condition selecting the rows to use, e.g. \"size == 'xs' and step >= 64\".")
+@click.option("--holdout", default=None, help="Row condition of rows held out of the fit and predicted (backtest).")
 @click.option("--split", default=None, help="results.nc: the split to fit (train, id, ood_family, ...).")
 @click.option("--method", type=click.Choice(["nuts", "svi", "huber"]), default="nuts", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed: same seed, same numbers.")
@@ -181,12 +189,20 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
         raise UserError("give INPUT: a results.nc, or a .csv or .parquet table")
     if not (law or names) or not y:
         raise UserError("give --law NAME (or --compare LAW1,LAW2) and --y VAR")
+    for flag, value in (("--warmup", warmup), ("--samples", samples), ("--chains", chains)):
+        if value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    if not 0 <= seed < 2**31:
+        raise UserError(f"--seed must lie between 0 and 2**31 - 1, got {seed}")
+    if chains < 2 and method != "huber":
+        raise UserError(f"--chains must be at least 2 with --method {method}: r_hat, the convergence check, compares chains")
+    sampler = SamplerConfig(warmup=warmup, samples=samples, chains=chains, seed=seed)
     try:
-        sampler = SamplerConfig(warmup=warmup, samples=samples, chains=chains, seed=seed)
+        returns = ReturnsConfig(threshold=threshold)
     except ValueError as error:
         raise UserError(str(error)) from None
     request = FitRequest(input=input_path, law=law or names[0], y=y, x=x, n=n, by=by, pool=pool, where=where, holdout=holdout,
-                         split=split, method=method, sampler=sampler, returns=ReturnsConfig(threshold=threshold),
+                         split=split, method=method, sampler=sampler, returns=returns,
                          allow_unconverged=allow_unconverged, out=out)
     if names:
         compare_laws(request, names, click.echo)
@@ -231,6 +247,12 @@ def export_hf_command(src: Path, out: Path) -> None:
     click.echo(f"exported {describe(src)} -> {written}")
 
 
+def one_line(message: str) -> str:
+    """The message with every control or line-breaking character escaped: a user's text (a column name, a
+    path, an expression) quoted in an error must not split its one line in two."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors and UserErrors become one line on stderr and exit status 2."""
     try:
@@ -239,10 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(shown.ctx.get_help() if shown.ctx else "", err=False)
         return 0
     except click.UsageError as error:
-        click.echo(f"scaling: error: {error.format_message()}", err=True)
+        click.echo(f"scaling: error: {one_line(error.format_message())}", err=True)
         return 2
     except UserError as error:
-        click.echo(f"scaling: error: {error}", err=True)
+        click.echo(f"scaling: error: {one_line(str(error))}", err=True)
         return 2
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1

@@ -25,6 +25,7 @@ from scaling.tasks.registry import TASKS
 HF_PREFIX = "hf:"  # a size given as hf:PATH is a local Hugging Face checkpoint
 COT_STYLES = ("full", "short", "none")
 EXECUTORS = ("local", "ray", "slurm")
+MAX_SEED = 2**31  # seeds feed jax.random.key and numpy generators, which take at most 63 bits; 31 keep every use safe
 
 
 @dataclass(frozen=True)
@@ -255,8 +256,8 @@ def _validate(spec: GridSpec, source: str) -> None:
         raise bad(f"[axes] quality must lie in [0, 1], got {list(axes.quality)}")
     if any(c not in COT_STYLES for c in axes.cot):
         raise bad(f"[axes] cot must be among {', '.join(COT_STYLES)}, got {list(axes.cot)}")
-    if any(s < 0 for s in axes.seed):
-        raise bad(f"[axes] seed must be >= 0, got {list(axes.seed)}")
+    if any(not 0 <= s < MAX_SEED for s in axes.seed):
+        raise bad(f"[axes] seed must lie in 0..{MAX_SEED - 1}, got {list(axes.seed)}")
     for name in ("examples", "phrasings", "pack_length"):
         minimum = 1 if name == "examples" else 0
         if getattr(data, name) < minimum:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -48,6 +50,10 @@ def run_grid(spec_path: Path, out: str | None = None, executor: str | None = Non
     workers = spec.run.workers if workers is None else workers
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    if address is not None and executor != "ray":
+        raise UserError(f"--address joins a Ray cluster: it needs --executor ray (the executor here is {executor})")
+    if workers != spec.run.workers and executor != "local":
+        raise UserError(f"--workers sets the local executor's processes: the {executor} executor schedules its own")
     cells = expand(spec)
     out = out or os.path.join("runs", spec.name)
     if dry_run:
@@ -58,35 +64,58 @@ def run_grid(spec_path: Path, out: str | None = None, executor: str | None = Non
     existing = RunFolder(out)
     # Read-only checks first: a corrupt cell file is named here, before grid.toml is written.
     pending = [c for c in cells if needs_work(existing, c.cell_id, retry_failed)] if _has_cells(existing) else cells
-    address = address or spec.run.ray.address
-    if executor == "ray" and address:
-        from scaling.executors.ray import check_reachable
+    address = spec.run.ray.address if address is None else address
+    with _executor_ready(executor, existing.url, address, bool(pending)):
+        folder = open_run(spec, text, out)
+        console.print(f"Grid {spec.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, "
+                      f"{len(pending)} to run on the {executor} executor; results in {folder.url}")
+        if not pending:
+            return RunReport(folder.url, len(cells), ())
+        with GridProgress(console, len(cells), len(cells) - len(pending)) as progress:
+            if executor == "local":
+                from scaling.executors.local import run_local
 
-        check_reachable(address)  # before anything is written
-    folder = open_run(spec, text, out)
-    console.print(f"Grid {spec.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, "
-                  f"{len(pending)} to run on the {executor} executor; results in {folder.url}")
-    if not pending:
-        return RunReport(folder.url, len(cells), ())
-    with GridProgress(console, len(cells), len(cells) - len(pending)) as progress:
-        if executor == "local":
-            from scaling.executors.local import run_local
+                outcomes = run_local(folder, spec, text, pending, retry_failed, workers, progress.on_event)
+            elif executor == "ray":
+                from scaling.executors.ray import run_ray
 
-            outcomes = run_local(folder, spec, text, pending, retry_failed, workers, progress.on_event)
-        elif executor == "ray":
-            from scaling.executors.ray import run_ray
+                outcomes = run_ray(folder, spec, pending, retry_failed, progress.on_event)
+            else:
+                from scaling.executors.slurm import run_slurm
 
-            outcomes = run_ray(folder, spec, pending, retry_failed, address, progress.on_event)
-        else:
-            from scaling.executors.slurm import run_slurm
-
-            outcomes = run_slurm(folder, spec, pending, retry_failed, progress.on_event)
+                outcomes = run_slurm(folder, spec, pending, retry_failed, progress.on_event)
     report = RunReport(folder.url, len(cells), tuple(outcomes))
     unfinished = [c for c in cells if needs_work(folder, c.cell_id, retry_failed=False)]
     console.print(f"Computed {len(report.computed)} cells here ({len(report.failed)} failed); "
                   f"{len(cells) - len(unfinished)}/{len(cells)} finished in {folder.url}"
                   + (f"; {len(unfinished)} still running elsewhere or interrupted: rerun to continue" if unfinished else ""))
     return report
+
+
+@contextmanager
+def _executor_ready(executor: str, run_url: str, address: str, connect: bool) -> Iterator[None]:
+    """Every check of the executor's options (and, for Ray with work to do, the connection) before the run
+    folder is written: a bad address or a machine without SLURM leaves nothing behind."""
+    if executor == "local":
+        yield
+        return
+    try:
+        if executor == "ray":
+            from scaling.executors import ray as chosen
+        else:
+            from scaling.executors import slurm as chosen
+    except ImportError as error:
+        raise UserError(f"the {executor} executor needs {error.name}: pip install 'scaling[cluster]'") from None
+    if executor == "slurm":
+        chosen.check_options(run_url)
+        yield
+        return
+    chosen.check_options(run_url, address)
+    if not connect:
+        yield
+        return
+    with chosen.connected(address):
+        yield
 
 
 def _has_cells(folder: RunFolder) -> bool:

@@ -12,6 +12,7 @@ moved into place (an object store's put is atomic by itself, the move keeps othe
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import shutil
 import uuid
@@ -83,8 +84,8 @@ class RunFolder:
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         """Create rel holding data only if it does not exist: True if this call created it, False if it existed.
 
-        Between creation and the end of the write a local reader may see the file short or empty; lock
-        readers allow for that (see `scaling.locks`).
+        A local reader sees the whole file or none (see `_create_local_exclusive`); elsewhere a reader
+        may see it short or empty, which lock readers allow for (see `scaling.locks`).
         """
         if self.is_local:
             return _create_local_exclusive(self._local(rel), data)
@@ -101,6 +102,25 @@ class RunFolder:
         except FileExistsError:
             return False
         return True
+
+    def initialize(self, files: dict[str, bytes], last: str) -> bool:
+        """Give a new (absent or empty) folder its first files, all at once: True if this call did, False if
+        the folder already had content (another runner's, or a user's).
+
+        Locally the files are written into a hidden sibling folder that is renamed onto this one, so racing
+        runners see no folder or a complete one, never a folder being filled. Where that rename cannot be
+        used (an object store; a folder that is a mount point) the files are written in place with `last`
+        created exclusively and written after the others: a reader that finds `last` finds everything.
+        """
+        assert last in files
+        if self.is_local:
+            published = _publish_local_folder(self.local_path, files)
+            if published is not None:
+                return published
+        for rel, data in files.items():
+            if rel != last:
+                self.write_bytes_atomic(rel, data)
+        return self.create_exclusive(last, files[last])
 
     def remove(self, rel: str, missing_ok: bool = True) -> None:
         if self.is_local:
@@ -216,9 +236,66 @@ def _replace_local_atomic(target: Path, write: Callable[[BinaryIO], object]) -> 
     _fsync_folder(target.parent)
 
 
-def _create_local_exclusive(target: Path, data: bytes) -> bool:
-    """O_CREAT|O_EXCL is atomic on local filesystems and on NFSv3 and later, so exactly one creator wins."""
+def _publish_local_folder(target: Path, files: dict[str, bytes]) -> bool | None:
+    """Rename a filled hidden sibling onto target: True if done, False if target has content, None if the
+    rename is impossible here (a mount point, another filesystem) and the caller must write in place."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / _temporary_name(target.name)
+    staging.mkdir()
+    try:
+        for rel, data in files.items():
+            path = staging.joinpath(*_relative_parts(rel))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_new_file(path, data)
+        if target.is_dir():  # an empty folder made for the run keeps its permissions (a group's shared folder)
+            shutil.copymode(target, staging)
+        try:
+            os.rename(staging, target)  # atomic; replaces target only where it is absent or an empty folder
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            if error.errno in (errno.EXDEV, errno.EBUSY, errno.EPERM, errno.EACCES) and target.is_dir():
+                return None
+            raise
+        _fsync_folder(target.parent)
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _create_local_exclusive(target: Path, data: bytes) -> bool:
+    """Exactly one creator wins, and a reader never sees the file short: the data go to a temporary
+    sibling first, which is hard-linked to target (link, like O_CREAT|O_EXCL, fails where target exists;
+    both are atomic on local filesystems and NFSv3 and later). Where hard links are unsupported the file
+    is created with O_EXCL and written after."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / _temporary_name(target.name)
+    try:
+        _write_new_file(temporary, data)
+        try:
+            os.link(temporary, target)
+        except FileExistsError:
+            return False
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            return _create_local_exclusive_in_place(target, data)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_folder(target.parent)
+    return True
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    # os.open with 0o666 honours the umask, unlike mkstemp's 0o600: others sharing the folder can read it.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _create_local_exclusive_in_place(target: Path, data: bytes) -> bool:
     try:
         descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:

@@ -60,25 +60,38 @@ EventHook = Callable[[str, Cell, object], None]
 
 
 def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolder:
-    """The run folder for spec at out, created with its grid.toml; a folder of another grid is a UserError."""
+    """The run folder for spec at out, created with its grid.toml; a folder of another grid is a UserError.
+
+    Runners started together on a new folder (job arrays, several nodes) race here: exactly one
+    initializes it, all at once, and the others find its grid.toml and check it as a later run would.
+    """
     folder = RunFolder(out)
     if folder.is_local and folder.local_path.exists() and not folder.local_path.is_dir():
         raise UserError(f"--out {folder.url} is a file; give a folder")
-    if folder.exists(SPEC):
-        earlier = parse_spec(folder.read_text(SPEC), source=folder.path(SPEC), base_dir=Path(spec.base_dir))
-        if earlier.results_content() != spec.results_content():
-            raise UserError(f"run folder {folder.url} holds another grid (its {SPEC} differs in axes, data, train or "
-                            f"eval); choose another --out")
-        return folder
-    if folder.is_local and folder.local_path.is_dir() and any(folder.local_path.iterdir()):
-        raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
-    try:
+    if not folder.exists(SPEC):
+        if folder.is_local and folder.local_path.is_dir() and _has_content(folder.local_path):
+            raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
+        files = {SPEC: spec_text.encode()}
         if any(size.startswith(HF_PREFIX) for size in spec.axes.size):  # only checkpoint paths need it
-            folder.write_bytes_atomic(SPEC_DIR, str(Path(spec.base_dir).resolve()).encode())
-        folder.write_bytes_atomic(SPEC, spec_text.encode())
-    except OSError as error:
-        raise UserError(f"cannot write the run folder {folder.url} ({type(error).__name__}: {error.strerror or error})") from None
+            files[SPEC_DIR] = str(Path(spec.base_dir).resolve()).encode()
+        try:
+            if folder.initialize(files, last=SPEC):
+                return folder
+        except OSError as error:
+            raise UserError(f"cannot write the run folder {folder.url} ({type(error).__name__}: "
+                            f"{error.strerror or error})") from None
+        if not folder.exists(SPEC):  # it had content, but not a grid: a user's folder, not another runner's
+            raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
+    earlier = parse_spec(folder.read_text(SPEC), source=folder.path(SPEC), base_dir=Path(spec.base_dir))
+    if earlier.results_content() != spec.results_content():
+        raise UserError(f"run folder {folder.url} holds another grid (its {SPEC} differs in axes, data, train or "
+                        f"eval); choose another --out")
     return folder
+
+
+def _has_content(path: Path) -> bool:
+    """Whether a folder holds anything besides what an initializing runner writes before grid.toml."""
+    return any(not entry.name.startswith(".") and entry.name != SPEC_DIR for entry in path.iterdir())
 
 
 def read_run_spec(folder: RunFolder) -> tuple[GridSpec, str]:

@@ -126,6 +126,7 @@ def test_without_slurm_the_run_stops_before_submitting(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != CLUSTER_ENV}
     result = subprocess.run([*SCALING, "run", str(spec), "--out", str(run), "--executor", "slurm"],
                             capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 2
-    assert "found no SLURM here" in result.stderr.strip().splitlines()[-1]
-    assert not (run / "scratch").exists() and not list((run / "cells").glob("*"))
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "found no SLURM here" in lines[0]  # no banner or progress bar before it
+    assert not run.exists()  # nothing written, grid.toml included

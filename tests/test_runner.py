@@ -36,7 +36,9 @@ splits = ["train", "id", "ood_family"]
 n = 16
 [run]
 heartbeat_s = 0.5
-stale_after_s = 5.0
+# Far above any stall of a loaded machine: a live runner's lock must never look stale to the other
+# runner of a race (a killed runner's lock is taken over at once: its pid is gone).
+stale_after_s = 600.0
 """
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import socket
+from contextlib import contextmanager
+from typing import Iterator
 
 from scaling.errors import UserError
 from scaling.grid import Cell, GridSpec
@@ -27,35 +29,51 @@ AUTH_HINT = ("a cluster with token authentication also needs RAY_AUTH_MODE=token
              "~/.ray/auth_token or RAY_AUTH_TOKEN")
 
 
-def run_ray(folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool, address: str,
-            on_event: EventHook) -> list[Outcome]:
-    """Work on every cell as a Ray task; address "" starts a local Ray instance, HOST:PORT joins a cluster."""
+def check_options(run_url: str, address: str) -> None:
+    """Everything about a Ray run that can be judged without starting one: refused before any write."""
+    if run_url.startswith("memory://"):
+        raise UserError(f"the ray executor cannot use {run_url}: Ray workers do not share this process's memory")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError("the ray executor needs Ray: pip install 'scaling[cluster]'") from None
+    if address:
+        check_reachable(address)
+
+
+@contextmanager
+def connected(address: str) -> Iterator[None]:
+    """Ray, started here (address "") or joined at HOST:PORT, for the duration; shut down after, unless this
+    process was already connected (a notebook's own connection is kept)."""
     import ray
 
-    if folder.url.startswith("memory://"):
-        raise UserError(f"the ray executor cannot use {folder.url}: Ray workers do not share this process's memory")
-    started = not ray.is_initialized()  # in a notebook already connected to Ray, use that connection
+    started = not ray.is_initialized()
     if started:
         _connect(ray, address)
     try:
-        task = ray.remote(work_on_cell_by_id).options(**_task_options(spec))
-        running = {task.remote(folder.url, cell.cell_id, retry_failed): cell for cell in cells}
-        outcomes = []
-        while running:
-            ready, _ = ray.wait(list(running), num_returns=1)
-            cell = running.pop(ready[0])
-            outcomes.append(_outcome(ray, ready[0], cell))
-            on_event("end", cell, outcomes[-1])
-        return outcomes
+        yield
     finally:
         if started:
             ray.shutdown()
 
 
+def run_ray(folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool, on_event: EventHook) -> list[Outcome]:
+    """Work on every cell as a Ray task, on the Ray this process is connected to (see `connected`)."""
+    import ray
+
+    task = ray.remote(work_on_cell_by_id).options(**_task_options(spec))
+    running = {task.remote(folder.url, cell.cell_id, retry_failed): cell for cell in cells}
+    outcomes = []
+    while running:
+        ready, _ = ray.wait(list(running), num_returns=1)
+        cell = running.pop(ready[0])
+        outcomes.append(_outcome(ray, ready[0], cell))
+        on_event("end", cell, outcomes[-1])
+    return outcomes
+
+
 def _connect(ray, address: str) -> None:
     """Start a local Ray instance (address "") or join the cluster at address; a bad address is a UserError."""
-    if address:
-        check_reachable(address)
     # "local" rather than None: a RAY_ADDRESS in the environment must not turn "start one" into "join".
     options = dict(address=address or "local", logging_level=logging.WARNING, log_to_driver=False)
     if not address:
@@ -69,14 +87,18 @@ def _connect(ray, address: str) -> None:
 
 
 def check_reachable(address: str) -> None:
-    """Fail fast on a HOST:PORT nothing listens at: Ray itself retries such an address for minutes."""
-    host, _, port = address.rpartition(":")
-    if "://" in address or not host or not port.isdigit():
-        return  # "auto", ray://HOST:PORT (Ray Client) or a malformed address, which ray.init reports
+    """A malformed address, or a HOST:PORT nothing listens at, is a UserError now: Ray itself retries such an
+    address for minutes. `auto` (the cluster this machine's `ray start` left a note of) is left to ray.init."""
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or "/" in target or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address!r} must be HOST:PORT (or ray://HOST:PORT, or auto)")
     try:
-        socket.create_connection((host, int(port)), timeout=10).close()
-    except OSError as error:
-        raise UserError(f"cannot reach a Ray cluster at {address} ({error.strerror or error}); "
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except (OSError, UnicodeError) as error:
+        raise UserError(f"cannot reach a Ray cluster at {address} ({getattr(error, 'strerror', None) or error}); "
                         f"start one with `ray start --head --port={port}`") from None
 
 

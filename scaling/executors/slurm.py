@@ -43,8 +43,6 @@ class CellTask(submitit.helpers.Checkpointable):
 def run_slurm(folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool,
               on_event: EventHook) -> list[Outcome]:
     """Submit every cell as one job array, print its job ids, and wait for each task to finish."""
-    if folder.url.startswith("memory://"):
-        raise UserError(f"the slurm executor cannot use {folder.url}: jobs do not share this process's memory")
     executor = make_executor(folder, spec)
     try:
         jobs = executor.map_array(CellTask(), [folder.url] * len(cells), [c.cell_id for c in cells],
@@ -63,20 +61,28 @@ def run_slurm(folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed
     return outcomes
 
 
-def make_executor(folder: RunFolder, spec: GridSpec) -> submitit.AutoExecutor:
-    """A submitit executor with [run.slurm]'s resources, logging under the run's scratch folder."""
-    slurm = spec.run.slurm
-    cluster = os.environ.get(CLUSTER_ENV) or submitit.AutoExecutor.which()
-    if cluster != "slurm" and not os.environ.get(CLUSTER_ENV):
+def check_options(run_url: str) -> str:
+    """The submitit cluster to submit to; no SLURM here (and no override) or an unusable run folder is a
+    UserError, found before anything is written."""
+    if run_url.startswith("memory://"):
+        raise UserError(f"the slurm executor cannot use {run_url}: jobs do not share this process's memory")
+    forced = os.environ.get(CLUSTER_ENV)
+    cluster = forced or submitit.AutoExecutor.which()
+    if cluster != "slurm" and not forced:
         # submitit would fall back to running every cell at once on this machine
         raise UserError(f"the slurm executor found no SLURM here (no srun on PATH); use --executor local, "
                         f"or set {CLUSTER_ENV}=local to try the SLURM path with local processes")
-    try:
-        executor = submitit.AutoExecutor(folder=scratch_dir(folder) / "submitit", cluster=cluster,
-                                         slurm_max_num_timeout=slurm.max_num_timeout,
-                                         local_max_num_timeout=slurm.max_num_timeout)
-    except ValueError as error:  # an unknown cluster name in the environment variable
-        raise UserError(f"{CLUSTER_ENV}: {error}") from None
+    if forced and forced not in ("slurm", "local", "debug"):
+        raise UserError(f"{CLUSTER_ENV} must be slurm, local or debug, got {forced!r}")
+    return cluster
+
+
+def make_executor(folder: RunFolder, spec: GridSpec) -> submitit.AutoExecutor:
+    """A submitit executor with [run.slurm]'s resources, logging under the run's scratch folder."""
+    slurm = spec.run.slurm
+    executor = submitit.AutoExecutor(folder=scratch_dir(folder) / "submitit", cluster=check_options(folder.url),
+                                     slurm_max_num_timeout=slurm.max_num_timeout,
+                                     local_max_num_timeout=slurm.max_num_timeout)
     parameters = dict(name=f"scaling-{spec.name}", timeout_min=slurm.timeout_min, cpus_per_task=slurm.cpus_per_task,
                       gpus_per_node=slurm.gpus_per_node, mem_gb=slurm.mem_gb,
                       slurm_array_parallelism=slurm.array_parallelism)

@@ -21,7 +21,7 @@ import xarray as xr
 
 from scaling.errors import UserError
 from scaling.fit.backtest import backtest_scores, backtest_table
-from scaling.fit.data import Columns, axis_columns, fit_data, groups, load_table, query
+from scaling.fit.data import Columns, as_numbers, axis_columns, check_values, fit_data, groups, load_table, query
 from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, LawFit, SamplerConfig, fit_law, fit_pooled
 from scaling.fit.laws import Law, get_law
 from scaling.fit.models import POOL_TAU
@@ -45,8 +45,8 @@ class FitRequest:
     by: str | None = None  # fit each group of this column separately
     pool: bool = False  # with --by: one joint fit, every law parameter partially pooled across the groups
     seed_column: str | None = "seed"  # replicate seeds: partial pooling when present with several values
-    where: str | None = None  # pandas query: the rows to use
-    holdout: str | None = None  # pandas query: rows held out of the fit and predicted (the backtest)
+    where: str | None = None  # a row condition (scaling.fit.expression): the rows to use
+    holdout: str | None = None  # a row condition: rows held out of the fit and predicted (the backtest)
     split: str | None = None  # results.nc: the split to fit
     method: str = "nuts"  # nuts, svi or huber
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -64,7 +64,28 @@ class GroupFit:
     scores: dict[str, float]
 
 
-def prepare(request: FitRequest) -> tuple[Law, pd.DataFrame, Columns]:
+@dataclass(frozen=True)
+class Part:
+    """One --by group's rows (all of them when there is no --by), split into fitted and held out."""
+
+    label: str  # the --by value ("" without --by)
+    rows: pd.DataFrame
+    held: pd.Series  # --holdout: rows held out of the fit and predicted
+    train: pd.DataFrame  # the rows fitted
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a fit reads, every input problem found: nothing is printed or fitted before this exists."""
+
+    law: Law
+    rows: pd.DataFrame  # the rows of every group, the numeric columns as floats
+    columns: Columns
+    parts: tuple[Part, ...]
+    dropped: int  # rows left out for a missing value in a column the fit reads
+
+
+def prepare(request: FitRequest) -> Prepared:
     """The law, the rows to fit and the column roles; every input problem is found here, before fitting."""
     if request.method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {request.method!r}")
@@ -78,57 +99,69 @@ def prepare(request: FitRequest) -> tuple[Law, pd.DataFrame, Columns]:
     x_columns = axis_columns(law, list(request.x), rows)
     if request.y not in rows.columns:
         raise UserError(f"--y: no column {request.y!r}; columns are {', '.join(map(str, rows.columns))}")
+    if request.n and request.n not in rows.columns:
+        raise UserError(f"--n: no column {request.n!r}; columns are {', '.join(map(str, rows.columns))}")
+    if request.by and request.by not in rows.columns:
+        raise UserError(f"--by: no column {request.by!r}; columns are {', '.join(map(str, rows.columns))}")
     seed = request.seed_column if request.seed_column in rows.columns and request.seed_column != request.by else None
     columns = Columns(x=x_columns, y=request.y, n=request.n, seed=seed)
-    needed = [*x_columns.values(), request.y, *([request.n] if request.n else [])]
-    rows = rows.dropna(subset=[c for c in needed if c in rows.columns]).reset_index(drop=True)
-    if rows.empty:
+    rows = as_numbers(rows, columns)
+    complete = rows.dropna(subset=list(columns.numeric()))
+    dropped = len(rows) - len(complete)
+    if complete.empty:
         raise UserError("no rows left to fit (check --where, --split and missing values)")
-    fit_data(rows, law, columns)  # validates values before any fit runs
-    return law, rows, columns
-
-
-def fit_groups(request: FitRequest, law: Law, rows: pd.DataFrame, columns: Columns) -> list[GroupFit]:
-    """One fit per --by group (or one pooled fit of them all): fitted on the rows not held out,
-    backtested on the held-out ones."""
+    check_values(complete, law, columns)
+    rows = complete.reset_index(drop=True)
+    held = query(rows, request.holdout, "--holdout") if request.holdout is not None else pd.Series(False, index=rows.index)
     parts = []
     for label, part in groups(rows, request.by):
+        part_held = held[part.index].reset_index(drop=True)
         part = part.reset_index(drop=True)
-        held = query(part, request.holdout, "--holdout") if request.holdout else pd.Series(False, index=part.index)
-        train = part[~held].reset_index(drop=True)
+        train = part[~part_held].reset_index(drop=True)
         # A pooled group borrows strength from the others, so it needs rows, not a full set of them.
         if len(train) < (1 if request.pool else len(law.params)):
             raise UserError(f"group {label or 'all'}: {len(train)} rows to fit, fewer than the law's {len(law.params)} parameters")
-        parts.append((label, part, held, train))
+        parts.append(Part(label, part, part_held, train))
+    if request.pool and len(parts) < 2:
+        raise UserError(f"--pool needs at least two groups of --by {request.by}; there is one")
+    return Prepared(law, rows, columns, tuple(parts), dropped)
+
+
+def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
+    """One fit per --by group (or one pooled fit of them all): fitted on the rows not held out,
+    backtested on the held-out ones."""
+    law, columns, parts = prepared.law, prepared.columns, prepared.parts
     if request.pool:
-        if len(parts) < 2:
-            raise UserError(f"--pool needs at least two groups of --by {request.by}; there is one")
-        joint = pd.concat([train for _, _, _, train in parts], ignore_index=True)
-        codes = np.concatenate([np.full(len(train), g) for g, (_, _, _, train) in enumerate(parts)])
+        joint = pd.concat([part.train for part in parts], ignore_index=True)
+        codes = np.concatenate([np.full(len(part.train), g) for g, part in enumerate(parts)])
         fits = fit_pooled(law, dataclasses.replace(fit_data(joint, law, columns), group=codes), request.method, request.sampler)
     else:
-        fits = [fit_law(law, fit_data(train, law, columns), request.method, request.sampler) for _, _, _, train in parts]
+        fits = [fit_law(law, fit_data(part.train, law, columns), request.method, request.sampler) for part in parts]
     results = []
-    for (label, part, held, train), fit in zip(parts, fits):
-        tested = part[held].reset_index(drop=True) if held.any() else train
-        backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, bool(held.any()))
+    for part, fit in zip(parts, fits):
+        held_out = bool(part.held.any())
+        tested = part.rows[part.held].reset_index(drop=True) if held_out else part.train
+        backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, held_out)
         steps_axis = next((a for a, c in columns.x.items() if c == "step"), None)
-        memorized = part["memorization_step"].median() if "memorization_step" in part else None
-        x_train = fit_data(train, law, columns).x
+        memorized = part.rows["memorization_step"].median() if "memorization_step" in part.rows else None
+        x_train = fit_data(part.train, law, columns).x
         returns = returns_table(law, fit.draws(), x_train, request.returns, memorized, steps_axis)
-        results.append(GroupFit(label, fit, returns, backtest, backtest_scores(backtest)))
+        results.append(GroupFit(part.label, fit, returns, backtest, backtest_scores(backtest)))
     return results
 
 
 def run_fit(request: FitRequest, say: Callable[[str], None] = print) -> tuple[list[GroupFit], Path | None]:
     """Fit, report, and (when converged or allowed) write the outputs; returns the fits and the folder written."""
-    law, rows, columns = prepare(request)
+    prepared = prepare(request)
+    law, rows = prepared.law, prepared.rows
     out = Path(request.out or Path("fits") / law.name)
     _check_out(out)
+    if prepared.dropped:
+        say(f"left out {prepared.dropped} rows with a missing value in {', '.join(prepared.columns.numeric())}")
     say(f"Fitting {law.name}: {law.formula} to {request.y} ({len(rows)} rows"
-        + (f", {rows[request.by].nunique()} groups by {request.by}{' (pooled)' if request.pool else ''}" if request.by else "")
+        + (f", {len(prepared.parts)} groups by {request.by}{' (pooled)' if request.pool else ''}" if request.by else "")
         + f") by {request.method}")
-    fits = fit_groups(request, law, rows, columns)
+    fits = fit_groups(request, prepared)
     summary = _stack([g.fit.summary[SUMMARY_COLUMNS] for g in fits], request.by, [g.label for g in fits])
     say(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if request.pool:
@@ -226,14 +259,15 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
     for item in request.x:
         if item.partition("=")[0] not in every_axis:
             raise UserError(f"--x {item!r}: none of the compared laws has that axis ({', '.join(sorted(every_axis))})")
+    if len(set(names)) < 2:
+        raise UserError(f"--compare takes two or more different laws, got {','.join(names)}")
+    # Each law takes the --x mappings of its own axes (a steps-only law fits against the same rows with its
+    # one axis); PSIS-LOO compares them on the same observations. Every law's input is checked before any fit.
+    prepared = {name: prepare(dataclasses.replace(request, law=name, x=tuple(
+        item for item in request.x if item.partition("=")[0] in get_law(name).axes))) for name in dict.fromkeys(names)}
     posteriors, converged = {}, {}
-    for name in names:
-        # Each law takes the --x mappings of its own axes (a steps-only law fits against the same rows
-        # with its one axis); PSIS-LOO compares them on the same observations.
-        axes = get_law(name).axes
-        own_x = tuple(item for item in request.x if item.partition("=")[0] in axes)
-        law, rows, columns = prepare(dataclasses.replace(request, law=name, x=own_x))
-        fit = fit_law(law, fit_data(rows, law, columns), request.method, request.sampler)
+    for name, one in prepared.items():
+        fit = fit_law(one.law, fit_data(one.rows, one.law, one.columns), request.method, request.sampler)
         posteriors[name], converged[name] = fit.posterior, fit.converged
     table = az.compare(posteriors, ic="loo")
     table["converged"] = [converged[name] for name in table.index]

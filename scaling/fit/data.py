@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import UserError
+from scaling.fit.expression import ExpressionError, row_mask
 from scaling.fit.infer import FitData
 from scaling.fit.laws import Law
 
@@ -24,6 +25,10 @@ DEFAULT_STEPS_AXIS = "step"  # a one-axis law fitted to results.nc without --x r
 def load_table(path: Path, split: str | None = None) -> pd.DataFrame:
     """One row per measurement: the store's hypercube flattened (one split), or a tidy CSV/Parquet table."""
     path = Path(path)
+    if path.is_dir():
+        inside = path / "results.nc"
+        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        raise UserError(f"input {path} is a folder: give a results.nc, a .csv or a .parquet file{hint}")
     if not path.is_file():
         raise UserError(f"input {path} does not exist")
     if path.suffix not in SUFFIXES:
@@ -62,17 +67,19 @@ def _results_table(results, split: str | None, path: Path) -> pd.DataFrame:
 
 
 def query(table: pd.DataFrame, expression: str | None, flag: str) -> pd.DataFrame | pd.Series:
-    """Rows matching a pandas query expression (a boolean mask when flag is --holdout)."""
+    """Rows matching a row condition (a boolean mask when flag is --holdout); see `scaling.fit.expression`."""
     if expression is None:
         return table
     try:
-        mask = table.eval(expression)
-    except Exception as error:  # pandas raises many types for a bad expression; all are bad input here
-        raise UserError(f"{flag} {expression!r} is not a valid expression on columns "
-                        f"{', '.join(map(str, table.columns))} ({type(error).__name__})") from None
-    if not (isinstance(mask, pd.Series) and mask.dtype == bool):
-        raise UserError(f"{flag} {expression!r} must be a condition (true or false for each row)")
-    return table[mask] if flag == "--where" else mask
+        mask = row_mask(expression, table)
+    except ExpressionError as error:
+        raise UserError(f"{flag} {_quoted(expression)} {error}") from None
+    return table[mask] if flag == "--where" else pd.Series(mask, index=table.index)
+
+
+def _quoted(expression: str, most: int = 60) -> str:
+    """The expression as it goes into a one-line error: repr'd, and cut when long."""
+    return repr(expression if len(expression) <= most else expression[:most] + "...")
 
 
 def axis_columns(law: Law, mapping: list[str], table: pd.DataFrame) -> dict[str, str]:
@@ -112,28 +119,76 @@ class Columns:
     n: str | None = None  # evaluation examples behind an accuracy
     seed: str | None = None  # replicate seeds: hierarchical offsets when it has several values
 
+    def numeric(self) -> dict[str, str]:
+        """Each column that must hold numbers, with the option that chose it."""
+        chosen = {column: "--x" for column in self.x.values()}
+        chosen[self.y] = "--y"
+        if self.n:
+            chosen[self.n] = "--n"
+        return chosen
+
+
+def as_numbers(rows: pd.DataFrame, columns: Columns) -> pd.DataFrame:
+    """rows with every numeric column as float; text, or a value beyond float32 (what the fit computes
+    in), is a UserError naming the column and its first bad row (rows counted from 1 as in the table)."""
+    rows = rows.copy()
+    for column, flag in columns.numeric().items():
+        given = rows[column]
+        values = pd.to_numeric(given, errors="coerce") if given.dtype.kind not in "biuf" else given.astype(float)
+        text = values.isna() & given.notna()
+        if text.any():
+            raise UserError(f"{flag} column {column!r} holds {given[text].iloc[0]!r} at {_row(text.idxmax())}: not a number")
+        huge = values.abs() > FLOAT32_MAX
+        if huge.any():
+            raise UserError(f"{flag} column {column!r} holds {values[huge].iloc[0]:g} at {_row(huge.idxmax())}: beyond "
+                            f"the float32 range the fit computes in")
+        rows[column] = values.astype(float)
+    return rows
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_N = 2**24  # examples behind one accuracy: float32 counts up to here exactly
+WHOLE_COUNT_TOLERANCE = 1e-3  # |y·n − round(y·n)|: an accuracy is a count of correct answers out of n
+
+
+def _row(label) -> str:
+    return f"row {label + 1}" if isinstance(label, (int, np.integer)) else f"row {label!r}"
+
+
+def check_values(rows: pd.DataFrame, law: Law, columns: Columns) -> None:
+    """Values the law cannot take are a UserError naming the column and the first such row."""
+
+    def refuse(bad: pd.Series, flag: str, column: str, why: str) -> None:
+        if bad.any():
+            label = bad.idxmax()
+            raise UserError(f"{flag} column {column!r} holds {rows.at[label, column]:g} at {_row(label)}: {why}")
+
+    for axis, column in columns.x.items():
+        values = rows[column]
+        refuse(~np.isfinite(values) | (values <= 0), "--x", column, f"law {law.name}'s axis {axis} must be positive and finite")
+    y = rows[columns.y]
+    if law.response == "loss":
+        refuse(~np.isfinite(y) | (y <= 0), "--y", columns.y, f"law {law.name} fits a loss, which must be positive")
+    else:
+        refuse(~((y >= 0) & (y <= 1)), "--y", columns.y, f"law {law.name} fits an accuracy, which lies in [0, 1]")
+    if columns.n:
+        n = rows[columns.n]
+        refuse(~np.isfinite(n) | (n < 1) | (n != np.round(n)), "--n", columns.n, "a number of examples is a whole number >= 1")
+        refuse(n > MAX_N, "--n", columns.n, f"more than {MAX_N} examples behind one accuracy")
+        if law.response == "accuracy":
+            correct = y * n
+            refuse((correct - np.round(correct)).abs() > WHOLE_COUNT_TOLERANCE, "--y", columns.y,
+                   f"times --n {columns.n!r} that is not a whole number of correct answers")
+
 
 def fit_data(rows: pd.DataFrame, law: Law, columns: Columns) -> FitData:
-    """The arrays a law is fitted to; values the law cannot take are a UserError naming the column."""
-    _require(rows, [columns.y] + [c for c in (columns.n, columns.seed) if c], "--y/--n")
+    """The arrays a law is fitted to, from rows already converted (`as_numbers`) and checked (`check_values`)."""
     x = {axis: rows[column].to_numpy(float) for axis, column in columns.x.items()}
-    for axis, values in x.items():
-        if not np.isfinite(values).all() or (values <= 0).any():
-            raise UserError(f"law {law.name}: axis {axis} (column {columns.x[axis]!r}) must be positive and finite")
-    y = rows[columns.y].to_numpy(float)
-    if law.response == "loss" and not ((y > 0) & np.isfinite(y)).all():
-        raise UserError(f"law {law.name} fits a loss: --y {columns.y!r} must be positive")
-    if law.response == "accuracy" and not ((y >= 0) & (y <= 1)).all():
-        raise UserError(f"law {law.name} fits an accuracy: --y {columns.y!r} must lie in [0, 1]")
-    n = None
-    if columns.n:
-        n = rows[columns.n].to_numpy(float)
-        if not (n >= 1).all() or not np.allclose(n, np.round(n)):
-            raise UserError(f"--n {columns.n!r} must hold whole numbers of examples >= 1")
+    n = rows[columns.n].to_numpy(float) if columns.n else None
     seed = None
     if columns.seed and rows[columns.seed].nunique() > 1:
         seed = pd.factorize(rows[columns.seed], sort=True)[0]
-    return FitData(x=x, y=y, n=n, seed=seed)
+    return FitData(x=x, y=rows[columns.y].to_numpy(float), n=n, seed=seed)
 
 
 def groups(rows: pd.DataFrame, by: str | None) -> list[tuple[str, pd.DataFrame]]:
@@ -141,4 +196,4 @@ def groups(rows: pd.DataFrame, by: str | None) -> list[tuple[str, pd.DataFrame]]
     if by is None:
         return [("", rows)]
     _require(rows, [by], "--by")
-    return [(str(label), part) for label, part in rows.groupby(by, sort=False)]
+    return [(str(label), part) for label, part in rows.groupby(by, sort=False, dropna=False)]

@@ -30,6 +30,12 @@ class ReturnsConfig:
     threshold: float | None = None  # gain per doubling below which returns count as diminished (None: 1 point or 1%)
     post_memorization_factor: float = 4.0  # post-memorization gain: from m to this many times m steps
 
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not (np.isfinite(self.threshold) and self.threshold > 0):
+            raise ValueError(f"--threshold must be a positive number (points, or % of loss, per doubling), got {self.threshold}")
+        if not (np.isfinite(self.post_memorization_factor) and self.post_memorization_factor > 1):
+            raise ValueError(f"post_memorization_factor must be above 1, got {self.post_memorization_factor}")
+
 
 def gain(law: Law, theta: dict[str, np.ndarray], before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> np.ndarray:
     """Improvement from `before` to `after` per posterior draw (S, m): points of accuracy or % of loss."""

@@ -1,0 +1,290 @@
+"""The bad-input contract under generated input: bad tables, row conditions, grid specs and options.
+
+Every case must end in exit status 2 with exactly one line on stderr, no traceback, nothing printed
+before it, no file or folder created or changed, and no side effect of the input's own (the canary
+files that hostile expressions try to write never appear). The cases run in this process through the
+CLI's own entry point, so several hundred take seconds.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from scaling.cli import MAX_SAMPLE
+from scaling.fit.expression import ExpressionError, parse
+from cli_helpers import assert_refused
+
+FUZZ = settings(deadline=None, database=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+CANARY = "canary"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A folder holding a good table (a power law in tokens, accuracies out of n), a good grid spec, and a
+    canary folder outside it that hostile input aims at."""
+    root = tmp_path_factory.mktemp("fuzz")
+    work = root / "work"
+    work.mkdir()
+    tokens = np.geomspace(10, 10_000, 8)
+    pd.DataFrame({"tokens": tokens, "loss": 1.5 + 4 * tokens ** -0.5, "acc": np.linspace(0.1, 0.9, 8), "n": 10,
+                  "task": ["a", "b"] * 4}).to_csv(work / "good.csv", index=False)
+    (work / "grid.toml").write_text(GRID)
+    (root / "outside").mkdir()
+    return work
+
+
+def outside_canary(work: Path) -> Path:
+    return work.parent / "outside" / CANARY
+
+
+def refused(argv: list[str], work: Path) -> str:
+    line = assert_refused(argv, work)
+    assert not (work / CANARY).exists() and not outside_canary(work).exists()
+    return line
+
+
+FIT = ["fit", "good.csv", "--law", "power", "--y", "loss", "--x", "x=tokens"]
+
+
+# --- bad tables --------------------------------------------------------------------------------------
+
+NOT_A_NUMBER = st.from_regex(r"[A-Za-z_][A-Za-z_ ]{0,8}", fullmatch=True).filter(
+    lambda text: text.strip().lower() not in {"nan", "na", "n/a", "null", "none", "inf", "infinity", "true", "false"}
+    and text.strip() == text)
+BAD_VALUES = {
+    # column: values that make the table unfittable by the power law (loss) or the accuracy law (acc, n)
+    "tokens": st.one_of(NOT_A_NUMBER, st.sampled_from([0.0, -1.0, math.inf, -math.inf, 1e39, 1e300, -1e300])),
+    "loss": st.one_of(NOT_A_NUMBER, st.sampled_from([0.0, -0.5, math.inf, -math.inf, 1e39, 1e308])),
+    "acc": st.one_of(NOT_A_NUMBER, st.floats(1.0001, 1e6), st.floats(-1e6, -1e-4), st.just(0.33)),
+    "n": st.one_of(NOT_A_NUMBER, st.sampled_from([0, -3, 2.5, math.inf, 2**25, 1e300])),
+}
+
+
+@st.composite
+def bad_tables(draw) -> tuple[pd.DataFrame | str, list[str]]:
+    """A table (or raw file text) and the fit arguments it breaks."""
+    kind = draw(st.sampled_from(["value", "value", "value", "all_missing", "header_only", "garbage"]))
+    tokens = np.geomspace(10, 10_000, 8)
+    table = pd.DataFrame({"tokens": tokens, "loss": 1.5 + 4 * tokens ** -0.5, "acc": 0.5, "n": 10}).astype(object)
+    power = ["--law", "power", "--y", "loss", "--x", "x=tokens"]
+    accuracy = ["--law", "accuracy", "--y", "acc", "--x", "x=tokens", "--n", "n"]
+    if kind == "value":
+        column = draw(st.sampled_from(list(BAD_VALUES)))
+        rows = draw(st.lists(st.integers(0, len(table) - 1), min_size=1, max_size=3, unique=True))
+        value = draw(BAD_VALUES[column])
+        for row in rows:
+            table.at[row, column] = value
+        return table, (accuracy if column in ("acc", "n") else power)
+    if kind == "all_missing":
+        table["loss"] = None
+        return table, power
+    if kind == "header_only":
+        return table.iloc[:0], power
+    return draw(st.text(max_size=200)), power
+
+
+@settings(FUZZ, max_examples=70)
+@given(case=bad_tables(), suffix=st.sampled_from([".csv", ".parquet"]))
+def test_a_bad_table_is_refused(case, suffix, workdir):
+    table, argv = case
+    path = workdir / f"bad{suffix}"
+    if isinstance(table, str):
+        path.write_text(table)
+    elif suffix == ".csv":
+        table.to_csv(path, index=False)
+    else:
+        _parquet(table, path)
+    try:
+        refused(["fit", path.name, *argv], workdir)
+    finally:
+        path.unlink()
+
+
+def _parquet(table: pd.DataFrame, path: Path) -> None:
+    """Mixed columns (numbers and text) go to Parquet as text, as a spreadsheet export would write them."""
+    mixed = {c: table[c].map(lambda v: v if v is None else str(v)) for c in table.columns
+             if table[c].map(type).nunique() > 1 or table[c].map(lambda v: isinstance(v, str)).any()}
+    table.assign(**mixed).infer_objects().to_parquet(path)
+
+
+# --- bad row conditions -------------------------------------------------------------------------------
+
+HOSTILE = [
+    f"@pd.io.common.os.system('touch {CANARY}') == 0",
+    f"tokens > 0 and @Path('{CANARY}').write_text('x') > 0",
+    f"@np.save('{CANARY}', 1)",
+    f"__import__('os').system('touch {CANARY}')",
+    f"open('{CANARY}', 'w')",
+    f"tokens.__class__.__init__.__globals__['os'].system('touch {CANARY}')",
+    "(lambda: 1)()",
+    "[c for c in ().__class__.__base__.__subclasses__()]",
+    "tokens > 0 if True else @pd",
+    "`tokens`.values",
+]
+names = st.sampled_from(["tokens", "loss", "task", "pd", "np", "os", "Path", "self", "__class__", "__builtins__", "x"])
+attribute = st.tuples(names, st.sampled_from([".", ".__", "@"]), names).map("".join)
+call = st.tuples(names, st.sampled_from(["(", "()", "(1)", "('a')", "[0]"])).map("".join)
+at_name = names.map(lambda n: "@" + n)
+dunder = st.from_regex(r"__[a-z]{1,8}__", fullmatch=True)
+lambdas = st.sampled_from(["lambda x: x", "lambda: tokens", "(lambda: 1)()"])
+fragments = st.one_of(attribute, call, at_name, dunder, lambdas, st.sampled_from(HOSTILE))
+valid = st.sampled_from(["tokens > 100", "task == 'a'", "loss < 3", "tokens in [10, 100]"])
+
+
+@st.composite
+def bad_conditions(draw) -> str:
+    shape = draw(st.sampled_from(["fragment", "joined", "long", "unbalanced", "noise", "not_a_condition"]))
+    if shape == "fragment":
+        return draw(fragments)
+    if shape == "joined":  # a hostile piece hidden behind a good condition, or in front of it
+        good, bad, joint = draw(valid), draw(fragments), draw(st.sampled_from([" and ", " or ", " & ", " | "]))
+        return joint.join([good, bad] if draw(st.booleans()) else [bad, good])
+    if shape == "long":
+        return " and ".join([draw(valid)] * draw(st.integers(150, 600)))
+    if shape == "unbalanced":
+        depth = draw(st.integers(1, 200))
+        return "(" * depth + draw(valid) + ")" * draw(st.integers(0, depth - 1))
+    if shape == "not_a_condition":
+        return draw(st.sampled_from(["tokens", "tokens + 1", "loss * 2", "'text'", "3", "tokens and loss", "nope > 1"]))
+    text = draw(st.text(max_size=80))
+    try:
+        parse(text)
+    except ExpressionError:
+        return text
+    assume(False)  # noise that happens to be a valid condition is not a bad input
+
+
+@settings(FUZZ, max_examples=90)
+@given(condition=bad_conditions(), flag=st.sampled_from(["--where", "--holdout"]))
+def test_a_bad_condition_is_refused_before_anything_runs(condition, flag, workdir):
+    assume("\x00" not in condition)  # the operating system cannot pass a NUL in an argument
+    line = refused([*FIT, flag, condition], workdir)
+    assert flag in line
+
+
+# --- bad grid specs -----------------------------------------------------------------------------------
+
+GRID = """name = "fuzz"
+[axes]
+size = ["tiny"]
+seed = [0]
+[data]
+families = ["add", "reverse"]
+ood_families = ["sub"]
+examples = 100
+[train]
+budgets = [8, 16]
+batch_size = 4
+[eval]
+splits = ["train", "id", "ood_family"]
+n = 8
+"""
+BAD_KEYS = {
+    "[axes]": {"size": ['["huge"]', '"tiny"x', "[1]", '["hf:no/such/folder"]'], "diversity": ["[0]", "[3]", "[-1]", '["2"]'],
+               "quality": ["[1.5]", "[-0.1]", "[nan]", "[inf]"], "cot": ['["long"]', "[1]"], "seed": ["[-1]", "[1.5]", "[2147483648]", "[18446744073709551616]"],
+               "pretrain_tokens": ["[-5]", '["x"]']},
+    "[data]": {"families": ['["nope"]', '["add", "sub"]', "[]", "7"], "examples": ["0", "-3", "1.5", '"many"'],
+               "ood_families": ['["mul_then"]'], "phrasings": ["-1"], "pack_length": ["-2"]},
+    "[train]": {"budgets": ["[]", "[0]", "[-8]", '["8"]', "[16, 8]"], "batch_size": ["0", "-4", "2.5"], "lr": ["-1e-3", "0", "nan"],
+                "schedule": ['"linear"', "3"], "warmup_steps": ["-1"], "weight_decay": ["-0.1"], "decay_fraction": ["1.5", "-0.2"]},
+    "[eval]": {"splits": ['["test"]', "[]", '["ood_compose"]'], "n": ["0", "-1"], "batch_size": ["0"]},
+    "[run]": {"executor": ['"cloud"', "1"], "workers": ["0", "-2"], "heartbeat_s": ["0", "-1", "1e9"]},
+}
+
+
+@st.composite
+def bad_specs(draw) -> str:
+    shape = draw(st.sampled_from(["value", "value", "unknown_key", "unknown_section", "syntax"]))
+    if shape == "value":
+        section = draw(st.sampled_from(list(BAD_KEYS)))
+        key = draw(st.sampled_from(list(BAD_KEYS[section])))
+        value = draw(st.sampled_from(BAD_KEYS[section][key]))
+        lines = [line for line in GRID.splitlines() if not line.startswith(f"{key} =")]
+        if section not in lines:
+            lines.append(section)
+        lines.insert(lines.index(section) + 1, f"{key} = {value}")
+        return "\n".join(lines) + "\n"
+    if shape == "unknown_key":
+        section = draw(st.sampled_from(list(BAD_KEYS)))
+        key = draw(st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True).filter(
+            lambda k: k not in {"size", "pretrain_tokens", "diversity", "quality", "cot", "seed", "families",
+                                "ood_families", "examples", "phrasings", "pack_length", "budgets", "batch_size", "lr",
+                                "warmup_steps", "weight_decay", "grad_clip", "schedule", "decay_fraction", "steps_axis",
+                                "checkpoint_every", "pretrain_batch_size", "pretrain_lr", "pretrain_context", "splits",
+                                "n", "executor", "workers", "heartbeat_s", "stale_after_s", "save_models", "ray",
+                                "slurm", "name"}))
+        return GRID.replace(f"{section}\n", f"{section}\n{key} = 1\n") if section in GRID else GRID + f"{section}\n{key} = 1\n"
+    if shape == "unknown_section":
+        return GRID + f"[{draw(st.from_regex(r'[a-z]{1,10}', fullmatch=True).filter(lambda s: s not in ('axes', 'data', 'train', 'eval', 'run')))}]\nx = 1\n"
+    cut = draw(st.integers(1, len(GRID) - 1))
+    return GRID[:cut] + draw(st.sampled_from(["= = 1\n", "[[\n", '"unterminated\n', "\x01\n", "key\n"])) + GRID[cut:]
+
+
+@settings(FUZZ, max_examples=60)
+@given(text=bad_specs())
+def test_a_bad_grid_spec_is_refused_and_nothing_is_created(text, workdir):
+    spec = workdir / "bad.toml"
+    spec.write_text(text)
+    try:
+        refused(["run", "bad.toml", "--out", "new-run"], workdir)
+    finally:
+        spec.unlink()
+
+
+# --- bad options --------------------------------------------------------------------------------------
+
+@st.composite
+def bad_options(draw) -> list[str]:
+    command = draw(st.sampled_from(["fit", "run", "sample", "other"]))
+    if command == "fit":
+        option, value = draw(st.one_of(
+            st.tuples(st.just("--chains"), st.integers(-3, 1)),
+            st.tuples(st.sampled_from(["--samples", "--warmup"]), st.integers(-100, 0)),
+            st.tuples(st.just("--threshold"), st.sampled_from([0.0, -1.0, math.nan, math.inf, -math.inf])),
+            st.tuples(st.just("--seed"), st.one_of(st.integers(-(2**40), -1), st.integers(2**31, 2**62))),
+            st.tuples(st.just("--method"), st.sampled_from(["mcmc", "NUTS", "", "huber2"])),
+            st.tuples(st.just("--split"), st.sampled_from(["id", "train"])),
+            st.tuples(st.just("--by"), st.sampled_from(["nope", "Task", ""])),
+            st.tuples(st.just("--n"), st.sampled_from(["nope", "task"])),
+            st.tuples(st.just("--compare"), st.sampled_from(["power", "power,nope", "power,power"])),
+            st.tuples(st.just("--x"), st.sampled_from(["x", "=tokens", "x=", "q=tokens", "x=nope"])),
+        ))
+        return [*FIT, option, str(value)]
+    if command == "run":
+        option = draw(st.sampled_from(["--workers", "--address", "--executor", "--out"]))
+        value = {"--workers": str(draw(st.integers(-5, 0))), "--address": draw(st.text(min_size=1, max_size=20)),
+                 "--executor": draw(st.sampled_from(["cloud", "LOCAL", "ray2", ""])), "--out": "good.csv"}[option]
+        return ["run", "grid.toml", option, value] + (["--out", "new-run"] if option != "--out" else [])
+    if command == "sample":
+        option, value = draw(st.one_of(
+            st.tuples(st.just("--n"), st.one_of(st.integers(MAX_SAMPLE + 1, 10**15), st.integers(-10, 0))),
+            st.tuples(st.just("--seed"), st.integers(-(2**40), -1)),
+            st.tuples(st.just("--quality"), st.sampled_from([1.5, -0.5, math.nan, math.inf])),
+            st.tuples(st.just("--family"), st.sampled_from(["nope", "ADD", "", "add_then_reverse"])),
+            st.tuples(st.just("--cot"), st.sampled_from(["long", ""])),
+        ))
+        base = {"--family": "add", "--split": "id"}
+        base[option] = str(value)
+        return ["data", "sample", *[item for pair in base.items() for item in pair]]
+    return draw(st.sampled_from([
+        ["fit", "good.csv"], ["fit", "--law", "power", "--y", "loss"], ["fit", "missing.csv", "--law", "power", "--y", "loss"],
+        ["fit", ".", "--law", "power", "--y", "loss"], ["status", "good.csv"], ["collect", "."], ["collect", "nowhere"],
+        ["data", "check", "missing.jsonl"], ["data", "check", "good.csv"], ["import-hf", "nowhere", "--out", "model"],
+        ["export-hf", "nowhere", "--out", "exported"], ["figures", "--paper", "nowhere"], ["run", "missing.toml"],
+        ["fit", "good.csv", "--law", "power", "--y", "loss", "--x", "x=tokens", "--out", "good.csv"],
+        ["fit", "good.csv", "--law", "power", "--y", "loss", "--x", "x=tokens", "--pool"],
+        ["nosuchcommand"], ["fit", "--nosuchoption"],
+    ]))
+
+
+@settings(FUZZ, max_examples=80)
+@given(argv=bad_options())
+def test_a_bad_option_is_refused_and_nothing_is_created(argv, workdir):
+    assume(all("\x00" not in item for item in argv))
+    refused(argv, workdir)
