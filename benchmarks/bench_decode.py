@@ -17,11 +17,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from scaling.batches import prompt_arrays, sequence_length
-from scaling.config import preset
-from scaling.decode import generate_greedy_cached
-from scaling.evaluate import generate_greedy
-from scaling.model import init_model
+from scaling.trainer.batches import prompt_arrays, sequence_length
+from scaling.trainer.config import preset
+from scaling.trainer.decode import generate_greedy_cached
+from scaling.trainer.evaluate import generate_greedy
+from scaling.trainer.model import init_model
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
 

@@ -14,13 +14,13 @@ import time
 import jax
 import numpy as np
 
-from scaling.batches import sequence_length, token_arrays
-from scaling.config import TrainConfig, preset
-from scaling.ensemble import ensemble_train_step, init_ensemble, init_ensemble_state, member, member_batches
-from scaling.model import init_model
+from scaling.trainer.batches import sequence_length, token_arrays
+from scaling.trainer.config import TrainConfig, preset
+from scaling.trainer.ensemble import ensemble_train_step, init_ensemble, init_ensemble_state, member, member_batches
+from scaling.trainer.model import init_model
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
-from scaling.train import optimizer_for, train_step
+from scaling.trainer.train import optimizer_for, train_step
 
 SEEDS = tuple(range(8))
 BATCH_SIZE = 32

@@ -66,7 +66,7 @@ def child(mode: str, checkpoint: Path, out: Path) -> dict:
     import jax
 
     from scaling.hf import import_hf, read_hf_checkpoint
-    from scaling.model import count_params
+    from scaling.trainer.model import count_params
 
     baseline = _rss()
     started = time.perf_counter()

@@ -15,12 +15,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from scaling.batches import sequence_length, token_arrays
-from scaling.config import TrainConfig, preset
-from scaling.model import Transformer, init_model
+from scaling.trainer.batches import sequence_length, token_arrays
+from scaling.trainer.config import TrainConfig, preset
+from scaling.trainer.model import Transformer, init_model
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
-from scaling.train import batch_indices, masked_loss, optimizer_for, train_step
+from scaling.trainer.train import batch_indices, masked_loss, optimizer_for, train_step
 
 STEPS = 200
 

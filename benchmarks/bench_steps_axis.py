@@ -17,11 +17,11 @@ import time
 import jax
 import numpy as np
 
-from scaling.batches import sequence_length, token_arrays
-from scaling.config import TrainConfig, preset
+from scaling.trainer.batches import sequence_length, token_arrays
+from scaling.trainer.config import TrainConfig, preset
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import evaluation_split, training_pool
-from scaling.train import masked_loss, train
+from scaling.trainer.train import masked_loss, train
 
 FAMILIES = ("add", "reverse")
 BUDGETS = tuple(8 * 2**i for i in range(7))  # 8 ... 512

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from scaling.batches import TokenArrays, sequence_length, token_arrays
-from scaling.config import ModelConfig, TrainConfig, preset
-from scaling.model import init_model
-from scaling.packing import pack, packing_efficiency
+from scaling.trainer.batches import TokenArrays, sequence_length, token_arrays
+from scaling.trainer.config import ModelConfig, TrainConfig, preset
+from scaling.trainer.model import init_model
+from scaling.trainer.packing import pack, packing_efficiency
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
-from scaling.train import batch_indices, optimizer_for, train_step
+from scaling.trainer.train import batch_indices, optimizer_for, train_step
 
 BATCH = 32  # sequences per torch step, and per step of ours at equal shapes
 ROW_LENGTH = 256  # tokens per packed row; the longest example of the mixture needs 182

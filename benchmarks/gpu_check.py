@@ -2,7 +2,7 @@
 
 The model is d_model 768, 12 layers, 12 heads, SwiGLU width 2048 over the task vocabulary: 85M
 non-embedding parameters, the body of GPT-2 small (its "125M" counts a 50k-token embedding; ours
-holds 88 tokens). Steps are `scaling.train.train_step` itself, on batches already on the device.
+holds 88 tokens). Steps are `scaling.trainer.train.train_step` itself, on batches already on the device.
 
 Precision: `ModelConfig(compute_dtype="bfloat16")` makes every layer compute in bf16 (rotary keeps
 its input's dtype); RMSNorm normalizes in f32 and the loss's log-softmax is f32. Two variants:
@@ -28,12 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling.config import ModelConfig, TrainConfig
-from scaling.model import init_model
-from scaling.packing import pack, packing_efficiency
+from scaling.trainer.config import ModelConfig, TrainConfig
+from scaling.trainer.model import init_model
+from scaling.trainer.packing import pack, packing_efficiency
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
-from scaling.train import optimizer_for, train_step
+from scaling.trainer.train import optimizer_for, train_step
 
 # Dense (no sparsity) bf16 peak FLOP/s by a substring of jax's device_kind; first match wins, so the
 # more specific names come first. Vendor datasheet figures (SXM parts unless named).

@@ -115,7 +115,7 @@ def data_check(file: Path, as_json: bool, answer_mode: str, answer_pattern: str 
 def run(grid: Path, out: str | None, executor: str | None, workers: int | None, address: str | None,
         dry_run: bool, retry_failed: bool) -> None:
     """Run the grid in GRID.toml; rerun to resume (finished cells are skipped)."""
-    from scaling.launch import run_grid
+    from scaling.grid.launch import run_grid
 
     report = run_grid(grid, out, executor, workers, address, retry_failed, dry_run)
     if report.failed:
@@ -128,7 +128,7 @@ def run(grid: Path, out: str | None, executor: str | None, workers: int | None, 
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a cell instead of the summary.")
 def status(run_dir: str, as_json: bool) -> None:
     """Done / running / failed / pending cells of a run folder, with failure reasons."""
-    from scaling.collect import format_status, run_status
+    from scaling.grid.collect import format_status, run_status
 
     states = run_status(run_dir)
     if as_json:
@@ -142,7 +142,7 @@ def status(run_dir: str, as_json: bool) -> None:
 @click.argument("run_dir")
 def collect(run_dir: str) -> None:
     """Validate every cell file and merge them into RUN_DIR/results.nc."""
-    from scaling.collect import RESULTS, collect_run, format_status
+    from scaling.grid.collect import RESULTS, collect_run, format_status
 
     _, states = collect_run(run_dir)
     click.echo(format_status(states).splitlines()[0])
@@ -219,7 +219,7 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
               help="The paper folder: its figures.toml lists the figures, drawn into its figures/.")
 def figures(paper: Path) -> None:
     """Redraw every figure of the paper from the run and fit files it names (none trains or fits)."""
-    from scaling.paper import regenerate_figures
+    from scaling.report.paper import regenerate_figures
 
     drawn = regenerate_figures(paper, click.echo)
     click.echo(f"wrote {len(drawn)} files to {paper / 'figures'}/")

@@ -17,18 +17,18 @@ from pathlib import Path
 import tomli_w
 from rich.console import Console
 
-from scaling.collect import collect_run
+from scaling.grid.collect import collect_run
 from scaling.errors import UserError
-from scaling.executors.local import run_local
+from scaling.grid.executors.local import run_local
 from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, SamplerConfig, fit_accuracy_law, fit_power_law
 from scaling.fit.table import tidy_table
-from scaling.figures import accuracy_by_split_figure, steps_fit_figure
-from scaling.grid import GridSpec, expand, grid_axes, parse_spec
-from scaling.launch import GridProgress
+from scaling.report.figures import accuracy_by_split_figure, steps_fit_figure
+from scaling.grid.spec import GridSpec, expand, grid_axes, parse_spec
+from scaling.grid.launch import GridProgress
 from scaling.provenance import provenance
-from scaling.runner import open_run
+from scaling.grid.runner import open_run
 from scaling.schema import METRICS
-from scaling.store import open_results
+from scaling.grid.store import open_results
 
 MARKER = "demo.toml"  # the demo's config; its presence marks a folder the demo may replace
 FORMULAS = {"accuracy": "acc = C / (1 + (step / x50)^(-k))", "power": "y = E + A * (step / step_ref)^(-alpha)"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, processors
 
-from scaling.tasks.hf_tokenizer import save_tokenizer, train_bpe
+from scaling.hf.tokenizer import save_tokenizer, train_bpe
 from scaling.tasks.mixture import training_pool
 
 # Qwen2-style: a default system turn, turns closed by <|im_end|> and a newline; no bos.

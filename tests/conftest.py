@@ -12,7 +12,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 
-from scaling.config import ModelConfig  # noqa: E402
+from scaling.trainer.config import ModelConfig  # noqa: E402
 from scaling.tasks import tokenizer  # noqa: E402
 
 

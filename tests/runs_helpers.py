@@ -9,9 +9,9 @@ from pathlib import Path
 
 import xarray as xr
 
-from scaling.locks import read_owner
-from scaling.runfolder import RunFolder
-from scaling.runner import checkpoints_dir, lock_file
+from scaling.grid.locks import read_owner
+from scaling.grid.folder import RunFolder
+from scaling.grid.runner import checkpoints_dir, lock_file
 from scaling.schema import METRICS
 
 SCALING = [sys.executable, "-m", "scaling"]

@@ -9,7 +9,7 @@ import pytest
 
 from scaling import open_results
 from scaling.demo import MARKER, DemoConfig, _check_out, _publish, demo_spec, run_demo
-from scaling.grid import expand
+from scaling.grid.spec import expand
 from scaling.errors import UserError
 from scaling.fit.infer import SamplerConfig
 

@@ -34,7 +34,7 @@ def load_table(path: Path, split: str | None = None) -> pd.DataFrame:
     if path.suffix not in SUFFIXES:
         raise UserError(f"input {path} must be a results.nc, a .csv or a .parquet table")
     if path.suffix == ".nc":
-        from scaling.store import open_results
+        from scaling.grid.store import open_results
 
         return _results_table(open_results(path), split, path)
     if split is not None:

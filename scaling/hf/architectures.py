@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaling.config import ModelConfig
+from scaling.trainer.config import ModelConfig
 from scaling.errors import UserError
 
 

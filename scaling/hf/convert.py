@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from scaling.config import ModelConfig
+from scaling.trainer.config import ModelConfig
 from scaling.errors import UserError
 from scaling.hf.architectures import (
     ARCHITECTURES,

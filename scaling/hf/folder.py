@@ -20,11 +20,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from scaling.config import ModelConfig
+from scaling.trainer.config import ModelConfig
 from scaling.errors import UserError
 from scaling.hf.architectures import SUPPORTED
 from scaling.hf.files import SafetensorsReader, atomic_folder, copy_tokenizer_files, read_json, write_safetensors
-from scaling.model import Transformer
+from scaling.trainer.model import Transformer
 
 FORMAT = 1  # scaling_model.json "format": bumped when the folder layout changes
 MODEL_FILE, META_FILE = "model.safetensors", "scaling_model.json"
@@ -35,7 +35,7 @@ class BaseModel:
     """A model with its parameters in memory, and what export needs to write it back as a checkpoint."""
 
     cfg: ModelConfig  # max_len = the checkpoint's max_position_embeddings / n_positions
-    params: nnx.State  # float32, the same tree as scaling.model.init_model(cfg, seed)[1]
+    params: nnx.State  # float32, the same tree as scaling.trainer.model.init_model(cfg, seed)[1]
     architecture: str  # "llama" | "qwen2" | "gpt_neox" | "gpt2"
     hf_config: dict  # the original config.json, kept for export ({} for a model not from Hugging Face)
 

@@ -4,7 +4,7 @@ character-level tokenizer for the synthetic tasks (small vocabulary, stable ids)
 A `Tokenizer` turns text into ids and back, and says how an example becomes a training sequence:
 `prompt_ids(example)` is what the model is given, `completion_ids(example)` what it learns to emit
 after it, ending with `eos_id`. Batches, packing, evaluation and cell plans take one explicitly; a
-Hugging Face checkpoint brings its own (`scaling.tasks.checkpoint_tokenizer`).
+Hugging Face checkpoint brings its own (`scaling.hf.checkpoint_tokenizer`).
 """
 
 from __future__ import annotations

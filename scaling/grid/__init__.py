@@ -1,0 +1,1 @@
+"""Grids of SFT runs: specs, cell plans, the runner and its run folders, executors, the result store."""

@@ -1,0 +1,103 @@
+"""One cell of a grid: train one base on one mixture with one seed, evaluate every split at every
+budget, and resume exactly from the last checkpoint after a crash or a kill."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import jax
+from flax import nnx
+
+from scaling.trainer.batches import TokenArrays
+from scaling.trainer.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from scaling.trainer.config import ModelConfig, TrainConfig
+from scaling.trainer.evaluate import evaluate_split
+from scaling.trainer.model import abstract_model
+from scaling.schema import METRICS
+from scaling.grid.store import CellResult
+from scaling.tasks.mixture import Example
+from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
+from scaling.trainer.train import Resume, TrainingDiverged, optimizer_for, train
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """Everything a cell trains and evaluates on."""
+
+    cell_id: str  # content hash of everything that determines the results
+    axes: dict  # the cell's value on each grid axis
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    train_data: TokenArrays  # the SFT rows (packed or one example per row)
+    splits: dict[str, list[Example]]  # evaluation examples by split
+    eval_length: int  # token length of evaluation rows
+    eval_batch: int  # evaluation batch size
+    tokens_per_step: int  # tokens processed per optimizer step, for FLOPs
+    pool_stats: dict = field(default_factory=dict)  # measured diversity of the SFT pool
+    init_params: nnx.State | None = None  # a pretrained base; None: random initialization
+    tokenizer: Tokenizer = CHARACTERS  # what made train_data and tokenizes the splits: the base model's own
+
+
+def _checkpoint_id(trunk_step: int, budgets_done: int, n_budgets: int) -> int:
+    """Strictly increasing over a run, as checkpoints must be."""
+    return trunk_step * (n_budgets + 1) + budgets_done
+
+
+def run_cell(
+    plan: CellPlan,
+    checkpoints: Path | None = None,
+    checkpoint_every: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    on_final: Callable[[nnx.State], None] | None = None,
+) -> CellResult:
+    """Train and evaluate one cell; with `checkpoints`, continue from the latest one found there.
+
+    `on_final` receives the parameters of the last budget's model once it is evaluated (to keep it).
+    """
+    budgets = plan.train_cfg.budgets
+    metrics = {split: {m: [] for m in METRICS} for split in plan.splits}
+    steps: list[int] = []
+    resume, wall_before = None, 0.0
+    if checkpoints is not None and (latest := latest_checkpoint(checkpoints)) is not None:
+        params = abstract_model(plan.model_cfg)[1]  # shapes only: the checkpoint holds the values
+        template = (params, jax.eval_shape(optimizer_for(plan.train_cfg).init, params))
+        state, extra = restore_checkpoint(checkpoints, latest, template)
+        resume = Resume(extra["trunk_step"], state, extra["budgets_done"])
+        metrics, steps, wall_before = extra["metrics"], extra["steps"], extra["wall_seconds"]
+    started = time.perf_counter()
+
+    def save(trunk_step: int, state, budgets_done: int) -> None:
+        extra = {"trunk_step": trunk_step, "budgets_done": budgets_done, "metrics": metrics, "steps": steps,
+                 "wall_seconds": wall_before + time.perf_counter() - started}
+        save_checkpoint(checkpoints, _checkpoint_id(trunk_step, budgets_done, len(budgets)), state, extra)
+
+    status = "done"
+    try:
+        for step, graphdef, params in train(
+            plan.model_cfg, plan.train_cfg, plan.train_data, on_step=on_step, init_params=plan.init_params,
+            resume=resume, on_checkpoint=save if checkpoints is not None else None, checkpoint_every=checkpoint_every,
+        ):
+            steps.append(step)
+            for split, examples in plan.splits.items():
+                scores = evaluate_split(graphdef, params, examples, plan.eval_length, plan.eval_batch, plan.tokenizer)
+                for metric, value in scores.items():
+                    metrics[split][metric].append(value)
+            if on_final is not None and step == budgets[-1]:
+                on_final(params)
+    except TrainingDiverged as diverged:
+        status = f"failed: {diverged}"
+    return CellResult(
+        cell_id=plan.cell_id,
+        axes=plan.axes,
+        steps=tuple(steps),
+        splits=tuple(plan.splits),
+        metrics=metrics,
+        params=plan.model_cfg.non_embedding_params,
+        flops=tuple(plan.model_cfg.train_flops_per_token(plan.train_data.inputs.shape[1]) * plan.tokens_per_step * s for s in steps),
+        wall_seconds=wall_before + time.perf_counter() - started,
+        pool_stats=plan.pool_stats,
+        status=status,
+    )

@@ -1,0 +1,75 @@
+"""`scaling status` and `scaling collect`: what a run folder holds, and its cells merged into results.nc."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import xarray as xr
+
+from scaling.grid.spec import Cell, expand, grid_axes
+from scaling.grid.locks import is_stale, read_owner
+from scaling.provenance import provenance
+from scaling.grid.folder import RunFolder
+from scaling.grid.runner import cell_file, checkpoints_dir, lock_file, read_run_spec
+from scaling.grid.store import hypercube, read_folder_cell, write_dataset
+from scaling.errors import UserError
+
+RESULTS = "results.nc"
+STATES = ("done", "running", "failed", "pending", "corrupt")
+
+
+@dataclass(frozen=True)
+class CellState:
+    cell: Cell
+    state: str  # one of STATES
+    detail: str = ""  # the failure reason, the runner holding it, or how far an interrupted cell got
+
+
+def run_status(run_dir: str) -> list[CellState]:
+    """Every cell of the run folder's grid with its state."""
+    folder = RunFolder(run_dir)
+    spec, _ = read_run_spec(folder)
+    return [_cell_state(folder, cell, spec.run.stale_after_s) for cell in expand(spec)]
+
+
+def _cell_state(folder: RunFolder, cell: Cell, stale_after_s: float) -> CellState:
+    if folder.exists(cell_file(cell.cell_id)):
+        try:
+            status = str(read_folder_cell(folder, cell_file(cell.cell_id)).attrs["status"])
+        except UserError as error:
+            return CellState(cell, "corrupt", str(error))
+        if status == "done":
+            return CellState(cell, "done")
+        return CellState(cell, "failed", status.removeprefix("failed: "))
+    lock = lock_file(cell.cell_id)
+    if folder.exists(lock) and not is_stale(folder, lock, stale_after_s):
+        owner = read_owner(folder, lock)
+        beat = time.time() - folder.modified(lock)
+        return CellState(cell, "running", f"{owner.host}:{owner.pid}, heartbeat {beat:.0f} s ago" if owner else "")
+    checkpoints = checkpoints_dir(folder, cell.cell_id)
+    partial = checkpoints.is_dir() and any(checkpoints.iterdir())
+    return CellState(cell, "pending", "interrupted: resumes from its checkpoint" if partial else "")
+
+
+def format_status(states: list[CellState]) -> str:
+    counts = {name: sum(s.state == name for s in states) for name in STATES}
+    lines = [" · ".join(f"{counts[name]} {name}" for name in STATES if counts[name] or name != "corrupt")
+             + f" (of {len(states)} cells)"]
+    for s in states:
+        if s.state != "done" and (s.state != "pending" or s.detail):
+            lines.append(f"{s.state:<8} {s.cell.cell_id}  {s.cell.label}" + (f"  — {s.detail}" if s.detail else ""))
+    return "\n".join(lines)
+
+
+def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
+    """Validate every cell file of the run and merge them into RUN_DIR/results.nc (written atomically)."""
+    folder = RunFolder(run_dir)
+    spec, text = read_run_spec(folder)
+    cells = expand(spec)
+    datasets = [read_folder_cell(folder, cell_file(c.cell_id)) for c in cells if folder.exists(cell_file(c.cell_id))]
+    if not datasets:
+        raise UserError(f"{folder.url} has no finished cells to collect yet")
+    cube = hypercube(datasets, grid_axes(spec), provenance(text))
+    write_dataset(folder, RESULTS, cube)
+    return cube, [_cell_state(folder, c, spec.run.stale_after_s) for c in cells]

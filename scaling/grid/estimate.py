@@ -1,0 +1,128 @@
+"""`scaling run --dry-run`: each cell's parameters, estimated FLOPs and time on this machine.
+
+Time comes from real train steps timed here, one per distinct (size, row length), so the estimate
+reflects this machine and its compiled step; sizes too large to time quickly are extrapolated at
+the measured FLOP rate of the largest size timed. Evaluation is estimated at the same FLOP rate
+(greedy decoding is slower per FLOP on CPU, so read it as a lower bound).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from scaling.grid.spec import HF_PREFIX, Cell, GridSpec, train_config
+from scaling.grid.plan import cell_data, cell_tokenizer, model_config
+from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
+
+SAMPLE = 512  # examples drawn to estimate a cell's sequence length
+TIMED_FLOPS_LIMIT = 5e10  # sizes whose step needs more FLOPs than this are extrapolated, not timed
+
+
+@dataclass(frozen=True)
+class CellEstimate:
+    cell: Cell
+    params: int  # non-embedding parameters
+    flops: float  # training (SFT and pretraining) plus evaluation FLOPs
+    seconds: float  # estimated wall time on this machine
+
+
+def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
+    shapes = []
+    for cell in cells:
+        length = _estimated_length(spec, cell.diversity, cell.cot, cell_tokenizer(spec, cell))
+        shapes.append((length, spec.data.pack_length or length))
+    # One timed step per size, at its longest row; other rows of that size scale by their FLOPs.
+    longest = {}
+    for cell, (_, row) in zip(cells, shapes):
+        longest[cell.size] = max(row, longest.get(cell.size, 0))
+    estimates = []
+    for cell, (length, row) in zip(cells, shapes):
+        cfg = model_config(spec, cell, max(row, length))
+        steps = train_config(spec, cell.seed).total_steps
+        per_step = cfg.train_flops_per_token(row) * spec.train.batch_size * row
+        # Pretraining, and evaluation: a forward pass (a third of a train step) per token of each split at each budget.
+        pretrain = cfg.train_flops_per_token(spec.train.pretrain_context) * cell.pretrain
+        evaluation = cfg.train_flops_per_token(length) / 3 * length * spec.eval.n * len(spec.eval.splits) * len(spec.train.budgets)
+        flops = steps * per_step + pretrain + evaluation
+        estimates.append(CellEstimate(cell, cfg.non_embedding_params, flops,
+                                      flops * _seconds_per_flop(cell.size, longest[cell.size], spec.train.batch_size)))
+    return estimates
+
+
+def _estimated_length(spec: GridSpec, diversity: int, cot: str, tokenizer: Tokenizer) -> int:
+    """The sequence length of cells at this diversity and CoT style, from a sample of their data (fast)."""
+    sampled = dataclasses.replace(spec, data=dataclasses.replace(spec.data, examples=min(spec.data.examples, SAMPLE)),
+                                  eval=dataclasses.replace(spec.eval, n=min(spec.eval.n, SAMPLE)))
+    first = spec.axes.seed[0]
+    return cell_data(sampled, Cell("tiny", 0, diversity, 1.0, cot, first, cell_id=""), tokenizer).length
+
+
+@functools.lru_cache(maxsize=None)
+def _seconds_per_flop(size: str, row: int, batch: int) -> float:
+    """Measured train-step time per FLOP of a size at this shape; big sizes take the largest timed size's rate."""
+    from scaling.trainer.config import PRESETS, preset
+
+    if size.startswith(HF_PREFIX):  # a checkpoint is not timed here: the largest timed preset's rate stands in
+        size = PRESETS[-1]
+
+    def step_flops(name: str) -> float:
+        return preset(name, CHARACTERS.vocab_size, row).train_flops_per_token(row) * batch * row
+
+    timed = size if step_flops(size) <= TIMED_FLOPS_LIMIT else (
+        [p for p in PRESETS if step_flops(p) <= TIMED_FLOPS_LIMIT] or [PRESETS[0]])[-1]
+    return _time_step(timed, row, batch) / step_flops(timed)
+
+
+def _time_step(size: str, row: int, batch: int) -> float:
+    from scaling.trainer.config import preset
+    from scaling.trainer.model import init_model
+    from scaling.trainer.train import build_optimizer, train_step
+
+    cfg = preset(size, CHARACTERS.vocab_size, row)
+    graphdef, params = init_model(cfg, 0)
+    optimizer = build_optimizer(0.1, 1.0)
+    state = (params, optimizer.init(params))
+    rng = np.random.default_rng(0)
+    batch_arrays = {
+        "inputs": rng.integers(0, CHARACTERS.vocab_size, (batch, row), dtype=np.int32),
+        "targets": rng.integers(0, CHARACTERS.vocab_size, (batch, row), dtype=np.int32),
+        "loss_mask": np.ones((batch, row), np.float32),
+        "positions": np.tile(np.arange(row, dtype=np.int32), (batch, 1)),
+        "segments": np.ones((batch, row), np.int32),
+    }
+    state, metrics = train_step(state, batch_arrays, graphdef=graphdef, optimizer=optimizer, lr=1e-3)  # compile
+    metrics["loss"].block_until_ready()
+    repeats, started = 3, time.perf_counter()
+    for _ in range(repeats):
+        state, metrics = train_step(state, batch_arrays, graphdef=graphdef, optimizer=optimizer, lr=1e-3)
+    metrics["loss"].block_until_ready()
+    return (time.perf_counter() - started) / repeats
+
+
+def describe_grid(spec: GridSpec, cells: list[Cell], say: Callable[[str], None]) -> list[CellEstimate]:
+    """Print every cell with its parameters, FLOPs and estimated time, then the totals; writes nothing."""
+    estimates = estimate_cells(spec, cells)
+    say(f"{'cell':<16} {'size':<8} {'pretrain':>10} {'diversity':>9} {'quality':>7} {'cot':<5} {'seed':>4} "
+        f"{'params':>10} {'FLOPs':>9} {'est. time':>9}")
+    for e in estimates:
+        c = e.cell
+        say(f"{c.cell_id:<16} {c.size:<8} {c.pretrain:>10} {c.diversity:>9} {c.quality:>7g} {c.cot:<5} {c.seed:>4} "
+            f"{e.params:>10,} {e.flops:>9.2e} {_duration(e.seconds):>9}")
+    total = sum(e.seconds for e in estimates)
+    say(f"{len(estimates)} cells, {sum(e.flops for e in estimates):.2e} FLOPs, about {_duration(total)} "
+        f"in one process on this machine (dry run: nothing written)")
+    return estimates
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,127 @@
+"""The Ray executor: one Ray task per cell, on a local Ray instance or an existing cluster.
+
+Each task calls `work_on_cell_by_id`, so cells coordinate through the run folder's lock files exactly
+as separate runners do; the run folder must therefore be reachable from every node (a shared
+filesystem or an fsspec URL). A cell's own failure is recorded in its cell file by `work_on_cell` and
+is never retried here (`retry_exceptions=False`); Ray's `max_retries` is for workers that die. A retry
+on the same node takes over the dead worker's lock at once and resumes the cell from its checkpoints; a
+retry on another node finds that lock fresh until `[run] stale_after_s` has passed and skips the cell,
+which a rerun then resumes. Tasks report only their end: cells' steps are not shown while they run.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from contextlib import contextmanager
+from typing import Iterator
+
+from scaling.errors import UserError
+from scaling.grid.spec import Cell, GridSpec
+from scaling.grid.folder import RunFolder
+from scaling.grid.runner import EventHook, Outcome, work_on_cell_by_id
+
+# The share of a GPU's memory JAX may take in a cell holding a fraction of it; JAX's default (75% of
+# the whole GPU, allocated up front) would leave nothing for the other cells sharing that GPU.
+GPU_MEMORY_SHARE = 0.9
+# `ray start` turns token authentication on by default, and Ray sends the token to an explicit address only when asked.
+AUTH_HINT = ("a cluster with token authentication also needs RAY_AUTH_MODE=token here, and its token in "
+             "~/.ray/auth_token or RAY_AUTH_TOKEN")
+
+
+def check_options(run_url: str, address: str) -> None:
+    """Everything about a Ray run that can be judged without starting one: refused before any write."""
+    if run_url.startswith("memory://"):
+        raise UserError(f"the ray executor cannot use {run_url}: Ray workers do not share this process's memory")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError("the ray executor needs Ray: pip install 'scaling[cluster]'") from None
+    if address:
+        check_reachable(address)
+
+
+@contextmanager
+def connected(address: str) -> Iterator[None]:
+    """Ray, started here (address "") or joined at HOST:PORT, for the duration; shut down after, unless this
+    process was already connected (a notebook's own connection is kept)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        _connect(ray, address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_ray(folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool, on_event: EventHook) -> list[Outcome]:
+    """Work on every cell as a Ray task, on the Ray this process is connected to (see `connected`)."""
+    import ray
+
+    task = ray.remote(work_on_cell_by_id).options(**_task_options(spec))
+    running = {task.remote(folder.url, cell.cell_id, retry_failed): cell for cell in cells}
+    outcomes = []
+    while running:
+        ready, _ = ray.wait(list(running), num_returns=1)
+        cell = running.pop(ready[0])
+        outcomes.append(_outcome(ray, ready[0], cell))
+        on_event("end", cell, outcomes[-1])
+    return outcomes
+
+
+def _connect(ray, address: str) -> None:
+    """Start a local Ray instance (address "") or join the cluster at address; a bad address is a UserError."""
+    # "local" rather than None: a RAY_ADDRESS in the environment must not turn "start one" into "join".
+    options = dict(address=address or "local", logging_level=logging.WARNING, log_to_driver=False)
+    if not address:
+        options["include_dashboard"] = False
+    try:
+        ray.init(**options)
+    except ValueError as error:  # a malformed address
+        raise UserError(f"--address {address!r}: {_one_line(str(error))}") from None
+    except ConnectionError as error:  # it listens but refused us: most often the missing token
+        raise UserError(f"cannot join the Ray cluster at {address}: {_one_line(str(error))} ({AUTH_HINT})") from None
+
+
+def check_reachable(address: str) -> None:
+    """A malformed address, or a HOST:PORT nothing listens at, is a UserError now: Ray itself retries such an
+    address for minutes. `auto` (the cluster this machine's `ray start` left a note of) is left to ray.init."""
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or "/" in target or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address!r} must be HOST:PORT (or ray://HOST:PORT, or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except (OSError, UnicodeError) as error:
+        raise UserError(f"cannot reach a Ray cluster at {address} ({getattr(error, 'strerror', None) or error}); "
+                        f"start one with `ray start --head --port={port}`") from None
+
+
+def _task_options(spec: GridSpec) -> dict:
+    resources = spec.run.ray
+    options = dict(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus, max_retries=resources.max_retries,
+                   retry_exceptions=False)
+    if 0 < resources.num_gpus < 1:
+        share = f"{GPU_MEMORY_SHARE * resources.num_gpus:.3f}"
+        options["runtime_env"] = {"env_vars": {"XLA_PYTHON_CLIENT_MEM_FRACTION": share}}
+    return options
+
+
+def _outcome(ray, ref, cell: Cell) -> Outcome:
+    """The task's Outcome, or a failed one (the cell stays unfinished on disk) when the task did not return."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:  # raised by the task itself, outside the cell (e.g. its run folder)
+        cause = error.cause if error.cause is not None else error
+        return Outcome(cell.cell_id, _one_line(f"failed: {type(cause).__name__}: {cause}"), False)
+    except ray.exceptions.RayError as error:  # its worker or node died once more than max_retries allows
+        return Outcome(cell.cell_id, _one_line(f"failed: worker died: {type(error).__name__}: {error}"), False)
+
+
+def _one_line(text: str) -> str:
+    return text.strip().splitlines()[0]

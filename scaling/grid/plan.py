@@ -1,0 +1,152 @@
+"""From a grid cell to what its run needs: data, model and optimizer configs, and its base.
+
+A cell's data is tokenized by its base's tokenizer: the character tokenizer for preset sizes, the
+checkpoint's own (and its chat template) for hf:PATH sizes; sequence lengths follow from it.
+
+Pretrained bases are shared by every cell with the same (size, pretraining tokens, seed) and cached
+in the run's scratch folder, so a grid pretrains each base once however many mixtures it has.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from flax import nnx
+
+from scaling.trainer.batches import sequence_length
+from scaling.grid.cell import CellPlan
+from scaling.trainer.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from scaling.trainer.config import ModelConfig, preset
+from scaling.errors import UserError
+from scaling.grid.spec import HF_PREFIX, Cell, GridSpec, hf_path, train_config
+from scaling.trainer.model import abstract_model
+from scaling.trainer.packing import pack
+from scaling.trainer.pretrain import pretrain
+from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
+from scaling.tasks.diversity import diversity_stats
+from scaling.tasks.mixture import Example, evaluation_split, training_pool
+from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
+
+LENGTH_QUANTUM = 32  # sequence lengths round up to this, so cells of a size mostly share one compiled step
+
+
+@dataclass(frozen=True)
+class CellData:
+    pool: list[Example]  # the unique SFT examples, corruptions and CoT style applied
+    splits: dict[str, list[Example]]  # evaluation examples by split
+    length: int  # tokens that fit every sequence of this cell, in its tokenizer
+
+
+def cell_tokenizer(spec: GridSpec, cell: Cell) -> Tokenizer:
+    """The tokenizer of a cell's base: an hf:PATH checkpoint's own, else the character tokenizer of presets."""
+    if cell.size.startswith(HF_PREFIX):
+        return checkpoint_tokenizer(hf_path(cell.size, Path(spec.base_dir)))
+    return CHARACTERS
+
+
+def cell_data(spec: GridSpec, cell: Cell, tokenizer: Tokenizer = CHARACTERS) -> CellData:
+    """The SFT pool and evaluation splits of a cell, and their length in `tokenizer`'s tokens
+    (deterministic in the spec, the cell's axes and the tokenizer)."""
+    return _cell_data(spec.data, spec.eval, cell.diversity, cell.quality, cell.cot, cell.seed, tokenizer)
+
+
+@functools.lru_cache(maxsize=8)  # keyed on the tokenizer too: its content decides the length
+def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed: int, tokenizer: Tokenizer) -> CellData:
+    try:
+        pool = training_pool(data.families, diversity, data.examples, seed, quality, cot, data.phrasings or None)
+        splits = {split: evaluation_split(split, pool, data.families, diversity, data.ood_families, evaluation.n, seed, cot)
+                  for split in evaluation.splits}
+    except ValueError as error:  # e.g. more unique examples asked for than a family has
+        raise UserError(f"cell data (diversity={diversity}, quality={quality}, cot={cot}, seed={seed}): {error}") from None
+    longest = sequence_length(pool + [e for examples in splits.values() for e in examples], tokenizer)
+    return CellData(pool, splits, -(-longest // LENGTH_QUANTUM) * LENGTH_QUANTUM)
+
+
+def is_checkpoint(cell: Cell) -> bool:
+    """Whether the cell's base is a Hugging Face checkpoint (hf:PATH) rather than a preset size."""
+    return cell.size.startswith(HF_PREFIX)
+
+
+def model_config(spec: GridSpec, cell: Cell, length: int) -> ModelConfig:
+    """The cell's model: a preset size at this length (in the character tokenizer's vocabulary, which its
+    base is pretrained in), or an hf:PATH checkpoint's own configuration."""
+    if not is_checkpoint(cell):
+        return preset(cell.size, CHARACTERS.vocab_size, length)
+    from scaling.hf import checkpoint_config  # jax-free until a spec names a checkpoint
+
+    cfg = checkpoint_config(hf_path(cell.size, Path(spec.base_dir)))[2]
+    if cfg.positions == "learned" and length > cfg.max_len:
+        raise UserError(f"[axes] size {cell.size!r}: the cell's sequences need {length} tokens, more than the "
+                        f"checkpoint's {cfg.max_len} learned positions (lower [data] pack_length or the task lengths)")
+    return cfg
+
+
+def cell_plan(spec: GridSpec, cell: Cell, bases: Path | None) -> CellPlan:
+    """Everything `scaling.grid.cell.run_cell` needs for this cell; pretrains (or loads) its base into `bases`."""
+    tokenizer = cell_tokenizer(spec, cell)
+    data = cell_data(spec, cell, tokenizer)
+    model_cfg = model_config(spec, cell, max(data.length, spec.data.pack_length or data.length))
+    if tokenizer.vocab_size > model_cfg.vocab_size:
+        raise UserError(f"[axes] size {cell.size!r}: the tokenizer has {tokenizer.vocab_size} ids, the model only "
+                        f"{model_cfg.vocab_size} embedding rows")
+    pack_length = spec.data.pack_length or data.length
+    try:
+        rows = pack(data.pool, pack_length, tokenizer)
+    except ValueError as error:  # an example longer than [data] pack_length
+        raise UserError(f"[data] pack_length {pack_length}: {error}") from None
+    return CellPlan(
+        cell_id=cell.cell_id,
+        axes=cell.axes,
+        model_cfg=model_cfg,
+        train_cfg=train_config(spec, cell.seed),
+        train_data=rows,
+        splits=data.splits,
+        eval_length=data.length,
+        eval_batch=min(spec.eval.batch_size, spec.eval.n),
+        tokens_per_step=spec.train.batch_size * pack_length,
+        pool_stats=diversity_stats(data.pool),
+        init_params=base_params(spec, cell, bases),
+        tokenizer=tokenizer,
+    )
+
+
+def base_key(cell: Cell, spec: GridSpec) -> str:
+    t = spec.train
+    return f"{cell.size}-tokens{cell.pretrain}-seed{cell.seed}-ctx{t.pretrain_context}-bs{t.pretrain_batch_size}-lr{t.pretrain_lr:g}"
+
+
+def base_params(spec: GridSpec, cell: Cell, bases: Path | None) -> nnx.State | None:
+    """The cell's base parameters: a checkpoint's, or a preset pretrained here and cached under `bases`
+    (None: random initialization)."""
+    if is_checkpoint(cell):
+        from scaling.hf import read_hf_checkpoint
+
+        # Read straight from the checkpoint (one tensor at a time, no copy on disk): conversion is fast,
+        # and a copy in scratch would double the disk a large base takes.
+        return read_hf_checkpoint(hf_path(cell.size, Path(spec.base_dir))).params
+    if cell.pretrain == 0:
+        return None
+    t = spec.train
+    cfg = preset(cell.size, CHARACTERS.vocab_size, t.pretrain_context)
+    if bases is None:
+        return pretrain(cfg, cell.pretrain, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
+    folder = bases / base_key(cell, spec)
+    like = abstract_model(cfg)[1]
+    if latest_checkpoint(folder) is None:
+        params = pretrain(cfg, cell.pretrain, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
+        # Written aside and renamed into place: two workers pretraining the same base both succeed, and the
+        # second simply finds the first's (identical, since pretraining is deterministic) base there.
+        aside = bases / f".{folder.name}.{uuid.uuid4().hex}"
+        save_checkpoint(aside, 0, params, {"key": folder.name})
+        try:
+            os.rename(aside, folder)
+        except OSError:
+            shutil.rmtree(aside, ignore_errors=True)
+        return params
+    params, _ = restore_checkpoint(folder, latest_checkpoint(folder), like)
+    return params

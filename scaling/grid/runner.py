@@ -1,0 +1,225 @@
+"""Running a grid's cells into a run folder: each cell exactly once, whoever runs it and however often.
+
+The run folder (a local path or an fsspec URL) holds
+    grid.toml             the spec as first run; a later run must ask for the same results
+    cells/<id>.nc         one file per finished cell, status "done" or "failed: <reason>"
+    locks/<id>.lock       the cell a runner is working on, with its owner and heartbeat
+    results.nc            the hypercube, written by `scaling collect`
+and a local scratch folder (inside a local run folder, else under ~/.cache/scaling) holds each
+running cell's checkpoints and the pretrained bases. Every executor calls `work_on_cell`: take the
+cell's lock, re-check that it is still unfinished, train (resuming from its checkpoints), write its
+file atomically, release. A runner killed at any point leaves a lock whose owner is dead, which the
+next runner takes over, and checkpoints it resumes from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from scaling.trainer.config import preset
+from scaling.errors import UserError
+from scaling.grid.spec import HF_PREFIX, Cell, GridSpec, hf_path, parse_spec
+from scaling.grid.locks import acquire
+from scaling.grid.folder import RunFolder
+from scaling.schema import METRICS
+from scaling.grid.store import CellResult, cell_dataset, read_folder_cell, write_dataset
+
+SPEC = "grid.toml"
+SPEC_DIR = "spec_dir"  # the folder the spec was read from: hf:PATH bases resolve against it
+
+
+def cell_file(cell_id: str) -> str:
+    return f"cells/{cell_id}.nc"
+
+
+def lock_file(cell_id: str) -> str:
+    return f"locks/{cell_id}.lock"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt at a cell did."""
+
+    cell_id: str
+    status: str  # "done", "failed: <reason>", or "skipped: <why>" when this runner did not compute it
+    computed: bool  # this runner trained the cell and wrote its file
+    worker: str = ""  # host:pid of the process that tried
+
+
+# on_event(kind, cell, value): "start" (value: total steps) and "step" (value: steps done) from work_on_cell;
+# executors add "end" (value: the Outcome) for every cell they tried.
+EventHook = Callable[[str, Cell, object], None]
+
+
+def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolder:
+    """The run folder for spec at out, created with its grid.toml; a folder of another grid is a UserError.
+
+    Runners started together on a new folder (job arrays, several nodes) race here: exactly one
+    initializes it, all at once, and the others find its grid.toml and check it as a later run would.
+    """
+    folder = RunFolder(out)
+    if folder.is_local and folder.local_path.exists() and not folder.local_path.is_dir():
+        raise UserError(f"--out {folder.url} is a file; give a folder")
+    if not folder.exists(SPEC):
+        if folder.is_local and folder.local_path.is_dir() and _has_content(folder.local_path):
+            raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
+        files = {SPEC: spec_text.encode()}
+        if any(size.startswith(HF_PREFIX) for size in spec.axes.size):  # only checkpoint paths need it
+            files[SPEC_DIR] = str(Path(spec.base_dir).resolve()).encode()
+        try:
+            if folder.initialize(files, last=SPEC):
+                return folder
+        except OSError as error:
+            raise UserError(f"cannot write the run folder {folder.url} ({type(error).__name__}: "
+                            f"{error.strerror or error})") from None
+        if not folder.exists(SPEC):  # it had content, but not a grid: a user's folder, not another runner's
+            raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
+    earlier = parse_spec(folder.read_text(SPEC), source=folder.path(SPEC), base_dir=Path(spec.base_dir))
+    if earlier.results_content() != spec.results_content():
+        raise UserError(f"run folder {folder.url} holds another grid (its {SPEC} differs in axes, data, train or "
+                        f"eval); choose another --out")
+    return folder
+
+
+def _has_content(path: Path) -> bool:
+    """Whether a folder holds anything besides what an initializing runner writes before grid.toml."""
+    return any(not entry.name.startswith(".") and entry.name != SPEC_DIR for entry in path.iterdir())
+
+
+def read_run_spec(folder: RunFolder) -> tuple[GridSpec, str]:
+    """The spec a run folder was started with, and its text."""
+    if not folder.exists(SPEC):
+        raise UserError(f"{folder.url} is not a run folder (it has no {SPEC})")
+    text = folder.read_text(SPEC)
+    # hf:PATH bases are relative to the folder of the spec the run was started from, not the run folder's.
+    base_dir = folder.read_text(SPEC_DIR).strip() if folder.exists(SPEC_DIR) else "."
+    return parse_spec(text, source=folder.path(SPEC), base_dir=base_dir), text
+
+
+def finished_status(folder: RunFolder, cell_id: str) -> str | None:
+    """The recorded status of a finished cell, None if it has no file; a corrupt file is a UserError."""
+    if not folder.exists(cell_file(cell_id)):
+        return None
+    return str(read_folder_cell(folder, cell_file(cell_id)).attrs["status"])
+
+
+def needs_work(folder: RunFolder, cell_id: str, retry_failed: bool) -> bool:
+    """Whether a cell is still to be computed: no file yet, or (with retry_failed) a failed or corrupt one."""
+    try:
+        status = finished_status(folder, cell_id)
+    except UserError:
+        if retry_failed:
+            return True
+        raise
+    return status is None or (retry_failed and status != "done")
+
+
+def scratch_dir(folder: RunFolder) -> Path:
+    """Where checkpoints and bases live: inside a local run folder, else a local cache keyed by the URL."""
+    if folder.is_local:
+        return folder.local_path / "scratch"
+    cache = Path(os.environ.get("SCALING_CACHE", Path.home() / ".cache" / "scaling"))
+    return cache / "runs" / hashlib.sha256(folder.url.encode()).hexdigest()[:16]
+
+
+def checkpoints_dir(folder: RunFolder, cell_id: str) -> Path:
+    return scratch_dir(folder) / "checkpoints" / cell_id
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, retry_failed: bool = False,
+                 on_event: EventHook | None = None) -> Outcome:
+    """Compute one cell unless it is finished or another runner holds it; never stops on a failed cell."""
+    from scaling.grid.cell import run_cell  # the trainer's imports only where cells are trained
+    from scaling.grid.plan import cell_plan
+    from scaling.provenance import provenance
+
+    worker = worker_name()
+    lock = acquire(folder, lock_file(cell.cell_id), spec.run.heartbeat_s, spec.run.stale_after_s)
+    if lock is None:
+        return Outcome(cell.cell_id, "skipped: running elsewhere", False, worker)
+    with lock:
+        # Checked again under the lock: another runner may have finished it since this one listed the work.
+        if not needs_work(folder, cell.cell_id, retry_failed):
+            return Outcome(cell.cell_id, "skipped: already finished", False, worker)
+        notify = on_event or (lambda kind, c, value: None)
+        checkpoints = checkpoints_dir(folder, cell.cell_id)
+        try:
+            plan = cell_plan(spec, cell, scratch_dir(folder) / "bases")
+            notify("start", cell, plan.train_cfg.total_steps)
+            keep = (lambda params: save_cell_model(folder, spec, cell, plan, params)) if spec.run.save_models else None
+            result = run_cell(plan, checkpoints=checkpoints, checkpoint_every=spec.train.checkpoint_every or None,
+                              on_step=lambda step, loss: notify("step", cell, step), on_final=keep)
+        except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid
+            result = failed_result(cell, f"failed: {type(error).__name__}: {error}".splitlines()[0])
+            traceback.print_exc()
+        if lock.lost:  # a runner took the lock over (this one looked dead): its result will be the same
+            return Outcome(cell.cell_id, "skipped: lock lost", False, worker)
+        attrs = provenance(spec_text) | {"worker": worker}
+        write_dataset(folder, cell_file(cell.cell_id), cell_dataset(result, attrs))
+        if result.status == "done":
+            shutil.rmtree(checkpoints, ignore_errors=True)
+        return Outcome(cell.cell_id, result.status, True, worker)
+
+
+def model_dir(cell_id: str) -> str:
+    return f"models/{cell_id}"
+
+
+def save_cell_model(folder: RunFolder, spec: GridSpec, cell: Cell, plan, params) -> None:
+    """Write a cell's final model as a model folder in RUN/models/CELL_ID/, replacing an earlier attempt's.
+
+    A checkpoint base keeps its architecture, config.json and tokenizer files, so the export is a
+    checkpoint of the same kind; a preset base is written as the Llama it is, without a tokenizer.
+    """
+    from scaling.hf import BaseModel, checkpoint_config, save_model_folder
+    from scaling.grid.plan import is_checkpoint
+
+    source = hf_path(cell.size, Path(spec.base_dir)) if is_checkpoint(cell) else None
+    hf_config, architecture = {}, "llama"
+    if source is not None:
+        hf_config, arch, _ = checkpoint_config(source)
+        architecture = arch.name
+    model = BaseModel(plan.model_cfg, params, architecture, hf_config)
+    scratch_dir(folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_dir(folder)) as staging:
+        written = save_model_folder(Path(staging) / cell.cell_id, model, source, source=f"cell {cell.cell_id} of {folder.url}")
+        for file in sorted(written.iterdir()):  # every file atomically; a rerun overwrites an earlier attempt's
+            folder.put_file_atomic(f"{model_dir(cell.cell_id)}/{file.name}", file)
+
+
+def failed_result(cell: Cell, reason: str) -> CellResult:
+    """The record of a cell that failed before it measured anything."""
+    return CellResult(cell_id=cell.cell_id, axes=cell.axes, steps=(), splits=("train",),
+                      metrics={"train": {m: [] for m in METRICS}}, params=_params(cell), flops=(),
+                      wall_seconds=0.0, status=reason)
+
+
+def _params(cell: Cell) -> int:
+    try:
+        return preset(cell.size, 1, 1).non_embedding_params  # independent of vocabulary and length
+    except ValueError:
+        return 0
+
+
+def work_on_cell_by_id(run_url: str, cell_id: str, retry_failed: bool = False) -> Outcome:
+    """`work_on_cell` for a cell named by id in a run folder: what a Ray task or a SLURM job calls."""
+    from scaling.grid.spec import expand
+
+    folder = RunFolder(run_url)
+    spec, text = read_run_spec(folder)
+    cells = {cell.cell_id: cell for cell in expand(spec)}
+    if cell_id not in cells:
+        raise UserError(f"cell {cell_id} is not in the grid of {folder.url}")
+    return work_on_cell(folder, spec, text, cells[cell_id], retry_failed)

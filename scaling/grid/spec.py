@@ -1,0 +1,361 @@
+"""Grid specs: a TOML file, validated before any work starts, expanded into content-addressed cells.
+
+A spec names the axes whose Cartesian product is the set of cells, the SFT data, the optimizer and
+the evaluation; `[run]` says how to execute and never changes a result, so it is not part of a
+cell's id. Every problem is a UserError naming the section and key, so `scaling run` can print one
+line and exit 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scaling.trainer.config import PRESETS, TrainConfig
+from scaling.errors import UserError
+from scaling.tasks.mixture import SPLITS, split_families
+from scaling.tasks.registry import TASKS
+
+HF_PREFIX = "hf:"  # a size given as hf:PATH is a local Hugging Face checkpoint
+COT_STYLES = ("full", "short", "none")
+EXECUTORS = ("local", "ray", "slurm")
+MAX_SEED = 2**31  # seeds feed jax.random.key and numpy generators, which take at most 63 bits; 31 keep every use safe
+
+
+@dataclass(frozen=True)
+class AxesSpec:
+    """The grid's axes: every combination is one cell."""
+
+    size: tuple[str, ...]  # model size presets (see scaling.trainer.config.PRESETS), or "hf:PATH"
+    pretrain_tokens: tuple[int, ...] = (0,)  # corpus tokens a preset base is pretrained on (0: random init)
+    diversity: tuple[int, ...] = (1,)  # number of SFT families: the first k of [data] families
+    quality: tuple[float, ...] = (1.0,)  # fraction of SFT examples whose CoT is correct
+    cot: tuple[str, ...] = ("full",)  # CoT style: full, short or none
+    seed: tuple[int, ...] = (0,)  # data, initialization and data-order seed
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The SFT mixture shared by every cell."""
+
+    families: tuple[str, ...]  # ordered task families; diversity k trains on the first k
+    ood_families: tuple[str, ...] = ()  # held out of every mixture: the ood_family split
+    examples: int = 2000  # unique SFT examples per cell, whatever the diversity
+    phrasings: int = 0  # prompt phrasings per family (0: all of them)
+    pack_length: int = 0  # tokens per packed training row (0: the cell's longest sequence)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Optimization of every cell (see scaling.trainer.config.TrainConfig) and of pretrained bases."""
+
+    budgets: tuple[int, ...]  # the steps axis: optimizer steps at which each cell is evaluated
+    batch_size: int = 32  # training rows per step (packed rows hold several examples)
+    lr: float = 3e-3  # AdamW peak learning rate
+    warmup_steps: int = 20  # linear warmup steps
+    weight_decay: float = 0.1  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # global gradient-norm clip
+    schedule: str = "wsd"  # wsd (one run, an annealed branch per budget), cosine or constant
+    decay_fraction: float = 0.2  # wsd: each budget's decay is this fraction of it
+    steps_axis: str = "branches"  # branches, or separate: one fresh run per budget, to validate
+    checkpoint_every: int = 0  # also checkpoint every this many trunk steps (0: after each budget only)
+    pretrain_batch_size: int = 32  # pretraining rows per step
+    pretrain_lr: float = 3e-3  # pretraining peak learning rate (cosine schedule)
+    pretrain_context: int = 256  # pretraining row length in tokens
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What every cell is evaluated on at every budget."""
+
+    splits: tuple[str, ...] = ("train", "id", "ood_length", "ood_family")  # see scaling.tasks.mixture.SPLITS
+    n: int = 256  # examples per split
+    batch_size: int = 256  # examples decoded together
+
+
+@dataclass(frozen=True)
+class RaySpec:
+    """Resources of each Ray task (one task per cell)."""
+
+    address: str = ""  # an existing cluster's HOST:PORT ("": start a local one); --address overrides
+    num_cpus: float = 1.0  # CPUs reserved per cell
+    num_gpus: float = 0.0  # GPUs reserved per cell (fractions share one)
+    max_retries: int = 3  # retries of a cell whose worker died
+
+
+@dataclass(frozen=True)
+class SlurmSpec:
+    """SLURM array jobs through submitit (one array task per cell)."""
+
+    partition: str = ""  # "" leaves it to the cluster's default
+    timeout_min: int = 60  # wall time per array task; a cell that runs out is requeued from its checkpoint
+    cpus_per_task: int = 4
+    gpus_per_node: int = 0
+    mem_gb: int = 16
+    array_parallelism: int = 64  # array tasks running at once
+    max_num_timeout: int = 10  # requeues after preemption or timeout
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How to execute the grid; never part of a cell's id, so changing it never changes results."""
+
+    executor: str = "local"  # local, ray or slurm; --executor overrides
+    workers: int = 1  # local: worker processes (1: in this process); --workers overrides
+    heartbeat_s: float = 10.0  # how often a running cell's lock is refreshed
+    stale_after_s: float = 120.0  # a lock not refreshed for this long belongs to a dead runner
+    save_models: bool = False  # keep each cell's final model in RUN/models/CELL_ID/, a model folder that
+    # `scaling export-hf` turns into a Hugging Face checkpoint (checkpoints are otherwise deleted when a cell is done)
+    ray: RaySpec = field(default_factory=RaySpec)
+    slurm: SlurmSpec = field(default_factory=SlurmSpec)
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    name: str  # names the default run folder runs/NAME
+    axes: AxesSpec
+    data: DataSpec
+    train: TrainSpec
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    run: RunSpec = field(default_factory=RunSpec)
+    base_dir: str = "."  # the spec file's folder: hf:PATH is relative to it
+
+    def results_content(self) -> dict:
+        """Everything in the spec that determines results (not `name`, `run` or where the file lies)."""
+        return {"axes": dataclasses.asdict(self.axes), "data": dataclasses.asdict(self.data),
+                "train": dataclasses.asdict(self.train), "eval": dataclasses.asdict(self.eval)}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One base × one mixture × one seed, with its content hash."""
+
+    size: str
+    pretrain: int
+    diversity: int
+    quality: float
+    cot: str
+    seed: int
+    cell_id: str
+
+    @property
+    def axes(self) -> dict:
+        """The cell's value on each of scaling.schema.AXES."""
+        return {"size": self.size, "pretrain": self.pretrain, "diversity": self.diversity,
+                "quality": self.quality, "cot": self.cot, "seed": self.seed}
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{name}={value}" for name, value in self.axes.items())
+
+
+def load_spec(path: Path) -> GridSpec:
+    """The validated spec in the TOML file at path."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"grid spec {path} does not exist")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"grid spec {path} is unreadable ({type(error).__name__})") from None
+    return parse_spec(text, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path(".")) -> GridSpec:
+    """The validated spec in TOML text; any problem is a UserError that names it."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{source} is not valid TOML: {error}") from None
+    table = dict(table)
+    name = table.pop("name", None)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise UserError(f"{source}: `name` must be a word of letters, digits, _ . - (it names runs/NAME), got {name!r}")
+    sections = {}
+    for key, cls in (("axes", AxesSpec), ("data", DataSpec), ("train", TrainSpec), ("eval", EvalSpec), ("run", RunSpec)):
+        sections[key] = _typed(cls, table.pop(key, {}), f"[{key}]", source)
+    if table:
+        raise UserError(f"{source}: unknown key {sorted(table)[0]!r} (known: name, axes, data, train, eval, run)")
+    spec = GridSpec(name=name, base_dir=str(base_dir), **sections)
+    _validate(spec, source)
+    return spec
+
+
+def _typed(cls, table, where: str, source: str):
+    """An instance of the dataclass cls from a TOML table, every key known and every value of its type."""
+    if not isinstance(table, dict):
+        raise UserError(f"{source}: {where} must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise UserError(f"{source}: unknown key {where} {unknown[0]!r} (known: {', '.join(fields)})")
+    values = {}
+    for name, f in fields.items():
+        if name not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise UserError(f"{source}: {where} {name} is required")
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _typed(hint, table[name], f"[{where.strip('[]')}.{name}]", source)
+        else:
+            values[name] = _value(table[name], hint, f"{where} {name}", source)
+    return cls(**values)
+
+
+def _value(raw, hint, what: str, source: str):
+    """raw checked against a field type: str, int, float, or tuple[T, ...] (a TOML list, or one value)."""
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise UserError(f"{source}: {what} must list at least one value")
+        values = tuple(_value(one, item, what, source) for one in items)
+        if len(set(values)) != len(values):
+            raise UserError(f"{source}: {what} lists a value twice: {list(values)}")
+        return values
+    ok = {str: isinstance(raw, str), int: isinstance(raw, int) and not isinstance(raw, bool),
+          float: isinstance(raw, (int, float)) and not isinstance(raw, bool), bool: isinstance(raw, bool)}[hint]
+    if not ok:
+        kind = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}[hint]
+        raise UserError(f"{source}: {what} must be {kind}, got {raw!r}")
+    return float(raw) if hint is float else raw
+
+
+def _validate(spec: GridSpec, source: str) -> None:
+    def bad(what: str) -> UserError:
+        return UserError(f"{source}: {what}")
+
+    axes, data, run = spec.axes, spec.data, spec.run
+    for size in axes.size:
+        if size.startswith(HF_PREFIX):
+            _check_hf_base(size, Path(spec.base_dir), bad)
+        elif size not in PRESETS:
+            raise bad(f"[axes] size {size!r} is neither a preset ({', '.join(PRESETS)}) nor hf:PATH")
+    if any(t < 0 for t in axes.pretrain_tokens):
+        raise bad(f"[axes] pretrain_tokens must be >= 0, got {list(axes.pretrain_tokens)}")
+    if any(s.startswith(HF_PREFIX) for s in axes.size) and 0 not in axes.pretrain_tokens:
+        raise bad("[axes] pretrain_tokens must include 0 when a size is hf:PATH (a checkpoint is already pretrained)")
+    base_families = [name for name, task in TASKS.items() if task.kind != "composition"]
+    for where, names in (("families", data.families), ("ood_families", data.ood_families)):
+        unknown = [n for n in names if n not in base_families]
+        if unknown:
+            raise bad(f"[data] {where}: unknown family {unknown[0]!r} (see `scaling data families`)")
+    if set(data.families) & set(data.ood_families):
+        raise bad(f"[data] ood_families {sorted(set(data.families) & set(data.ood_families))} are also in families")
+    if any(not 1 <= k <= len(data.families) for k in axes.diversity):
+        raise bad(f"[axes] diversity must lie in 1..{len(data.families)} (the number of [data] families), got {list(axes.diversity)}")
+    if any(not 0.0 <= q <= 1.0 for q in axes.quality):
+        raise bad(f"[axes] quality must lie in [0, 1], got {list(axes.quality)}")
+    if any(c not in COT_STYLES for c in axes.cot):
+        raise bad(f"[axes] cot must be among {', '.join(COT_STYLES)}, got {list(axes.cot)}")
+    if any(not 0 <= s < MAX_SEED for s in axes.seed):
+        raise bad(f"[axes] seed must lie in 0..{MAX_SEED - 1}, got {list(axes.seed)}")
+    for name in ("examples", "phrasings", "pack_length"):
+        minimum = 1 if name == "examples" else 0
+        if getattr(data, name) < minimum:
+            raise bad(f"[data] {name} must be >= {minimum}, got {getattr(data, name)}")
+    try:
+        train_config(spec, seed=0)
+    except ValueError as error:
+        raise bad(f"[train] {str(error).removeprefix('TrainConfig.')}") from None
+    for name in ("checkpoint_every",):
+        if getattr(spec.train, name) < 0:
+            raise bad(f"[train] {name} must be >= 0, got {getattr(spec.train, name)}")
+    for name in ("pretrain_batch_size", "pretrain_context"):
+        if getattr(spec.train, name) < 1:
+            raise bad(f"[train] {name} must be >= 1, got {getattr(spec.train, name)}")
+    if not spec.train.pretrain_lr > 0:
+        raise bad(f"[train] pretrain_lr must be > 0, got {spec.train.pretrain_lr}")
+    unknown_splits = [s for s in spec.eval.splits if s not in SPLITS]
+    if unknown_splits:
+        raise bad(f"[eval] splits: unknown split {unknown_splits[0]!r}; splits are {', '.join(SPLITS)}")
+    for split in spec.eval.splits:
+        for k in axes.diversity:
+            if split != "train":
+                try:
+                    split_families(split, data.families, k, data.ood_families)
+                except ValueError as error:
+                    raise bad(f"[eval] splits: {error}") from None
+    if spec.eval.n < 1 or spec.eval.batch_size < 1:
+        raise bad(f"[eval] n and batch_size must be >= 1, got {spec.eval.n} and {spec.eval.batch_size}")
+    if run.executor not in EXECUTORS:
+        raise bad(f"[run] executor must be one of {', '.join(EXECUTORS)}, got {run.executor!r}")
+    if run.workers < 1:
+        raise bad(f"[run] workers must be >= 1, got {run.workers}")
+    if not 0 < run.heartbeat_s < run.stale_after_s:
+        raise bad(f"[run] need 0 < heartbeat_s < stale_after_s, got {run.heartbeat_s} and {run.stale_after_s}")
+    if run.ray.num_cpus < 0 or run.ray.num_gpus < 0 or run.ray.max_retries < 0:
+        raise bad("[run.ray] num_cpus, num_gpus and max_retries must be >= 0")
+    slurm = run.slurm
+    if min(slurm.timeout_min, slurm.cpus_per_task, slurm.mem_gb, slurm.array_parallelism) < 1 or min(slurm.gpus_per_node, slurm.max_num_timeout) < 0:
+        raise bad("[run.slurm] timeout_min, cpus_per_task, mem_gb, array_parallelism must be >= 1 and gpus_per_node, max_num_timeout >= 0")
+
+
+def _check_hf_base(size: str, base_dir: Path, bad) -> None:
+    path = hf_path(size, base_dir)
+    if not path.is_dir():
+        raise bad(f"[axes] size {size!r}: checkpoint folder {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise bad(f"[axes] size {size!r}: {path} has no config.json (not a Hugging Face checkpoint)")
+    from scaling.hf import check_hf_checkpoint  # jax and the model: only for specs that name a checkpoint
+    from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
+
+    try:  # architecture, options, every tensor's name, shape and dtype, and the tokenizer, before any work
+        check_hf_checkpoint(path)
+        checkpoint_tokenizer(path)
+    except UserError as error:
+        raise bad(f"[axes] size {size!r}: {error}") from None
+
+
+def hf_path(size: str, base_dir: Path) -> Path:
+    """The checkpoint folder of an hf:PATH size; a relative PATH is relative to the spec's folder."""
+    path = Path(size.removeprefix(HF_PREFIX)).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def train_config(spec: GridSpec, seed: int) -> TrainConfig:
+    """The optimizer settings of a cell with this seed."""
+    t = spec.train
+    return TrainConfig(budgets=t.budgets, batch_size=t.batch_size, lr=t.lr, warmup_steps=t.warmup_steps,
+                       weight_decay=t.weight_decay, grad_clip=t.grad_clip, seed=seed, schedule=t.schedule,
+                       decay_fraction=t.decay_fraction, steps_axis=t.steps_axis)
+
+
+def expand(spec: GridSpec) -> list[Cell]:
+    """Every cell of the grid, in axis order; preset sizes only take the pretrain axis (hf bases are pretrained)."""
+    cells = []
+    content = spec.results_content()
+    a = spec.axes
+    for size in a.size:
+        for pretrain in a.pretrain_tokens:
+            if size.startswith(HF_PREFIX) and pretrain != 0:
+                continue
+            for diversity in a.diversity:
+                for quality in a.quality:
+                    for cot in a.cot:
+                        for seed in a.seed:
+                            axes = {"size": size, "pretrain": pretrain, "diversity": diversity,
+                                    "quality": quality, "cot": cot, "seed": seed}
+                            cells.append(Cell(**axes, cell_id=cell_id(axes, content)))
+    return cells
+
+
+def cell_id(axes: dict, content: dict) -> str:
+    """A content hash of a cell's axes and everything in the spec that determines its results."""
+    canonical = json.dumps({"cell": axes, "spec": {k: v for k, v in content.items() if k != "axes"}}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def grid_axes(spec: GridSpec) -> dict[str, list]:
+    """The values of each hypercube axis (scaling.schema.AXES), in spec order."""
+    a = spec.axes
+    return {"size": list(a.size), "pretrain": list(a.pretrain_tokens), "diversity": list(a.diversity),
+            "quality": list(a.quality), "cot": list(a.cot), "seed": list(a.seed)}

@@ -1,0 +1,186 @@
+"""The result store: one netCDF file per cell, merged into the dense hypercube `results.nc`.
+
+Every file is written atomically (temporary file, fsync, rename), so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+import xarray as xr
+
+from scaling.errors import UserError
+from scaling.schema import AXES, METRICS, POOL_STATS
+
+if TYPE_CHECKING:
+    from scaling.grid.folder import RunFolder
+
+ENGINE = "h5netcdf"
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """What one trained cell measured: metrics[split][metric] over `steps`, and per-cell facts."""
+
+    cell_id: str
+    axes: dict  # value of each of AXES
+    steps: tuple[int, ...]
+    splits: tuple[str, ...]
+    metrics: dict[str, dict[str, list[float]]]
+    params: int  # non-embedding parameters
+    flops: tuple[float, ...]  # training FLOPs spent to reach each step
+    wall_seconds: float
+    pool_stats: dict = dataclasses.field(default_factory=dict)  # measured diversity of the training pool
+    status: str = "done"  # "done", or "failed: <reason>"
+
+
+def memorization_step(steps, train_answer_acc) -> float:
+    """The first step at which train answer accuracy reaches 1, NaN if it never does."""
+    for step, acc in zip(steps, train_answer_acc):
+        if acc >= 1.0:
+            return float(step)
+    return float("nan")
+
+
+def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
+    """One cell's measurements over (step, split), with its axes, facts and provenance as attributes."""
+    data = {
+        metric: (("step", "split"), np.array([result.metrics[s][metric] for s in result.splits], float).T)
+        for metric in METRICS
+    }
+    train_acc = result.metrics["train"]["answer_acc"] if "train" in result.splits else []
+    ds = xr.Dataset(
+        data,
+        coords={"step": list(result.steps), "split": list(result.splits), "flops": ("step", list(result.flops))},
+    )
+    ds["memorization_step"] = memorization_step(result.steps, train_acc)
+    ds["wall_seconds"] = result.wall_seconds
+    for name in POOL_STATS:
+        ds[name] = float(result.pool_stats.get(name, np.nan))
+    ds.attrs = {
+        **attrs,
+        "cell_id": result.cell_id,
+        "status": result.status,
+        "params": result.params,
+        **{f"axis_{name}": value for name, value in result.axes.items()},
+    }
+    return ds
+
+
+def write_atomic(ds: xr.Dataset, path: Path) -> None:
+    """Write ds as netCDF at path: temporary file in the same folder, fsync, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        ds.to_netcdf(temporary, engine=ENGINE)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_cell(path: Path) -> xr.Dataset:
+    """A cell file, loaded; a corrupt or truncated file is a UserError naming it."""
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            loaded = ds.load()
+    except (OSError, ValueError) as error:
+        raise UserError(f"cell file {path} is unreadable or truncated ({type(error).__name__})") from None
+    return _checked_cell(loaded, path)
+
+
+def write_dataset(folder: RunFolder, rel: str, ds: xr.Dataset) -> None:
+    """Write ds as netCDF at rel in a run folder (local or fsspec), atomically."""
+    if folder.is_local:
+        write_atomic(ds, folder.local_path / rel)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / "cell.nc"
+        ds.to_netcdf(local, engine=ENGINE)
+        folder.put_file_atomic(rel, local)
+
+
+def read_folder_cell(folder: RunFolder, rel: str) -> xr.Dataset:
+    """The cell file at rel in a run folder, loaded and checked; corrupt or truncated: a UserError naming it."""
+    where = folder.path(rel)
+    try:
+        raw = folder.read_bytes(rel)
+        with xr.open_dataset(io.BytesIO(raw), engine=ENGINE) as ds:
+            loaded = ds.load()
+    except (OSError, ValueError) as error:
+        raise UserError(f"cell file {where} is unreadable or truncated ({type(error).__name__})") from None
+    return _checked_cell(loaded, where)
+
+
+def _checked_cell(loaded: xr.Dataset, where) -> xr.Dataset:
+    missing = [name for name in (*METRICS, "memorization_step") if name not in loaded]
+    if missing or "cell_id" not in loaded.attrs or "status" not in loaded.attrs:
+        raise UserError(f"cell file {where} lacks {', '.join(missing) or 'its cell_id and status attributes'}")
+    return loaded
+
+
+def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[str, str]) -> xr.Dataset:
+    """The dense hypercube over AXES × step × split; NaN where a cell is missing, `status` says why."""
+    cells = list(cells)
+    if not cells:
+        raise UserError("no cell results to collect")
+    steps = sorted({int(s) for ds in cells for s in ds.step.values})
+    splits = list(dict.fromkeys(str(s) for ds in cells for s in ds.split.values))
+    shape = [len(axes[name]) for name in AXES]
+    coords = {name: list(axes[name]) for name in AXES} | {"step": steps, "split": splits}
+    metric_arrays = {m: np.full(shape + [len(steps), len(splits)], np.nan) for m in METRICS}
+    per_cell = {name: np.full(shape, np.nan) for name in ("memorization_step", "wall_seconds", *POOL_STATS)}
+    status = np.full(shape, "missing", dtype=object)
+    params = np.zeros(len(axes["size"]), np.int64)
+    flops = np.full((len(axes["size"]), len(steps)), np.nan)
+    for ds in cells:
+        where = tuple(list(axes[name]).index(_axis_value(ds, name, axes[name])) for name in AXES)
+        status[where] = ds.attrs["status"]
+        aligned = ds.reindex(step=steps, split=splits)
+        for metric in METRICS:
+            metric_arrays[metric][where] = aligned[metric].values
+        for name in per_cell:
+            per_cell[name][where] = float(ds[name]) if name in ds else np.nan
+        params[where[0]] = max(params[where[0]], int(ds.attrs["params"]))  # a cell that failed early records 0
+        if ds.sizes["step"]:  # a cell that failed before its first budget knows no FLOPs
+            flops[where[0]] = aligned["flops"].values
+    dims = (*AXES, "step", "split")
+    cube = xr.Dataset(
+        {m: (dims, a) for m, a in metric_arrays.items()}
+        | {name: (AXES, a) for name, a in per_cell.items()}
+        | {"status": (AXES, status.astype(str))},
+        coords=coords | {"params": ("size", params), "flops": (("size", "step"), flops)},
+        attrs=attrs,
+    )
+    return cube
+
+
+def _axis_value(ds: xr.Dataset, name: str, values: list):
+    """The cell's value on an axis, typed like the axis values (netCDF attributes lose types)."""
+    raw = ds.attrs[f"axis_{name}"]
+    for value in values:
+        if str(value) == str(raw) or (isinstance(value, (int, float)) and not isinstance(raw, str) and value == raw):
+            return value
+    raise UserError(f"cell {ds.attrs['cell_id']} has {name}={raw!r}, which is not on the grid's {name} axis")
+
+
+def open_results(path) -> xr.Dataset:
+    """The results hypercube at path (a `results.nc`), loaded into memory."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"results file {path} does not exist")
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            return ds.load()
+    except (OSError, ValueError) as error:
+        raise UserError(f"results file {path} is unreadable or truncated ({type(error).__name__})") from None

@@ -1,0 +1,1 @@
+"""Figures and the paper, drawn from result and fit files only."""

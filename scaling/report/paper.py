@@ -1,0 +1,114 @@
+"""`scaling figures`: redraw every figure of the paper from the files in runs/ and fits/.
+
+The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
+
+    [[figure]]
+    name = "reference_sft_fit"        # written as paper/figures/NAME.png and .pdf
+    kind = "law_fit"                  # accuracy_by_split | law_fit | backtest | returns
+    fit = "fits/reference-sft"        # law_fit, backtest, returns: a `scaling fit` folder
+    results = "runs/reference/results.nc"  # accuracy_by_split: a collected run
+    group_by = ["size", "diversity"]  # accuracy_by_split: the axes that label a curve
+    hue = "diversity"                 # law_fit (optional): columns for colour, panel column, panel row
+    col = "quality"
+    row = "params"
+
+Paths are relative to the folder that holds the paper folder (the repository root). Every input is
+checked before anything is drawn, and the figures are drawn into a staging folder that replaces
+paper/figures/ only when all of them are done, so a bad spec or a failed figure leaves the old ones.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from scaling.report import figures
+from scaling.errors import UserError
+from scaling.staging import publish_folder
+
+SPEC_FILE = "figures.toml"
+OUTPUT = "figures"
+KINDS = {  # kind -> the keys it needs, and the optional ones
+    "accuracy_by_split": ({"results", "group_by"}, set()),
+    "law_fit": ({"fit"}, {"hue", "col", "row"}),
+    "backtest": ({"fit"}, set()),
+    "returns": ({"fit"}, set()),
+}
+FIT_FILES = {"law_fit": ("fit.toml", "posterior.nc"), "backtest": ("fit.toml", "backtest.csv"),
+             "returns": ("fit.toml", "returns.csv")}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of the paper."""
+
+    name: str  # file stem under paper/figures/
+    kind: str  # one of KINDS
+    options: dict  # the kind's keys, paths resolved against the repository root
+    root: Path  # the repository root: the paper folder's parent
+
+
+def read_figure_specs(paper: Path) -> list[FigureSpec]:
+    """The paper's figures, validated: known kinds and keys, unique names, every input file present."""
+    path = paper / SPEC_FILE
+    if not path.is_file():
+        raise UserError(f"{path} does not exist (it lists the paper's figures)")
+    try:
+        entries = tomllib.loads(path.read_text()).get("figure", [])
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid TOML ({error})") from None
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{path} lists no [[figure]] tables")
+    root = paper.resolve().parent
+    specs, names = [], set()
+    for number, entry in enumerate(entries, 1):
+        where = f"{path} figure {number}"
+        name, kind = entry.get("name"), entry.get("kind")
+        if not isinstance(name, str) or not name or "/" in name:
+            raise UserError(f"{where}: name must be a plain file name")
+        if name in names:
+            raise UserError(f"{where}: name {name!r} is used twice")
+        if kind not in KINDS:
+            raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        needed, optional = KINDS[kind]
+        options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
+        if missing := needed - set(options):
+            raise UserError(f"{where} ({name}): missing key {sorted(missing)[0]!r}")
+        if unknown := set(options) - needed - optional:
+            raise UserError(f"{where} ({name}): unknown key {sorted(unknown)[0]!r}")
+        for key in ("results", "fit"):
+            if key in options:
+                options[key] = root / options[key]
+        for file in (options["results"],) if "results" in options else (options["fit"] / f for f in FIT_FILES[kind]):
+            if not file.is_file():
+                raise UserError(f"{where} ({name}): {file} does not exist")
+        if kind == "law_fit" and not (data := figures.fit_input(options["fit"], root)).is_file():
+            raise UserError(f"{where} ({name}): the fit's input {data} does not exist")
+        names.add(name)
+        specs.append(FigureSpec(name, kind, options, root))
+    return specs
+
+
+def draw(spec: FigureSpec, folder: Path) -> list[Path]:
+    stem, o = folder / spec.name, spec.options
+    if spec.kind == "accuracy_by_split":
+        return figures.accuracy_by_split_figure(o["results"], tuple(o["group_by"]), stem)
+    if spec.kind == "law_fit":
+        return figures.law_fit_figure(o["fit"], stem, o.get("hue"), o.get("col"), o.get("row"), spec.root)
+    if spec.kind == "backtest":
+        return figures.backtest_figure(o["fit"], stem)
+    return figures.returns_figure(o["fit"], stem)
+
+
+def regenerate_figures(paper: Path, say=print) -> list[Path]:
+    """Draw every figure of paper/figures.toml into paper/figures/, replacing the earlier ones all at once."""
+    specs = read_figure_specs(paper)
+    def fill(staging: Path) -> None:
+        for spec in specs:
+            draw(spec, staging)
+            say(f"drew {spec.name} ({spec.kind})")
+
+    out = paper / OUTPUT
+    publish_folder(out, fill)
+    return sorted(out.iterdir())

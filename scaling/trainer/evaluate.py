@@ -1,0 +1,106 @@
+"""Evaluation of a model on a split: teacher-forced loss and token accuracy, and greedy generation
+graded by the task's own verifier (answer exact match, fraction of verified CoT steps)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from scaling.trainer.batches import prompt_arrays, token_arrays
+from scaling.trainer.decode import generate_greedy_cached
+from scaling.tasks.grader import grade
+from scaling.tasks.mixture import Example
+from scaling.tasks.tokenizer import CHARACTERS, EOS, Tokenizer
+from scaling.trainer.train import token_losses
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _teacher_forced_sums(params, batch: dict, graphdef: nnx.GraphDef):
+    """Summed completion-token loss, correct tokens and completion tokens of a batch."""
+    model = nnx.merge(graphdef, params)
+    logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"])
+    weights_BxT = batch["loss_mask"]
+    loss_sum = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum()
+    correct_sum = ((logits_BxTxV.argmax(-1) == batch["targets"]) * weights_BxT).sum()
+    return loss_sum, correct_sum, weights_BxT.sum()
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new", "eos_id"))
+def generate_greedy(
+    params, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: int, eos_id: int = EOS
+):
+    """Append greedy tokens after each prompt until end of sequence (`eos_id`), max_new tokens, or T is full.
+
+    The reference implementation: each new token reruns the whole sequence (causal masking keeps the
+    zero padding after a prompt invisible). Evaluation uses `decode.generate_greedy_cached`, which
+    gives the same tokens with a KV cache (see benchmarks/bench_decode.py).
+    """
+    model = nnx.merge(graphdef, params)
+    B, T = tokens_BxT.shape
+    positions_BxT = jnp.broadcast_to(jnp.arange(T), (B, T))
+    segments_BxT = jnp.ones((B, T), jnp.int32)
+    rows_B = jnp.arange(B)
+
+    def keep_going(carry):
+        count, _, _, done_B = carry
+        return (count < max_new) & ~done_B.all()
+
+    def next_token(carry):
+        count, tokens_BxT, lengths_B, done_B = carry
+        logits_BxTxV = model(tokens_BxT, positions_BxT, segments_BxT)
+        chosen_B = logits_BxTxV[rows_B, lengths_B - 1].argmax(-1).astype(tokens_BxT.dtype)
+        write_B = ~done_B & (lengths_B < T)
+        at_B = jnp.minimum(lengths_B, T - 1)
+        tokens_BxT = tokens_BxT.at[rows_B, at_B].set(jnp.where(write_B, chosen_B, tokens_BxT[rows_B, at_B]))
+        lengths_B = lengths_B + write_B
+        done_B = done_B | (write_B & (chosen_B == eos_id)) | (lengths_B >= T)
+        return count + 1, tokens_BxT, lengths_B, done_B
+
+    done_B = lengths_B >= T
+    _, tokens_BxT, _, _ = jax.lax.while_loop(keep_going, next_token, (0, tokens_BxT, lengths_B, done_B))
+    return tokens_BxT
+
+
+def _padded(array: np.ndarray, rows: int) -> np.ndarray:
+    """array with zero rows appended up to `rows`, so every batch of a split has one shape."""
+    return np.concatenate([array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])
+
+
+def evaluate_split(
+    graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int,
+    tokenizer: Tokenizer = CHARACTERS,
+) -> dict[str, float]:
+    """All metrics of one split, its examples tokenized by `tokenizer` (the one the model was trained with);
+    padding rows carry zero loss weight and are not graded."""
+    arrays = token_arrays(examples, length, tokenizer)
+    prompts, prompt_lengths = prompt_arrays(examples, length, tokenizer)
+    loss_sum = correct_sum = weight_sum = 0.0
+    answers_correct, process_scores = [], []
+    for start in range(0, len(examples), batch_size):
+        index = np.arange(start, min(start + batch_size, len(examples)))
+        batch = {name: _padded(value, batch_size) for name, value in arrays.take(index).items()}
+        sums = _teacher_forced_sums(params, batch, graphdef=graphdef)
+        loss_sum, correct_sum, weight_sum = (a + float(b) for a, b in zip((loss_sum, correct_sum, weight_sum), sums))
+        # Padding rows get a one-token prompt so that they finish at once and cost nothing.
+        lengths = _padded(prompt_lengths[index], batch_size)
+        lengths[len(index):] = length
+        generated = np.asarray(
+            generate_greedy_cached(params, _padded(prompts[index], batch_size), lengths, graphdef=graphdef, max_new=length,
+                                   eos_id=tokenizer.eos_id)
+        )
+        for row, i in zip(generated, index):
+            completion = tokenizer.decode(row[prompt_lengths[i] :])
+            result = grade(examples[i].family, examples[i].prompt, completion)
+            answers_correct.append(result.answer_correct)
+            process_scores.append(result.process_acc)
+    return {
+        "loss": loss_sum / max(weight_sum, 1.0),
+        "token_acc": correct_sum / max(weight_sum, 1.0),
+        "answer_acc": float(np.mean(answers_correct)),
+        "process_acc": float(np.mean(process_scores)),
+        "n": float(len(examples)),
+    }

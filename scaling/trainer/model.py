@@ -1,0 +1,251 @@
+"""A decoder-only transformer in Flax NNX, with the parts of current open base models.
+
+By default RMSNorm, rotary positions (Llama's rotate-half convention), SwiGLU MLP, grouped-query
+attention, no biases, tied or untied embeddings. ModelConfig options switch in the parts of Qwen2
+(query/key/value biases), GPT-NeoX (LayerNorm, partial rotary, GELU MLP, biases, parallel residual)
+and GPT-2 (learned positions, tanh GELU), so one model covers every imported checkpoint.
+
+Attention is restricted to earlier tokens of the same segment, so packed sequences never attend
+across examples and padding (segment 0) is never attended to.
+
+For generation, `prefill` runs a whole buffer and also returns every layer's keys and values (a
+`KVCache`), and `decode` advances one token per row against that cache. Both reuse the weights of
+`__call__`, so the parameter tree is the same with or without caching.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from scaling.trainer.config import ModelConfig
+
+
+def rotary(x_BxTxNxDh: jax.Array, positions_BxT: jax.Array, theta: float) -> jax.Array:
+    """Rotate feature pairs (i, i + Dh/2) by position-dependent angles."""
+    half = x_BxTxNxDh.shape[-1] // 2
+    inverse_freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles_BxTx1xHalf = positions_BxT[:, :, None, None].astype(jnp.float32) * inverse_freq
+    sin, cos = jnp.sin(angles_BxTx1xHalf), jnp.cos(angles_BxTx1xHalf)
+    first, second = x_BxTxNxDh[..., :half], x_BxTxNxDh[..., half:]
+    rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+    return rotated.astype(x_BxTxNxDh.dtype)  # float32 angles must not promote bf16 activations
+
+
+def attention_mask(segments_BxT: jax.Array) -> jax.Array:
+    """Causal, same-segment, non-padding mask of shape Bx1xTxT (every token may see itself)."""
+    T = segments_BxT.shape[1]
+    causal_TxT = jnp.tril(jnp.ones((T, T), dtype=bool))
+    same_BxTxT = segments_BxT[:, :, None] == segments_BxT[:, None, :]
+    key_is_real_Bx1xT = (segments_BxT != 0)[:, None, :]
+    mask_BxTxT = (causal_TxT & same_BxTxT & key_is_real_Bx1xT) | jnp.eye(T, dtype=bool)
+    return mask_BxTxT[:, None]
+
+
+class LayerCache(NamedTuple):
+    """One layer's rotated keys and values for every position of a BxT buffer (cache index = position)."""
+
+    k_BxTxKxDh: jax.Array
+    v_BxTxKxDh: jax.Array
+
+
+KVCache = tuple[LayerCache, ...]  # one entry per block, a plain pytree so it can ride a lax.while_loop
+
+
+def partial_rotary(x_BxTxNxDh: jax.Array, positions_BxT: jax.Array, theta: float, rotary_dim: int) -> jax.Array:
+    """Rotate the first rotary_dim dims of each head (GPT-NeoX rotary_pct); the rest pass through."""
+    if rotary_dim == x_BxTxNxDh.shape[-1]:
+        return rotary(x_BxTxNxDh, positions_BxT, theta)
+    turned = rotary(x_BxTxNxDh[..., :rotary_dim], positions_BxT, theta)
+    return jnp.concatenate([turned, x_BxTxNxDh[..., rotary_dim:]], axis=-1)
+
+
+def norm(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
+    """The configured norm over D: RMSNorm (scale), or LayerNorm (scale and bias)."""
+    if cfg.norm == "rms":
+        return nnx.RMSNorm(cfg.d_model, epsilon=cfg.norm_eps, dtype=cfg.compute_dtype, rngs=rngs)
+    # Two-pass variance, as torch computes it: the one-pass E[x²] - E[x]² loses digits imported logits need.
+    return nnx.LayerNorm(cfg.d_model, epsilon=cfg.norm_eps, use_fast_variance=False, dtype=cfg.compute_dtype, rngs=rngs)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, dh = cfg.d_model, cfg.head_dim
+        self.cfg = cfg
+        self.query = nnx.Linear(d, cfg.n_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.key = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.value = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.out = nnx.Linear(cfg.n_heads * dh, d, use_bias=cfg.out_bias, dtype=cfg.compute_dtype, rngs=rngs)
+
+    def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
+        return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)[0]
+
+    def prefill(
+        self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array
+    ) -> tuple[jax.Array, LayerCache]:
+        """The attention output and this layer's keys and values at every position."""
+        q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh = self._project(x_BxTxD, positions_BxT)
+        return self._attend(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask_Bx1xTxT), LayerCache(k_BxTxKxDh, v_BxTxKxDh)
+
+    def decode(self, x_Bx1xD: jax.Array, positions_Bx1: jax.Array, cache: LayerCache) -> tuple[jax.Array, LayerCache]:
+        """One new token per row at its own position: write its key and value there, attend to cache[<= position]."""
+        B, T = cache.k_BxTxKxDh.shape[:2]
+        q_Bx1xHxDh, k_Bx1xKxDh, v_Bx1xKxDh = self._project(x_Bx1xD, positions_Bx1)
+        rows_B, at_B = jnp.arange(B), positions_Bx1[:, 0]
+        cache = LayerCache(cache.k_BxTxKxDh.at[rows_B, at_B].set(k_Bx1xKxDh[:, 0]),
+                           cache.v_BxTxKxDh.at[rows_B, at_B].set(v_Bx1xKxDh[:, 0]))
+        # Entries past a row's position hold stale prefill values of its padding: masked, never read.
+        mask_Bx1x1xT = (jnp.arange(T)[None, :] <= at_B[:, None])[:, None, None, :]
+        return self._attend(q_Bx1xHxDh, cache.k_BxTxKxDh, cache.v_BxTxKxDh, mask_Bx1x1xT), cache
+
+    def _project(self, x_BxSxD: jax.Array, positions_BxS: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Rotated queries and keys, and values, of S tokens."""
+        B, S, _ = x_BxSxD.shape
+        cfg = self.cfg
+        q_BxSxHxDh = self.query(x_BxSxD).reshape(B, S, cfg.n_heads, cfg.head_dim)
+        k_BxSxKxDh = self.key(x_BxSxD).reshape(B, S, cfg.n_kv_heads, cfg.head_dim)
+        v_BxSxKxDh = self.value(x_BxSxD).reshape(B, S, cfg.n_kv_heads, cfg.head_dim)
+        if cfg.positions == "rotary":
+            q_BxSxHxDh = partial_rotary(q_BxSxHxDh, positions_BxS, cfg.rope_theta, cfg.rotary_dim)
+            k_BxSxKxDh = partial_rotary(k_BxSxKxDh, positions_BxS, cfg.rope_theta, cfg.rotary_dim)
+        return q_BxSxHxDh, k_BxSxKxDh, v_BxSxKxDh
+
+    def _attend(
+        self, q_BxSxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array, mask_Bx1xSxT: jax.Array
+    ) -> jax.Array:
+        B, S = q_BxSxHxDh.shape[:2]
+        # dot_product_attention shares each key/value head across H/K query heads (grouped-query).
+        y_BxSxHxDh = jax.nn.dot_product_attention(q_BxSxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=mask_Bx1xSxT)
+        return self.out(y_BxSxHxDh.reshape(B, S, self.cfg.n_heads * self.cfg.head_dim))
+
+
+class SwiGLU(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.gate = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.up = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.down = nnx.Linear(cfg.d_ff, cfg.d_model, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
+
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        return self.down(jax.nn.silu(self.gate(x_BxTxD)) * self.up(x_BxTxD))
+
+
+class GeluMLP(nnx.Module):
+    """up, GELU (exact, or the tanh approximation), down: the MLP of GPT-NeoX and GPT-2."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.approximate = cfg.mlp == "gelu_tanh"
+        self.up = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
+        self.down = nnx.Linear(cfg.d_ff, cfg.d_model, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
+
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        return self.down(jax.nn.gelu(self.up(x_BxTxD), approximate=self.approximate))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.parallel_residual = cfg.parallel_residual
+        self.attention_norm = norm(cfg, rngs)
+        self.attention = Attention(cfg, rngs)
+        self.mlp_norm = norm(cfg, rngs)
+        self.mlp = SwiGLU(cfg, rngs) if cfg.mlp == "swiglu" else GeluMLP(cfg, rngs)
+
+    def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
+        return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)[0]
+
+    def prefill(
+        self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array
+    ) -> tuple[jax.Array, LayerCache]:
+        y_BxTxD, cache = self.attention.prefill(self.attention_norm(x_BxTxD), positions_BxT, mask_Bx1xTxT)
+        return self._mlp_residual(x_BxTxD, y_BxTxD), cache
+
+    def decode(self, x_Bx1xD: jax.Array, positions_Bx1: jax.Array, cache: LayerCache) -> tuple[jax.Array, LayerCache]:
+        y_Bx1xD, cache = self.attention.decode(self.attention_norm(x_Bx1xD), positions_Bx1, cache)
+        return self._mlp_residual(x_Bx1xD, y_Bx1xD), cache
+
+    def _mlp_residual(self, x_BxSxD: jax.Array, attended_BxSxD: jax.Array) -> jax.Array:
+        """Add the attention output and the MLP's: the MLP reads x (parallel) or x plus attention (sequential)."""
+        if self.parallel_residual:
+            return x_BxSxD + attended_BxSxD + self.mlp(self.mlp_norm(x_BxSxD))
+        x_BxSxD = x_BxSxD + attended_BxSxD
+        return x_BxSxD + self.mlp(self.mlp_norm(x_BxSxD))
+
+
+class Transformer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        # Unit-variance logits at init with tied embeddings need embeddings of scale 1/sqrt(D).
+        init = nnx.initializers.normal(stddev=cfg.d_model**-0.5)
+        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=init, dtype=cfg.compute_dtype, rngs=rngs)
+        self.position_embed = None if cfg.positions != "learned" else nnx.Embed(
+            cfg.max_len, cfg.d_model, embedding_init=nnx.initializers.normal(0.02), dtype=cfg.compute_dtype, rngs=rngs)
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.final_norm = norm(cfg, rngs)
+        self.lm_head = None if cfg.tie_embeddings else nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
+
+    def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array) -> jax.Array:
+        """Next-token logits BxTxV."""
+        return self.prefill(tokens_BxT, positions_BxT, segments_BxT)[0]
+
+    def prefill(
+        self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array
+    ) -> tuple[jax.Array, KVCache]:
+        """Next-token logits BxTxV and every layer's keys and values, to continue with `decode`."""
+        mask_Bx1xTxT = attention_mask(segments_BxT)
+        x_BxTxD = self._embed(tokens_BxT, positions_BxT)
+        cache = []
+        for block in self.blocks:
+            x_BxTxD, layer_cache = block.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)
+            cache.append(layer_cache)
+        return self._head(x_BxTxD), tuple(cache)
+
+    def decode(self, tokens_Bx1: jax.Array, positions_Bx1: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
+        """Next-token logits Bx1xV of one new token per row, which sees cache entries up to its own position.
+
+        Cache index is position, so this continues unpacked rows (positions 0..T-1) only.
+        """
+        x_Bx1xD = self._embed(tokens_Bx1, positions_Bx1)
+        new_cache = []
+        for block, layer_cache in zip(self.blocks, cache, strict=True):
+            x_Bx1xD, layer_cache = block.decode(x_Bx1xD, positions_Bx1, layer_cache)
+            new_cache.append(layer_cache)
+        return self._head(x_Bx1xD), tuple(new_cache)
+
+    def _embed(self, tokens_BxS: jax.Array, positions_BxS: jax.Array) -> jax.Array:
+        if self.position_embed is None:
+            return self.embed(tokens_BxS)
+        return self.embed(tokens_BxS) + self.position_embed(positions_BxS)
+
+    def _head(self, x_BxSxD: jax.Array) -> jax.Array:
+        x_BxSxD = self.final_norm(x_BxSxD)
+        if self.lm_head is None:
+            return self.embed.attend(x_BxSxD)
+        return self.lm_head(x_BxSxD)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def logits(params: nnx.State, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array,
+           graphdef: nnx.GraphDef) -> jax.Array:
+    """Next-token logits BxTxV of the model (graphdef, params), compiled once per shape."""
+    return nnx.merge(graphdef, params)(tokens_BxT, positions_BxT, segments_BxT)
+
+
+def init_model(cfg: ModelConfig, seed: int) -> tuple[nnx.GraphDef, nnx.State]:
+    """The static graph definition and the parameters of a freshly initialized model."""
+    return nnx.split(Transformer(cfg, nnx.Rngs(params=seed)))
+
+
+def abstract_model(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
+    """The graph definition and the parameters as shapes only: no initialization, no memory.
+
+    What a model needs where its weights come from elsewhere (a checkpoint, a base): a random
+    initialization of a 1B-parameter model would cost gigabytes and seconds for nothing.
+    """
+    return nnx.split(nnx.eval_shape(lambda: Transformer(cfg, nnx.Rngs(params=0))))
+
+
+def count_params(params: nnx.State) -> int:
+    return sum(x.size for x in jax.tree.leaves(params))

@@ -1,0 +1,218 @@
+"""SFT of one cell: a pure, jitted train step and a loop that yields the model at each budget.
+
+Steps compile once per model shape: the graph definition and the optimizer are static arguments,
+and the optimizer for a given setting is built once (cached), so cells of a grid share compilations.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from scaling.trainer.batches import TokenArrays
+from scaling.trainer.config import ModelConfig, TrainConfig
+from scaling.trainer.model import abstract_model, init_model
+from scaling.trainer.schedules import cosine, linear_decay
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the cell stops with this reason instead of crashing the grid."""
+
+
+def token_losses(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
+    """Cross-entropy of each target token, BxT."""
+    log_probs_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32))
+    return -jnp.take_along_axis(log_probs_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
+
+
+def masked_loss(params: nnx.State, batch: dict, graphdef: nnx.GraphDef) -> tuple[jax.Array, jax.Array]:
+    """Mean cross-entropy over completion tokens, and the token accuracy there."""
+    model = nnx.merge(graphdef, params)
+    logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"])
+    weights_BxT = batch["loss_mask"]
+    total = jnp.maximum(weights_BxT.sum(), 1.0)
+    loss = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum() / total
+    correct_BxT = logits_BxTxV.argmax(-1) == batch["targets"]
+    return loss, (correct_BxT * weights_BxT).sum() / total
+
+
+@functools.lru_cache(maxsize=None)
+def build_optimizer(weight_decay: float, grad_clip: float) -> optax.GradientTransformation:
+    """AdamW after a global-norm clip, at unit rate: the step's learning rate is applied by train_step.
+
+    The rate stays out of the optimizer so that a learning-rate sweep, any warmup and any schedule
+    share one compiled step (the optimizer is a static argument). Cached: same args, same object.
+    """
+    decay_matrices_only = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731 no decay on norms
+    return optax.chain(
+        optax.clip_by_global_norm(grad_clip),
+        optax.adamw(1.0, b1=0.9, b2=0.95, weight_decay=weight_decay, mask=decay_matrices_only),
+    )
+
+
+def optimizer_for(cfg: TrainConfig) -> optax.GradientTransformation:
+    return build_optimizer(cfg.weight_decay, cfg.grad_clip)
+
+
+def warmup(step: int, warmup_steps: int) -> float:
+    """Linear warmup factor of step `step` (0-based): (step + 1) / warmup_steps, then 1."""
+    return 1.0 if warmup_steps == 0 else min(1.0, (step + 1) / warmup_steps)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "optimizer"), donate_argnums=0)
+def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, lr):
+    """One AdamW step on a batch at learning rate `lr`: (params, opt_state) -> new state, {loss, token_acc}.
+
+    `lr` is traced (warmup, schedule and branch decays are computed per step outside), so every
+    learning rate and schedule shares one compilation.
+    """
+    params, opt_state = state
+    (loss, token_acc), grads = jax.value_and_grad(masked_loss, has_aux=True)(params, batch, graphdef)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u: u * lr, updates)
+    params = optax.apply_updates(params, updates)
+    return (params, opt_state), {"loss": loss, "token_acc": token_acc}
+
+
+def batch_indices(n_examples: int, batch_size: int, step: int, seed: int) -> np.ndarray:
+    """Rows of step `step`: consecutive slices of per-epoch permutations, reproducible from (seed, step)."""
+    start = step * batch_size
+    rows = []
+    for position in range(start, start + batch_size):
+        epoch, offset = divmod(position, n_examples)
+        rows.append(_epoch_order(n_examples, seed, epoch)[offset])
+    return np.asarray(rows)
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_order(n_examples: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n_examples)
+
+
+class _Progress:
+    """Reports each step's loss one step late, so reading it never waits for the step just dispatched."""
+
+    def __init__(self, on_step: Callable[[int, float], None] | None):
+        self.on_step, self.done, self.pending = on_step, 0, None
+
+    def dispatched(self, loss: jax.Array) -> None:
+        if self.pending is not None and self.on_step is not None:
+            self.on_step(self.done, float(self.pending))
+        self.pending, self.done = loss, self.done + 1
+
+    def checked_loss(self, budget: int) -> float:
+        loss = float(self.pending)
+        if not np.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss} at step {budget}")
+        return loss
+
+    def finish(self) -> None:
+        if self.pending is not None and self.on_step is not None:
+            self.on_step(self.done, float(self.pending))
+
+
+def _copy(tree):
+    """A copy whose buffers are not donated when the original trains on."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where an interrupted run continues: the trunk's state at a trunk step, budgets already done."""
+
+    trunk_step: int
+    state: tuple  # (params, opt_state)
+    budgets_done: int
+
+
+# on_checkpoint(trunk_step, state, budgets_done): the trunk is consistent here and may be saved.
+CheckpointHook = Callable[[int, tuple, int], None]
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: TokenArrays,
+    on_step: Callable[[int, float], None] | None = None,
+    init_params: nnx.State | None = None,
+    resume: Resume | None = None,
+    on_checkpoint: CheckpointHook | None = None,
+    checkpoint_every: int | None = None,
+) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
+    """Train one model, yielding (budget, graphdef, params) at each budget of train_cfg.budgets.
+
+    With the wsd schedule the trunk trains at a constant rate and each budget b gets its own branch:
+    a copy of the trunk at b - decay_steps(b), decayed linearly to (nearly) zero by step b, evaluated
+    and then dropped, so every budget is a properly annealed model from one run. `separate` trains a
+    fresh run per budget instead. Step s always sees batch s of the data order. `on_step(n, loss)`
+    reports progress over train_cfg.total_steps optimizer steps. `init_params` starts from a base
+    (say, a pretrained one) instead of a random initialization; the optimizer always starts fresh.
+
+    `on_checkpoint` is called after each budget has been evaluated (when the generator resumes) and
+    every `checkpoint_every` trunk steps; passing what it saved back as `resume` continues the run
+    exactly as if it had never stopped (data order and schedule depend on the step alone).
+    """
+    graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
+    optimizer = optimizer_for(train_cfg)
+    progress = _Progress(on_step)
+
+    def fresh_state():
+        params = init_model(model_cfg, train_cfg.seed)[1] if init_params is None else _copy(init_params)
+        return params, optimizer.init(params)
+
+    def run(state, steps: range, scale: Callable[[int], float], budgets_done: int | None = None):
+        """Train over `steps`; budgets_done marks the trunk, whose state is offered for checkpoints."""
+        for step in steps:
+            batch = data.take(batch_indices(len(data), train_cfg.batch_size, step, train_cfg.seed))
+            rate = train_cfg.lr * warmup(step, train_cfg.warmup_steps) * scale(step)
+            state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr=rate)
+            progress.dispatched(metrics["loss"])
+            if budgets_done is not None and on_checkpoint and checkpoint_every and (step + 1) % checkpoint_every == 0:
+                on_checkpoint(step + 1, state, budgets_done)
+        return state
+
+    def schedule_scale(total: int) -> Callable[[int], float]:
+        if train_cfg.schedule == "cosine":
+            return lambda step: cosine(step, train_cfg.warmup_steps, total)
+        return lambda step: 1.0  # constant, and the stable trunk of wsd
+
+    done = resume.budgets_done if resume else 0
+    if train_cfg.steps_axis == "separate":
+        for index, budget in enumerate(train_cfg.budgets[done:], start=done):
+            if train_cfg.schedule == "wsd":
+                fork, length = budget - train_cfg.decay_steps(budget), train_cfg.decay_steps(budget)
+                state = run(fresh_state(), range(fork), schedule_scale(budget))
+                state = run(state, range(fork, budget), lambda step: linear_decay(step - fork, length))
+            else:
+                state = run(fresh_state(), range(budget), schedule_scale(budget))
+            progress.checked_loss(budget)
+            yield budget, graphdef, state[0]
+            if on_checkpoint:  # each separate run restarts from scratch: the trunk to save is the fresh one
+                on_checkpoint(0, fresh_state(), index + 1)
+        progress.finish()
+        return
+
+    state, trunk_step = (resume.state, resume.trunk_step) if resume else (fresh_state(), 0)
+    for index, budget in enumerate(train_cfg.budgets[done:], start=done):
+        if train_cfg.schedule == "wsd":
+            fork, length = budget - train_cfg.decay_steps(budget), train_cfg.decay_steps(budget)
+            state = run(state, range(trunk_step, fork), schedule_scale(budget), budgets_done=index)
+            trunk_step = fork
+            branch = run(_copy(state), range(fork, budget), lambda step: linear_decay(step - fork, length))
+            progress.checked_loss(budget)
+            yield budget, graphdef, branch[0]
+        else:
+            state = run(state, range(trunk_step, budget), schedule_scale(train_cfg.budgets[-1]), budgets_done=index)
+            trunk_step = budget
+            progress.checked_loss(budget)
+            yield budget, graphdef, _copy(state[0])
+        if on_checkpoint:
+            on_checkpoint(trunk_step, state, index + 1)
+    progress.finish()

@@ -1,0 +1,52 @@
+"""A cell killed at any point resumes from its last checkpoint and ends with identical metrics."""
+
+import pytest
+
+from scaling.trainer.batches import sequence_length, token_arrays
+from scaling.grid.cell import CellPlan, run_cell
+from scaling.trainer.checkpoint import latest_checkpoint
+from scaling.trainer.config import TrainConfig
+from scaling.tasks.mixture import evaluation_split, training_pool
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: raised from inside training, nothing after it runs."""
+
+
+@pytest.fixture(scope="module")
+def plan(request):
+    from scaling.trainer.config import ModelConfig
+    from scaling.tasks import tokenizer
+
+    pool = training_pool(("add",), 1, 64, seed=0)
+    splits = {s: evaluation_split(s, pool, ("add",), 1, ("sub",), 4, 0) for s in ("train", "id")}
+    length = sequence_length(pool + sum(splits.values(), []))
+    model_cfg = ModelConfig(vocab_size=tokenizer.VOCAB_SIZE, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=32, max_len=length)
+    return CellPlan("c0", {"size": "t"}, model_cfg, TrainConfig(budgets=(6, 12, 24), batch_size=8, warmup_steps=2),
+                    token_arrays(pool, length), splits, length, 4, 8 * length)
+
+
+def _killed_at(step_to_die: int):
+    def on_step(step: int, loss: float) -> None:
+        if step == step_to_die:
+            raise Killed
+
+    return on_step
+
+
+@pytest.mark.parametrize("die_at, checkpointed", [(3, False), (11, True), (20, True)])
+def test_resumed_cell_ends_with_the_metrics_of_an_uninterrupted_one(plan, tmp_path, die_at, checkpointed):
+    uninterrupted = run_cell(plan)
+    with pytest.raises(Killed):
+        run_cell(plan, checkpoints=tmp_path, checkpoint_every=4, on_step=_killed_at(die_at))
+    assert (latest_checkpoint(tmp_path) is not None) == checkpointed  # killed before the first: starts over
+    resumed = run_cell(plan, checkpoints=tmp_path, checkpoint_every=4)
+    assert resumed.steps == uninterrupted.steps == (6, 12, 24)
+    assert resumed.metrics == uninterrupted.metrics  # exact, float for float
+
+
+def test_a_finished_cell_reruns_from_its_last_checkpoint_without_training(plan, tmp_path):
+    first = run_cell(plan, checkpoints=tmp_path, checkpoint_every=4)
+    steps_run = []
+    again = run_cell(plan, checkpoints=tmp_path, on_step=lambda step, loss: steps_run.append(step))
+    assert again.metrics == first.metrics and steps_run == []

@@ -1,0 +1,111 @@
+"""Grid specs: validation names the problem, expansion is a pure function with content-hash ids."""
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import pytest
+
+from scaling.errors import UserError
+from scaling.grid.spec import expand, grid_axes, load_spec, parse_spec
+
+EXAMPLE = Path(__file__).parents[2] / "runs" / "example.toml"
+
+MINIMAL = """
+name = "t"
+[axes]
+size = ["tiny"]
+[data]
+families = ["add", "reverse"]
+ood_families = ["sub"]
+[train]
+budgets = [4, 8]
+"""
+
+
+def test_the_issue_example_parses_and_expands_to_the_cartesian_product():
+    spec = load_spec(EXAMPLE)
+    cells = expand(spec)
+    a = spec.axes
+    assert len(cells) == len(a.size) * len(a.pretrain_tokens) * len(a.diversity) * len(a.quality) * len(a.cot) * len(a.seed)
+    assert len({c.cell_id for c in cells}) == len(cells)
+    assert {tuple(c.axes.values()) for c in cells} == set(itertools.product(*grid_axes(spec).values()))
+
+
+def test_defaults_fill_what_the_spec_leaves_out():
+    spec = parse_spec(MINIMAL)
+    assert spec.axes.seed == (0,) and spec.axes.quality == (1.0,) and spec.train.schedule == "wsd"
+    assert spec.run.executor == "local" and spec.eval.n == 256
+    assert len(expand(spec)) == 1
+
+
+def test_cell_ids_depend_on_results_not_on_how_or_where_it_runs():
+    base = parse_spec(MINIMAL)
+    ids = [c.cell_id for c in expand(base)]
+    renamed = parse_spec(MINIMAL.replace('name = "t"', 'name = "other"') + "[run]\nworkers = 4\nexecutor = \"ray\"\n")
+    assert [c.cell_id for c in expand(renamed)] == ids
+    changed = parse_spec(MINIMAL.replace("budgets = [4, 8]", "budgets = [4, 16]"))
+    assert not set(c.cell_id for c in expand(changed)) & set(ids)
+    assert expand(base) == expand(parse_spec(MINIMAL))  # deterministic
+
+
+def test_a_single_value_stands_for_a_one_element_axis():
+    spec = parse_spec(MINIMAL.replace('size = ["tiny"]', 'size = "tiny"\nseed = 3'))
+    assert spec.axes.size == ("tiny",) and spec.axes.seed == (3,)
+
+
+@pytest.mark.parametrize("change, named", [
+    (("[train]\n", "[train]\nfoo = 1\n"), "unknown key [train] 'foo'"),
+    (('name = "t"', 'name = "t"\nextra = 1'), "unknown key 'extra'"),
+    (("budgets = [4, 8]", "budgets = [-4, 8]"), "budgets"),
+    (("budgets = [4, 8]", "budgets = [8, 4]"), "increasing"),
+    (('families = ["add", "reverse"]', 'families = ["add", "nope"]'), "unknown family 'nope'"),
+    (('ood_families = ["sub"]', 'ood_families = ["zzz"]'), "unknown family 'zzz'"),
+    (('ood_families = ["sub"]', 'ood_families = ["add"]'), "also in families"),
+    (('size = ["tiny"]', 'size = ["huge"]'), "size 'huge'"),
+    (('size = ["tiny"]', 'size = ["tiny"]\ndiversity = [3]'), "diversity"),
+    (('size = ["tiny"]', 'size = ["tiny"]\nquality = [1.5]'), "quality"),
+    (('size = ["tiny"]', 'size = ["tiny"]\ncot = ["long"]'), "cot"),
+    (('size = ["tiny"]', 'size = ["tiny"]\nseed = [0, 0]'), "twice"),
+    (('size = ["tiny"]', 'size = ["tiny"]\npretrain_tokens = [-1]'), "pretrain_tokens"),
+    (("budgets = [4, 8]", 'budgets = [4, 8]\nbatch_size = "32"'), "batch_size must be an integer"),
+    (("budgets = [4, 8]", "budgets = [4, 8]\nlr = -1.0"), "lr"),
+    (("budgets = [4, 8]", 'budgets = [4, 8]\nschedule = "linear"'), "schedule"),
+    (("budgets = [4, 8]", "budgets = [4, 8]\n[eval]\nsplits = [\"id\", \"test\"]"), "unknown split 'test'"),
+    (('ood_families = ["sub"]', ""), "ood_family"),
+    (('families = ["add", "reverse"]', ""), "families is required"),
+    (('name = "t"', 'name = "a b"'), "name"),
+    (("budgets = [4, 8]", 'budgets = [4, 8]\n[run]\nexecutor = "k8s"'), "executor"),
+    (("budgets = [4, 8]", "budgets = [4, 8]\n[run.ray]\nbogus = 1"), "unknown key [run.ray] 'bogus'"),
+    (("[axes]", "[axes"), "not valid TOML"),
+])
+def test_bad_specs_are_named_in_one_line(change, named):
+    old, new = change
+    assert old in MINIMAL
+    with pytest.raises(UserError) as error:
+        parse_spec(MINIMAL.replace(old, new), source="g.toml")
+    message = str(error.value)
+    assert named in message and "\n" not in message and message.startswith("g.toml")
+
+
+def test_hf_bases_need_an_existing_checkpoint_folder(tmp_path):
+    missing = MINIMAL.replace('size = ["tiny"]', 'size = ["hf:no/such/dir"]')
+    with pytest.raises(UserError, match="does not exist"):
+        parse_spec(missing, base_dir=tmp_path)
+    (tmp_path / "ckpt").mkdir()
+    with pytest.raises(UserError, match="no config.json"):
+        parse_spec(MINIMAL.replace('size = ["tiny"]', 'size = ["hf:ckpt"]'), base_dir=tmp_path)
+
+
+def test_an_ood_compose_split_needs_a_composition_of_trained_families():
+    spec = MINIMAL.replace("budgets = [4, 8]", 'budgets = [4, 8]\n[eval]\nsplits = ["ood_compose"]')
+    with pytest.raises(UserError, match="ood_compose"):
+        parse_spec(spec)  # diversity 1 (add alone) has no composition
+    ok = parse_spec(spec.replace('size = ["tiny"]', 'size = ["tiny"]\ndiversity = [2]'))
+    assert ok.eval.splits == ("ood_compose",)
+
+
+def test_results_content_leaves_out_name_and_run():
+    spec = parse_spec(MINIMAL)
+    assert set(spec.results_content()) == {"axes", "data", "train", "eval"}
+    assert dataclasses.replace(spec, name="x").results_content() == spec.results_content()

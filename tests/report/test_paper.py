@@ -1,0 +1,74 @@
+"""`scaling figures`: every figure of paper/figures.toml drawn from run and fit files, all or nothing."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.cli import main
+
+# Figures draw whatever a fit wrote; convergence is the fit tests' business.
+QUICK = ["--chains", "2", "--samples", "200", "--warmup", "200", "--allow-unconverged"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A repository root with a table, a power-law fit of each of its two tasks (with a holdout) and a paper spec."""
+    root = tmp_path_factory.mktemp("project")
+    rng = np.random.default_rng(1)
+    step = np.repeat(np.geomspace(16, 4096, 9), 2)
+    rows = [{"step": s, "loss": v, "task": task}
+            for task, floor in (("a", 1.0), ("b", 1.4))
+            for s, v in zip(step, (floor + 3.0 * step ** -0.4) * np.exp(rng.normal(0, 0.01, step.size)))]
+    pd.DataFrame(rows).to_csv(root / "losses.csv", index=False)
+    fit = root / "fits" / "power"
+    assert main(["fit", str(root / "losses.csv"), "--law", "power", "--y", "loss", "--x", "x=step", "--by", "task",
+                 "--holdout", "step > 2000", "--out", str(fit), *QUICK]) == 0
+    (root / "paper").mkdir()
+    (root / "paper" / "figures.toml").write_text(
+        '[[figure]]\nname = "power_fit"\nkind = "law_fit"\nfit = "fits/power"\n\n'
+        '[[figure]]\nname = "power_backtest"\nkind = "backtest"\nfit = "fits/power"\n\n'
+        '[[figure]]\nname = "power_returns"\nkind = "returns"\nfit = "fits/power"\n')
+    return root
+
+
+def test_figures_draws_every_listed_figure_as_png_and_pdf(project, capsys):
+    assert main(["figures", "--paper", str(project / "paper")]) == 0
+    drawn = sorted(p.name for p in (project / "paper" / "figures").iterdir())
+    assert drawn == [f"power_{kind}.{suffix}" for kind in ("backtest", "fit", "returns") for suffix in ("pdf", "png")]
+    assert all((project / "paper" / "figures" / name).stat().st_size > 1000 for name in drawn)
+    assert "drew power_fit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec, named", [
+    ('[[figure]]\nname = "x"\nkind = "pie"\nfit = "fits/power"\n', "pie"),
+    ('[[figure]]\nname = "x"\nkind = "returns"\nfit = "fits/nothing"\n', "does not exist"),
+    ('[[figure]]\nname = "x"\nkind = "returns"\n', "'fit'"),
+    ('[[figure]]\nname = "x"\nkind = "returns"\nfit = "fits/power"\ncolour = "red"\n', "colour"),
+    ('[[figure]]\nname = "x"\nkind = "returns"\nfit = "fits/power"\n[[figure]]\nname = "x"\nkind = "backtest"\nfit = "fits/power"\n', "twice"),
+    ('[[figure]\n', "TOML"),
+])
+def test_a_bad_paper_spec_exits_2_and_keeps_the_earlier_figures(spec, named, project, tmp_path, capsys):
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    (paper / "figures.toml").write_text(spec.replace('"fits/', f'"{project}/fits/'))
+    (paper / "figures").mkdir()
+    (paper / "figures" / "old.png").write_bytes(b"earlier figure")
+    assert main(["figures", "--paper", str(paper)]) == 2
+    err = capsys.readouterr().err
+    assert named in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in paper.iterdir()) == ["figures", "figures.toml"]
+    assert (paper / "figures" / "old.png").read_bytes() == b"earlier figure"
+
+
+def test_the_papers_figures_redraw_from_the_committed_runs_and_fits(tmp_path, capsys):
+    """paper/figures.toml against the reference grid's committed results and fits (read, not rewritten)."""
+    repository = Path(__file__).resolve().parents[2]
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "figures.toml").write_bytes((repository / "paper" / "figures.toml").read_bytes())
+    for folder in ("runs", "fits"):
+        (tmp_path / folder).symlink_to(repository / folder)
+    assert main(["figures", "--paper", str(tmp_path / "paper")]) == 0
+    drawn = {p.name for p in (tmp_path / "paper" / "figures").iterdir()}
+    assert {"reference_sft_fit.png", "reference_sft_returns.pdf", "reference_accuracy_by_split.png"} <= drawn

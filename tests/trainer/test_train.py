@@ -1,0 +1,96 @@
+import jax
+import numpy as np
+import pytest
+
+from scaling.trainer.batches import sequence_length, token_arrays
+from scaling.trainer.config import TrainConfig
+from scaling.trainer.model import init_model
+from scaling.tasks.mixture import training_pool
+from scaling.trainer.train import TrainingDiverged, batch_indices, masked_loss, train
+
+
+@pytest.fixture(scope="module")
+def data():
+    pool = training_pool(("add",), 1, 64, seed=0)
+    return token_arrays(pool, sequence_length(pool))
+
+
+def _losses(model_cfg, train_cfg, data):
+    losses = {}
+    list(train(model_cfg, train_cfg, data, on_step=lambda step, loss: losses.__setitem__(step, loss)))
+    return losses
+
+
+def test_training_lowers_the_loss_and_yields_at_each_budget(tiny_model_cfg, data):
+    cfg = TrainConfig(budgets=(5, 60), batch_size=16, lr=1e-2, warmup_steps=5)
+    yielded = [step for step, _, _ in train(tiny_model_cfg, cfg, data)]
+    assert yielded == [5, 60]
+    losses = _losses(tiny_model_cfg, cfg, data)
+    assert sorted(losses) == list(range(1, cfg.total_steps + 1))  # trunk to 48, branches of 1 and 12 steps
+    assert cfg.total_steps == 48 + 1 + 12
+    assert np.mean([losses[s] for s in range(51, 61)]) < 0.6 * np.mean([losses[s] for s in range(1, 6)])
+
+
+def test_same_config_same_losses(tiny_model_cfg, data):
+    cfg = TrainConfig(budgets=(8,), batch_size=8)
+    assert _losses(tiny_model_cfg, cfg, data) == _losses(tiny_model_cfg, cfg, data)
+    assert _losses(tiny_model_cfg, cfg, data) != _losses(tiny_model_cfg, cfg.replace(seed=1), data)
+
+
+def test_prompt_tokens_do_not_enter_the_loss(tiny_model_cfg, data):
+    graphdef, params = init_model(tiny_model_cfg, seed=0)
+    batch = data.take(np.arange(8))
+    loss, _ = masked_loss(params, batch, graphdef)
+    scrambled = dict(batch)
+    prompt_targets = (batch["loss_mask"] == 0) & (batch["segments"] == 1)
+    scrambled["targets"] = np.where(prompt_targets, (batch["targets"] + 7) % tiny_model_cfg.vocab_size, batch["targets"])
+    assert prompt_targets.any()
+    assert float(masked_loss(params, scrambled, graphdef)[0]) == pytest.approx(float(loss))
+
+
+def test_batches_cover_every_example_once_per_epoch():
+    seen = np.concatenate([batch_indices(40, 8, step, seed=0) for step in range(5)])
+    assert sorted(seen) == list(range(40))
+    assert not np.array_equal(batch_indices(40, 8, 5, seed=0), batch_indices(40, 8, 0, seed=0))
+
+
+def test_divergence_stops_the_cell_with_a_reason(tiny_model_cfg, data):
+    cfg = TrainConfig(budgets=(3,), batch_size=8, lr=float("inf"), warmup_steps=0)
+    with pytest.raises(TrainingDiverged, match="at step 3"):
+        list(train(tiny_model_cfg, cfg, data))
+
+
+def test_yielded_params_survive_further_training(tiny_model_cfg, data):
+    cfg = TrainConfig(budgets=(2, 4), batch_size=8)
+    kept = [params for _, _, params in train(tiny_model_cfg, cfg, data)]
+    first, second = (jax.tree.leaves(p)[0] for p in kept)
+    assert np.isfinite(np.asarray(first)).all() and not np.array_equal(first, second)
+
+
+def test_wsd_branches_equal_separate_runs_of_each_budget(tiny_model_cfg, data):
+    # A branch forks the trunk at b - decay(b) and decays to b; a separate run of b steps with the same
+    # schedule passes through the same states, so the two must agree exactly.
+    cfg = TrainConfig(budgets=(10, 20, 40), batch_size=8, warmup_steps=4, decay_fraction=0.25)
+    branches = {b: jax.tree.leaves(p) for b, _, p in train(tiny_model_cfg, cfg, data)}
+    separate = {b: jax.tree.leaves(p) for b, _, p in train(tiny_model_cfg, cfg.replace(steps_axis="separate"), data)}
+    for budget in cfg.budgets:
+        for a, b in zip(branches[budget], separate[budget]):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert cfg.total_steps == 30 + 3 + 5 + 10 < cfg.replace(steps_axis="separate").total_steps == 70
+
+
+def test_the_decay_anneals_the_branch(tiny_model_cfg, data):
+    cfg = TrainConfig(budgets=(40,), batch_size=16, lr=1e-2, warmup_steps=5, decay_fraction=0.5)
+    annealed = next(iter(train(tiny_model_cfg, cfg, data)))[2]
+    constant = next(iter(train(tiny_model_cfg, cfg.replace(schedule="constant"), data)))[2]
+    graphdef = init_model(tiny_model_cfg, 0)[0]
+    batch = data.take(np.arange(64))
+    annealed_loss, constant_loss = (float(masked_loss(p, batch, graphdef)[0]) for p in (annealed, constant))
+    assert annealed_loss != constant_loss and np.isfinite(annealed_loss)
+
+
+@pytest.mark.parametrize("changes, field", [({"schedule": "linear"}, "schedule"), ({"decay_fraction": 0.0}, "decay_fraction"),
+                                            ({"steps_axis": "both"}, "steps_axis")])
+def test_bad_schedule_settings_are_named(changes, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(budgets=(10,), **changes)
