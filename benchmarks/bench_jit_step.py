@@ -11,7 +11,6 @@ import json
 import time
 
 import jax
-import numpy as np
 import optax
 from flax import nnx
 

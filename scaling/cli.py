@@ -14,6 +14,10 @@ from pathlib import Path
 import click
 
 from scaling.errors import UserError
+from scaling.fit import METHODS
+from scaling.grid.spec import EXECUTORS
+from scaling.tasks.jsonl import MODES as ANSWER_MODES
+from scaling.tasks.quality import COT_STYLES
 
 MAX_SAMPLE = 100_000  # examples per `scaling data sample`: about 20 s on one core, the rest is a Python loop
 
@@ -28,7 +32,7 @@ def cli() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Folder for the results, fit and figures (replaced if an earlier demo wrote it).")
 def demo(out: Path) -> None:
-    """Train a tiny grid on CPU, fit a Bayesian power law in steps, and draw it (a few minutes)."""
+    """Train a small grid on CPU, fit the saturating accuracy law over steps by NUTS, and draw it (a few minutes)."""
     from scaling.demo import DemoConfig, run_demo  # heavy imports only when the command runs
 
     run_demo(DemoConfig(), out)
@@ -60,7 +64,7 @@ def data_families(as_json: bool) -> None:
 @click.option("--n", "n", type=int, default=10, show_default=True, help="Number of examples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quality", type=float, default=1.0, show_default=True, help="Fraction of training examples with correct CoT.")
-@click.option("--cot", type=click.Choice(["full", "short", "none"]), default="full", show_default=True, help="CoT style.")
+@click.option("--cot", type=click.Choice(COT_STYLES), default="full", show_default=True, help="CoT style.")
 def data_sample(family: str, split: str, n: int, seed: int, quality: float, cot: str) -> None:
     """Print examples of one family and split as JSON lines."""
     from scaling.tasks.catalog import example_record
@@ -83,7 +87,7 @@ def data_sample(family: str, split: str, n: int, seed: int, quality: float, cot:
 @data.command("check")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.option("--answer-mode", type=click.Choice(["marker", "regex", "last_number"]), default="marker", show_default=True,
+@click.option("--answer-mode", type=click.Choice(ANSWER_MODES), default="marker", show_default=True,
               help="How the answer is read from completions of your own data (lines with an `answer`).")
 @click.option("--answer-pattern", default=None, help="The regex of --answer-mode regex (group 1 if it has one).")
 @click.option("--answer-marker", default="####", show_default=True, help="The marker of --answer-mode marker.")
@@ -106,7 +110,7 @@ def data_check(file: Path, as_json: bool, answer_mode: str, answer_pattern: str 
 @cli.command()
 @click.argument("grid", type=click.Path(path_type=Path))
 @click.option("--out", default=None, help="Run folder, a path or an fsspec URL  [default: runs/NAME].")
-@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default=None,
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
               help="Where cells run  [default: the spec's [run] executor, else local].")
 @click.option("--workers", type=int, default=None, help="Local executor: worker processes  [default: [run] workers].")
 @click.option("--address", default=None, help="Ray executor: HOST:PORT of an existing cluster.")
@@ -155,12 +159,13 @@ def collect(run_dir: str) -> None:
 @click.option("--y", "y", default=None, help="The response: a metric of results.nc or a column of the table.")
 @click.option("--x", "x", multiple=True, help="AXIS=COLUMN: a law axis and its column, e.g. --x N=params (repeatable).")
 @click.option("--n", "n", default=None, help="Column of evaluation examples behind each accuracy (Beta-Binomial).")
-@click.option("--by", default=None, help="Fit each group of this column separately.")
+@click.option("--by", multiple=True, help="Fit each group of this column separately; several columns (repeated, or "
+              "comma-separated) group by each combination of their values.")
 @click.option("--pool", is_flag=True, help="With --by: one joint fit, each law parameter partially pooled across the groups.")
 @click.option("--where", default=None, help="Row condition selecting the rows to use, e.g. \"size == 'xs' and step >= 64\".")
 @click.option("--holdout", default=None, help="Row condition of rows held out of the fit and predicted (backtest).")
 @click.option("--split", default=None, help="results.nc: the split to fit (train, id, ood_family, ...).")
-@click.option("--method", type=click.Choice(["nuts", "svi", "huber"]), default="nuts", show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default="nuts", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed: same seed, same numbers.")
 @click.option("--chains", type=int, default=4, show_default=True)
 @click.option("--samples", type=int, default=1000, show_default=True, help="Kept draws per chain.")
@@ -170,7 +175,7 @@ def collect(run_dir: str) -> None:
 @click.option("--allow-unconverged", is_flag=True, help="Write the outputs even if r_hat, ESS or divergences fail.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder  [default: fits/LAW].")
 @click.option("--laws", "list_laws", is_flag=True, help="List the laws with their formulas and exit.")
-def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n: str | None, by: str | None, pool: bool,
+def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n: str | None, by: tuple[str, ...], pool: bool,
         where: str | None, holdout: str | None, split: str | None, method: str, seed: int, chains: int, samples: int,
         warmup: int, threshold: float | None, compare: str | None, allow_unconverged: bool, out: Path | None,
         list_laws: bool) -> None:

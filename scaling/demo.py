@@ -1,14 +1,15 @@
-"""`scaling demo`: a small real grid on CPU -> per-cell results -> results.nc -> NUTS fit -> figures.
+"""`scaling demo`: a small real grid on CPU -> per-cell results -> results.nc -> `scaling fit` -> figures.
 
-Everything is written into a staging folder beside OUT and moved into place at the end, so a
-failure or an interrupt leaves nothing partial behind, and a folder the demo did not write is never
-overwritten.
+The grid runs through the same runner as `scaling run`, the fit through the same request as `scaling
+fit` (its outputs are a fit folder like any other, which `scaling figures` can draw), and the figures
+through the same functions as the paper's. Everything is written into a staging folder beside OUT and
+moved into place at the end, so a failure or an interrupt leaves nothing partial behind, and a folder
+the demo did not write is never overwritten.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,21 +18,22 @@ from pathlib import Path
 import tomli_w
 from rich.console import Console
 
+from scaling.fit.command import FitRequest, run_fit
+from scaling.fit.infer import SamplerConfig
+from scaling.fit.laws import LAWS
 from scaling.grid.collect import collect_run
-from scaling.errors import UserError
 from scaling.grid.executors.local import run_local
-from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, SamplerConfig, fit_accuracy_law, fit_power_law
-from scaling.fit.table import tidy_table
-from scaling.report.figures import accuracy_by_split_figure, steps_fit_figure
-from scaling.grid.spec import GridSpec, expand, grid_axes, parse_spec
 from scaling.grid.launch import GridProgress
-from scaling.provenance import provenance
 from scaling.grid.runner import open_run
+from scaling.grid.spec import GridSpec, expand, grid_axes, parse_spec
+from scaling.provenance import provenance
+from scaling.report.figures import accuracy_by_split_figure, law_fit_figure
 from scaling.schema import METRICS
-from scaling.grid.store import open_results
+from scaling.staging import staged_folder
 
 MARKER = "demo.toml"  # the demo's config; its presence marks a folder the demo may replace
-FORMULAS = {"accuracy": "acc = C / (1 + (step / x50)^(-k))", "power": "y = E + A * (step / step_ref)^(-alpha)"}
+WRITER = "scaling demo"
+GROUP_BY = ("size", "diversity")  # one fitted curve per size × diversity
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ class DemoConfig:
     seed: int = 0  # data and initialization seed
     fit_metric: str = "answer_acc"  # the response the law is fitted to
     fit_split: str = "id"  # ... on this split
-    # "accuracy": acc = C / (1 + (step / x50)^-k), for accuracies; "power": E + A·(step/ref)^-alpha, for losses
+    # a one-axis law of the registry over steps: "accuracy" (C / (1 + (step / x50)^-k), Beta-Binomial over
+    # the evaluated examples) for accuracies, "power" (E + A·step^-alpha) for losses
     fit_law: str = "accuracy"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
@@ -63,16 +66,20 @@ class DemoConfig:
             raise ValueError(f"DemoConfig.diversities {self.diversities} must lie in 1..{len(self.families)}")
         if self.fit_metric not in METRICS or self.fit_split not in self.splits:
             raise ValueError("DemoConfig.fit_metric must be a metric and fit_split one of the splits")
-        if self.fit_law not in FORMULAS:
-            raise ValueError(f"DemoConfig.fit_law must be one of {', '.join(FORMULAS)}, got {self.fit_law!r}")
-        if len(self.budgets) < 3:
-            raise ValueError("DemoConfig.budgets needs at least 3 budgets to fit a 3-parameter law")
+        if self.fit_law not in LAWS or len(LAWS[self.fit_law].axes) != 1:
+            raise ValueError(f"DemoConfig.fit_law must be a one-axis law of the registry, got {self.fit_law!r}")
+        if len(self.budgets) < len(LAWS[self.fit_law].params):
+            raise ValueError(f"DemoConfig.budgets needs at least {len(LAWS[self.fit_law].params)} budgets to fit {self.fit_law}")
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"demo": dataclasses.asdict(self)})
 
-
-GROUP_BY = ("size", "diversity")
+    def fit_request(self, folder: Path) -> FitRequest:
+        """The `scaling fit` request the demo makes of its own results."""
+        accuracy = LAWS[self.fit_law].response == "accuracy"
+        return FitRequest(input=folder / "results.nc", law=self.fit_law, y=self.fit_metric, n="n" if accuracy else None,
+                          by=GROUP_BY, split=self.fit_split, sampler=self.sampler, allow_unconverged=True,
+                          out=folder / "fit")
 
 
 def grid_toml(cfg: DemoConfig) -> str:
@@ -93,52 +100,30 @@ def demo_spec(cfg: DemoConfig) -> GridSpec:
     return parse_spec(grid_toml(cfg), source="the demo's grid")
 
 
-def _check_out(out: Path) -> None:
-    if out.is_file():
-        raise UserError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UserError(f"--out {out} exists and was not written by `scaling demo`; choose another folder")
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Move the finished staging folder to out, replacing an earlier demo's folder there."""
-    retired = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(retired)
-    staging.rename(out)
-    shutil.rmtree(retired, ignore_errors=True)
-
-
 def run_demo(cfg: DemoConfig, out: Path, say=print) -> dict[str, Path]:
     """Run the whole demo into `out`; returns the paths written, by role."""
     out = Path(out)
-    _check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     started = time.perf_counter()
-    try:
+    with staged_folder(out, MARKER, WRITER) as staging:
         _run_into(cfg, staging, say)
-        _publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    paths = _outputs(out)
+    paths = outputs(out)
     say(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Written under {out}/:")
     for role, path in paths.items():
         say(f"  {role:<12} {path}")
     return paths
 
 
-def _outputs(out: Path) -> dict[str, Path]:
+def outputs(out: Path) -> dict[str, Path]:
+    """What the demo writes under out, by role."""
     return {
         "config": out / MARKER,
         "grid": out / "grid.toml",
         "cells": out / "cells",
         "results": out / "results.nc",
+        "fit": out / "fit",
         "posterior": out / "fit" / "posterior.nc",
         "summary": out / "fit" / "summary.csv",
+        "returns": out / "fit" / "returns.csv",
         "fit spec": out / "fit" / "fit.toml",
         "figure": out / "figures" / "steps_fit.png",
         "figure pdf": out / "figures" / "steps_fit.pdf",
@@ -147,16 +132,14 @@ def _outputs(out: Path) -> dict[str, Path]:
 
 
 def _run_into(cfg: DemoConfig, folder: Path, say) -> None:
-    text = grid_toml(cfg)
-    spec = parse_spec(text, source="the demo's grid")
+    text, spec = grid_toml(cfg), demo_spec(cfg)
     run = open_run(spec, text, folder)
     (folder / MARKER).write_text(cfg.to_toml())
-    paths = _outputs(folder)
-    attrs = provenance(text)
+    paths = outputs(folder)
 
     cells = expand(spec)
     say(f"Training {len(cells)} cells ({' × '.join(f'{len(v)} {k}' for k, v in grid_axes(spec).items() if len(v) > 1)}), "
-        f"budgets {list(cfg.budgets)}, on {attrs['device']}")
+        f"budgets {list(cfg.budgets)}, on {provenance(text)['device']}")
     with GridProgress(Console(stderr=True, soft_wrap=True), len(cells), 0) as progress:
         outcomes = run_local(run, spec, text, cells, retry_failed=False, workers=1, on_event=progress.on_event)
     failed = [o for o in outcomes if o.status != "done"]
@@ -166,29 +149,6 @@ def _run_into(cfg: DemoConfig, folder: Path, say) -> None:
     for leftover in ("locks", "scratch"):  # empty once every cell is done: the demo's folder holds results only
         shutil.rmtree(folder / leftover, ignore_errors=True)
 
-    say(f"Fitting {cfg.fit_split} {cfg.fit_metric}: {FORMULAS[cfg.fit_law]} per {' × '.join(GROUP_BY)} by NUTS "
-        f"({cfg.sampler.chains} chains × {cfg.sampler.samples} draws)")
-    table = tidy_table(open_results(paths["results"]), cfg.fit_metric, cfg.fit_split, GROUP_BY, also=("n",))
-    if cfg.fit_law == "accuracy":
-        fit = fit_accuracy_law(table, "step", cfg.fit_metric, "n", "group", cfg.sampler)
-    else:
-        fit = fit_power_law(table, "step", cfg.fit_metric, "group", cfg.sampler)
-    paths["posterior"].parent.mkdir(parents=True, exist_ok=True)
-    fit.posterior.to_netcdf(str(paths["posterior"]))
-    fit.summary.to_csv(paths["summary"], index=False)
-    paths["fit spec"].write_text(tomli_w.dumps({
-        "law": cfg.fit_law, "formula": FORMULAS[cfg.fit_law], "y": cfg.fit_metric,
-        "split": cfg.fit_split, "x": "step", "step_ref": fit.x_ref, "by": list(GROUP_BY),
-        "input": "results.nc", "method": "nuts", "sampler": dataclasses.asdict(cfg.sampler),
-        "divergences": fit.divergences, "converged": fit.converged,
-        "provenance": {k: v for k, v in attrs.items() if k != "spec"},
-    }))
-    say(fit.summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if fit.converged:
-        say(f"Diagnostics: ok (r_hat <= {MAX_R_HAT}, bulk ESS >= {MIN_ESS_BULK}, no divergences).")
-    else:
-        say(f"Diagnostics: NOT converged (max r_hat {fit.summary['r_hat'].max():.3f}, min bulk ESS "
-            f"{fit.summary['ess_bulk'].min():.0f}, {fit.divergences} divergences); read the intervals with care.")
-
-    steps_fit_figure(paths["results"], paths["posterior"], cfg.fit_metric, cfg.fit_split, GROUP_BY, paths["figure"].with_suffix(""))
+    run_fit(cfg.fit_request(folder), say)
+    law_fit_figure(paths["fit"], paths["figure"].with_suffix(""), hue="diversity", col="size")
     accuracy_by_split_figure(paths["results"], GROUP_BY, paths["accuracy"].with_suffix(""))

@@ -17,6 +17,31 @@ from scaling.schema import METRICS
 SCALING = [sys.executable, "-m", "scaling"]
 
 
+def tiny_grid(name: str = "tiny", seeds: tuple[int, ...] = (0,), pretrain_tokens: tuple[int, ...] = (0, 20000),
+              budgets: tuple[int, ...] = (8, 16, 32), checkpoint_every: int = 4, run: str = "") -> str:
+    """The run-layer tests' grid: `add` on the tiny preset, a few seconds a cell, checkpointed often enough
+    that a test can kill or signal a cell mid-run; `run` is extra TOML appended (a [run] table, say)."""
+    listed = lambda values: "[" + ", ".join(map(str, values)) + "]"  # noqa: E731
+    return f"""
+name = "{name}"
+[axes]
+size = ["tiny"]
+pretrain_tokens = {listed(pretrain_tokens)}
+seed = {listed(seeds)}
+[data]
+families = ["add"]
+ood_families = ["sub"]
+examples = 200
+[train]
+budgets = {listed(budgets)}
+batch_size = 8
+checkpoint_every = {checkpoint_every}
+[eval]
+splits = ["train", "id", "ood_family"]
+n = 16
+{run}"""
+
+
 def write_spec(folder: Path, text: str) -> Path:
     path = folder / "grid.toml"
     path.write_text(text)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from scaling import open_results
-from scaling.demo import MARKER, DemoConfig, _check_out, _publish, demo_spec, run_demo
+from scaling.demo import DemoConfig, demo_spec, run_demo
+from scaling.report.paper import regenerate_figures
 from scaling.grid.spec import expand
 from scaling.errors import UserError
 from scaling.fit.infer import SamplerConfig
@@ -28,7 +29,7 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
     out = tmp_path / "demo"
     paths = run_demo(SMALL, out, say=lambda *_: None)
     results = open_results(paths["results"])
-    assert {"size", "pretrain", "diversity", "quality", "cot", "seed", "step", "split"} <= set(results.dims)
+    assert {"size", "pretrain_tokens", "diversity", "quality", "cot", "seed", "step", "split"} <= set(results.dims)
     assert list(results.step.values) == [4, 8, 16]
     assert list(results.split.values) == ["train", "id", "ood_family"]
     assert (results["status"] == "done").all()
@@ -39,13 +40,27 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
     assert len(list(paths["cells"].glob("*.nc"))) == len(expand(demo_spec(SMALL))) == 2
     assert sorted(p.name for p in out.iterdir()) == ["cells", "demo.toml", "figures", "fit", "grid.toml", "results.nc"]
 
+    # The fit is `scaling fit`'s own: its outputs, its fit.toml, its figure function.
     summary = pd.read_csv(paths["summary"])
-    assert list(summary.columns) == ["group", "param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]
-    assert set(summary["group"]) == {"tiny, 1", "tiny, 2"} and set(summary["param"]) == {"C", "x50", "k"}
-    assert az.from_netcdf(paths["posterior"]).posterior["x50"].shape[-1] == 2
-    assert tomllib.loads(paths["fit spec"].read_text())["law"] == "accuracy"
+    assert list(summary.columns) == ["size", "diversity", "param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]
+    assert set(zip(summary["size"], summary["diversity"])) == {("tiny", 1), ("tiny", 2)}
+    assert set(summary["param"]) == {"C", "x50", "k"}
+    posterior = az.from_netcdf(paths["posterior"]).posterior
+    assert list(posterior["x50"].coords["group"].values) == ["size=tiny, diversity=1", "size=tiny, diversity=2"]
+    record = tomllib.loads(paths["fit spec"].read_text())
+    assert record["fit"]["law"] == "accuracy" and record["fit"]["n"] == "n" and record["fit"]["by"] == ["size", "diversity"]
+    assert record["fit"]["input"] == "../results.nc"  # relative to the fit folder: it moved with the demo's folder
+    assert {"returns.csv", "backtest.csv"} <= {p.name for p in paths["fit"].iterdir()}
     for figure in ("figure", "figure pdf", "accuracy"):
         assert paths[figure].stat().st_size > 5_000
+
+    # `scaling figures` draws the demo's fit like any other.
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    (paper / "figures.toml").write_text('[[figure]]\nname = "demo_fit"\nkind = "law_fit"\nfit = "demo/fit"\n'
+                                        '[[figure]]\nname = "demo_returns"\nkind = "returns"\nfit = "demo/fit"\n')
+    drawn = regenerate_figures(paper, say=lambda *_: None)
+    assert {"demo_fit.png", "demo_returns.png", "INDEX"} <= {p.name for p in drawn}
 
 
 @pytest.mark.slow
@@ -69,21 +84,11 @@ def test_only_a_folder_the_demo_wrote_is_replaced(tmp_path):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("precious")
     with pytest.raises(UserError, match="not written by `scaling demo`"):
-        _check_out(foreign)
+        run_demo(SMALL, foreign, say=lambda *_: None)
     with pytest.raises(UserError, match="is a file"):
-        _check_out(foreign / "notes.txt")
-    _check_out(tmp_path / "new")  # absent: fine
-
-    earlier, staging = tmp_path / "demo", tmp_path / ".demo.partial"
-    earlier.mkdir()
-    (earlier / MARKER).write_text("old")
-    staging.mkdir()
-    (staging / MARKER).write_text("new")
-    _check_out(earlier)
-    _publish(staging, earlier)
-    assert (earlier / MARKER).read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "mine"]
-    assert (foreign / "notes.txt").read_text() == "precious"
+        run_demo(SMALL, foreign / "notes.txt", say=lambda *_: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"] and (foreign / "notes.txt").read_text() == "precious"
 
 
 def test_the_grid_is_the_product_of_its_axes():

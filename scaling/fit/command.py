@@ -9,6 +9,8 @@ is never overwritten.
 from __future__ import annotations
 
 import dataclasses
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,14 +24,14 @@ import xarray as xr
 from scaling.errors import UserError
 from scaling.fit.backtest import backtest_scores, backtest_table
 from scaling.fit.data import Columns, as_numbers, axis_columns, check_values, fit_data, groups, load_table, query
-from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, LawFit, SamplerConfig, fit_law, fit_pooled
+from scaling.fit.infer import MAX_R_HAT, METHODS, MIN_ESS_BULK, LawFit, SamplerConfig, fit_law, fit_pooled
 from scaling.fit.laws import Law, get_law
 from scaling.fit.models import POOL_TAU
+from scaling.fit.record import MARKER, as_columns, group_dim
 from scaling.fit.returns import ReturnsConfig, returns_table
-from scaling.staging import publish_folder
+from scaling.staging import check_replaceable, publish_folder
 
-METHODS = ("nuts", "svi", "huber")
-MARKER = "fit.toml"  # its presence marks a folder `scaling fit` may replace
+WRITER = "scaling fit"
 SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]
 
 
@@ -42,7 +44,7 @@ class FitRequest:
     y: str  # the response column or variable
     x: tuple[str, ...] = ()  # AXIS=COLUMN mappings of the law's axes
     n: str | None = None  # examples behind each accuracy (Beta-Binomial likelihood)
-    by: str | None = None  # fit each group of this column separately
+    by: tuple[str, ...] = ()  # fit each group of these columns (each combination of their values) separately
     pool: bool = False  # with --by: one joint fit, every law parameter partially pooled across the groups
     seed_column: str | None = "seed"  # replicate seeds: partial pooling when present with several values
     where: str | None = None  # a row condition (scaling.fit.expression): the rows to use
@@ -55,9 +57,14 @@ class FitRequest:
     out: Path | None = None  # output folder (default fits/LAW)
 
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by", as_columns(self.by))  # "size,diversity" and ["size"] alike
+
+
 @dataclass(frozen=True)
 class GroupFit:
-    label: str  # the --by value ("" without --by)
+    label: str  # the group's label (see scaling.results.group_labels; "" without --by)
+    key: dict  # the group's value of each --by column
     fit: LawFit
     returns: pd.DataFrame
     backtest: pd.DataFrame
@@ -68,7 +75,8 @@ class GroupFit:
 class Part:
     """One --by group's rows (all of them when there is no --by), split into fitted and held out."""
 
-    label: str  # the --by value ("" without --by)
+    label: str  # the group's label ("" without --by)
+    key: dict  # its value of each --by column
     rows: pd.DataFrame
     held: pd.Series  # --holdout: rows held out of the fit and predicted
     train: pd.DataFrame  # the rows fitted
@@ -89,6 +97,8 @@ def prepare(request: FitRequest) -> Prepared:
     """The law, the rows to fit and the column roles; every input problem is found here, before fitting."""
     if request.method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {request.method!r}")
+    if len(set(request.by)) < len(request.by):
+        raise UserError(f"--by names a column twice: {', '.join(request.by)}")
     if request.pool and not request.by:
         raise UserError("--pool pools the groups of --by: give --by COLUMN")
     if request.pool and request.method == "huber":
@@ -101,9 +111,10 @@ def prepare(request: FitRequest) -> Prepared:
         raise UserError(f"--y: no column {request.y!r}; columns are {', '.join(map(str, rows.columns))}")
     if request.n and request.n not in rows.columns:
         raise UserError(f"--n: no column {request.n!r}; columns are {', '.join(map(str, rows.columns))}")
-    if request.by and request.by not in rows.columns:
-        raise UserError(f"--by: no column {request.by!r}; columns are {', '.join(map(str, rows.columns))}")
-    seed = request.seed_column if request.seed_column in rows.columns and request.seed_column != request.by else None
+    for column in request.by:
+        if column not in rows.columns:
+            raise UserError(f"--by: no column {column!r}; columns are {', '.join(map(str, rows.columns))}")
+    seed = request.seed_column if request.seed_column in rows.columns and request.seed_column not in request.by else None
     columns = Columns(x=x_columns, y=request.y, n=request.n, seed=seed)
     rows = as_numbers(rows, columns)
     complete = rows.dropna(subset=list(columns.numeric()))
@@ -114,16 +125,16 @@ def prepare(request: FitRequest) -> Prepared:
     rows = complete.reset_index(drop=True)
     held = query(rows, request.holdout, "--holdout") if request.holdout is not None else pd.Series(False, index=rows.index)
     parts = []
-    for label, part in groups(rows, request.by):
+    for label, key, part in groups(rows, request.by):
         part_held = held[part.index].reset_index(drop=True)
         part = part.reset_index(drop=True)
         train = part[~part_held].reset_index(drop=True)
         # A pooled group borrows strength from the others, so it needs rows, not a full set of them.
         if len(train) < (1 if request.pool else len(law.params)):
             raise UserError(f"group {label or 'all'}: {len(train)} rows to fit, fewer than the law's {len(law.params)} parameters")
-        parts.append(Part(label, part, part_held, train))
+        parts.append(Part(label, key, part, part_held, train))
     if request.pool and len(parts) < 2:
-        raise UserError(f"--pool needs at least two groups of --by {request.by}; there is one")
+        raise UserError(f"--pool needs at least two groups of --by {','.join(request.by)}; there is one")
     return Prepared(law, rows, columns, tuple(parts), dropped)
 
 
@@ -146,7 +157,7 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
         memorized = part.rows["memorization_step"].median() if "memorization_step" in part.rows else None
         x_train = fit_data(part.train, law, columns).x
         returns = returns_table(law, fit.draws(), x_train, request.returns, memorized, steps_axis)
-        results.append(GroupFit(part.label, fit, returns, backtest, backtest_scores(backtest)))
+        results.append(GroupFit(part.label, part.key, fit, returns, backtest, backtest_scores(backtest)))
     return results
 
 
@@ -155,14 +166,14 @@ def run_fit(request: FitRequest, say: Callable[[str], None] = print) -> tuple[li
     prepared = prepare(request)
     law, rows = prepared.law, prepared.rows
     out = Path(request.out or Path("fits") / law.name)
-    _check_out(out)
+    check_replaceable(out, MARKER, WRITER)
     if prepared.dropped:
         say(f"left out {prepared.dropped} rows with a missing value in {', '.join(prepared.columns.numeric())}")
     say(f"Fitting {law.name}: {law.formula} to {request.y} ({len(rows)} rows"
-        + (f", {len(prepared.parts)} groups by {request.by}{' (pooled)' if request.pool else ''}" if request.by else "")
+        + (f", {len(prepared.parts)} groups by {', '.join(request.by)}{' (pooled)' if request.pool else ''}" if request.by else "")
         + f") by {request.method}")
     fits = fit_groups(request, prepared)
-    summary = _stack([g.fit.summary[SUMMARY_COLUMNS] for g in fits], request.by, [g.label for g in fits])
+    summary = _stack([g.fit.summary[SUMMARY_COLUMNS] for g in fits], fits)
     say(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if request.pool:
         spreads = [(name, fits[0].fit.posterior.posterior[name].values) for name in fits[0].fit.posterior.posterior.data_vars
@@ -191,18 +202,12 @@ def _divergences(request: FitRequest, fits: list[GroupFit]) -> int:
     return fits[0].fit.divergences if request.pool else sum(g.fit.divergences for g in fits)
 
 
-def _stack(frames: list[pd.DataFrame], by: str | None, labels: list[str]) -> pd.DataFrame:
-    if by is None:
+def _stack(frames: list[pd.DataFrame], fits: list[GroupFit]) -> pd.DataFrame:
+    """One table of every group's rows, each led by its value of every --by column."""
+    if not fits[0].key:
         return frames[0].reset_index(drop=True)
-    return pd.concat([frame.assign(**{by: label})[[by, *frame.columns]] for frame, label in zip(frames, labels)],
+    return pd.concat([frame.assign(**g.key)[[*g.key, *frame.columns]] for frame, g in zip(frames, fits)],
                      ignore_index=True)
-
-
-def _check_out(out: Path) -> None:
-    if out.is_file():
-        raise UserError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UserError(f"--out {out} exists and was not written by `scaling fit`; choose another folder")
 
 
 def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.DataFrame, out: Path) -> None:
@@ -211,10 +216,9 @@ def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.Data
     def fill(staging: Path) -> None:
         _posterior(fits, request.by).to_netcdf(str(staging / "posterior.nc"))
         summary.to_csv(staging / "summary.csv", index=False)
-        labels = [g.label for g in fits]
-        _stack([g.returns for g in fits], request.by, labels).to_csv(staging / "returns.csv", index=False)
-        _stack([g.backtest for g in fits], request.by, labels).to_csv(staging / "backtest.csv", index=False)
-        spec = _toml_ready(dataclasses.asdict(request))
+        _stack([g.returns for g in fits], fits).to_csv(staging / "returns.csv", index=False)
+        _stack([g.backtest for g in fits], fits).to_csv(staging / "backtest.csv", index=False)
+        spec = _recorded(request, out)
         attrs = provenance(tomli_w.dumps({"fit": spec}))
         (staging / MARKER).write_text(tomli_w.dumps({
             "fit": spec, "law": {"name": law.name, "formula": law.formula, "params": list(law.params)},
@@ -224,7 +228,16 @@ def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.Data
             "provenance": {k: v for k, v in attrs.items() if k != "spec"},
         }))
 
-    publish_folder(out, fill)
+    publish_folder(out, fill, MARKER, WRITER)
+
+
+def _recorded(request: FitRequest, out: Path) -> dict:
+    """The request as fit.toml keeps it: the input relative to the fit folder (they move together), and no
+    `out` (the folder is where the record lies)."""
+    spec = _toml_ready(dataclasses.asdict(request))
+    spec["input"] = Path(os.path.relpath(Path(request.input).resolve(), Path(out).resolve())).as_posix()
+    spec.pop("out", None)
+    return spec
 
 
 def _toml_ready(value):
@@ -236,12 +249,14 @@ def _toml_ready(value):
     return str(value) if isinstance(value, Path) else value
 
 
-def _posterior(fits: list[GroupFit], by: str | None) -> az.InferenceData:
-    """One fit's InferenceData as it is; several groups' posteriors stacked along the --by dimension."""
-    if by is None:
+def _posterior(fits: list[GroupFit], by: tuple[str, ...]) -> az.InferenceData:
+    """One fit's InferenceData as it is; several groups' posteriors stacked along the --by dimension (the
+    column itself, or `group` for several columns: see scaling.fit.record.group_dim)."""
+    if not by:
         return fits[0].fit.posterior
     params = list(fits[0].fit.law.params)
-    stacked = xr.concat([g.fit.posterior.posterior[params] for g in fits], dim=pd.Index([g.label for g in fits], name=by))
+    stacked = xr.concat([g.fit.posterior.posterior[params] for g in fits],
+                        dim=pd.Index([g.label for g in fits], name=group_dim(by)))
     first = fits[0].fit.posterior.posterior
     stacked = stacked.assign({name: first[name] for name in first.data_vars if name.startswith(POOL_TAU)})  # shared
     return az.InferenceData(posterior=stacked)
@@ -254,7 +269,7 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
     if request.method == "huber":
         raise UserError("--compare needs a posterior (method nuts or svi), not huber")
     if request.out is not None:
-        _check_out(Path(request.out))
+        check_replaceable(Path(request.out), MARKER, WRITER)
     every_axis = {axis for name in names for axis in get_law(name).axes}
     for item in request.x:
         if item.partition("=")[0] not in every_axis:
@@ -269,20 +284,26 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
     for name, one in prepared.items():
         fit = fit_law(one.law, fit_data(one.rows, one.law, one.columns), request.method, request.sampler)
         posteriors[name], converged[name] = fit.posterior, fit.converged
-    table = az.compare(posteriors, ic="loo")
+    with warnings.catch_warnings():  # ArviZ warns of high Pareto k̂ in a paragraph; the table's `warning` says it
+        warnings.simplefilter("ignore", UserWarning)
+        table = az.compare(posteriors, ic="loo")
     table["converged"] = [converged[name] for name in table.index]
     columns = ["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "weight", "converged", "warning"]
     say(table[columns[:-1]].to_string(float_format=lambda v: f"{v:.4g}"))
+    flagged = [name for name in table.index if table.loc[name, "warning"]]
+    if flagged:
+        say(f"PSIS-LOO is unreliable for {', '.join(flagged)} (a high Pareto k̂ for some rows: observations "
+            "the fit leans on heavily); read their elpd with care")
     if not all(converged.values()):
         say(f"not converged (r_hat, ESS or divergences): {', '.join(n for n, ok in converged.items() if not ok)}; "
             "their elpd is not to be trusted (rerun with more --samples/--warmup)")
     if request.out is not None:  # compare.csv and the request, staged like a fit's outputs
         def fill(staging: Path) -> None:
             table[columns].rename_axis("law").to_csv(staging / "compare.csv")
-            (staging / MARKER).write_text(tomli_w.dumps({"fit": _toml_ready(dataclasses.asdict(request)),
+            (staging / MARKER).write_text(tomli_w.dumps({"fit": _recorded(request, request.out),
                                                          "compare": {"laws": names, "ic": "loo"}}))
 
-        publish_folder(request.out, fill)
+        publish_folder(request.out, fill, MARKER, WRITER)
         say(f"wrote {request.out}/ (compare.csv, {MARKER})")
     return table
 

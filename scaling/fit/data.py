@@ -17,6 +17,7 @@ from scaling.errors import UserError
 from scaling.fit.expression import ExpressionError, row_mask
 from scaling.fit.infer import FitData
 from scaling.fit.laws import Law
+from scaling.results import group_labels, open_results, results_table, splits_of
 
 SUFFIXES = (".nc", ".csv", ".parquet")
 DEFAULT_STEPS_AXIS = "step"  # a one-axis law fitted to results.nc without --x runs over steps
@@ -34,9 +35,7 @@ def load_table(path: Path, split: str | None = None) -> pd.DataFrame:
     if path.suffix not in SUFFIXES:
         raise UserError(f"input {path} must be a results.nc, a .csv or a .parquet table")
     if path.suffix == ".nc":
-        from scaling.grid.store import open_results
-
-        return _results_table(open_results(path), split, path)
+        return _split_table(open_results(path), split, path)
     if split is not None:
         raise UserError("--split applies to a results.nc input; filter a table with --where")
     try:
@@ -45,25 +44,16 @@ def load_table(path: Path, split: str | None = None) -> pd.DataFrame:
         raise UserError(f"input {path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0]})") from None
 
 
-def _results_table(results, split: str | None, path: Path) -> pd.DataFrame:
-    splits = [str(s) for s in results.split.values]
+def _split_table(results, split: str | None, path: Path) -> pd.DataFrame:
+    """The chosen split of a results hypercube as rows; --split may be left out when it has one split."""
+    splits = splits_of(results)
     if split is None:
         if len(splits) > 1:
             raise UserError(f"{path} has splits {', '.join(splits)}; choose one with --split")
         split = splits[0]
     if split not in splits:
         raise UserError(f"{path} has no split {split!r}; it has {', '.join(splits)}")
-    one = results.sel(split=split).drop_vars("split")
-    metrics = [name for name, var in one.data_vars.items() if "step" in var.dims]
-    table = one[metrics].to_dataframe().reset_index()
-    # Per-cell variables (memorization step, pool diversity, status) and coordinates join every step's row.
-    per_cell = [name for name, var in one.data_vars.items() if "step" not in var.dims]
-    cells = one[per_cell].to_dataframe().reset_index()
-    keys = [d for d in cells.columns if d in table.columns and d not in per_cell]
-    table = table.merge(cells[keys + [c for c in per_cell if c not in table.columns]], on=keys, how="left")
-    if "status" in table:  # failed and missing cells hold only NaN: fit the finished ones
-        table = table[table["status"].astype(str) == "done"].reset_index(drop=True)
-    return table
+    return results_table(results, split)
 
 
 def query(table: pd.DataFrame, expression: str | None, flag: str) -> pd.DataFrame | pd.Series:
@@ -191,9 +181,12 @@ def fit_data(rows: pd.DataFrame, law: Law, columns: Columns) -> FitData:
     return FitData(x=x, y=rows[columns.y].to_numpy(float), n=n, seed=seed)
 
 
-def groups(rows: pd.DataFrame, by: str | None) -> list[tuple[str, pd.DataFrame]]:
-    """(label, rows) per value of the --by column, in order of first appearance; one unnamed group without it."""
-    if by is None:
-        return [("", rows)]
-    _require(rows, [by], "--by")
-    return [(str(label), part) for label, part in rows.groupby(by, sort=False, dropna=False)]
+def groups(rows: pd.DataFrame, by: tuple[str, ...]) -> list[tuple[str, dict, pd.DataFrame]]:
+    """(label, value of each --by column, rows) per group, in order of first appearance; one unnamed group
+    without --by."""
+    if not by:
+        return [("", {}, rows)]
+    _require(rows, list(by), "--by")
+    labels = group_labels(rows, by)
+    return [(label, rows.loc[part.index[0], list(by)].to_dict(), rows.loc[part.index])
+            for label, part in rows.groupby(labels, sort=False, dropna=False)]

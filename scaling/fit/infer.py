@@ -2,8 +2,8 @@
 Huber baseline, all returning a LawFit with the posterior in original units, a summary, diagnostics
 and posterior-predictive draws.
 
-`fit_law` fits one registered law (laws.py) through `law_model` (models.py). `fit_power_law` and
-`fit_accuracy_law` are the demo's grouped fits, one curve per group over steps.
+`fit_law` fits one registered law (laws.py) through `law_model` (models.py); `fit_pooled` fits one law to
+several groups at once, every parameter partially pooled across them.
 """
 
 from __future__ import annotations
@@ -21,20 +21,17 @@ import numpyro
 import optax
 import pandas as pd
 import scipy.stats as st
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_median, log_likelihood
+from numpyro.infer import SVI, Trace_ELBO, init_to_median, log_likelihood
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model, potential_energy
 from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
 
 from scaling.errors import UserError
-from scaling.fit import models
+from scaling.fit import METHODS, models
 from scaling.fit.baseline import HuberConfig, huber_fit
 from scaling.fit.laws import Law
-from scaling.fit.models import LOG_PHI, OBSERVED, SEED_Z, SIGMA, STUDENT_NU, TAU, Scales, accuracy_model, power_law_model
+from scaling.fit.models import LOG_PHI, OBSERVED, SEED_Z, SIGMA, STUDENT_NU, TAU, Scales
 
-PARAMS = ("E", "A", "alpha")
-ACCURACY_PARAMS = ("C", "x50", "k")
-METHODS = ("nuts", "svi", "huber")
 # Diagnostics thresholds (Vehtari et al. 2021): split r_hat and bulk effective sample size.
 MAX_R_HAT = 1.01
 MIN_ESS_BULK = 400
@@ -114,10 +111,10 @@ class LawFit:
     """The posterior (original units, with a pointwise log_likelihood group), its summary and diagnostics."""
 
     posterior: az.InferenceData
-    summary: pd.DataFrame  # param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk (grouped fits: a group column first)
-    x_ref: float  # geometric mean of the (first) axis: the unit of x in the grouped fits' A
+    summary: pd.DataFrame  # param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk
+    x_ref: float  # geometric mean of the (first) axis
     divergences: int  # NUTS divergent transitions after warmup (0 for svi and huber)
-    law: Law | None = None  # the registered law (None for the demo's grouped fits)
+    law: Law  # the registered law
     method: str = "nuts"  # nuts, svi or huber
     scales: Scales | None = None  # the units the priors were written in
     pareto_k: float | None = None  # svi: Pareto k̂ of the importance weights of the guide's draws
@@ -133,7 +130,6 @@ class LawFit:
 
     def draws(self) -> dict[str, np.ndarray]:
         """The law's reported parameters, flattened over chains × draws: shape (S,) each."""
-        assert self.law is not None, "draws() needs a fit_law fit"
         return {name: self.posterior.posterior[name].values.reshape(-1) for name in self.law.params}
 
     def predict(self, x: dict[str, np.ndarray], n: np.ndarray | None = None, seed: int = 0,
@@ -145,7 +141,6 @@ class LawFit:
         infinite test set would show); Student-t on the value for an accuracy fitted without n. When the
         fit pooled seeds, it predicts a new seed: a fresh offset of spread tau per draw.
         """
-        assert self.law is not None, "predict() needs a fit_law fit"
         law, post = self.law, self.posterior.posterior
         total = post.sizes["chain"] * post.sizes["draw"]
         keep = np.unique(np.linspace(0, total - 1, min(total, max_draws)).round().astype(int))
@@ -464,84 +459,3 @@ def summarize_law(idata: az.InferenceData, params: tuple[str, ...], with_diagnos
         "r_hat": float(r_hat[name]) if r_hat is not None else np.nan,
         "ess_bulk": float(ess[name]) if ess is not None else np.nan,
     } for name in params])
-
-
-# --- the demo's grouped fits ------------------------------------------------------------------------------
-
-def _grouped_nuts(model, sampler: SamplerConfig, labels: list, params: tuple[str, ...], latent: tuple[str, ...], **data):
-    mcmc = MCMC(
-        NUTS(model, target_accept_prob=0.95),
-        num_warmup=sampler.warmup,
-        num_samples=sampler.samples,
-        num_chains=sampler.chains,
-        chain_method="vectorized",
-        progress_bar=False,
-    )
-    mcmc.run(jax.random.key(sampler.seed), **data, extra_fields=("diverging",))
-    posterior = az.from_numpyro(mcmc, coords={"group": labels}, dims={name: ["group"] for name in (*params, *latent)})
-    divergences = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
-    return posterior, divergences
-
-
-def _groups(table: pd.DataFrame, group: str) -> tuple[list, jnp.ndarray]:
-    labels = list(dict.fromkeys(table[group]))
-    return labels, jnp.asarray(table[group].map({label: i for i, label in enumerate(labels)}).to_numpy())
-
-
-def fit_power_law(table: pd.DataFrame, x: str, y: str, group: str, sampler: SamplerConfig) -> LawFit:
-    """Fit y = E + A (x / x_ref)^(-alpha) to each group of a tidy table by NUTS."""
-    table = table.dropna(subset=[x, y])
-    x_values, y_values = table[x].to_numpy(dtype=float), table[y].to_numpy(dtype=float)
-    if (x_values <= 0).any() or (y_values <= 0).any():
-        raise ValueError(f"a power-law fit needs positive {x} and {y}")
-    labels, group_index = _groups(table, group)
-    x_ref = float(np.exp(np.log(x_values).mean()))
-    posterior, divergences = _grouped_nuts(
-        power_law_model, sampler, labels, PARAMS, ("E_scaled", "A_scaled"),
-        x=jnp.asarray(x_values / x_ref), group=group_index, n_groups=len(labels),
-        y_scale=float(np.median(y_values)), log_y=jnp.log(jnp.asarray(y_values)),
-    )
-    # The grouped power law's A is per unit of x / x_ref: figures evaluate it at x / x_unit.
-    posterior.posterior.attrs.update(x_ref=x_ref, x_unit=x_ref, law="power")
-    return LawFit(posterior, summarize(posterior, PARAMS, "group"), x_ref, divergences)
-
-
-def fit_accuracy_law(table: pd.DataFrame, x: str, y: str, n: str, group: str, sampler: SamplerConfig) -> LawFit:
-    """Fit acc = C / (1 + (x / x50)^-k) to each group, y an accuracy over `n` graded examples."""
-    table = table.dropna(subset=[x, y, n])
-    x_values, y_values, trials = (table[c].to_numpy(dtype=float) for c in (x, y, n))
-    if (x_values <= 0).any() or ((y_values < 0) | (y_values > 1)).any() or (trials < 1).any():
-        raise ValueError(f"an accuracy fit needs positive {x}, {y} in [0, 1] and {n} >= 1")
-    labels, group_index = _groups(table, group)
-    x_ref = float(np.exp(np.log(x_values).mean()))
-    posterior, divergences = _grouped_nuts(
-        accuracy_model, sampler, labels, ACCURACY_PARAMS, ("log_x50",),
-        steps=jnp.asarray(x_values), group=group_index, n_groups=len(labels), x_ref=x_ref,
-        trials=jnp.asarray(trials), correct=jnp.asarray(np.round(y_values * trials)),
-    )
-    posterior.posterior.attrs.update(x_ref=x_ref, x_unit=1.0, law="accuracy")
-    return LawFit(posterior, summarize(posterior, ACCURACY_PARAMS, "group"), x_ref, divergences)
-
-
-def summarize(posterior: az.InferenceData, params: tuple[str, ...], group_dim: str) -> pd.DataFrame:
-    """One row per group and parameter: mean, sd, 90% HDI, split r_hat and bulk ESS."""
-    draws = posterior.posterior[list(params)]
-    mean, sd = draws.mean(("chain", "draw")), draws.std(("chain", "draw"))
-    hdi = az.hdi(draws, hdi_prob=HDI_PROB)
-    r_hat = az.rhat(draws)
-    ess = az.ess(draws, method="bulk")
-    rows = []
-    for label in draws[group_dim].values:
-        for name in params:
-            at = {group_dim: label}
-            rows.append({
-                group_dim: label,
-                "param": name,
-                "mean": float(mean[name].sel(at)),
-                "sd": float(sd[name].sel(at)),
-                "hdi_5%": float(hdi[name].sel(at).sel(hdi="lower")),
-                "hdi_95%": float(hdi[name].sel(at).sel(hdi="higher")),
-                "r_hat": float(r_hat[name].sel(at)),
-                "ess_bulk": float(ess[name].sel(at)),
-            })
-    return pd.DataFrame(rows)

@@ -156,7 +156,7 @@ def _sft_parts(theta, x):
     c, q = x["capability"], x["quality"]
     ceiling = 1.0 / (1.0 + theta["H"] * _power(c, theta["kappa"]) * _power(q, theta["rho"]))
     t50 = theta["T"] * jnp.power(x["diversity"], theta["delta"]) * jnp.power(q, theta["gamma"]) * _power(c, theta["eta"])
-    rise = 1.0 / (1.0 + _power(x["steps"] / t50, theta["k"]))
+    rise = 1.0 / (1.0 + _power(x["step"] / t50, theta["k"]))
     return ceiling, rise
 
 
@@ -168,9 +168,9 @@ def sft_mean(theta, x):
 
 def sft_break_mean(theta, x):
     """The SFT law with a break past the memorization step t_mem = M·diversity^mu: accuracy decays as
-    (1 + steps/t_mem)^(−drop) beyond it (drop → 0 recovers `sft`)."""
+    (1 + step/t_mem)^(−drop) beyond it (drop → 0 recovers `sft`)."""
     ceiling, rise = _sft_parts(theta, x)
-    fall = jnp.power(1.0 + x["steps"] / (theta["M"] * jnp.power(x["diversity"], theta["mu"])), -theta["drop"])
+    fall = jnp.power(1.0 + x["step"] / (theta["M"] * jnp.power(x["diversity"], theta["mu"])), -theta["drop"])
     return theta["floor"] + (ceiling - theta["floor"]) * rise * fall
 
 
@@ -219,12 +219,12 @@ def _unscale_two_step(t, r, s):
 def _unscale_sft(t, r, s):
     c, q = r["capability"], r["quality"]
     return {"floor": t["floor"], "H": t["H"] * c ** t["kappa"] * q ** t["rho"], "kappa": t["kappa"], "rho": t["rho"],
-            "T": t["T"] * r["steps"] * r["diversity"] ** -t["delta"] * q ** -t["gamma"] * c ** t["eta"], "k": t["k"],
+            "T": t["T"] * r["step"] * r["diversity"] ** -t["delta"] * q ** -t["gamma"] * c ** t["eta"], "k": t["k"],
             "delta": t["delta"], "gamma": t["gamma"], "eta": t["eta"]}
 
 
 def _unscale_sft_break(t, r, s):
-    return _unscale_sft(t, r, s) | {"M": t["M"] * r["steps"] * r["diversity"] ** -t["mu"], "mu": t["mu"], "drop": t["drop"]}
+    return _unscale_sft(t, r, s) | {"M": t["M"] * r["step"] * r["diversity"] ** -t["mu"], "mu": t["mu"], "drop": t["drop"]}
 
 
 # --- derived scaled quantities -----------------------------------------------------------------------
@@ -261,7 +261,7 @@ def _exponent(name: str, meaning: str) -> Latent:
 
 
 # The SFT laws' axes, parameters and prior (scaled units: every axis over its geometric mean in the data).
-SFT_AXES = ("steps", "diversity", "quality", "capability")
+SFT_AXES = ("step", "diversity", "quality", "capability")
 SFT_PARAMS = ("floor", "H", "kappa", "rho", "T", "k", "delta", "gamma", "eta")
 SFT_LATENT = (
     FLOOR_ACC,
@@ -343,7 +343,7 @@ LAWS: dict[str, Law] = {law.name: law for law in (
                 "From accuracy alone only k·A' (reported as A) and k·(L50 − E) (margin) are identified; with "
                 "margin finite, accuracy saturates below the ceiling because the loss has a floor."),
     Law("sft", "acc = floor + (ceiling − floor)·rise, ceiling = 1/(1 + H·capability^(−kappa)·quality^(−rho)), "
-        "rise = 1/(1 + (steps/t50)^(−k)), t50 = T·diversity^delta·quality^gamma·capability^(−eta)",
+        "rise = 1/(1 + (step/t50)^(−k)), t50 = T·diversity^delta·quality^gamma·capability^(−eta)",
         SFT_AXES, SFT_PARAMS, "accuracy", sft_mean, SFT_LATENT, _unscale_sft,
         meaning="The project's joint SFT law, designed from the reference grid (runs/reference.toml; see "
                 "fits/README.md). Accuracy rises as a logistic in log steps from the floor to a ceiling; the "
@@ -353,7 +353,7 @@ LAWS: dict[str, Law] = {law.name: law for law in (
                 "with capability (eta > 0). On the reference grid (id answer accuracy) it ties its break variant "
                 "`sft-break` by PSIS-LOO (no decline past memorization in the data, so the simpler law stands) and "
                 "beats the steps-only laws by 24-29 elpd (3.6-4.5 SE); see fits/README.md."),
-    Law("sft-break", "sft · (1 + steps/t_mem)^(−drop), t_mem = M·diversity^mu",
+    Law("sft-break", "sft · (1 + step/t_mem)^(−drop), t_mem = M·diversity^mu",
         SFT_AXES, (*SFT_PARAMS, "M", "mu", "drop"), "accuracy", sft_break_mean,
         (*SFT_LATENT,
          Latent("M", "log", math.log(4.0), 1.5, "memorization step at the reference diversity (prior: 4× x_ref)"),
@@ -372,14 +372,3 @@ def get_law(name: str) -> Law:
         return LAWS[name]
     except KeyError:
         raise UserError(f"unknown law {name!r}; the laws are {', '.join(LAWS)}") from None
-
-
-# The legacy positional forms, used by the demo's grouped fits and their tests.
-def saturating_power(x, E, A, alpha):
-    """y = E + A · x^(−alpha): a power-law decay towards the floor E (irreducible loss)."""
-    return power_mean({"E": E, "A": A, "alpha": alpha}, {"x": x})
-
-
-def saturating_accuracy(x, C, x50, k):
-    """acc = C / (1 + (x / x50)^(-k)): a power law x^k at few steps that saturates at the ceiling C."""
-    return saturating_accuracy_mean({"C": C, "x50": x50, "k": k}, {"x": x})

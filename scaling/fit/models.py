@@ -27,7 +27,7 @@ import numpyro.distributions as dist
 from jax.scipy.special import logit
 from numpyro.infer import Predictive
 
-from scaling.fit.laws import Law, saturating_accuracy, saturating_power
+from scaling.fit.laws import Law
 
 STUDENT_NU = 4.0
 OBSERVED = "y"  # the observation site, in every model
@@ -125,26 +125,3 @@ def prior_predictive(law: Law, x, key, count: int, n=None, seed=None, n_seeds: i
 
 
 # --- the demo's grouped laws: one curve per group, in steps ------------------------------------------
-
-def power_law_model(x, group, n_groups: int, y_scale: float, log_y=None):
-    """Grouped saturating power law with a Student-t likelihood on log y."""
-    with numpyro.plate("group", n_groups):
-        E = y_scale * numpyro.sample("E_scaled", dist.HalfNormal(1.0))
-        A = y_scale * numpyro.sample("A_scaled", dist.LogNormal(0.0, 1.5))
-        alpha = numpyro.sample("alpha", dist.LogNormal(jnp.log(0.5), 1.0))
-    numpyro.deterministic("E", E)
-    numpyro.deterministic("A", A)
-    sigma = numpyro.sample("sigma", dist.HalfNormal(0.5))
-    mean_y = saturating_power(x, E[group], A[group], alpha[group])
-    numpyro.sample("log_y", dist.StudentT(STUDENT_NU, jnp.log(mean_y), sigma), obs=log_y)
-
-
-def accuracy_model(steps, group, n_groups: int, x_ref: float, trials, correct=None):
-    """Grouped saturating accuracy law with a Binomial likelihood over `trials` graded examples."""
-    with numpyro.plate("group", n_groups):
-        C = numpyro.sample("C", dist.Beta(2.0, 1.0))
-        log_x50 = numpyro.sample("log_x50", dist.Normal(jnp.log(x_ref), 2.0))
-        k = numpyro.sample("k", dist.LogNormal(jnp.log(2.0), 1.0))
-    x50 = numpyro.deterministic("x50", jnp.exp(log_x50))
-    accuracy = jnp.clip(saturating_accuracy(steps, C[group], x50[group], k[group]), 1e-6, 1 - 1e-6)
-    numpyro.sample("correct", dist.Binomial(trials, probs=accuracy), obs=correct)

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from scaling.grid.spec import HF_PREFIX, Cell, GridSpec, train_config
+from scaling.grid.spec import Base, Cell, GridSpec, train_config
 from scaling.grid.plan import cell_data, cell_tokenizer, model_config
 from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 
@@ -35,7 +35,7 @@ class CellEstimate:
 def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
     shapes = []
     for cell in cells:
-        length = _estimated_length(spec, cell.diversity, cell.cot, cell_tokenizer(spec, cell))
+        length = _estimated_length(spec, cell.diversity, cell.cot, cell_tokenizer(cell))
         shapes.append((length, spec.data.pack_length or length))
     # One timed step per size, at its longest row; other rows of that size scale by their FLOPs.
     longest = {}
@@ -43,15 +43,15 @@ def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
         longest[cell.size] = max(row, longest.get(cell.size, 0))
     estimates = []
     for cell, (length, row) in zip(cells, shapes):
-        cfg = model_config(spec, cell, max(row, length))
+        cfg = model_config(cell, max(row, length))
         steps = train_config(spec, cell.seed).total_steps
         per_step = cfg.train_flops_per_token(row) * spec.train.batch_size * row
         # Pretraining, and evaluation: a forward pass (a third of a train step) per token of each split at each budget.
-        pretrain = cfg.train_flops_per_token(spec.train.pretrain_context) * cell.pretrain
+        pretrain = cfg.train_flops_per_token(spec.train.pretrain_context) * cell.pretrain_tokens
         evaluation = cfg.train_flops_per_token(length) / 3 * length * spec.eval.n * len(spec.eval.splits) * len(spec.train.budgets)
         flops = steps * per_step + pretrain + evaluation
         estimates.append(CellEstimate(cell, cfg.non_embedding_params, flops,
-                                      flops * _seconds_per_flop(cell.size, longest[cell.size], spec.train.batch_size)))
+                                      flops * _seconds_per_flop(cell.base, longest[cell.size], spec.train.batch_size)))
     return estimates
 
 
@@ -60,16 +60,16 @@ def _estimated_length(spec: GridSpec, diversity: int, cot: str, tokenizer: Token
     sampled = dataclasses.replace(spec, data=dataclasses.replace(spec.data, examples=min(spec.data.examples, SAMPLE)),
                                   eval=dataclasses.replace(spec.eval, n=min(spec.eval.n, SAMPLE)))
     first = spec.axes.seed[0]
-    return cell_data(sampled, Cell("tiny", 0, diversity, 1.0, cot, first, cell_id=""), tokenizer).length
+    return cell_data(sampled, Cell("tiny", 0, diversity, 1.0, cot, first, cell_id="", base=Base("tiny")), tokenizer).length
 
 
 @functools.lru_cache(maxsize=None)
-def _seconds_per_flop(size: str, row: int, batch: int) -> float:
+def _seconds_per_flop(base: Base, row: int, batch: int) -> float:
     """Measured train-step time per FLOP of a size at this shape; big sizes take the largest timed size's rate."""
     from scaling.trainer.config import PRESETS, preset
 
-    if size.startswith(HF_PREFIX):  # a checkpoint is not timed here: the largest timed preset's rate stands in
-        size = PRESETS[-1]
+    # A checkpoint is not timed here: the largest timed preset's rate stands in.
+    size = PRESETS[-1] if base.is_checkpoint else base.name
 
     def step_flops(name: str) -> float:
         return preset(name, CHARACTERS.vocab_size, row).train_flops_per_token(row) * batch * row
@@ -112,7 +112,7 @@ def describe_grid(spec: GridSpec, cells: list[Cell], say: Callable[[str], None])
         f"{'params':>10} {'FLOPs':>9} {'est. time':>9}")
     for e in estimates:
         c = e.cell
-        say(f"{c.cell_id:<16} {c.size:<8} {c.pretrain:>10} {c.diversity:>9} {c.quality:>7g} {c.cot:<5} {c.seed:>4} "
+        say(f"{c.cell_id:<16} {c.size:<8} {c.pretrain_tokens:>10} {c.diversity:>9} {c.quality:>7g} {c.cot:<5} {c.seed:>4} "
             f"{e.params:>10,} {e.flops:>9.2e} {_duration(e.seconds):>9}")
     total = sum(e.seconds for e in estimates)
     say(f"{len(estimates)} cells, {sum(e.flops for e in estimates):.2e} FLOPs, about {_duration(total)} "

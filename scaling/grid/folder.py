@@ -5,8 +5,9 @@ disk, a shared network filesystem and an object store. Paths given to its method
 folder's root and use "/" separators on every platform.
 
 Writes are atomic: a reader sees the old file, the new file, or no file, never half of one. On a local
-filesystem that means a temporary file in the same folder, fsync, rename; elsewhere a temporary sibling
-moved into place (an object store's put is atomic by itself, the move keeps other backends honest).
+filesystem that means `scaling.staging.write_file_atomic` (a temporary in the same folder, fsync,
+rename); elsewhere a temporary sibling moved into place (an object store's put is atomic by itself,
+the move keeps other backends honest).
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ import datetime
 import errno
 import os
 import shutil
-import uuid
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable
+from typing import Callable
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-TEMPORARY_PREFIX = "."  # temporary files are hidden: `list` skips them and so do most tools
-TEMPORARY_SUFFIX = ".tmp"
+from scaling import staging
+
 
 
 class RunFolder:
@@ -68,7 +68,7 @@ class RunFolder:
     def write_bytes_atomic(self, rel: str, data: bytes) -> None:
         """Write data to rel so that readers see either the old file or all of the new one."""
         if self.is_local:
-            _replace_local_atomic(self._local(rel), lambda out: out.write(data))
+            staging.write_file_atomic(self._local(rel), data)
         else:
             self._replace_remote_atomic(rel, lambda temporary: self.fs.pipe_file(temporary, data))
 
@@ -77,7 +77,7 @@ class RunFolder:
         local_file = Path(local_file)
         if self.is_local:
             with open(local_file, "rb") as source:
-                _replace_local_atomic(self._local(rel), lambda out: shutil.copyfileobj(source, out))
+                staging.write_file_atomic(self._local(rel), lambda out: shutil.copyfileobj(source, out))
         else:
             self._replace_remote_atomic(rel, lambda temporary: self.fs.put_file(str(local_file), temporary))
 
@@ -114,7 +114,7 @@ class RunFolder:
         """
         assert last in files
         if self.is_local:
-            published = _publish_local_folder(self.local_path, files)
+            published = staging.publish_once(self.local_path, {'/'.join(_relative_parts(rel)): data for rel, data in files.items()})
             if published is not None:
                 return published
         for rel, data in files.items():
@@ -164,7 +164,7 @@ class RunFolder:
             except FileNotFoundError:
                 return []
             names = [PurePosixPath(entry["name"]).name for entry in entries if entry["type"] == "file"]
-        return sorted(n for n in names if n.endswith(suffix) and not n.startswith(TEMPORARY_PREFIX))
+        return sorted(n for n in names if n.endswith(suffix) and not n.startswith(staging.TEMPORARY_PREFIX))
 
     def modified(self, rel: str) -> float:
         """When rel was last modified, in seconds since the epoch (by the filesystem's clock)."""
@@ -191,7 +191,7 @@ class RunFolder:
     def _replace_remote_atomic(self, rel: str, upload: Callable[[str], None]) -> None:
         full = self.path(rel)
         parent = self.fs._parent(full)
-        temporary = f"{parent.rstrip('/')}/{_temporary_name(PurePosixPath(full).name)}"
+        temporary = f"{parent.rstrip('/')}/{staging.temporary_name(PurePosixPath(full).name)}"
         self.fs.makedirs(parent, exist_ok=True)
         try:
             upload(temporary)
@@ -212,66 +212,15 @@ def _relative_parts(rel: str) -> list[str]:
     return parts
 
 
-def _temporary_name(name: str) -> str:
-    """A hidden, unique sibling name: concurrent writers of the same file never share a temporary."""
-    return f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
-
-
-def _replace_local_atomic(target: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary sibling, fsync it, rename it over target, then fsync the folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / _temporary_name(target.name)
-    # os.open with 0o666 honours the umask, unlike mkstemp's 0o600: other runners (and users) of a shared
-    # run folder must be able to read what this one writes.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_folder(target.parent)
-
-
-def _publish_local_folder(target: Path, files: dict[str, bytes]) -> bool | None:
-    """Rename a filled hidden sibling onto target: True if done, False if target has content, None if the
-    rename is impossible here (a mount point, another filesystem) and the caller must write in place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / _temporary_name(target.name)
-    staging.mkdir()
-    try:
-        for rel, data in files.items():
-            path = staging.joinpath(*_relative_parts(rel))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _write_new_file(path, data)
-        if target.is_dir():  # an empty folder made for the run keeps its permissions (a group's shared folder)
-            shutil.copymode(target, staging)
-        try:
-            os.rename(staging, target)  # atomic; replaces target only where it is absent or an empty folder
-        except OSError as error:
-            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                return False
-            if error.errno in (errno.EXDEV, errno.EBUSY, errno.EPERM, errno.EACCES) and target.is_dir():
-                return None
-            raise
-        _fsync_folder(target.parent)
-        return True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def _create_local_exclusive(target: Path, data: bytes) -> bool:
     """Exactly one creator wins, and a reader never sees the file short: the data go to a temporary
     sibling first, which is hard-linked to target (link, like O_CREAT|O_EXCL, fails where target exists;
     both are atomic on local filesystems and NFSv3 and later). Where hard links are unsupported the file
     is created with O_EXCL and written after."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / _temporary_name(target.name)
+    temporary = target.parent / staging.temporary_name(target.name)
     try:
-        _write_new_file(temporary, data)
+        staging.write_new_file(temporary, data)
         try:
             os.link(temporary, target)
         except FileExistsError:
@@ -282,47 +231,18 @@ def _create_local_exclusive(target: Path, data: bytes) -> bool:
             return _create_local_exclusive_in_place(target, data)
     finally:
         temporary.unlink(missing_ok=True)
-    _fsync_folder(target.parent)
+    staging.fsync_folder(target.parent)
     return True
-
-
-def _write_new_file(path: Path, data: bytes) -> None:
-    # os.open with 0o666 honours the umask, unlike mkstemp's 0o600: others sharing the folder can read it.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
 
 
 def _create_local_exclusive_in_place(target: Path, data: bytes) -> bool:
     try:
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        staging.write_new_file(target, data)
     except FileExistsError:
         return False
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
     except BaseException:
         # A half-written file would block everyone until judged stale; better to leave none.
         target.unlink(missing_ok=True)
         raise
-    _fsync_folder(target.parent)
+    staging.fsync_folder(target.parent)
     return True
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename or creation in folder durable; skipped where folders cannot be opened or synced."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-

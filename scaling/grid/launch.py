@@ -158,9 +158,3 @@ class GridProgress:
             if outcome.computed or outcome.status.startswith("failed"):
                 took = f" ({time.monotonic() - began:.0f} s)" if began is not None else ""  # ray/slurm report ends only
                 self.console.print(f"cell {cell.cell_id} {outcome.status}{took} {cell.label}", highlight=False)
-
-
-def main_exit_code(report: RunReport) -> int:
-    """1 when a cell failed in this run (the grid still ran to the end), else 0."""
-    return 1 if report.failed else 0
-

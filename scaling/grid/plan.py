@@ -10,9 +10,6 @@ in the run's scratch folder, so a grid pretrains each base once however many mix
 from __future__ import annotations
 
 import functools
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +20,8 @@ from scaling.grid.cell import CellPlan
 from scaling.trainer.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from scaling.trainer.config import ModelConfig, preset
 from scaling.errors import UserError
-from scaling.grid.spec import HF_PREFIX, Cell, GridSpec, hf_path, train_config
+from scaling.staging import publish_once
+from scaling.grid.spec import Cell, GridSpec, train_config
 from scaling.trainer.model import abstract_model
 from scaling.trainer.packing import pack
 from scaling.trainer.pretrain import pretrain
@@ -42,10 +40,10 @@ class CellData:
     length: int  # tokens that fit every sequence of this cell, in its tokenizer
 
 
-def cell_tokenizer(spec: GridSpec, cell: Cell) -> Tokenizer:
+def cell_tokenizer(cell: Cell) -> Tokenizer:
     """The tokenizer of a cell's base: an hf:PATH checkpoint's own, else the character tokenizer of presets."""
-    if cell.size.startswith(HF_PREFIX):
-        return checkpoint_tokenizer(hf_path(cell.size, Path(spec.base_dir)))
+    if cell.base.is_checkpoint:
+        return checkpoint_tokenizer(cell.base.checkpoint)
     return CHARACTERS
 
 
@@ -67,30 +65,26 @@ def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed:
     return CellData(pool, splits, -(-longest // LENGTH_QUANTUM) * LENGTH_QUANTUM)
 
 
-def is_checkpoint(cell: Cell) -> bool:
-    """Whether the cell's base is a Hugging Face checkpoint (hf:PATH) rather than a preset size."""
-    return cell.size.startswith(HF_PREFIX)
-
-
-def model_config(spec: GridSpec, cell: Cell, length: int) -> ModelConfig:
+def model_config(cell: Cell, length: int) -> ModelConfig:
     """The cell's model: a preset size at this length (in the character tokenizer's vocabulary, which its
     base is pretrained in), or an hf:PATH checkpoint's own configuration."""
-    if not is_checkpoint(cell):
+    if not cell.base.is_checkpoint:
         return preset(cell.size, CHARACTERS.vocab_size, length)
     from scaling.hf import checkpoint_config  # jax-free until a spec names a checkpoint
 
-    cfg = checkpoint_config(hf_path(cell.size, Path(spec.base_dir)))[2]
+    cfg = checkpoint_config(cell.base.checkpoint)[2]
     if cfg.positions == "learned" and length > cfg.max_len:
         raise UserError(f"[axes] size {cell.size!r}: the cell's sequences need {length} tokens, more than the "
                         f"checkpoint's {cfg.max_len} learned positions (lower [data] pack_length or the task lengths)")
     return cfg
 
 
-def cell_plan(spec: GridSpec, cell: Cell, bases: Path | None) -> CellPlan:
-    """Everything `scaling.grid.cell.run_cell` needs for this cell; pretrains (or loads) its base into `bases`."""
-    tokenizer = cell_tokenizer(spec, cell)
+def cell_plan(spec: GridSpec, cell: Cell, init_params: nnx.State | None) -> CellPlan:
+    """Everything `scaling.grid.cell.run_cell` needs for this cell, starting from the base's parameters
+    (see `load_or_pretrain_base`; None: a random initialization)."""
+    tokenizer = cell_tokenizer(cell)
     data = cell_data(spec, cell, tokenizer)
-    model_cfg = model_config(spec, cell, max(data.length, spec.data.pack_length or data.length))
+    model_cfg = model_config(cell, max(data.length, spec.data.pack_length or data.length))
     if tokenizer.vocab_size > model_cfg.vocab_size:
         raise UserError(f"[axes] size {cell.size!r}: the tokenizer has {tokenizer.vocab_size} ids, the model only "
                         f"{model_cfg.vocab_size} embedding rows")
@@ -110,43 +104,38 @@ def cell_plan(spec: GridSpec, cell: Cell, bases: Path | None) -> CellPlan:
         eval_batch=min(spec.eval.batch_size, spec.eval.n),
         tokens_per_step=spec.train.batch_size * pack_length,
         pool_stats=diversity_stats(data.pool),
-        init_params=base_params(spec, cell, bases),
+        init_params=init_params,
         tokenizer=tokenizer,
     )
 
 
 def base_key(cell: Cell, spec: GridSpec) -> str:
     t = spec.train
-    return f"{cell.size}-tokens{cell.pretrain}-seed{cell.seed}-ctx{t.pretrain_context}-bs{t.pretrain_batch_size}-lr{t.pretrain_lr:g}"
+    return f"{cell.size}-tokens{cell.pretrain_tokens}-seed{cell.seed}-ctx{t.pretrain_context}-bs{t.pretrain_batch_size}-lr{t.pretrain_lr:g}"
 
 
-def base_params(spec: GridSpec, cell: Cell, bases: Path | None) -> nnx.State | None:
-    """The cell's base parameters: a checkpoint's, or a preset pretrained here and cached under `bases`
-    (None: random initialization)."""
-    if is_checkpoint(cell):
+def load_or_pretrain_base(spec: GridSpec, cell: Cell, bases: Path | None) -> nnx.State | None:
+    """The cell's base parameters: a checkpoint's, read; or a preset's, pretrained here on the corpus for
+    the cell's pretrain_tokens and cached under `bases` (None: the preset starts from random init)."""
+    if cell.base.is_checkpoint:
         from scaling.hf import read_hf_checkpoint
 
         # Read straight from the checkpoint (one tensor at a time, no copy on disk): conversion is fast,
         # and a copy in scratch would double the disk a large base takes.
-        return read_hf_checkpoint(hf_path(cell.size, Path(spec.base_dir))).params
-    if cell.pretrain == 0:
+        return read_hf_checkpoint(cell.base.checkpoint).params
+    if cell.pretrain_tokens == 0:
         return None
     t = spec.train
     cfg = preset(cell.size, CHARACTERS.vocab_size, t.pretrain_context)
     if bases is None:
-        return pretrain(cfg, cell.pretrain, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
+        return pretrain(cfg, cell.pretrain_tokens, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
     folder = bases / base_key(cell, spec)
     like = abstract_model(cfg)[1]
     if latest_checkpoint(folder) is None:
-        params = pretrain(cfg, cell.pretrain, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
-        # Written aside and renamed into place: two workers pretraining the same base both succeed, and the
-        # second simply finds the first's (identical, since pretraining is deterministic) base there.
-        aside = bases / f".{folder.name}.{uuid.uuid4().hex}"
-        save_checkpoint(aside, 0, params, {"key": folder.name})
-        try:
-            os.rename(aside, folder)
-        except OSError:
-            shutil.rmtree(aside, ignore_errors=True)
+        params = pretrain(cfg, cell.pretrain_tokens, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
+        # Published whole, once: two workers pretraining the same base both succeed, and the second simply
+        # finds the first's (identical, since pretraining is deterministic) base there.
+        publish_once(folder, lambda aside: save_checkpoint(aside, 0, params, {"key": folder.name}))
         return params
     params, _ = restore_checkpoint(folder, latest_checkpoint(folder), like)
     return params

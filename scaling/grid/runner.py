@@ -26,7 +26,7 @@ from typing import Callable
 
 from scaling.trainer.config import preset
 from scaling.errors import UserError
-from scaling.grid.spec import HF_PREFIX, Cell, GridSpec, hf_path, parse_spec
+from scaling.grid.spec import Cell, GridSpec, parse_spec
 from scaling.grid.locks import acquire
 from scaling.grid.folder import RunFolder
 from scaling.schema import METRICS
@@ -72,7 +72,7 @@ def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolde
         if folder.is_local and folder.local_path.is_dir() and _has_content(folder.local_path):
             raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
         files = {SPEC: spec_text.encode()}
-        if any(size.startswith(HF_PREFIX) for size in spec.axes.size):  # only checkpoint paths need it
+        if any(base.is_checkpoint for base in spec.bases.values()):  # only checkpoint paths need it
             files[SPEC_DIR] = str(Path(spec.base_dir).resolve()).encode()
         try:
             if folder.initialize(files, last=SPEC):
@@ -142,7 +142,7 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
                  on_event: EventHook | None = None) -> Outcome:
     """Compute one cell unless it is finished or another runner holds it; never stops on a failed cell."""
     from scaling.grid.cell import run_cell  # the trainer's imports only where cells are trained
-    from scaling.grid.plan import cell_plan
+    from scaling.grid.plan import cell_plan, load_or_pretrain_base
     from scaling.provenance import provenance
 
     worker = worker_name()
@@ -156,9 +156,9 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
         notify = on_event or (lambda kind, c, value: None)
         checkpoints = checkpoints_dir(folder, cell.cell_id)
         try:
-            plan = cell_plan(spec, cell, scratch_dir(folder) / "bases")
+            plan = cell_plan(spec, cell, load_or_pretrain_base(spec, cell, scratch_dir(folder) / "bases"))
             notify("start", cell, plan.train_cfg.total_steps)
-            keep = (lambda params: save_cell_model(folder, spec, cell, plan, params)) if spec.run.save_models else None
+            keep = (lambda params: save_cell_model(folder, cell, plan, params)) if spec.run.save_models else None
             result = run_cell(plan, checkpoints=checkpoints, checkpoint_every=spec.train.checkpoint_every or None,
                               on_step=lambda step, loss: notify("step", cell, step), on_final=keep)
         except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid
@@ -177,24 +177,16 @@ def model_dir(cell_id: str) -> str:
     return f"models/{cell_id}"
 
 
-def save_cell_model(folder: RunFolder, spec: GridSpec, cell: Cell, plan, params) -> None:
-    """Write a cell's final model as a model folder in RUN/models/CELL_ID/, replacing an earlier attempt's.
+def save_cell_model(folder: RunFolder, cell: Cell, plan, params) -> None:
+    """Write a cell's final model as a model folder in RUN/models/CELL_ID/, replacing an earlier attempt's
+    (what the folder holds, and how it exports, is the hf package's business: `fine_tuned_model`)."""
+    from scaling.hf import fine_tuned_model, save_model_folder
 
-    A checkpoint base keeps its architecture, config.json and tokenizer files, so the export is a
-    checkpoint of the same kind; a preset base is written as the Llama it is, without a tokenizer.
-    """
-    from scaling.hf import BaseModel, checkpoint_config, save_model_folder
-    from scaling.grid.plan import is_checkpoint
-
-    source = hf_path(cell.size, Path(spec.base_dir)) if is_checkpoint(cell) else None
-    hf_config, architecture = {}, "llama"
-    if source is not None:
-        hf_config, arch, _ = checkpoint_config(source)
-        architecture = arch.name
-    model = BaseModel(plan.model_cfg, params, architecture, hf_config)
+    model = fine_tuned_model(plan.model_cfg, params, cell.base.checkpoint)
     scratch_dir(folder).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_dir(folder)) as staging:
-        written = save_model_folder(Path(staging) / cell.cell_id, model, source, source=f"cell {cell.cell_id} of {folder.url}")
+        written = save_model_folder(Path(staging) / cell.cell_id, model, cell.base.checkpoint,
+                                    source=f"cell {cell.cell_id} of {folder.url}")
         for file in sorted(written.iterdir()):  # every file atomically; a rerun overwrites an earlier attempt's
             folder.put_file_atomic(f"{model_dir(cell.cell_id)}/{file.name}", file)
 

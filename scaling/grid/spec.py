@@ -19,11 +19,12 @@ from pathlib import Path
 
 from scaling.trainer.config import PRESETS, TrainConfig
 from scaling.errors import UserError
+from scaling.schema import LEGACY_AXES
 from scaling.tasks.mixture import SPLITS, split_families
+from scaling.tasks.quality import COT_STYLES
 from scaling.tasks.registry import TASKS
 
 HF_PREFIX = "hf:"  # a size given as hf:PATH is a local Hugging Face checkpoint
-COT_STYLES = ("full", "short", "none")
 EXECUTORS = ("local", "ray", "slurm")
 MAX_SEED = 2**31  # seeds feed jax.random.key and numpy generators, which take at most 63 bits; 31 keep every use safe
 
@@ -39,6 +40,23 @@ class AxesSpec:
     cot: tuple[str, ...] = ("full",)  # CoT style: full, short or none
     seed: tuple[int, ...] = (0,)  # data, initialization and data-order seed
 
+    def __post_init__(self) -> None:
+        for size in self.size:
+            if not parse_base(size, Path(".")).is_checkpoint and size not in PRESETS:
+                raise ValueError(f"[axes] size {size!r} is neither a preset ({', '.join(PRESETS)}) nor hf:PATH")
+        if any(t < 0 for t in self.pretrain_tokens):
+            raise ValueError(f"[axes] pretrain_tokens must be >= 0, got {list(self.pretrain_tokens)}")
+        if any(parse_base(s, Path(".")).is_checkpoint for s in self.size) and 0 not in self.pretrain_tokens:
+            raise ValueError("[axes] pretrain_tokens must include 0 when a size is hf:PATH (a checkpoint is already pretrained)")
+        if any(k < 1 for k in self.diversity):
+            raise ValueError(f"[axes] diversity must be >= 1, got {list(self.diversity)}")
+        if any(not 0.0 <= q <= 1.0 for q in self.quality):
+            raise ValueError(f"[axes] quality must lie in [0, 1], got {list(self.quality)}")
+        if any(c not in COT_STYLES for c in self.cot):
+            raise ValueError(f"[axes] cot must be among {', '.join(COT_STYLES)}, got {list(self.cot)}")
+        if any(not 0 <= s < MAX_SEED for s in self.seed):
+            raise ValueError(f"[axes] seed must lie in 0..{MAX_SEED - 1}, got {list(self.seed)}")
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -49,6 +67,18 @@ class DataSpec:
     examples: int = 2000  # unique SFT examples per cell, whatever the diversity
     phrasings: int = 0  # prompt phrasings per family (0: all of them)
     pack_length: int = 0  # tokens per packed training row (0: the cell's longest sequence)
+
+    def __post_init__(self) -> None:
+        base_families = [name for name, task in TASKS.items() if task.kind != "composition"]
+        for where, names in (("families", self.families), ("ood_families", self.ood_families)):
+            unknown = [n for n in names if n not in base_families]
+            if unknown:
+                raise ValueError(f"[data] {where}: unknown family {unknown[0]!r} (see `scaling data families`)")
+        if set(self.families) & set(self.ood_families):
+            raise ValueError(f"[data] ood_families {sorted(set(self.families) & set(self.ood_families))} are also in families")
+        for name, minimum in (("examples", 1), ("phrasings", 0), ("pack_length", 0)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"[data] {name} must be >= {minimum}, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +99,25 @@ class TrainSpec:
     pretrain_lr: float = 3e-3  # pretraining peak learning rate (cosine schedule)
     pretrain_context: int = 256  # pretraining row length in tokens
 
+    def __post_init__(self) -> None:
+        try:
+            self.config(seed=0)
+        except ValueError as error:
+            raise ValueError(f"[train] {str(error).removeprefix('TrainConfig.')}") from None
+        if self.checkpoint_every < 0:
+            raise ValueError(f"[train] checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        for name in ("pretrain_batch_size", "pretrain_context"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"[train] {name} must be >= 1, got {getattr(self, name)}")
+        if not self.pretrain_lr > 0:
+            raise ValueError(f"[train] pretrain_lr must be > 0, got {self.pretrain_lr}")
+
+    def config(self, seed: int) -> TrainConfig:
+        """The optimizer settings of a cell with this seed."""
+        return TrainConfig(budgets=self.budgets, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
+                           weight_decay=self.weight_decay, grad_clip=self.grad_clip, seed=seed, schedule=self.schedule,
+                           decay_fraction=self.decay_fraction, steps_axis=self.steps_axis)
+
 
 @dataclass(frozen=True)
 class EvalSpec:
@@ -77,6 +126,13 @@ class EvalSpec:
     splits: tuple[str, ...] = ("train", "id", "ood_length", "ood_family")  # see scaling.tasks.mixture.SPLITS
     n: int = 256  # examples per split
     batch_size: int = 256  # examples decoded together
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if unknown:
+            raise ValueError(f"[eval] splits: unknown split {unknown[0]!r}; splits are {', '.join(SPLITS)}")
+        if self.n < 1 or self.batch_size < 1:
+            raise ValueError(f"[eval] n and batch_size must be >= 1, got {self.n} and {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +143,10 @@ class RaySpec:
     num_cpus: float = 1.0  # CPUs reserved per cell
     num_gpus: float = 0.0  # GPUs reserved per cell (fractions share one)
     max_retries: int = 3  # retries of a cell whose worker died
+
+    def __post_init__(self) -> None:
+        if self.num_cpus < 0 or self.num_gpus < 0 or self.max_retries < 0:
+            raise ValueError("[run.ray] num_cpus, num_gpus and max_retries must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -100,6 +160,11 @@ class SlurmSpec:
     mem_gb: int = 16
     array_parallelism: int = 64  # array tasks running at once
     max_num_timeout: int = 10  # requeues after preemption or timeout
+
+    def __post_init__(self) -> None:
+        if min(self.timeout_min, self.cpus_per_task, self.mem_gb, self.array_parallelism) < 1 or min(self.gpus_per_node, self.max_num_timeout) < 0:
+            raise ValueError("[run.slurm] timeout_min, cpus_per_task, mem_gb, array_parallelism must be >= 1 and "
+                             "gpus_per_node, max_num_timeout >= 0")
 
 
 @dataclass(frozen=True)
@@ -115,6 +180,35 @@ class RunSpec:
     ray: RaySpec = field(default_factory=RaySpec)
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"[run] executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.workers < 1:
+            raise ValueError(f"[run] workers must be >= 1, got {self.workers}")
+        if not 0 < self.heartbeat_s < self.stale_after_s:
+            raise ValueError(f"[run] need 0 < heartbeat_s < stale_after_s, got {self.heartbeat_s} and {self.stale_after_s}")
+
+
+@dataclass(frozen=True)
+class Base:
+    """A cell's base model, as the spec's size axis names it: a size preset (trained here from random init,
+    or pretrained on pretrain_tokens first), or a local Hugging Face checkpoint."""
+
+    name: str  # as written on the size axis: a preset name, or hf:PATH
+    checkpoint: Path | None = None  # the checkpoint folder, resolved against the spec's folder (None: a preset)
+
+    @property
+    def is_checkpoint(self) -> bool:
+        return self.checkpoint is not None
+
+
+def parse_base(size: str, base_dir: Path) -> Base:
+    """The base a size names; a relative hf:PATH is relative to the spec's folder."""
+    if not size.startswith(HF_PREFIX):
+        return Base(size)
+    path = Path(size.removeprefix(HF_PREFIX)).expanduser()
+    return Base(size, path if path.is_absolute() else Path(base_dir) / path)
+
 
 @dataclass(frozen=True)
 class GridSpec:
@@ -125,6 +219,25 @@ class GridSpec:
     eval: EvalSpec = field(default_factory=EvalSpec)
     run: RunSpec = field(default_factory=RunSpec)
     base_dir: str = "."  # the spec file's folder: hf:PATH is relative to it
+
+    def __post_init__(self) -> None:
+        """The checks across sections; each section checked its own fields when it was made."""
+        axes, data = self.axes, self.data
+        if any(k > len(data.families) for k in axes.diversity):
+            raise ValueError(f"[axes] diversity must lie in 1..{len(data.families)} (the number of [data] families), "
+                             f"got {list(axes.diversity)}")
+        for split in self.eval.splits:
+            for k in axes.diversity:
+                if split != "train":
+                    try:
+                        split_families(split, data.families, k, data.ood_families)
+                    except ValueError as error:
+                        raise ValueError(f"[eval] splits: {error}") from None
+
+    @property
+    def bases(self) -> dict[str, Base]:
+        """The base of each value of the size axis."""
+        return {size: parse_base(size, Path(self.base_dir)) for size in self.axes.size}
 
     def results_content(self) -> dict:
         """Everything in the spec that determines results (not `name`, `run` or where the file lies)."""
@@ -137,17 +250,18 @@ class Cell:
     """One base × one mixture × one seed, with its content hash."""
 
     size: str
-    pretrain: int
+    pretrain_tokens: int
     diversity: int
     quality: float
     cot: str
     seed: int
     cell_id: str
+    base: Base  # what `size` names: a preset, or a checkpoint with its path resolved
 
     @property
     def axes(self) -> dict:
         """The cell's value on each of scaling.schema.AXES."""
-        return {"size": self.size, "pretrain": self.pretrain, "diversity": self.diversity,
+        return {"size": self.size, "pretrain_tokens": self.pretrain_tokens, "diversity": self.diversity,
                 "quality": self.quality, "cot": self.cot, "seed": self.seed}
 
     @property
@@ -182,8 +296,13 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
         sections[key] = _typed(cls, table.pop(key, {}), f"[{key}]", source)
     if table:
         raise UserError(f"{source}: unknown key {sorted(table)[0]!r} (known: name, axes, data, train, eval, run)")
-    spec = GridSpec(name=name, base_dir=str(base_dir), **sections)
-    _validate(spec, source)
+    try:
+        spec = GridSpec(name=name, base_dir=str(base_dir), **sections)
+    except ValueError as error:
+        raise UserError(f"{source}: {error}") from None
+    for base in spec.bases.values():
+        if base.is_checkpoint:
+            _check_checkpoint(base, source)
     return spec
 
 
@@ -207,7 +326,10 @@ def _typed(cls, table, where: str, source: str):
             values[name] = _typed(hint, table[name], f"[{where.strip('[]')}.{name}]", source)
         else:
             values[name] = _value(table[name], hint, f"{where} {name}", source)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:
+        raise UserError(f"{source}: {error}") from None
 
 
 def _value(raw, hint, what: str, source: str):
@@ -229,104 +351,27 @@ def _value(raw, hint, what: str, source: str):
     return float(raw) if hint is float else raw
 
 
-def _validate(spec: GridSpec, source: str) -> None:
-    def bad(what: str) -> UserError:
-        return UserError(f"{source}: {what}")
-
-    axes, data, run = spec.axes, spec.data, spec.run
-    for size in axes.size:
-        if size.startswith(HF_PREFIX):
-            _check_hf_base(size, Path(spec.base_dir), bad)
-        elif size not in PRESETS:
-            raise bad(f"[axes] size {size!r} is neither a preset ({', '.join(PRESETS)}) nor hf:PATH")
-    if any(t < 0 for t in axes.pretrain_tokens):
-        raise bad(f"[axes] pretrain_tokens must be >= 0, got {list(axes.pretrain_tokens)}")
-    if any(s.startswith(HF_PREFIX) for s in axes.size) and 0 not in axes.pretrain_tokens:
-        raise bad("[axes] pretrain_tokens must include 0 when a size is hf:PATH (a checkpoint is already pretrained)")
-    base_families = [name for name, task in TASKS.items() if task.kind != "composition"]
-    for where, names in (("families", data.families), ("ood_families", data.ood_families)):
-        unknown = [n for n in names if n not in base_families]
-        if unknown:
-            raise bad(f"[data] {where}: unknown family {unknown[0]!r} (see `scaling data families`)")
-    if set(data.families) & set(data.ood_families):
-        raise bad(f"[data] ood_families {sorted(set(data.families) & set(data.ood_families))} are also in families")
-    if any(not 1 <= k <= len(data.families) for k in axes.diversity):
-        raise bad(f"[axes] diversity must lie in 1..{len(data.families)} (the number of [data] families), got {list(axes.diversity)}")
-    if any(not 0.0 <= q <= 1.0 for q in axes.quality):
-        raise bad(f"[axes] quality must lie in [0, 1], got {list(axes.quality)}")
-    if any(c not in COT_STYLES for c in axes.cot):
-        raise bad(f"[axes] cot must be among {', '.join(COT_STYLES)}, got {list(axes.cot)}")
-    if any(not 0 <= s < MAX_SEED for s in axes.seed):
-        raise bad(f"[axes] seed must lie in 0..{MAX_SEED - 1}, got {list(axes.seed)}")
-    for name in ("examples", "phrasings", "pack_length"):
-        minimum = 1 if name == "examples" else 0
-        if getattr(data, name) < minimum:
-            raise bad(f"[data] {name} must be >= {minimum}, got {getattr(data, name)}")
-    try:
-        train_config(spec, seed=0)
-    except ValueError as error:
-        raise bad(f"[train] {str(error).removeprefix('TrainConfig.')}") from None
-    for name in ("checkpoint_every",):
-        if getattr(spec.train, name) < 0:
-            raise bad(f"[train] {name} must be >= 0, got {getattr(spec.train, name)}")
-    for name in ("pretrain_batch_size", "pretrain_context"):
-        if getattr(spec.train, name) < 1:
-            raise bad(f"[train] {name} must be >= 1, got {getattr(spec.train, name)}")
-    if not spec.train.pretrain_lr > 0:
-        raise bad(f"[train] pretrain_lr must be > 0, got {spec.train.pretrain_lr}")
-    unknown_splits = [s for s in spec.eval.splits if s not in SPLITS]
-    if unknown_splits:
-        raise bad(f"[eval] splits: unknown split {unknown_splits[0]!r}; splits are {', '.join(SPLITS)}")
-    for split in spec.eval.splits:
-        for k in axes.diversity:
-            if split != "train":
-                try:
-                    split_families(split, data.families, k, data.ood_families)
-                except ValueError as error:
-                    raise bad(f"[eval] splits: {error}") from None
-    if spec.eval.n < 1 or spec.eval.batch_size < 1:
-        raise bad(f"[eval] n and batch_size must be >= 1, got {spec.eval.n} and {spec.eval.batch_size}")
-    if run.executor not in EXECUTORS:
-        raise bad(f"[run] executor must be one of {', '.join(EXECUTORS)}, got {run.executor!r}")
-    if run.workers < 1:
-        raise bad(f"[run] workers must be >= 1, got {run.workers}")
-    if not 0 < run.heartbeat_s < run.stale_after_s:
-        raise bad(f"[run] need 0 < heartbeat_s < stale_after_s, got {run.heartbeat_s} and {run.stale_after_s}")
-    if run.ray.num_cpus < 0 or run.ray.num_gpus < 0 or run.ray.max_retries < 0:
-        raise bad("[run.ray] num_cpus, num_gpus and max_retries must be >= 0")
-    slurm = run.slurm
-    if min(slurm.timeout_min, slurm.cpus_per_task, slurm.mem_gb, slurm.array_parallelism) < 1 or min(slurm.gpus_per_node, slurm.max_num_timeout) < 0:
-        raise bad("[run.slurm] timeout_min, cpus_per_task, mem_gb, array_parallelism must be >= 1 and gpus_per_node, max_num_timeout >= 0")
-
-
-def _check_hf_base(size: str, base_dir: Path, bad) -> None:
-    path = hf_path(size, base_dir)
+def _check_checkpoint(base: Base, source: str) -> None:
+    """Everything about a checkpoint base that can be known before any work: the folder, its config,
+    architecture and options, every tensor's name, shape and dtype (headers only), and its tokenizer."""
+    path = base.checkpoint
     if not path.is_dir():
-        raise bad(f"[axes] size {size!r}: checkpoint folder {path} does not exist")
+        raise UserError(f"{source}: [axes] size {base.name!r}: checkpoint folder {path} does not exist")
     if not (path / "config.json").is_file():
-        raise bad(f"[axes] size {size!r}: {path} has no config.json (not a Hugging Face checkpoint)")
+        raise UserError(f"{source}: [axes] size {base.name!r}: {path} has no config.json (not a Hugging Face checkpoint)")
     from scaling.hf import check_hf_checkpoint  # jax and the model: only for specs that name a checkpoint
     from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
 
-    try:  # architecture, options, every tensor's name, shape and dtype, and the tokenizer, before any work
+    try:
         check_hf_checkpoint(path)
         checkpoint_tokenizer(path)
     except UserError as error:
-        raise bad(f"[axes] size {size!r}: {error}") from None
-
-
-def hf_path(size: str, base_dir: Path) -> Path:
-    """The checkpoint folder of an hf:PATH size; a relative PATH is relative to the spec's folder."""
-    path = Path(size.removeprefix(HF_PREFIX)).expanduser()
-    return path if path.is_absolute() else base_dir / path
+        raise UserError(f"{source}: [axes] size {base.name!r}: {error}") from None
 
 
 def train_config(spec: GridSpec, seed: int) -> TrainConfig:
     """The optimizer settings of a cell with this seed."""
-    t = spec.train
-    return TrainConfig(budgets=t.budgets, batch_size=t.batch_size, lr=t.lr, warmup_steps=t.warmup_steps,
-                       weight_decay=t.weight_decay, grad_clip=t.grad_clip, seed=seed, schedule=t.schedule,
-                       decay_fraction=t.decay_fraction, steps_axis=t.steps_axis)
+    return spec.train.config(seed)
 
 
 def expand(spec: GridSpec) -> list[Cell]:
@@ -334,28 +379,31 @@ def expand(spec: GridSpec) -> list[Cell]:
     cells = []
     content = spec.results_content()
     a = spec.axes
+    bases = spec.bases
     for size in a.size:
         for pretrain in a.pretrain_tokens:
-            if size.startswith(HF_PREFIX) and pretrain != 0:
+            if bases[size].is_checkpoint and pretrain != 0:
                 continue
             for diversity in a.diversity:
                 for quality in a.quality:
                     for cot in a.cot:
                         for seed in a.seed:
-                            axes = {"size": size, "pretrain": pretrain, "diversity": diversity,
+                            axes = {"size": size, "pretrain_tokens": pretrain, "diversity": diversity,
                                     "quality": quality, "cot": cot, "seed": seed}
-                            cells.append(Cell(**axes, cell_id=cell_id(axes, content)))
+                            cells.append(Cell(**axes, cell_id=cell_id(axes, content), base=bases[size]))
     return cells
 
 
 def cell_id(axes: dict, content: dict) -> str:
     """A content hash of a cell's axes and everything in the spec that determines its results."""
-    canonical = json.dumps({"cell": axes, "spec": {k: v for k, v in content.items() if k != "axes"}}, sort_keys=True)
+    # Hashed under the axes' first names, so that renaming an axis keeps every cell id (and run folder) valid.
+    hashed = {LEGACY_AXES.get(name, name): value for name, value in axes.items()}
+    canonical = json.dumps({"cell": hashed, "spec": {k: v for k, v in content.items() if k != "axes"}}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def grid_axes(spec: GridSpec) -> dict[str, list]:
     """The values of each hypercube axis (scaling.schema.AXES), in spec order."""
     a = spec.axes
-    return {"size": list(a.size), "pretrain": list(a.pretrain_tokens), "diversity": list(a.diversity),
+    return {"size": list(a.size), "pretrain_tokens": list(a.pretrain_tokens), "diversity": list(a.diversity),
             "quality": list(a.quality), "cot": list(a.cot), "seed": list(a.seed)}

@@ -1,13 +1,13 @@
 """The result store: one netCDF file per cell, merged into the dense hypercube `results.nc`.
 
-Every file is written atomically (temporary file, fsync, rename), so a reader never sees half of one.
+Every file is written through the run folder's atomic write, so a reader never sees half of one;
+`scaling.results` reads the hypercube back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +17,12 @@ import numpy as np
 import xarray as xr
 
 from scaling.errors import UserError
-from scaling.schema import AXES, METRICS, POOL_STATS
+from scaling.results import ENGINE
+from scaling.schema import AXES, LEGACY_AXES, METRICS, POOL_STATS
 
 if TYPE_CHECKING:
     from scaling.grid.folder import RunFolder
 
-ENGINE = "h5netcdf"
 
 
 @dataclass(frozen=True)
@@ -74,38 +74,11 @@ def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
     return ds
 
 
-def write_atomic(ds: xr.Dataset, path: Path) -> None:
-    """Write ds as netCDF at path: temporary file in the same folder, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        ds.to_netcdf(temporary, engine=ENGINE)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def read_cell(path: Path) -> xr.Dataset:
-    """A cell file, loaded; a corrupt or truncated file is a UserError naming it."""
-    try:
-        with xr.open_dataset(path, engine=ENGINE) as ds:
-            loaded = ds.load()
-    except (OSError, ValueError) as error:
-        raise UserError(f"cell file {path} is unreadable or truncated ({type(error).__name__})") from None
-    return _checked_cell(loaded, path)
-
-
 def write_dataset(folder: RunFolder, rel: str, ds: xr.Dataset) -> None:
-    """Write ds as netCDF at rel in a run folder (local or fsspec), atomically."""
-    if folder.is_local:
-        write_atomic(ds, folder.local_path / rel)
-        return
+    """Write ds as netCDF at rel in a run folder (local or fsspec), atomically, readable by the folder's
+    other users: it is written to a local scratch file, then put in place by the run folder."""
     with tempfile.TemporaryDirectory() as scratch:
-        local = Path(scratch) / "cell.nc"
+        local = Path(scratch) / "dataset.nc"
         ds.to_netcdf(local, engine=ENGINE)
         folder.put_file_atomic(rel, local)
 
@@ -167,20 +140,9 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
 
 def _axis_value(ds: xr.Dataset, name: str, values: list):
     """The cell's value on an axis, typed like the axis values (netCDF attributes lose types)."""
-    raw = ds.attrs[f"axis_{name}"]
+    # Cell files written before an axis was renamed carry it under its old name.
+    raw = ds.attrs.get(f"axis_{name}", ds.attrs.get(f"axis_{LEGACY_AXES.get(name, name)}"))
     for value in values:
         if str(value) == str(raw) or (isinstance(value, (int, float)) and not isinstance(raw, str) and value == raw):
             return value
     raise UserError(f"cell {ds.attrs['cell_id']} has {name}={raw!r}, which is not on the grid's {name} axis")
-
-
-def open_results(path) -> xr.Dataset:
-    """The results hypercube at path (a `results.nc`), loaded into memory."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"results file {path} does not exist")
-    try:
-        with xr.open_dataset(path, engine=ENGINE) as ds:
-            return ds.load()
-    except (OSError, ValueError) as error:
-        raise UserError(f"results file {path} is unreadable or truncated ({type(error).__name__})") from None

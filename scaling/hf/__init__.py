@@ -5,7 +5,8 @@ model folder, the form grid cells read and save; `export_hf` writes a model fold
 that transformers loads with identical logits.
 """
 
-from scaling.hf.convert import check_hf_checkpoint, checkpoint_config, export_hf, import_hf, read_hf_checkpoint
+from scaling.hf.convert import (check_hf_checkpoint, checkpoint_config, export_hf, fine_tuned_model, import_hf,
+                                 read_hf_checkpoint)
 from scaling.hf.files import TOKENIZER_FILES
 from scaling.hf.folder import BaseModel, describe, load_model_folder, save_model_folder
 
@@ -16,6 +17,7 @@ __all__ = [
     "checkpoint_config",
     "describe",
     "export_hf",
+    "fine_tuned_model",
     "import_hf",
     "load_model_folder",
     "read_hf_checkpoint",

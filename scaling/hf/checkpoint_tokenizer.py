@@ -18,12 +18,12 @@ honoured add_bos_token too), then the prompt and a newline; the answer is the co
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
 from scaling.errors import UserError
+from scaling.hf.files import read_json
 from scaling.hf.chat_template import SPECIAL_TOKEN_NAMES, ChatTemplate
 from scaling.hf.tokenizer import TextTokenizer, load_tokenizer
 from scaling.tasks.mixture import Example
@@ -40,8 +40,8 @@ def checkpoint_tokenizer(folder: Path) -> TextTokenizer:
     """The tokenizer of a local Hugging Face checkpoint folder; every problem is a UserError naming its file."""
     folder = Path(folder)
     tokenizer = load_tokenizer(folder)
-    config = _json_object(folder / CONFIG_FILE)
-    special_map = _json_object(folder / SPECIAL_TOKENS_FILE)
+    config = read_json(folder / CONFIG_FILE, "the tokenizer's config", missing_ok=True)
+    special_map = read_json(folder / SPECIAL_TOKENS_FILE, "the special tokens map", missing_ok=True)
     tokens = {name: text for name in SPECIAL_TOKEN_NAMES
               if (text := _token_text(config.get(name), folder / CONFIG_FILE, name)
                   or _token_text(special_map.get(name), folder / SPECIAL_TOKENS_FILE, name))}
@@ -55,23 +55,6 @@ def checkpoint_tokenizer(folder: Path) -> TextTokenizer:
     if chat is not None:
         _check_template(result, chat)
     return result
-
-
-def _json_object(file: Path) -> dict:
-    """A JSON file's object; {} when the file is absent."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{file} is unreadable ({type(error).__name__})") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UserError(f"{file} is malformed JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{file} must hold a JSON object, not {type(value).__name__}")
-    return value
 
 
 def _token_text(value, file: Path, name: str) -> str | None:
@@ -95,7 +78,7 @@ def _token_id(tokenizer: Tokenizer, text: str, name: str, folder: Path) -> int:
 def _eos_id(folder: Path, tokenizer: Tokenizer, tokens: dict[str, str]) -> int:
     if "eos_token" in tokens:
         return _token_id(tokenizer, tokens["eos_token"], "eos_token", folder)
-    ids = _json_object(folder / GENERATION_FILE).get("eos_token_id")
+    ids = read_json(folder / GENERATION_FILE, "the generation config", missing_ok=True).get("eos_token_id")
     first = ids[0] if isinstance(ids, list) and ids else ids
     if isinstance(first, int) and not isinstance(first, bool):
         if tokenizer.id_to_token(first) is None:

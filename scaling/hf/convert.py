@@ -17,6 +17,7 @@ import numpy as np
 
 from scaling.trainer.config import ModelConfig
 from scaling.errors import UserError
+from scaling.staging import staged_folder
 from scaling.hf.architectures import (
     ARCHITECTURES,
     Architecture,
@@ -30,7 +31,6 @@ from scaling.hf.files import (
     FLOAT_DTYPES,
     SAFETENSORS,
     TensorInfo,
-    atomic_folder,
     copy_tokenizer_files,
     open_weights,
     read_json,
@@ -127,6 +127,16 @@ def read_hf_checkpoint(path: Path) -> BaseModel:
     return BaseModel(cfg, params_from(cfg, arrays), arch.name, hf)
 
 
+def fine_tuned_model(cfg: ModelConfig, params, base_checkpoint: Path | None) -> BaseModel:
+    """A model fine-tuned from a base, as this package writes it: a checkpoint base's model keeps the
+    checkpoint's architecture and config.json (so it exports as a checkpoint of the same kind); a preset's
+    model, which never came from Hugging Face, is the Llama it is."""
+    if base_checkpoint is None:
+        return BaseModel(cfg, params, "llama", {})
+    hf, arch, _ = checkpoint_config(base_checkpoint)
+    return BaseModel(cfg, params, arch.name, hf)
+
+
 def import_hf(path: Path, out: Path) -> Path:
     """Convert a local checkpoint folder into a model folder at `out`, streaming one tensor at a time."""
     path, out = Path(path), Path(out)
@@ -135,7 +145,7 @@ def import_hf(path: Path, out: Path) -> Path:
     shapes = _in_table_order(cfg, table)
     with open_weights(path) as reader:
         names = _match(arch, cfg, reader.tensors)
-        with atomic_folder(out) as scratch:
+        with staged_folder(out, None, "scaling import-hf") as scratch:
             write_safetensors(scratch / MODEL_FILE, shapes, _split(table, names, reader.read))
             write_meta(scratch, cfg, arch.name, hf, str(path.resolve()))
             copy_tokenizer_files(path, scratch)
@@ -153,7 +163,7 @@ def export_hf(src: Path, out: Path) -> Path:
     reader = open_params(src, cfg)
     try:
         fused = ((t.name, np.asarray(t.fuse(*(reader.read(p) for p in t.ours)))) for t in table)
-        with atomic_folder(out) as scratch:
+        with staged_folder(out, None, "scaling export-hf") as scratch:
             write_safetensors(scratch / SAFETENSORS, {t.name: t.shape for t in table}, fused, {"format": "pt"})
             (scratch / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
             copy_tokenizer_files(src, scratch)

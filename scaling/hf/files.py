@@ -23,7 +23,7 @@ import ml_dtypes
 import numpy as np
 
 from scaling.errors import UserError
-from scaling.staging import staged_folder
+
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 TORCH_BIN, TORCH_BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
@@ -52,7 +52,7 @@ def weight_files(folder: Path) -> tuple[str, list[Path]]:
     for kind, single, index in (("safetensors", SAFETENSORS, SAFETENSORS_INDEX), ("bin", TORCH_BIN, TORCH_BIN_INDEX)):
         if (folder / index).is_file():
             try:
-                shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
+                shards = sorted(set(read_json(folder / index, "the shard index")["weight_map"].values()))
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 raise UserError(f"{folder / index} is not a readable weight index") from None
             missing = [name for name in shards if not (folder / name).is_file()]
@@ -204,15 +204,23 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], arrays: It
     assert next(order, None) is None, "write_safetensors: fewer arrays than shapes"
 
 
-def read_json(file: Path, what: str) -> dict:
+def read_json(file: Path, what: str, missing_ok: bool = False) -> dict:
+    """The JSON object in file; a missing file is a UserError ({} with missing_ok), and so is anything
+    unreadable, malformed or not an object."""
     try:
-        value = json.loads(file.read_text())
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if missing_ok:
+            return {}
         raise UserError(f"{file.parent} has no {file.name} ({what})") from None
-    except (OSError, UnicodeDecodeError, ValueError):
-        raise UserError(f"{file} is not readable JSON ({what})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{file} is unreadable ({what}: {type(error).__name__})") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{file} is malformed JSON ({what}: {error})") from None
     if not isinstance(value, dict):
-        raise UserError(f"{file} is not a JSON object ({what})")
+        raise UserError(f"{file} must hold a JSON object, not {type(value).__name__} ({what})")
     return value
 
 
@@ -220,17 +228,3 @@ def copy_tokenizer_files(source: Path, destination: Path) -> None:
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, destination / name)
-
-
-@contextlib.contextmanager
-def atomic_folder(out: Path) -> Iterator[Path]:
-    """A scratch folder beside `out` that becomes `out` once the block completes, and vanishes if it fails.
-
-    `out` must not exist, or be an empty folder: a folder with anything in it is never touched.
-    """
-    if out.is_file():
-        raise UserError(f"--out {out} is a file")
-    if out.is_dir() and any(out.iterdir()):
-        raise UserError(f"--out {out} already exists and is not empty")
-    with staged_folder(out) as scratch:  # an empty `out` is replaced by the finished folder
-        yield scratch

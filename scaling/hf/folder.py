@@ -20,10 +20,12 @@ import jax
 import numpy as np
 from flax import nnx
 
+from scaling.trainer.checkpoint import key_names
 from scaling.trainer.config import ModelConfig
 from scaling.errors import UserError
 from scaling.hf.architectures import SUPPORTED
-from scaling.hf.files import SafetensorsReader, atomic_folder, copy_tokenizer_files, read_json, write_safetensors
+from scaling.hf.files import SafetensorsReader, copy_tokenizer_files, read_json, write_safetensors
+from scaling.staging import staged_folder
 from scaling.trainer.model import Transformer
 
 FORMAT = 1  # scaling_model.json "format": bumped when the folder layout changes
@@ -42,13 +44,7 @@ class BaseModel:
 
 def _name(path) -> str:
     """A parameter's pytree path as "/"-joined names (the Variable's trailing `.value` left out)."""
-    names = []
-    for key in path:
-        if isinstance(key, jax.tree_util.DictKey):
-            names.append(str(key.key))
-        elif isinstance(key, jax.tree_util.SequenceKey):
-            names.append(str(key.idx))
-    return "/".join(names)
+    return "/".join(key_names([key for key in path if not isinstance(key, jax.tree_util.GetAttrKey)]))
 
 
 def abstract_params(cfg: ModelConfig) -> nnx.State:
@@ -130,7 +126,7 @@ def save_model_folder(out: Path, model: BaseModel, tokenizer_from: Path | None, 
     """Write `model` as a model folder at `out` (which must not exist, or be empty), atomically."""
     out = Path(out)
     shapes = param_shapes(model.cfg)
-    with atomic_folder(out) as scratch:
+    with staged_folder(out, None, "a model folder") as scratch:
         write_safetensors(scratch / MODEL_FILE, shapes, param_arrays(model.params))
         write_meta(scratch, model.cfg, model.architecture, model.hf_config, source)
         if tokenizer_from is not None:

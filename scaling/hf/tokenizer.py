@@ -10,8 +10,6 @@ beginning-of-sequence prefix, the prompt, a newline, the completion and end of s
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -20,6 +18,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from scaling.errors import UserError
+from scaling.staging import write_file_atomic
 from scaling.hf.chat_template import ChatTemplate
 from scaling.tasks.tokenizer import PROMPT_END
 
@@ -53,23 +52,9 @@ def load_tokenizer(path) -> Tokenizer:
 
 
 def save_tokenizer(tokenizer: Tokenizer, path) -> Path:
-    """Write tokenizer.json at path (or inside it, if a folder) atomically; returns the file written.
-
-    The JSON goes to a temporary file in the same folder, is fsynced, then renamed over the target,
-    so a reader (or a crash) never sees half a file.
-    """
+    """Write tokenizer.json at path (or inside it, if a folder) atomically; returns the file written."""
     file = tokenizer_file(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(tokenizer.to_str(pretty=True))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, file)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_file_atomic(file, tokenizer.to_str(pretty=True).encode("utf-8"))
     return file
 
 

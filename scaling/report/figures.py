@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -14,9 +15,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from scaling.fit.data import axis_columns, load_table, query  # noqa: E402
 from scaling.fit.laws import LAWS  # noqa: E402
-from scaling.fit.table import tidy_table  # noqa: E402
-from scaling.grid.store import open_results  # noqa: E402
+from scaling.fit.record import FitRecord, read_fit  # noqa: E402
+from scaling.results import group_labels, open_results, results_table, splits_of  # noqa: E402
 
 
 def _step_ticks(axis: plt.Axes, steps) -> None:
@@ -35,37 +37,11 @@ def _save(figure: plt.Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def steps_fit_figure(results_path: Path, posterior_path: Path, metric: str, split: str, group_by: tuple[str, ...], stem: Path) -> list[Path]:
-    """Measured metric over steps per group, with the fitted law's mean and 90% credible band."""
-    measured = tidy_table(open_results(results_path), metric, split, group_by)
-    posterior = az.from_netcdf(posterior_path).posterior
-    x_ref = float(posterior.attrs["x_ref"])
-    law_name = str(posterior.attrs.get("law", "power"))
-    law = LAWS[law_name]
-    # The grouped power law's A is per unit of x / x_ref (older files lack the attribute).
-    x_unit = float(posterior.attrs.get("x_unit", x_ref if law_name == "power" else 1.0))
-    grid = np.geomspace(measured["step"].min(), measured["step"].max(), 100)
-    sns.set_theme(style="whitegrid", context="paper")
-    figure, axis = plt.subplots(figsize=(6, 4))
-    palette = dict(zip(posterior.group.values, sns.color_palette("colorblind", len(posterior.group))))
-    for label in posterior.group.values:
-        draws = {name: posterior[name].sel(group=label).values.reshape(-1, 1) for name in law.params}
-        curves = law.mean(draws, {law.axes[0]: grid[None, :] / x_unit})
-        low, high = np.percentile(np.asarray(curves), [5, 95], axis=0)
-        axis.fill_between(grid, low, high, color=palette[label], alpha=0.25, linewidth=0)
-        axis.plot(grid, np.asarray(curves).mean(0), color=palette[label], linewidth=1)
-    sns.scatterplot(data=measured, x="step", y=metric, hue="group", palette=palette, ax=axis, zorder=3)
-    axis.set(xscale="log", yscale="log" if law_name == "power" else "linear", xlabel="SFT steps", ylabel=f"{split} {metric}",
-             title=f"{split} {metric} over SFT steps: measured, and fit with 90% band")
-    _step_ticks(axis, measured["step"])
-    axis.legend(title=" × ".join(group_by), fontsize="small")
-    return _save(figure, stem)
-
-
 def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem: Path) -> list[Path]:
     """Greedy-decoding answer accuracy over steps, one panel per split: memorization vs generalization."""
     results = open_results(results_path)
-    measured = pd.concat([tidy_table(results, "answer_acc", split, group_by) for split in results.split.values])
+    measured = pd.concat([results_table(results, split).assign(split=split) for split in splits_of(results)])
+    measured["group"] = group_labels(measured, tuple(group_by))
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(data=measured, x="step", y="answer_acc", hue="group", col="split", kind="line",
                        marker="o", palette="colorblind", height=3, aspect=1.1, errorbar=None)
@@ -78,16 +54,24 @@ def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem
 
 # --- figures of a `scaling fit` folder --------------------------------------------------------------
 
-def _fit_spec(fit_dir: Path) -> dict:
-    import tomllib
-
-    return tomllib.loads((fit_dir / "fit.toml").read_text())["fit"]
-
-
 def fit_input(fit_dir: Path, root: Path) -> Path:
-    """The table or results.nc a fit read; a relative path is relative to where it ran (the repository root)."""
-    path = Path(_fit_spec(fit_dir)["input"])
-    return path if path.is_absolute() else root / path
+    """The table or results.nc a fit read (see scaling.fit.record)."""
+    return read_fit(fit_dir, root).input
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which column each visual role shows in a law-fit figure."""
+
+    steps: str  # the x axis: the column of the law's steps axis
+    hue: str | None
+    col: str | None
+    row: str | None
+    extra: tuple[str, ...]  # axes given no role: one curve each, in the same colour
+
+    @property
+    def keys(self) -> list[str]:
+        return [c for c in (self.hue, self.col, self.row) if c]
 
 
 def law_fit_figure(fit_dir: Path, stem: Path, hue: str | None = None, col: str | None = None,
@@ -95,79 +79,98 @@ def law_fit_figure(fit_dir: Path, stem: Path, hue: str | None = None, col: str |
     """A fitted law over its steps axis: the measured rows (seeds as points, their mean as markers) and the
     law's posterior mean with its 90% credible band, one curve per combination of the other axes.
 
-    hue/col/row name columns (law axes' columns or --by); by default the law's other axes fill them in order.
+    hue/col/row name columns (law axes' columns or --by columns); by default the law's other axes, then the
+    --by columns, fill them in order.
     """
-    from scaling.fit.data import axis_columns, load_table, query
+    record = read_fit(fit_dir, root)
+    law = LAWS[record.law]
+    table = query(load_table(record.input, record.split), record.where, "--where")
+    x_columns = axis_columns(law, list(record.x), table)
+    measured = table.dropna(subset=[record.y])
+    roles = _roles(record, law, x_columns, hue, col, row)
+    fitted = _posterior_curves(record, law, measured, x_columns, roles)
+    return _save(_draw_law_fit(record, measured, fitted, roles), stem)
 
-    spec = _fit_spec(fit_dir)
-    law = LAWS[spec["law"]]
-    table = query(load_table(fit_input(fit_dir, root), spec.get("split")), spec.get("where"), "--where")
-    x_columns = axis_columns(law, list(spec.get("x", [])), table)
+
+def _roles(record: FitRecord, law, x_columns: dict[str, str], hue, col, row) -> Roles:
     steps_axis = next((a for a, c in x_columns.items() if c == "step"), law.axes[0])
-    steps_column = x_columns[steps_axis]
     others = [c for a, c in x_columns.items() if a != steps_axis]
-    by = spec.get("by")
-    roles = [c for c in (hue, col, row) if c]
-    free = [c for c in [*others, *([by] if by else [])] if c not in roles]
+    chosen = [c for c in (hue, col, row) if c]
+    free = [c for c in [*others, *record.by] if c not in chosen]
     hue, col, row = (hue or (free.pop(0) if free else None), col or (free.pop(0) if free else None),
                      row or (free.pop(0) if free else None))
-    posterior = az.from_netcdf(fit_dir / "posterior.nc").posterior
-    y = spec["y"]
-    measured = table.dropna(subset=[y])
-    grid = np.geomspace(measured[steps_column].min(), measured[steps_column].max(), 80)
-    keys = [c for c in (hue, col, row) if c]
-    extra = [c for c in others if c not in keys]
-    combos = measured[list(dict.fromkeys(keys + others))].drop_duplicates().to_dict("records")
+    keys = {c for c in (hue, col, row) if c}
+    return Roles(x_columns[steps_axis], hue, col, row, tuple(c for c in others if c not in keys))
+
+
+def _posterior_curves(record: FitRecord, law, measured: pd.DataFrame, x_columns: dict[str, str], roles: Roles) -> pd.DataFrame:
+    """The law's posterior mean and 90% band over the steps axis, for every combination of the other columns."""
+    posterior = az.from_netcdf(record.folder / "posterior.nc").posterior
+    grid = np.geomspace(measured[roles.steps].min(), measured[roles.steps].max(), 80)
+    labels = group_labels(measured, record.by) if record.by else None
+    columns = list(dict.fromkeys([*roles.keys, *roles.extra, *(c for c in x_columns.values() if c != roles.steps),
+                                  *record.by]))
     curves = []
-    for combo in combos:
-        post = posterior.sel({by: str(combo[by])}) if by and by in posterior.dims else posterior
+    for index in measured[columns].drop_duplicates().index:
+        combo = measured.loc[index, columns].to_dict()
+        post = posterior.sel({record.group_dim: labels[index]}) if record.by else posterior
         theta = {name: post[name].values.reshape(-1, 1) for name in law.params}
-        x = {a: (grid[None, :] if a == steps_axis else np.full((1, grid.size), float(combo[c]))) for a, c in x_columns.items()}
+        x = {a: grid[None, :] if c == roles.steps else np.full((1, grid.size), float(combo[c])) for a, c in x_columns.items()}
         draws = np.asarray(law.mean(theta, x))
         low, high = np.percentile(draws, [5, 95], axis=0)
-        curves.append(pd.DataFrame({**combo, steps_column: grid, "mean": draws.mean(0), "lo": low, "hi": high}))
-    fitted = pd.concat(curves, ignore_index=True)
+        curves.append(pd.DataFrame({**combo, roles.steps: grid, "mean": draws.mean(0), "lo": low, "hi": high}))
+    return pd.concat(curves, ignore_index=True)
+
+
+def _draw_law_fit(record: FitRecord, measured: pd.DataFrame, fitted: pd.DataFrame, roles: Roles) -> plt.Figure:
+    """Panels by row and column, a colour per hue value: fitted bands and lines, measured points and means."""
     sns.set_theme(style="whitegrid", context="paper")
-    col_values = sorted(measured[col].unique()) if col else [None]
-    row_values = sorted(measured[row].unique()) if row else [None]
-    hue_values = sorted(measured[hue].unique()) if hue else [None]
-    palette = dict(zip(hue_values, sns.color_palette("colorblind", len(hue_values))))
-    figure, axes = plt.subplots(len(row_values), len(col_values), figsize=(3.2 * len(col_values), 2.6 * len(row_values)),
-                                squeeze=False, sharex=True, sharey=True)
-    for i, r in enumerate(row_values):
-        for j, c in enumerate(col_values):
+    values = {role: sorted(measured[column].unique()) if column else [None]
+              for role, column in (("col", roles.col), ("row", roles.row), ("hue", roles.hue))}
+    palette = dict(zip(values["hue"], sns.color_palette("colorblind", len(values["hue"]))))
+    figure, axes = plt.subplots(len(values["row"]), len(values["col"]), squeeze=False, sharex=True, sharey=True,
+                                figsize=(3.2 * len(values["col"]), 2.6 * len(values["row"])))
+    for i, r in enumerate(values["row"]):
+        for j, c in enumerate(values["col"]):
             axis = axes[i, j]
-            for h in hue_values:
-                pick = lambda frame: frame[((frame[row] == r) if row else True) & ((frame[col] == c) if col else True)
-                                           & ((frame[hue] == h) if hue else True)]  # noqa: E731
-                points, curve = pick(measured), pick(fitted).sort_values(steps_column)
-                # Axes given no role (more than three) draw one curve each in the same colour.
-                for one in (part for _, part in curve.groupby(extra)) if extra else [curve]:
-                    axis.fill_between(one[steps_column], one["lo"], one["hi"], color=palette[h], alpha=0.2, linewidth=0)
-                    axis.plot(one[steps_column], one["mean"], color=palette[h], linewidth=1,
-                              label=f"{hue}={h}" if hue else "fit")
-                axis.scatter(points[steps_column], points[y], color=palette[h], s=8, alpha=0.5)
-                means = points.groupby(steps_column)[y].mean()
+            for h in values["hue"]:
+                chosen = {roles.row: r, roles.col: c, roles.hue: h}
+                points, curve = _pick(measured, chosen), _pick(fitted, chosen).sort_values(roles.steps)
+                for one in (part for _, part in curve.groupby(list(roles.extra))) if roles.extra else [curve]:
+                    axis.fill_between(one[roles.steps], one["lo"], one["hi"], color=palette[h], alpha=0.2, linewidth=0)
+                    axis.plot(one[roles.steps], one["mean"], color=palette[h], linewidth=1,
+                              label=f"{roles.hue}={h}" if roles.hue else "fit")
+                axis.scatter(points[roles.steps], points[record.y], color=palette[h], s=8, alpha=0.5)
+                means = points.groupby(roles.steps)[record.y].mean()
                 axis.scatter(means.index, means.values, color=palette[h], s=22, marker="D", edgecolor="black", linewidth=0.4)
-            title = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in ((row, r), (col, c)) if k)
+            title = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in ((roles.row, r), (roles.col, c)) if k)
             axis.set(xscale="log", title=title)
-            _step_ticks(axis, measured[steps_column])
+            _step_ticks(axis, measured[roles.steps])
             if j == 0:
-                axis.set_ylabel(f"{spec.get('split') or ''} {y}".strip())
-            if i == len(row_values) - 1:
-                axis.set_xlabel(steps_column)
+                axis.set_ylabel(f"{record.split or ''} {record.y}".strip())
+            if i == len(values["row"]) - 1:
+                axis.set_xlabel(roles.steps)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     figure.legend(unique.values(), unique.keys(), loc="upper center", ncol=max(1, len(unique)), frameon=False,
                   bbox_to_anchor=(0.5, 1.02), fontsize="small")
-    figure.suptitle(f"{law.name} law fit: posterior mean and 90% credible band; points: seeds, diamonds: their mean",
+    figure.suptitle(f"{record.law} law fit: posterior mean and 90% credible band; points: seeds, diamonds: their mean",
                     y=1.07, fontsize="small")
-    return _save(figure, stem)
+    return figure
+
+
+def _pick(frame: pd.DataFrame, chosen: dict) -> pd.DataFrame:
+    """The rows of frame with the chosen value in each column that has a role (None: no such role)."""
+    mask = np.ones(len(frame), bool)
+    for column, value in chosen.items():
+        if column:
+            mask &= (frame[column] == value).to_numpy()
+    return frame[mask]
 
 
 def backtest_figure(fit_dir: Path, stem: Path) -> list[Path]:
     """Predicted against observed, with 90% predictive intervals; held-out rows are what a backtest scores."""
-    spec = _fit_spec(fit_dir)
+    record = read_fit(fit_dir)
     table = pd.read_csv(fit_dir / "backtest.csv")
     sns.set_theme(style="whitegrid", context="paper")
     figure, axis = plt.subplots(figsize=(4.2, 4))
@@ -179,14 +182,14 @@ def backtest_figure(fit_dir: Path, stem: Path) -> list[Path]:
                       fmt="o", markersize=3, color=colour, alpha=0.7, elinewidth=0.6, label=label)
     low, high = table[["observed", "lo"]].min().min(), table[["observed", "hi"]].max().max()
     axis.plot([low, high], [low, high], color="black", linewidth=0.6)
-    axis.set(xlabel=f"observed {spec['y']}", ylabel="predicted (90% interval)", title=f"{spec['law']} backtest")
+    axis.set(xlabel=f"observed {record.y}", ylabel="predicted (90% interval)", title=f"{record.law} backtest")
     axis.legend(fontsize="small")
     return _save(figure, stem)
 
 
 def returns_figure(fit_dir: Path, stem: Path) -> list[Path]:
     """Gain per doubling of each axis at its reference points, with 90% intervals (what the next doubling buys)."""
-    spec = _fit_spec(fit_dir)
+    record = read_fit(fit_dir)
     table = pd.read_csv(fit_dir / "returns.csv")
     gains = table[table["quantity"].str.startswith(("gain_per_doubling", "post_memorization"))].copy()
     gains["label"] = [f"{a}: ×2 at {at:.3g}" if q == "gain_per_doubling" else f"{a}: {q.replace('_', ' ')}"
@@ -199,5 +202,5 @@ def returns_figure(fit_dir: Path, stem: Path) -> list[Path]:
     axis.set_yticks(positions, labels=gains["label"])
     axis.axvline(0, color="black", linewidth=0.6)
     unit = gains["unit"].iloc[0] if len(gains) else ""
-    axis.set(xlabel=f"gain ({unit}), 90% interval", title=f"{spec['law']}: diminishing returns of {spec['y']}")
+    axis.set(xlabel=f"gain ({unit}), 90% interval", title=f"{record.law}: diminishing returns of {record.y}")
     return _save(figure, stem)

@@ -15,6 +15,7 @@ The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
 Paths are relative to the folder that holds the paper folder (the repository root). Every input is
 checked before anything is drawn, and the figures are drawn into a staging folder that replaces
 paper/figures/ only when all of them are done, so a bad spec or a failed figure leaves the old ones.
+The folder's INDEX lists what was drawn from what, and marks the folder as ours to replace.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from scaling.staging import publish_folder
 
 SPEC_FILE = "figures.toml"
 OUTPUT = "figures"
+INDEX = "INDEX"  # written last into the figures folder: what was drawn from what
 KINDS = {  # kind -> the keys it needs, and the optional ones
     "accuracy_by_split": ({"results", "group_by"}, set()),
     "law_fit": ({"fit"}, {"hue", "col", "row"}),
@@ -102,13 +104,27 @@ def draw(spec: FigureSpec, folder: Path) -> list[Path]:
 
 
 def regenerate_figures(paper: Path, say=print) -> list[Path]:
-    """Draw every figure of paper/figures.toml into paper/figures/, replacing the earlier ones all at once."""
+    """Draw every figure of paper/figures.toml into paper/figures/, replacing the earlier ones all at once.
+
+    The folder also gets an INDEX (each figure's name, kind and inputs), which marks it as drawn here: a
+    figures folder without one holds someone's own files and is never replaced.
+    """
     specs = read_figure_specs(paper)
+
     def fill(staging: Path) -> None:
         for spec in specs:
             draw(spec, staging)
             say(f"drew {spec.name} ({spec.kind})")
+        (staging / INDEX).write_text(_index(specs))
 
     out = paper / OUTPUT
-    publish_folder(out, fill)
+    publish_folder(out, fill, INDEX, "scaling figures")
     return sorted(out.iterdir())
+
+
+def _index(specs: list[FigureSpec]) -> str:
+    lines = [f"Drawn by `scaling figures` from {SPEC_FILE}; redraw with `scaling figures`, never by hand.", ""]
+    for spec in specs:
+        inputs = ", ".join(f"{k}={Path(v).relative_to(spec.root) if isinstance(v, Path) else v}" for k, v in spec.options.items())
+        lines.append(f"{spec.name}.png/.pdf: {spec.kind} ({inputs})")
+    return "\n".join(lines) + "\n"

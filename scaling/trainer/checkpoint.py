@@ -54,7 +54,7 @@ def restore_checkpoint(directory, step: int, like_state: Any) -> tuple[Any, dict
     """
     where = Path(directory) / str(step)
     paths_and_likes, treedef = jax.tree_util.tree_flatten_with_path(like_state)
-    paths = [_key_names(path) for path, _ in paths_and_likes]
+    paths = [key_names(path) for path, _ in paths_and_likes]
     abstract = _as_nested_dict(like_state, leaf=_abstract)
     try:
         with _manager(directory) as manager:
@@ -92,7 +92,7 @@ def _manager(directory, keep: int | None = None) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(Path(directory).absolute(), item_handlers=handlers, options=options)
 
 
-def _key_names(path) -> tuple[str, ...]:
+def key_names(path) -> tuple[str, ...]:
     """A leaf's pytree path as plain names: nnx.State dict keys, list indices, namedtuple fields."""
     names = []
     for key in path:
@@ -118,7 +118,7 @@ def _as_nested_dict(tree: Any, leaf=lambda x: x) -> dict:
     """
     nested: dict = {}
     for path, value in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        *parents, last = _key_names(path)
+        *parents, last = key_names(path)
         node = nested
         for name in parents:
             node = node.setdefault(name, {})
@@ -140,8 +140,8 @@ def _lookup(nested: dict, names: tuple[str, ...]):
 
 def _mismatch(stored, abstract) -> str | None:
     """The first difference between stored array metadata and the template, None if they agree."""
-    stored_leaves = {_key_names(p): m for p, m in jax.tree_util.tree_flatten_with_path(stored)[0]}
-    wanted_leaves = {_key_names(p): a for p, a in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+    stored_leaves = {key_names(p): m for p, m in jax.tree_util.tree_flatten_with_path(stored)[0]}
+    wanted_leaves = {key_names(p): a for p, a in jax.tree_util.tree_flatten_with_path(abstract)[0]}
     for names in sorted(wanted_leaves.keys() | stored_leaves.keys()):
         if names not in stored_leaves:
             return f"{'/'.join(names)} is missing"

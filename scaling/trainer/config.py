@@ -1,4 +1,4 @@
-"""Typed, validated configs: model size presets from one scale knob, and the training config.
+"""Typed, validated configs: the model (with a table of size presets) and the training config.
 
 Letters used in shapes across the package: B batch, T sequence length, D model width,
 H query heads, K key/value heads, Dh head width, F MLP width, V vocabulary.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+
+from scaling.trainer.schedules import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,9 @@ class ModelConfig:
         return 6.0 * self.non_embedding_params + 6.0 * self.n_layers * context * self.n_heads * self.head_dim
 
 
-# One scale knob: each preset is (d_model, n_layers, n_heads); the MLP is 4x wide (SwiGLU at 8/3 x,
-# rounded to a multiple of 8), and K = H except where grouped-query attention pays off at larger sizes.
+# The size presets, written out: each is (d_model, n_layers, n_heads, n_kv_heads), width doubling from one to
+# the next; the MLP is 4x wide (SwiGLU at 8/3 x, rounded to a multiple of 8), and K = H except where
+# grouped-query attention pays off at larger sizes.
 _PRESET_SHAPES: dict[str, tuple[int, int, int, int]] = {
     # name: (d_model, n_layers, n_heads, n_kv_heads)
     "tiny": (32, 2, 2, 2),
@@ -133,7 +136,8 @@ def preset(name: str, vocab_size: int, max_len: int) -> ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one cell is optimized: AdamW with warmup, then a constant rate, evaluated at each budget."""
+    """How one cell is optimized: AdamW with linear warmup, then its schedule (wsd, cosine or constant),
+    evaluated at each budget."""
 
     budgets: tuple[int, ...]  # optimizer steps at which the model is evaluated (the steps axis)
     batch_size: int = 32  # sequences per step
@@ -158,8 +162,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if self.warmup_steps < 0:
             raise ValueError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.schedule not in ("wsd", "cosine", "constant"):
-            raise ValueError(f"TrainConfig.schedule must be wsd, cosine or constant, got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not 0.0 < self.decay_fraction <= 1.0:
             raise ValueError(f"TrainConfig.decay_fraction must lie in (0, 1], got {self.decay_fraction}")
         if self.steps_axis not in ("branches", "separate"):

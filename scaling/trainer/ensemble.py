@@ -39,11 +39,6 @@ def member(tree, i: int):
     return jax.tree.map(lambda leaf: leaf[i], tree)
 
 
-def unstack(tree, M: int) -> list:
-    """A stacked pytree back to its M members."""
-    return [member(tree, i) for i in range(M)]
-
-
 def init_ensemble(model_cfg: ModelConfig, seeds: Sequence[int]) -> tuple[nnx.GraphDef, nnx.State]:
     """The shared graph definition and params of one model per seed, stacked on a leading axis M.
 

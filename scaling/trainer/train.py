@@ -159,60 +159,86 @@ def train(
     every `checkpoint_every` trunk steps; passing what it saved back as `resume` continues the run
     exactly as if it had never stopped (data order and schedule depend on the step alone).
     """
-    graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
-    optimizer = optimizer_for(train_cfg)
-    progress = _Progress(on_step)
+    run = _Run(model_cfg, train_cfg, data, _Progress(on_step), init_params, on_checkpoint, checkpoint_every)
+    if train_cfg.steps_axis == "separate":
+        yield from run.separate(resume.budgets_done if resume else 0)
+    else:
+        yield from run.branches(resume)
+    run.progress.finish()
 
-    def fresh_state():
-        params = init_model(model_cfg, train_cfg.seed)[1] if init_params is None else _copy(init_params)
-        return params, optimizer.init(params)
 
-    def run(state, steps: range, scale: Callable[[int], float], budgets_done: int | None = None):
+class _Run:
+    """One cell's optimization: the pieces both ways of walking the budgets share."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: TokenArrays, progress: _Progress,
+                 init_params: nnx.State | None, on_checkpoint: CheckpointHook | None, checkpoint_every: int | None):
+        self.model_cfg, self.cfg, self.data, self.progress = model_cfg, train_cfg, data, progress
+        self.init_params, self.on_checkpoint, self.checkpoint_every = init_params, on_checkpoint, checkpoint_every
+        self.graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
+        self.optimizer = optimizer_for(train_cfg)
+
+    def fresh_state(self):
+        params = init_model(self.model_cfg, self.cfg.seed)[1] if self.init_params is None else _copy(self.init_params)
+        return params, self.optimizer.init(params)
+
+    def steps(self, state, steps: range, scale: Callable[[int], float], budgets_done: int | None = None):
         """Train over `steps`; budgets_done marks the trunk, whose state is offered for checkpoints."""
+        cfg, every = self.cfg, self.checkpoint_every
         for step in steps:
-            batch = data.take(batch_indices(len(data), train_cfg.batch_size, step, train_cfg.seed))
-            rate = train_cfg.lr * warmup(step, train_cfg.warmup_steps) * scale(step)
-            state, metrics = train_step(state, batch, graphdef=graphdef, optimizer=optimizer, lr=rate)
-            progress.dispatched(metrics["loss"])
-            if budgets_done is not None and on_checkpoint and checkpoint_every and (step + 1) % checkpoint_every == 0:
-                on_checkpoint(step + 1, state, budgets_done)
+            batch = self.data.take(batch_indices(len(self.data), cfg.batch_size, step, cfg.seed))
+            rate = cfg.lr * warmup(step, cfg.warmup_steps) * scale(step)
+            state, metrics = train_step(state, batch, graphdef=self.graphdef, optimizer=self.optimizer, lr=rate)
+            self.progress.dispatched(metrics["loss"])
+            if budgets_done is not None and self.on_checkpoint and every and (step + 1) % every == 0:
+                self.on_checkpoint(step + 1, state, budgets_done)
         return state
 
-    def schedule_scale(total: int) -> Callable[[int], float]:
-        if train_cfg.schedule == "cosine":
-            return lambda step: cosine(step, train_cfg.warmup_steps, total)
+    def schedule_scale(self, total: int) -> Callable[[int], float]:
+        if self.cfg.schedule == "cosine":
+            return lambda step: cosine(step, self.cfg.warmup_steps, total)
         return lambda step: 1.0  # constant, and the stable trunk of wsd
 
-    done = resume.budgets_done if resume else 0
-    if train_cfg.steps_axis == "separate":
-        for index, budget in enumerate(train_cfg.budgets[done:], start=done):
-            if train_cfg.schedule == "wsd":
-                fork, length = budget - train_cfg.decay_steps(budget), train_cfg.decay_steps(budget)
-                state = run(fresh_state(), range(fork), schedule_scale(budget))
-                state = run(state, range(fork, budget), lambda step: linear_decay(step - fork, length))
-            else:
-                state = run(fresh_state(), range(budget), schedule_scale(budget))
-            progress.checked_loss(budget)
-            yield budget, graphdef, state[0]
-            if on_checkpoint:  # each separate run restarts from scratch: the trunk to save is the fresh one
-                on_checkpoint(0, fresh_state(), index + 1)
-        progress.finish()
-        return
+    def fork_step(self, budget: int) -> int:
+        """Where a wsd budget's decay leaves the trunk."""
+        return budget - self.cfg.decay_steps(budget)
 
-    state, trunk_step = (resume.state, resume.trunk_step) if resume else (fresh_state(), 0)
-    for index, budget in enumerate(train_cfg.budgets[done:], start=done):
-        if train_cfg.schedule == "wsd":
-            fork, length = budget - train_cfg.decay_steps(budget), train_cfg.decay_steps(budget)
-            state = run(state, range(trunk_step, fork), schedule_scale(budget), budgets_done=index)
-            trunk_step = fork
-            branch = run(_copy(state), range(fork, budget), lambda step: linear_decay(step - fork, length))
-            progress.checked_loss(budget)
-            yield budget, graphdef, branch[0]
-        else:
-            state = run(state, range(trunk_step, budget), schedule_scale(train_cfg.budgets[-1]), budgets_done=index)
-            trunk_step = budget
-            progress.checked_loss(budget)
-            yield budget, graphdef, _copy(state[0])
-        if on_checkpoint:
-            on_checkpoint(trunk_step, state, index + 1)
-    progress.finish()
+    def decayed(self, state, budget: int):
+        """A wsd budget's annealed model: from the trunk's state at its fork, the rate decayed linearly to
+        (nearly) zero by the budget."""
+        fork, length = self.fork_step(budget), self.cfg.decay_steps(budget)
+        return self.steps(state, range(fork, budget), lambda step: linear_decay(step - fork, length))
+
+    def separate(self, done: int) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
+        """A fresh run per budget (to validate the branches: each must equal its branch bit for bit)."""
+        for index, budget in enumerate(self.cfg.budgets[done:], start=done):
+            if self.cfg.schedule == "wsd":
+                state = self.decayed(self.steps(self.fresh_state(), range(self.fork_step(budget)),
+                                                self.schedule_scale(budget)), budget)
+            else:
+                state = self.steps(self.fresh_state(), range(budget), self.schedule_scale(budget))
+            self.progress.checked_loss(budget)
+            yield budget, self.graphdef, state[0]
+            if self.on_checkpoint:  # each separate run restarts from scratch: the trunk to save is the fresh one
+                self.on_checkpoint(0, self.fresh_state(), index + 1)
+
+    def branches(self, resume: Resume | None) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
+        """One trunk; under wsd, a decayed branch per budget, under the other schedules the trunk itself."""
+        cfg = self.cfg
+        state, trunk_step = (resume.state, resume.trunk_step) if resume else (self.fresh_state(), 0)
+        done = resume.budgets_done if resume else 0
+        for index, budget in enumerate(cfg.budgets[done:], start=done):
+            if cfg.schedule == "wsd":
+                fork = self.fork_step(budget)
+                state = self.steps(state, range(trunk_step, fork), self.schedule_scale(budget), budgets_done=index)
+                trunk_step = fork
+                branch = self.decayed(_copy(state), budget)
+                self.progress.checked_loss(budget)
+                yield budget, self.graphdef, branch[0]
+            else:
+                state = self.steps(state, range(trunk_step, budget), self.schedule_scale(cfg.budgets[-1]),
+                                   budgets_done=index)
+                trunk_step = budget
+                self.progress.checked_loss(budget)
+                yield budget, self.graphdef, _copy(state[0])
+            if self.on_checkpoint:
+                self.on_checkpoint(trunk_step, state, index + 1)

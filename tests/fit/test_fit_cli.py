@@ -8,11 +8,13 @@ import pytest
 import xarray as xr
 
 from scaling.cli import main
-from scaling.grid.store import CellResult, cell_dataset, hypercube, write_atomic
+from scaling.grid.folder import RunFolder
+from scaling.grid.store import CellResult, cell_dataset, hypercube, write_dataset
 
 pytestmark = pytest.mark.slow
 QUICK = ["--chains", "4", "--samples", "400", "--warmup", "400"]
-PYTHIA = Path(__file__).resolve().parents[3] / "shared" / "data" / "pythia" / "pythia_v1_benchmarks_by_checkpoint.csv"
+# Pythia's SciQ and LAMBADA evaluations: source and licence in tests/data/README.md.
+PYTHIA = Path(__file__).resolve().parents[1] / "data" / "pythia_sciq_lambada.csv"
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def _results_nc(path: Path) -> Path:
     """A results.nc as the store writes it, from accuracy curves acc = C / (1 + (step / x50)^-k) graded on n examples."""
     rng = np.random.default_rng(1)
     steps, n = (64, 128, 256, 512, 1024), 64
-    axes = {"size": ["tiny"], "pretrain": [0], "diversity": [1, 2], "quality": [1.0], "cot": ["full"], "seed": [0, 1]}
+    axes = {"size": ["tiny"], "pretrain_tokens": [0], "diversity": [1, 2], "quality": [1.0], "cot": ["full"], "seed": [0, 1]}
     cells = []
     for diversity in (1, 2):
         for seed in (0, 1):
@@ -82,11 +84,11 @@ def _results_nc(path: Path) -> Path:
                 acc = rng.binomial(n, truth) / n
                 metrics[split] = {"loss": list(1 - acc + 0.1), "token_acc": list(acc), "answer_acc": list(acc),
                                   "process_acc": list(acc), "n": [n] * len(steps)}
-            result = CellResult(cell_id=f"c{diversity}{seed}", axes={"size": "tiny", "pretrain": 0, "diversity": diversity,
+            result = CellResult(cell_id=f"c{diversity}{seed}", axes={"size": "tiny", "pretrain_tokens": 0, "diversity": diversity,
                                 "quality": 1.0, "cot": "full", "seed": seed}, steps=steps, splits=("train", "id"),
                                 metrics=metrics, params=1000, flops=tuple(float(s) * 1e6 for s in steps), wall_seconds=1.0)
             cells.append(cell_dataset(result, {"spec": ""}))
-    write_atomic(hypercube(cells, axes, {"spec": ""}), path)
+    write_dataset(RunFolder(path.parent), path.name, hypercube(cells, axes, {"spec": ""}))
     return path
 
 
@@ -112,6 +114,19 @@ def test_compare_ranks_laws_by_psis_loo(power_table, tmp_path, capsys):
     assert table.loc[table["rank"] == 0, "elpd_diff"].item() == 0
 
 
+def test_compare_names_the_law_that_made_the_data(tmp_path, capsys):
+    """Accuracies with a floor of 0.3 (a logistic rise from it): the floorless `accuracy` law must lose."""
+    rng = np.random.default_rng(4)
+    x = np.geomspace(10, 10_000, 14)
+    p = 0.3 + 0.6 / (1 + (x / 300.0) ** -2.0)
+    pd.DataFrame({"tokens": x, "acc": rng.binomial(400, p) / 400, "n": 400}).to_csv(tmp_path / "acc.csv", index=False)
+    assert main(["fit", str(tmp_path / "acc.csv"), "--compare", "accuracy,logistic", "--y", "acc", "--n", "n",
+                 "--x", "x=tokens", "--out", str(tmp_path / "compare"), *QUICK]) == 0
+    table = pd.read_csv(tmp_path / "compare" / "compare.csv").set_index("law")
+    assert table.loc["logistic", "rank"] == 0
+    assert table.loc["accuracy", "elpd_diff"] > 4 * table.loc["accuracy", "dse"]  # not a close call
+
+
 def test_an_unconverged_fit_exits_1_and_writes_nothing(power_table, tmp_path, capsys):
     out = tmp_path / "fit"
     assert main(["fit", str(power_table), "--law", "power", "--y", "loss", "--x", "x=tokens", "--out", str(out),
@@ -119,7 +134,6 @@ def test_an_unconverged_fit_exits_1_and_writes_nothing(power_table, tmp_path, ca
     assert "NOT converged" in capsys.readouterr().out and not out.exists()
 
 
-@pytest.mark.skipif(not PYTHIA.is_file(), reason="the shared Pythia evaluations (../shared/data) are not here")
 def test_a_rollout_backtest_on_pythia_predicts_later_checkpoints(tmp_path, capsys):
     table = pd.read_csv(PYTHIA)
     table = table[(table.task == "sciq") & (table.metric == "acc") & (table.deduped == 0) & (table.step > 0)]
@@ -133,7 +147,6 @@ def test_a_rollout_backtest_on_pythia_predicts_later_checkpoints(tmp_path, capsy
     assert (backtest["mean"] - backtest.observed).abs().mean() < 0.05  # within 5 points of accuracy
 
 
-@pytest.mark.skipif(not PYTHIA.is_file(), reason="the shared Pythia evaluations (../shared/data) are not here")
 def test_a_size_rollout_on_pythia_predicts_the_larger_models(tmp_path, capsys):
     """Chinchilla's law on LAMBADA loss (log perplexity) over N and D, fitted on Pythia 70m–1.4b, predicts
     2.8b, 6.9b and 12b at every checkpoint: 42 rows up to 8× beyond the largest fitted size."""

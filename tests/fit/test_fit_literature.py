@@ -1,6 +1,6 @@
 """The fitter against published numbers: Epoch AI's replication of Chinchilla (Besiroglu et al. 2024).
 
-Data: ../shared/data/chinchilla/svg_extracted_data.csv (see its README); skipped where it is absent.
+Data: tests/data/chinchilla_svg_extracted_data.csv (its source and licence are in tests/data/README.md).
 """
 
 from pathlib import Path
@@ -12,9 +12,7 @@ import pytest
 from scaling.fit.infer import FitData, SamplerConfig, fit_law
 from scaling.fit.laws import LAWS
 
-DATA = Path(__file__).parents[3] / "shared" / "data"
-CHINCHILLA = DATA / "chinchilla" / "svg_extracted_data.csv"
-pytestmark = pytest.mark.skipif(not CHINCHILLA.is_file(), reason=f"published data absent: no {CHINCHILLA}")
+CHINCHILLA = Path(__file__).parents[1] / "data" / "chinchilla_svg_extracted_data.csv"
 
 # Epoch's estimates, bootstrap SEs and 95% bootstrap intervals (arXiv 2404.10102, Table 1).
 EPOCH = {"A": 482.01, "B": 2085.43, "E": 1.8169, "alpha": 0.3478, "beta": 0.3659}

@@ -144,24 +144,24 @@ def test_two_step_is_a_sigmoid_of_a_power_law_loss():
 def test_sft_ceiling_rises_with_capability_and_quality_and_t50_with_diversity():
     mean = LAWS["sft"].mean
     theta = _one(floor=0.01, H=0.5, kappa=1.0, rho=2.0, T=100.0, k=3.0, delta=1.0, gamma=-0.5, eta=0.5)
-    late = {"steps": 1e7, "diversity": 1.0}
+    late = {"step": 1e7, "diversity": 1.0}
     capability = np.geomspace(0.01, 100, 9)
     plateau = np.asarray(mean(theta, late | {"quality": 1.0, "capability": capability}))
     assert (np.diff(plateau) > 0).all() and plateau[-1] == pytest.approx(1 / (1 + 0.5 / 100), abs=1e-4)
     quality = np.linspace(0.3, 1.0, 8)
     assert (np.diff(np.asarray(mean(theta, late | {"quality": quality, "capability": 1.0}))) > 0).all()
     steps = np.geomspace(1, 1e7, 80)
-    curve = np.asarray(mean(theta, {"steps": steps, "diversity": 1.0, "quality": 1.0, "capability": 1.0}))
+    curve = np.asarray(mean(theta, {"step": steps, "diversity": 1.0, "quality": 1.0, "capability": 1.0}))
     assert (np.diff(curve) >= 0).all() and curve[0] == pytest.approx(0.01, abs=1e-3)  # float32 plateaus are flat
     # Half the rise at t50 = T·diversity^delta: four times the diversity takes four times the steps.
     half = 0.01 + (1 / 1.5 - 0.01) / 2
-    assert float(mean(theta, {"steps": 400.0, "diversity": 4.0, "quality": 1.0, "capability": 1.0})) == pytest.approx(half, abs=1e-5)
+    assert float(mean(theta, {"step": 400.0, "diversity": 4.0, "quality": 1.0, "capability": 1.0})) == pytest.approx(half, abs=1e-5)
 
 
 def test_sft_break_falls_past_memorization_and_is_sft_without_a_drop():
     theta = dict(floor=0.01, H=0.1, kappa=1.0, rho=1.0, T=100.0, k=3.0, delta=0.5, gamma=0.0, eta=0.0)
     steps = np.geomspace(1, 1e7, 80)
-    x = {"steps": steps, "diversity": 1.0, "quality": 1.0, "capability": 1.0}
+    x = {"step": steps, "diversity": 1.0, "quality": 1.0, "capability": 1.0}
     curve = np.asarray(LAWS["sft-break"].mean(_one(**theta, M=1000.0, mu=1.0, drop=0.5), x))
     peak = curve.argmax()
     assert 0 < peak < len(steps) - 1 and 100 < steps[peak] < 1e4  # rises to about t50, falls past memorization

@@ -34,13 +34,13 @@ def test_an_s_shaped_rise_diminishes_after_it_takes_off_not_before():
 
 def test_an_axis_that_only_hurts_has_no_diminishing_point():
     theta = _draws(floor=0.02, H=0.1, kappa=1.0, rho=1.0, T=100.0, k=2.0, delta=0.5, gamma=0.0, eta=0.0)
-    x = {"steps": np.geomspace(32, 1024, 6), "diversity": np.array([1.0, 2.0, 4.0]), "quality": np.array([0.5, 1.0]),
+    x = {"step": np.geomspace(32, 1024, 6), "diversity": np.array([1.0, 2.0, 4.0]), "quality": np.array([0.5, 1.0]),
          "capability": np.array([1.0, 4.0])}
     table = returns_table(LAWS["sft"], theta, x, ReturnsConfig())
     doubling = table[(table.axis == "diversity") & (table.quantity == "gain_per_doubling")]
     assert (doubling.estimate < 0).all()  # delta > 0: the same examples over more families learn slower
     assert np.isnan(_threshold_row(table, "diversity"))
-    assert _threshold_row(table, "steps") > 100.0 and np.isfinite(_threshold_row(table, "steps"))
+    assert _threshold_row(table, "step") > 100.0 and np.isfinite(_threshold_row(table, "step"))
 
 
 def test_the_post_memorization_gain_runs_from_the_memorization_step_to_k_times_it():

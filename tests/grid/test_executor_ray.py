@@ -17,30 +17,13 @@ from scaling.grid.spec import expand, load_spec
 from scaling.grid.locks import is_stale
 from scaling.grid.folder import RunFolder
 from scaling.grid.runner import lock_file
-from runs_helpers import SCALING, attrs_of, cell_lines, metrics_of, signal_owner, write_spec
+from runs_helpers import SCALING, attrs_of, cell_lines, metrics_of, signal_owner, tiny_grid, write_spec
 
 pytestmark = pytest.mark.slow
 
-TINY = """
-name = "tiny"
-[axes]
-size = ["tiny"]
-pretrain_tokens = [0, 20000]
-seed = [0, 1]
-[data]
-families = ["add"]
-ood_families = ["sub"]
-examples = 200
-[train]
-budgets = [8, 16, 32]
-batch_size = 8
-checkpoint_every = 4
-[eval]
-splits = ["train", "id", "ood_family"]
-n = 16
-"""
+TINY = tiny_grid(seeds=(0, 1))
 # Two cells of a few seconds each, checkpointed every 4 of their 80 steps: time to kill one mid-cell.
-LONG = TINY.replace('name = "tiny"', 'name = "long"').replace("[0, 20000]", "[0]").replace("[8, 16, 32]", "[40, 80]")
+LONG = tiny_grid("long", seeds=(0, 1), pretrain_tokens=(0,), budgets=(40, 80))
 RAY = Path(sys.executable).parent / "ray"
 
 
@@ -123,7 +106,7 @@ def test_killed_worker_is_retried_and_resumes_to_the_uninterrupted_metrics(clust
 
 
 def test_worker_dying_past_its_retries_fails_the_cell_and_leaves_it_to_a_rerun(cluster, tmp_path):
-    text = LONG.replace("seed = [0, 1]", "seed = [0]") + "[run.ray]\nmax_retries = 0\n"
+    text = tiny_grid("long", pretrain_tokens=(0,), budgets=(40, 80), run="[run.ray]\nmax_retries = 0\n")
     spec, run = write_spec(tmp_path, text), tmp_path / "run"
     (cell,) = expand(load_spec(spec))
     driver = run_on_ray(spec, run, cluster)

@@ -19,32 +19,14 @@ from scaling.grid.spec import expand, load_spec
 from scaling.grid.locks import is_stale
 from scaling.grid.folder import RunFolder
 from scaling.grid.runner import lock_file
-from runs_helpers import SCALING, attrs_of, cell_lines, metrics_of, signal_owner, write_spec
+from runs_helpers import SCALING, attrs_of, cell_lines, metrics_of, signal_owner, tiny_grid, write_spec
 
 pytestmark = pytest.mark.slow
 
-TINY = """
-name = "tiny"
-[axes]
-size = ["tiny"]
-pretrain_tokens = [0, 20000]
-seed = [0]
-[data]
-families = ["add"]
-ood_families = ["sub"]
-examples = 200
-[train]
-budgets = [8, 16, 32]
-batch_size = 8
-checkpoint_every = 4
-[eval]
-splits = ["train", "id", "ood_family"]
-n = 16
-"""
+TINY = tiny_grid()
 # One cell of a few seconds, checkpointed every 4 of its 80 steps: time to signal it mid-cell. With a time
 # limit this short, submitit takes any signal for the limit, which requeues only a Checkpointable.
-LONG = (TINY.replace('name = "tiny"', 'name = "long"').replace("[0, 20000]", "[0]").replace("[8, 16, 32]", "[40, 80]")
-        + "[run.slurm]\ntimeout_min = 1\n")
+LONG = tiny_grid("long", pretrain_tokens=(0,), budgets=(40, 80), run="[run.slurm]\ntimeout_min = 1\n")
 LOCAL_JOBS = {**os.environ, CLUSTER_ENV: "local"}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scaling.grid import folder as runfolder
+from scaling import staging
 from scaling.errors import UserError
 from scaling.grid.spec import parse_spec
 from scaling.grid.runner import SPEC, open_run
@@ -36,13 +36,13 @@ n = 8
 @pytest.fixture
 def slow_writes(monkeypatch):
     """Every new file takes WRITE_DELAY_S between its creation and its contents."""
-    write = runfolder._write_new_file
+    write = staging.write_new_file
 
     def slowly(path: Path, data: bytes) -> None:
         time.sleep(WRITE_DELAY_S)
         write(path, data)
 
-    monkeypatch.setattr(runfolder, "_write_new_file", slowly)
+    monkeypatch.setattr(staging, "write_new_file", slowly)
 
 
 def start_together(out: Path, text: str = GRID) -> list[object]:
@@ -87,7 +87,7 @@ def test_an_empty_folder_made_for_the_run_is_opened_alike_and_keeps_its_permissi
 def test_where_the_folder_cannot_be_renamed_into_place_one_runner_still_writes_it_whole(slow_writes, monkeypatch, tmp_path):
     # A mount point (or an object store) cannot take a renamed folder: the spec is written in place,
     # exclusively and whole, and the others wait on nothing but read it.
-    monkeypatch.setattr(runfolder, "_publish_local_folder", lambda target, files: None)
+    monkeypatch.setattr(staging, "publish_once", lambda target, files: None)
     out = tmp_path / "mounted"
     out.mkdir()
     results = start_together(out)

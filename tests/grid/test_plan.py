@@ -1,11 +1,12 @@
 """A cell's data is tokenized by its base's tokenizer: lengths follow it, and caches keep tokenizers apart."""
 
 import dataclasses
+from pathlib import Path
 
 from checkpoint_folders import chatml_folder
 
 from scaling.trainer.batches import sequence_ids
-from scaling.grid.spec import Cell, parse_spec
+from scaling.grid.spec import Cell, parse_base, parse_spec
 from scaling.grid.plan import LENGTH_QUANTUM, cell_data, cell_plan, cell_tokenizer
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
 from scaling.tasks.tokenizer import CHARACTERS
@@ -26,16 +27,16 @@ n = 4
 """
 
 
-def _cell(size: str) -> Cell:
-    return Cell(size, 0, 2, 1.0, "full", 0, cell_id="c")
+def _cell(size: str, spec_dir: Path = Path(".")) -> Cell:
+    return Cell(size, 0, 2, 1.0, "full", 0, cell_id="c", base=parse_base(size, spec_dir))
 
 
 def test_a_preset_cell_uses_characters_and_an_hf_cell_its_checkpoints_tokenizer(tmp_path):
     spec = dataclasses.replace(parse_spec(SPEC), base_dir=str(tmp_path))
     folder = chatml_folder(tmp_path / "ckpt")
-    assert cell_tokenizer(spec, _cell("tiny")) is CHARACTERS
-    assert cell_tokenizer(spec, _cell("hf:ckpt")) == checkpoint_tokenizer(folder)
-    assert cell_plan(spec, _cell("tiny"), bases=None).tokenizer is CHARACTERS
+    assert cell_tokenizer(_cell("tiny")) is CHARACTERS
+    assert cell_tokenizer(_cell("hf:ckpt", tmp_path)) == checkpoint_tokenizer(folder)
+    assert cell_plan(spec, _cell("tiny"), init_params=None).tokenizer is CHARACTERS
 
 
 def test_cell_lengths_follow_the_tokenizer_and_the_cache_keeps_them_apart(tmp_path):
@@ -44,5 +45,6 @@ def test_cell_lengths_follow_the_tokenizer_and_the_cache_keeps_them_apart(tmp_pa
     for tokenizer in (CHARACTERS, chat, CHARACTERS):  # the second character call is served by the cache
         data = cell_data(spec, cell, tokenizer)
         longest = max(len(sequence_ids(e, tokenizer)[0]) for e in data.pool + data.splits["id"])
-        assert data.length == -(-longest // LENGTH_QUANTUM) * LENGTH_QUANTUM
+        # The smallest multiple of the quantum that every sequence fits in.
+        assert data.length % LENGTH_QUANTUM == 0 and longest <= data.length < longest + LENGTH_QUANTUM
     assert cell_data(spec, cell, chat).length > cell_data(spec, cell).length  # the system turn is long

@@ -13,33 +13,15 @@ import xarray as xr
 
 from scaling.cli import main
 from scaling.grid.spec import expand, load_spec
-from scaling.grid.store import open_results
-from runs_helpers import SCALING, metrics_of
+from scaling.results import open_results
+from runs_helpers import SCALING, metrics_of, tiny_grid
 
 pytestmark = pytest.mark.slow
 
-SPEC = """
-name = "t"
-[axes]
-size = ["tiny"]
-seed = [0, 1, 2]
-[data]
-families = ["add"]
-ood_families = ["sub"]
-examples = 200
-[train]
-budgets = [16, 32, 64]
-batch_size = 8
-checkpoint_every = 8
-[eval]
-splits = ["train", "id", "ood_family"]
-n = 16
-[run]
-heartbeat_s = 0.5
 # Far above any stall of a loaded machine: a live runner's lock must never look stale to the other
 # runner of a race (a killed runner's lock is taken over at once: its pid is gone).
-stale_after_s = 600.0
-"""
+SPEC = tiny_grid("t", seeds=(0, 1, 2), pretrain_tokens=(0,), budgets=(16, 32, 64), checkpoint_every=8,
+                 run="[run]\nheartbeat_s = 0.5\nstale_after_s = 600.0\n")
 
 
 def assert_same_results(run: Path, reference: Path) -> None:
@@ -74,7 +56,7 @@ def test_run_writes_one_done_file_per_cell_and_collect_builds_the_hypercube(refe
     assert capsys.readouterr().out.startswith("3 done · 0 running · 0 failed · 0 pending")
     assert main(["collect", str(reference)]) == 0
     cube = open_results(reference / "results.nc")
-    assert dict(cube.sizes) == {"size": 1, "pretrain": 1, "diversity": 1, "quality": 1, "cot": 1, "seed": 3,
+    assert dict(cube.sizes) == {"size": 1, "pretrain_tokens": 1, "diversity": 1, "quality": 1, "cot": 1, "seed": 3,
                                 "step": 3, "split": 3}
     assert (cube.status == "done").all()
     for cell in cells:

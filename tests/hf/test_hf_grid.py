@@ -76,7 +76,7 @@ def test_a_checkpoint_base_trains_collects_and_exports_as_a_checkpoint(base, cap
     assert list(results["size"].values) == ["hf:base", "tiny"]
     imported = read_hf_checkpoint(base)
     assert int(results["params"].sel(size="hf:base")) == imported.cfg.non_embedding_params
-    hf_cell = results.sel(size="hf:base", pretrain=0).squeeze()
+    hf_cell = results.sel(size="hf:base", pretrain_tokens=0).squeeze()
     assert np.isfinite(hf_cell["loss"].values).all() and (hf_cell["status"].values == "done")
     # Twelve steps of SFT lower the checkpoint's loss on its training examples.
     train_loss = hf_cell["loss"].sel(split="train").values

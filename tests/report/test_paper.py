@@ -35,10 +35,25 @@ def project(tmp_path_factory) -> Path:
 
 def test_figures_draws_every_listed_figure_as_png_and_pdf(project, capsys):
     assert main(["figures", "--paper", str(project / "paper")]) == 0
-    drawn = sorted(p.name for p in (project / "paper" / "figures").iterdir())
+    figures = project / "paper" / "figures"
+    drawn = sorted(p.name for p in figures.iterdir() if p.suffix)
     assert drawn == [f"power_{kind}.{suffix}" for kind in ("backtest", "fit", "returns") for suffix in ("pdf", "png")]
-    assert all((project / "paper" / "figures" / name).stat().st_size > 1000 for name in drawn)
+    assert all((figures / name).stat().st_size > 1000 for name in drawn)
     assert "drew power_fit" in capsys.readouterr().out
+    index = (figures / "INDEX").read_text().splitlines()
+    assert "power_fit.png/.pdf: law_fit (fit=fits/power)" in index
+    assert main(["figures", "--paper", str(project / "paper")]) == 0  # its own earlier output is replaced
+
+
+def test_a_figures_folder_holding_someone_elses_files_is_left_alone(project, tmp_path, capsys):
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    (paper / "figures.toml").write_text((project / "paper" / "figures.toml").read_text().replace('"fits/', f'"{project}/fits/'))
+    (paper / "figures").mkdir()
+    (paper / "figures" / "sketch.png").write_bytes(b"drawn by hand")
+    assert main(["figures", "--paper", str(paper)]) == 2
+    assert "was not written by `scaling figures`" in capsys.readouterr().err
+    assert [p.name for p in (paper / "figures").iterdir()] == ["sketch.png"]
 
 
 @pytest.mark.parametrize("spec, named", [

@@ -14,9 +14,15 @@ def test_presets_grow_and_their_parameter_counts_match_the_model():
         assert count_params(params) == cfg.total_params
 
 
-def test_flops_include_the_attention_term():
+def test_the_tiny_preset_counted_by_hand():
     cfg = preset("tiny", vocab_size=90, max_len=64)
-    assert cfg.train_flops_per_token(64) == 6 * cfg.non_embedding_params + 6 * cfg.n_layers * 64 * cfg.d_model
+    # width 32, 2 layers, SwiGLU width 8·⌊(32·8/3)/8⌋ = 80. Per layer: q, k, v, o 4·32·32 = 4,096; gate, up,
+    # down 3·32·80 = 7,680; two RMSNorm scales 64: 11,840. Two layers and the final norm: 23,712.
+    assert cfg.non_embedding_params == 23_712
+    # Training FLOPs per token at context 64: 6N = 142,272 for the weights, and for attention the scores
+    # and weighted values (2 · 2 FLOPs per position and width, forward), tripled for the backward pass and
+    # halved by the causal mask: 6 · 2 layers · 64 positions · 32 width = 24,576.
+    assert cfg.train_flops_per_token(64) == 142_272 + 24_576
 
 
 @pytest.mark.parametrize(
@@ -55,8 +61,11 @@ def test_parameter_counts_match_the_model_for_every_option(options):
 
 
 def test_flops_attention_term_uses_the_attention_width():
-    cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, d_ff=48, max_len=16, head_width=16)
-    assert cfg.train_flops_per_token(16) == 6 * cfg.non_embedding_params + 6 * 2 * 16 * 4 * 16
+    # Heads 4 × 16 wide = 64, twice the residual width 32: the attention term counts 64, not 32.
+    narrow = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, d_ff=48, max_len=16)
+    wide = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, d_ff=48, max_len=16, head_width=16)
+    attention = {cfg: cfg.train_flops_per_token(16) - 6 * cfg.non_embedding_params for cfg in (narrow, wide)}
+    assert attention[narrow] == 6 * 2 * 16 * 32 and attention[wide] == 6 * 2 * 16 * 64
 
 
 @pytest.mark.parametrize(

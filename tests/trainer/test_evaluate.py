@@ -1,3 +1,5 @@
+"""Evaluation of a split: greedy generation (cached and reference), teacher-forced metrics, grading."""
+
 import dataclasses
 
 import jax.numpy as jnp
@@ -6,7 +8,7 @@ import pytest
 from checkpoint_folders import chatml_folder
 
 from scaling.trainer import evaluate
-from scaling.trainer.batches import prompt_arrays, sequence_length
+from scaling.trainer.batches import prompt_arrays, sequence_length, token_arrays
 from scaling.trainer.decode import generate_greedy_cached
 from scaling.trainer.evaluate import evaluate_split, generate_greedy
 from scaling.trainer.model import init_model, logits
@@ -50,7 +52,32 @@ def test_split_metrics_agree_with_grading_the_generations(tiny_model_cfg, exampl
     assert metrics["process_acc"] == pytest.approx(np.mean([g.process_acc for g in grades]))
     # An untrained model is near uniform over the vocabulary.
     assert abs(metrics["loss"] - np.log(tokenizer.VOCAB_SIZE)) < 1.0
-    assert 0.0 <= metrics["token_acc"] <= 1.0
+    # Token accuracy, counted here from the model's logits: argmax equals the next token, on completion tokens.
+    arrays = token_arrays(examples, length)
+    all_logits = np.asarray(logits(params, arrays.inputs, arrays.positions, arrays.segments, graphdef=graphdef))
+    hits = (all_logits.argmax(-1) == arrays.targets) * arrays.loss_mask
+    assert metrics["token_acc"] == pytest.approx(hits.sum() / arrays.loss_mask.sum())
+
+
+def test_split_metrics_of_known_generations(tiny_model_cfg, examples, monkeypatch):
+    """Generations written by hand: three gold, one with every step right but a wrong answer, one garbage."""
+    graphdef, params = init_model(tiny_model_cfg, seed=0)
+    length = sequence_length(examples)
+    gold = [e.completion for e in examples]
+    wrong_answer = gold[3].rsplit("#### ", 1)[0] + "#### 999999"
+    written = [*gold[:3], wrong_answer, "no idea"]
+
+    def generate(params, tokens, lengths, graphdef, max_new, eos_id):
+        out = np.array(tokens)
+        for row, text in enumerate(written[: len(out)]):
+            ids = tokenizer.encode(text) + [eos_id]
+            out[row, lengths[row]: lengths[row] + len(ids)] = ids[: out.shape[1] - lengths[row]]
+        return out
+
+    monkeypatch.setattr(evaluate, "generate_greedy_cached", generate)
+    metrics = evaluate_split(graphdef, params, examples, length, batch_size=8)
+    assert metrics["answer_acc"] == pytest.approx(3 / 5)
+    assert metrics["process_acc"] == pytest.approx(4 / 5)  # the wrong answer's steps are all verified
 
 
 def test_generation_stops_at_whatever_eos_id_it_is_given(tiny_model_cfg, examples):

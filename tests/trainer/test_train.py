@@ -6,6 +6,7 @@ from scaling.trainer.batches import sequence_length, token_arrays
 from scaling.trainer.config import TrainConfig
 from scaling.trainer.model import init_model
 from scaling.tasks.mixture import training_pool
+from scaling.trainer import train as train_module
 from scaling.trainer.train import TrainingDiverged, batch_indices, masked_loss, train
 
 
@@ -79,10 +80,27 @@ def test_wsd_branches_equal_separate_runs_of_each_budget(tiny_model_cfg, data):
     assert cfg.total_steps == 30 + 3 + 5 + 10 < cfg.replace(steps_axis="separate").total_steps == 70
 
 
-def test_the_decay_anneals_the_branch(tiny_model_cfg, data):
+def test_the_decay_anneals_the_branch(tiny_model_cfg, data, monkeypatch):
+    # The rate each step is trained with, as the train step receives it.
+    rates = []
+    step = train_module.train_step
+
+    def recording(state, batch, graphdef, optimizer, lr):
+        rates.append(float(lr))
+        return step(state, batch, graphdef=graphdef, optimizer=optimizer, lr=lr)
+
+    monkeypatch.setattr(train_module, "train_step", recording)
     cfg = TrainConfig(budgets=(40,), batch_size=16, lr=1e-2, warmup_steps=5, decay_fraction=0.5)
     annealed = next(iter(train(tiny_model_cfg, cfg, data)))[2]
+    # Warmup over 5 steps, the trunk flat at the peak until the fork at 40 − 0.5·40 = 20, then a linear decay
+    # over 20 steps: the peak at the fork, 1/20 of it at the last step.
+    np.testing.assert_allclose(rates[:5], [2e-3, 4e-3, 6e-3, 8e-3, 1e-2], rtol=1e-6)
+    np.testing.assert_allclose(rates[5:20], 1e-2, rtol=1e-6)
+    np.testing.assert_allclose(rates[20:], [1e-2 * (1 - i / 20) for i in range(20)], rtol=1e-6)
+    assert len(rates) == 40
     constant = next(iter(train(tiny_model_cfg, cfg.replace(schedule="constant"), data)))[2]
+    np.testing.assert_allclose(rates[40:45], rates[:5], rtol=1e-6)
+    np.testing.assert_allclose(rates[45:], 1e-2, rtol=1e-6)  # no decay: the model differs only by the anneal
     graphdef = init_model(tiny_model_cfg, 0)[0]
     batch = data.take(np.arange(64))
     annealed_loss, constant_loss = (float(masked_loss(p, batch, graphdef)[0]) for p in (annealed, constant))

@@ -1,0 +1,62 @@
+"""The results hypercube as a file format: open a `results.nc`, and flatten one split of it to a table.
+
+Written by the grid's store (`scaling.grid.store`), read by fits and figures: this module is the one
+reader, so every consumer sees the same rows (finished cells only) under the same names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from scaling.errors import UserError
+from scaling.schema import LEGACY_AXES
+
+ENGINE = "h5netcdf"
+
+
+def open_results(path) -> xr.Dataset:
+    """The results hypercube at path (a `results.nc`), loaded into memory, axes under today's names."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"results file {path} does not exist")
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            loaded = ds.load()
+    except (OSError, ValueError) as error:
+        raise UserError(f"results file {path} is unreadable or truncated ({type(error).__name__})") from None
+    # Files written before an axis was renamed keep its old name: read them under the new one.
+    return loaded.rename({old: new for new, old in LEGACY_AXES.items() if old in loaded.dims})
+
+
+def splits_of(results: xr.Dataset) -> list[str]:
+    return [str(s) for s in results.split.values]
+
+
+def results_table(results: xr.Dataset, split: str) -> pd.DataFrame:
+    """One row per finished cell and budget of a split: the grid axes, `step`, every metric, the per-cell
+    variables (memorization step, pool diversity, status) and the coordinates (`params`, `flops`).
+
+    Failed and missing cells hold only NaN and are left out.
+    """
+    if split not in splits_of(results):
+        raise UserError(f"the results have no split {split!r}; they have {', '.join(splits_of(results))}")
+    one = results.sel(split=split).drop_vars("split")
+    metrics = [name for name, var in one.data_vars.items() if "step" in var.dims]
+    table = one[metrics].to_dataframe().reset_index()
+    per_cell = [name for name, var in one.data_vars.items() if "step" not in var.dims]
+    cells = one[per_cell].to_dataframe().reset_index()
+    keys = [d for d in cells.columns if d in table.columns and d not in per_cell]
+    table = table.merge(cells[keys + [c for c in per_cell if c not in table.columns]], on=keys, how="left")
+    if "status" in table:
+        table = table[table["status"].astype(str) == "done"]
+    return table.reset_index(drop=True)
+
+
+def group_labels(table: pd.DataFrame, by: tuple[str, ...]) -> pd.Series:
+    """Each row's group as one label, `size=tiny, diversity=2` (the value alone when by is one column)."""
+    if len(by) == 1:
+        return table[by[0]].astype(str)
+    return table[list(by)].astype(str).apply(lambda row: ", ".join(f"{k}={v}" for k, v in row.items()), axis=1)

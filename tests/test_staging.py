@@ -1,0 +1,65 @@
+"""Publishing outputs whole: the one staging mechanism behind fits, the demo, figures, model folders and caches."""
+
+import os
+import stat
+
+import pytest
+
+from scaling.errors import UserError
+from scaling.staging import check_replaceable, publish_once, staged_folder, write_file_atomic
+
+MARKER = "made.toml"
+
+
+def test_a_staged_folder_replaces_an_earlier_one_of_the_same_writer_only_when_complete(tmp_path):
+    out = tmp_path / "out"
+    with staged_folder(out, MARKER, "scaling test") as staging:
+        (staging / MARKER).write_text("first")
+        (staging / "old.csv").write_text("1")
+    with pytest.raises(RuntimeError):
+        with staged_folder(out, MARKER, "scaling test") as staging:
+            (staging / MARKER).write_text("second")
+            raise RuntimeError("interrupted half way")
+    assert (out / MARKER).read_text() == "first"  # the failed run changed nothing
+    with staged_folder(out, MARKER, "scaling test") as staging:
+        (staging / MARKER).write_text("third")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER]  # replaced whole: old.csv is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or retired folder left
+
+
+def test_a_folder_someone_else_wrote_is_refused_before_anything_runs(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    ran = []
+    with pytest.raises(UserError, match="was not written by `scaling test`"):
+        with staged_folder(mine, MARKER, "scaling test"):
+            ran.append(True)
+    with pytest.raises(UserError, match="is not empty"):
+        check_replaceable(mine, None, "scaling import-hf")
+    with pytest.raises(UserError, match="is a file"):
+        check_replaceable(mine / "notes.txt", MARKER, "scaling test")
+    assert not ran and [p.name for p in mine.iterdir()] == ["notes.txt"]
+    check_replaceable(tmp_path / "new", None, "scaling import-hf")  # absent: fine
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty", None, "scaling import-hf")  # empty: fine
+
+
+def test_publish_once_lets_the_first_complete_folder_win(tmp_path):
+    target = tmp_path / "base"
+    assert publish_once(target, {"a.txt": b"first", "sub/b.txt": b"x"}) is True
+    assert publish_once(target, lambda folder: (folder / "a.txt").write_text("second")) is False
+    assert (target / "a.txt").read_text() == "first" and (target / "sub" / "b.txt").read_bytes() == b"x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]
+
+
+def test_files_are_written_whole_and_readable_by_the_group(tmp_path):
+    previous = os.umask(0o002)
+    try:
+        write_file_atomic(tmp_path / "a" / "file.bin", b"one")
+        write_file_atomic(tmp_path / "a" / "file.bin", lambda out: out.write(b"two"))
+    finally:
+        os.umask(previous)
+    path = tmp_path / "a" / "file.bin"
+    assert path.read_bytes() == b"two" and stat.S_IMODE(path.stat().st_mode) == 0o664
+    assert [p.name for p in path.parent.iterdir()] == ["file.bin"]
