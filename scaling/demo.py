@@ -105,7 +105,8 @@ def run_demo(cfg: DemoConfig, out: Path, say=print) -> dict[str, Path]:
     out = Path(out)
     started = time.perf_counter()
     with staged_folder(out, MARKER, WRITER) as staging:
-        _run_into(cfg, staging, say)
+        # What is written where, said as where it will be once the staging folder is moved into place.
+        _run_into(cfg, staging, lambda text: say(str(text).replace(str(staging), str(out))))
     paths = outputs(out)
     say(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Written under {out}/:")
     for role, path in paths.items():

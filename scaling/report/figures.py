@@ -32,7 +32,10 @@ def _save(figure: plt.Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for path in paths:
-        figure.savefig(path, dpi=150, bbox_inches="tight")
+        # No creation date in the PDF: the same files redraw to the same bytes, so a redraw shows in git
+        # only where a figure changed.
+        metadata = {"CreationDate": None} if path.suffix == ".pdf" else None
+        figure.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata)
     plt.close(figure)
     return paths
 
@@ -152,10 +155,11 @@ def _draw_law_fit(record: FitRecord, measured: pd.DataFrame, fitted: pd.DataFram
                 axis.set_xlabel(roles.steps)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    figure.legend(unique.values(), unique.keys(), loc="upper center", ncol=max(1, len(unique)), frameon=False,
-                  bbox_to_anchor=(0.5, 1.02), fontsize="small")
+    # Beside the panels, not above them: a legend over one row of panels would cover their titles.
+    figure.legend(unique.values(), unique.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+                  fontsize="small")
     figure.suptitle(f"{record.law} law fit: posterior mean and 90% credible band; points: seeds, diamonds: their mean",
-                    y=1.07, fontsize="small")
+                    y=1.02, fontsize="small")
     return figure
 
 
