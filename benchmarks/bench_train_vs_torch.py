@@ -25,7 +25,8 @@ from scaling.trainer.model import init_model
 from scaling.trainer.packing import pack, packing_efficiency
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
-from scaling.trainer.train import batch_indices, optimizer_for, train_step
+from scaling.trainer.attention import span_bucket
+from scaling.trainer.train import batch_indices, bound_step, optimizer_for
 
 BATCH = 32  # sequences per torch step, and per step of ours at equal shapes
 ROW_LENGTH = 256  # tokens per packed row; the longest example of the mixture needs 182
@@ -66,15 +67,19 @@ def torch_step(model: LlamaForCausalLM, optimizer: torch.optim.AdamW, batch: dic
 
 
 class Ours:
-    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig):
-        self.graphdef, params = init_model(model_cfg, seed=0)
-        self.optimizer, self.lr = optimizer_for(train_cfg), train_cfg.lr
-        self.state = (params, self.optimizer.init(params))
+    """The training loop's own step: static arguments bound once, attention reaching as far as the rows'
+    longest example needs (see scaling.trainer.train.bound_step)."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, arrays: TokenArrays):
+        graphdef, params = init_model(model_cfg, seed=0)
+        optimizer, self.lr = optimizer_for(train_cfg), train_cfg.lr
+        self.step = bound_step(graphdef, optimizer, span_bucket(arrays.span, arrays.inputs.shape[1]))
+        self.state = (params, optimizer.init(params))
 
     def run(self, batches: list[dict]) -> None:
         metrics = None
         for batch in batches:
-            self.state, metrics = train_step(self.state, batch, graphdef=self.graphdef, optimizer=self.optimizer, lr=self.lr)
+            self.state, metrics = self.step(self.state, batch, self.lr)
         jax.block_until_ready(metrics)  # the one sync point: steps dispatch asynchronously
 
 
@@ -148,7 +153,7 @@ def main() -> None:
     # (a) Identical padded batches, fixed shape BATCH x length.
     data = token_arrays(pool, length)
     padded = [data.take(batch_indices(len(data), BATCH, step, 0)) for step in range(n_steps)]
-    ours_a, torch_a = time_side_by_side(Ours(model_cfg, train_cfg), [to_jax(b) for b in padded],
+    ours_a, torch_a = time_side_by_side(Ours(model_cfg, train_cfg, data), [to_jax(b) for b in padded],
                                         Torch(model_cfg, train_cfg), [to_torch(b) for b in padded])
 
     # (b) Useful tokens per second: our packed rows against torch's dynamic padding, similar tokens per step.
@@ -156,7 +161,7 @@ def main() -> None:
     packed = pack(pool, ROW_LENGTH)
     rows = round(useful(dynamic)[2] / ROW_LENGTH)
     packed_steps = packed_batches(packed, rows, n_steps)
-    ours_b, torch_b = time_side_by_side(Ours(model_cfg, train_cfg), [to_jax(b) for b in packed_steps],
+    ours_b, torch_b = time_side_by_side(Ours(model_cfg, train_cfg, packed), [to_jax(b) for b in packed_steps],
                                         Torch(model_cfg, train_cfg), [to_torch(b) for b in dynamic])
     (ours_real, ours_loss, ours_total), (torch_real, torch_loss, torch_total) = useful(packed_steps), useful(dynamic)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check, a few minutes on one NVIDIA GPU: (a) bf16 training tokens/s and MFU of an 85M-non-embedding-
-# parameter decoder (benchmarks/gpu_check.py), (b) the ensemble ratio (benchmarks/bench_ensemble.py, if present).
+# parameter decoder, and one attention layer three ways (XLA dense, cuDNN, our blocked form) (benchmarks/gpu_check.py),
+# (b) the ensemble ratio (benchmarks/bench_ensemble.py, if present).
 # Usage: benchmarks/gpu_check.sh [--smoke]   (--smoke: tiny model and few steps, to check it end to end on CPU)
 # Runs under $PYTHON, else the project's .venv, else python3 (on a GPU machine: one whose jax sees CUDA).
 # Last line: a JSON object {"check": "gpu", "device": ..., "train": {...}, "ensemble": {...}}.
@@ -79,7 +80,8 @@ print(json.dumps({
     "ratio": ensemble["ratio"] if ensemble else None,
     "train": {key: train[key] for key in ("device_kind", "backend", "tokens_per_s", "mfu", "peak_bf16_flops",
                                           "non_embedding_params", "total_params", "batch", "length", "flops_per_token")}
-             | {"mixed_" + key: train["variants"]["mixed"][key] for key in ("tokens_per_s", "mfu")},
+             | {"mixed_" + key: train["variants"]["mixed"][key] for key in ("tokens_per_s", "mfu")}
+             | {"attention_ms": train.get("attention_ms")},
     "ensemble": None if ensemble is None else {key: ensemble.get(key) for key in (
         "ratio", "members", "vmapped_ms_per_step", "sequential_ms_per_step", "last_step_loss_gap", "device_kind")},
 }))

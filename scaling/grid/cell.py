@@ -14,7 +14,7 @@ from flax import nnx
 from scaling.trainer.batches import TokenArrays
 from scaling.trainer.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from scaling.trainer.config import ModelConfig, TrainConfig
-from scaling.trainer.evaluate import evaluate_split
+from scaling.trainer.evaluate import evaluate_splits
 from scaling.trainer.model import abstract_model
 from scaling.schema import METRICS
 from scaling.grid.store import CellResult
@@ -33,8 +33,8 @@ class CellPlan:
     train_cfg: TrainConfig
     train_data: TokenArrays  # the SFT rows (packed or one example per row)
     splits: dict[str, list[Example]]  # evaluation examples by split
-    eval_length: int  # token length of evaluation rows
-    eval_batch: int  # evaluation batch size
+    eval_lengths: dict[str, int]  # each split's row length: its longest sequence, rounded up (see evaluate_splits)
+    eval_batch: int  # evaluation rows decoded together
     tokens_per_step: int  # tokens processed per optimizer step, for FLOPs
     pool_stats: dict = field(default_factory=dict)  # measured diversity of the SFT pool
     init_params: nnx.State | None = None  # a pretrained base; None: random initialization
@@ -81,9 +81,9 @@ def run_cell(
             resume=resume, on_checkpoint=save if checkpoints is not None else None, checkpoint_every=checkpoint_every,
         ):
             steps.append(step)
-            for split, examples in plan.splits.items():
-                scores = evaluate_split(graphdef, params, examples, plan.eval_length, plan.eval_batch, plan.tokenizer)
-                for metric, value in scores.items():
+            scores = evaluate_splits(graphdef, params, plan.splits, plan.eval_lengths, plan.eval_batch, plan.tokenizer)
+            for split in plan.splits:
+                for metric, value in scores[split].items():
                     metrics[split][metric].append(value)
             if on_final is not None and step == budgets[-1]:
                 on_final(params)

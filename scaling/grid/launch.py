@@ -133,7 +133,7 @@ class GridProgress:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
         self.cells = self.progress.add_task("cells", total=total, completed=finished)
-        self.done = finished
+        self.ended: set[str] = set()  # cells this run saw finish (worker processes each report every cell)
 
     def __enter__(self) -> GridProgress:
         self.progress.__enter__()
@@ -153,7 +153,8 @@ class GridProgress:
             if task is not None:
                 self.progress.remove_task(task)
             outcome: Outcome = value
-            if not outcome.status.startswith("skipped: running"):
+            if not outcome.status.startswith("skipped: running") and cell.cell_id not in self.ended:
+                self.ended.add(cell.cell_id)
                 self.progress.advance(self.cells)
             if outcome.computed or outcome.status.startswith("failed"):
                 took = f" ({time.monotonic() - began:.0f} s)" if began is not None else ""  # ray/slurm report ends only

@@ -38,6 +38,7 @@ class CellData:
     pool: list[Example]  # the unique SFT examples, corruptions and CoT style applied
     splits: dict[str, list[Example]]  # evaluation examples by split
     length: int  # tokens that fit every sequence of this cell, in its tokenizer
+    split_lengths: dict[str, int]  # tokens that fit every sequence of each split (rows of that split's evaluation)
 
 
 def cell_tokenizer(cell: Cell) -> Tokenizer:
@@ -61,8 +62,12 @@ def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed:
                   for split in evaluation.splits}
     except ValueError as error:  # e.g. more unique examples asked for than a family has
         raise UserError(f"cell data (diversity={diversity}, quality={quality}, cot={cot}, seed={seed}): {error}") from None
-    longest = sequence_length(pool + [e for examples in splits.values() for e in examples], tokenizer)
-    return CellData(pool, splits, -(-longest // LENGTH_QUANTUM) * LENGTH_QUANTUM)
+    split_lengths = {split: _quantized(sequence_length(examples, tokenizer)) for split, examples in splits.items()}
+    return CellData(pool, splits, max([_quantized(sequence_length(pool, tokenizer)), *split_lengths.values()]), split_lengths)
+
+
+def _quantized(length: int) -> int:
+    return -(-length // LENGTH_QUANTUM) * LENGTH_QUANTUM
 
 
 def model_config(cell: Cell, length: int) -> ModelConfig:
@@ -100,7 +105,7 @@ def cell_plan(spec: GridSpec, cell: Cell, init_params: nnx.State | None) -> Cell
         train_cfg=train_config(spec, cell.seed),
         train_data=rows,
         splits=data.splits,
-        eval_length=data.length,
+        eval_lengths=data.split_lengths,
         eval_batch=min(spec.eval.batch_size, spec.eval.n),
         tokens_per_step=spec.train.batch_size * pack_length,
         pool_stats=diversity_stats(data.pool),

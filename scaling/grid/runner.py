@@ -122,12 +122,29 @@ def needs_work(folder: RunFolder, cell_id: str, retry_failed: bool) -> bool:
     return status is None or (retry_failed and status != "done")
 
 
+def local_cache() -> Path:
+    """This machine's cache folder: $SCALING_CACHE, else ~/.cache/scaling."""
+    return Path(os.environ.get("SCALING_CACHE", Path.home() / ".cache" / "scaling"))
+
+
 def scratch_dir(folder: RunFolder) -> Path:
     """Where checkpoints and bases live: inside a local run folder, else a local cache keyed by the URL."""
     if folder.is_local:
         return folder.local_path / "scratch"
-    cache = Path(os.environ.get("SCALING_CACHE", Path.home() / ".cache" / "scaling"))
-    return cache / "runs" / hashlib.sha256(folder.url.encode()).hexdigest()[:16]
+    return local_cache() / "runs" / hashlib.sha256(folder.url.encode()).hexdigest()[:16]
+
+
+def use_compilation_cache() -> None:
+    """Keep compiled programs on disk (in the local cache, unless JAX_COMPILATION_CACHE_DIR says where), so
+    that worker processes, reruns and later grids with the same shapes skip compiling: a cell's train
+    step, evaluation and decoding take seconds each to compile on CPU. Entries are keyed by the program
+    and the JAX version, so a hit is the same executable."""
+    import jax
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(local_cache() / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def checkpoints_dir(folder: RunFolder, cell_id: str) -> Path:
@@ -145,6 +162,7 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
     from scaling.grid.plan import cell_plan, load_or_pretrain_base
     from scaling.provenance import provenance
 
+    use_compilation_cache()
     worker = worker_name()
     lock = acquire(folder, lock_file(cell.cell_id), spec.run.heartbeat_s, spec.run.stale_after_s)
     if lock is None:

@@ -43,6 +43,13 @@ class TokenArrays:
     def take(self, index: np.ndarray) -> dict[str, np.ndarray]:
         return {name: getattr(self, name)[index] for name in ("inputs", "targets", "loss_mask", "positions", "segments")}
 
+    @property
+    def span(self) -> int:
+        """The longest example in any row, in tokens: how far back a token can attend. Positions restart at
+        each example, so it is the largest position plus one."""
+        real = self.positions[self.segments != 0]
+        return int(real.max()) + 1 if real.size else 1
+
 
 def token_arrays(examples: list[Example], length: int, tokenizer: Tokenizer = CHARACTERS) -> TokenArrays:
     """One row per example, padded with `pad_id`, its loss on completion tokens (and end of sequence) only."""

@@ -104,3 +104,14 @@ def evaluate_split(
         "process_acc": float(np.mean(process_scores)),
         "n": float(len(examples)),
     }
+
+
+def evaluate_splits(
+    graphdef: nnx.GraphDef, params, splits: dict[str, list[Example]], lengths: dict[str, int], batch_size: int,
+    tokenizer: Tokenizer = CHARACTERS,
+) -> dict[str, dict[str, float]]:
+    """All metrics of every split, each in rows of its own length: its longest sequence, which is also how
+    far greedy generation may run. (A split's decoding cost grows with its row length, per step and in
+    steps: a split of short problems is not decoded at the length of another split's long ones.)"""
+    return {split: evaluate_split(graphdef, params, examples, lengths[split], batch_size, tokenizer)
+            for split, examples in splits.items()}

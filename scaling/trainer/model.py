@@ -6,7 +6,8 @@ attention, no biases, tied or untied embeddings. ModelConfig options switch in t
 and GPT-2 (learned positions, tanh GELU), so one model covers every imported checkpoint.
 
 Attention is restricted to earlier tokens of the same segment, so packed sequences never attend
-across examples and padding (segment 0) is never attended to.
+across examples and padding (segment 0) is never attended to. On CPU it is computed in causal blocks
+that skip the scores the mask rules out (`scaling.trainer.attention`); on accelerators, densely.
 
 For generation, `prefill` runs a whole buffer and also returns every layer's keys and values (a
 `KVCache`), and `decode` advances one token per row against that cache. Both reuse the weights of
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from scaling.trainer.attention import causal_attention, dense_attention
 from scaling.trainer.config import ModelConfig
 
 
@@ -81,15 +83,19 @@ class Attention(nnx.Module):
         self.value = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
         self.out = nnx.Linear(cfg.n_heads * dh, d, use_bias=cfg.out_bias, dtype=cfg.compute_dtype, rngs=rngs)
 
-    def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
-        return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)[0]
+    def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array,
+                 span: int | None = None) -> jax.Array:
+        return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT, span)[0]
 
     def prefill(
-        self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array
+        self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array, span: int | None = None
     ) -> tuple[jax.Array, LayerCache]:
-        """The attention output and this layer's keys and values at every position."""
+        """The attention output and this layer's keys and values at every position (see `causal_attention`
+        for `span`, the furthest any position looks back)."""
+        B, T, _ = x_BxTxD.shape
         q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh = self._project(x_BxTxD, positions_BxT)
-        return self._attend(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask_Bx1xTxT), LayerCache(k_BxTxKxDh, v_BxTxKxDh)
+        y_BxTxHxDh = causal_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask_Bx1xTxT, span)
+        return self.out(y_BxTxHxDh.reshape(B, T, self.cfg.n_heads * self.cfg.head_dim)), LayerCache(k_BxTxKxDh, v_BxTxKxDh)
 
     def decode(self, x_Bx1xD: jax.Array, positions_Bx1: jax.Array, cache: LayerCache) -> tuple[jax.Array, LayerCache]:
         """One new token per row at its own position: write its key and value there, attend to cache[<= position]."""
@@ -100,7 +106,8 @@ class Attention(nnx.Module):
                            cache.v_BxTxKxDh.at[rows_B, at_B].set(v_Bx1xKxDh[:, 0]))
         # Entries past a row's position hold stale prefill values of its padding: masked, never read.
         mask_Bx1x1xT = (jnp.arange(T)[None, :] <= at_B[:, None])[:, None, None, :]
-        return self._attend(q_Bx1xHxDh, cache.k_BxTxKxDh, cache.v_BxTxKxDh, mask_Bx1x1xT), cache
+        y_Bx1xHxDh = dense_attention(q_Bx1xHxDh, cache.k_BxTxKxDh, cache.v_BxTxKxDh, mask_Bx1x1xT)
+        return self.out(y_Bx1xHxDh.reshape(B, 1, self.cfg.n_heads * self.cfg.head_dim)), cache
 
     def _project(self, x_BxSxD: jax.Array, positions_BxS: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Rotated queries and keys, and values, of S tokens."""
@@ -113,14 +120,6 @@ class Attention(nnx.Module):
             q_BxSxHxDh = partial_rotary(q_BxSxHxDh, positions_BxS, cfg.rope_theta, cfg.rotary_dim)
             k_BxSxKxDh = partial_rotary(k_BxSxKxDh, positions_BxS, cfg.rope_theta, cfg.rotary_dim)
         return q_BxSxHxDh, k_BxSxKxDh, v_BxSxKxDh
-
-    def _attend(
-        self, q_BxSxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array, mask_Bx1xSxT: jax.Array
-    ) -> jax.Array:
-        B, S = q_BxSxHxDh.shape[:2]
-        # dot_product_attention shares each key/value head across H/K query heads (grouped-query).
-        y_BxSxHxDh = jax.nn.dot_product_attention(q_BxSxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=mask_Bx1xSxT)
-        return self.out(y_BxSxHxDh.reshape(B, S, self.cfg.n_heads * self.cfg.head_dim))
 
 
 class SwiGLU(nnx.Module):
@@ -153,13 +152,14 @@ class Block(nnx.Module):
         self.mlp_norm = norm(cfg, rngs)
         self.mlp = SwiGLU(cfg, rngs) if cfg.mlp == "swiglu" else GeluMLP(cfg, rngs)
 
-    def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array) -> jax.Array:
-        return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)[0]
+    def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array,
+                 span: int | None = None) -> jax.Array:
+        return self.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT, span)[0]
 
     def prefill(
-        self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array
+        self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_Bx1xTxT: jax.Array, span: int | None = None
     ) -> tuple[jax.Array, LayerCache]:
-        y_BxTxD, cache = self.attention.prefill(self.attention_norm(x_BxTxD), positions_BxT, mask_Bx1xTxT)
+        y_BxTxD, cache = self.attention.prefill(self.attention_norm(x_BxTxD), positions_BxT, mask_Bx1xTxT, span)
         return self._mlp_residual(x_BxTxD, y_BxTxD), cache
 
     def decode(self, x_Bx1xD: jax.Array, positions_Bx1: jax.Array, cache: LayerCache) -> tuple[jax.Array, LayerCache]:
@@ -186,19 +186,21 @@ class Transformer(nnx.Module):
         self.final_norm = norm(cfg, rngs)
         self.lm_head = None if cfg.tie_embeddings else nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
 
-    def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array) -> jax.Array:
-        """Next-token logits BxTxV."""
-        return self.prefill(tokens_BxT, positions_BxT, segments_BxT)[0]
+    def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array,
+                 span: int | None = None) -> jax.Array:
+        """Next-token logits BxTxV; `span` (static) bounds how far back any position looks, as no segment is
+        longer (packed rows: the longest example); None: the whole row."""
+        return self.prefill(tokens_BxT, positions_BxT, segments_BxT, span)[0]
 
     def prefill(
-        self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array
+        self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array, span: int | None = None
     ) -> tuple[jax.Array, KVCache]:
         """Next-token logits BxTxV and every layer's keys and values, to continue with `decode`."""
         mask_Bx1xTxT = attention_mask(segments_BxT)
         x_BxTxD = self._embed(tokens_BxT, positions_BxT)
         cache = []
         for block in self.blocks:
-            x_BxTxD, layer_cache = block.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT)
+            x_BxTxD, layer_cache = block.prefill(x_BxTxD, positions_BxT, mask_Bx1xTxT, span)
             cache.append(layer_cache)
         return self._head(x_BxTxD), tuple(cache)
 

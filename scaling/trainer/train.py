@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from scaling.trainer.batches import TokenArrays
+from scaling.trainer.attention import span_bucket
 from scaling.trainer.config import ModelConfig, TrainConfig
 from scaling.trainer.model import abstract_model, init_model
 from scaling.trainer.schedules import cosine, linear_decay
@@ -32,10 +33,10 @@ def token_losses(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(log_probs_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
 
 
-def masked_loss(params: nnx.State, batch: dict, graphdef: nnx.GraphDef) -> tuple[jax.Array, jax.Array]:
-    """Mean cross-entropy over completion tokens, and the token accuracy there."""
+def masked_loss(params: nnx.State, batch: dict, graphdef: nnx.GraphDef, span: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """Mean cross-entropy over completion tokens, and the token accuracy there (`span`: see Transformer)."""
     model = nnx.merge(graphdef, params)
-    logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"])
+    logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"], span)
     weights_BxT = batch["loss_mask"]
     total = jnp.maximum(weights_BxT.sum(), 1.0)
     loss = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum() / total
@@ -66,19 +67,41 @@ def warmup(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps == 0 else min(1.0, (step + 1) / warmup_steps)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "optimizer"), donate_argnums=0)
-def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, lr):
+@functools.partial(jax.jit, static_argnames=("graphdef", "optimizer", "span"), donate_argnums=0)
+def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, lr,
+               span: int | None = None):
     """One AdamW step on a batch at learning rate `lr`: (params, opt_state) -> new state, {loss, token_acc}.
 
     `lr` is traced (warmup, schedule and branch decays are computed per step outside), so every
-    learning rate and schedule shares one compilation.
+    learning rate and schedule shares one compilation. `span` (static) is the longest example of the
+    rows, bucketed (see `scaling.trainer.attention`): attention computes no score beyond it.
     """
     params, opt_state = state
-    (loss, token_acc), grads = jax.value_and_grad(masked_loss, has_aux=True)(params, batch, graphdef)
+    (loss, token_acc), grads = jax.value_and_grad(masked_loss, has_aux=True)(params, batch, graphdef, span)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     updates = jax.tree.map(lambda u: u * lr, updates)
     params = optax.apply_updates(params, updates)
     return (params, opt_state), {"loss": loss, "token_acc": token_acc}
+
+
+_BOUND_STEPS: dict[tuple, Callable] = {}
+
+
+def bound_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, span: int | None) -> Callable:
+    """`train_step` with its static arguments bound and jitted once per model, optimizer and span:
+    `step(state, batch, lr)`. A loop calls it without hashing the graph definition at every step, which
+    costs milliseconds in Python against a small model's step of tens."""
+    key = (graphdef, optimizer, span)
+    if key not in _BOUND_STEPS:
+        raw = train_step.__wrapped__  # the pure step under train_step's own jit
+        _BOUND_STEPS[key] = jax.jit(lambda state, batch, lr: raw(state, batch, graphdef, optimizer, lr, span),
+                                    donate_argnums=0)
+    return _BOUND_STEPS[key]
+
+
+def step_compilations() -> int:
+    """Train steps compiled so far by training loops (every bound step's signatures): what tests count."""
+    return sum(step._cache_size() for step in _BOUND_STEPS.values())
 
 
 def batch_indices(n_examples: int, batch_size: int, step: int, seed: int) -> np.ndarray:
@@ -176,6 +199,8 @@ class _Run:
         self.init_params, self.on_checkpoint, self.checkpoint_every = init_params, on_checkpoint, checkpoint_every
         self.graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
         self.optimizer = optimizer_for(train_cfg)
+        self.span = span_bucket(data.span, data.inputs.shape[1])  # no token of these rows attends further back
+        self.step = bound_step(self.graphdef, self.optimizer, self.span)
 
     def fresh_state(self):
         params = init_model(self.model_cfg, self.cfg.seed)[1] if self.init_params is None else _copy(self.init_params)
@@ -187,7 +212,7 @@ class _Run:
         for step in steps:
             batch = self.data.take(batch_indices(len(self.data), cfg.batch_size, step, cfg.seed))
             rate = cfg.lr * warmup(step, cfg.warmup_steps) * scale(step)
-            state, metrics = train_step(state, batch, graphdef=self.graphdef, optimizer=self.optimizer, lr=rate)
+            state, metrics = self.step(state, batch, rate)
             self.progress.dispatched(metrics["loss"])
             if budgets_done is not None and self.on_checkpoint and every and (step + 1) % every == 0:
                 self.on_checkpoint(step + 1, state, budgets_done)

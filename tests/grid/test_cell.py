@@ -23,7 +23,7 @@ def plan(request):
     length = sequence_length(pool + sum(splits.values(), []))
     model_cfg = ModelConfig(vocab_size=tokenizer.VOCAB_SIZE, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=32, max_len=length)
     return CellPlan("c0", {"size": "t"}, model_cfg, TrainConfig(budgets=(6, 12, 24), batch_size=8, warmup_steps=2),
-                    token_arrays(pool, length), splits, length, 4, 8 * length)
+                    token_arrays(pool, length), splits, {split: length for split in splits}, 4, 8 * length)
 
 
 def _killed_at(step_to_die: int):

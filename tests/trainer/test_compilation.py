@@ -14,7 +14,7 @@ from scaling.trainer.config import TrainConfig
 from scaling.trainer.decode import generate_greedy_cached
 from scaling.trainer.evaluate import evaluate_split
 from scaling.tasks.mixture import evaluation_split, training_pool
-from scaling.trainer.train import train, train_step
+from scaling.trainer.train import step_compilations, train
 
 FAMILIES = ("add", "reverse")
 # Batch sizes no other test uses, so the first cell below is the one that compiles its shapes.
@@ -41,7 +41,7 @@ def grid_data():
 
 
 def _compilations() -> dict[str, int]:
-    return {"train_step": train_step._cache_size(), "generate": generate_greedy_cached._cache_size()}
+    return {"train_step": step_compilations(), "generate": generate_greedy_cached._cache_size()}
 
 
 def _run_cells(model_cfg, cells, grid_data) -> list[dict[str, int]]:

@@ -83,13 +83,18 @@ def test_wsd_branches_equal_separate_runs_of_each_budget(tiny_model_cfg, data):
 def test_the_decay_anneals_the_branch(tiny_model_cfg, data, monkeypatch):
     # The rate each step is trained with, as the train step receives it.
     rates = []
-    step = train_module.train_step
+    bound = train_module.bound_step
 
-    def recording(state, batch, graphdef, optimizer, lr):
-        rates.append(float(lr))
-        return step(state, batch, graphdef=graphdef, optimizer=optimizer, lr=lr)
+    def recording(*static):
+        step = bound(*static)
 
-    monkeypatch.setattr(train_module, "train_step", recording)
+        def recorded(state, batch, lr):
+            rates.append(float(lr))
+            return step(state, batch, lr)
+
+        return recorded
+
+    monkeypatch.setattr(train_module, "bound_step", recording)
     cfg = TrainConfig(budgets=(40,), batch_size=16, lr=1e-2, warmup_steps=5, decay_fraction=0.5)
     annealed = next(iter(train(tiny_model_cfg, cfg, data)))[2]
     # Warmup over 5 steps, the trunk flat at the peak until the fork at 40 − 0.5·40 = 20, then a linear decay
