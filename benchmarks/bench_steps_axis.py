@@ -53,7 +53,7 @@ def run(model_cfg, train_cfg: TrainConfig, data) -> dict:
 
 def main() -> None:
     pool = training_pool(FAMILIES, 2, 2000, seed=0)
-    held_out = evaluation_split("id", pool, FAMILIES, 2, (), EVAL_N, seed=0)
+    held_out = evaluation_split("id", FAMILIES, (), EVAL_N, seed=0)
     length = sequence_length(pool + held_out)
     data = token_arrays(pool, length)
     eval_batch = token_arrays(held_out, length).take(np.arange(EVAL_N))  # one batch: its mean is the split's

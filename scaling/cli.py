@@ -146,11 +146,11 @@ def status(run_dir: str, as_json: bool) -> None:
 @click.argument("run_dir")
 def collect(run_dir: str) -> None:
     """Validate every cell file and merge them into RUN_DIR/results.nc."""
-    from scaling.grid.collect import RESULTS, collect_run, format_status
+    from scaling.grid.collect import FAMILIES, GRADES, RESULTS, collect_run, format_status
 
     _, states = collect_run(run_dir)
     click.echo(format_status(states).splitlines()[0])
-    click.echo(f"wrote {run_dir.rstrip('/')}/{RESULTS}")
+    click.echo(f"wrote {run_dir.rstrip('/')}/{RESULTS}, {GRADES} and {FAMILIES}")
 
 
 @cli.command()

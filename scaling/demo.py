@@ -43,7 +43,7 @@ class DemoConfig:
     sizes: tuple[str, ...] = ("tiny", "xs")  # model size presets, trained from random init
     diversities: tuple[int, ...] = (1, 2)  # number of SFT families, the first k of `families`
     families: tuple[str, ...] = ("add", "reverse")  # ordered SFT families
-    ood_families: tuple[str, ...] = ("sub",)  # held out of every mixture: the ood_family split
+    ood_families: tuple[str, ...] = ("sum3", "sub")  # held out of every mixture: sum3 can transfer from add, sub cannot
     examples: int = 2000  # unique SFT examples, whatever the diversity
     budgets: tuple[int, ...] = (64, 128, 256, 512, 1024)  # the steps axis, doubling
     batch_size: int = 11  # packed rows per step (about 34 examples: rows hold ~3 each)
@@ -51,7 +51,7 @@ class DemoConfig:
     lr: float = 3e-3  # AdamW peak learning rate
     warmup_steps: int = 20  # linear warmup steps
     schedule: str = "wsd"  # one run per cell, an annealed branch per budget
-    splits: tuple[str, ...] = ("train", "id", "ood_family")  # evaluated at every budget
+    splits: tuple[str, ...] = ("train", "id", "ood_family", "ood_phrasing")  # evaluated at every budget
     eval_n: int = 64  # examples per split
     seed: int = 0  # data and initialization seed
     fit_metric: str = "answer_acc"  # the response the law is fitted to

@@ -31,14 +31,15 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
     results = open_results(paths["results"])
     assert {"size", "pretrain_tokens", "diversity", "quality", "cot", "seed", "step", "split"} <= set(results.dims)
     assert list(results.step.values) == [4, 8, 16]
-    assert list(results.split.values) == ["train", "id", "ood_family"]
+    assert list(results.split.values) == ["train", "id", "ood_family", "ood_phrasing"]
     assert (results["status"] == "done").all()
     assert results["answer_acc"].notnull().all() and (results["loss"] > 0).all()
     entropy = results["family_phrasing_entropy"].squeeze()
     assert float(entropy.sel(diversity=2)) > float(entropy.sel(diversity=1)) > 0
     assert "jax==" in results.attrs["versions"] and results.attrs["spec"] == paths["grid"].read_text()
     assert len(list(paths["cells"].glob("*.nc"))) == len(expand(demo_spec(SMALL))) == 2
-    assert sorted(p.name for p in out.iterdir()) == ["cells", "demo.toml", "figures", "fit", "grid.toml", "results.nc"]
+    assert sorted(p.name for p in out.iterdir()) == ["cells", "data_version", "demo.toml", "families.parquet", "figures",
+                                                     "fit", "grades.parquet", "grid.toml", "results.nc"]
 
     # The fit is `scaling fit`'s own: its outputs, its fit.toml, its figure function.
     summary = pd.read_csv(paths["summary"])

@@ -23,7 +23,7 @@ import xarray as xr
 
 from scaling.errors import UserError
 from scaling.fit.backtest import backtest_scores, backtest_table
-from scaling.fit.data import Columns, as_numbers, axis_columns, check_values, fit_data, groups, load_table, query
+from scaling.fit.data import Columns, as_numbers, axis_columns, check_values, fit_data, groups, load_table, query, row_condition
 from scaling.fit.infer import MAX_R_HAT, METHODS, MIN_ESS_BULK, LawFit, SamplerConfig, fit_law, fit_pooled
 from scaling.fit.laws import Law, get_law
 from scaling.fit.models import POOL_TAU
@@ -123,7 +123,7 @@ def prepare(request: FitRequest) -> Prepared:
         raise UserError("no rows left to fit (check --where, --split and missing values)")
     check_values(complete, law, columns)
     rows = complete.reset_index(drop=True)
-    held = query(rows, request.holdout, "--holdout") if request.holdout is not None else pd.Series(False, index=rows.index)
+    held = row_condition(rows, request.holdout, "--holdout") if request.holdout is not None else pd.Series(False, index=rows.index)
     parts = []
     for label, key, part in groups(rows, request.by):
         part_held = held[part.index].reset_index(drop=True)

@@ -56,15 +56,18 @@ def _split_table(results, split: str | None, path: Path) -> pd.DataFrame:
     return results_table(results, split)
 
 
-def query(table: pd.DataFrame, expression: str | None, flag: str) -> pd.DataFrame | pd.Series:
-    """Rows matching a row condition (a boolean mask when flag is --holdout); see `scaling.fit.expression`."""
-    if expression is None:
-        return table
+def query(table: pd.DataFrame, expression: str | None, flag: str) -> pd.DataFrame:
+    """The rows matching a row condition (see `scaling.fit.expression`); flag names it in an error."""
+    return table if expression is None else table[row_condition(table, expression, flag)]
+
+
+def row_condition(table: pd.DataFrame, expression: str, flag: str) -> pd.Series:
+    """A row condition as a boolean mask over the table's rows; flag names it in an error."""
     try:
         mask = row_mask(expression, table)
     except ExpressionError as error:
         raise UserError(f"{flag} {_quoted(expression)} {error}") from None
-    return table[mask] if flag == "--where" else pd.Series(mask, index=table.index)
+    return pd.Series(mask, index=table.index)
 
 
 def _quoted(expression: str, most: int = 60) -> str:

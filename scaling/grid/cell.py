@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import jax
+import numpy as np
 from flax import nnx
 
 from scaling.trainer.batches import TokenArrays
@@ -37,8 +38,14 @@ class CellPlan:
     eval_batch: int  # evaluation rows decoded together
     tokens_per_step: int  # tokens processed per optimizer step, for FLOPs
     pool_stats: dict = field(default_factory=dict)  # measured diversity of the SFT pool
+    base: dict = field(default_factory=dict)  # the base's measured capability (schema.BASE_MEASURES)
     init_params: nnx.State | None = None  # a pretrained base; None: random initialization
     tokenizer: Tokenizer = CHARACTERS  # what made train_data and tokenizes the splits: the base model's own
+
+
+def _plain(grade: dict) -> dict:
+    """A grade with plain Python values: it goes into a checkpoint's JSON and must read back the same."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in grade.items()}
 
 
 def _checkpoint_id(trunk_step: int, budgets_done: int, n_budgets: int) -> int:
@@ -60,18 +67,19 @@ def run_cell(
     budgets = plan.train_cfg.budgets
     metrics = {split: {m: [] for m in METRICS} for split in plan.splits}
     steps: list[int] = []
+    grades: list[dict] = []
     resume, wall_before = None, 0.0
     if checkpoints is not None and (latest := latest_checkpoint(checkpoints)) is not None:
         params = abstract_model(plan.model_cfg)[1]  # shapes only: the checkpoint holds the values
         template = (params, jax.eval_shape(optimizer_for(plan.train_cfg).init, params))
         state, extra = restore_checkpoint(checkpoints, latest, template)
         resume = Resume(extra["trunk_step"], state, extra["budgets_done"])
-        metrics, steps, wall_before = extra["metrics"], extra["steps"], extra["wall_seconds"]
+        metrics, steps, wall_before, grades = extra["metrics"], extra["steps"], extra["wall_seconds"], extra["grades"]
     started = time.perf_counter()
 
     def save(trunk_step: int, state, budgets_done: int) -> None:
         extra = {"trunk_step": trunk_step, "budgets_done": budgets_done, "metrics": metrics, "steps": steps,
-                 "wall_seconds": wall_before + time.perf_counter() - started}
+                 "grades": grades, "wall_seconds": wall_before + time.perf_counter() - started}
         save_checkpoint(checkpoints, _checkpoint_id(trunk_step, budgets_done, len(budgets)), state, extra)
 
     status = "done"
@@ -81,10 +89,12 @@ def run_cell(
             resume=resume, on_checkpoint=save if checkpoints is not None else None, checkpoint_every=checkpoint_every,
         ):
             steps.append(step)
-            scores = evaluate_splits(graphdef, params, plan.splits, plan.eval_lengths, plan.eval_batch, plan.tokenizer)
+            scores, graded = evaluate_splits(graphdef, params, plan.splits, plan.eval_lengths, plan.eval_batch,
+                                             plan.tokenizer)
             for split in plan.splits:
                 for metric, value in scores[split].items():
                     metrics[split][metric].append(value)
+                grades += [{"step": step, "split": split, **_plain(grade)} for grade in graded[split]]
             if on_final is not None and step == budgets[-1]:
                 on_final(params)
     except TrainingDiverged as diverged:
@@ -98,6 +108,9 @@ def run_cell(
         params=plan.model_cfg.non_embedding_params,
         flops=tuple(plan.model_cfg.train_flops_per_token(plan.train_data.inputs.shape[1]) * plan.tokens_per_step * s for s in steps),
         wall_seconds=wall_before + time.perf_counter() - started,
+        chance={split: float(np.mean([e.chance for e in examples])) for split, examples in plan.splits.items()},
+        base=plan.base,
+        grades=tuple(grades),
         pool_stats=plan.pool_stats,
         status=status,
     )

@@ -5,17 +5,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import pandas as pd
 import xarray as xr
 
 from scaling.grid.spec import Cell, expand, grid_axes
 from scaling.grid.locks import is_stale, read_owner
 from scaling.provenance import provenance
 from scaling.grid.folder import RunFolder
-from scaling.grid.runner import cell_file, checkpoints_dir, lock_file, read_run_spec
-from scaling.grid.store import hypercube, read_folder_cell, write_dataset
+from scaling.grid.runner import RESULTS_FILE, cell_file, checkpoints_dir, grades_file, lock_file, read_run_spec
+from scaling.grid.store import hypercube, read_folder_cell, read_grades, write_dataset, write_grades
 from scaling.errors import UserError
+from scaling.schema import AXES, GRADE_COLUMNS
 
-RESULTS = "results.nc"
+RESULTS = RESULTS_FILE
+GRADES = "grades.parquet"  # every graded example of every finished cell, with the cell's axes
+FAMILIES = "families.parquet"  # the per-family metrics, aggregated from GRADES: what laws fit per family
 STATES = ("done", "running", "failed", "pending", "corrupt")
 
 
@@ -62,6 +66,28 @@ def format_status(states: list[CellState]) -> str:
     return "\n".join(lines)
 
 
+def _grades(folder: RunFolder, spec, cells: list[Cell]) -> pd.DataFrame:
+    """Every finished cell's grades, led by its id, its axes and whether each family is in its mixture."""
+    tables = []
+    for cell in cells:
+        if not folder.exists(grades_file(cell.cell_id)):  # a cell that failed before grading anything
+            continue
+        table = read_grades(folder, grades_file(cell.cell_id))
+        trained = set(spec.data.families[:cell.diversity])
+        tables.append(table.assign(cell_id=cell.cell_id, **cell.axes, trained=table["family"].isin(trained)))
+    columns = ["cell_id", *AXES, "step", "split", "trained", *GRADE_COLUMNS]
+    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+
+
+def family_metrics(grades: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, budget, split and family: n, answer_acc, process_acc, chain_acc and chance, as a tidy table."""
+    keys = ["cell_id", *AXES, "step", "split", "family", "trained"]
+    return (grades.groupby(keys, sort=False)
+            .agg(n=("answer_correct", "size"), answer_acc=("answer_correct", "mean"),
+                 process_acc=("process_score", "mean"), chain_acc=("chain_correct", "mean"), chance=("chance", "mean"))
+            .reset_index())
+
+
 def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
     """Validate every cell file of the run and merge them into RUN_DIR/results.nc (written atomically)."""
     folder = RunFolder(run_dir)
@@ -71,5 +97,8 @@ def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
     if not datasets:
         raise UserError(f"{folder.url} has no finished cells to collect yet")
     cube = hypercube(datasets, grid_axes(spec), provenance(text))
+    grades = _grades(folder, spec, [c for c in cells if folder.exists(cell_file(c.cell_id))])
+    write_grades(folder, GRADES, grades)
+    write_grades(folder, FAMILIES, family_metrics(grades))
     write_dataset(folder, RESULTS, cube)
     return cube, [_cell_state(folder, c, spec.run.stale_after_s) for c in cells]

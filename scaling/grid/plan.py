@@ -10,6 +10,7 @@ in the run's scratch folder, so a grid pretrains each base once however many mix
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +23,14 @@ from scaling.trainer.config import ModelConfig, preset
 from scaling.errors import UserError
 from scaling.staging import publish_once
 from scaling.grid.spec import Cell, GridSpec, train_config
-from scaling.trainer.model import abstract_model
+from scaling.trainer.model import abstract_model, init_model
+from scaling.trainer.probe import measure_base
 from scaling.trainer.packing import pack
 from scaling.trainer.pretrain import pretrain
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
+from scaling.tasks.corpus import CORPUS_VERSION
 from scaling.tasks.diversity import diversity_stats
-from scaling.tasks.mixture import Example, evaluation_split, training_pool
+from scaling.tasks.mixture import Example, evaluation_split, memorization_split, training_pool
 from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 
 LENGTH_QUANTUM = 32  # sequence lengths round up to this, so cells of a size mostly share one compiled step
@@ -58,12 +61,20 @@ def cell_data(spec: GridSpec, cell: Cell, tokenizer: Tokenizer = CHARACTERS) -> 
 def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed: int, tokenizer: Tokenizer) -> CellData:
     try:
         pool = training_pool(data.families, diversity, data.examples, seed, quality, cot, data.phrasings or None)
-        splits = {split: evaluation_split(split, pool, data.families, diversity, data.ood_families, evaluation.n, seed, cot)
+        fixed = evaluation_set(data.families, data.ood_families, evaluation.splits, evaluation.n, evaluation.seed, cot)
+        splits = {split: memorization_split(pool, evaluation.memorization_n) if split == "train" else fixed[split]
                   for split in evaluation.splits}
     except ValueError as error:  # e.g. more unique examples asked for than a family has
         raise UserError(f"cell data (diversity={diversity}, quality={quality}, cot={cot}, seed={seed}): {error}") from None
     split_lengths = {split: _quantized(sequence_length(examples, tokenizer)) for split, examples in splits.items()}
     return CellData(pool, splits, max([_quantized(sequence_length(pool, tokenizer)), *split_lengths.values()]), split_lengths)
+
+
+@functools.lru_cache(maxsize=8)
+def evaluation_set(families: tuple[str, ...], ood_families: tuple[str, ...], splits: tuple[str, ...], n: int, seed: int,
+                   cot: str) -> dict[str, list[Example]]:
+    """A grid's evaluation problems of each split but `train`, in one CoT style: the same for all its cells."""
+    return {split: evaluation_split(split, families, ood_families, n, seed, cot) for split in splits if split != "train"}
 
 
 def _quantized(length: int) -> int:
@@ -114,9 +125,15 @@ def cell_plan(spec: GridSpec, cell: Cell, init_params: nnx.State | None) -> Cell
     )
 
 
+BASE_SEED = 0  # a pretrained base is the same for every SFT seed: one base per size and budget, measured once
+MEASURES = "measures.json"  # beside a cached base: its measured capability
+
+
 def base_key(cell: Cell, spec: GridSpec) -> str:
+    """A pretrained base's name in the cache: everything that decides its weights."""
     t = spec.train
-    return f"{cell.size}-tokens{cell.pretrain_tokens}-seed{cell.seed}-ctx{t.pretrain_context}-bs{t.pretrain_batch_size}-lr{t.pretrain_lr:g}"
+    return (f"{cell.size}-tokens{cell.pretrain_tokens}-ctx{t.pretrain_context}-bs{t.pretrain_batch_size}"
+            f"-lr{t.pretrain_lr:g}-corpus{CORPUS_VERSION}")
 
 
 def load_or_pretrain_base(spec: GridSpec, cell: Cell, bases: Path | None) -> nnx.State | None:
@@ -133,14 +150,32 @@ def load_or_pretrain_base(spec: GridSpec, cell: Cell, bases: Path | None) -> nnx
     t = spec.train
     cfg = preset(cell.size, CHARACTERS.vocab_size, t.pretrain_context)
     if bases is None:
-        return pretrain(cfg, cell.pretrain_tokens, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
+        return pretrain(cfg, cell.pretrain_tokens, BASE_SEED, t.pretrain_batch_size, t.pretrain_lr)
     folder = bases / base_key(cell, spec)
     like = abstract_model(cfg)[1]
     if latest_checkpoint(folder) is None:
-        params = pretrain(cfg, cell.pretrain_tokens, cell.seed, t.pretrain_batch_size, t.pretrain_lr)
+        params = pretrain(cfg, cell.pretrain_tokens, BASE_SEED, t.pretrain_batch_size, t.pretrain_lr)
+        measures = json.dumps(measure_base(cfg, params, CHARACTERS)).encode()
+
+        def fill(aside: Path) -> None:
+            save_checkpoint(aside, 0, params, {"key": folder.name})
+            (aside / MEASURES).write_bytes(measures)
+
         # Published whole, once: two workers pretraining the same base both succeed, and the second simply
         # finds the first's (identical, since pretraining is deterministic) base there.
-        publish_once(folder, lambda aside: save_checkpoint(aside, 0, params, {"key": folder.name}))
+        publish_once(folder, fill)
         return params
     params, _ = restore_checkpoint(folder, latest_checkpoint(folder), like)
     return params
+
+
+def measured_base(spec: GridSpec, cell: Cell, plan: CellPlan, bases: Path | None) -> dict[str, float]:
+    """The capability of the base a cell starts from (`scaling.trainer.probe`), before SFT: read from
+    beside a cached pretrained base, else measured now (a random init as the cell's training draws it,
+    or a checkpoint through its own tokenizer)."""
+    if not cell.base.is_checkpoint and cell.pretrain_tokens and bases is not None:
+        cached = bases / base_key(cell, spec) / MEASURES
+        if cached.is_file():
+            return json.loads(cached.read_text())
+    params = plan.init_params if plan.init_params is not None else init_model(plan.model_cfg, cell.seed)[1]
+    return measure_base(plan.model_cfg, params, plan.tokenizer)

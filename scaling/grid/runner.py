@@ -14,6 +14,7 @@ next runner takes over, and checkpoints it resumes from.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -29,15 +30,22 @@ from scaling.errors import UserError
 from scaling.grid.spec import Cell, GridSpec, parse_spec
 from scaling.grid.locks import acquire
 from scaling.grid.folder import RunFolder
-from scaling.schema import METRICS
-from scaling.grid.store import CellResult, cell_dataset, read_folder_cell, write_dataset
+from scaling.schema import DATA_VERSION, METRICS
+from scaling.grid.store import CellResult, cell_dataset, grades_table, read_folder_cell, write_dataset, write_grades
 
 SPEC = "grid.toml"
+VERSION = "data_version"  # the data version the folder's cells are drawn with (schema.DATA_VERSION)
+RESULTS_FILE = "results.nc"
 SPEC_DIR = "spec_dir"  # the folder the spec was read from: hf:PATH bases resolve against it
 
 
 def cell_file(cell_id: str) -> str:
     return f"cells/{cell_id}.nc"
+
+
+def grades_file(cell_id: str) -> str:
+    """A cell's per-example grades: written before its cell file, whose presence marks the cell finished."""
+    return f"cells/{cell_id}.grades.parquet"
 
 
 def lock_file(cell_id: str) -> str:
@@ -71,7 +79,7 @@ def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolde
     if not folder.exists(SPEC):
         if folder.is_local and folder.local_path.is_dir() and _has_content(folder.local_path):
             raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
-        files = {SPEC: spec_text.encode()}
+        files = {SPEC: spec_text.encode(), VERSION: f"{DATA_VERSION}\n".encode()}
         if any(base.is_checkpoint for base in spec.bases.values()):  # only checkpoint paths need it
             files[SPEC_DIR] = str(Path(spec.base_dir).resolve()).encode()
         try:
@@ -82,6 +90,7 @@ def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolde
                             f"{error.strerror or error})") from None
         if not folder.exists(SPEC):  # it had content, but not a grid: a user's folder, not another runner's
             raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
+    check_data_version(folder)
     earlier = parse_spec(folder.read_text(SPEC), source=folder.path(SPEC), base_dir=Path(spec.base_dir))
     if earlier.results_content() != spec.results_content():
         raise UserError(f"run folder {folder.url} holds another grid (its {SPEC} differs in axes, data, train or "
@@ -91,13 +100,25 @@ def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolde
 
 def _has_content(path: Path) -> bool:
     """Whether a folder holds anything besides what an initializing runner writes before grid.toml."""
-    return any(not entry.name.startswith(".") and entry.name != SPEC_DIR for entry in path.iterdir())
+    return any(not entry.name.startswith(".") and entry.name not in (SPEC_DIR, VERSION) for entry in path.iterdir())
+
+
+def check_data_version(folder: RunFolder) -> None:
+    """Refuse a run folder whose cells were drawn by another data version (schema.DATA_VERSION): its cells
+    would never match this version's cell ids, so a rerun would start over beside them and collect would
+    find none. A folder started before versions were recorded is version 1 when it holds cells."""
+    version = int(folder.read_text(VERSION).strip()) if folder.exists(VERSION) else (1 if folder.list("cells", ".nc") else DATA_VERSION)
+    if version != DATA_VERSION:
+        raise UserError(f"run folder {folder.url} holds cells of data version {version}; this scaling draws data "
+                        f"version {DATA_VERSION} (problem keys, one evaluation set per grid): run the grid into a new "
+                        f"--out ({RESULTS_FILE} there still opens with scaling.open_results)")
 
 
 def read_run_spec(folder: RunFolder) -> tuple[GridSpec, str]:
     """The spec a run folder was started with, and its text."""
     if not folder.exists(SPEC):
         raise UserError(f"{folder.url} is not a run folder (it has no {SPEC})")
+    check_data_version(folder)
     text = folder.read_text(SPEC)
     # hf:PATH bases are relative to the folder of the spec the run was started from, not the run folder's.
     base_dir = folder.read_text(SPEC_DIR).strip() if folder.exists(SPEC_DIR) else "."
@@ -159,7 +180,7 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
                  on_event: EventHook | None = None) -> Outcome:
     """Compute one cell unless it is finished or another runner holds it; never stops on a failed cell."""
     from scaling.grid.cell import run_cell  # the trainer's imports only where cells are trained
-    from scaling.grid.plan import cell_plan, load_or_pretrain_base
+    from scaling.grid.plan import cell_plan, load_or_pretrain_base, measured_base
     from scaling.provenance import provenance
 
     use_compilation_cache()
@@ -174,7 +195,9 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
         notify = on_event or (lambda kind, c, value: None)
         checkpoints = checkpoints_dir(folder, cell.cell_id)
         try:
-            plan = cell_plan(spec, cell, load_or_pretrain_base(spec, cell, scratch_dir(folder) / "bases"))
+            bases = scratch_dir(folder) / "bases"
+            plan = cell_plan(spec, cell, load_or_pretrain_base(spec, cell, bases))
+            plan = dataclasses.replace(plan, base=measured_base(spec, cell, plan, bases))
             notify("start", cell, plan.train_cfg.total_steps)
             keep = (lambda params: save_cell_model(folder, cell, plan, params)) if spec.run.save_models else None
             result = run_cell(plan, checkpoints=checkpoints, checkpoint_every=spec.train.checkpoint_every or None,
@@ -185,6 +208,7 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
         if lock.lost:  # a runner took the lock over (this one looked dead): its result will be the same
             return Outcome(cell.cell_id, "skipped: lock lost", False, worker)
         attrs = provenance(spec_text) | {"worker": worker}
+        write_grades(folder, grades_file(cell.cell_id), grades_table(result))
         write_dataset(folder, cell_file(cell.cell_id), cell_dataset(result, attrs))
         if result.status == "done":
             shutil.rmtree(checkpoints, ignore_errors=True)

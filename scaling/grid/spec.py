@@ -19,7 +19,7 @@ from pathlib import Path
 
 from scaling.trainer.config import PRESETS, TrainConfig
 from scaling.errors import UserError
-from scaling.schema import LEGACY_AXES
+from scaling.schema import DATA_VERSION, LEGACY_AXES
 from scaling.tasks.mixture import SPLITS, split_families
 from scaling.tasks.quality import COT_STYLES
 from scaling.tasks.registry import TASKS
@@ -123,16 +123,21 @@ class TrainSpec:
 class EvalSpec:
     """What every cell is evaluated on at every budget."""
 
-    splits: tuple[str, ...] = ("train", "id", "ood_length", "ood_family")  # see scaling.tasks.mixture.SPLITS
-    n: int = 256  # examples per split
+    splits: tuple[str, ...] = ("train", "id", "ood_length", "ood_family", "ood_phrasing")  # see tasks.mixture.SPLITS
+    n: int = 256  # examples per evaluation split (the same problems for every cell)
     batch_size: int = 256  # examples decoded together (capped at n: decoding slows per row beyond ~64 on CPU)
+    seed: int = 0  # draws the evaluation set, whatever the cells' seeds: every cell meets the same problems
+    memorization_n: int = 128  # the train split: a cell's first correct training items, for its memorization step
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.splits if s not in SPLITS]
         if unknown:
             raise ValueError(f"[eval] splits: unknown split {unknown[0]!r}; splits are {', '.join(SPLITS)}")
-        if self.n < 1 or self.batch_size < 1:
-            raise ValueError(f"[eval] n and batch_size must be >= 1, got {self.n} and {self.batch_size}")
+        if self.n < 1 or self.batch_size < 1 or self.memorization_n < 1:
+            raise ValueError(f"[eval] n, batch_size and memorization_n must be >= 1, got {self.n}, {self.batch_size} "
+                             f"and {self.memorization_n}")
+        if not 0 <= self.seed < MAX_SEED:
+            raise ValueError(f"[eval] seed must lie in 0..{MAX_SEED - 1}, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -227,12 +232,11 @@ class GridSpec:
             raise ValueError(f"[axes] diversity must lie in 1..{len(data.families)} (the number of [data] families), "
                              f"got {list(axes.diversity)}")
         for split in self.eval.splits:
-            for k in axes.diversity:
-                if split != "train":
-                    try:
-                        split_families(split, data.families, k, data.ood_families)
-                    except ValueError as error:
-                        raise ValueError(f"[eval] splits: {error}") from None
+            if split != "train":
+                try:
+                    split_families(split, data.families, data.ood_families)
+                except ValueError as error:
+                    raise ValueError(f"[eval] splits: {error}") from None
 
     @property
     def bases(self) -> dict[str, Base]:
@@ -395,10 +399,13 @@ def expand(spec: GridSpec) -> list[Cell]:
 
 
 def cell_id(axes: dict, content: dict) -> str:
-    """A content hash of a cell's axes and everything in the spec that determines its results."""
+    """A content hash of a cell's axes, everything in the spec that determines its results, and the data
+    version (how this code draws pools and evaluation sets from the spec)."""
     # Hashed under the axes' first names, so that renaming an axis keeps every cell id (and run folder) valid.
     hashed = {LEGACY_AXES.get(name, name): value for name, value in axes.items()}
-    canonical = json.dumps({"cell": hashed, "spec": {k: v for k, v in content.items() if k != "axes"}}, sort_keys=True)
+    spec = {k: v for k, v in content.items() if k != "axes"}
+    canonical = json.dumps({"cell": hashed, "spec": spec, "data_version": DATA_VERSION} if DATA_VERSION > 1
+                           else {"cell": hashed, "spec": spec}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

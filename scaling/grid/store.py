@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from scaling.errors import UserError
 from scaling.results import ENGINE
-from scaling.schema import AXES, LEGACY_AXES, METRICS, POOL_STATS
+from scaling.schema import AXES, BASE_MEASURES, DATA_VERSION, GRADE_COLUMNS, LEGACY_AXES, METRICS, POOL_STATS
 
 if TYPE_CHECKING:
     from scaling.grid.folder import RunFolder
@@ -39,14 +40,24 @@ class CellResult:
     wall_seconds: float
     pool_stats: dict = dataclasses.field(default_factory=dict)  # measured diversity of the training pool
     status: str = "done"  # "done", or "failed: <reason>"
+    chance: dict = dataclasses.field(default_factory=dict)  # split -> mean chance of its examples (tasks.chance)
+    base: dict = dataclasses.field(default_factory=dict)  # the base's measured capability (BASE_MEASURES)
+    grades: tuple = ()  # every graded example: dicts of step, split and schema.GRADE_COLUMNS
 
 
 def memorization_step(steps, train_answer_acc) -> float:
-    """The first step at which train answer accuracy reaches 1, NaN if it never does."""
+    """The first step at which the train split (the cell's first uncorrupted training items) is answered
+    entirely right, NaN if it never is."""
     for step, acc in zip(steps, train_answer_acc):
         if acc >= 1.0:
             return float(step)
     return float("nan")
+
+
+def steps_past_memorization(steps, memorized: float) -> np.ndarray:
+    """Each budget's steps beyond the memorization step: NaN before it (and everywhere if never memorized)."""
+    past = np.asarray(steps, float) - memorized
+    return np.where(past >= 0, past, np.nan)
 
 
 def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
@@ -61,17 +72,43 @@ def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
         coords={"step": list(result.steps), "split": list(result.splits), "flops": ("step", list(result.flops))},
     )
     ds["memorization_step"] = memorization_step(result.steps, train_acc)
+    ds["steps_past_memorization"] = ("step", steps_past_memorization(result.steps, float(ds["memorization_step"])))
+    ds["chance"] = ("split", [float(result.chance.get(s, np.nan)) for s in result.splits])
     ds["wall_seconds"] = result.wall_seconds
     for name in POOL_STATS:
         ds[name] = float(result.pool_stats.get(name, np.nan))
+    for name in BASE_MEASURES:
+        ds[name] = float(result.base.get(name, np.nan))
     ds.attrs = {
         **attrs,
         "cell_id": result.cell_id,
         "status": result.status,
         "params": result.params,
+        "data_version": DATA_VERSION,
         **{f"axis_{name}": value for name, value in result.axes.items()},
     }
     return ds
+
+
+def grades_table(result: CellResult) -> pd.DataFrame:
+    """A cell's per-example grades, one row per example, split and budget."""
+    return pd.DataFrame(list(result.grades), columns=["step", "split", *GRADE_COLUMNS])
+
+
+def write_grades(folder: RunFolder, rel: str, table: pd.DataFrame) -> None:
+    """A grades table as Parquet at rel in a run folder, atomically."""
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / "grades.parquet"
+        table.to_parquet(local, index=False)
+        folder.put_file_atomic(rel, local)
+
+
+def read_grades(folder: RunFolder, rel: str) -> pd.DataFrame:
+    """A grades table from a run folder; unreadable: a UserError naming it."""
+    try:
+        return pd.read_parquet(io.BytesIO(folder.read_bytes(rel)))
+    except (OSError, ValueError) as error:
+        raise UserError(f"grades file {folder.path(rel)} is unreadable or truncated ({type(error).__name__})") from None
 
 
 def write_dataset(folder: RunFolder, rel: str, ds: xr.Dataset) -> None:
@@ -112,7 +149,9 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
     shape = [len(axes[name]) for name in AXES]
     coords = {name: list(axes[name]) for name in AXES} | {"step": steps, "split": splits}
     metric_arrays = {m: np.full(shape + [len(steps), len(splits)], np.nan) for m in METRICS}
-    per_cell = {name: np.full(shape, np.nan) for name in ("memorization_step", "wall_seconds", *POOL_STATS)}
+    per_cell = {name: np.full(shape, np.nan) for name in ("memorization_step", "wall_seconds", *POOL_STATS, *BASE_MEASURES)}
+    past = np.full(shape + [len(steps)], np.nan)
+    chance = np.full(shape + [len(splits)], np.nan)
     status = np.full(shape, "missing", dtype=object)
     params = np.zeros(len(axes["size"]), np.int64)
     flops = np.full((len(axes["size"]), len(steps)), np.nan)
@@ -124,6 +163,10 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
             metric_arrays[metric][where] = aligned[metric].values
         for name in per_cell:
             per_cell[name][where] = float(ds[name]) if name in ds else np.nan
+        if "steps_past_memorization" in aligned:
+            past[where] = aligned["steps_past_memorization"].values
+        if "chance" in aligned:
+            chance[where] = aligned["chance"].values
         params[where[0]] = max(params[where[0]], int(ds.attrs["params"]))  # a cell that failed early records 0
         if ds.sizes["step"]:  # a cell that failed before its first budget knows no FLOPs
             flops[where[0]] = aligned["flops"].values
@@ -131,6 +174,7 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
     cube = xr.Dataset(
         {m: (dims, a) for m, a in metric_arrays.items()}
         | {name: (AXES, a) for name, a in per_cell.items()}
+        | {"steps_past_memorization": ((*AXES, "step"), past), "chance": ((*AXES, "split"), chance)}
         | {"status": (AXES, status.astype(str))},
         coords=coords | {"params": ("size", params), "flops": (("size", "step"), flops)},
         attrs=attrs,

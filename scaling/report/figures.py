@@ -49,9 +49,37 @@ def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem
     grid = sns.relplot(data=measured, x="step", y="answer_acc", hue="group", col="split", kind="line",
                        marker="o", palette="colorblind", height=3, aspect=1.1, errorbar=None)
     grid.set(xscale="log", ylim=(-0.02, 1.02), xlabel="SFT steps", ylabel="answer accuracy")
-    for axis in grid.axes.flat:
+    chance = measured.groupby("split")["chance"].mean() if "chance" in measured else {}
+    for split, axis in zip(grid.col_names, grid.axes.flat):
         _step_ticks(axis, measured["step"])
+        if split in chance:  # what guessing the answer's type scores (scaling.tasks.chance)
+            axis.axhline(chance[split], color="gray", linestyle="--", linewidth=0.8, label="chance")
     grid.legend.set_title(" × ".join(group_by))
+    return _save(grid.figure, stem)
+
+
+def accuracy_by_family_figure(families_path: Path, stem: Path, where: str | None = None) -> list[Path]:
+    """Answer accuracy over steps per family, one panel per split, each family's chance as a dashed line of
+    its colour; solid where the family was trained in the cells shown, dotted where it was not. Cells
+    matching `where` (a row condition on the families table) are averaged."""
+    table = query(pd.read_parquet(families_path), where, "where")
+    if table.empty:
+        raise ValueError(f"no rows of {families_path} match {where!r}")
+    measured = (table.groupby(["split", "family", "trained", "step"], as_index=False)
+                .agg(answer_acc=("answer_acc", "mean"), chance=("chance", "mean")))
+    families = list(dict.fromkeys(measured["family"]))
+    palette = dict(zip(families, sns.color_palette("colorblind", len(families))))
+    sns.set_theme(style="whitegrid", context="paper")
+    grid = sns.relplot(data=measured, x="step", y="answer_acc", hue="family", style="trained", col="split", col_wrap=3,
+                       kind="line", marker="o", palette=palette, height=2.8, aspect=1.1, errorbar=None,
+                       style_order=[True, False], dashes={True: "", False: (1, 1)})
+    grid.set(xscale="log", ylim=(-0.02, 1.02), xlabel="SFT steps", ylabel="answer accuracy")
+    for split, axis in zip(grid.col_names, grid.axes.flat):
+        _step_ticks(axis, measured["step"])
+        for family, chance in measured[measured.split == split].groupby("family")["chance"].mean().items():
+            axis.axhline(chance, color=palette[family], linestyle="--", linewidth=0.7, alpha=0.8)
+    grid.figure.suptitle(f"answer accuracy by family (dashed: chance){'; ' + where if where else ''}", y=1.02,
+                         fontsize="small")
     return _save(grid.figure, stem)
 
 

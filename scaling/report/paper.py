@@ -4,9 +4,11 @@ The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
 
     [[figure]]
     name = "reference_sft_fit"        # written as paper/figures/NAME.png and .pdf
-    kind = "law_fit"                  # accuracy_by_split | law_fit | backtest | returns
+    kind = "law_fit"                  # accuracy_by_split | accuracy_by_family | law_fit | backtest | returns
     fit = "fits/reference-sft"        # law_fit, backtest, returns: a `scaling fit` folder
     results = "runs/reference/results.nc"  # accuracy_by_split: a collected run
+    families = "runs/x/families.parquet"   # accuracy_by_family: a collected run's per-family table
+    where = "diversity == 4"          # accuracy_by_family (optional): the cells to average
     group_by = ["size", "diversity"]  # accuracy_by_split: the axes that label a curve
     hue = "diversity"                 # law_fit (optional): columns for colour, panel column, panel row
     col = "quality"
@@ -33,6 +35,7 @@ OUTPUT = "figures"
 INDEX = "INDEX"  # written last into the figures folder: what was drawn from what
 KINDS = {  # kind -> the keys it needs, and the optional ones
     "accuracy_by_split": ({"results", "group_by"}, set()),
+    "accuracy_by_family": ({"families"}, {"where"}),
     "law_fit": ({"fit"}, {"hue", "col", "row"}),
     "backtest": ({"fit"}, set()),
     "returns": ({"fit"}, set()),
@@ -79,10 +82,11 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
             raise UserError(f"{where} ({name}): missing key {sorted(missing)[0]!r}")
         if unknown := set(options) - needed - optional:
             raise UserError(f"{where} ({name}): unknown key {sorted(unknown)[0]!r}")
-        for key in ("results", "fit"):
+        for key in ("results", "families", "fit"):
             if key in options:
                 options[key] = root / options[key]
-        for file in (options["results"],) if "results" in options else (options["fit"] / f for f in FIT_FILES[kind]):
+        inputs = [options[k] for k in ("results", "families") if k in options] or [options["fit"] / f for f in FIT_FILES[kind]]
+        for file in inputs:
             if not file.is_file():
                 raise UserError(f"{where} ({name}): {file} does not exist")
         if kind == "law_fit" and not (data := figures.fit_input(options["fit"], root)).is_file():
@@ -96,6 +100,8 @@ def draw(spec: FigureSpec, folder: Path) -> list[Path]:
     stem, o = folder / spec.name, spec.options
     if spec.kind == "accuracy_by_split":
         return figures.accuracy_by_split_figure(o["results"], tuple(o["group_by"]), stem)
+    if spec.kind == "accuracy_by_family":
+        return figures.accuracy_by_family_figure(o["families"], stem, o.get("where"))
     if spec.kind == "law_fit":
         return figures.law_fit_figure(o["fit"], stem, o.get("hue"), o.get("col"), o.get("row"), spec.root)
     if spec.kind == "backtest":

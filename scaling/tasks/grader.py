@@ -1,6 +1,9 @@
-"""Grading generated completions: final-answer exact match and the fraction of verified CoT steps.
+"""Grading generated completions: final-answer exact match, the verified share of the CoT, and whether
+the whole chain is right.
 
-Unparseable output counts as wrong, never as an error.
+Steps are verified in order and credit stops at the first wrong one: a later step that follows
+correctly from an earlier mistake is not counted as correct reasoning. Unparseable output counts as
+wrong, never as an error.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from scaling.tasks.registry import get_task
 @dataclass(frozen=True)
 class Grade:
     answer_correct: bool  # the text after `####` equals the reference answer
-    process_acc: float  # steps the family's verifier accepts, over the longer of generated and gold CoT
+    process_acc: float  # the correct steps before the first wrong one, over the longer of generated and gold CoT
+    chain_correct: bool  # every step right and none missing or extra: the gold chain itself
+    steps: int  # steps generated
 
 
 def parse_completion(text: str) -> tuple[list[str], str | None]:
@@ -30,6 +35,9 @@ def grade(family: str, prompt: str, completion: str) -> Grade:
     task = get_task(family)
     reference = task.solve(prompt)
     steps, answer = parse_completion(completion)
-    verified = sum(task.step_ok(reference.fields, steps[:i], step) for i, step in enumerate(steps))
-    process_acc = verified / max(len(steps), len(reference.steps), 1)
-    return Grade(answer_correct=answer == reference.answer, process_acc=process_acc)
+    verified = 0
+    while verified < len(steps) and task.step_ok(reference.fields, steps[:verified], steps[verified]):
+        verified += 1
+    return Grade(answer_correct=answer == reference.answer,
+                 process_acc=verified / max(len(steps), len(reference.steps), 1),
+                 chain_correct=verified == len(steps) == len(reference.steps), steps=len(steps))

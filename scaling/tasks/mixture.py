@@ -1,10 +1,19 @@
 """SFT mixtures and evaluation splits.
 
-Diversity k means the first k families of an ordered list, at a fixed number of unique examples
+Every problem has a key (family and canonical operands, whatever its phrasing or CoT style), and one
+key in eight is reserved for evaluation (`is_evaluation_key`, a hash): training pools draw only from
+the other seven, evaluation splits only from that one. So no evaluation item is ever a training
+problem in another phrasing, in any cell, whatever the pool's size or seed.
+
+Diversity k means the first k families of an ordered list, at a fixed number of unique problems
 whatever k is, so diversity is not confounded with the amount of data. Quality q means that exactly
-round((1 - q) · n) training examples carry one error in their CoT. No prompt of an evaluation split
-other than `train` appears in the training pool (checked by exact string), and `ood_family`
-families may not be in the mixture.
+round((1 - q) · n) training examples carry one error in their CoT. Each family's last phrasing is
+never trained: the `ood_phrasing` split asks in it.
+
+A grid has one evaluation set, drawn from its family list with the evaluation seed alone: every cell,
+whatever its diversity, quality or seed, is evaluated on the same problems (`evaluation_split`), so
+"more diversity" never means "a different test". The `train` split is each cell's own: the first
+uncorrupted items of its pool (`memorization_split`).
 """
 
 from __future__ import annotations
@@ -16,12 +25,14 @@ from typing import Sequence
 
 import numpy as np
 
+from scaling.tasks.chance import chance_of
 from scaling.tasks.compose import compositions_within
 from scaling.tasks.families import Family, completion_text
 from scaling.tasks.quality import corrupt, corrupted_rows, shown_steps
 from scaling.tasks.registry import TASKS, get_task
 
-SPLITS = ("train", "id", "ood_length", "ood_family", "ood_compose")
+SPLITS = ("train", "id", "ood_length", "ood_family", "ood_compose", "ood_phrasing")
+EVALUATION_SHARE = 8  # one problem key in this many is evaluation-only
 MAX_REJECTIONS_IN_A_ROW = 10_000  # duplicates drawn in a row before a family counts as exhausted
 
 
@@ -41,15 +52,22 @@ class Example:
     corrupted_step: int | None = None  # index of the wrong step in the full CoT, if corrupted
     phrasing: int = 0  # index of the prompt's phrasing within its family
     cot: str = "full"  # CoT style: full, short or none
+    key: str = ""  # the problem's key (family and canonical operands; see Family.key)
+    chance: float = 0.0  # the probability that a guess of the answer's type is right (scaling.tasks.chance)
 
 
-def _example(family: Family, split: str, difficulty: int, rng: np.random.Generator, phrasings: int | None) -> Example:
-    problem = family.draw(rng, difficulty)
-    if phrasings is not None and problem.phrasing >= phrasings:  # fewer phrasings: diversity within a family
-        problem = family.problem(problem.fields, problem.phrasing % phrasings)
+def is_evaluation_key(key: str) -> bool:
+    """Whether a problem is reserved for evaluation: a fixed eighth of all problems, by a hash of the key."""
+    return hashlib.blake2b(key.encode(), digest_size=8).digest()[0] % EVALUATION_SHARE == 0
+
+
+def _example(family: Family, split: str, difficulty: int, rng: np.random.Generator,
+             phrasings: Sequence[int]) -> Example:
+    problem = family.draw(rng, difficulty, phrasings)
     digest = hashlib.blake2b(f"{family.name}\n{problem.prompt}".encode(), digest_size=8).hexdigest()
     return Example(digest, family.name, split, difficulty, problem.prompt, problem.steps, problem.answer,
-                   completion_text(problem.steps, problem.answer), phrasing=problem.phrasing)
+                   completion_text(problem.steps, problem.answer), phrasing=problem.phrasing, key=problem.key,
+                   chance=chance_of(family.name, problem))
 
 
 def _draw_unique(
@@ -58,24 +76,26 @@ def _draw_unique(
     difficulty_range: tuple[int, int],
     n: int,
     rng: np.random.Generator,
-    exclude: set[str],
-    phrasings: int | None = None,
+    phrasings: Sequence[int],
+    evaluation: bool,
 ) -> list[Example]:
-    """n examples with prompts distinct from each other and from `exclude`."""
-    examples, seen = [], set(exclude)
+    """n examples of distinct problems (keys), from the evaluation share of keys or from the rest."""
+    examples, seen = [], set()
     rejected_in_a_row = 0
     # Bounded: a family too small for n is an input error, not a hang.
     while len(examples) < n and rejected_in_a_row < MAX_REJECTIONS_IN_A_ROW:
         difficulty = int(rng.integers(difficulty_range[0], difficulty_range[1] + 1))
         example = _example(family, split, difficulty, rng, phrasings)
-        if example.prompt in seen:
+        if example.key in seen or is_evaluation_key(example.key) != evaluation:
             rejected_in_a_row += 1
             continue
         rejected_in_a_row = 0
-        seen.add(example.prompt)
+        seen.add(example.key)
         examples.append(example)
     if len(examples) < n:
-        raise ValueError(f"family {family.name!r} has fewer than {n} distinct {split} prompts in difficulties {difficulty_range}")
+        share = "evaluation" if evaluation else "training"
+        raise ValueError(f"family {family.name!r} has fewer than {n} distinct {share} problems in difficulties "
+                         f"{difficulty_range}")
     return examples
 
 
@@ -100,7 +120,7 @@ def with_quality_and_style(examples: list[Example], quality: float, cot: str, se
         shown = shown_steps(steps, cot)
         styled.append(Example(example.id, example.family, example.split, example.difficulty, example.prompt, shown,
                               answer, completion_text(shown, answer), corrupted_step is not None, corrupted_step,
-                              example.phrasing, cot))
+                              example.phrasing, cot, example.key, example.chance))
     return styled
 
 
@@ -113,9 +133,10 @@ def training_pool(
     cot: str = "full",
     phrasings: int | None = None,
 ) -> list[Example]:
-    """The unique SFT examples of a mixture of the first `diversity` families, shuffled.
+    """The unique SFT problems of a mixture of the first `diversity` families, shuffled: never an
+    evaluation problem, never the held-out phrasing.
 
-    `phrasings` limits each family to its first few prompt phrasings (diversity within a family).
+    `phrasings` limits each family to its first few trained phrasings (diversity within a family).
     """
     if not 1 <= diversity <= len(families):
         raise ValueError(f"diversity {diversity} must lie between 1 and the {len(families)} families given")
@@ -124,64 +145,70 @@ def training_pool(
     pool: list[Example] = []
     for index, (name, share) in enumerate(zip(families[:diversity], _shares(n_examples, diversity))):
         family = get_task(name)
+        trained = family.trained_phrasings[:phrasings]
         rng = np.random.default_rng([seed, 0, index])
-        pool += _draw_unique(family, "train", family.id_range, share, rng, exclude=set(), phrasings=phrasings)
+        pool += _draw_unique(family, "train", family.id_range, share, rng, trained, evaluation=False)
     order = np.random.default_rng([seed, 1]).permutation(len(pool))
     return with_quality_and_style([pool[i] for i in order], quality, cot, seed)
 
 
-def split_families(split: str, families: Sequence[str], diversity: int, ood_families: Sequence[str]) -> list[str]:
-    """The task names an evaluation split draws from, for a mixture of the first `diversity` families."""
-    trained = list(families[:diversity])
-    if set(ood_families) & set(trained):
+def memorization_split(pool: list[Example], n: int) -> list[Example]:
+    """The `train` split: the first n pool items whose CoT is correct, as trained (a corrupted item's
+    answer is wrong by construction, so it could never count as memorized)."""
+    return [dataclasses.replace(e, split="train") for e in pool if not e.corrupted][:n]
+
+
+def split_families(split: str, families: Sequence[str], ood_families: Sequence[str]) -> list[str]:
+    """The task names an evaluation split draws from, for a grid over `families` (trained or not in a cell)."""
+    if set(ood_families) & set(families):
         raise ValueError("ood_family families must not be in the SFT mixture")
-    if split in ("id", "ood_length"):
-        return trained
+    if split in ("id", "ood_length", "ood_phrasing"):
+        return list(families)
     if split == "ood_family":
         names = list(ood_families)
     elif split == "ood_compose":
-        names = [c.name for c in compositions_within(trained)]
+        names = [c.name for c in compositions_within(families)]
     else:
-        raise ValueError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+        raise ValueError(f"unknown evaluation split {split!r}; splits are {', '.join(SPLITS[1:])}")
     if not names:
-        raise ValueError(f"split {split!r} has no families for the mixture {', '.join(trained)}")
+        raise ValueError(f"split {split!r} has no families for the family list {', '.join(families)}")
     return names
 
 
 def evaluation_split(
     split: str,
-    pool: list[Example],
     families: Sequence[str],
-    diversity: int,
     ood_families: Sequence[str],
     n: int,
     seed: int,
     cot: str = "full",
 ) -> list[Example]:
-    """n examples of one split for a cell trained on `pool`, with correct CoT in the cell's style.
+    """n examples of one evaluation split of a grid over `families`, with correct CoT in the style `cot`.
 
-    `train` is the first n pool examples as trained on (corruptions included); other splits draw
-    fresh prompts.
+    The same problems for every cell of the grid (they depend on the families, n and the evaluation
+    seed only), all from the evaluation share of problem keys: `id` in the trained phrasings and ID
+    difficulties, `ood_length` harder, `ood_phrasing` in each family's held-out phrasing, `ood_family`
+    the held-out families, `ood_compose` compositions of the families.
     """
     if split == "train":
-        return pool[:n]
-    names = split_families(split, families, diversity, ood_families)
-    training_prompts = {example.prompt for example in pool}
+        raise ValueError("the train split is a cell's own pool: see memorization_split")
+    names = split_families(split, families, ood_families)
     examples: list[Example] = []
     for name, share in zip(names, _shares(n, len(names))):
         family = get_task(name)
         rng = np.random.default_rng([seed, 2 + SPLITS.index(split), list(TASKS).index(name)])
         difficulty_range = family.ood_range if split == "ood_length" else family.id_range
-        examples += _draw_unique(family, split, difficulty_range, share, rng, exclude=training_prompts)
+        phrasings = (family.held_out_phrasing,) if split == "ood_phrasing" else family.trained_phrasings
+        examples += _draw_unique(family, split, difficulty_range, share, rng, phrasings, evaluation=True)
     return with_quality_and_style(examples, 1.0, cot, seed)
 
 
 def sample(family: str, split: str, n: int, seed: int, quality: float = 1.0, cot: str = "full") -> list[Example]:
     """n examples of one family and split, as `scaling data sample` prints them.
 
-    `train` is that family's training pool; `id` and `ood_length` are fresh prompts outside the
-    training pool of the same seed and size; `ood_family` draws the family as a held-out one;
-    `ood_compose` needs a composition's name. Quality applies to the training split only.
+    `train` is that family's training pool; the evaluation splits draw from the evaluation share of
+    problems, so they never meet any training pool of any size or seed. `ood_family` draws the family
+    as a held-out one; `ood_compose` needs a composition's name. Quality applies to the train split only.
     """
     task = get_task(family)
     if n < 1:
@@ -191,13 +218,10 @@ def sample(family: str, split: str, n: int, seed: int, quality: float = 1.0, cot
     if (task.kind == "composition") != (split == "ood_compose"):
         what = "a composition" if task.kind == "composition" else "a base family"
         raise ValueError(f"split ood_compose takes a composition and the other splits a base family; {family!r} is {what}")
-    if split == "ood_compose":
-        rng = np.random.default_rng([seed, 2 + SPLITS.index(split), list(TASKS).index(family)])
-        return with_quality_and_style(_draw_unique(task, split, task.id_range, n, rng, set()), 1.0, cot, seed)
-    pool = training_pool((family,), 1, n, seed, quality, cot)
     if split == "train":
-        return pool
-    if split == "ood_family":
-        examples = evaluation_split("id", pool, (family,), 1, (), n, seed, cot)
-        return [dataclasses.replace(e, split="ood_family") for e in examples]
-    return evaluation_split(split, pool, (family,), 1, (), n, seed, cot)
+        return training_pool((family,), 1, n, seed, quality, cot)
+    rng = np.random.default_rng([seed, 2 + SPLITS.index(split), list(TASKS).index(family)])
+    difficulty_range = task.ood_range if split == "ood_length" else task.id_range
+    phrasings = (task.held_out_phrasing,) if split == "ood_phrasing" else task.trained_phrasings
+    return with_quality_and_style(_draw_unique(task, split, difficulty_range, n, rng, phrasings, evaluation=True),
+                                  1.0, cot, seed)

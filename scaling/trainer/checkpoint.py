@@ -10,6 +10,7 @@ partway is never found, and the next save removes its leftovers. Saves are synch
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,14 @@ def _manager(directory, keep: int | None = None) -> ocp.CheckpointManager:
         preservation_policy=None if read_only else ocp.checkpoint_managers.LatestN(n=keep),
     )
     handlers = {"state": ocp.StandardCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
-    return ocp.CheckpointManager(Path(directory).absolute(), item_handlers=handlers, options=options)
+    absl = logging.getLogger("absl")
+    level = absl.level
+    if read_only:  # orbax warns "Given directory is read only" whenever it is asked to read: a user needn't see it
+        absl.setLevel(logging.ERROR)
+    try:
+        return ocp.CheckpointManager(Path(directory).absolute(), item_handlers=handlers, options=options)
+    finally:
+        absl.setLevel(level)
 
 
 def key_names(path) -> tuple[str, ...]:

@@ -74,12 +74,20 @@ def evaluate_split(
     graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int,
     tokenizer: Tokenizer = CHARACTERS,
 ) -> dict[str, float]:
-    """All metrics of one split, its examples tokenized by `tokenizer` (the one the model was trained with);
-    padding rows carry zero loss weight and are not graded."""
+    """All metrics of one split (see `grade_split`)."""
+    return grade_split(graphdef, params, examples, length, batch_size, tokenizer)[0]
+
+
+def grade_split(
+    graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int,
+    tokenizer: Tokenizer = CHARACTERS,
+) -> tuple[dict[str, float], list[dict]]:
+    """All metrics of one split, its examples tokenized by `tokenizer` (the one the model was trained with),
+    and each example's grade (`scaling.schema.GRADE_COLUMNS`). Padding rows carry zero loss weight and are not graded."""
     arrays = token_arrays(examples, length, tokenizer)
     prompts, prompt_lengths = prompt_arrays(examples, length, tokenizer)
     loss_sum = correct_sum = weight_sum = 0.0
-    answers_correct, process_scores = [], []
+    grades: list[dict] = []
     for start in range(0, len(examples), batch_size):
         index = np.arange(start, min(start + batch_size, len(examples)))
         batch = {name: _padded(value, batch_size) for name, value in arrays.take(index).items()}
@@ -93,25 +101,33 @@ def evaluate_split(
                                    eos_id=tokenizer.eos_id)
         )
         for row, i in zip(generated, index):
-            completion = tokenizer.decode(row[prompt_lengths[i] :])
-            result = grade(examples[i].family, examples[i].prompt, completion)
-            answers_correct.append(result.answer_correct)
-            process_scores.append(result.process_acc)
+            example, written = examples[i], row[prompt_lengths[i]:]
+            result = grade(example.family, example.prompt, tokenizer.decode(written))
+            ends = np.flatnonzero(written == tokenizer.eos_id)
+            grades.append({
+                "family": example.family, "phrasing": example.phrasing, "difficulty": example.difficulty,
+                "key": example.key, "chance": example.chance, "answer_correct": result.answer_correct,
+                "process_score": result.process_acc, "chain_correct": result.chain_correct, "steps": result.steps,
+                "generated_tokens": int(ends[0] + 1) if len(ends) else len(written),
+            })
     return {
         "loss": loss_sum / max(weight_sum, 1.0),
         "token_acc": correct_sum / max(weight_sum, 1.0),
-        "answer_acc": float(np.mean(answers_correct)),
-        "process_acc": float(np.mean(process_scores)),
+        "answer_acc": float(np.mean([g["answer_correct"] for g in grades])),
+        "process_acc": float(np.mean([g["process_score"] for g in grades])),
+        "chain_acc": float(np.mean([g["chain_correct"] for g in grades])),
         "n": float(len(examples)),
-    }
+    }, grades
 
 
 def evaluate_splits(
     graphdef: nnx.GraphDef, params, splits: dict[str, list[Example]], lengths: dict[str, int], batch_size: int,
     tokenizer: Tokenizer = CHARACTERS,
-) -> dict[str, dict[str, float]]:
-    """All metrics of every split, each in rows of its own length: its longest sequence, which is also how
-    far greedy generation may run. (A split's decoding cost grows with its row length, per step and in
-    steps: a split of short problems is not decoded at the length of another split's long ones.)"""
-    return {split: evaluate_split(graphdef, params, examples, lengths[split], batch_size, tokenizer)
-            for split, examples in splits.items()}
+) -> tuple[dict[str, dict[str, float]], dict[str, list[dict]]]:
+    """All metrics of every split, and every example's grade, each split in rows of its own length: its
+    longest sequence, which is also how far greedy generation may run. (A split's decoding cost grows
+    with its row length, per step and in steps: a split of short problems is not decoded at the length
+    of another split's long ones.)"""
+    graded = {split: grade_split(graphdef, params, examples, lengths[split], batch_size, tokenizer)
+              for split, examples in splits.items()}
+    return {split: metrics for split, (metrics, _) in graded.items()}, {split: grades for split, (_, grades) in graded.items()}

@@ -83,7 +83,7 @@ def _results_nc(path: Path) -> Path:
                 truth = np.minimum(1.0, ceiling / (1 + (np.array(steps) / 200.0) ** -2.0))
                 acc = rng.binomial(n, truth) / n
                 metrics[split] = {"loss": list(1 - acc + 0.1), "token_acc": list(acc), "answer_acc": list(acc),
-                                  "process_acc": list(acc), "n": [n] * len(steps)}
+                                  "process_acc": list(acc), "chain_acc": list(acc), "n": [n] * len(steps)}
             result = CellResult(cell_id=f"c{diversity}{seed}", axes={"size": "tiny", "pretrain_tokens": 0, "diversity": diversity,
                                 "quality": 1.0, "cot": "full", "seed": seed}, steps=steps, splits=("train", "id"),
                                 metrics=metrics, params=1000, flops=tuple(float(s) * 1e6 for s in steps), wall_seconds=1.0)

@@ -6,7 +6,7 @@ from scaling.trainer.batches import sequence_length, token_arrays
 from scaling.grid.cell import CellPlan, run_cell
 from scaling.trainer.checkpoint import latest_checkpoint
 from scaling.trainer.config import TrainConfig
-from scaling.tasks.mixture import evaluation_split, training_pool
+from scaling.tasks.mixture import evaluation_split, memorization_split, training_pool
 
 
 class Killed(Exception):
@@ -19,7 +19,7 @@ def plan(request):
     from scaling.tasks import tokenizer
 
     pool = training_pool(("add",), 1, 64, seed=0)
-    splits = {s: evaluation_split(s, pool, ("add",), 1, ("sub",), 4, 0) for s in ("train", "id")}
+    splits = {"train": memorization_split(pool, 4), "id": evaluation_split("id", ("add",), ("sub",), 4, 0)}
     length = sequence_length(pool + sum(splits.values(), []))
     model_cfg = ModelConfig(vocab_size=tokenizer.VOCAB_SIZE, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=32, max_len=length)
     return CellPlan("c0", {"size": "t"}, model_cfg, TrainConfig(budgets=(6, 12, 24), batch_size=8, warmup_steps=2),

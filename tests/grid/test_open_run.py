@@ -13,7 +13,7 @@ import pytest
 from scaling import staging
 from scaling.errors import UserError
 from scaling.grid.spec import parse_spec
-from scaling.grid.runner import SPEC, open_run
+from scaling.grid.runner import SPEC, VERSION, open_run
 
 RUNNERS = 12
 WRITE_DELAY_S = 0.2
@@ -70,7 +70,7 @@ def test_runners_started_together_on_a_new_folder_all_open_it(slow_writes, tmp_p
     results = start_together(out)
     assert [type(r).__name__ for r in results] == ["RunFolder"] * RUNNERS, results
     assert (out / SPEC).read_text() == GRID
-    assert sorted(p.name for p in out.iterdir()) == [SPEC]
+    assert sorted(p.name for p in out.iterdir()) == [VERSION, SPEC]
     assert sorted(p.name for p in out.parent.iterdir()) == ["race"]  # no staging folder left behind
 
 
@@ -93,7 +93,7 @@ def test_where_the_folder_cannot_be_renamed_into_place_one_runner_still_writes_i
     results = start_together(out)
     assert all(type(r).__name__ == "RunFolder" for r in results), results
     assert (out / SPEC).read_text() == GRID
-    assert sorted(p.name for p in out.iterdir()) == [SPEC]
+    assert sorted(p.name for p in out.iterdir()) == [VERSION, SPEC]
 
 
 def test_a_folder_with_someone_elses_files_is_refused_and_left_alone(tmp_path):

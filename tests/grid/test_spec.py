@@ -97,11 +97,11 @@ def test_hf_bases_need_an_existing_checkpoint_folder(tmp_path):
         parse_spec(MINIMAL.replace('size = ["tiny"]', 'size = ["hf:ckpt"]'), base_dir=tmp_path)
 
 
-def test_an_ood_compose_split_needs_a_composition_of_trained_families():
+def test_an_ood_compose_split_needs_a_composition_of_the_grids_families():
     spec = MINIMAL.replace("budgets = [4, 8]", 'budgets = [4, 8]\n[eval]\nsplits = ["ood_compose"]')
     with pytest.raises(UserError, match="ood_compose"):
-        parse_spec(spec)  # diversity 1 (add alone) has no composition
-    ok = parse_spec(spec.replace('size = ["tiny"]', 'size = ["tiny"]\ndiversity = [2]'))
+        parse_spec(spec.replace('families = ["add", "reverse"]', 'families = ["add", "bool"]'))  # no composition
+    ok = parse_spec(spec)  # add then reverse: every cell is evaluated on it, diversity 1 or 2
     assert ok.eval.splits == ("ood_compose",)
 
 

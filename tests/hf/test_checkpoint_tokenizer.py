@@ -19,7 +19,7 @@ from scaling.tasks.mixture import evaluation_split, training_pool  # noqa: E402
 @pytest.fixture(scope="module")
 def examples():
     pool = training_pool(("add", "reverse", "sort"), 3, 12, seed=1, cot="full")
-    return pool + evaluation_split("ood_length", pool, ("add", "reverse", "sort"), 3, (), 6, seed=1, cot="short")
+    return pool + evaluation_split("ood_length", ("add", "reverse", "sort"), (), 6, seed=1, cot="short")
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_a_bad_paper_spec_exits_2_and_keeps_the_earlier_figures(spec, named, pro
 
 
 def test_the_papers_figures_redraw_from_the_committed_runs_and_fits(tmp_path, capsys):
-    """paper/figures.toml against the reference grid's committed results and fits (read, not rewritten)."""
+    """paper/figures.toml against the committed runs (results and per-family tables) and fits, read, not rewritten."""
     repository = Path(__file__).resolve().parents[2]
     (tmp_path / "paper").mkdir()
     (tmp_path / "paper" / "figures.toml").write_bytes((repository / "paper" / "figures.toml").read_bytes())
@@ -86,4 +86,5 @@ def test_the_papers_figures_redraw_from_the_committed_runs_and_fits(tmp_path, ca
         (tmp_path / folder).symlink_to(repository / folder)
     assert main(["figures", "--paper", str(tmp_path / "paper")]) == 0
     drawn = {p.name for p in (tmp_path / "paper" / "figures").iterdir()}
-    assert {"reference_sft_fit.png", "reference_sft_returns.pdf", "reference_accuracy_by_split.png"} <= drawn
+    assert {"reference_sft_fit.png", "reference_sft_returns.pdf", "reference_accuracy_by_split.png",
+            "generalization_accuracy_by_split.png", "generalization_by_family_div4.pdf"} <= drawn

@@ -35,7 +35,7 @@ def grid_data():
     data = {}
     for diversity in (1, 2):
         pool = training_pool(FAMILIES, diversity, 40, seed=0)
-        data[diversity] = (pool, evaluation_split("id", pool, FAMILIES, diversity, (), EVAL_N, seed=0))
+        data[diversity] = (pool, evaluation_split("id", FAMILIES, (), EVAL_N, seed=0))
     length = sequence_length([e for pool, split in data.values() for e in pool + split])
     return {k: (token_arrays(pool, length), split) for k, (pool, split) in data.items()}, length
 

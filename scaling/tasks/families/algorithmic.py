@@ -28,6 +28,7 @@ REVERSE = Family(
     n_steps=lambda fields: len(fields["items"].split()),
     next_step=_reverse_next,
     final_answer=lambda fields, steps: steps[-1],
+    skills=("reverse",),
 )
 
 
@@ -53,6 +54,7 @@ SORT = Family(
     n_steps=lambda fields: len(fields["items"].split()),
     next_step=_sort_next,
     final_answer=lambda fields, steps: steps[-1],
+    skills=("sort",),
 )
 
 
@@ -86,6 +88,7 @@ COUNT = Family(
     n_steps=lambda fields: len(fields["items"].split()),
     next_step=_count_next,
     final_answer=lambda fields, steps: str(int(steps[-1].rsplit(" ", 1)[1])),
+    skills=("count",),
 )
 
 
@@ -122,6 +125,7 @@ DEDUPE = Family(
     n_steps=lambda fields: len(fields["items"].split()),
     next_step=_dedupe_next,
     final_answer=lambda fields, steps: " ".join(steps[-1].split()[2:]),
+    skills=("dedupe",),
 )
 
 
@@ -182,6 +186,8 @@ LOOKUP = Family(
     n_steps=_lookup_hops,
     next_step=_lookup_next,
     final_answer=lambda fields, steps: steps[-1].split("=")[1],
+    canonical=lambda fields: ", ".join(sorted(fields["bindings"].split(", "))) + f"|{fields['query']}",
+    skills=("lookup",),
 )
 
 FAMILIES = (REVERSE, SORT, COUNT, DEDUPE, LOOKUP)

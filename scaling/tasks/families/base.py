@@ -32,6 +32,7 @@ class Problem:
     answer: str
     fields: Fields
     phrasing: int  # index of the prompt's phrasing
+    key: str  # the problem itself, whatever its phrasing or CoT style: `family:canonical operands`
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,10 +50,28 @@ class Family:
     n_steps: Callable[[Fields], int]  # length of the gold CoT
     next_step: Callable[[Fields, Sequence[str]], str]  # the step that must follow `previous`
     final_answer: Callable[[Fields, Sequence[str]], str]  # the answer that follows from the steps
+    # The problem's operands written one canonical way, so that two presentations of one problem (its
+    # bindings or facts in another order, say) share a key; None: the fields themselves, sorted by name.
+    canonical: Callable[[Fields], str] | None = None
+    skills: tuple[str, ...] = ()  # the sub-skills its steps use, named by the families that teach them
 
     def __post_init__(self) -> None:
         assert self.ood_range[0] > self.id_range[1], f"{self.name}: OOD difficulties must lie above ID"
         assert len(self.phrasings) >= 3, f"{self.name}: at least 3 phrasings"
+
+    @property
+    def trained_phrasings(self) -> tuple[int, ...]:
+        """The phrasings training may use: all but the last, which the `ood_phrasing` split alone asks in."""
+        return tuple(range(len(self.phrasings) - 1))
+
+    @property
+    def held_out_phrasing(self) -> int:
+        return len(self.phrasings) - 1
+
+    def key(self, fields: Fields) -> str:
+        """The problem's key: family and canonical operands, independent of phrasing and CoT style."""
+        operands = self.canonical(fields) if self.canonical else "|".join(f"{k}={fields[k]}" for k in sorted(fields))
+        return f"{self.name}:{operands}"
 
     def gold_steps(self, fields: Fields) -> tuple[str, ...]:
         steps: list[str] = []
@@ -63,11 +82,13 @@ class Family:
     def problem(self, fields: Fields, phrasing: int) -> Problem:
         steps = self.gold_steps(fields)
         prompt = self.phrasings[phrasing].format(**fields)
-        return Problem(prompt, steps, self.final_answer(fields, steps), fields, phrasing)
+        return Problem(prompt, steps, self.final_answer(fields, steps), fields, phrasing, self.key(fields))
 
-    def draw(self, rng: np.random.Generator, difficulty: int) -> Problem:
+    def draw(self, rng: np.random.Generator, difficulty: int, phrasings: Sequence[int] | None = None) -> Problem:
+        """A random problem of this difficulty, in one of `phrasings` (None: any)."""
         fields = self.draw_fields(rng, difficulty)
-        return self.problem(fields, int(rng.integers(len(self.phrasings))))
+        allowed = range(len(self.phrasings)) if phrasings is None else phrasings
+        return self.problem(fields, allowed[int(rng.integers(len(allowed)))])
 
     def parse(self, prompt: str) -> tuple[Fields, int]:
         """The fields and phrasing index of a prompt of this family; ValueError if it is not one."""

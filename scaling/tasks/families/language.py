@@ -115,6 +115,9 @@ WORD = Family(
     n_steps=lambda fields: fields["events"].count("."),
     next_step=_word_next,
     final_answer=lambda fields, steps: steps[-1].rsplit("=", 1)[1],
+    # The arithmetic alone: who owns the items, and which items, do not change the problem.
+    canonical=lambda fields: f"{fields['start']}|" + fields["events"].replace("She ", "").replace("He ", ""),
+    skills=("word",),
 )
 
 
@@ -202,6 +205,16 @@ def _compare_answer(fields: Fields, steps: Sequence[str]) -> str:
     return "yes" if (upper, lower) == claim else "no"
 
 
+def _compare_canonical(fields: Fields) -> str:
+    """The facts as `upper>lower` edges, sorted, and the question as the claim it makes: the same problem
+    whichever wording (taller / shorter) and order the facts and question are written in."""
+    pair = next(p for p in _RELATIONS if fields["relation"] in p)
+    edges = sorted(f"{upper}>{lower}" for upper, lower in _below(fields["facts"]).items())
+    first, second = fields["first"], fields["second"]
+    claim = f"{first}>{second}" if _IS_MORE[fields["relation"]] else f"{second}>{first}"
+    return f"{pair[0]}|{','.join(edges)}|{claim}"
+
+
 COMPARE = Family(
     name="compare",
     kind="language",
@@ -223,6 +236,8 @@ COMPARE = Family(
     n_steps=lambda fields: _chain_top_and_hops(fields)[1],
     next_step=_compare_next,
     final_answer=_compare_answer,
+    canonical=_compare_canonical,
+    skills=("compare",),
 )
 
 FAMILIES = (WORD, COMPARE)

@@ -93,6 +93,7 @@ BOOL = Family(
     n_steps=_bool_steps,
     next_step=_bool_next,
     final_answer=_bool_answer,
+    skills=("bool",),
 )
 
 
@@ -162,6 +163,7 @@ LINEQ = Family(
     n_steps=_lineq_steps,
     next_step=_lineq_next,
     final_answer=lambda fields, steps: steps[-1].rsplit("=", 1)[1],
+    skills=("lineq",),
 )
 
 FAMILIES = (BOOL, LINEQ)
