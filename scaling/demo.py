@@ -53,6 +53,7 @@ class DemoConfig:
     schedule: str = "wsd"  # one run per cell, an annealed branch per budget
     splits: tuple[str, ...] = ("train", "id", "ood_family", "ood_phrasing")  # evaluated at every budget
     eval_n: int = 64  # examples per split
+    memorization_n: int = 128  # the train split: the first correct training items, for the memorization step
     seed: int = 0  # data and initialization seed
     fit_metric: str = "answer_acc"  # the response the law is fitted to
     fit_split: str = "id"  # ... on this split
@@ -92,7 +93,8 @@ def grid_toml(cfg: DemoConfig) -> str:
                  "pack_length": cfg.pack_length},
         "train": {"budgets": list(cfg.budgets), "batch_size": cfg.batch_size, "lr": cfg.lr,
                   "warmup_steps": cfg.warmup_steps, "schedule": cfg.schedule},
-        "eval": {"splits": list(cfg.splits), "n": cfg.eval_n, "batch_size": cfg.eval_n},
+        "eval": {"splits": list(cfg.splits), "n": cfg.eval_n, "batch_size": cfg.eval_n,
+                 "memorization_n": cfg.memorization_n},
     })
 
 

@@ -39,6 +39,7 @@ checkpoint_every = {checkpoint_every}
 [eval]
 splits = ["train", "id", "ood_family"]
 n = 16
+memorization_n = 16
 {run}"""
 
 

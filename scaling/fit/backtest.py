@@ -9,6 +9,7 @@ import pandas as pd
 from scaling.fit.infer import FitData, LawFit
 
 LEVEL = 0.9
+RELATIVE_MIN = 0.05  # relative errors only where |observed| is at least this: an accuracy of 0 has none
 
 
 def backtest_table(fit: LawFit, rows: pd.DataFrame, data: FitData, x_columns: dict[str, str], held_out: bool) -> pd.DataFrame:
@@ -24,13 +25,17 @@ def backtest_table(fit: LawFit, rows: pd.DataFrame, data: FitData, x_columns: di
 
 
 def backtest_scores(table: pd.DataFrame) -> dict[str, float]:
-    """Mean absolute error, mean relative error and 90%-interval coverage of the held-out rows (or all)."""
+    """Mean absolute error, 90%-interval coverage and the mean relative error of the held-out rows (or all);
+    the relative error only over rows observed at |value| >= RELATIVE_MIN (`relative_rows` of them; NaN if none)."""
     scored = table[table["held_out"]] if table["held_out"].any() else table
     error = (scored["mean"] - scored["observed"]).abs()
     inside = (scored["observed"] >= scored["lo"]) & (scored["observed"] <= scored["hi"])
+    away_from_zero = scored["observed"].abs() >= RELATIVE_MIN
+    relative = error[away_from_zero] / scored["observed"][away_from_zero].abs()
     return {
         "rows": int(len(scored)),
         "mae": float(error.mean()),
-        "mean_relative_error": float((error / scored["observed"].abs().clip(lower=1e-12)).mean()),
+        "mean_relative_error": float(relative.mean()) if len(relative) else float("nan"),
+        "relative_rows": int(away_from_zero.sum()),
         "coverage_90": float(inside.mean()),
     }

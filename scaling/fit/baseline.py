@@ -6,6 +6,8 @@ the law's unconstrained latent parameters in scaled units: the same minimum as E
 log L = logsumexp(a − alpha·log N, b − beta·log D, e), since the reparametrization is one-to-one.
 A bootstrap resample enters as integer row weights (how often each row was drawn), which for a sum of
 per-row terms is the same objective as the resampled table, and keeps one compiled function for all.
+Rows measured in the same run (a grid cell's budgets) are not independent: when the data name their
+runs, and there are at least MIN_RUNS_TO_RESAMPLE of them, the bootstrap resamples whole runs.
 The math runs in float64: with delta = 1e-3 the objective is nearly L1 and its optimum sits on kinks
 that float32 gradients cannot resolve to 2%.
 """
@@ -26,6 +28,7 @@ from scaling.fit.models import Scales, scaled_inputs, scales_of
 
 GRID_STEPS = (-1.0, 0.0, 1.0)  # grid of starts: each latent at loc + step·scale of its prior
 MAX_GRID = 3**8  # beyond this many grid points, draw that many starts from the prior instead
+MIN_RUNS_TO_RESAMPLE = 8  # fewer runs than this: a run bootstrap is too coarse to give an interval, resample rows
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class HuberResult:
     residual_scale: float  # robust scale of the residuals (1.4826·MAD): the noise for predictions
     failures: int  # L-BFGS runs (full fit and refits) that stopped without reporting success
     scales: Scales  # the units of the latent vector
+    resampled: str = "rows"  # what the bootstrap resampled: "rows" or "runs"
 
 
 def huber_loss(r, delta):
@@ -93,11 +97,21 @@ def _lbfgs(value_and_grad, start, args) -> tuple[np.ndarray, float, bool]:
     return result.x, float(result.fun), bool(result.success)
 
 
+def bootstrap_weights(rng: np.random.Generator, m: int, runs: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """One resample's row weights (how often each row is drawn): whole runs when there are enough, else rows."""
+    if runs is not None and len(np.unique(runs)) >= MIN_RUNS_TO_RESAMPLE:
+        codes, index = np.unique(runs, return_inverse=True)
+        drawn = rng.multinomial(len(codes), np.full(len(codes), 1.0 / len(codes)))
+        return drawn[index].astype(float), "runs"
+    return rng.multinomial(m, np.full(m, 1.0 / m)).astype(float), "rows"
+
+
 def huber_fit(law: Law, x: dict[str, np.ndarray], y: np.ndarray, config: HuberConfig = HuberConfig(),
-              scales: Scales | None = None) -> HuberResult:
+              scales: Scales | None = None, runs: np.ndarray | None = None) -> HuberResult:
     """Grid of starts → the best `starts` by objective → L-BFGS each → best; then bootstrap refits from it.
 
     `scales` (default: from the data) only places the grid of starts; the minimum does not depend on it.
+    `runs` (integer codes per row) makes the bootstrap resample runs (see bootstrap_weights).
     """
     scales = scales or scales_of(law, x, y)
     rng = np.random.default_rng(config.seed)
@@ -109,12 +123,13 @@ def huber_fit(law: Law, x: dict[str, np.ndarray], y: np.ndarray, config: HuberCo
         ones = jnp.ones(len(y))
         grid = _starts(law, rng)
         values = np.nan_to_num(np.asarray(batch(jnp.asarray(grid), xs, target, ones)), nan=np.inf)
-        runs = [_lbfgs(value_and_grad, start, (xs, target, ones)) for start in grid[np.argsort(values)[: config.starts]]]
-        best, objective, _ = min(runs, key=lambda run: run[1])
-        failures = sum(not ok for _, _, ok in runs)
-        refits = []
+        starts = [_lbfgs(value_and_grad, start, (xs, target, ones)) for start in grid[np.argsort(values)[: config.starts]]]
+        best, objective, _ = min(starts, key=lambda start: start[1])
+        failures = sum(not ok for _, _, ok in starts)
+        refits, resampled = [], "rows"
         for _ in range(config.bootstrap):
-            weights = jnp.asarray(rng.multinomial(len(y), np.full(len(y), 1.0 / len(y))), dtype=jnp.float64)
+            drawn_weights, resampled = bootstrap_weights(rng, len(y), runs)
+            weights = jnp.asarray(drawn_weights, dtype=jnp.float64)
             v, _, ok = _lbfgs(value_and_grad, best, (xs, target, weights))
             refits.append(v)
             failures += not ok
@@ -126,4 +141,4 @@ def huber_fit(law: Law, x: dict[str, np.ndarray], y: np.ndarray, config: HuberCo
         residual = np.asarray(target - (jnp.log(mean) if law.response == "loss" else mean))
     spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     return HuberResult(estimate, np.asarray(best), {k: np.asarray(v, float) for k, v in drawn.items()}, objective,
-                       spread, failures, scales)
+                       spread, failures, scales, resampled)

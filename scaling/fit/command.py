@@ -24,15 +24,17 @@ import xarray as xr
 from scaling.errors import UserError
 from scaling.fit.backtest import backtest_scores, backtest_table
 from scaling.fit.data import Columns, as_numbers, axis_columns, check_values, fit_data, groups, load_table, query, row_condition
-from scaling.fit.infer import MAX_R_HAT, METHODS, MIN_ESS_BULK, LawFit, SamplerConfig, fit_law, fit_pooled
+from scaling.fit.infer import (DENSE_MASS, MAX_R_HAT, METHODS, MIN_ESS_BULK, TARGET_ACCEPT, UNIDENTIFIED, LawFit,
+                               SamplerConfig, fit_law, fit_pooled)
 from scaling.fit.laws import Law, get_law
 from scaling.fit.models import POOL_TAU
 from scaling.fit.record import MARKER, as_columns, group_dim
-from scaling.fit.returns import ReturnsConfig, returns_table
+from scaling.fit.returns import MemorizedRun, ReturnsConfig, returns_table
+from scaling.schema import AXES
 from scaling.staging import check_replaceable, publish_folder
 
 WRITER = "scaling fit"
-SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]
+SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,9 @@ def prepare(request: FitRequest) -> Prepared:
         if column not in rows.columns:
             raise UserError(f"--by: no column {column!r}; columns are {', '.join(map(str, rows.columns))}")
     seed = request.seed_column if request.seed_column in rows.columns and request.seed_column not in request.by else None
-    columns = Columns(x=x_columns, y=request.y, n=request.n, seed=seed)
+    # Rows of a results hypercube name their run (cell) by its axes; a table's columns are the user's to interpret.
+    run = tuple(a for a in AXES if a in rows.columns) if Path(request.input).suffix == ".nc" else ()
+    columns = Columns(x=x_columns, y=request.y, n=request.n, seed=seed, run=run)
     rows = as_numbers(rows, columns)
     complete = rows.dropna(subset=list(columns.numeric()))
     dropped = len(rows) - len(complete)
@@ -138,6 +142,23 @@ def prepare(request: FitRequest) -> Prepared:
     return Prepared(law, rows, columns, tuple(parts), dropped)
 
 
+def _summary(fit: LawFit) -> pd.DataFrame:
+    """A fit's summary rows (with each parameter's posterior contraction) and whether the fit converged."""
+    return fit.summary[SUMMARY_COLUMNS].assign(converged=fit.converged)
+
+
+def memorized_runs(rows: pd.DataFrame, columns: Columns, steps_axis: str | None) -> list[MemorizedRun]:
+    """Each run among the rows (a grid cell, named by its axes; else a combination of the law's other axes
+    and the seed), at its own law-axis values, with its memorization step: none without that column."""
+    if steps_axis is None or "memorization_step" not in rows:
+        return []
+    others = {axis: column for axis, column in columns.x.items() if axis != steps_axis}
+    keys = list(columns.run) or list(dict.fromkeys([*others.values(), *([columns.seed] if columns.seed else [])]))
+    firsts = rows.groupby(keys, sort=False, dropna=False).first().reset_index() if keys else rows.iloc[:1]
+    return [MemorizedRun({axis: float(run[column]) for axis, column in others.items()}, float(run["memorization_step"]))
+            for _, run in firsts.iterrows()]
+
+
 def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
     """One fit per --by group (or one pooled fit of them all): fitted on the rows not held out,
     backtested on the held-out ones."""
@@ -154,9 +175,9 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
         tested = part.rows[part.held].reset_index(drop=True) if held_out else part.train
         backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, held_out)
         steps_axis = next((a for a, c in columns.x.items() if c == "step"), None)
-        memorized = part.rows["memorization_step"].median() if "memorization_step" in part.rows else None
         x_train = fit_data(part.train, law, columns).x
-        returns = returns_table(law, fit.draws(), x_train, request.returns, memorized, steps_axis)
+        runs = memorized_runs(part.rows, columns, steps_axis)
+        returns = returns_table(law, fit.draws(), x_train, request.returns, runs, steps_axis)
         results.append(GroupFit(part.label, part.key, fit, returns, backtest, backtest_scores(backtest)))
     return results
 
@@ -173,8 +194,12 @@ def run_fit(request: FitRequest, say: Callable[[str], None] = print) -> tuple[li
         + (f", {len(prepared.parts)} groups by {', '.join(request.by)}{' (pooled)' if request.pool else ''}" if request.by else "")
         + f") by {request.method}")
     fits = fit_groups(request, prepared)
-    summary = _stack([g.fit.summary[SUMMARY_COLUMNS] for g in fits], fits)
+    summary = _stack([_summary(g.fit) for g in fits], fits)
     say(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    unidentified = sorted(set(summary.loc[summary["contraction"] < UNIDENTIFIED, "param"]))
+    if unidentified:
+        say(f"warning: the data barely narrow the prior of {', '.join(unidentified)} (posterior contraction < "
+            f"{UNIDENTIFIED}): read their intervals as the prior's, not as measurements")
     if request.pool:
         spreads = [(name, fits[0].fit.posterior.posterior[name].values) for name in fits[0].fit.posterior.posterior.data_vars
                    if name.startswith(POOL_TAU)]
@@ -223,7 +248,14 @@ def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.Data
         (staging / MARKER).write_text(tomli_w.dumps({
             "fit": spec, "law": {"name": law.name, "formula": law.formula, "params": list(law.params)},
             "diagnostics": {"converged": all(g.fit.converged for g in fits),
-                            "divergences": _divergences(request, fits)},
+                            "divergences": _divergences(request, fits),
+                            "groups_converged": sum(g.fit.converged for g in fits), "groups": len(fits)}
+                           | ({"adaptation": {"target_accept": TARGET_ACCEPT, "dense_mass": DENSE_MASS,
+                                              "warmup": request.sampler.warmup, "chains": request.sampler.chains}}
+                              if request.method == "nuts" else {})
+                           | ({"bootstrap_resampled": sorted({str(g.fit.posterior.posterior.attrs.get("bootstrap_resampled"))
+                                                              for g in fits})}
+                              if request.method == "huber" else {}),
             "backtest": {g.label or "all": g.scores for g in fits},
             "provenance": {k: v for k, v in attrs.items() if k != "spec"},
         }))

@@ -111,6 +111,7 @@ class Columns:
     y: str  # the response
     n: str | None = None  # evaluation examples behind an accuracy
     seed: str | None = None  # replicate seeds: hierarchical offsets when it has several values
+    run: tuple[str, ...] = ()  # the columns that together name a run (a grid cell), when the rows come from a grid
 
     def numeric(self) -> dict[str, str]:
         """Each column that must hold numbers, with the option that chose it."""
@@ -181,7 +182,11 @@ def fit_data(rows: pd.DataFrame, law: Law, columns: Columns) -> FitData:
     seed = None
     if columns.seed and rows[columns.seed].nunique() > 1:
         seed = pd.factorize(rows[columns.seed], sort=True)[0]
-    return FitData(x=x, y=rows[columns.y].to_numpy(float), n=n, seed=seed)
+    run = None
+    if columns.run:
+        codes = rows.groupby(list(columns.run), sort=False, dropna=False).ngroup().to_numpy()
+        run = codes if codes.max() + 1 < len(codes) else None  # only where rows repeat a run
+    return FitData(x=x, y=rows[columns.y].to_numpy(float), n=n, seed=seed, run=run)
 
 
 def groups(rows: pd.DataFrame, by: tuple[str, ...]) -> list[tuple[str, dict, pd.DataFrame]]:

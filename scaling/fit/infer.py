@@ -37,6 +37,7 @@ MAX_R_HAT = 1.01
 MIN_ESS_BULK = 400
 HDI_PROB = 0.9
 TARGET_ACCEPT = 0.95  # NUTS step-size adaptation target: above the default 0.8, for the laws' curved posteriors
+DENSE_MASS = True  # dense mass: the scaled laws' amplitudes, floor and exponents are correlated a posteriori
 PARETO_K_MAX = 0.7  # SVI: above this Pareto k̂ the importance-corrected draws are not reliable (Vehtari et al.)
 FULL_RANK_MAX = 30  # SVI: a full-covariance Gaussian guide up to this many latent dimensions, low rank beyond
 NOISE = (SIGMA, "phi", TAU)  # posterior variables besides the law's parameters that predictions need
@@ -70,11 +71,12 @@ class FitData:
     n: np.ndarray | None = None  # evaluation examples behind each accuracy (Beta-Binomial when given)
     seed: np.ndarray | None = None  # integer seed codes: hierarchical per-seed offsets when > 1 distinct
     group: np.ndarray | None = None  # integer group codes 0..G-1: every latent site partially pooled across groups
+    run: np.ndarray | None = None  # integer codes of the run (grid cell) each row was measured in, when rows repeat runs
 
     def __post_init__(self) -> None:
         m = len(np.asarray(self.y))
         for name, values in [*((f"x[{a}]", v) for a, v in self.x.items()), ("n", self.n), ("seed", self.seed),
-                             ("group", self.group)]:
+                             ("group", self.group), ("run", self.run)]:
             if values is not None and len(np.asarray(values)) != m:
                 raise UserError(f"FitData: {name} has {len(np.asarray(values))} rows, y has {m}")
         if m == 0:
@@ -111,7 +113,7 @@ class LawFit:
     """The posterior (original units, with a pointwise log_likelihood group), its summary and diagnostics."""
 
     posterior: az.InferenceData
-    summary: pd.DataFrame  # param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk
+    summary: pd.DataFrame  # param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk, contraction
     x_ref: float  # geometric mean of the (first) axis
     divergences: int  # NUTS divergent transitions after warmup (0 for svi and huber)
     law: Law  # the registered law
@@ -230,8 +232,7 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warm
         start, potential, constrain, _ = initialize_model(
             init_key, model, init_strategy=init_to_median(num_samples=15), model_kwargs=data, dynamic_args=True)
         init_kernel, sample_kernel = hmc(potential_fn_gen=potential, algo="NUTS")
-        # dense mass: the scaled laws' amplitudes, floor and exponents are correlated a posteriori.
-        state = init_kernel(start.z, warmup, dense_mass=True, target_accept_prob=TARGET_ACCEPT, model_kwargs=data,
+        state = init_kernel(start.z, warmup, dense_mass=DENSE_MASS, target_accept_prob=TARGET_ACCEPT, model_kwargs=data,
                             rng_key=run_key)
 
         def step(state, _):
@@ -369,6 +370,7 @@ def fit_law(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfi
         latent, pointwise, pareto_k, importance_ess = _svi(law, args, n_seeds, has_n, sampler)
     idata = _inference_data(law, _original_units(law, latent, scales), pointwise, data, scales, method)
     summary = summarize_law(idata, law.params, with_diagnostics=True)
+    summary["contraction"] = posterior_contraction(law, latent)
     if method == "svi":
         idata.posterior.attrs["pareto_k"] = pareto_k
         # Resampled draws repeat; shuffled, they look independent to ESS, which then overstates them.
@@ -404,13 +406,15 @@ def fit_pooled(law: Law, data: FitData, method: str = "nuts", sampler: SamplerCo
         for lat in law.latent:  # how far the groups spread on each latent site: the pooling's verdict
             idata.posterior[models.POOL_TAU + lat.site] = (("chain", "draw"), np.asarray(latent[models.POOL_TAU + lat.site]))
         summary = summarize_law(idata, law.params, with_diagnostics=True)
+        summary["contraction"] = posterior_contraction(law, models.group_latents(law, latent, g))
         fits.append(LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, method, scales, pareto_k))
     return fits
 
 
 def _huber(law: Law, data: FitData, scales: Scales, sampler: SamplerConfig) -> LawFit:
     """The baseline as a LawFit: bootstrap refits as draws, the full-data estimate as the summary's mean."""
-    result = huber_fit(law, data.x, data.y, HuberConfig(bootstrap=sampler.bootstrap, seed=sampler.seed), scales)
+    result = huber_fit(law, data.x, data.y, HuberConfig(bootstrap=sampler.bootstrap, seed=sampler.seed), scales,
+                       runs=data.run)
     if sampler.bootstrap:
         draws = {k: v[None, :] for k, v in result.bootstrap.items()}
     else:
@@ -422,8 +426,10 @@ def _huber(law: Law, data: FitData, scales: Scales, sampler: SamplerConfig) -> L
     idata = _inference_data(law, draws, _huber_pointwise(law, draws, data, scales, noise), data, scales, "huber")
     idata.posterior.attrs["lbfgs_failures"] = result.failures
     idata.posterior.attrs["huber_objective"] = result.objective
+    idata.posterior.attrs["bootstrap_resampled"] = result.resampled  # rows, or whole runs (see baseline)
     summary = summarize_law(idata, law.params, with_diagnostics=False)
     summary["mean"] = [result.estimate[name] for name in law.params]
+    summary["contraction"] = np.nan  # a bootstrap has no prior to contract
     return LawFit(idata, summary, scales.x_ref[law.axes[0]], 0, law, "huber", scales)
 
 
@@ -441,6 +447,20 @@ def _huber_pointwise(law: Law, draws: dict, data: FitData, scales: Scales, noise
     else:
         values = st.t.logpdf(y, STUDENT_NU, mean, noise)
     return values.reshape(1, -1, y.shape[1])
+
+
+UNIDENTIFIED = 0.5  # posterior contraction below this: the data narrowed the prior by less than half (in variance)
+
+
+def posterior_contraction(law: Law, latent: dict) -> list[float]:
+    """Per reported parameter, 1 − posterior variance / prior variance of its own prior site (unconstrained,
+    scaled units): near 1 the data determine it, near 0 its interval is the prior's. NaN for a parameter
+    derived from other sites."""
+    out = {}
+    for lat in law.latent:
+        draws = np.asarray(latent[lat.site], float).reshape(-1)
+        out[lat.name] = float(1.0 - draws.var() / lat.scale**2) if draws.size > 1 else np.nan
+    return [out.get(name, np.nan) for name in law.params]
 
 
 def summarize_law(idata: az.InferenceData, params: tuple[str, ...], with_diagnostics: bool) -> pd.DataFrame:

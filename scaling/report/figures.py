@@ -223,8 +223,9 @@ def returns_figure(fit_dir: Path, stem: Path) -> list[Path]:
     """Gain per doubling of each axis at its reference points, with 90% intervals (what the next doubling buys)."""
     record = read_fit(fit_dir)
     table = pd.read_csv(fit_dir / "returns.csv")
-    gains = table[table["quantity"].str.startswith(("gain_per_doubling", "post_memorization"))].copy()
-    gains["label"] = [f"{a}: ×2 at {at:.3g}" if q == "gain_per_doubling" else f"{a}: {q.replace('_', ' ')}"
+    gains = table[table["quantity"].str.startswith(("gain_per_", "post_memorization"))].dropna(subset=["estimate"]).copy()
+    steps = {"gain_per_doubling": "×2", "gain_per_halved_error": "error ÷2"}  # see scaling.fit.returns
+    gains["label"] = [f"{a}: {steps[q]} at {at:.3g}" if q in steps else f"{a}: {q.replace('_', ' ')}"
                       for a, q, at in zip(gains["axis"], gains["quantity"], gains["at"])]
     sns.set_theme(style="whitegrid", context="paper")
     figure, axis = plt.subplots(figsize=(5, 0.45 * len(gains) + 1.2))

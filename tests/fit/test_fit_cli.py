@@ -1,5 +1,6 @@
 """`scaling fit` end to end: real numpyro fits of tables and of the store's results, written outputs."""
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,9 @@ def test_a_power_law_fit_of_a_csv_writes_every_output_and_predicts_the_holdout(p
     printed = capsys.readouterr().out
     assert "held-out" in printed and "Diagnostics: ok" in printed
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns) == ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]
+    assert list(summary.columns) == ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction",
+                                     "converged"]
+    assert summary.converged.all() and (summary.contraction > 0.5).all()  # 16 clean points pin a 3-parameter law
     floor = summary.set_index("param").loc["E"]
     assert floor["hdi_5%"] < 1.5 < floor["hdi_95%"]
     backtest = pd.read_csv(out / "backtest.csv")
@@ -49,9 +52,13 @@ def test_a_power_law_fit_of_a_csv_writes_every_output_and_predicts_the_holdout(p
     assert inside >= 0.75
     returns = pd.read_csv(out / "returns.csv")
     doubling = returns[returns.quantity == "gain_per_doubling"]
+    assert (doubling.share == 1.0).all()
     assert (doubling.lo <= doubling.estimate).all() and (doubling.estimate <= doubling.hi).all()
     assert (doubling.estimate > 0).all()  # the loss still falls with more tokens
     assert (out / "posterior.nc").stat().st_size > 0 and (out / "fit.toml").is_file()
+    diagnostics = tomllib.loads((out / "fit.toml").read_text())["diagnostics"]
+    assert diagnostics["divergences"] == 0 and diagnostics["adaptation"]["target_accept"] == 0.95
+    assert diagnostics["groups_converged"] == diagnostics["groups"] == 1
     # Same seed, same numbers.
     assert main([*argv]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), summary)
@@ -225,3 +232,17 @@ def test_pool_needs_groups_and_a_posterior(extra, named, uneven_tasks, tmp_path,
                  "--out", str(tmp_path / "fit")]) == 2
     err = capsys.readouterr().err
     assert named in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "fit").exists()
+
+
+def test_a_parameter_the_data_cannot_see_is_named_as_the_priors_not_measured(tmp_path, capsys):
+    """Every step before take-off scores 0: nothing in the data says where the ceiling lies."""
+    table = tmp_path / "early.csv"
+    pd.DataFrame({"step": np.geomspace(10, 60, 8).round(), "acc": 0.0, "n": 100}).to_csv(table, index=False)
+    out = tmp_path / "fit"
+    assert main(["fit", str(table), "--law", "accuracy", "--y", "acc", "--n", "n", "--x", "x=step", "--out", str(out),
+                 *QUICK, "--allow-unconverged"]) == 0
+    printed = capsys.readouterr().out
+    warning = next(line for line in printed.splitlines() if line.startswith("warning: the data barely narrow"))
+    assert "C" in warning.split("prior of ")[1].split(" (")[0].split(", ")
+    summary = pd.read_csv(out / "summary.csv").set_index("param")
+    assert summary.loc["C", "contraction"] < 0.5

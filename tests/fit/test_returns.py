@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scaling.fit.laws import LAWS
-from scaling.fit.returns import ReturnsConfig, gain, returns_table
+from scaling.fit.returns import MemorizedRun, ReturnsConfig, gain, returns_table
 
 
 def _draws(**theta) -> dict[str, np.ndarray]:
@@ -43,10 +43,53 @@ def test_an_axis_that_only_hurts_has_no_diminishing_point():
     assert _threshold_row(table, "step") > 100.0 and np.isfinite(_threshold_row(table, "step"))
 
 
-def test_the_post_memorization_gain_runs_from_the_memorization_step_to_k_times_it():
+def test_the_post_memorization_gain_runs_from_each_runs_own_memorization_step_to_k_times_it():
     law, theta = LAWS["logistic"], _draws(floor=0.0, ceiling=1.0, x50=100.0, k=2.0)
+    runs = [MemorizedRun({}, 200.0), MemorizedRun({}, 50.0), MemorizedRun({}, np.nan)]  # the last never memorized
     table = returns_table(law, theta, {"x": np.geomspace(10, 1000, 5)}, ReturnsConfig(post_memorization_factor=4.0),
-                          memorization_step=200.0, steps_axis="x")
+                          runs=runs, steps_axis="x")
     row = table[table.quantity == "post_memorization_gain_x4"]
-    expected = 100 * (1 / (1 + (800 / 100) ** -2) - 1 / (1 + (200 / 100) ** -2))
-    assert row.estimate.item() == pytest.approx(expected, rel=1e-6) and row["at"].item() == 200.0
+    acc = lambda x: 1 / (1 + (x / 100) ** -2)  # noqa: E731
+    expected = 100 * ((acc(800) - acc(200)) + (acc(200) - acc(50))) / 2
+    assert row.estimate.item() == pytest.approx(expected, rel=1e-6)
+    assert row["runs"].item() == 2 and row["share"].item() == pytest.approx(2 / 3) and row["at"].item() == 125.0
+
+
+def test_the_post_memorization_gain_is_taken_at_each_runs_own_axes():
+    """A run that memorized at diversity 4 is not credited with the gain of the frontier's diversity."""
+    theta = _draws(floor=0.02, H=0.1, kappa=1.0, rho=1.0, T=100.0, k=2.0, delta=0.5, gamma=0.0, eta=0.0)
+    x = {"step": np.geomspace(32, 1024, 6), "diversity": np.array([1.0, 4.0]), "quality": np.array([1.0]),
+         "capability": np.array([1.0])}
+    point = {"diversity": 1.0, "quality": 1.0, "capability": 1.0}
+    alone = returns_table(LAWS["sft"], theta, x, ReturnsConfig(), runs=[MemorizedRun(point, 64.0)], steps_axis="step")
+    expected = gain(LAWS["sft"], theta, {**{a: np.array([v]) for a, v in point.items()}, "step": np.array([64.0])},
+                    {**{a: np.array([v]) for a, v in point.items()}, "step": np.array([256.0])})[0, 0]
+    assert alone[alone.quantity == "post_memorization_gain_x4"].estimate.item() == pytest.approx(expected)
+    nobody = returns_table(LAWS["sft"], theta, x, ReturnsConfig(), runs=[MemorizedRun(point, np.nan)], steps_axis="step")
+    row = nobody[nobody.quantity == "post_memorization_gain_x4"]
+    assert np.isnan(row.estimate.item()) and row["runs"].item() == 0
+
+
+def test_quality_steps_halve_the_error_rate_and_stay_inside_zero_to_one():
+    theta = {"floor": np.full(50, 0.02), "H": np.full(50, 0.1), "kappa": np.full(50, 1.0),
+             "rho": np.linspace(0.2, 3.0, 50), "T": np.full(50, 100.0), "k": np.full(50, 2.0),
+             "delta": np.full(50, 0.0), "gamma": np.full(50, 0.0), "eta": np.full(50, 0.0)}
+    x = {"step": np.geomspace(32, 1024, 6), "diversity": np.array([1.0]), "quality": np.array([0.5, 0.75, 1.0]),
+         "capability": np.array([1.0])}
+    table = returns_table(LAWS["sft"], theta, x, ReturnsConfig())
+    quality = table[table.axis == "quality"]
+    steps = quality[quality.quantity == "gain_per_halved_error"]
+    assert list(steps["at"]) == pytest.approx([1 - np.sqrt(0.5 * 0.25), 0.75])  # middle and best error rates < 1
+    assert (steps.estimate > 0).all() and not (quality.quantity == "gain_per_doubling").any()
+    point = quality[quality.quantity.str.startswith("diminishing")]
+    assert 0.5 <= point.lo.item() <= point.hi.item() < 1.0  # a quality, never beyond 1
+    assert 0.0 < point.share.item() <= 1.0
+
+
+def test_a_threshold_reports_the_share_of_draws_that_reach_it_and_the_interval_over_those():
+    """Draws where a doubling never buys 1% have no diminishing point; the interval is over the others."""
+    law = LAWS["power"]
+    theta = {"E": np.ones(4), "A": np.array([10.0, 10.0, 0.001, 0.001]), "alpha": np.full(4, 0.5)}
+    table = returns_table(law, theta, {"x": np.geomspace(10, 1000, 5)}, ReturnsConfig())
+    row = table[table.quantity.str.startswith("diminishing")]
+    assert row.share.item() == 0.5 and np.isfinite(row.estimate.item()) and row.lo.item() == row.hi.item()

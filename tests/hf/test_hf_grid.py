@@ -39,6 +39,7 @@ warmup_steps = 2
 [eval]
 splits = ["train", "id"]
 n = 8
+memorization_n = 8
 [run]
 save_models = true
 """
