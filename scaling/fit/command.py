@@ -27,7 +27,7 @@ from scaling.fit.data import Columns, as_numbers, axis_columns, check_values, fi
 from scaling.fit.infer import (DENSE_MASS, MAX_R_HAT, METHODS, MIN_ESS_BULK, TARGET_ACCEPT, UNIDENTIFIED, LawFit,
                                SamplerConfig, fit_law, fit_pooled)
 from scaling.fit.laws import Law, get_law
-from scaling.fit.models import POOL_TAU
+from scaling.fit.models import OBSERVED as OBSERVED_SITE, POOL_TAU
 from scaling.fit.record import MARKER, as_columns, group_dim
 from scaling.fit.returns import MemorizedRun, ReturnsConfig, returns_table
 from scaling.schema import AXES
@@ -294,6 +294,19 @@ def _posterior(fits: list[GroupFit], by: tuple[str, ...]) -> az.InferenceData:
     return az.InferenceData(posterior=stacked)
 
 
+def leave_out_unit(posterior: az.InferenceData, runs: np.ndarray | None) -> tuple[az.InferenceData, str]:
+    """The posterior with its pointwise log-likelihood summed over each run's rows, so PSIS-LOO leaves out
+    whole runs: a run's budgets share its seed's luck, and leaving out one of them while its neighbours stay
+    in flatters a law. Without runs (a table of independent rows), rows are the unit."""
+    if runs is None:
+        return posterior, "leave-one-row-out"
+    pointwise = posterior.log_likelihood[OBSERVED_SITE]
+    codes = xr.DataArray(np.asarray(runs), dims=pointwise.dims[-1:])
+    per_run = pointwise.groupby(codes.rename("run")).sum()
+    summed = az.InferenceData(posterior=posterior.posterior, log_likelihood=xr.Dataset({OBSERVED_SITE: per_run}))
+    return summed, f"leave-one-run-out ({per_run.sizes['run']} runs)"
+
+
 def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], None] = print) -> pd.DataFrame:
     """PSIS-LOO comparison of several laws fitted to the same rows (no --by): elpd, its SE, differences, weights."""
     if request.by:
@@ -312,16 +325,24 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
     # one axis); PSIS-LOO compares them on the same observations. Every law's input is checked before any fit.
     prepared = {name: prepare(dataclasses.replace(request, law=name, x=tuple(
         item for item in request.x if item.partition("=")[0] in get_law(name).axes))) for name in dict.fromkeys(names)}
-    posteriors, converged = {}, {}
+    posteriors, converged, schemes = {}, {}, set()
     for name, one in prepared.items():
-        fit = fit_law(one.law, fit_data(one.rows, one.law, one.columns), request.method, request.sampler)
-        posteriors[name], converged[name] = fit.posterior, fit.converged
+        data = fit_data(one.rows, one.law, one.columns)
+        fit = fit_law(one.law, data, request.method, request.sampler)
+        posteriors[name], scheme = leave_out_unit(fit.posterior, data.run)
+        converged[name] = fit.converged
+        schemes.add(scheme)
+    if len(schemes) > 1:  # laws whose rows name their runs differently cannot be scored on the same units
+        raise UserError(f"--compare: the laws' rows split into runs differently ({'; '.join(sorted(schemes))})")
+    scheme = schemes.pop()
+    say(f"scored by PSIS-LOO, {scheme}")
     with warnings.catch_warnings():  # ArviZ warns of high Pareto k̂ in a paragraph; the table's `warning` says it
         warnings.simplefilter("ignore", UserWarning)
         table = az.compare(posteriors, ic="loo")
     table["converged"] = [converged[name] for name in table.index]
-    columns = ["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "weight", "converged", "warning"]
-    say(table[columns[:-1]].to_string(float_format=lambda v: f"{v:.4g}"))
+    table["scheme"] = scheme
+    columns = ["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "weight", "converged", "scheme", "warning"]
+    say(table[columns[:-2]].to_string(float_format=lambda v: f"{v:.4g}"))
     flagged = [name for name in table.index if table.loc[name, "warning"]]
     if flagged:
         say(f"PSIS-LOO is unreliable for {', '.join(flagged)} (a high Pareto k̂ for some rows: observations "
@@ -333,7 +354,8 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
         def fill(staging: Path) -> None:
             table[columns].rename_axis("law").to_csv(staging / "compare.csv")
             (staging / MARKER).write_text(tomli_w.dumps({"fit": _recorded(request, request.out),
-                                                         "compare": {"laws": names, "ic": "loo"}}))
+                                                         "compare": {"laws": names, "ic": "loo",
+                                                                     "scheme": scheme}}))
 
         publish_folder(request.out, fill, MARKER, WRITER)
         say(f"wrote {request.out}/ (compare.csv, {MARKER})")

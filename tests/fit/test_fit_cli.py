@@ -119,6 +119,32 @@ def test_compare_ranks_laws_by_psis_loo(power_table, tmp_path, capsys):
     table = pd.read_csv(tmp_path / "compare" / "compare.csv")
     assert set(table.law) == {"power", "bnsl"} and sorted(table["rank"]) == [0, 1]
     assert table.loc[table["rank"] == 0, "elpd_diff"].item() == 0
+    assert (table.scheme == "leave-one-row-out").all()  # a table's rows are the user's: independent unless named
+
+
+def test_compare_on_a_grid_leaves_out_whole_runs(tmp_path, capsys):
+    """A results file's rows are budgets of runs (cells): a run's budgets are left out together."""
+    results = _results_nc(tmp_path / "results.nc")
+    assert main(["fit", str(results), "--compare", "logistic,accuracy", "--y", "answer_acc", "--n", "n", "--split", "id",
+                 "--out", str(tmp_path / "compare"), *QUICK, "--allow-unconverged"]) == 0
+    assert "leave-one-run-out (4 runs)" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "compare" / "compare.csv")
+    assert (table.scheme == "leave-one-run-out (4 runs)").all()
+    assert tomllib.loads((tmp_path / "compare" / "fit.toml").read_text())["compare"]["scheme"].startswith("leave-one-run")
+
+
+def test_a_runs_log_likelihood_is_the_sum_of_its_rows():
+    from scaling.fit.command import leave_out_unit
+    from scaling.fit.infer import FitData, SamplerConfig, fit_law
+    from scaling.fit.laws import LAWS
+    x = np.tile(np.geomspace(10, 1000, 5), 3)
+    fit = fit_law(LAWS["power"], FitData({"x": x}, 1 + 5 * x ** -0.5), "nuts", SamplerConfig(warmup=100, samples=50, chains=1))
+    runs = np.repeat([2, 0, 1], 5)
+    summed, scheme = leave_out_unit(fit.posterior, runs)
+    rows = fit.posterior.log_likelihood["y"].values
+    assert scheme == "leave-one-run-out (3 runs)"
+    for code in range(3):
+        assert np.allclose(summed.log_likelihood["y"].sel(run=code).values, rows[..., runs == code].sum(-1))
 
 
 def test_compare_names_the_law_that_made_the_data(tmp_path, capsys):
