@@ -71,7 +71,8 @@ class FitData:
     n: np.ndarray | None = None  # evaluation examples behind each accuracy (Beta-Binomial when given)
     seed: np.ndarray | None = None  # integer seed codes: hierarchical per-seed offsets when > 1 distinct
     group: np.ndarray | None = None  # integer group codes 0..G-1: every latent site partially pooled across groups
-    run: np.ndarray | None = None  # integer codes of the run (grid cell) each row was measured in, when rows repeat runs
+    run: np.ndarray | None = None  # integer codes of the run (grid cell) each row was measured in, when rows repeat
+    # runs: each run then gets its own offset (in place of seeds), and --compare leaves out whole runs
 
     def __post_init__(self) -> None:
         m = len(np.asarray(self.y))
@@ -90,10 +91,13 @@ class FitData:
 
     @property
     def seeds(self) -> tuple[np.ndarray | None, int]:
-        """Seed codes as 0..K-1 and K, or (None, 0) when there are fewer than two seeds."""
-        if self.seed is None or len(np.unique(self.seed)) < 2:
+        """The units that get their own offset, as codes 0..K-1 and K, or (None, 0) when there are fewer than
+        two: runs where the rows name them (a run's budgets share its luck, whatever its seed's value), else
+        seeds."""
+        unit = self.run if self.run is not None else self.seed
+        if unit is None or len(np.unique(unit)) < 2:
             return None, 0
-        codes, index = np.unique(np.asarray(self.seed), return_inverse=True)
+        codes, index = np.unique(np.asarray(unit), return_inverse=True)
         return index, len(codes)
 
     @property

@@ -194,3 +194,20 @@ def test_bad_inputs_are_user_errors():
         FitData({"x": -GRID}, np.ones(16))
     with pytest.raises(ValueError, match="svi_steps"):
         SamplerConfig(svi_steps=0)
+
+
+def test_rows_that_name_their_runs_get_an_offset_per_run_not_per_seed_value():
+    """Two cells × seeds 0 and 1: seed 0 is lucky in one cell and unlucky in the other, so a seed value
+    shares no luck across cells; each run's budgets do."""
+    truth = {"E": 0.4, "A": 30.0, "alpha": 0.6}
+    runs = np.repeat([0, 1, 2, 3], len(GRID))
+    seeds = np.repeat([0, 1, 0, 1], len(GRID))
+    offsets = np.array([0.08, -0.08, -0.08, 0.08])
+    x = np.tile(GRID, 4)
+    mean = np.asarray(LAWS["power"].mean(truth, {"x": x}), float)
+    y = mean * np.exp(offsets[runs] + np.random.default_rng(2).normal(0, 0.01, x.size))
+    fit = fit_law(LAWS["power"], FitData({"x": x}, y, seed=seeds, run=runs), "svi", SamplerConfig(samples=250))
+    posterior = fit.posterior.posterior
+    assert posterior.sizes["seed"] == 4  # one offset per run
+    offsets_fit = (posterior["tau"] * posterior["seed_z"]).median(("chain", "draw")).values
+    assert (np.sign(offsets_fit) == np.sign(offsets)).all()

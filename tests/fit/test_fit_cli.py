@@ -86,8 +86,11 @@ def _results_nc(path: Path) -> Path:
         for seed in (0, 1):
             metrics = {}
             for split, ceiling in (("train", 2.0), ("id", 0.9 if diversity == 1 else 0.8)):
-                # train accuracy reaches 1 (memorization) at step 256; id accuracy saturates below 1
+                # train accuracy reaches 1 (memorization) at step 256; id accuracy saturates below 1; each
+                # run (cell) is luckier or unluckier than its law by a logit offset of its own, as SFT runs are
                 truth = np.minimum(1.0, ceiling / (1 + (np.array(steps) / 200.0) ** -2.0))
+                if split == "id":
+                    truth = 1 / (1 + np.exp(-(np.log(truth / (1 - truth)) + 0.4 * (seed - 0.5) * (diversity - 1.5) * 4)))
                 acc = rng.binomial(n, truth) / n
                 metrics[split] = {"loss": list(1 - acc + 0.1), "token_acc": list(acc), "answer_acc": list(acc),
                                   "process_acc": list(acc), "chain_acc": list(acc), "n": [n] * len(steps)}
