@@ -195,12 +195,16 @@ def evaluation_split(
     names = split_families(split, families, ood_families)
     examples: list[Example] = []
     for name, share in zip(names, _shares(n, len(names))):
-        family = get_task(name)
-        rng = np.random.default_rng([seed, 2 + SPLITS.index(split), list(TASKS).index(name)])
-        difficulty_range = family.ood_range if split == "ood_length" else family.id_range
-        phrasings = (family.held_out_phrasing,) if split == "ood_phrasing" else family.trained_phrasings
-        examples += _draw_unique(family, split, difficulty_range, share, rng, phrasings, evaluation=True)
+        examples += _evaluation_problems(get_task(name), split, share, seed)
     return with_quality_and_style(examples, 1.0, cot, seed)
+
+
+def _evaluation_problems(family: Family, split: str, n: int, seed: int) -> list[Example]:
+    """n distinct evaluation-share problems of one family for a split: the split decides difficulty and phrasing."""
+    rng = np.random.default_rng([seed, 2 + SPLITS.index(split), list(TASKS).index(family.name)])
+    difficulty_range = family.ood_range if split == "ood_length" else family.id_range
+    phrasings = (family.held_out_phrasing,) if split == "ood_phrasing" else family.trained_phrasings
+    return _draw_unique(family, split, difficulty_range, n, rng, phrasings, evaluation=True)
 
 
 def sample(family: str, split: str, n: int, seed: int, quality: float = 1.0, cot: str = "full") -> list[Example]:
@@ -220,8 +224,4 @@ def sample(family: str, split: str, n: int, seed: int, quality: float = 1.0, cot
         raise ValueError(f"split ood_compose takes a composition and the other splits a base family; {family!r} is {what}")
     if split == "train":
         return training_pool((family,), 1, n, seed, quality, cot)
-    rng = np.random.default_rng([seed, 2 + SPLITS.index(split), list(TASKS).index(family)])
-    difficulty_range = task.ood_range if split == "ood_length" else task.id_range
-    phrasings = (task.held_out_phrasing,) if split == "ood_phrasing" else task.trained_phrasings
-    return with_quality_and_style(_draw_unique(task, split, difficulty_range, n, rng, phrasings, evaluation=True),
-                                  1.0, cot, seed)
+    return with_quality_and_style(_evaluation_problems(task, split, n, seed), 1.0, cot, seed)
