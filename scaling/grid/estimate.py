@@ -2,8 +2,11 @@
 
 Time comes from real train steps timed here, one per distinct (size, row length), so the estimate
 reflects this machine and its compiled step; sizes too large to time quickly are extrapolated at
-the measured FLOP rate of the largest size timed. Evaluation is estimated at the same FLOP rate
-(greedy decoding is slower per FLOP on CPU, so read it as a lower bound).
+the measured FLOP rate of the largest size timed. A checkpoint base is timed in its own shape (its
+widths, heads and vocabulary) with one and with two layers, and its step time and compilation time
+extrapolated linearly to its depth: a 30-layer 135M model would take minutes to compile and time.
+Evaluation is estimated at the same FLOP rate (greedy decoding is slower per FLOP on CPU, so read it
+as a lower bound).
 """
 
 from __future__ import annotations
@@ -50,8 +53,12 @@ def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
         pretrain = cfg.train_flops_per_token(spec.train.pretrain_context) * cell.pretrain_tokens
         evaluation = cfg.train_flops_per_token(length) / 3 * length * spec.eval.n * len(spec.eval.splits) * len(spec.train.budgets)
         flops = steps * per_step + pretrain + evaluation
-        estimates.append(CellEstimate(cell, cfg.non_embedding_params, flops,
-                                      flops * _seconds_per_flop(cell.base, longest[cell.size], spec.train.batch_size)))
+        if cell.base.is_checkpoint:
+            step_seconds, compile_seconds = _checkpoint_step(cfg, row, spec.train.batch_size)
+            seconds = compile_seconds + flops * step_seconds / per_step
+        else:
+            seconds = flops * _seconds_per_flop(cell.base, longest[cell.size], spec.train.batch_size)
+        estimates.append(CellEstimate(cell, cfg.non_embedding_params, flops, seconds))
     return estimates
 
 
@@ -65,11 +72,10 @@ def _estimated_length(spec: GridSpec, diversity: int, cot: str, tokenizer: Token
 
 @functools.lru_cache(maxsize=None)
 def _seconds_per_flop(base: Base, row: int, batch: int) -> float:
-    """Measured train-step time per FLOP of a size at this shape; big sizes take the largest timed size's rate."""
+    """Measured train-step time per FLOP of a preset at this shape; big sizes take the largest timed size's rate."""
     from scaling.trainer.config import PRESETS, preset
 
-    # A checkpoint is not timed here: the largest timed preset's rate stands in.
-    size = PRESETS[-1] if base.is_checkpoint else base.name
+    size = base.name
 
     def step_flops(name: str) -> float:
         return preset(name, CHARACTERS.vocab_size, row).train_flops_per_token(row) * batch * row
@@ -79,30 +85,47 @@ def _seconds_per_flop(base: Base, row: int, batch: int) -> float:
     return _time_step(timed, row, batch) / step_flops(timed)
 
 
+@functools.lru_cache(maxsize=None)
+def _checkpoint_step(cfg, row: int, batch: int) -> tuple[float, float]:
+    """(seconds per train step, seconds to compile it) of a checkpoint's model at this shape, from timing
+    the same model cut to one and to two layers: both grow by a layer's worth per layer."""
+    timings = [_time_cfg_step(dataclasses.replace(cfg, n_layers=layers), row, batch) for layers in (1, 2)]
+    (compile_1, step_1), (compile_2, step_2) = timings
+    extra = cfg.n_layers - 1
+    return step_1 + max(0.0, step_2 - step_1) * extra, compile_1 + max(0.0, compile_2 - compile_1) * extra
+
+
 def _time_step(size: str, row: int, batch: int) -> float:
     from scaling.trainer.config import preset
+
+    return _time_cfg_step(preset(size, CHARACTERS.vocab_size, row), row, batch)[1]
+
+
+def _time_cfg_step(cfg, row: int, batch: int) -> tuple[float, float]:
+    """(seconds of the first call, compilation included; seconds per step after it) of a model's train step."""
     from scaling.trainer.model import init_model
     from scaling.trainer.train import build_optimizer, train_step
 
-    cfg = preset(size, CHARACTERS.vocab_size, row)
     graphdef, params = init_model(cfg, 0)
     optimizer = build_optimizer(0.1, 1.0)
     state = (params, optimizer.init(params))
     rng = np.random.default_rng(0)
     batch_arrays = {
-        "inputs": rng.integers(0, CHARACTERS.vocab_size, (batch, row), dtype=np.int32),
-        "targets": rng.integers(0, CHARACTERS.vocab_size, (batch, row), dtype=np.int32),
+        "inputs": rng.integers(0, cfg.vocab_size, (batch, row), dtype=np.int32),
+        "targets": rng.integers(0, cfg.vocab_size, (batch, row), dtype=np.int32),
         "loss_mask": np.ones((batch, row), np.float32),
         "positions": np.tile(np.arange(row, dtype=np.int32), (batch, 1)),
         "segments": np.ones((batch, row), np.int32),
     }
+    started = time.perf_counter()
     state, metrics = train_step(state, batch_arrays, graphdef=graphdef, optimizer=optimizer, lr=1e-3)  # compile
     metrics["loss"].block_until_ready()
+    first = time.perf_counter() - started
     repeats, started = 3, time.perf_counter()
     for _ in range(repeats):
         state, metrics = train_step(state, batch_arrays, graphdef=graphdef, optimizer=optimizer, lr=1e-3)
     metrics["loss"].block_until_ready()
-    return (time.perf_counter() - started) / repeats
+    return first, (time.perf_counter() - started) / repeats
 
 
 def describe_grid(spec: GridSpec, cells: list[Cell], say: Callable[[str], None]) -> list[CellEstimate]:

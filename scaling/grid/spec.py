@@ -356,12 +356,17 @@ def _value(raw, hint, what: str, source: str):
 
 
 def _check_checkpoint(base: Base, source: str) -> None:
-    """Everything about a checkpoint base that can be known before any work: the folder, its config,
+    """Everything about a checkpoint base that can be known before any work: the folder (or GGUF file), its config,
     architecture and options, every tensor's name, shape and dtype (headers only), and its tokenizer."""
     path = base.checkpoint
-    if not path.is_dir():
+    from scaling.hf.gguf import is_gguf  # no jax or transformers: only checks the name
+
+    if is_gguf(path):
+        if not path.is_file():
+            raise UserError(f"{source}: [axes] size {base.name!r}: GGUF file {path} does not exist")
+    elif not path.is_dir():
         raise UserError(f"{source}: [axes] size {base.name!r}: checkpoint folder {path} does not exist")
-    if not (path / "config.json").is_file():
+    elif not (path / "config.json").is_file():
         raise UserError(f"{source}: [axes] size {base.name!r}: {path} has no config.json (not a Hugging Face checkpoint)")
     from scaling.hf import check_hf_checkpoint  # jax and the model: only for specs that name a checkpoint
     from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer

@@ -18,12 +18,15 @@ honoured add_bos_token too), then the prompt and a newline; the answer is the co
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
 from scaling.errors import UserError
 from scaling.hf.files import read_json
+from scaling.hf.gguf import file_stamp, is_gguf, write_gguf_tokenizer
 from scaling.hf.chat_template import SPECIAL_TOKEN_NAMES, ChatTemplate
 from scaling.hf.tokenizer import TextTokenizer, load_tokenizer
 from scaling.tasks.mixture import Example
@@ -37,8 +40,11 @@ _PROBE = "0"  # a text every tokenizer encodes to real tokens, to see what its p
 
 
 def checkpoint_tokenizer(folder: Path) -> TextTokenizer:
-    """The tokenizer of a local Hugging Face checkpoint folder; every problem is a UserError naming its file."""
+    """The tokenizer of a local Hugging Face checkpoint folder (or GGUF file); every problem is a UserError
+    naming its file."""
     folder = Path(folder)
+    if is_gguf(folder):
+        return _gguf_tokenizer(*file_stamp(folder))
     tokenizer = load_tokenizer(folder)
     config = read_json(folder / CONFIG_FILE, "the tokenizer's config", missing_ok=True)
     special_map = read_json(folder / SPECIAL_TOKENS_FILE, "the special tokens map", missing_ok=True)
@@ -55,6 +61,15 @@ def checkpoint_tokenizer(folder: Path) -> TextTokenizer:
     if chat is not None:
         _check_template(result, chat)
     return result
+
+
+@functools.lru_cache(maxsize=4)
+def _gguf_tokenizer(path: str, size: int, mtime: int) -> TextTokenizer:
+    """A GGUF file's tokenizer, from the files transformers builds of its metadata; once per process and file
+    version (building a 50k-token vocabulary takes seconds)."""
+    with tempfile.TemporaryDirectory(prefix="scaling-gguf-tokenizer-") as folder:
+        write_gguf_tokenizer(Path(path), Path(folder))
+        return checkpoint_tokenizer(Path(folder))
 
 
 def _token_text(value, file: Path, name: str) -> str | None:

@@ -1,13 +1,16 @@
-"""Hugging Face checkpoints in and out: check, read or import a local checkpoint folder, export a model folder.
+"""Hugging Face checkpoints in and out: check, read or import a local checkpoint folder or GGUF file, export
+a model folder.
 
 Nothing here reaches the network or runs a checkpoint's code: the folder's config.json is read as data,
-its weights as safetensors (or as PyTorch `.bin` through the weights-only unpickler). Tensors are
-converted one at a time, so a conversion holds about one copy of the model at its peak: the params it
-returns, or, when writing a folder, a single tensor.
+its weights as safetensors (or as PyTorch `.bin` through the weights-only unpickler); a GGUF file's
+metadata and tensors go through `scaling.hf.gguf`. Tensors are converted one at a time, so a conversion
+holds about one copy of the model at its peak: the params it returns, or, when writing a folder, a
+single tensor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +40,7 @@ from scaling.hf.files import (
     weight_files,
     write_safetensors,
 )
+from scaling.hf.gguf import GgufReader, gguf_config, is_gguf
 from scaling.hf.folder import (
     MODEL_FILE,
     BaseModel,
@@ -45,16 +49,36 @@ from scaling.hf.folder import (
     params_from,
     read_meta,
     write_meta,
+    write_tokenizer_files,
 )
 
 def checkpoint_config(path: Path) -> tuple[dict, Architecture, ModelConfig]:
-    """A checkpoint folder's config.json, its architecture and our config of it (no weights read)."""
+    """A checkpoint's config.json (a GGUF file's as transformers derives it), its architecture and our config
+    of it (no weights read)."""
     path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"{path} is not a folder (give a local Hugging Face checkpoint folder)")
-    hf = read_json(path / "config.json", "the checkpoint's model config")
+    if is_gguf(path):
+        hf = gguf_config(path)
+    elif not path.is_dir():
+        raise UserError(f"{path} is not a folder (give a local Hugging Face checkpoint folder or a .gguf file)")
+    else:
+        hf = read_json(path / "config.json", "the checkpoint's model config")
     arch = architecture_of(hf)
     return hf, arch, arch.model_config(hf)
+
+
+@contextlib.contextmanager
+def _open_checkpoint(path: Path, hf: dict, arch: Architecture, cfg: ModelConfig):
+    """A reader of a checkpoint's tensors by checkpoint name: a folder's weight files, or a GGUF file's
+    tensors under the names the architecture expects."""
+    if not is_gguf(path):
+        with open_weights(path) as reader:
+            yield reader
+        return
+    reader = GgufReader(path, hf, [tensor.name for tensor in arch.tensors(cfg)])
+    try:
+        yield reader
+    finally:
+        reader.close()
 
 
 def _match(arch: Architecture, cfg: ModelConfig, tensors: dict[str, TensorInfo]) -> dict[str, str]:
@@ -106,9 +130,8 @@ def check_hf_checkpoint(path: Path) -> str:
     (safetensors headers in full: every tensor's name, shape and dtype) without reading any weights."""
     path = Path(path)
     hf, arch, cfg = checkpoint_config(path)
-    kind, _ = weight_files(path)
-    if kind == "safetensors":
-        with open_weights(path) as reader:
+    if is_gguf(path) or weight_files(path)[0] == "safetensors":
+        with _open_checkpoint(path, hf, arch, cfg) as reader:
             _match(arch, cfg, reader.tensors)
     return arch.name
 
@@ -119,7 +142,7 @@ def read_hf_checkpoint(path: Path) -> BaseModel:
     hf, arch, cfg = checkpoint_config(path)
     table = arch.tensors(cfg)
     _in_table_order(cfg, table)
-    with open_weights(path) as reader:
+    with _open_checkpoint(path, hf, arch, cfg) as reader:
         names = _match(arch, cfg, reader.tensors)
         # Each converted tensor moves into a jax array at once, so numpy holds one tensor at a time. Laid out
         # by numpy first: jnp.asarray of a transposed view would trace and compile a transpose per shape.
@@ -138,17 +161,17 @@ def fine_tuned_model(cfg: ModelConfig, params, base_checkpoint: Path | None) -> 
 
 
 def import_hf(path: Path, out: Path) -> Path:
-    """Convert a local checkpoint folder into a model folder at `out`, streaming one tensor at a time."""
+    """Convert a local checkpoint folder or GGUF file into a model folder at `out`, streaming one tensor at a time."""
     path, out = Path(path), Path(out)
     hf, arch, cfg = checkpoint_config(path)
     table = arch.tensors(cfg)
     shapes = _in_table_order(cfg, table)
-    with open_weights(path) as reader:
+    with _open_checkpoint(path, hf, arch, cfg) as reader:
         names = _match(arch, cfg, reader.tensors)
         with staged_folder(out, None, "scaling import-hf") as scratch:
             write_safetensors(scratch / MODEL_FILE, shapes, _split(table, names, reader.read))
             write_meta(scratch, cfg, arch.name, hf, str(path.resolve()))
-            copy_tokenizer_files(path, scratch)
+            write_tokenizer_files(path, scratch)
     return out
 
 

@@ -25,6 +25,7 @@ from scaling.trainer.config import ModelConfig
 from scaling.errors import UserError
 from scaling.hf.architectures import SUPPORTED
 from scaling.hf.files import SafetensorsReader, copy_tokenizer_files, read_json, write_safetensors
+from scaling.hf.gguf import is_gguf, write_gguf_tokenizer
 from scaling.staging import staged_folder
 from scaling.trainer.model import Transformer
 
@@ -130,8 +131,16 @@ def save_model_folder(out: Path, model: BaseModel, tokenizer_from: Path | None, 
         write_safetensors(scratch / MODEL_FILE, shapes, param_arrays(model.params))
         write_meta(scratch, model.cfg, model.architecture, model.hf_config, source)
         if tokenizer_from is not None:
-            copy_tokenizer_files(Path(tokenizer_from), scratch)
+            write_tokenizer_files(Path(tokenizer_from), scratch)
     return out
+
+
+def write_tokenizer_files(source: Path, destination: Path) -> None:
+    """A checkpoint's tokenizer files, copied from its folder or built from a GGUF file's metadata."""
+    if is_gguf(source):
+        write_gguf_tokenizer(source, destination)
+    else:
+        copy_tokenizer_files(source, destination)
 
 
 def describe(path: Path) -> str:

@@ -1,0 +1,222 @@
+"""GGUF files as checkpoints: tiny random llama/qwen2 files written as llama.cpp writes them, and the real
+SmolLM2-135M-Instruct file the Makefile installs. Our model must give what transformers' own GGUF load gives."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from pathlib import Path  # noqa: E402
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+import xarray as xr  # noqa: E402
+from gguf import GGMLQuantizationType  # noqa: E402
+from gguf_files import TINY_VOCAB, smollm2_path, tiny_gguf  # noqa: E402
+
+from scaling.cli import main  # noqa: E402
+from scaling.errors import UserError  # noqa: E402
+from scaling.grid.spec import parse_spec  # noqa: E402
+from scaling.hf import check_hf_checkpoint, export_hf, import_hf, load_model_folder, read_hf_checkpoint  # noqa: E402
+from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer  # noqa: E402
+from scaling.tasks.mixture import training_pool  # noqa: E402
+from scaling.trainer.decode import generate_greedy_cached  # noqa: E402
+from scaling.trainer.model import init_model, logits  # noqa: E402
+
+CHAT_PROMPTS = ["What is 17 + 25? Think step by step.", "Reverse the list 3 1 4 1 5.",
+                "Sort these numbers: 9 2 7 4 1 8 0 3 6 5, then say which is the largest."]
+
+
+def our_logits(model, tokens_BxT: np.ndarray) -> np.ndarray:
+    B, T = tokens_BxT.shape
+    return np.asarray(logits(model.params, jnp.asarray(tokens_BxT), jnp.broadcast_to(jnp.arange(T), (B, T)),
+                             jnp.ones((B, T), jnp.int32), graphdef=init_model(model.cfg, 0)[0]))
+
+
+def their_logits(model, tokens_BxT: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.as_tensor(tokens_BxT, dtype=torch.long)).logits.numpy()
+
+
+def transformers_gguf(path: Path):
+    return transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+
+
+def greedy_pair(ours, theirs, prompt_ids: list[int], new: int, eos_id: int) -> tuple[list[int], list[int]]:
+    """Both models' greedy continuations of one prompt, through the first eos (or `new` tokens)."""
+    P = len(prompt_ids)
+    buffer_1xT = np.zeros((1, P + new), np.int32)
+    buffer_1xT[0, :P] = prompt_ids
+    generated = np.asarray(generate_greedy_cached(ours.params, jnp.asarray(buffer_1xT), jnp.full((1,), P),
+                                                  graphdef=init_model(ours.cfg, 0)[0], max_new=new, eos_id=eos_id))
+    with torch.no_grad():
+        expected = theirs.generate(torch.as_tensor([prompt_ids]), attention_mask=torch.ones(1, P, dtype=torch.long),
+                                   do_sample=False, max_new_tokens=new, eos_token_id=eos_id, pad_token_id=eos_id).numpy()
+
+    return through_eos(generated[0, P:], eos_id), through_eos(expected[0, P:], eos_id)
+
+
+def through_eos(tokens, eos_id: int) -> list[int]:
+    """Generated tokens through the first eos (all of them when there is none)."""
+    tokens = [int(t) for t in tokens]
+    return tokens[:tokens.index(eos_id) + 1] if eos_id in tokens else tokens
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("gguf")
+    return {"llama": tiny_gguf(folder / "llama.gguf", "llama", GGMLQuantizationType.Q8_0, tied=False),
+            "qwen2": tiny_gguf(folder / "qwen2.gguf", "qwen2", GGMLQuantizationType.Q4_1, tied=True)}
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2"])
+def test_a_quantized_gguf_reads_as_transformers_dequantizes_it(tiny, architecture):
+    path = tiny[architecture]
+    assert check_hf_checkpoint(path) == architecture
+    ours, theirs = read_hf_checkpoint(path), transformers_gguf(path)
+    assert ours.cfg.total_params == sum(p.numel() for p in theirs.parameters())
+    tokens_BxT = np.random.default_rng(1).integers(0, ours.cfg.vocab_size, (2, 12))
+    np.testing.assert_allclose(our_logits(ours, tokens_BxT), their_logits(theirs, tokens_BxT), atol=1e-5, rtol=0)
+    prompt = [int(t) for t in tokens_BxT[0]]
+    generated, expected = greedy_pair(ours, theirs, prompt, new=20, eos_id=-1)
+    assert generated == expected and len(generated) == 20
+
+
+def test_import_then_export_gives_transformers_the_same_model(tiny, tmp_path):
+    path = tiny["llama"]
+    folder = import_hf(path, tmp_path / "imported")
+    assert {"model.safetensors", "scaling_model.json", "tokenizer.json", "chat_template.jinja"} <= {
+        p.name for p in folder.iterdir()}
+    exported = export_hf(folder, tmp_path / "exported")
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(exported).eval()
+    tokens_BxT = np.random.default_rng(2).integers(0, TINY_VOCAB, (2, 10))
+    np.testing.assert_allclose(their_logits(reloaded, tokens_BxT), their_logits(transformers_gguf(path), tokens_BxT),
+                               atol=1e-6, rtol=0)
+    np.testing.assert_allclose(our_logits(load_model_folder(folder), tokens_BxT),
+                               their_logits(reloaded, tokens_BxT), atol=1e-5, rtol=0)
+    # The tokenizer survives both trips: the exported folder tokenizes as the GGUF file does.
+    example = training_pool(("add",), 1, 4, seed=0, cot="full")[0]
+    assert checkpoint_tokenizer(exported).prompt_ids(example) == checkpoint_tokenizer(path).prompt_ids(example)
+
+
+def test_the_gguf_tokenizer_renders_prompts_as_transformers_does():
+    path = smollm2_path()
+    ours = checkpoint_tokenizer(path)
+    reference = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    assert ours.eos_id == reference.eos_token_id and ours.vocab_size == 49152
+    for example in training_pool(("add", "reverse", "word"), 3, 6, seed=3, cot="full"):
+        messages = [{"role": "user", "content": example.prompt}]
+        assert ours.prompt_ids(example) == reference.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        assert ours.decode(ours.completion_ids(example)) == example.completion
+
+
+def _unsupported_type(path: Path) -> Path:
+    return tiny_gguf(path, extra_tensor=("blk.0.extra.weight", np.zeros((4, 32), np.int8), GGMLQuantizationType.I8))
+
+
+BAD_FILES = {
+    "tensor type": (_unsupported_type, "has type I8, which cannot be dequantized; supported types: F32, F16"),
+    "architecture": (lambda path: tiny_gguf(path, gguf_architecture="mamba"), "GGUF architecture 'mamba' is not supported"),
+    "not gguf": (lambda path: path.write_bytes(b"GGML" + bytes(60)) and path, "is not a readable GGUF file"),
+    "missing": (lambda path: path, "does not exist"),
+}
+
+
+@pytest.mark.parametrize("problem", BAD_FILES)
+def test_a_gguf_we_cannot_use_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, problem):
+    make, message = BAD_FILES[problem]
+    path = tmp_path / "model.gguf"
+    make(path)
+    assert main(["import-hf", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UserError, match=message.split(";")[0][:30]):
+        parse_spec(SPEC.replace("hf:base.gguf", "hf:model.gguf"), base_dir=tmp_path)
+
+
+SPEC = """
+name = "gguf"
+[axes]
+size = ["hf:base.gguf"]
+[data]
+families = ["add"]
+ood_families = ["sum3"]
+examples = 32
+[train]
+budgets = [4, 8]
+batch_size = 4
+warmup_steps = 2
+[eval]
+splits = ["train", "id"]
+n = 4
+memorization_n = 4
+"""
+
+
+@pytest.mark.slow
+def test_a_gguf_file_is_a_grid_base(tiny, tmp_path, capsys):
+    (tmp_path / "base.gguf").symlink_to(tiny["qwen2"])
+    (tmp_path / "grid.toml").write_text(SPEC)
+    run = tmp_path / "run"
+    assert main(["run", str(tmp_path / "grid.toml"), "--out", str(run), "--dry-run"]) == 0
+    assert "hf:base.gguf" in capsys.readouterr().out and not run.exists()
+    assert main(["run", str(tmp_path / "grid.toml"), "--out", str(run)]) == 0
+    assert main(["collect", str(run)]) == 0
+    results = xr.open_dataset(run / "results.nc")
+    assert list(results["size"].values) == ["hf:base.gguf"]
+    cell = results.sel(size="hf:base.gguf", pretrain_tokens=0).squeeze()
+    assert (cell["status"].values == "done") and int(cell["params"]) == read_hf_checkpoint(tiny["qwen2"]).cfg.non_embedding_params
+    loss = cell["loss"].sel(split="train").values
+    assert np.isfinite(loss).all() and loss[-1] < loss[0]
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    path = smollm2_path()
+    reference = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    prompts = [reference.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                             tokenize=True, return_dict=False) for text in CHAT_PROMPTS]
+    return read_hf_checkpoint(path), transformers_gguf(path), checkpoint_tokenizer(path), reference, prompts
+
+
+def right_padded(prompts: list[list[int]], width: int, pad: int) -> np.ndarray:
+    rows_BxT = np.full((len(prompts), width), pad, np.int32)
+    for row, prompt in enumerate(prompts):
+        rows_BxT[row, :len(prompt)] = prompt
+    return rows_BxT
+
+
+@pytest.mark.real_model
+def test_smollm2_logits_match_transformers_on_chat_prompts(smollm2):
+    ours, theirs, tokenizer, reference, prompts = smollm2
+    assert ours.architecture == "llama" and ours.cfg.n_layers == 30 and ours.cfg.d_model == 576
+    # Right padding leaves every prompt position's logits as they are (causal): one batch, one compilation.
+    tokens_BxT = right_padded(prompts, max(map(len, prompts)), tokenizer.eos_id)
+    ours_BxTxV, theirs_BxTxV = our_logits(ours, tokens_BxT), their_logits(theirs, tokens_BxT)
+    for row, prompt in enumerate(prompts):
+        # Float32 through 30 layers: two correct implementations differ by ~1e-4 here (transformers' own float32
+        # and float64 logits differ by 0.9e-4 on these prompts), so the bound is 2.5e-4, at |logit| up to ~40.
+        np.testing.assert_allclose(ours_BxTxV[row, :len(prompt)], theirs_BxTxV[row, :len(prompt)], atol=2.5e-4, rtol=0)
+
+
+@pytest.mark.real_model
+def test_smollm2_greedy_answers_match_transformers_token_for_token(smollm2):
+    ours, theirs, tokenizer, reference, prompts = smollm2
+    new, eos = 32, tokenizer.eos_id
+    lengths = [len(prompt) for prompt in prompts]
+    buffer_BxT = right_padded(prompts, max(lengths) + new, tokenizer.pad_id)
+    generated_BxT = np.asarray(generate_greedy_cached(ours.params, jnp.asarray(buffer_BxT), jnp.asarray(lengths),
+                                                      graphdef=init_model(ours.cfg, 0)[0], max_new=new, eos_id=eos))
+    for row, prompt in enumerate(prompts):
+        with torch.no_grad():
+            expected = theirs.generate(torch.as_tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                       do_sample=False, max_new_tokens=new, eos_token_id=eos, pad_token_id=eos).numpy()
+        ours_answer = through_eos(generated_BxT[row, len(prompt):len(prompt) + new], eos)
+        their_answer = through_eos(expected[0, len(prompt):], eos)
+        assert ours_answer == their_answer, (reference.decode(ours_answer), reference.decode(their_answer))
+        assert len(ours_answer) >= 8  # an answer, not an immediate end of turn
