@@ -2,11 +2,11 @@
 
 Time comes from real train steps timed here, one per distinct (size, row length), so the estimate
 reflects this machine and its compiled step; sizes too large to time quickly are extrapolated at
-the measured FLOP rate of the largest size timed. A checkpoint base is timed in its own shape (its
-widths, heads and vocabulary) with one and with two layers, and its step time and compilation time
-extrapolated linearly to its depth: a 30-layer 135M model would take minutes to compile and time.
-Evaluation is estimated at the same FLOP rate (greedy decoding is slower per FLOP on CPU, so read it
-as a lower bound).
+the measured FLOP rate of the largest size timed. A checkpoint base is timed in its own shape, from a
+random init (no weights read), compilation included: SmolLM2-135M's step takes ~40 s to compile and
+time (timing it cut to one and three layers and extrapolating missed its compilation by 3x).
+Evaluation, and measuring the base, are estimated at the same FLOP rate; greedy decoding is slower per
+FLOP on CPU, and loading a checkpoint is not counted, so read the estimate as a lower bound.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from scaling.grid.spec import Base, Cell, GridSpec, train_config
 from scaling.grid.plan import cell_data, cell_tokenizer, model_config
 from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
+from scaling.trainer.probe import ROW, measured_tokens
 
 SAMPLE = 512  # examples drawn to estimate a cell's sequence length
 TIMED_FLOPS_LIMIT = 5e10  # sizes whose step needs more FLOPs than this are extrapolated, not timed
@@ -52,7 +53,9 @@ def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
         # Pretraining, and evaluation: a forward pass (a third of a train step) per token of each split at each budget.
         pretrain = cfg.train_flops_per_token(spec.train.pretrain_context) * cell.pretrain_tokens
         evaluation = cfg.train_flops_per_token(length) / 3 * length * spec.eval.n * len(spec.eval.splits) * len(spec.train.budgets)
-        flops = steps * per_step + pretrain + evaluation
+        # Measuring the base (held-out corpus loss and the probe) runs forward once over their tokens.
+        measuring = cfg.train_flops_per_token(ROW) / 3 * measured_tokens(cell_tokenizer(cell))
+        flops = steps * per_step + pretrain + evaluation + measuring
         if cell.base.is_checkpoint:
             step_seconds, compile_seconds = _checkpoint_step(cfg, row, spec.train.batch_size)
             seconds = compile_seconds + flops * step_seconds / per_step
@@ -87,12 +90,9 @@ def _seconds_per_flop(base: Base, row: int, batch: int) -> float:
 
 @functools.lru_cache(maxsize=None)
 def _checkpoint_step(cfg, row: int, batch: int) -> tuple[float, float]:
-    """(seconds per train step, seconds to compile it) of a checkpoint's model at this shape, from timing
-    the same model cut to one and to two layers: both grow by a layer's worth per layer."""
-    timings = [_time_cfg_step(dataclasses.replace(cfg, n_layers=layers), row, batch) for layers in (1, 2)]
-    (compile_1, step_1), (compile_2, step_2) = timings
-    extra = cfg.n_layers - 1
-    return step_1 + max(0.0, step_2 - step_1) * extra, compile_1 + max(0.0, compile_2 - compile_1) * extra
+    """(seconds per train step, seconds to compile it and take the first) of a checkpoint's model at this shape."""
+    first, step = _time_cfg_step(cfg, row, batch)
+    return step, first
 
 
 def _time_step(size: str, row: int, batch: int) -> float:
