@@ -10,6 +10,7 @@ in the run's scratch folder, so a grid pretrains each base once however many mix
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,4 +179,23 @@ def measured_base(spec: GridSpec, cell: Cell, plan: CellPlan, bases: Path | None
         if cached.is_file():
             return json.loads(cached.read_text())
     params = plan.init_params if plan.init_params is not None else init_model(plan.model_cfg, cell.seed)[1]
-    return measure_base(plan.model_cfg, params, plan.tokenizer)
+    if not cell.base.is_checkpoint or bases is None:
+        return measure_base(plan.model_cfg, params, plan.tokenizer)
+    # A checkpoint is measured once per grid, not once per cell (SmolLM2-135M takes about a minute), and
+    # remeasured when its files change.
+    folder = bases / checkpoint_key(cell.base.checkpoint)
+    if (folder / MEASURES).is_file():
+        return json.loads((folder / MEASURES).read_text())
+    measures = measure_base(plan.model_cfg, params, plan.tokenizer)
+    publish_once(folder, {MEASURES: json.dumps(measures).encode()})
+    return measures
+
+
+def checkpoint_key(checkpoint: Path) -> str:
+    """A checkpoint's measurements' name in the bases cache: its resolved path and the name, size and
+    modification time of its files (the file itself, for a GGUF file), and the corpus version."""
+    checkpoint = Path(checkpoint).resolve()
+    files = [checkpoint] if checkpoint.is_file() else sorted(p for p in checkpoint.iterdir() if p.is_file())
+    identity = [str(checkpoint)] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+    return f"checkpoint-{digest}-corpus{CORPUS_VERSION}"

@@ -1,6 +1,7 @@
 """GGUF files as checkpoints: tiny random llama/qwen2 files written as llama.cpp writes them, and the real
 SmolLM2-135M-Instruct file the Makefile installs. Our model must give what transformers' own GGUF load gives."""
 
+import json
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -19,7 +20,8 @@ from gguf_files import TINY_VOCAB, smollm2_path, tiny_gguf  # noqa: E402
 
 from scaling.cli import main  # noqa: E402
 from scaling.errors import UserError  # noqa: E402
-from scaling.grid.spec import parse_spec  # noqa: E402
+from scaling.grid.plan import cell_plan, load_or_pretrain_base, measured_base  # noqa: E402
+from scaling.grid.spec import expand, parse_spec  # noqa: E402
 from scaling.hf import check_hf_checkpoint, export_hf, import_hf, load_model_folder, read_hf_checkpoint  # noqa: E402
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer  # noqa: E402
 from scaling.tasks.mixture import training_pool  # noqa: E402
@@ -173,6 +175,26 @@ def test_a_gguf_file_is_a_grid_base(tiny, tmp_path, capsys):
     assert (cell["status"].values == "done") and int(cell["params"]) == read_hf_checkpoint(tiny["qwen2"]).cfg.non_embedding_params
     loss = cell["loss"].sel(split="train").values
     assert np.isfinite(loss).all() and loss[-1] < loss[0]
+    # The checkpoint was measured once and its measures kept for the grid's other cells.
+    (kept,) = (run / "scratch" / "bases").glob("checkpoint-*/measures.json")
+    measures = json.loads(kept.read_text())
+    assert measures["base_probe_acc"] == float(cell["base_probe_acc"]) and measures["base_loss"] == float(cell["base_loss"])
+
+
+def test_a_checkpoints_measures_are_read_back_until_its_file_changes(tiny, tmp_path):
+    base = tmp_path / "base.gguf"
+    base.write_bytes(tiny["qwen2"].read_bytes())
+    spec = parse_spec(SPEC, base_dir=tmp_path)
+    cell = expand(spec)[0]
+    plan = cell_plan(spec, cell, load_or_pretrain_base(spec, cell, tmp_path / "bases"))
+    measured = measured_base(spec, cell, plan, tmp_path / "bases")
+    (kept,) = (tmp_path / "bases").glob("checkpoint-*/measures.json")
+    assert json.loads(kept.read_text()) == measured
+    kept.write_text(json.dumps({"base_loss": 9.0, "base_probe_acc": 0.5}))  # proves the second call reads it
+    assert measured_base(spec, cell, plan, tmp_path / "bases") == {"base_loss": 9.0, "base_probe_acc": 0.5}
+    os.utime(base, ns=(base.stat().st_atime_ns, base.stat().st_mtime_ns + 10**9))  # the file changed: measure again
+    assert measured_base(spec, cell, plan, tmp_path / "bases") == measured
+    assert len(list((tmp_path / "bases").glob("checkpoint-*"))) == 2
 
 
 @pytest.fixture(scope="module")
