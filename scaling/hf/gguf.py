@@ -13,7 +13,10 @@ the tensor types `gguf` dequantizes (GGUF_TYPES). Anything else is refused in on
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +46,15 @@ def file_stamp(path: Path) -> tuple[str, int, int]:
         raise UserError(f"GGUF file {path} does not exist")
     stat = path.stat()
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+@contextlib.contextmanager
+def _alone(path: Path) -> Iterator[tuple[Path, str]]:
+    """(folder, name) of the GGUF file linked into an empty private folder: transformers' loaders read only
+    that file's metadata, never a config.json, tokenizer or code that happens to lie beside it."""
+    with tempfile.TemporaryDirectory(prefix="scaling-gguf-") as folder:
+        (Path(folder) / "model.gguf").symlink_to(Path(path).resolve())
+        yield Path(folder), "model.gguf"
 
 
 def _reader(path: Path):
@@ -84,7 +96,8 @@ def _config(path: str, size: int, mtime: int) -> dict:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(Path(path).parent, gguf_file=Path(path).name, local_files_only=True)
+        with _alone(Path(path)) as (folder, name):
+            config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True, trust_remote_code=False)
     except (ValueError, KeyError, TypeError, OSError) as error:
         raise UserError(f"{path}: transformers cannot read its config ({str(error).splitlines()[0][:160]})") from None
     hf = config.to_dict()
@@ -148,7 +161,9 @@ def write_gguf_tokenizer(path: Path, destination: Path) -> None:
 
     file_stamp(path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(Path(path).parent, gguf_file=Path(path).name, local_files_only=True)
+        with _alone(Path(path)) as (folder, name):
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True,
+                                                      trust_remote_code=False)
     except (ValueError, KeyError, TypeError, OSError) as error:
         raise UserError(f"{path}: transformers cannot build its tokenizer ({str(error).splitlines()[0][:160]})") from None
     tokenizer.save_pretrained(destination)

@@ -87,6 +87,14 @@ def test_a_quantized_gguf_reads_as_transformers_dequantizes_it(tiny, architectur
     assert generated == expected and len(generated) == 20
 
 
+def test_only_the_gguf_file_is_read_never_files_beside_it(tiny, tmp_path):
+    (tmp_path / "model.gguf").write_bytes(tiny["llama"].read_bytes())
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba", "auto_map": {"AutoConfig": "evil.Config"}}))
+    (tmp_path / "evil.py").write_text("raise SystemExit('code beside a GGUF file ran')\n")
+    assert check_hf_checkpoint(tmp_path / "model.gguf") == "llama"
+    assert checkpoint_tokenizer(tmp_path / "model.gguf").vocab_size == TINY_VOCAB
+
+
 def test_import_then_export_gives_transformers_the_same_model(tiny, tmp_path):
     path = tiny["llama"]
     folder = import_hf(path, tmp_path / "imported")
