@@ -6,12 +6,19 @@ binomial range for that many (treated as independent) intervals.
 SVI is corrected by Pareto-smoothed importance resampling and flags its fits with Pareto k̂ > 0.7 as
 not converged; its coverage is reported over all replicates and over the trusted ones.
 Last line: a JSON object whose "ratio" is NUTS's pooled coverage / 0.9 (1 is calibrated).
+
+`--sft [REPLICATES]` calibrates the SFT law with run effects instead (default 40 replicates, ~1 min each on
+2 cores): grids shaped like runs/reference.toml (24 runs × 6 budgets, half the runs memorizing at some
+budget), truths and data from the law's prior predictive; it reports coverage per parameter (run spreads
+included) and how often the sign of beta is recovered (P(beta > 0) on the right side of 0.5, and beyond
+0.95 / below 0.05) among replicates whose |beta| >= 0.2.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import jax
@@ -23,6 +30,7 @@ from scaling.fit import models
 from scaling.fit.infer import PARETO_K_MAX, FitData, SamplerConfig, fit_law
 from scaling.fit.laws import LAWS
 from scaling.fit.models import Scales
+from scaling.fit.simulate import GridDesign, grid_rows, refit, simulate
 
 LEVEL = 0.9
 SAMPLERS = {"nuts": SamplerConfig(warmup=400, samples=400, chains=2, seed=0),
@@ -73,6 +81,44 @@ def calibrate(law_name: str, method: str, replicates: int, key, exact: bool = Tr
     return row
 
 
+def calibrate_sft(replicates: int, key) -> dict:
+    law = LAWS["sft"]
+    rows = grid_rows(GridDesign(), seed=0)
+    started = time.perf_counter()
+    refits = []
+    for i, one in enumerate(simulate(law, rows, key, replicates)):
+        refits.append(refit(law, one, rows.scales, SAMPLERS["nuts"]))
+        print(f"  replicate {i + 1}/{replicates}: {sum(refits[-1].inside.values())}/{len(refits[-1].inside)} inside, "
+              f"{refits[-1].divergences} divergences", flush=True)
+    params = list(refits[0].inside)
+    hits = np.array([[r.inside[p] for p in params] for r in refits])
+    low, high = (binom.ppf(q, hits.size, LEVEL) / hits.size for q in (0.0005, 0.9995))
+    clear = [r for r in refits if abs(r.truth["beta"]) >= 0.2]
+    right = [(r.p_positive["beta"] > 0.5) == (r.truth["beta"] > 0) for r in clear]
+    confident = [r.p_positive["beta"] > 0.95 or r.p_positive["beta"] < 0.05 for r in clear]
+    confident_right = [c and ok for c, ok in zip(confident, right)]
+    return {"law": "sft", "method": "nuts", "replicates": replicates, "seconds": round(time.perf_counter() - started, 1),
+            "coverage": round(float(hits.mean()), 3), "bounds": [round(low, 3), round(high, 3)],
+            "calibrated": bool(low <= hits.mean() <= high),
+            "by_param": {p: round(float(c), 3) for p, c in zip(params, hits.mean(axis=0))},
+            "beta_sign_recovered": round(float(np.mean(right)), 3) if clear else None,
+            "beta_sign_confident": round(float(np.mean(confident)), 3) if clear else None,
+            "beta_confident_and_wrong": int(sum(c and not ok for c, ok in zip(confident, right))),
+            "beta_confident_and_right": int(sum(confident_right)), "beta_replicates": len(clear),
+            "fits_with_divergences": int(sum(r.divergences > 0 for r in refits))}
+
+
+def main_sft(replicates: int) -> None:
+    row = calibrate_sft(replicates, jax.random.key(2026))
+    print(f"sft nuts ×{replicates}: coverage {row['coverage']:.3f} (bounds {row['bounds'][0]:.3f}–{row['bounds'][1]:.3f}, "
+          f"{'ok' if row['calibrated'] else 'OFF'}) by param {row['by_param']}; sign of beta right in "
+          f"{row['beta_sign_recovered']} of {row['beta_replicates']} (|beta| >= 0.2), confident in {row['beta_sign_confident']}, "
+          f"confident and wrong {row['beta_confident_and_wrong']}; {row['fits_with_divergences']} fits with divergences; "
+          f"{row['seconds']:.0f} s")
+    print(json.dumps({"benchmark": "calibration-sft", "ratio": round(row["coverage"] / LEVEL, 3), **row,
+                      "cpus": os.cpu_count(), "backend": jax.default_backend()}))
+
+
 def main() -> None:
     plan = [("power", "nuts", 100, True), ("power", "svi", 100, True), ("logistic", "nuts", 100, True),
             ("logistic", "svi", 100, True), ("chinchilla", "nuts", 50, True), ("chinchilla", "svi", 50, True),
@@ -94,4 +140,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--sft":
+        main_sft(int(sys.argv[2]) if len(sys.argv) > 2 else 40)
+    else:
+        main()

@@ -45,7 +45,7 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
     # The fit is `scaling fit`'s own: its outputs, its fit.toml, its figure function.
     summary = pd.read_csv(paths["summary"])
     assert list(summary.columns) == ["size", "diversity", "param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk",
-                                     "contraction", "converged"]
+                                     "contraction", "p_positive", "converged"]
     assert set(zip(summary["size"], summary["diversity"])) == {("tiny", 1), ("tiny", 2)}
     assert set(summary["param"]) == {"C", "x50", "k"}
     posterior = az.from_netcdf(paths["posterior"]).posterior

@@ -14,7 +14,7 @@ RELATIVE_MIN = 0.05  # relative errors only where |observed| is at least this: a
 
 def backtest_table(fit: LawFit, rows: pd.DataFrame, data: FitData, x_columns: dict[str, str], held_out: bool) -> pd.DataFrame:
     """The axis columns and observed, mean, lo, hi (90% posterior-predictive interval), held_out."""
-    mean_draws, predictive_draws = fit.predict(data.x, data.n)
+    mean_draws, predictive_draws = fit.predict(data.x, data.n, runs=data.run_labels)
     lo, hi = np.quantile(predictive_draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0)
     table = rows[list(dict.fromkeys(x_columns.values()))].reset_index(drop=True).copy()
     table["observed"] = data.y

@@ -25,7 +25,7 @@ from scaling.errors import UserError
 from scaling.fit.backtest import backtest_scores, backtest_table
 from scaling.fit.data import Columns, as_numbers, axis_columns, check_values, fit_data, groups, load_table, query, row_condition
 from scaling.fit.infer import (DENSE_MASS, MAX_R_HAT, METHODS, MIN_ESS_BULK, TARGET_ACCEPT, UNIDENTIFIED, LawFit,
-                               SamplerConfig, fit_law, fit_pooled)
+                               SamplerConfig, fit_law, fit_pooled, reported)
 from scaling.fit.laws import Law, get_law
 from scaling.fit.models import OBSERVED as OBSERVED_SITE, POOL_TAU
 from scaling.fit.record import MARKER, as_columns, group_dim
@@ -34,7 +34,8 @@ from scaling.schema import AXES
 from scaling.staging import check_replaceable, publish_folder
 
 WRITER = "scaling fit"
-SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction"]
+SIGNED_QUESTIONS = {"beta": "training past memorization"}  # parameters free in sign whose sign is the finding
+SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction", "p_positive"]
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,10 @@ def prepare(request: FitRequest) -> Prepared:
         if column not in rows.columns:
             raise UserError(f"--by: no column {column!r}; columns are {', '.join(map(str, rows.columns))}")
     seed = request.seed_column if request.seed_column in rows.columns and request.seed_column not in request.by else None
-    # Rows of a results hypercube name their run (cell) by its axes; a table's columns are the user's to interpret.
-    run = tuple(a for a in AXES if a in rows.columns) if Path(request.input).suffix == ".nc" else ()
+    # Rows of a results hypercube name their run (cell) by its axes, and a grid's tables (grades, families) by
+    # `cell_id`; any other table's columns are the user's to interpret.
+    run = (tuple(a for a in AXES if a in rows.columns) if Path(request.input).suffix == ".nc"
+           else ("cell_id",) if "cell_id" in rows.columns else ())
     columns = Columns(x=x_columns, y=request.y, n=request.n, seed=seed, run=run)
     rows = as_numbers(rows, columns)
     complete = rows.dropna(subset=list(columns.numeric()))
@@ -200,6 +203,12 @@ def run_fit(request: FitRequest, say: Callable[[str], None] = print) -> tuple[li
     if unidentified:
         say(f"warning: the data barely narrow the prior of {', '.join(unidentified)} (posterior contraction < "
             f"{UNIDENTIFIED}): read their intervals as the prior's, not as measurements")
+    for g in fits:
+        for name, question in SIGNED_QUESTIONS.items():  # the law's answer to its question, a line per group
+            if name in law.params:
+                p = float((g.fit.posterior.posterior[name].values > 0).mean())
+                say(f"P({name} > 0){' ' + g.label if g.label else ''} = {p:.3f}: {question} "
+                    f"{'helps' if p > 0.5 else 'hurts'} with probability {max(p, 1 - p):.3f}")
     if request.pool:
         spreads = [(name, fits[0].fit.posterior.posterior[name].values) for name in fits[0].fit.posterior.posterior.data_vars
                    if name.startswith(POOL_TAU)]
@@ -286,7 +295,7 @@ def _posterior(fits: list[GroupFit], by: tuple[str, ...]) -> az.InferenceData:
     column itself, or `group` for several columns: see scaling.fit.record.group_dim)."""
     if not by:
         return fits[0].fit.posterior
-    params = list(fits[0].fit.law.params)
+    params = list(reported(fits[0].fit.law, fits[0].fit.posterior.posterior))
     stacked = xr.concat([g.fit.posterior.posterior[params] for g in fits],
                         dim=pd.Index([g.label for g in fits], name=group_dim(by)))
     first = fits[0].fit.posterior.posterior
@@ -307,15 +316,39 @@ def leave_out_unit(posterior: az.InferenceData, runs: np.ndarray | None) -> tupl
     return summed, f"leave-one-run-out ({per_run.sizes['run']} runs)"
 
 
+FREE_CURVES = "free-curves"  # --compare's baseline on rows of runs
+BASELINE_LAW = "logistic"  # its curve: floor to ceiling, logistic in log steps
+
+
+def free_curves(request: FitRequest, runs: np.ndarray) -> tuple[az.InferenceData, bool]:
+    """One logistic curve over steps per run, every parameter partially pooled across runs: no law of the
+    grid's axes, only what each run's own budgets show. Its pointwise log-likelihood is over the same rows, in
+    the same order, as the compared laws' (the rows of `prepare`). Returns the posterior and convergence."""
+    steps = next((item.partition("=")[2] for item in request.x if item.partition("=")[0] == "step"), "step")
+    one = prepare(dataclasses.replace(request, law=BASELINE_LAW, x=(f"x={steps}",)))
+    data = dataclasses.replace(fit_data(one.rows, one.law, one.columns), run=None, seed=None, run_labels=None,
+                               group=np.unique(runs, return_inverse=True)[1])
+    fits = fit_pooled(one.law, data, request.method, request.sampler)
+    first = fits[0].posterior
+    pointwise = np.empty((first.posterior.sizes["chain"], first.posterior.sizes["draw"], len(data.y)))
+    for g, fit in enumerate(fits):
+        pointwise[..., data.group == g] = fit.posterior.log_likelihood[OBSERVED_SITE].values
+    posterior = az.from_dict(posterior={"k": first.posterior["k"].values}, log_likelihood={OBSERVED_SITE: pointwise},
+                             dims={OBSERVED_SITE: ["obs"]})
+    return posterior, all(fit.converged for fit in fits)
+
+
 def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], None] = print) -> pd.DataFrame:
-    """PSIS-LOO comparison of several laws fitted to the same rows (no --by): elpd, its SE, differences, weights."""
+    """PSIS-LOO comparison of several laws fitted to the same rows (no --by): elpd, its SE, differences, weights.
+    On rows of runs (a results file) the baseline `free-curves` (a pooled logistic curve per run) is scored
+    with them."""
     if request.by:
         raise UserError("--compare fits all rows together; drop --by (or filter with --where)")
     if request.method == "huber":
         raise UserError("--compare needs a posterior (method nuts or svi), not huber")
     if request.out is not None:
         check_replaceable(Path(request.out), MARKER, WRITER)
-    every_axis = {axis for name in names for axis in get_law(name).axes}
+    every_axis = {axis for name in names for axis in get_law(name).inputs}
     for item in request.x:
         if item.partition("=")[0] not in every_axis:
             raise UserError(f"--x {item!r}: none of the compared laws has that axis ({', '.join(sorted(every_axis))})")
@@ -324,13 +357,18 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
     # Each law takes the --x mappings of its own axes (a steps-only law fits against the same rows with its
     # one axis); PSIS-LOO compares them on the same observations. Every law's input is checked before any fit.
     prepared = {name: prepare(dataclasses.replace(request, law=name, x=tuple(
-        item for item in request.x if item.partition("=")[0] in get_law(name).axes))) for name in dict.fromkeys(names)}
+        item for item in request.x if item.partition("=")[0] in get_law(name).inputs))) for name in dict.fromkeys(names)}
     posteriors, converged, schemes = {}, {}, set()
     for name, one in prepared.items():
         data = fit_data(one.rows, one.law, one.columns)
         fit = fit_law(one.law, data, request.method, request.sampler)
         posteriors[name], scheme = leave_out_unit(fit.posterior, data.run)
         converged[name] = fit.converged
+        schemes.add(scheme)
+    if data.run is not None:  # rows of runs: the baseline every law must beat is a free curve per run
+        say(f"fitting the baseline {FREE_CURVES}: one `{BASELINE_LAW}` curve over steps per run, partially pooled")
+        posterior, converged[FREE_CURVES] = free_curves(request, data.run)
+        posteriors[FREE_CURVES], scheme = leave_out_unit(posterior, data.run)
         schemes.add(scheme)
     if len(schemes) > 1:  # laws whose rows name their runs differently cannot be scored on the same units
         raise UserError(f"--compare: the laws' rows split into runs differently ({'; '.join(sorted(schemes))})")

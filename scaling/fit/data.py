@@ -16,11 +16,16 @@ import pandas as pd
 from scaling.errors import UserError
 from scaling.fit.expression import ExpressionError, row_mask
 from scaling.fit.infer import FitData
-from scaling.fit.laws import Law
+from scaling.fit.laws import COVARIATE_RANGES, Law
 from scaling.results import group_labels, open_results, results_table, splits_of
 
 SUFFIXES = (".nc", ".csv", ".parquet")
 DEFAULT_STEPS_AXIS = "step"  # a one-axis law fitted to results.nc without --x runs over steps
+PAST_MEMORIZATION = "past_memorization"  # derived column: ln(step / memorization_step), 0 before it or never
+# The column a law's covariate is read from when --x does not name one.
+DEFAULT_COVARIATE_COLUMNS = {"chance": "chance", "past": PAST_MEMORIZATION}
+COVARIATE_MEANINGS = {"chance": "the evaluation's chance accuracy per row",
+                      "past": "ln(step / the run's memorization step), 0 before it and for runs that never memorized"}
 
 
 def load_table(path: Path, split: str | None = None) -> pd.DataFrame:
@@ -35,13 +40,26 @@ def load_table(path: Path, split: str | None = None) -> pd.DataFrame:
     if path.suffix not in SUFFIXES:
         raise UserError(f"input {path} must be a results.nc, a .csv or a .parquet table")
     if path.suffix == ".nc":
-        return _split_table(open_results(path), split, path)
+        return with_past_memorization(_split_table(open_results(path), split, path))
     if split is not None:
         raise UserError("--split applies to a results.nc input; filter a table with --where")
     try:
-        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     except (OSError, ValueError, pd.errors.ParserError) as error:
         raise UserError(f"input {path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+    return with_past_memorization(table)
+
+
+def with_past_memorization(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with `past_memorization` = max(0, ln(step / memorization_step)) where it has both columns and
+    not that one: 0 before a run memorized and for runs that never did (memorization_step NaN)."""
+    if PAST_MEMORIZATION in table or not {"step", "memorization_step"} <= set(table.columns):
+        return table
+    step = pd.to_numeric(table["step"], errors="coerce").to_numpy(float)
+    memorized = pd.to_numeric(table["memorization_step"], errors="coerce").to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        past = np.log(step / memorized)
+    return table.assign(**{PAST_MEMORIZATION: np.where(np.isfinite(past) & (past > 0), past, 0.0)})
 
 
 def _split_table(results, split: str | None, path: Path) -> pd.DataFrame:
@@ -76,14 +94,16 @@ def _quoted(expression: str, most: int = 60) -> str:
 
 
 def axis_columns(law: Law, mapping: list[str], table: pd.DataFrame) -> dict[str, str]:
-    """The column of each law axis: --x AXIS=COLUMN, else the column named like the axis (or `step`)."""
+    """The column of each law input: --x NAME=COLUMN, else for an axis the column named like it (or `step`),
+    for a covariate its default column (DEFAULT_COVARIATE_COLUMNS)."""
     chosen: dict[str, str] = {}
     for item in mapping:
         axis, sep, column = item.partition("=")
         if not sep or not axis or not column:
             raise UserError(f"--x {item!r} must look like AXIS=COLUMN")
-        if axis not in law.axes:
-            raise UserError(f"--x {item!r}: law {law.name} has axes {', '.join(law.axes)}")
+        if axis not in law.inputs:
+            covariates = f" and inputs {', '.join(law.covariates)}" if law.covariates else ""
+            raise UserError(f"--x {item!r}: law {law.name} has axes {', '.join(law.axes)}{covariates}")
         chosen[axis] = column
     for axis in law.axes:
         if axis not in chosen:
@@ -93,6 +113,13 @@ def axis_columns(law: Law, mapping: list[str], table: pd.DataFrame) -> dict[str,
                 chosen[axis] = DEFAULT_STEPS_AXIS
             else:
                 raise UserError(f"law {law.name} needs its axis {axis!r}: give --x {axis}=COLUMN")
+    for name in law.covariates:
+        if name not in chosen:
+            default = DEFAULT_COVARIATE_COLUMNS.get(name, name)
+            if default not in table.columns:
+                raise UserError(f"law {law.name} needs its input {name!r} ({COVARIATE_MEANINGS.get(name, 'a per-row value')}) "
+                                f"and the table has no column {default!r}: give --x {name}=COLUMN")
+            chosen[name] = default
     _require(table, list(chosen.values()), "--x")
     return chosen
 
@@ -159,7 +186,11 @@ def check_values(rows: pd.DataFrame, law: Law, columns: Columns) -> None:
 
     for axis, column in columns.x.items():
         values = rows[column]
-        refuse(~np.isfinite(values) | (values <= 0), "--x", column, f"law {law.name}'s axis {axis} must be positive and finite")
+        if axis in law.covariates:
+            low, high, why = COVARIATE_RANGES.get(axis, (-np.inf, np.inf, "must be finite"))
+            refuse(~np.isfinite(values) | (values < low) | (values >= high), "--x", column, f"law {law.name}'s input {axis}: {why}")
+        else:
+            refuse(~np.isfinite(values) | (values <= 0), "--x", column, f"law {law.name}'s axis {axis} must be positive and finite")
     y = rows[columns.y]
     if law.response == "loss":
         refuse(~np.isfinite(y) | (y <= 0), "--y", columns.y, f"law {law.name} fits a loss, which must be positive")
@@ -182,11 +213,12 @@ def fit_data(rows: pd.DataFrame, law: Law, columns: Columns) -> FitData:
     seed = None
     if columns.seed and rows[columns.seed].nunique() > 1:
         seed = pd.factorize(rows[columns.seed], sort=True)[0]
-    run = None
+    run, labels = None, None
     if columns.run:
         codes = rows.groupby(list(columns.run), sort=False, dropna=False).ngroup().to_numpy()
         run = codes if codes.max() + 1 < len(codes) else None  # only where rows repeat a run
-    return FitData(x=x, y=rows[columns.y].to_numpy(float), n=n, seed=seed, run=run)
+        labels = group_labels(rows, columns.run).to_numpy(str)  # a run's name, the same in every subset of rows
+    return FitData(x=x, y=rows[columns.y].to_numpy(float), n=n, seed=seed, run=run, run_labels=labels)
 
 
 def groups(rows: pd.DataFrame, by: tuple[str, ...]) -> list[tuple[str, dict, pd.DataFrame]]:

@@ -30,17 +30,29 @@ from scaling.errors import UserError
 from scaling.fit import METHODS, models
 from scaling.fit.baseline import HuberConfig, huber_fit
 from scaling.fit.laws import Law
-from scaling.fit.models import LOG_PHI, OBSERVED, SEED_Z, SIGMA, STUDENT_NU, TAU, Scales
+from scaling.fit.models import LOG_PHI, OBSERVED, RUN_SD, RUN_SD_MODE, RUN_Z, SEED_Z, SIGMA, STUDENT_NU, TAU, Scales
 
 # Diagnostics thresholds (Vehtari et al. 2021): split r_hat and bulk effective sample size.
 MAX_R_HAT = 1.01
 MIN_ESS_BULK = 400
 HDI_PROB = 0.9
-TARGET_ACCEPT = 0.95  # NUTS step-size adaptation target: above the default 0.8, for the laws' curved posteriors
+# NUTS step-size adaptation target: above the default 0.8, for the laws' curved posteriors. 0.99: at 0.95 an
+# accuracy law with n diverged where the Beta-Binomial nears the Binomial (phi >~ 1000), a funnel-like neck.
+TARGET_ACCEPT = 0.99
 DENSE_MASS = True  # dense mass: the scaled laws' amplitudes, floor and exponents are correlated a posteriori
 PARETO_K_MAX = 0.7  # SVI: above this Pareto k̂ the importance-corrected draws are not reliable (Vehtari et al.)
 FULL_RANK_MAX = 30  # SVI: a full-covariance Gaussian guide up to this many latent dimensions, low rank beyond
-NOISE = (SIGMA, "phi", TAU)  # posterior variables besides the law's parameters that predictions need
+NOISE = (SIGMA, "phi", TAU)  # posterior variables besides the law's parameters that predictions need (and run spreads)
+
+
+def run_spreads(law: Law) -> tuple[str, ...]:
+    """The posterior variables holding the spread of each of the law's run effects (`run_sd_T`, ...)."""
+    return tuple(RUN_SD + param for param, _ in law.run_effects)
+
+
+def reported(law: Law, posterior) -> tuple[str, ...]:
+    """What a fit's summary reports: the law's parameters, and the spread of its run effects where fitted."""
+    return (*law.params, *(name for name in run_spreads(law) if name in posterior))
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,10 @@ class SamplerConfig:
     """How a posterior is computed: NUTS chains, the SVI run, or the Huber bootstrap."""
 
     warmup: int = 1000  # NUTS adaptation steps per chain
-    samples: int = 1000  # kept draws per chain (SVI: draws from the guide, per pseudo-chain)
+    # Kept draws per chain (SVI: draws from the guide, per pseudo-chain). 2000: a law's weakly identified floor
+    # leaves a long tail that NUTS crosses slowly (bulk ESS ~0.1-0.2 per draw), and split r_hat <= 1.01 is a
+    # noisy verdict below ~1000 effective draws; 4 × 1000 draws refused such fits by chance.
+    samples: int = 2000
     chains: int = 4  # independent chains, for r_hat (SVI: pseudo-chains of independent draws)
     seed: int = 0  # same seed, same numbers
     svi_steps: int = 3000  # SVI optimizer steps
@@ -66,24 +81,26 @@ class SamplerConfig:
 class FitData:
     """What a law is fitted to: one row per measurement."""
 
-    x: dict[str, np.ndarray]  # one array per law axis, all the same length m, positive
+    x: dict[str, np.ndarray]  # one array per law input (axes: positive; covariates: finite), all of length m
     y: np.ndarray  # the response (loss > 0, or accuracy in [0, 1])
     n: np.ndarray | None = None  # evaluation examples behind each accuracy (Beta-Binomial when given)
     seed: np.ndarray | None = None  # integer seed codes: hierarchical per-seed offsets when > 1 distinct
     group: np.ndarray | None = None  # integer group codes 0..G-1: every latent site partially pooled across groups
     run: np.ndarray | None = None  # integer codes of the run (grid cell) each row was measured in, when rows repeat
     # runs: each run then gets its own offset (in place of seeds), and --compare leaves out whole runs
+    run_labels: np.ndarray | None = None  # each row's run by name: a prediction for a run the fit has seen uses
+    # that run's own effects (a rollout), for any other a fresh run's
 
     def __post_init__(self) -> None:
         m = len(np.asarray(self.y))
         for name, values in [*((f"x[{a}]", v) for a, v in self.x.items()), ("n", self.n), ("seed", self.seed),
-                             ("group", self.group), ("run", self.run)]:
+                             ("group", self.group), ("run", self.run), ("run_labels", self.run_labels)]:
             if values is not None and len(np.asarray(values)) != m:
                 raise UserError(f"FitData: {name} has {len(np.asarray(values))} rows, y has {m}")
         if m == 0:
             raise UserError("FitData: no rows to fit")
-        if any(not (np.isfinite(np.asarray(v, float)).all() and (np.asarray(v, float) > 0).all()) for v in self.x.values()):
-            raise UserError("FitData: every axis value must be positive and finite")
+        if any(not np.isfinite(np.asarray(v, float)).all() for v in self.x.values()):
+            raise UserError("FitData: every input value must be finite")
         if not np.isfinite(np.asarray(self.y, float)).all():
             raise UserError("FitData: y must be finite")
         if self.n is not None and not (np.asarray(self.n) >= 1).all():
@@ -99,6 +116,15 @@ class FitData:
             return None, 0
         codes, index = np.unique(np.asarray(unit), return_inverse=True)
         return index, len(codes)
+
+    @property
+    def unit_names(self) -> list[str] | None:
+        """The name of each unit of `seeds` (in code order): the run's label where rows name runs, else None."""
+        if self.run is None or self.run_labels is None or self.seeds[1] == 0:
+            return None
+        codes = np.unique(np.asarray(self.run))
+        first = [int(np.argmax(np.asarray(self.run) == code)) for code in codes]
+        return [str(self.run_labels[i]) for i in first]
 
     @property
     def n_groups(self) -> int:
@@ -134,34 +160,51 @@ class LawFit:
         return (self.divergences == 0 and trusted and bool((r_hat <= MAX_R_HAT).all())
                 and bool((ess >= MIN_ESS_BULK).all()))
 
-    def draws(self) -> dict[str, np.ndarray]:
-        """The law's reported parameters, flattened over chains × draws: shape (S,) each."""
-        return {name: self.posterior.posterior[name].values.reshape(-1) for name in self.law.params}
+    def draws(self, with_spreads: bool = False) -> dict[str, np.ndarray]:
+        """The law's reported parameters (and, with_spreads, its run-effect spreads), flattened over
+        chains × draws: shape (S,) each."""
+        names = reported(self.law, self.posterior.posterior) if with_spreads else self.law.params
+        return {name: self.posterior.posterior[name].values.reshape(-1) for name in names}
 
     def predict(self, x: dict[str, np.ndarray], n: np.ndarray | None = None, seed: int = 0,
-                max_draws: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+                max_draws: int = 1000, runs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mean curve draws (S, m), posterior-predictive draws of an observation (S, m)) at the inputs x.
 
         The predictive adds the observation noise the fit assumed: Student-t in log space for a loss;
         Beta-Binomial counts / n for an accuracy with n (without n: the Beta draw, the accuracy an
         infinite test set would show); Student-t on the value for an accuracy fitted without n. When the
-        fit pooled seeds, it predicts a new seed: a fresh offset of spread tau per draw.
+        fit pooled runs or seeds, it predicts a new one: fresh run effects (or a fresh offset of spread tau)
+        per draw and row, except for rows whose `runs` label names a run the fit has seen, which keep that
+        run's own effects (a later budget of a known run: a rollout).
         """
         law, post = self.law, self.posterior.posterior
         total = post.sizes["chain"] * post.sizes["draw"]
         keep = np.unique(np.linspace(0, total - 1, min(total, max_draws)).round().astype(int))
-        flat = {name: post[name].values.reshape(total)[keep] for name in (*law.params, *NOISE) if name in post}
+        flat = {name: post[name].values.reshape(total)[keep] for name in (*law.params, *NOISE, *run_spreads(law))
+                if name in post}
         m = len(np.asarray(next(iter(x.values()))))
-        with jax.enable_x64(True):  # original units: large amplitudes times small powers (see _original_units)
-            mean = np.asarray(law.mean({k: np.asarray(flat[k], np.float64)[:, None] for k in law.params},
-                                       {a: np.asarray(x[a], np.float64)[None, :] for a in law.axes}), dtype=float)
-        mean = np.broadcast_to(mean, (len(keep), m))
         rng = np.random.default_rng(seed)
+        theta = {k: np.asarray(flat[k], np.float64)[:, None] for k in law.params}
+        effects = {param: flat[RUN_SD + param][:, None] * rng.standard_normal((len(keep), m))
+                   for param, _ in law.run_effects if RUN_SD + param in flat}
+        known = self._known_runs(runs, m)
+        if known is not None and (known >= 0).any():
+            seen = known >= 0
+            for param in effects:
+                z = post[RUN_Z + param].values.reshape(total, -1)[keep]  # (S, runs)
+                effects[param][:, seen] = flat[RUN_SD + param][:, None] * z[:, known[seen]]
+        with jax.enable_x64(True):  # original units: large amplitudes times small powers (see _original_units)
+            mean = np.asarray(law.mean(theta, {a: np.asarray(x[a], np.float64)[None, :] for a in law.inputs}), dtype=float)
+            if effects:  # the observation is of a new run: its own take-off and ceiling
+                run_mean = np.asarray(law.mean(law.for_runs(theta, effects),
+                                               {a: np.asarray(x[a], np.float64)[None, :] for a in law.inputs}), dtype=float)
+        mean = np.broadcast_to(mean, (len(keep), m))
+        run_mean = np.broadcast_to(run_mean, (len(keep), m)) if effects else mean
         offset = flat[TAU][:, None] * rng.standard_normal((len(keep), m)) if TAU in flat else 0.0
         if law.response == "loss":
             noise = flat[SIGMA][:, None] * rng.standard_t(STUDENT_NU, (len(keep), m))
-            return mean, mean * np.exp(offset + noise)
-        p = np.clip(mean, models.PROB_EPS, 1 - models.PROB_EPS)
+            return mean, run_mean * np.exp(offset + noise)
+        p = np.clip(run_mean, models.PROB_EPS, 1 - models.PROB_EPS)
         p = 1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) + offset)))
         if "phi" in flat:
             phi = flat["phi"][:, None]
@@ -172,13 +215,25 @@ class LawFit:
         return mean, p if n is None else rng.binomial(np.asarray(n, int)[None, :], p) / np.asarray(n, float)[None, :]
 
 
+    def _known_runs(self, runs: np.ndarray | None, m: int) -> np.ndarray | None:
+        """Per row, the index of its run in the posterior's runs, or -1 for a run the fit has not seen."""
+        post = self.posterior.posterior
+        if runs is None or "run" not in post.coords:
+            return None
+        index = {str(name): i for i, name in enumerate(post.coords["run"].values)}
+        return np.array([index.get(str(label), -1) for label in np.asarray(runs)], int).reshape(m)
+
+
 # --- fit_law --------------------------------------------------------------------------------------------
 
 def _check(law: Law, data: FitData, method: str) -> None:
     if method not in METHODS:
         raise UserError(f"unknown fit method {method!r}; the methods are {', '.join(METHODS)}")
-    if set(data.x) != set(law.axes):
-        raise UserError(f"law {law.name} needs axes {', '.join(law.axes)}; the data have {', '.join(data.x) or 'none'}")
+    if set(data.x) != set(law.inputs):
+        kind = "inputs" if law.covariates else "axes"
+        raise UserError(f"law {law.name} needs {kind} {', '.join(law.inputs)}; the data have {', '.join(data.x) or 'none'}")
+    if any(not (np.asarray(data.x[axis], float) > 0).all() for axis in law.axes):
+        raise UserError(f"law {law.name}: every value of its axes {', '.join(law.axes)} must be positive")
     y = np.asarray(data.y, float)
     if law.response == "loss" and not (y > 0).all():
         raise UserError(f"law {law.name} fits a loss: y must be positive")
@@ -215,7 +270,7 @@ def _bound_model(law: Law, has_n: bool, n_seeds: int, n_groups: int):
 
 def _lower(program, law: Law, m: int):
     """Compile `program(key, x, y, n, seed, group)` for m rows, ahead of time, so threads share one executable."""
-    x = {axis: jnp.ones(m) for axis in law.axes}
+    x = {name: jnp.ones(m) for name in law.inputs}
     return jax.jit(program).lower(jax.random.key(0), x, jnp.ones(m), jnp.ones(m), jnp.zeros(m, int),
                                   jnp.zeros(m, int)).compile()
 
@@ -268,7 +323,8 @@ def _svi_run(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, steps: 
     """One compiled SVI fit, per law and data shape (refits skip compilation): guide draws, their
     importance log-weights log p(z, y) − log q(z), and their pointwise log-likelihood."""
     model = _bound_model(law, has_n, n_seeds, n_groups)
-    latent_dims = len(law.latent) * (1 + (n_groups + 1 if n_groups > 1 else 0)) + 2 + n_seeds
+    run_dims = (1 + n_seeds) * max(1, len(law.run_effects)) if n_seeds > 1 else 0
+    latent_dims = len(law.latent) * (1 + (n_groups + 1 if n_groups > 1 else 0)) + 1 + run_dims
     guide_class = AutoMultivariateNormal if latent_dims <= FULL_RANK_MAX else AutoLowRankMultivariateNormal
 
     def run(key, x, y, n, seed, group):
@@ -332,7 +388,7 @@ def _original_units(law: Law, latent: dict, scales: Scales) -> dict[str, np.ndar
         latent64 = {lat.site: np.asarray(latent[lat.site], np.float64) for lat in law.latent}
         theta = _unscaler(law)(latent64, scales.x_ref, scales.y_scale)
         out = {name: np.asarray(theta[name], float) for name in law.params}
-    for name in (SIGMA, TAU, SEED_Z):
+    for name in (SIGMA, TAU, SEED_Z, *run_spreads(law), *(RUN_Z + param for param, _ in law.run_effects)):
         if name in latent:
             out[name] = np.asarray(latent[name], float)
     if LOG_PHI in latent:
@@ -344,8 +400,12 @@ def _inference_data(law: Law, posterior: dict, log_lik: np.ndarray, data: FitDat
                     method: str) -> az.InferenceData:
     """Posterior (original units), pointwise log-likelihood over the `obs` dim, observed data, provenance."""
     dims = {name: ["seed"] for name in (SEED_Z,) if name in posterior} | {OBSERVED: ["obs"]}
+    effects = [RUN_Z + param for param, _ in law.run_effects if RUN_Z + param in posterior]
+    dims |= {name: ["run"] for name in effects}
+    names = data.unit_names
+    coords = {"run": names} if effects and names is not None else {}
     idata = az.from_dict(posterior=posterior, log_likelihood={OBSERVED: log_lik},
-                         observed_data={OBSERVED: np.asarray(data.y, float)}, dims=dims)
+                         observed_data={OBSERVED: np.asarray(data.y, float)}, dims=dims, coords=coords)
     idata.posterior.attrs.update({
         "law": law.name, "formula": law.formula, "method": method, "y_scale": scales.y_scale,
         **{f"x_ref_{axis}": value for axis, value in scales.x_ref.items()},
@@ -373,7 +433,7 @@ def fit_law(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfi
     else:
         latent, pointwise, pareto_k, importance_ess = _svi(law, args, n_seeds, has_n, sampler)
     idata = _inference_data(law, _original_units(law, latent, scales), pointwise, data, scales, method)
-    summary = summarize_law(idata, law.params, with_diagnostics=True)
+    summary = summarize_law(idata, reported(law, idata.posterior), with_diagnostics=True)
     summary["contraction"] = posterior_contraction(law, latent)
     if method == "svi":
         idata.posterior.attrs["pareto_k"] = pareto_k
@@ -400,7 +460,7 @@ def fit_pooled(law: Law, data: FitData, method: str = "nuts", sampler: SamplerCo
         latent, pointwise, divergences = _nuts(law, args, n_seeds, has_n, sampler, n_groups)
     else:
         latent, pointwise, pareto_k, _ = _svi(law, args, n_seeds, has_n, sampler, n_groups)
-    shared = {k: v for k, v in latent.items() if k in (SIGMA, TAU, SEED_Z, LOG_PHI)}
+    shared = {k: v for k, v in latent.items() if k in (SIGMA, TAU, SEED_Z, LOG_PHI) or k.startswith((RUN_SD, RUN_Z))}
     fits = []
     for g in range(n_groups):
         rows = np.asarray(data.group) == g
@@ -409,8 +469,8 @@ def fit_pooled(law: Law, data: FitData, method: str = "nuts", sampler: SamplerCo
         idata.posterior.attrs["pooled_groups"] = n_groups
         for lat in law.latent:  # how far the groups spread on each latent site: the pooling's verdict
             idata.posterior[models.POOL_TAU + lat.site] = (("chain", "draw"), np.asarray(latent[models.POOL_TAU + lat.site]))
-        summary = summarize_law(idata, law.params, with_diagnostics=True)
-        summary["contraction"] = posterior_contraction(law, models.group_latents(law, latent, g))
+        summary = summarize_law(idata, reported(law, idata.posterior), with_diagnostics=True)
+        summary["contraction"] = posterior_contraction(law, shared | models.group_latents(law, latent, g))
         fits.append(LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, method, scales, pareto_k))
     return fits
 
@@ -441,7 +501,7 @@ def _huber_pointwise(law: Law, draws: dict, data: FitData, scales: Scales, noise
     """A likelihood the point fit never had: Student-t (or Binomial with n) around each refit's curve."""
     theta = {k: np.asarray(draws[k], np.float64).reshape(-1, 1) for k in law.params}
     with jax.enable_x64(True):
-        mean = np.asarray(law.mean(theta, {a: np.asarray(data.x[a], np.float64)[None, :] for a in law.axes}), float)
+        mean = np.asarray(law.mean(theta, {a: np.asarray(data.x[a], np.float64)[None, :] for a in law.inputs}), float)
     y = np.asarray(data.y, float)[None, :]
     if law.response == "loss":
         values = st.t.logpdf(np.log(y), STUDENT_NU, np.log(mean), noise)
@@ -459,16 +519,19 @@ UNIDENTIFIED = 0.5  # posterior contraction below this: the data narrowed the pr
 def posterior_contraction(law: Law, latent: dict) -> list[float]:
     """Per reported parameter, 1 − posterior variance / prior variance of its own prior site (unconstrained,
     scaled units): near 1 the data determine it, near 0 its interval is the prior's. NaN for a parameter
-    derived from other sites."""
+    derived from other sites. Run-effect spreads, where fitted, follow (their Gamma prior's variance)."""
     out = {}
     for lat in law.latent:
         draws = np.asarray(latent[lat.site], float).reshape(-1)
         out[lat.name] = float(1.0 - draws.var() / lat.scale**2) if draws.size > 1 else np.nan
-    return [out.get(name, np.nan) for name in law.params]
+    for name in run_spreads(law):
+        if name in latent:  # Gamma(2, 1/mode) has variance 2·mode²
+            out[name] = float(1.0 - np.asarray(latent[name], float).var() / (2 * RUN_SD_MODE**2))
+    return [out.get(name, np.nan) for name in (*law.params, *(n for n in run_spreads(law) if n in latent))]
 
 
 def summarize_law(idata: az.InferenceData, params: tuple[str, ...], with_diagnostics: bool) -> pd.DataFrame:
-    """One row per parameter: mean, sd, 90% HDI, split r_hat and bulk ESS (NaN without diagnostics)."""
+    """One row per parameter: mean, sd, 90% HDI, split r_hat and bulk ESS (NaN without diagnostics), P(> 0)."""
     draws = idata.posterior[list(params)]
     hdi = az.hdi(draws, hdi_prob=HDI_PROB)
     single = draws.sizes["chain"] * draws.sizes["draw"] < 4
@@ -482,4 +545,7 @@ def summarize_law(idata: az.InferenceData, params: tuple[str, ...], with_diagnos
         "hdi_95%": float(hdi[name].sel(hdi="higher")),
         "r_hat": float(r_hat[name]) if r_hat is not None else np.nan,
         "ess_bulk": float(ess[name]) if ess is not None else np.nan,
+        # The posterior probability that the parameter is positive: for a term free in sign (the SFT law's
+        # beta: does training past memorization help?) the answer to the question it stands for.
+        "p_positive": float((draws[name].values > 0).mean()),
     } for name in params])

@@ -30,6 +30,10 @@ LIKELIHOODS = {
                 "Student-t on the value; seeds as pooled offsets on the logit.",
 }
 TRANSFORMS = {"log": jnp.exp, "logit": jax.nn.sigmoid, "identity": lambda v: v}
+RUN_LINKS = {"log": lambda p, u: p * jnp.exp(u), "identity": lambda p, u: p + u}
+# Covariates the fit checks before fitting: (low, high, what a value means) with low <= value < high.
+COVARIATE_RANGES = {"chance": (0.0, 1.0, "a chance accuracy lies in [0, 1)"),
+                    "past": (0.0, math.inf, "log steps past memorization are >= 0 (0 before it, or never memorized)")}
 
 
 @dataclass(frozen=True)
@@ -72,22 +76,48 @@ class Law:
     unscale: Callable  # unscale(theta_scaled, x_ref: dict, y_scale) -> theta in original units
     derive: Callable = _same  # scaled quantities from the constrained latents (e.g. a ceiling above a floor)
     meaning: str = ""  # what the parameters mean, for the doc
+    # Per-row inputs read as given, never rescaled (they may be 0): a chance floor, log steps past memorization.
+    covariates: tuple[str, ...] = ()
+    # (parameter, link) pairs that vary from run to run around the law's value: "log" multiplies the parameter
+    # by exp(u), "identity" adds u, u ~ Normal(0, run_sd). Both commute with `unscale` (a parameter with a log
+    # link is rescaled by a factor, one with an identity link shifted), so effects mean the same in scaled and
+    # original units. A law without them gets one constant offset per run on the logit or log loss (models.py).
+    run_effects: tuple[tuple[str, str], ...] = ()
     doc: str = field(init=False)  # what each parameter means and the priors, for `scaling fit --help`/docs
 
     def __post_init__(self) -> None:
         if self.response not in RESPONSES:
             raise ValueError(f"Law {self.name}: response must be one of {RESPONSES}, got {self.response!r}")
+        if any(param not in self.params or link not in RUN_LINKS for param, link in self.run_effects):
+            raise ValueError(f"Law {self.name}: run effects must name its parameters with a link in {list(RUN_LINKS)}")
         y_units = "y / median(y)" if self.response == "loss" else "accuracy as is"
         priors = "\n".join(f"    {latent.describe()}" for latent in self.latent)
         likelihood = LIKELIHOODS[self.response]
-        text = (f"{self.name}: {self.formula}\n{self.meaning.strip()}\n"
+        if self.run_effects:
+            likelihood = likelihood.split(";")[0] + "; runs (grid cells) vary in " + ", ".join(
+                f"{'log ' if link == 'log' else ''}{param}" for param, link in self.run_effects) + " (partially pooled)."
+        inputs = f"  Inputs taken as given per row: {', '.join(self.covariates)}\n" if self.covariates else ""
+        text = (f"{self.name}: {self.formula}\n{self.meaning.strip()}\n{inputs}"
                 f"  Priors, scale-free (each axis / its geometric mean, {y_units}); reported in original units:\n{priors}\n"
                 f"  Likelihood: {likelihood}")
         object.__setattr__(self, "doc", text)
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Everything `mean` reads per row: the axes (rescaled), then the covariates (as given)."""
+        return (*self.axes, *self.covariates)
+
     def scaled(self, z: dict) -> dict:
         """The law's parameters in scaled units from its latent draws (site name -> value)."""
         return self.derive({lat.name: TRANSFORMS[lat.transform](z[lat.site]) for lat in self.latent})
+
+    def for_runs(self, theta: dict, effects: dict) -> dict:
+        """theta with each run-varying parameter moved by its effect u (param -> array): exp(u)·p or p + u."""
+        moved = dict(theta)
+        for param, link in self.run_effects:
+            if param in effects:
+                moved[param] = RUN_LINKS[link](theta[param], effects[param])
+        return moved
 
 
 def _power(v, exponent):
@@ -151,27 +181,22 @@ def two_step_mean(theta, x):
     return theta["floor"] + (theta["ceiling"] - theta["floor"]) * jax.nn.sigmoid(theta["margin"] - theta["A"] * _power(x["x"], theta["alpha"]))
 
 
-def _sft_parts(theta, x):
-    """The SFT law's ceiling (set by base capability and CoT quality) and its rise over steps."""
+def sft_mean(theta, x):
+    """Joint SFT law: rise·(chance + (1 − chance)·ceiling), every factor in (0, 1), so accuracy < 1 and the
+    plateau lies between chance and 1.
+
+    Accuracy starts at 0, not at chance: an untrained model does not write an answer in the graded format
+    (measured: 0.00 at 32 steps where the guessing floor is 0.26), so chance is where a run that has learned
+    the format but not the skill ends up. ceiling = sigmoid(c + kappa·ln capability + rho·ln quality + beta·past): the share above chance a run
+    reaches, raised (beta > 0) or lowered (beta < 0) by each e-fold of steps past the run's memorization step
+    (past = max(0, ln(step / m_run)), 0 for a run that never memorized); rise = 1 / (1 + (step / t50)^−k),
+    t50 = T·diversity^delta·quality^gamma·capability^−eta.
+    """
     c, q = x["capability"], x["quality"]
-    ceiling = 1.0 / (1.0 + theta["H"] * _power(c, theta["kappa"]) * _power(q, theta["rho"]))
+    ceiling = jax.nn.sigmoid(theta["c"] + theta["kappa"] * jnp.log(c) + theta["rho"] * jnp.log(q) + theta["beta"] * x["past"])
     t50 = theta["T"] * jnp.power(x["diversity"], theta["delta"]) * jnp.power(q, theta["gamma"]) * _power(c, theta["eta"])
     rise = 1.0 / (1.0 + _power(x["step"] / t50, theta["k"]))
-    return ceiling, rise
-
-
-def sft_mean(theta, x):
-    """Joint SFT law: floor + (ceiling(capability, quality) − floor)·rise(steps / t50(diversity, quality, capability))."""
-    ceiling, rise = _sft_parts(theta, x)
-    return theta["floor"] + (ceiling - theta["floor"]) * rise
-
-
-def sft_break_mean(theta, x):
-    """The SFT law with a break past the memorization step t_mem = M·diversity^mu: accuracy decays as
-    (1 + step/t_mem)^(−drop) beyond it (drop → 0 recovers `sft`)."""
-    ceiling, rise = _sft_parts(theta, x)
-    fall = jnp.power(1.0 + x["step"] / (theta["M"] * jnp.power(x["diversity"], theta["mu"])), -theta["drop"])
-    return theta["floor"] + (ceiling - theta["floor"]) * rise * fall
+    return rise * (x["chance"] + (1.0 - x["chance"]) * ceiling)
 
 
 # --- scaled units -> original units ------------------------------------------------------------------
@@ -218,13 +243,9 @@ def _unscale_two_step(t, r, s):
 
 def _unscale_sft(t, r, s):
     c, q = r["capability"], r["quality"]
-    return {"floor": t["floor"], "H": t["H"] * c ** t["kappa"] * q ** t["rho"], "kappa": t["kappa"], "rho": t["rho"],
-            "T": t["T"] * r["step"] * r["diversity"] ** -t["delta"] * q ** -t["gamma"] * c ** t["eta"], "k": t["k"],
-            "delta": t["delta"], "gamma": t["gamma"], "eta": t["eta"]}
-
-
-def _unscale_sft_break(t, r, s):
-    return _unscale_sft(t, r, s) | {"M": t["M"] * r["step"] * r["diversity"] ** -t["mu"], "mu": t["mu"], "drop": t["drop"]}
+    return {"c": t["c"] - t["kappa"] * jnp.log(c) - t["rho"] * jnp.log(q), "kappa": t["kappa"], "rho": t["rho"],
+            "beta": t["beta"], "T": t["T"] * r["step"] * r["diversity"] ** -t["delta"] * q ** -t["gamma"] * c ** t["eta"],
+            "k": t["k"], "delta": t["delta"], "gamma": t["gamma"], "eta": t["eta"]}
 
 
 # --- derived scaled quantities -----------------------------------------------------------------------
@@ -233,6 +254,22 @@ def _ceiling_above_floor(t):
     """ceiling = floor + (1 − floor)·headroom keeps floor < ceiling <= 1 for every draw."""
     t = dict(t)
     t["ceiling"] = t["floor"] + (1.0 - t["floor"]) * t.pop("headroom")
+    return t
+
+
+def _rectified_from_bend(t):
+    """B, D_l, beta and E from what a curve's data place (scaled units, D' = 1 the reference D):
+    L_ref = L(1), the floor's share of it, the bend D_half = D_l^(1/beta) (where the reducible loss has
+    halved: L = E + (B/D_l) / (1 + (D/D_half)^beta)) and slope = (1 − share)·beta, the log-log slope of the
+    power-law phase at D' = 1. Sampled directly, B and D_l (in units of D^beta) move with beta, and a floor
+    the data barely bend towards trades against beta along a curved ridge (r_hat up to 1.29 on Lin et al.'s
+    FLAN curves); here that ridge is nearly axis-aligned. Every positive (B, D_l, beta, E) has one such point."""
+    t = dict(t)
+    level, share, bend = t.pop("L_ref"), t.pop("floor_share"), t.pop("D_half")
+    t["E"] = share * level
+    t["beta"] = t.pop("slope") / (1.0 - share)
+    t["D_l"] = jnp.power(bend, t["beta"])
+    t["B"] = (1.0 - share) * level * (t["D_l"] + 1.0)
     return t
 
 
@@ -260,20 +297,24 @@ def _exponent(name: str, meaning: str) -> Latent:
     return Latent(name, meaning=meaning, **EXPONENT)
 
 
-# The SFT laws' axes, parameters and prior (scaled units: every axis over its geometric mean in the data).
+# The SFT law's axes, inputs, parameters and prior (scaled units: every axis over its geometric mean in the data).
 SFT_AXES = ("step", "diversity", "quality", "capability")
-SFT_PARAMS = ("floor", "H", "kappa", "rho", "T", "k", "delta", "gamma", "eta")
+SFT_COVARIATES = ("chance", "past")  # the evaluation's chance floor, log steps past the run's memorization
+SFT_PARAMS = ("c", "kappa", "rho", "beta", "T", "k", "delta", "gamma", "eta")
 SFT_LATENT = (
-    FLOOR_ACC,
-    Latent("H", "log", math.log(0.25), 1.5, "ceiling = 1/(1 + H) at the reference capability and quality (prior: 0.8)"),
-    Latent("kappa", "log", 0.0, 1.0, "how fast the ceiling's gap closes with capability: gap ∝ capability^(−kappa)"),
-    Latent("rho", "log", 0.0, 1.0, "how fast the ceiling's gap closes with CoT quality: gap ∝ quality^(−rho)"),
+    Latent("c", "identity", 1.0, 1.5, "logit of the ceiling (share of the way from chance to 1) at the reference "
+           "capability and quality (prior: 0.73)"),
+    Latent("kappa", "identity", 0.0, 1.0, "ceiling logit per e-fold of capability (free in sign)"),
+    Latent("rho", "identity", 0.0, 1.0, "ceiling logit per e-fold of CoT quality (free in sign)"),
+    Latent("beta", "identity", 0.0, 1.0, "ceiling logit per e-fold of steps past the run's memorization step: "
+           "> 0 training past memorization helps, < 0 it hurts"),
     Latent("T", "log", 0.0, 1.5, "t50: steps to half the rise, at the reference diversity, quality and capability"),
     Latent("k", "log", math.log(2.0), 1.0, "steepness of the rise in log steps"),
     Latent("delta", "identity", 0.0, 1.0, "t50 ∝ diversity^delta"),
     Latent("gamma", "identity", 0.0, 1.0, "t50 ∝ quality^gamma"),
     Latent("eta", "identity", 0.0, 1.0, "t50 ∝ capability^(−eta)"),
 )
+SFT_RUN_EFFECTS = (("T", "log"), ("c", "identity"))  # runs differ in when they take off and where they plateau
 
 LAWS: dict[str, Law] = {law.name: law for law in (
     Law("power", "y = E + A·x^(−alpha)", ("x",), ("E", "A", "alpha"), "loss", power_mean,
@@ -297,10 +338,11 @@ LAWS: dict[str, Law] = {law.name: law for law in (
         meaning="Zhang et al. 2024's joint fine-tuning law: X a scaling factor (model size, pre-training data, "
                 "PEFT parameters), D the fine-tuning data; the two multiply."),
     Law("rectified", "L(D) = B / (D_l + D^beta) + E", ("D",), ("B", "D_l", "beta", "E"), "loss", rectified_mean,
-        (_amplitude("B", 0.5, "scale of the reducible loss (with D_l, in units of D^beta)"),
-         Latent("D_l", "log", 0.0, 2.0, "pre-learned data size, in units of D^beta: the bend from flat to power law"),
-         _exponent("beta", "data exponent"), FLOOR_LOSS),
-        _unscale_rectified,
+        (Latent("L_ref", "log", 0.0, 1.0, "loss at the reference D, a share of the median loss"),
+         Latent("floor_share", "logit", 0.0, 1.5, "E / L_ref: the share of the loss at the reference D that is irreducible"),
+         Latent("D_half", "log", 0.0, 2.0, "data at which the reducible loss halves: D_l = D_half^beta"),
+         Latent("slope", "log", math.log(0.25), 1.0, "(1 − floor_share)·beta: log-log slope of the power-law phase at the reference D")),
+        _unscale_rectified, _rectified_from_bend,
         meaning="Lin et al. 2024: fine-tuning loss over fine-tuning data D; D_l is the data the pre-trained model "
                 "behaves as if it had already seen, which flattens the start of the curve."),
     Law("logistic", "acc = floor + (ceiling − floor) / (1 + (x/x50)^(−k))", ("x",), ("floor", "ceiling", "x50", "k"),
@@ -342,27 +384,20 @@ LAWS: dict[str, Law] = {law.name: law for law in (
         meaning="Loss → accuracy: the loss E + A'·x^(−alpha) (latent) maps to accuracy through a sigmoid of width 1/k. "
                 "From accuracy alone only k·A' (reported as A) and k·(L50 − E) (margin) are identified; with "
                 "margin finite, accuracy saturates below the ceiling because the loss has a floor."),
-    Law("sft", "acc = floor + (ceiling − floor)·rise, ceiling = 1/(1 + H·capability^(−kappa)·quality^(−rho)), "
-        "rise = 1/(1 + (step/t50)^(−k)), t50 = T·diversity^delta·quality^gamma·capability^(−eta)",
+    Law("sft", "acc = rise·(chance + (1 − chance)·ceiling), ceiling = sigmoid(c + kappa·ln capability + rho·ln quality "
+        "+ beta·past), rise = 1/(1 + (step/t50)^(−k)), t50 = T·diversity^delta·quality^gamma·capability^(−eta)",
         SFT_AXES, SFT_PARAMS, "accuracy", sft_mean, SFT_LATENT, _unscale_sft,
-        meaning="The project's joint SFT law, designed from the reference grid (runs/reference.toml; see "
-                "fits/README.md). Accuracy rises as a logistic in log steps from the floor to a ceiling; the "
-                "ceiling is set by base capability (any positive measure: non-embedding params, a benchmark "
-                "score) and by CoT quality; the steps to half the rise, t50, grow with diversity (the same "
-                "examples spread over more families: delta > 0), with errors in the CoT (gamma < 0) and shrink "
-                "with capability (eta > 0). On the reference grid (id answer accuracy) it ties its break variant "
-                "`sft-break` by PSIS-LOO (no decline past memorization in the data, so the simpler law stands) and "
-                "beats the steps-only laws by 24-29 elpd (3.6-4.5 SE); see fits/README.md."),
-    Law("sft-break", "sft · (1 + step/t_mem)^(−drop), t_mem = M·diversity^mu",
-        SFT_AXES, (*SFT_PARAMS, "M", "mu", "drop"), "accuracy", sft_break_mean,
-        (*SFT_LATENT,
-         Latent("M", "log", math.log(4.0), 1.5, "memorization step at the reference diversity (prior: 4× x_ref)"),
-         Latent("mu", "identity", 0.0, 1.0, "memorization step ∝ diversity^mu"),
-         Latent("drop", "log", math.log(0.2), 1.0, "decay exponent past memorization (prior around 0.2)")),
-        _unscale_sft_break,
-        meaning="`sft` with a break at the memorization step, past which accuracy decays with exponent drop: "
-                "the hypothesis that training far past 100% training accuracy hurts generalization. Kept to "
-                "test that hypothesis against `sft` by PSIS-LOO."),
+        covariates=SFT_COVARIATES, run_effects=SFT_RUN_EFFECTS,
+        meaning="The project's joint SFT law (see fits/README.md). Accuracy rises as a logistic in log steps from "
+                "0 (no answer in the graded format yet) to a plateau between the evaluation's known chance floor "
+                "(data, not a parameter: the `chance` column a grid stores per split and family) and 1, placed by a "
+                "ceiling set by base capability (any positive measure: non-embedding "
+                "params, a probe score) and CoT quality; t50, the steps to half the rise, moves with diversity, "
+                "quality and capability. Past each run's own memorization step (`past` = ln(step / "
+                "memorization_step), 0 before it and for runs that never memorized), the ceiling's logit moves by "
+                "beta per e-fold of steps: P(beta > 0) answers 'does training past 100% training accuracy help "
+                "generalization?'. Every exponent is free in sign. Runs (a cell and seed) differ in their log t50 "
+                "and ceiling logit (run_sd_T, run_sd_c: partial pooling), since seeds differ in when they take off."),
 )}
 
 

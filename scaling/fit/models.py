@@ -7,10 +7,13 @@ Likelihoods (the observation site is always "y", so a posterior's log_likelihood
                              offset on the logit; finite test sets are binomial noise, and phi lets runs
                              scatter more than that (phi → ∞ is the Binomial)
 - accuracy without n:        y ~ StudentT(4, p, sigma), on the value (accuracies of exactly 0 or 1 are fine)
-Runs (grid cells, when the rows name them; else seeds, when the data hold several): offset_r = tau·z_r,
-z_r ~ Normal(0, 1), shared by every budget of the run: partial pooling, written non-centred, with a
-zero-avoiding prior on tau (see TAU_MODE) so NUTS does not meet the funnel. (The sites keep the names
-`tau` and `seed_z`, and the dimension `seed`, whichever unit they hold.)
+Runs (grid cells, when the rows name them; else seeds, when the data hold several): a law that names
+run effects (`Law.run_effects`, e.g. the SFT law's log t50 and ceiling logit) moves each of those
+parameters per run by u_r = run_sd·z_r; any other law gets one offset_r = tau·z_r on the logit or log
+loss. Either is shared by every budget of the run: partial pooling, written non-centred, with a
+zero-avoiding prior on the spread (see TAU_MODE, RUN_SD_MODE) so NUTS does not meet the funnel. (The
+constant offset's sites keep the names `tau` and `seed_z`, and the dimension `seed`, whichever unit they
+hold.)
 Groups (`scaling fit --by COLUMN --pool`): every latent site varies by group around a shared mean,
 site_g = site + pool_tau_site·pool_z_site[g], pool_z ~ Normal(0, 1), pool_tau ~ HalfNormal(POOL_TAU_SCALE):
 groups with little data borrow strength from the others, and groups that differ are let differ.
@@ -45,6 +48,12 @@ SIGMA_PRIOR = {"loss": 0.5, "accuracy": 0.2}  # HalfNormal: log-loss scatter up 
 # grid: a mode of 0.5 lifts the rollout's 90% coverage from 0.79 to 0.88 (tau 0.42 instead of 0.23), but
 # makes fits of two runs per group diverge; it waits for the sampler work of issue 16.
 TAU_MODE = {"loss": 0.02, "accuracy": 0.1}
+# Spread of a run effect (Law.run_effects) ~ Gamma(2, 1/RUN_SD_MODE): mode 0.3, mean 0.6, 99% below 2 (on
+# log t50: runs whose take-off differs by a factor e^2 ~ 7 stay in reach; at 512 steps one reference cell
+# scored 0.05 and 0.55 across two seeds). Zero-avoiding, as TAU_MODE.
+RUN_SD_MODE = 0.3
+RUN_SD = "run_sd_"  # + parameter: spread of its run effects
+RUN_Z = "run_z_"  # + parameter: standardized run effects
 LOG_PHI_PRIOR = (np.log(100.0), 1.5)  # Normal: phi from ~5 (much overdispersed) to ~2000 (close to Binomial)
 PROB_EPS = 1e-6  # keeps probabilities off 0 and 1, where the logit and Beta parameters break
 POOL_TAU = "pool_tau_"  # + site: spread of a latent site across pooled groups
@@ -68,7 +77,9 @@ def scales_of(law: Law, x: dict[str, np.ndarray], y: np.ndarray) -> Scales:
 
 
 def scaled_inputs(law: Law, x: dict[str, np.ndarray], scales: Scales) -> dict[str, jnp.ndarray]:
-    return {axis: jnp.asarray(np.asarray(x[axis], float) / scales.x_ref[axis]) for axis in law.axes}
+    """The law's axes over their reference values, and its covariates as given."""
+    return ({axis: jnp.asarray(np.asarray(x[axis], float) / scales.x_ref[axis]) for axis in law.axes}
+            | {name: jnp.asarray(np.asarray(x[name], float)) for name in law.covariates})
 
 
 def observed(law: Law, y: np.ndarray, n: np.ndarray | None, scales: Scales) -> jnp.ndarray:
@@ -85,12 +96,15 @@ def law_model(law: Law, x, y=None, n=None, seed=None, n_seeds: int = 0, group=No
     z = {lat.site: numpyro.sample(lat.site, dist.Normal(lat.loc, lat.scale)) for lat in law.latent}
     if n_groups > 1:
         z = {site: value + pooled_deviation(site, n_groups)[group] for site, value in z.items()}
-    mean = jnp.broadcast_to(law.mean(law.scaled(z), x), jnp.shape(x[law.axes[0]]))
+    theta = law.scaled(z)
     offset = 0.0
-    if n_seeds > 1:
+    if n_seeds > 1 and law.run_effects:
+        theta = law.for_runs(theta, {param: run_effect(param, n_seeds)[seed] for param, _ in law.run_effects})
+    elif n_seeds > 1:
         tau = numpyro.sample(TAU, dist.Gamma(2.0, 1.0 / TAU_MODE[law.response]))
         with numpyro.plate("seeds", n_seeds):
             offset = (tau * numpyro.sample(SEED_Z, dist.Normal(0.0, 1.0)))[seed]
+    mean = jnp.broadcast_to(law.mean(theta, x), jnp.shape(x[law.axes[0]]))
     if law.response == "loss":
         sigma = numpyro.sample(SIGMA, dist.HalfNormal(SIGMA_PRIOR["loss"]))
         likelihood = dist.StudentT(STUDENT_NU, jnp.log(mean) + offset, sigma)
@@ -103,6 +117,13 @@ def law_model(law: Law, x, y=None, n=None, seed=None, n_seeds: int = 0, group=No
             likelihood = dist.StudentT(STUDENT_NU, p, numpyro.sample(SIGMA, dist.HalfNormal(SIGMA_PRIOR["accuracy"])))
     with numpyro.plate("obs", mean.shape[0]):
         numpyro.sample(OBSERVED, likelihood, obs=y)
+
+
+def run_effect(param: str, n_runs: int):
+    """Each run's effect on a parameter, run_sd·z_r, non-centred."""
+    spread = numpyro.sample(RUN_SD + param, dist.Gamma(2.0, 1.0 / RUN_SD_MODE))
+    with numpyro.plate("seeds", n_runs):
+        return spread * numpyro.sample(RUN_Z + param, dist.Normal(0.0, 1.0))
 
 
 def pooled_deviation(site: str, n_groups: int):

@@ -9,7 +9,11 @@
   those draws: in the others the gain never reaches the threshold, or is still above it at the end of
   the search);
 - the post-memorization gain: for each run that memorized within its budgets, from its own
-  memorization step to k times it, averaged over those runs per draw.
+  memorization step to k times it, averaged over those runs per draw (a law with a `past` input, as
+  `sft`, sees ln k steps past memorization at the later point).
+
+A law's covariates (inputs taken as given) sit at their median over the rows fitted, except `past`,
+which is 0: the gains along the axes are those of a run before (or without) memorization.
 
 Gains are improvements: accuracy up (in points, ×100) or loss down (in % of the loss before).
 """
@@ -30,6 +34,7 @@ NEVER = np.inf  # the gain never falls below the threshold within the search ran
 NOT_APPLICABLE = np.nan  # the gain never reaches the threshold: no returns to diminish
 ERROR_RATE_AXES = frozenset({"quality"})  # fractions in (0, 1]: a step halves 1 − value instead of doubling it
 COLUMNS = ["axis", "quantity", "at", "estimate", "lo", "hi", "unit", "share", "runs"]
+PAST = "past"  # the covariate of log steps past a run's memorization step (laws.SFT_COVARIATES)
 
 
 def improved(axis: str, values: np.ndarray) -> np.ndarray:
@@ -46,7 +51,7 @@ def step_quantity(axis: str) -> str:
 class MemorizedRun:
     """A run (a cell and seed) at its own law-axis values, and the step at which it memorized its training items."""
 
-    point: dict[str, float]  # the law's axes other than steps
+    point: dict[str, float]  # the law's axes other than steps, and its covariates (a `past` among them is ignored)
     memorization_step: float  # NaN: it never memorized within its budgets
 
 
@@ -99,9 +104,10 @@ def returns_table(law: Law, theta: dict[str, np.ndarray], x: dict[str, np.ndarra
     """Rows of COLUMNS from posterior draws `theta`, the measured `x` and the runs' memorization steps."""
     unit = "points" if law.response == "accuracy" else "% of loss"
     threshold = cfg.threshold if cfg.threshold is not None else 1.0
-    frontier = {a: float(np.max(v)) for a, v in x.items()}
+    typical = {name: 0.0 if name == PAST else float(np.median(x[name])) for name in law.covariates}
+    frontier = {a: float(np.max(x[a])) for a in law.axes} | typical
     rows = []
-    for axis, values in x.items():
+    for axis, values in ((a, x[a]) for a in law.axes):
         for at in _reference_points(axis, values):
             point = frontier | {axis: at}
             g = gain(law, theta, _column(point), _column(point | {axis: float(improved(axis, at))}))[:, 0]
@@ -123,9 +129,11 @@ def _post_memorization_row(law: Law, theta: dict[str, np.ndarray], runs: list[Me
     if not memorized:
         return {"axis": steps_axis, "quantity": quantity, "at": np.nan, "estimate": np.nan, "lo": np.nan,
                 "hi": np.nan, "unit": unit, "share": 0.0, "runs": 0}
-    before = {a: np.array([r.point[a] for r in memorized]) for a in memorized[0].point}
+    before = {a: np.array([r.point[a] for r in memorized]) for a in memorized[0].point if a != PAST}
     steps = np.array([r.memorization_step for r in memorized])
-    g = gain(law, theta, before | {steps_axis: steps}, before | {steps_axis: factor * steps}).mean(axis=1)
+    past = {PAST: np.zeros(len(memorized))} if PAST in law.covariates else {}
+    later = {PAST: np.full(len(memorized), np.log(factor))} if past else {}
+    g = gain(law, theta, before | past | {steps_axis: steps}, before | later | {steps_axis: factor * steps}).mean(axis=1)
     interval = _interval(g) | {"share": len(memorized) / len(runs)}
     return {"axis": steps_axis, "quantity": quantity, "at": float(np.median(steps)), **interval, "unit": unit,
             "runs": len(memorized)}

@@ -88,6 +88,20 @@ def family_metrics(grades: pd.DataFrame) -> pd.DataFrame:
             .reset_index())
 
 
+CELL_MEASURES = ("memorization_step", "base_loss", "base_probe_acc")  # per-cell variables a family's rows carry
+
+
+def with_cell_measures(families: pd.DataFrame, cube: xr.Dataset) -> pd.DataFrame:
+    """The family table with each cell's memorization step, base measures and `params` beside its rows, so a
+    law fitted per family (`scaling fit families.parquet --by family`) has what it has on results.nc."""
+    names = [name for name in CELL_MEASURES if name in cube]
+    if families.empty or not names:
+        return families
+    per_cell = cube[names].to_dataframe().reset_index()  # coordinates on the cell's axes (`params`) come along
+    keys = [axis for axis in AXES if axis in per_cell.columns and axis in families.columns]
+    return families.merge(per_cell[[*keys, *names, *(["params"] if "params" in per_cell else [])]], on=keys, how="left")
+
+
 def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
     """Validate every cell file of the run and merge them into RUN_DIR/results.nc (written atomically)."""
     folder = RunFolder(run_dir)
@@ -99,6 +113,6 @@ def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
     cube = hypercube(datasets, grid_axes(spec), provenance(text))
     grades = _grades(folder, spec, [c for c in cells if folder.exists(cell_file(c.cell_id))])
     write_grades(folder, GRADES, grades)
-    write_grades(folder, FAMILIES, family_metrics(grades))
+    write_grades(folder, FAMILIES, with_cell_measures(family_metrics(grades), cube))
     write_dataset(folder, RESULTS, cube)
     return cube, [_cell_state(folder, c, spec.run.stale_after_s) for c in cells]

@@ -125,7 +125,7 @@ def law_fit_figure(fit_dir: Path, stem: Path, hue: str | None = None, col: str |
 
 def _roles(record: FitRecord, law, x_columns: dict[str, str], hue, col, row) -> Roles:
     steps_axis = next((a for a, c in x_columns.items() if c == "step"), law.axes[0])
-    others = [c for a, c in x_columns.items() if a != steps_axis]
+    others = [c for a, c in x_columns.items() if a != steps_axis and a in law.axes]
     chosen = [c for c in (hue, col, row) if c]
     free = [c for c in [*others, *record.by] if c not in chosen]
     hue, col, row = (hue or (free.pop(0) if free else None), col or (free.pop(0) if free else None),
@@ -139,18 +139,34 @@ def _posterior_curves(record: FitRecord, law, measured: pd.DataFrame, x_columns:
     posterior = az.from_netcdf(record.folder / "posterior.nc").posterior
     grid = np.geomspace(measured[roles.steps].min(), measured[roles.steps].max(), 80)
     labels = group_labels(measured, record.by) if record.by else None
-    columns = list(dict.fromkeys([*roles.keys, *roles.extra, *(c for c in x_columns.values() if c != roles.steps),
+    axis_columns_ = {a: c for a, c in x_columns.items() if a in law.axes}
+    columns = list(dict.fromkeys([*roles.keys, *roles.extra, *(c for c in axis_columns_.values() if c != roles.steps),
                                   *record.by]))
     curves = []
     for index in measured[columns].drop_duplicates().index:
         combo = measured.loc[index, columns].to_dict()
         post = posterior.sel({record.group_dim: labels[index]}) if record.by else posterior
         theta = {name: post[name].values.reshape(-1, 1) for name in law.params}
-        x = {a: grid[None, :] if c == roles.steps else np.full((1, grid.size), float(combo[c])) for a, c in x_columns.items()}
+        x = {a: grid[None, :] if c == roles.steps else np.full((1, grid.size), float(combo[c])) for a, c in axis_columns_.items()}
+        x |= _covariate_curves(law, measured[(measured[columns] == measured.loc[index, columns]).all(axis=1)], x_columns, grid)
         draws = np.asarray(law.mean(theta, x))
         low, high = np.percentile(draws, [5, 95], axis=0)
         curves.append(pd.DataFrame({**combo, roles.steps: grid, "mean": draws.mean(0), "lo": low, "hi": high}))
     return pd.concat(curves, ignore_index=True)
+
+
+def _covariate_curves(law, rows: pd.DataFrame, x_columns: dict[str, str], grid: np.ndarray) -> dict[str, np.ndarray]:
+    """A law's covariates along a curve over steps: each at its median over the curve's rows, except `past`,
+    which follows the steps from the rows' median memorization step (0 throughout where none memorized)."""
+    out = {}
+    for name in law.covariates:
+        if name == "past":
+            memorized = rows["memorization_step"].median() if "memorization_step" in rows else np.nan
+            past = np.log(grid / memorized) if np.isfinite(memorized) else np.zeros(grid.size)
+            out[name] = np.maximum(past, 0.0)[None, :]
+        else:
+            out[name] = np.full((1, grid.size), float(rows[x_columns[name]].median()))
+    return out
 
 
 def _draw_law_fit(record: FitRecord, measured: pd.DataFrame, fitted: pd.DataFrame, roles: Roles) -> plt.Figure:

@@ -11,6 +11,7 @@ from scaling.fit import models
 from scaling.fit.infer import FitData, SamplerConfig, fit_law
 from scaling.fit.laws import LAWS
 from scaling.fit.models import Scales
+from scaling.fit.simulate import GridDesign, grid_rows, refit, simulate
 
 REPLICATES = 40
 LEVEL = 0.9
@@ -47,3 +48,17 @@ def test_power_law_intervals_cover_prior_drawn_truths_at_their_level():
     per_param_low = _bounds(REPLICATES)[0]
     for name, coverage in zip(law.params, hits.mean(axis=0)):
         assert coverage >= per_param_low, (name, coverage, per_param_low)
+
+
+@pytest.mark.slow
+def test_sft_law_with_run_effects_covers_prior_drawn_truths():
+    """The SFT law on a small grid (8 runs × 4 budgets, runs that memorize or not): the intervals of its
+    parameters and run spreads hold prior-drawn truths about 90% of the time (a band wide enough for 8
+    replicates of 11 correlated intervals; benchmarks/bench_calibration.py --sft runs 40 on the reference
+    grid's shape)."""
+    law = LAWS["sft"]
+    rows = grid_rows(GridDesign(diversities=(1.0, 4.0), seeds=1, steps=(32.0, 128.0, 512.0, 2048.0)), seed=0)
+    refits = [refit(law, one, rows.scales, SHORT_NUTS) for one in simulate(law, rows, jax.random.key(7), 8)]
+    hits = np.array([list(r.inside.values()) for r in refits])
+    assert hits.shape == (8, len(law.params) + len(law.run_effects))
+    assert 0.75 <= hits.mean() <= 0.99, hits.mean(axis=0)

@@ -41,7 +41,7 @@ def test_a_power_law_fit_of_a_csv_writes_every_output_and_predicts_the_holdout(p
     assert "held-out" in printed and "Diagnostics: ok" in printed
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction",
-                                     "converged"]
+                                     "p_positive", "converged"]
     assert summary.converged.all() and (summary.contraction > 0.5).all()  # 16 clean points pin a 3-parameter law
     floor = summary.set_index("param").loc["E"]
     assert floor["hdi_5%"] < 1.5 < floor["hdi_95%"]
@@ -132,7 +132,7 @@ def test_compare_on_a_grid_leaves_out_whole_runs(tmp_path, capsys):
                  "--out", str(tmp_path / "compare"), *QUICK, "--allow-unconverged"]) == 0
     assert "leave-one-run-out (4 runs)" in capsys.readouterr().out
     table = pd.read_csv(tmp_path / "compare" / "compare.csv")
-    assert (table.scheme == "leave-one-run-out (4 runs)").all()
+    assert (table.scheme == "leave-one-run-out (4 runs)").all() and "free-curves" in set(table.law)
     assert tomllib.loads((tmp_path / "compare" / "fit.toml").read_text())["compare"]["scheme"].startswith("leave-one-run")
 
 

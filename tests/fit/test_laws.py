@@ -25,6 +25,7 @@ def test_every_law_reports_its_params_and_documents_them():
     for name, law in LAWS.items():
         assert law.name == name and law.response in ("loss", "accuracy")
         theta = law.unscale(_prior_draw(law, jax.random.key(0)), {a: 2.0 for a in law.axes}, 3.0)
+        assert all(c in law.doc for c in law.covariates), name
         assert set(theta) == set(law.params), name
         for param in law.params:
             assert param in law.doc, (name, param)
@@ -39,12 +40,14 @@ def test_scaled_parameters_are_the_same_law_in_other_units(name):
     x_ref = {a: float(10 ** rng.uniform(-1, 4)) for a in law.axes}
     y_scale = 2.7 if law.response == "loss" else 1.0
     x_scaled = {a: np.geomspace(0.05, 20, 9) * (1 + 0.1 * i) for i, a in enumerate(law.axes)}
+    given = {c: np.linspace(0.0, 0.9, 9) for c in law.covariates}  # covariates are never rescaled
     for draw in range(5):
         theta_s = _prior_draw(law, jax.random.key(draw))
         with jax.enable_x64(True):
             theta_s64 = {k: jnp.asarray(v, jnp.float64) for k, v in theta_s.items()}
-            scaled = y_scale * law.mean(theta_s64, {a: jnp.asarray(v) for a, v in x_scaled.items()})
-            original = law.mean(law.unscale(theta_s64, x_ref, y_scale), {a: jnp.asarray(v * x_ref[a]) for a, v in x_scaled.items()})
+            scaled = y_scale * law.mean(theta_s64, {a: jnp.asarray(v) for a, v in (x_scaled | given).items()})
+            original = law.mean(law.unscale(theta_s64, x_ref, y_scale),
+                                {a: jnp.asarray(v * x_ref[a]) for a, v in x_scaled.items()} | given)
         np.testing.assert_allclose(np.asarray(original), np.asarray(scaled), rtol=1e-9, atol=1e-12)
         if law.response == "accuracy":
             assert ((np.asarray(scaled) >= 0) & (np.asarray(scaled) <= 1)).all()
@@ -141,32 +144,43 @@ def test_two_step_is_a_sigmoid_of_a_power_law_loss():
     assert (np.diff(np.asarray(mean(theta, {"x": X}))) >= 0).all()
 
 
-def test_sft_ceiling_rises_with_capability_and_quality_and_t50_with_diversity():
+def test_sft_rises_from_zero_to_a_plateau_between_chance_and_one_set_by_capability_and_quality():
     mean = LAWS["sft"].mean
-    theta = _one(floor=0.01, H=0.5, kappa=1.0, rho=2.0, T=100.0, k=3.0, delta=1.0, gamma=-0.5, eta=0.5)
-    late = {"step": 1e7, "diversity": 1.0}
+    theta = _one(c=0.5, kappa=1.0, rho=2.0, beta=0.0, T=100.0, k=3.0, delta=1.0, gamma=-0.5, eta=0.5)
+    late = {"step": 1e7, "diversity": 1.0, "chance": 0.2, "past": 0.0}
     capability = np.geomspace(0.01, 100, 9)
     plateau = np.asarray(mean(theta, late | {"quality": 1.0, "capability": capability}))
-    assert (np.diff(plateau) > 0).all() and plateau[-1] == pytest.approx(1 / (1 + 0.5 / 100), abs=1e-4)
+    ceiling = 1 / (1 + np.exp(-(0.5 + np.log(100.0))))
+    assert (np.diff(plateau) > 0).all() and plateau[-1] == pytest.approx(0.2 + 0.8 * ceiling, abs=1e-4)
+    assert (plateau > 0.2).all()  # a plateau never below the chance floor
     quality = np.linspace(0.3, 1.0, 8)
     assert (np.diff(np.asarray(mean(theta, late | {"quality": quality, "capability": 1.0}))) > 0).all()
     steps = np.geomspace(1, 1e7, 80)
-    curve = np.asarray(mean(theta, {"step": steps, "diversity": 1.0, "quality": 1.0, "capability": 1.0}))
-    assert (np.diff(curve) >= 0).all() and curve[0] == pytest.approx(0.01, abs=1e-3)  # float32 plateaus are flat
+    x = {"step": steps, "diversity": 1.0, "quality": 1.0, "capability": 1.0, "chance": 0.2, "past": 0.0}
+    curve = np.asarray(mean(theta, x))
+    assert (np.diff(curve) >= 0).all() and curve[0] == pytest.approx(0.0, abs=1e-3)  # no answer format yet
+    assert (curve < 1).all() and (curve >= 0).all()
     # Half the rise at t50 = T·diversity^delta: four times the diversity takes four times the steps.
-    half = 0.01 + (1 / 1.5 - 0.01) / 2
-    assert float(mean(theta, {"step": 400.0, "diversity": 4.0, "quality": 1.0, "capability": 1.0})) == pytest.approx(half, abs=1e-5)
+    half = (0.2 + 0.8 * float(jax.nn.sigmoid(0.5))) / 2
+    assert float(mean(theta, x | {"step": 400.0, "diversity": 4.0})) == pytest.approx(half, abs=1e-5)
 
 
-def test_sft_break_falls_past_memorization_and_is_sft_without_a_drop():
-    theta = dict(floor=0.01, H=0.1, kappa=1.0, rho=1.0, T=100.0, k=3.0, delta=0.5, gamma=0.0, eta=0.0)
-    steps = np.geomspace(1, 1e7, 80)
-    x = {"step": steps, "diversity": 1.0, "quality": 1.0, "capability": 1.0}
-    curve = np.asarray(LAWS["sft-break"].mean(_one(**theta, M=1000.0, mu=1.0, drop=0.5), x))
-    peak = curve.argmax()
-    assert 0 < peak < len(steps) - 1 and 100 < steps[peak] < 1e4  # rises to about t50, falls past memorization
-    np.testing.assert_allclose(LAWS["sft-break"].mean(_one(**theta, M=1000.0, mu=1.0, drop=0.0), x),
-                               LAWS["sft"].mean(_one(**theta), x), rtol=1e-6)
+@pytest.mark.parametrize("beta", [-0.5, 0.5])
+def test_sft_beta_moves_the_ceiling_past_memorization_either_way(beta):
+    theta = _one(c=1.0, kappa=0.0, rho=0.0, beta=beta, T=10.0, k=3.0, delta=0.0, gamma=0.0, eta=0.0)
+    x = {"step": 1e5, "diversity": 1.0, "quality": 1.0, "capability": 1.0, "chance": 0.0}
+    before = float(LAWS["sft"].mean(theta, x | {"past": 0.0}))
+    after = float(LAWS["sft"].mean(theta, x | {"past": 2.0}))
+    assert before == pytest.approx(float(jax.nn.sigmoid(1.0)), abs=1e-4)
+    assert (after > before) == (beta > 0) and after == pytest.approx(float(jax.nn.sigmoid(1.0 + 2 * beta)), abs=1e-4)
+
+
+def test_sft_run_effects_move_a_runs_take_off_and_ceiling():
+    law = LAWS["sft"]
+    theta = dict(c=1.0, kappa=0.0, rho=0.0, beta=0.0, T=100.0, k=3.0, delta=0.0, gamma=0.0, eta=0.0)
+    moved = law.for_runs(theta, {"T": np.log(2.0), "c": -0.5})
+    assert moved["T"] == pytest.approx(200.0) and moved["c"] == pytest.approx(0.5) and theta["T"] == 100.0
+    assert dict(law.run_effects) == {"T": "log", "c": "identity"}
 
 
 def test_means_broadcast_draws_against_inputs():
@@ -180,5 +194,5 @@ def test_get_law_names_the_laws_for_an_unknown_name():
     assert get_law("chinchilla") is LAWS["chinchilla"]
     with pytest.raises(UserError, match="unknown law 'chinchila'.*chinchilla.*two-step.*sft"):
         get_law("chinchila")
-    for required in ("power", "chinchilla", "multiplicative", "rectified", "logistic", "bnsl", "bnsl2", "two-step", "sft", "sft-break"):
+    for required in ("power", "chinchilla", "multiplicative", "rectified", "logistic", "bnsl", "bnsl2", "two-step", "sft"):
         assert required in LAWS

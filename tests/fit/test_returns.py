@@ -33,9 +33,9 @@ def test_an_s_shaped_rise_diminishes_after_it_takes_off_not_before():
 
 
 def test_an_axis_that_only_hurts_has_no_diminishing_point():
-    theta = _draws(floor=0.02, H=0.1, kappa=1.0, rho=1.0, T=100.0, k=2.0, delta=0.5, gamma=0.0, eta=0.0)
+    theta = _draws(c=np.log(10.0), kappa=1.0, rho=1.0, beta=0.0, T=100.0, k=2.0, delta=0.5, gamma=0.0, eta=0.0)
     x = {"step": np.geomspace(32, 1024, 6), "diversity": np.array([1.0, 2.0, 4.0]), "quality": np.array([0.5, 1.0]),
-         "capability": np.array([1.0, 4.0])}
+         "capability": np.array([1.0, 4.0]), "chance": np.array([0.02]), "past": np.array([0.0])}
     table = returns_table(LAWS["sft"], theta, x, ReturnsConfig())
     doubling = table[(table.axis == "diversity") & (table.quantity == "gain_per_doubling")]
     assert (doubling.estimate < 0).all()  # delta > 0: the same examples over more families learn slower
@@ -57,10 +57,10 @@ def test_the_post_memorization_gain_runs_from_each_runs_own_memorization_step_to
 
 def test_the_post_memorization_gain_is_taken_at_each_runs_own_axes():
     """A run that memorized at diversity 4 is not credited with the gain of the frontier's diversity."""
-    theta = _draws(floor=0.02, H=0.1, kappa=1.0, rho=1.0, T=100.0, k=2.0, delta=0.5, gamma=0.0, eta=0.0)
+    theta = _draws(c=np.log(10.0), kappa=1.0, rho=1.0, beta=0.0, T=100.0, k=2.0, delta=0.5, gamma=0.0, eta=0.0)
     x = {"step": np.geomspace(32, 1024, 6), "diversity": np.array([1.0, 4.0]), "quality": np.array([1.0]),
-         "capability": np.array([1.0])}
-    point = {"diversity": 1.0, "quality": 1.0, "capability": 1.0}
+         "capability": np.array([1.0]), "chance": np.array([0.02]), "past": np.array([0.0])}
+    point = {"diversity": 1.0, "quality": 1.0, "capability": 1.0, "chance": 0.02, "past": 0.0}
     alone = returns_table(LAWS["sft"], theta, x, ReturnsConfig(), runs=[MemorizedRun(point, 64.0)], steps_axis="step")
     expected = gain(LAWS["sft"], theta, {**{a: np.array([v]) for a, v in point.items()}, "step": np.array([64.0])},
                     {**{a: np.array([v]) for a, v in point.items()}, "step": np.array([256.0])})[0, 0]
@@ -70,12 +70,26 @@ def test_the_post_memorization_gain_is_taken_at_each_runs_own_axes():
     assert np.isnan(row.estimate.item()) and row["runs"].item() == 0
 
 
+@pytest.mark.parametrize("beta", [-0.5, 0.5])
+def test_the_post_memorization_gain_carries_the_signed_beta_past_memorization(beta):
+    """Past its memorization step a run's ceiling moves by beta per e-fold of steps: the gain has beta's sign
+    where the rise itself is done."""
+    theta = _draws(c=1.0, kappa=0.0, rho=0.0, beta=beta, T=1.0, k=4.0, delta=0.0, gamma=0.0, eta=0.0)
+    x = {"step": np.geomspace(100, 1000, 4), "diversity": np.array([1.0]), "quality": np.array([1.0]),
+         "capability": np.array([1.0]), "chance": np.array([0.0]), "past": np.array([0.0])}
+    point = {"diversity": 1.0, "quality": 1.0, "capability": 1.0, "chance": 0.0, "past": 0.0}
+    table = returns_table(LAWS["sft"], theta, x, ReturnsConfig(), runs=[MemorizedRun(point, 200.0)], steps_axis="step")
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    expected = 100 * (sigmoid(1.0 + beta * np.log(4.0)) - sigmoid(1.0))  # the rise is complete long before step 200
+    assert table[table.quantity == "post_memorization_gain_x4"].estimate.item() == pytest.approx(expected, abs=1e-3)
+
+
 def test_quality_steps_halve_the_error_rate_and_stay_inside_zero_to_one():
-    theta = {"floor": np.full(50, 0.02), "H": np.full(50, 0.1), "kappa": np.full(50, 1.0),
+    theta = {"c": np.full(50, np.log(10.0)), "kappa": np.full(50, 1.0), "beta": np.zeros(50),
              "rho": np.linspace(0.2, 3.0, 50), "T": np.full(50, 100.0), "k": np.full(50, 2.0),
              "delta": np.full(50, 0.0), "gamma": np.full(50, 0.0), "eta": np.full(50, 0.0)}
     x = {"step": np.geomspace(32, 1024, 6), "diversity": np.array([1.0]), "quality": np.array([0.5, 0.75, 1.0]),
-         "capability": np.array([1.0])}
+         "capability": np.array([1.0]), "chance": np.array([0.02]), "past": np.array([0.0])}
     table = returns_table(LAWS["sft"], theta, x, ReturnsConfig())
     quality = table[table.axis == "quality"]
     steps = quality[quality.quantity == "gain_per_halved_error"]
