@@ -168,7 +168,7 @@ def collect(run_dir: str) -> None:
 @click.option("--method", type=click.Choice(METHODS), default="nuts", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed: same seed, same numbers.")
 @click.option("--chains", type=int, default=4, show_default=True)
-@click.option("--samples", type=int, default=1000, show_default=True, help="Kept draws per chain.")
+@click.option("--samples", type=int, default=2000, show_default=True, help="Kept draws per chain.")
 @click.option("--warmup", type=int, default=1000, show_default=True, help="Adaptation steps per chain.")
 @click.option("--threshold", type=float, default=None, help="Gain per doubling counted as diminished [1 point or 1%].")
 @click.option("--compare", default=None, help="law1,law2,...: fit each and print the PSIS-LOO comparison.")

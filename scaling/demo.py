@@ -60,7 +60,8 @@ class DemoConfig:
     # a one-axis law of the registry over steps: "accuracy" (C / (1 + (step / x50)^-k), Beta-Binomial over
     # the evaluated examples) for accuracies, "power" (E + A·step^-alpha) for losses
     fit_law: str = "accuracy"
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    # 1000 draws per chain, not the fitter's 2000: the demo's curves are well identified and its time is budgeted.
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(samples=1000))
 
     def __post_init__(self) -> None:
         if max(self.diversities) > len(self.families) or min(self.diversities) < 1:
