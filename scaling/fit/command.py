@@ -316,6 +316,70 @@ def leave_out_unit(posterior: az.InferenceData, runs: np.ndarray | None) -> tupl
     return summed, f"leave-one-run-out ({per_run.sizes['run']} runs)"
 
 
+def holdout_compare(request: FitRequest, prepared: dict, say: Callable[[str], None]) -> pd.DataFrame:
+    """Every law fitted on the rows not held out and scored on the held-out ones by their exact log predictive
+    density (a rollout when --holdout holds out the last budgets: each run keeps its own effects), summed per
+    run (or per row, without runs): elpd_holdout, its SE over those units, and each law's difference from the
+    best with the SE of that paired difference. On runs, `free-curves` is scored too when every held-out row
+    belongs to a run with fitted rows."""
+    units, converged = {}, {}
+    for name, one in prepared.items():
+        part = one.parts[0]
+        fit = fit_law(one.law, fit_data(part.train, one.law, one.columns), request.method, request.sampler)
+        held = fit_data(part.rows[part.held].reset_index(drop=True), one.law, one.columns)
+        units[name] = _unit_elpd(fit.log_predictive(held.x, held.y, held.n, runs=held.run_labels), held.run_labels)
+        converged[name] = fit.converged
+    one = next(iter(prepared.values()))
+    part = one.parts[0]
+    held_runs = fit_data(part.rows[part.held].reset_index(drop=True), one.law, one.columns).run_labels
+    train_runs = fit_data(part.train, one.law, one.columns).run_labels
+    if held_runs is not None and set(held_runs) <= set(train_runs):
+        say(f"fitting the baseline {FREE_CURVES}: one `{BASELINE_LAW}` curve over steps per run, partially pooled")
+        units[FREE_CURVES], converged[FREE_CURVES] = _free_curves_holdout(request, train_runs, held_runs)
+    table = pd.DataFrame({name: u for name, u in units.items()})
+    elpd = table.sum()
+    best = elpd.idxmax()
+    k = len(table)
+    out = pd.DataFrame({
+        "rank": elpd.rank(ascending=False, method="first").astype(int) - 1,
+        "elpd_holdout": elpd,
+        "elpd_diff": elpd[best] - elpd,
+        "se": np.sqrt(k * table.var(ddof=1)),
+        "dse": np.sqrt(k * (table[best].to_numpy()[:, None] - table).var(ddof=1)),
+        "converged": pd.Series(converged),
+    }).sort_values("rank")
+    scheme = f"holdout ({int(part.held.sum())} rows, {k} {'runs' if held_runs is not None else 'rows'})"
+    out["scheme"] = scheme
+    say(f"scored on held-out rows by their exact log predictive density, {scheme}")
+    say(out.drop(columns="scheme").to_string(float_format=lambda v: f"{v:.4g}"))
+    return out
+
+
+def _unit_elpd(log_lik: np.ndarray, runs: np.ndarray | None) -> pd.Series:
+    """log mean_s p(y_i | draw s) per held-out row, summed per run where rows name runs."""
+    pointwise = np.logaddexp.reduce(log_lik, axis=0) - np.log(log_lik.shape[0])
+    return pd.Series(pointwise).groupby(np.asarray(runs) if runs is not None else np.arange(len(pointwise))).sum()
+
+
+def _free_curves_holdout(request: FitRequest, train_runs: np.ndarray, held_runs: np.ndarray) -> tuple[pd.Series, bool]:
+    """The free-curve baseline fitted on the rows not held out (a pooled curve per run) and scored per run."""
+    steps = next((item.partition("=")[2] for item in request.x if item.partition("=")[0] == "step"), "step")
+    one = prepare(dataclasses.replace(request, law=BASELINE_LAW, x=(f"x={steps}",)))
+    part = one.parts[0]
+    names, codes = np.unique(train_runs, return_inverse=True)
+    data = dataclasses.replace(fit_data(part.train, one.law, one.columns), run=None, seed=None, run_labels=None, group=codes)
+    fits = fit_pooled(one.law, data, request.method, request.sampler)
+    held = fit_data(part.rows[part.held].reset_index(drop=True), one.law, one.columns)
+    log_lik = np.empty((min(1000, fits[0].posterior.posterior.sizes["chain"] * fits[0].posterior.posterior.sizes["draw"]),
+                        len(held.y)))
+    for g, name in enumerate(names):
+        rows = held_runs == name
+        if rows.any():
+            pick = {a: v[rows] for a, v in held.x.items()}
+            log_lik[:, rows] = fits[g].log_predictive(pick, held.y[rows], None if held.n is None else held.n[rows])
+    return _unit_elpd(log_lik, held_runs), all(f.converged for f in fits)
+
+
 FREE_CURVES = "free-curves"  # --compare's baseline on rows of runs
 BASELINE_LAW = "logistic"  # its curve: floor to ceiling, logistic in log steps
 
@@ -358,6 +422,8 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
     # one axis); PSIS-LOO compares them on the same observations. Every law's input is checked before any fit.
     prepared = {name: prepare(dataclasses.replace(request, law=name, x=tuple(
         item for item in request.x if item.partition("=")[0] in get_law(name).inputs))) for name in dict.fromkeys(names)}
+    if request.holdout is not None:
+        return _publish_compare(request, names, holdout_compare(request, prepared, say), say)
     posteriors, converged, schemes = {}, {}, set()
     for name, one in prepared.items():
         data = fit_data(one.rows, one.law, one.columns)
@@ -388,12 +454,18 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
     if not all(converged.values()):
         say(f"not converged (r_hat, ESS or divergences): {', '.join(n for n, ok in converged.items() if not ok)}; "
             "their elpd is not to be trusted (rerun with more --samples/--warmup)")
-    if request.out is not None:  # compare.csv and the request, staged like a fit's outputs
+    return _publish_compare(request, names, table[columns], say)
+
+
+def _publish_compare(request: FitRequest, names: list[str], table: pd.DataFrame, say: Callable[[str], None]) -> pd.DataFrame:
+    """compare.csv and the request, staged like a fit's outputs (when --out is given)."""
+    scheme = str(table["scheme"].iloc[0])
+    if request.out is not None:
         def fill(staging: Path) -> None:
-            table[columns].rename_axis("law").to_csv(staging / "compare.csv")
+            table.rename_axis("law").to_csv(staging / "compare.csv")
             (staging / MARKER).write_text(tomli_w.dumps({"fit": _recorded(request, request.out),
-                                                         "compare": {"laws": names, "ic": "loo",
-                                                                     "scheme": scheme}}))
+                                                         "compare": {"laws": names, "ic": "loo" if "elpd_loo" in table
+                                                                     else "holdout", "scheme": scheme}}))
 
         publish_folder(request.out, fill, MARKER, WRITER)
         say(f"wrote {request.out}/ (compare.csv, {MARKER})")

@@ -177,6 +177,40 @@ class LawFit:
         per draw and row, except for rows whose `runs` label names a run the fit has seen, which keep that
         run's own effects (a later budget of a known run: a rollout).
         """
+        flat, mean, run_mean, offset, rng = self._rows(x, runs, seed, max_draws)
+        law, (draws, m) = self.law, mean.shape
+        if law.response == "loss":
+            noise = flat[SIGMA][:, None] * rng.standard_t(STUDENT_NU, (draws, m))
+            return mean, run_mean * np.exp(offset + noise)
+        p = _shifted(run_mean, offset)
+        if "phi" in flat:
+            phi = flat["phi"][:, None]
+            q = rng.beta(p * phi, (1 - p) * phi)
+            return mean, q if n is None else rng.binomial(np.asarray(n, int)[None, :], q) / np.asarray(n, float)[None, :]
+        if SIGMA in flat:
+            return mean, np.clip(p + flat[SIGMA][:, None] * rng.standard_t(STUDENT_NU, (draws, m)), 0.0, 1.0)
+        return mean, p if n is None else rng.binomial(np.asarray(n, int)[None, :], p) / np.asarray(n, float)[None, :]
+
+    def log_predictive(self, x: dict[str, np.ndarray], y: np.ndarray, n: np.ndarray | None = None, seed: int = 0,
+                       max_draws: int = 1000, runs: np.ndarray | None = None) -> np.ndarray:
+        """log p(y_i | draw s) of observations at inputs x (S, m), under the likelihood the fit assumed; runs
+        the fit has seen keep their own effects, others get fresh ones (as `predict`). Held-out rows scored
+        this way give an exact out-of-sample elpd (log of the mean over draws of the exponent)."""
+        flat, _, run_mean, offset, _ = self._rows(x, runs, seed, max_draws)
+        y = np.asarray(y, float)[None, :]
+        if self.law.response == "loss":  # Student-t on log y, with the Jacobian so that densities are of y
+            return st.t.logpdf(np.log(y), STUDENT_NU, np.log(run_mean) + offset, flat[SIGMA][:, None]) - np.log(y)
+        p = _shifted(run_mean, offset)
+        if "phi" in flat and n is not None:
+            n = np.asarray(n, float)[None, :]
+            phi = flat["phi"][:, None]
+            return st.betabinom.logpmf(np.round(y * n), n, p * phi, (1 - p) * phi)
+        return st.t.logpdf(y, STUDENT_NU, p, flat[SIGMA][:, None])
+
+    def _rows(self, x: dict[str, np.ndarray], runs: np.ndarray | None, seed: int, max_draws: int):
+        """Per kept draw and row: the reported parameters (flat), the law's mean curve, the mean of the row's
+        run (its own effects where the fit has seen it, else fresh ones), and the row's run offset (laws
+        without run effects); with the generator that drew the fresh ones."""
         law, post = self.law, self.posterior.posterior
         total = post.sizes["chain"] * post.sizes["draw"]
         keep = np.unique(np.linspace(0, total - 1, min(total, max_draws)).round().astype(int))
@@ -187,41 +221,37 @@ class LawFit:
         theta = {k: np.asarray(flat[k], np.float64)[:, None] for k in law.params}
         effects = {param: flat[RUN_SD + param][:, None] * rng.standard_normal((len(keep), m))
                    for param, _ in law.run_effects if RUN_SD + param in flat}
+        offset = flat[TAU][:, None] * rng.standard_normal((len(keep), m)) if TAU in flat else 0.0
         known = self._known_runs(runs, m)
         if known is not None and (known >= 0).any():
             seen = known >= 0
             for param in effects:
                 z = post[RUN_Z + param].values.reshape(total, -1)[keep]  # (S, runs)
                 effects[param][:, seen] = flat[RUN_SD + param][:, None] * z[:, known[seen]]
+            if TAU in flat and SEED_Z in post:
+                offset[:, seen] = flat[TAU][:, None] * post[SEED_Z].values.reshape(total, -1)[keep][:, known[seen]]
+        inputs = {a: np.asarray(x[a], np.float64)[None, :] for a in law.inputs}
         with jax.enable_x64(True):  # original units: large amplitudes times small powers (see _original_units)
-            mean = np.asarray(law.mean(theta, {a: np.asarray(x[a], np.float64)[None, :] for a in law.inputs}), dtype=float)
-            if effects:  # the observation is of a new run: its own take-off and ceiling
-                run_mean = np.asarray(law.mean(law.for_runs(theta, effects),
-                                               {a: np.asarray(x[a], np.float64)[None, :] for a in law.inputs}), dtype=float)
-        mean = np.broadcast_to(mean, (len(keep), m))
-        run_mean = np.broadcast_to(run_mean, (len(keep), m)) if effects else mean
-        offset = flat[TAU][:, None] * rng.standard_normal((len(keep), m)) if TAU in flat else 0.0
-        if law.response == "loss":
-            noise = flat[SIGMA][:, None] * rng.standard_t(STUDENT_NU, (len(keep), m))
-            return mean, run_mean * np.exp(offset + noise)
-        p = np.clip(run_mean, models.PROB_EPS, 1 - models.PROB_EPS)
-        p = 1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) + offset)))
-        if "phi" in flat:
-            phi = flat["phi"][:, None]
-            q = rng.beta(p * phi, (1 - p) * phi)
-            return mean, q if n is None else rng.binomial(np.asarray(n, int)[None, :], q) / np.asarray(n, float)[None, :]
-        if SIGMA in flat:
-            return mean, np.clip(p + flat[SIGMA][:, None] * rng.standard_t(STUDENT_NU, (len(keep), m)), 0.0, 1.0)
-        return mean, p if n is None else rng.binomial(np.asarray(n, int)[None, :], p) / np.asarray(n, float)[None, :]
-
+            mean = np.broadcast_to(np.asarray(law.mean(theta, inputs), dtype=float), (len(keep), m))
+            run_mean = (np.broadcast_to(np.asarray(law.mean(law.for_runs(theta, effects), inputs), dtype=float),
+                                        (len(keep), m)) if effects else mean)
+        return flat, mean, run_mean, offset, rng
 
     def _known_runs(self, runs: np.ndarray | None, m: int) -> np.ndarray | None:
-        """Per row, the index of its run in the posterior's runs, or -1 for a run the fit has not seen."""
+        """Per row, the index of its run in the posterior's runs (run effects or offsets), or -1 for a run the
+        fit has not seen; None when either side has no run names."""
         post = self.posterior.posterior
-        if runs is None or "run" not in post.coords:
+        dim = "run" if "run" in post.coords else "seed" if "seed" in post.coords else None
+        if runs is None or dim is None or post.attrs.get("runs_named") != 1:
             return None
-        index = {str(name): i for i, name in enumerate(post.coords["run"].values)}
+        index = {str(name): i for i, name in enumerate(post.coords[dim].values)}
         return np.array([index.get(str(label), -1) for label in np.asarray(runs)], int).reshape(m)
+
+
+def _shifted(mean: np.ndarray, offset) -> np.ndarray:
+    """Probabilities moved by a logit offset, kept off 0 and 1."""
+    p = np.clip(mean, models.PROB_EPS, 1 - models.PROB_EPS)
+    return 1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) + offset)))
 
 
 # --- fit_law --------------------------------------------------------------------------------------------
@@ -397,15 +427,16 @@ def _original_units(law: Law, latent: dict, scales: Scales) -> dict[str, np.ndar
 
 
 def _inference_data(law: Law, posterior: dict, log_lik: np.ndarray, data: FitData, scales: Scales,
-                    method: str) -> az.InferenceData:
+                    method: str, run_names: list[str] | None = None) -> az.InferenceData:
     """Posterior (original units), pointwise log-likelihood over the `obs` dim, observed data, provenance."""
     dims = {name: ["seed"] for name in (SEED_Z,) if name in posterior} | {OBSERVED: ["obs"]}
     effects = [RUN_Z + param for param, _ in law.run_effects if RUN_Z + param in posterior]
     dims |= {name: ["run"] for name in effects}
-    names = data.unit_names
-    coords = {"run": names} if effects and names is not None else {}
+    names = run_names or data.unit_names  # the runs by name, so that a prediction for a run the fit has seen uses it
+    coords = {("run" if effects else "seed"): names} if names is not None and (effects or SEED_Z in posterior) else {}
     idata = az.from_dict(posterior=posterior, log_likelihood={OBSERVED: log_lik},
                          observed_data={OBSERVED: np.asarray(data.y, float)}, dims=dims, coords=coords)
+    idata.posterior.attrs["runs_named"] = int(bool(coords))
     idata.posterior.attrs.update({
         "law": law.name, "formula": law.formula, "method": method, "y_scale": scales.y_scale,
         **{f"x_ref_{axis}": value for axis, value in scales.x_ref.items()},
@@ -465,7 +496,7 @@ def fit_pooled(law: Law, data: FitData, method: str = "nuts", sampler: SamplerCo
     for g in range(n_groups):
         rows = np.asarray(data.group) == g
         idata = _inference_data(law, _original_units(law, shared | models.group_latents(law, latent, g), scales),
-                                pointwise[..., rows], data.rows(rows), scales, method)
+                                pointwise[..., rows], data.rows(rows), scales, method, data.unit_names)
         idata.posterior.attrs["pooled_groups"] = n_groups
         for lat in law.latent:  # how far the groups spread on each latent site: the pooling's verdict
             idata.posterior[models.POOL_TAU + lat.site] = (("chain", "draw"), np.asarray(latent[models.POOL_TAU + lat.site]))

@@ -136,6 +136,21 @@ def test_compare_on_a_grid_leaves_out_whole_runs(tmp_path, capsys):
     assert tomllib.loads((tmp_path / "compare" / "fit.toml").read_text())["compare"]["scheme"].startswith("leave-one-run")
 
 
+def test_compare_with_a_holdout_scores_a_rollout_by_its_held_out_log_density(tmp_path, capsys):
+    """--compare --holdout: laws fitted on the early budgets, scored on the last budget of every run (each run
+    keeps its own offset), with the free-curve baseline, per run."""
+    results = _results_nc(tmp_path / "results.nc")
+    assert main(["fit", str(results), "--compare", "logistic,accuracy", "--y", "answer_acc", "--n", "n", "--split", "id",
+                 "--holdout", "step == 1024", "--out", str(tmp_path / "compare"), *QUICK, "--allow-unconverged"]) == 0
+    assert "exact log predictive density" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "compare" / "compare.csv").set_index("law")
+    assert set(table.index) == {"logistic", "accuracy", "free-curves"}
+    assert (table.scheme == "holdout (4 rows, 4 runs)").all() and sorted(table["rank"]) == [0, 1, 2]
+    assert np.isfinite(table.elpd_holdout).all() and (table.elpd_holdout < 0).all()  # log pmf of counts out of 64
+    assert table.loc[table["rank"] == 0, "elpd_diff"].item() == 0 and (table.se > 0).all()
+    assert tomllib.loads((tmp_path / "compare" / "fit.toml").read_text())["compare"]["ic"] == "holdout"
+
+
 def test_a_runs_log_likelihood_is_the_sum_of_its_rows():
     from scaling.fit.command import leave_out_unit
     from scaling.fit.infer import FitData, SamplerConfig, fit_law
