@@ -191,7 +191,7 @@ def test_bad_inputs_are_user_errors():
     with pytest.raises(UserError, match="rows"):
         FitData(x, np.ones(15))
     with pytest.raises(UserError, match="positive"):
-        FitData({"x": -GRID}, np.ones(16))
+        fit_law(LAWS["power"], FitData({"x": -GRID}, np.ones(16)))
     with pytest.raises(ValueError, match="svi_steps"):
         SamplerConfig(svi_steps=0)
 

@@ -19,8 +19,8 @@ def test_lin_et_al_flan_curves_fit_per_model_by_default_to_the_published_accurac
     RMSD in log loss is within 1.5x of the authors' own fits (0.0062)."""
     wide = pd.read_csv(DATA / "flan_finetune.csv")
     sizes = [c for c in wide.columns if c.isdigit() and int(c) >= 200]  # the authors fit sizes >= 200
-    long = wide.melt(id_vars=["Config name"], value_vars=sizes, var_name="D", value_name="loss").rename(
-        columns={"Config name": "model"})
+    model = wide.columns[0]  # "Config name", after a byte-order mark in the published file
+    long = wide.melt(id_vars=[model], value_vars=sizes, var_name="D", value_name="loss").rename(columns={model: "model"})
     long["D"] = long["D"].astype(float)
     long.to_csv(tmp_path / "flan.csv", index=False)
     out = tmp_path / "fit"
