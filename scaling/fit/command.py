@@ -363,8 +363,7 @@ def _unit_elpd(log_lik: np.ndarray, runs: np.ndarray | None) -> pd.Series:
 
 def _free_curves_holdout(request: FitRequest, train_runs: np.ndarray, held_runs: np.ndarray) -> tuple[pd.Series, bool]:
     """The free-curve baseline fitted on the rows not held out (a pooled curve per run) and scored per run."""
-    steps = next((item.partition("=")[2] for item in request.x if item.partition("=")[0] == "step"), "step")
-    one = prepare(dataclasses.replace(request, law=BASELINE_LAW, x=(f"x={steps}",)))
+    one = _baseline(request)
     part = one.parts[0]
     names, codes = np.unique(train_runs, return_inverse=True)
     data = dataclasses.replace(fit_data(part.train, one.law, one.columns), run=None, seed=None, run_labels=None, group=codes)
@@ -384,12 +383,17 @@ FREE_CURVES = "free-curves"  # --compare's baseline on rows of runs
 BASELINE_LAW = "logistic"  # its curve: floor to ceiling, logistic in log steps
 
 
+def _baseline(request: FitRequest) -> Prepared:
+    """The request's rows prepared for the free-curve baseline: BASELINE_LAW over the column --x maps to `step`."""
+    steps = next((item.partition("=")[2] for item in request.x if item.partition("=")[0] == "step"), "step")
+    return prepare(dataclasses.replace(request, law=BASELINE_LAW, x=(f"x={steps}",)))
+
+
 def free_curves(request: FitRequest, runs: np.ndarray) -> tuple[az.InferenceData, bool]:
     """One logistic curve over steps per run, every parameter partially pooled across runs: no law of the
     grid's axes, only what each run's own budgets show. Its pointwise log-likelihood is over the same rows, in
     the same order, as the compared laws' (the rows of `prepare`). Returns the posterior and convergence."""
-    steps = next((item.partition("=")[2] for item in request.x if item.partition("=")[0] == "step"), "step")
-    one = prepare(dataclasses.replace(request, law=BASELINE_LAW, x=(f"x={steps}",)))
+    one = _baseline(request)
     data = dataclasses.replace(fit_data(one.rows, one.law, one.columns), run=None, seed=None, run_labels=None,
                                group=np.unique(runs, return_inverse=True)[1])
     fits = fit_pooled(one.law, data, request.method, request.sampler)
