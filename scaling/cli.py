@@ -6,6 +6,7 @@ Exit status: 0 success; 2 bad input, reported in one plain line on stderr with n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import unicodedata
@@ -130,13 +131,23 @@ def run(grid: Path, out: str | None, executor: str | None, workers: int | None, 
 @cli.command()
 @click.argument("run_dir")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a cell instead of the summary.")
-def status(run_dir: str, as_json: bool) -> None:
-    """Done / running / failed / pending cells of a run folder, with failure reasons."""
-    from scaling.grid.collect import format_status, run_status
+@click.option("--watch", is_flag=True, help="Refresh until no cell is running or pending (Ctrl-C stops watching).")
+@click.option("--every", type=float, default=2.0, show_default=True, help="--watch: seconds between refreshes.")
+def status(run_dir: str, as_json: bool, watch: bool, every: float) -> None:
+    """Done / running / failed / pending cells of a run folder, with failure reasons and running cells' progress."""
+    from scaling.grid.collect import format_status, run_status, watch_status
 
+    if watch:
+        if as_json:
+            raise UserError("--watch refreshes a summary for people; for --json, call `scaling status --json` repeatedly")
+        if not every > 0:
+            raise UserError(f"--every must be > 0 seconds, got {every}")
+        watch_status(run_dir, every, click.echo)
+        return
     states = run_status(run_dir)
     if as_json:
-        click.echo("\n".join(json.dumps({"cell_id": s.cell.cell_id, "state": s.state, "detail": s.detail, **s.cell.axes})
+        click.echo("\n".join(json.dumps({"cell_id": s.cell.cell_id, "state": s.state, "detail": s.detail, **s.cell.axes}
+                                        | ({"progress": dataclasses.asdict(s.progress)} if s.progress else {}))
                              for s in states))
         return
     click.echo(format_status(states))
@@ -175,13 +186,15 @@ def collect(run_dir: str) -> None:
 @click.option("--allow-unconverged", is_flag=True, help="Write the outputs even if r_hat, ESS or divergences fail.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder  [default: fits/LAW].")
 @click.option("--laws", "list_laws", is_flag=True, help="List the laws with their formulas and exit.")
+@click.option("--quiet", is_flag=True, help="No progress display (it goes to stderr, and only to a terminal).")
 def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n: str | None, by: tuple[str, ...], pool: bool,
         where: str | None, holdout: str | None, split: str | None, method: str, seed: int, chains: int, samples: int,
         warmup: int, threshold: float | None, compare: str | None, allow_unconverged: bool, out: Path | None,
-        list_laws: bool) -> None:
+        list_laws: bool, quiet: bool) -> None:
     """Fit a scaling law to INPUT (a results.nc or a CSV/Parquet table) with honest uncertainty."""
     from scaling.fit.command import FitRequest, compare_laws, run_fit
     from scaling.fit.infer import SamplerConfig
+    from scaling.fit.progress import fit_progress
     from scaling.fit.laws import LAWS
     from scaling.fit.returns import ReturnsConfig
 
@@ -210,9 +223,11 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
                          split=split, method=method, sampler=sampler, returns=returns,
                          allow_unconverged=allow_unconverged, out=out)
     if names:
-        compare_laws(request, names, click.echo)
+        with fit_progress(enabled=not quiet):
+            compare_laws(request, names, click.echo)
         return
-    _, written = run_fit(request, click.echo)
+    with fit_progress(enabled=not quiet):
+        _, written = run_fit(request, click.echo)
     if written is None:
         click.echo("scaling: the fit did not converge; nothing written (rerun with more --samples/--warmup, "
                    "or --allow-unconverged)", err=True)

@@ -46,7 +46,8 @@ def results_table(results: xr.Dataset, split: str) -> pd.DataFrame:
     one = results.sel(split=split).drop_vars("split")
     metrics = [name for name, var in one.data_vars.items() if "step" in var.dims]
     table = one[metrics].to_dataframe().reset_index()
-    per_cell = [name for name, var in one.data_vars.items() if "step" not in var.dims]
+    # Training curves (over train_step) are not per budget: a figure reads them from the dataset itself.
+    per_cell = [name for name, var in one.data_vars.items() if "step" not in var.dims and "train_step" not in var.dims]
     cells = one[per_cell].to_dataframe().reset_index()
     keys = [d for d in cells.columns if d in table.columns and d not in per_cell]
     table = table.merge(cells[keys + [c for c in per_cell if c not in table.columns]], on=keys, how="left")

@@ -53,7 +53,7 @@ def cell_lines(output: str) -> dict[str, list[str]]:
     """The status each cell was reported with, by cell id, in the order reported."""
     statuses: dict[str, list[str]] = {}
     # Not anchored at line starts: Ray's raylet prints its worker-died warning with no newline before ours.
-    for cell_id, status in re.findall(r"\bcell ([0-9a-f]{16}) (done|failed: .*?)(?: \(\d+ s\))? size=", output):
+    for cell_id, status in re.findall(r"\bcell ([0-9a-f]{16}) (done|failed: .*?)(?: \([^)]*\))? size=", output):
         statuses.setdefault(cell_id, []).append(status)
     return statuses
 

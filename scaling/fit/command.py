@@ -22,6 +22,7 @@ import tomli_w
 import xarray as xr
 
 from scaling.errors import UserError
+from scaling.fit import progress
 from scaling.fit.backtest import backtest_scores, backtest_table
 from scaling.fit.data import Columns, as_numbers, axis_columns, check_values, fit_data, groups, load_table, query, row_condition
 from scaling.fit.infer import (DENSE_MASS, MAX_R_HAT, METHODS, MIN_ESS_BULK, TARGET_ACCEPT, UNIDENTIFIED, LawFit,
@@ -167,11 +168,15 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
     backtested on the held-out ones."""
     law, columns, parts = prepared.law, prepared.columns, prepared.parts
     if request.pool:
+        progress.stage(f"{len(parts)} groups, pooled")
         joint = pd.concat([part.train for part in parts], ignore_index=True)
         codes = np.concatenate([np.full(len(part.train), g) for g, part in enumerate(parts)])
         fits = fit_pooled(law, dataclasses.replace(fit_data(joint, law, columns), group=codes), request.method, request.sampler)
     else:
-        fits = [fit_law(law, fit_data(part.train, law, columns), request.method, request.sampler) for part in parts]
+        fits = []
+        for index, part in enumerate(parts, start=1):
+            progress.stage(f"group {part.label} ({index}/{len(parts)})" if part.label else f"{law.name}")
+            fits.append(fit_law(law, fit_data(part.train, law, columns), request.method, request.sampler))
     results = []
     for part, fit in zip(parts, fits):
         held_out = bool(part.held.any())
@@ -325,6 +330,7 @@ def holdout_compare(request: FitRequest, prepared: dict, say: Callable[[str], No
     units, converged = {}, {}
     for name, one in prepared.items():
         part = one.parts[0]
+        progress.stage(f"law {name}")
         fit = fit_law(one.law, fit_data(part.train, one.law, one.columns), request.method, request.sampler)
         held = fit_data(part.rows[part.held].reset_index(drop=True), one.law, one.columns)
         units[name] = _unit_elpd(fit.log_predictive(held.x, held.y, held.n, runs=held.run_labels), held.run_labels)
@@ -364,6 +370,7 @@ def _unit_elpd(log_lik: np.ndarray, runs: np.ndarray | None) -> pd.Series:
 def _free_curves_holdout(request: FitRequest, train_runs: np.ndarray, held_runs: np.ndarray) -> tuple[pd.Series, bool]:
     """The free-curve baseline fitted on the rows not held out (a pooled curve per run) and scored per run."""
     one = _baseline(request)
+    progress.stage(f"baseline {FREE_CURVES}")
     part = one.parts[0]
     names, codes = np.unique(train_runs, return_inverse=True)
     data = dataclasses.replace(fit_data(part.train, one.law, one.columns), run=None, seed=None, run_labels=None, group=codes)
@@ -394,6 +401,7 @@ def free_curves(request: FitRequest, runs: np.ndarray) -> tuple[az.InferenceData
     grid's axes, only what each run's own budgets show. Its pointwise log-likelihood is over the same rows, in
     the same order, as the compared laws' (the rows of `prepare`). Returns the posterior and convergence."""
     one = _baseline(request)
+    progress.stage(f"baseline {FREE_CURVES}")
     data = dataclasses.replace(fit_data(one.rows, one.law, one.columns), run=None, seed=None, run_labels=None,
                                group=np.unique(runs, return_inverse=True)[1])
     fits = fit_pooled(one.law, data, request.method, request.sampler)
@@ -430,6 +438,7 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
         return _publish_compare(request, names, holdout_compare(request, prepared, say), say)
     posteriors, converged, schemes = {}, {}, set()
     for name, one in prepared.items():
+        progress.stage(f"law {name}")
         data = fit_data(one.rows, one.law, one.columns)
         fit = fit_law(one.law, data, request.method, request.sampler)
         posteriors[name], scheme = leave_out_unit(fit.posterior, data.run)

@@ -27,7 +27,7 @@ from numpyro.infer.util import initialize_model, potential_energy
 from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
 
 from scaling.errors import UserError
-from scaling.fit import METHODS, models
+from scaling.fit import METHODS, models, progress
 from scaling.fit.baseline import HuberConfig, huber_fit
 from scaling.fit.laws import Law
 from scaling.fit.models import LOG_PHI, OBSERVED, RUN_SD, RUN_SD_MODE, RUN_Z, SEED_Z, SIGMA, STUDENT_NU, TAU, Scales
@@ -298,11 +298,11 @@ def _bound_model(law: Law, has_n: bool, n_seeds: int, n_groups: int):
     return model
 
 
-def _lower(program, law: Law, m: int):
-    """Compile `program(key, x, y, n, seed, group)` for m rows, ahead of time, so threads share one executable."""
+def _lower(program, law: Law, m: int, *extra):
+    """Compile `program(key, x, y, n, seed, group, *extra)` for m rows, ahead of time, so threads share one executable."""
     x = {name: jnp.ones(m) for name in law.inputs}
     return jax.jit(program).lower(jax.random.key(0), x, jnp.ones(m), jnp.ones(m), jnp.zeros(m, int),
-                                  jnp.zeros(m, int)).compile()
+                                  jnp.zeros(m, int), *extra).compile()
 
 
 @lru_cache(maxsize=32)
@@ -314,8 +314,9 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warm
     and separate calls let chains run on separate cores.
     """
     model = _bound_model(law, has_n, n_seeds, n_groups)
+    every = max(1, (warmup + samples) // progress.TICKS)
 
-    def chain(key, x, y, n, seed, group):
+    def chain(key, x, y, n, seed, group, index):
         data = {"x": x, "y": y, "n": n, "seed": seed, "group": group}
         init_key, run_key = jax.random.split(key)
         start, potential, constrain, _ = initialize_model(
@@ -324,16 +325,18 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warm
         state = init_kernel(start.z, warmup, dense_mass=DENSE_MASS, target_accept_prob=TARGET_ACCEPT, model_kwargs=data,
                             rng_key=run_key)
 
-        def step(state, _):
+        def step(state, i):
             state = sample_kernel(state, model_kwargs=data)
+            # Where the chain is, for the terminal: a host callback every 1% (draws are unaffected).
+            jax.lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(progress.tick, index, i + 1), lambda: None)
             return state, (state.z, state.diverging)
 
-        _, (z, diverging) = jax.lax.scan(step, state, None, length=warmup + samples)
+        _, (z, diverging) = jax.lax.scan(step, state, jnp.arange(warmup + samples))
         latent = jax.vmap(constrain(**data))(jax.tree.map(lambda v: v[warmup:], z))
         pointwise = log_likelihood(model, latent, parallel=True, **data)[OBSERVED]
         return latent, diverging[warmup:].sum(), pointwise
 
-    return _lower(chain, law, m)
+    return _lower(chain, law, m, 0)
 
 
 def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig,
@@ -341,8 +344,10 @@ def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfi
     """Latent draws (chains, draws, ...), pointwise log-likelihood (chains, draws, m), divergences."""
     program = _nuts_chain(law, int(args["y"].shape[0]), has_n, n_seeds, n_groups, sampler.warmup, sampler.samples)
     keys = jax.random.split(jax.random.key(sampler.seed), sampler.chains)
+    progress.start_chains(sampler.chains, sampler.warmup, sampler.samples)
     with ThreadPoolExecutor(max_workers=min(sampler.chains, os.cpu_count() or 1)) as pool:
-        runs = list(pool.map(lambda key: jax.block_until_ready(program(key, *_positional(args))), keys))
+        runs = list(pool.map(lambda chain: jax.block_until_ready(program(keys[chain], *_positional(args), chain)),
+                             range(sampler.chains)))
     latent = {name: np.stack([np.asarray(run[0][name]) for run in runs]) for name in runs[0][0]}
     pointwise = np.stack([np.asarray(run[2]) for run in runs])
     return latent, pointwise, int(sum(int(run[1]) for run in runs))

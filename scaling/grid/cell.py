@@ -15,6 +15,7 @@ from flax import nnx
 from scaling.trainer.batches import TokenArrays
 from scaling.trainer.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from scaling.trainer.config import ModelConfig, TrainConfig
+from scaling.trainer.curve import LossCurve, curve_every
 from scaling.trainer.evaluate import evaluate_splits
 from scaling.trainer.model import abstract_model
 from scaling.schema import METRICS
@@ -43,6 +44,20 @@ class CellPlan:
     tokenizer: Tokenizer = CHARACTERS  # what made train_data and tokenizes the splits: the base model's own
 
 
+class CellObserver:
+    """What a running cell tells whoever watches it (a progress display, a log); each method does nothing
+    here. Called in the cell's process, between steps: keep them quick."""
+
+    def trained(self, steps_done: int, loss: float) -> None:
+        """An optimizer step finished (reported one step late); `steps_done` counts every step of the cell."""
+
+    def evaluating(self, budget: int) -> None:
+        """The model of `budget` is trained and is being evaluated."""
+
+    def evaluated(self, budget: int, scores: dict[str, dict[str, float]], curve: LossCurve) -> None:
+        """`budget`'s scores per split and metric, and the training curve up to here (settled)."""
+
+
 def _plain(grade: dict) -> dict:
     """A grade with plain Python values: it goes into a checkpoint's JSON and must read back the same."""
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in grade.items()}
@@ -59,15 +74,18 @@ def run_cell(
     checkpoint_every: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
     on_final: Callable[[nnx.State], None] | None = None,
+    observer: CellObserver | None = None,
 ) -> CellResult:
     """Train and evaluate one cell; with `checkpoints`, continue from the latest one found there.
 
     `on_final` receives the parameters of the last budget's model once it is evaluated (to keep it).
     """
     budgets = plan.train_cfg.budgets
+    observer = observer or CellObserver()
     metrics = {split: {m: [] for m in METRICS} for split in plan.splits}
     steps: list[int] = []
     grades: list[dict] = []
+    curve = LossCurve(curve_every(budgets[-1]))
     resume, wall_before = None, 0.0
     if checkpoints is not None and (latest := latest_checkpoint(checkpoints)) is not None:
         params = abstract_model(plan.model_cfg)[1]  # shapes only: the checkpoint holds the values
@@ -75,30 +93,41 @@ def run_cell(
         state, extra = restore_checkpoint(checkpoints, latest, template)
         resume = Resume(extra["trunk_step"], state, extra["budgets_done"])
         metrics, steps, wall_before, grades = extra["metrics"], extra["steps"], extra["wall_seconds"], extra["grades"]
+        if "curve" in extra:  # checkpoints written before curves were kept resume without the points so far
+            curve = LossCurve.from_state(extra["curve"])
     started = time.perf_counter()
 
     def save(trunk_step: int, state, budgets_done: int) -> None:
         extra = {"trunk_step": trunk_step, "budgets_done": budgets_done, "metrics": metrics, "steps": steps,
-                 "grades": grades, "wall_seconds": wall_before + time.perf_counter() - started}
+                 "grades": grades, "wall_seconds": wall_before + time.perf_counter() - started, "curve": curve.state()}
         save_checkpoint(checkpoints, _checkpoint_id(trunk_step, budgets_done, len(budgets)), state, extra)
+
+    def step_done(steps_done: int, loss: float) -> None:
+        if on_step is not None:
+            on_step(steps_done, loss)
+        observer.trained(steps_done, loss)
 
     status = "done"
     try:
         for step, graphdef, params in train(
-            plan.model_cfg, plan.train_cfg, plan.train_data, on_step=on_step, init_params=plan.init_params,
+            plan.model_cfg, plan.train_cfg, plan.train_data, on_step=step_done, init_params=plan.init_params,
             resume=resume, on_checkpoint=save if checkpoints is not None else None, checkpoint_every=checkpoint_every,
+            curve=curve,
         ):
             steps.append(step)
+            observer.evaluating(step)
             scores, graded = evaluate_splits(graphdef, params, plan.splits, plan.eval_lengths, plan.eval_batch,
                                              plan.tokenizer)
             for split in plan.splits:
                 for metric, value in scores[split].items():
                     metrics[split][metric].append(value)
                 grades += [{"step": step, "split": split, **_plain(grade)} for grade in graded[split]]
+            observer.evaluated(step, {split: {m: metrics[split][m][-1] for m in METRICS} for split in plan.splits}, curve)
             if on_final is not None and step == budgets[-1]:
                 on_final(params)
     except TrainingDiverged as diverged:
         status = f"failed: {diverged}"
+    curve.settle()
     return CellResult(
         cell_id=plan.cell_id,
         axes=plan.axes,
@@ -113,4 +142,5 @@ def run_cell(
         grades=tuple(grades),
         pool_stats=plan.pool_stats,
         status=status,
+        curve=(tuple(curve.steps), tuple(curve.losses), tuple(curve.rates)),
     )

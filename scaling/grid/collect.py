@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import pandas as pd
 import xarray as xr
@@ -12,7 +13,8 @@ from scaling.grid.spec import Cell, expand, grid_axes
 from scaling.grid.locks import is_stale, read_owner
 from scaling.provenance import provenance
 from scaling.grid.folder import RunFolder
-from scaling.grid.runner import RESULTS_FILE, cell_file, checkpoints_dir, grades_file, lock_file, read_run_spec
+from scaling.grid.runner import RESULTS_FILE, cell_file, checkpoints_dir, grades_file, lock_file, progress_file, read_run_spec
+from scaling.grid.watch import CellProgress
 from scaling.grid.store import hypercube, read_folder_cell, read_grades, write_dataset, write_grades
 from scaling.errors import UserError
 from scaling.schema import AXES, GRADE_COLUMNS
@@ -28,6 +30,7 @@ class CellState:
     cell: Cell
     state: str  # one of STATES
     detail: str = ""  # the failure reason, the runner holding it, or how far an interrupted cell got
+    progress: CellProgress | None = None  # a running cell's latest progress record
 
 
 def run_status(run_dir: str) -> list[CellState]:
@@ -50,10 +53,26 @@ def _cell_state(folder: RunFolder, cell: Cell, stale_after_s: float) -> CellStat
     if folder.exists(lock) and not is_stale(folder, lock, stale_after_s):
         owner = read_owner(folder, lock)
         beat = time.time() - folder.modified(lock)
-        return CellState(cell, "running", f"{owner.host}:{owner.pid}, heartbeat {beat:.0f} s ago" if owner else "")
+        detail = f"{owner.host}:{owner.pid}, heartbeat {beat:.0f} s ago" if owner else ""
+        if (progress := _progress(folder, cell)) is not None:
+            detail += f"; {progress.describe()} (as of {time.time() - progress.updated:.0f} s ago)"
+        return CellState(cell, "running", detail, progress)
     checkpoints = checkpoints_dir(folder, cell.cell_id)
     partial = checkpoints.is_dir() and any(checkpoints.iterdir())
     return CellState(cell, "pending", "interrupted: resumes from its checkpoint" if partial else "")
+
+
+def _progress(folder: RunFolder, cell: Cell) -> CellProgress | None:
+    """The running cell's latest progress record, None if it has none (yet) or it cannot be read."""
+    try:
+        return CellProgress.from_json(folder.read_bytes(progress_file(cell.cell_id)))
+    except OSError:  # not written yet, or removed as the cell finished
+        return None
+
+
+def finished(states: list[CellState]) -> bool:
+    """Whether no cell is left to run: every one done, failed or corrupt."""
+    return not any(s.state in ("running", "pending") for s in states)
 
 
 def format_status(states: list[CellState]) -> str:
@@ -64,6 +83,42 @@ def format_status(states: list[CellState]) -> str:
         if s.state != "done" and (s.state != "pending" or s.detail):
             lines.append(f"{s.state:<8} {s.cell.cell_id}  {s.cell.label}" + (f"  — {s.detail}" if s.detail else ""))
     return "\n".join(lines)
+
+
+def watch_status(run_dir: str, every_s: float, echo: Callable[[str], None]) -> list[CellState]:
+    """`scaling status --watch`: the status redrawn in place every `every_s` on a terminal (printed again
+    only when it changes otherwise), until no cell is running or pending, or Ctrl-C."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console()
+    states = run_status(run_dir)
+    try:
+        if console.is_terminal:
+            with Live(Text(format_status(states)), console=console, auto_refresh=False) as live:
+                while not finished(states):
+                    time.sleep(every_s)
+                    states = run_status(run_dir)
+                    live.update(Text(format_status(states)), refresh=True)
+        else:
+            echo(format_status(states))
+            shown = _milestones(states)
+            while not finished(states):
+                time.sleep(every_s)
+                states = run_status(run_dir)
+                if _milestones(states) != shown:
+                    echo(format_status(states))
+                    shown = _milestones(states)
+    except KeyboardInterrupt:
+        pass
+    return states
+
+
+def _milestones(states: list[CellState]) -> tuple:
+    """What a log of the status should record a change of: states, and the budget each running cell is at
+    (not its heartbeat's age, which changes at every look)."""
+    return tuple((s.cell.cell_id, s.state, s.progress and (s.progress.budget, s.progress.phase)) for s in states)
 
 
 def _grades(folder: RunFolder, spec, cells: list[Cell]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scaling.errors import UserError
 from scaling.grid.spec import EXECUTORS, Cell, expand, load_spec
 from scaling.grid.folder import RunFolder
+from scaling.grid.logs import check_log_installed
 from scaling.grid.runner import Outcome, needs_work, open_run
 
 
@@ -54,6 +55,7 @@ def run_grid(spec_path: Path, out: str | None = None, executor: str | None = Non
         raise UserError(f"--address joins a Ray cluster: it needs --executor ray (the executor here is {executor})")
     if workers != spec.run.workers and executor != "local":
         raise UserError(f"--workers sets the local executor's processes: the {executor} executor schedules its own")
+    check_log_installed(spec.run.log)
     cells = expand(spec)
     out = out or os.path.join("runs", spec.name)
     if dry_run:
@@ -126,10 +128,11 @@ def _has_cells(folder: RunFolder) -> bool:
 
 
 class GridProgress:
-    """Cells done of total with an ETA, and each running cell's step, on the terminal."""
+    """Cells done of total with an ETA, and each running cell's step, budget, speed and ETA, on the terminal
+    (rich draws nothing live when the console is not one); a line per finished cell either way."""
 
     def __init__(self, console: Console, total: int, finished: int):
-        self.console, self.started = console, {}
+        self.console, self.started, self.latest = console, {}, {}
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
         self.cells = self.progress.add_task("cells", total=total, completed=finished)
@@ -147,9 +150,12 @@ class GridProgress:
             task = self.progress.add_task(f"  {cell.label}", total=value)
             self.started[cell.cell_id] = (task, time.monotonic())
         elif kind == "step" and cell.cell_id in self.started:
-            self.progress.update(self.started[cell.cell_id][0], completed=value)
+            self.latest[cell.cell_id] = value
+            self.progress.update(self.started[cell.cell_id][0], completed=value.steps_done,
+                                 description=f"  {cell.label} · {value.describe()}")
         elif kind == "end":
             task, began = self.started.pop(cell.cell_id, (None, None))
+            last = self.latest.pop(cell.cell_id, None)
             if task is not None:
                 self.progress.remove_task(task)
             outcome: Outcome = value
@@ -157,5 +163,8 @@ class GridProgress:
                 self.ended.add(cell.cell_id)
                 self.progress.advance(self.cells)
             if outcome.computed or outcome.status.startswith("failed"):
-                took = f" ({time.monotonic() - began:.0f} s)" if began is not None else ""  # ray/slurm report ends only
+                facts = [f"{time.monotonic() - began:.0f} s"] if began is not None else []  # ray/slurm report ends only
+                if last is not None and last.mean_tokens_per_s > 0:
+                    facts.append(f"{last.mean_tokens_per_s:,.0f} tok/s")
+                took = f" ({', '.join(facts)})" if facts else ""
                 self.console.print(f"cell {cell.cell_id} {outcome.status}{took} {cell.label}", highlight=False)

@@ -19,8 +19,10 @@ import hashlib
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -52,6 +54,11 @@ def lock_file(cell_id: str) -> str:
     return f"locks/{cell_id}.lock"
 
 
+def progress_file(cell_id: str) -> str:
+    """A running cell's latest CellProgress (JSON), beside its lock: what `scaling status` shows."""
+    return f"locks/{cell_id}.progress"
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one attempt at a cell did."""
@@ -62,8 +69,8 @@ class Outcome:
     worker: str = ""  # host:pid of the process that tried
 
 
-# on_event(kind, cell, value): "start" (value: total steps) and "step" (value: steps done) from work_on_cell;
-# executors add "end" (value: the Outcome) for every cell they tried.
+# on_event(kind, cell, value): "start" (value: total steps) and "step" (value: a scaling.grid.watch.CellProgress)
+# from work_on_cell; executors add "end" (value: the Outcome) for every cell they tried.
 EventHook = Callable[[str, Cell, object], None]
 
 
@@ -168,6 +175,13 @@ def use_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
+def logs_dir(folder: RunFolder) -> Path:
+    """Where [run] log writes cells' TensorBoard or W&B files: RUN/logs, or the local scratch for a remote run."""
+    from scaling.grid.logs import LOGS_DIR
+
+    return (folder.local_path if folder.is_local else scratch_dir(folder)) / LOGS_DIR
+
+
 def checkpoints_dir(folder: RunFolder, cell_id: str) -> Path:
     return scratch_dir(folder) / "checkpoints" / cell_id
 
@@ -200,8 +214,9 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
             plan = dataclasses.replace(plan, base=measured_base(spec, cell, plan, bases))
             notify("start", cell, plan.train_cfg.total_steps)
             keep = (lambda params: save_cell_model(folder, cell, plan, params)) if spec.run.save_models else None
-            result = run_cell(plan, checkpoints=checkpoints, checkpoint_every=spec.train.checkpoint_every or None,
-                              on_step=lambda step, loss: notify("step", cell, step), on_final=keep)
+            with _reporter(folder, spec, cell, plan, notify) as reporter:
+                result = run_cell(plan, checkpoints=checkpoints, checkpoint_every=spec.train.checkpoint_every or None,
+                                  on_final=keep, observer=reporter)
         except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid
             result = failed_result(cell, f"failed: {type(error).__name__}: {error}".splitlines()[0])
             traceback.print_exc()
@@ -213,6 +228,35 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
         if result.status == "done":
             shutil.rmtree(checkpoints, ignore_errors=True)
         return Outcome(cell.cell_id, result.status, True, worker)
+
+
+@contextmanager
+def _reporter(folder: RunFolder, spec: GridSpec, cell: Cell, plan, notify: EventHook):
+    """The cell's CellReporter: progress to the console (`notify`) and to its progress file, curves to its
+    [run] log; the file is removed and the log closed when the cell ends, however it ends."""
+    from scaling.grid.logs import open_cell_log
+    from scaling.grid.watch import CellReporter
+
+    def publish(progress) -> None:
+        try:
+            folder.write_bytes_atomic(progress_file(cell.cell_id), progress.to_json())
+        except OSError:  # progress is a courtesy: a full disk or a flaky bucket must not fail the cell
+            pass
+
+    def warn(message: str) -> None:
+        print(f"scaling: cell {cell.cell_id}: {message}", file=sys.stderr)
+
+    log = open_cell_log(spec.run.log, logs_dir(folder), cell.cell_id, spec.name, cell.label,
+                        {"cell_id": cell.cell_id, "grid": spec.name, **cell.axes}, warn)
+    reporter = CellReporter(plan.train_cfg.total_steps, plan.train_cfg.budgets, plan.tokens_per_step,
+                            show=lambda progress: notify("step", cell, progress), publish=publish, log=log,
+                            publish_every_s=min(5.0, spec.run.heartbeat_s))
+    try:
+        yield reporter
+    finally:
+        if log is not None:
+            log.close()
+        folder.remove(progress_file(cell.cell_id))
 
 
 def model_dir(cell_id: str) -> str:

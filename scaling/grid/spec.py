@@ -172,6 +172,9 @@ class SlurmSpec:
                              "gpus_per_node, max_num_timeout >= 0")
 
 
+LOGS = ("none", "tensorboard", "wandb")  # [run] log: where cells' curves also go
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """How to execute the grid; never part of a cell's id, so changing it never changes results."""
@@ -182,6 +185,8 @@ class RunSpec:
     stale_after_s: float = 120.0  # a lock not refreshed for this long belongs to a dead runner
     save_models: bool = False  # keep each cell's final model in RUN/models/CELL_ID/, a model folder that
     # `scaling export-hf` turns into a Hugging Face checkpoint (checkpoints are otherwise deleted when a cell is done)
+    log: str = "none"  # also write each cell's curves for TensorBoard ("tensorboard") or W&B ("wandb", offline
+    # unless WANDB_MODE says otherwise) under RUN/logs/
     ray: RaySpec = field(default_factory=RaySpec)
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
@@ -192,6 +197,8 @@ class RunSpec:
             raise ValueError(f"[run] workers must be >= 1, got {self.workers}")
         if not 0 < self.heartbeat_s < self.stale_after_s:
             raise ValueError(f"[run] need 0 < heartbeat_s < stale_after_s, got {self.heartbeat_s} and {self.stale_after_s}")
+        if self.log not in LOGS:
+            raise ValueError(f"[run] log must be one of {', '.join(LOGS)}, got {self.log!r}")
 
 
 @dataclass(frozen=True)

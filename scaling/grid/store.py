@@ -43,6 +43,7 @@ class CellResult:
     chance: dict = dataclasses.field(default_factory=dict)  # split -> mean chance of its examples (tasks.chance)
     base: dict = dataclasses.field(default_factory=dict)  # the base's measured capability (BASE_MEASURES)
     grades: tuple = ()  # every graded example: dicts of step, split and schema.GRADE_COLUMNS
+    curve: tuple = ((), (), ())  # the training curve (scaling.trainer.curve): train steps, mean losses, rates
 
 
 def memorization_step(steps, train_answer_acc) -> float:
@@ -60,6 +61,9 @@ def steps_past_memorization(steps, memorized: float) -> np.ndarray:
     return np.where(past >= 0, past, np.nan)
 
 
+CURVES = ("train_loss", "train_lr")  # over train_step: each cell's training curve (scaling.trainer.curve)
+
+
 def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
     """One cell's measurements over (step, split), with its axes, facts and provenance as attributes."""
     data = {
@@ -75,6 +79,10 @@ def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
     ds["steps_past_memorization"] = ("step", steps_past_memorization(result.steps, float(ds["memorization_step"])))
     ds["chance"] = ("split", [float(result.chance.get(s, np.nan)) for s in result.splits])
     ds["wall_seconds"] = result.wall_seconds
+    curve_steps, curve_losses, curve_rates = result.curve
+    ds = ds.assign_coords(train_step=list(curve_steps))
+    ds["train_loss"] = ("train_step", np.asarray(curve_losses, float))
+    ds["train_lr"] = ("train_step", np.asarray(curve_rates, float))
     for name in POOL_STATS:
         ds[name] = float(result.pool_stats.get(name, np.nan))
     for name in BASE_MEASURES:
@@ -145,6 +153,7 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
     if not cells:
         raise UserError("no cell results to collect")
     steps = sorted({int(s) for ds in cells for s in ds.step.values})
+    train_steps = sorted({int(s) for ds in cells if "train_step" in ds.coords for s in ds.train_step.values})
     splits = list(dict.fromkeys(str(s) for ds in cells for s in ds.split.values))
     shape = [len(axes[name]) for name in AXES]
     coords = {name: list(axes[name]) for name in AXES} | {"step": steps, "split": splits}
@@ -152,6 +161,7 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
     per_cell = {name: np.full(shape, np.nan) for name in ("memorization_step", "wall_seconds", *POOL_STATS, *BASE_MEASURES)}
     past = np.full(shape + [len(steps)], np.nan)
     chance = np.full(shape + [len(splits)], np.nan)
+    curves = {name: np.full(shape + [len(train_steps)], np.nan) for name in CURVES}
     status = np.full(shape, "missing", dtype=object)
     params = np.zeros(len(axes["size"]), np.int64)
     flops = np.full((len(axes["size"]), len(steps)), np.nan)
@@ -167,6 +177,9 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
             past[where] = aligned["steps_past_memorization"].values
         if "chance" in aligned:
             chance[where] = aligned["chance"].values
+        if "train_step" in ds.coords:  # cell files written before curves were kept have none
+            for name in CURVES:
+                curves[name][where] = ds[name].reindex(train_step=train_steps).values
         params[where[0]] = max(params[where[0]], int(ds.attrs["params"]))  # a cell that failed early records 0
         if ds.sizes["step"]:  # a cell that failed before its first budget knows no FLOPs
             flops[where[0]] = aligned["flops"].values
@@ -175,8 +188,9 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
         {m: (dims, a) for m, a in metric_arrays.items()}
         | {name: (AXES, a) for name, a in per_cell.items()}
         | {"steps_past_memorization": ((*AXES, "step"), past), "chance": ((*AXES, "split"), chance)}
-        | {"status": (AXES, status.astype(str))},
-        coords=coords | {"params": ("size", params), "flops": (("size", "step"), flops)},
+        | {"status": (AXES, status.astype(str))}
+        | {name: ((*AXES, "train_step"), a) for name, a in curves.items()},
+        coords=coords | {"params": ("size", params), "flops": (("size", "step"), flops), "train_step": train_steps},
         attrs=attrs,
     )
     return cube

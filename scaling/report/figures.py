@@ -18,7 +18,9 @@ import seaborn as sns  # noqa: E402
 from scaling.fit.data import axis_columns, load_table, query  # noqa: E402
 from scaling.fit.laws import LAWS  # noqa: E402
 from scaling.fit.record import FitRecord, read_fit  # noqa: E402
+from scaling.errors import UserError  # noqa: E402
 from scaling.results import group_labels, open_results, results_table, splits_of  # noqa: E402
+from scaling.schema import AXES  # noqa: E402
 
 
 def _step_ticks(axis: plt.Axes, steps) -> None:
@@ -56,6 +58,31 @@ def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem
             axis.axhline(chance[split], color="gray", linestyle="--", linewidth=0.8, label="chance")
     grid.legend.set_title(" × ".join(group_by))
     return _save(grid.figure, stem)
+
+
+def training_curves_figure(results_path: Path, group_by: tuple[str, ...], stem: Path) -> list[Path]:
+    """Each cell's training loss along its last budget's trajectory (scaling.trainer.curve), between and past
+    its budgets (dotted lines), one line per cell coloured by group: where a run's loss flattens, spikes
+    or keeps falling after its training set is memorized."""
+    results = open_results(results_path)
+    if "train_loss" not in results or not results.sizes.get("train_step"):
+        raise UserError(f"{results_path} holds no training curves (its cells were trained before curves were kept)")
+    curves = results["train_loss"].to_dataframe().reset_index().dropna(subset=["train_loss"])
+    curves["group"] = group_labels(curves, tuple(group_by))
+    curves["run"] = group_labels(curves, tuple(a for a in AXES if a in curves.columns))
+    sns.set_theme(style="whitegrid", context="paper")
+    figure, axis = plt.subplots(figsize=(5.5, 3.5))
+    sns.lineplot(data=curves, x="train_step", y="train_loss", hue="group", units="run", estimator=None,
+                 palette="colorblind", linewidth=0.8, ax=axis)
+    for step in results.step.values:
+        axis.axvline(step, color="gray", linestyle=":", linewidth=0.6)
+    axis.set(xscale="log", yscale="log", xlabel="SFT steps", ylabel="training loss (completion tokens)")
+    _step_ticks(axis, results.step.values)
+    # Labelled at 1, 2, 5 × 10^k: a loss that falls by less than a decade still gets numbers on its axis.
+    axis.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axis.legend(title=" × ".join(group_by), fontsize="small")
+    return _save(figure, stem)
 
 
 def accuracy_by_family_figure(families_path: Path, stem: Path, where: str | None = None) -> list[Path]:

@@ -35,6 +35,7 @@ OUTPUT = "figures"
 INDEX = "INDEX"  # written last into the figures folder: what was drawn from what
 KINDS = {  # kind -> the keys it needs, and the optional ones
     "accuracy_by_split": ({"results", "group_by"}, set()),
+    "training_curves": ({"results", "group_by"}, set()),
     "accuracy_by_family": ({"families"}, {"where"}),
     "law_fit": ({"fit"}, {"hue", "col", "row"}),
     "backtest": ({"fit"}, set()),
@@ -100,6 +101,8 @@ def draw(spec: FigureSpec, folder: Path) -> list[Path]:
     stem, o = folder / spec.name, spec.options
     if spec.kind == "accuracy_by_split":
         return figures.accuracy_by_split_figure(o["results"], tuple(o["group_by"]), stem)
+    if spec.kind == "training_curves":
+        return figures.training_curves_figure(o["results"], tuple(o["group_by"]), stem)
     if spec.kind == "accuracy_by_family":
         return figures.accuracy_by_family_figure(o["families"], stem, o.get("where"))
     if spec.kind == "law_fit":

@@ -19,6 +19,7 @@ from flax import nnx
 from scaling.trainer.batches import TokenArrays
 from scaling.trainer.attention import span_bucket
 from scaling.trainer.config import ModelConfig, TrainConfig
+from scaling.trainer.curve import LossCurve
 from scaling.trainer.model import abstract_model, init_model
 from scaling.trainer.schedules import cosine, linear_decay
 
@@ -168,6 +169,7 @@ def train(
     resume: Resume | None = None,
     on_checkpoint: CheckpointHook | None = None,
     checkpoint_every: int | None = None,
+    curve: LossCurve | None = None,
 ) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
     """Train one model, yielding (budget, graphdef, params) at each budget of train_cfg.budgets.
 
@@ -181,8 +183,10 @@ def train(
     `on_checkpoint` is called after each budget has been evaluated (when the generator resumes) and
     every `checkpoint_every` trunk steps; passing what it saved back as `resume` continues the run
     exactly as if it had never stopped (data order and schedule depend on the step alone).
+    `curve` records the training loss along the last budget's trajectory (settled at each budget); a
+    resumed run passes the curve its checkpoint saved.
     """
-    run = _Run(model_cfg, train_cfg, data, _Progress(on_step), init_params, on_checkpoint, checkpoint_every)
+    run = _Run(model_cfg, train_cfg, data, _Progress(on_step), init_params, on_checkpoint, checkpoint_every, curve)
     if train_cfg.steps_axis == "separate":
         yield from run.separate(resume.budgets_done if resume else 0)
     else:
@@ -194,8 +198,9 @@ class _Run:
     """One cell's optimization: the pieces both ways of walking the budgets share."""
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: TokenArrays, progress: _Progress,
-                 init_params: nnx.State | None, on_checkpoint: CheckpointHook | None, checkpoint_every: int | None):
-        self.model_cfg, self.cfg, self.data, self.progress = model_cfg, train_cfg, data, progress
+                 init_params: nnx.State | None, on_checkpoint: CheckpointHook | None, checkpoint_every: int | None,
+                 curve: LossCurve | None):
+        self.model_cfg, self.cfg, self.data, self.progress, self.curve = model_cfg, train_cfg, data, progress, curve
         self.init_params, self.on_checkpoint, self.checkpoint_every = init_params, on_checkpoint, checkpoint_every
         self.graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
         self.optimizer = optimizer_for(train_cfg)
@@ -206,14 +211,19 @@ class _Run:
         params = init_model(self.model_cfg, self.cfg.seed)[1] if self.init_params is None else _copy(self.init_params)
         return params, self.optimizer.init(params)
 
-    def steps(self, state, steps: range, scale: Callable[[int], float], budgets_done: int | None = None):
-        """Train over `steps`; budgets_done marks the trunk, whose state is offered for checkpoints."""
+    def steps(self, state, steps: range, scale: Callable[[int], float], budgets_done: int | None = None,
+              record: bool = True):
+        """Train over `steps`; budgets_done marks the trunk, whose state is offered for checkpoints;
+        `record`: these steps lead to the last budget's model, so they belong on the curve."""
         cfg, every = self.cfg, self.checkpoint_every
+        curve = self.curve if record else None
         for step in steps:
             batch = self.data.take(batch_indices(len(self.data), cfg.batch_size, step, cfg.seed))
             rate = cfg.lr * warmup(step, cfg.warmup_steps) * scale(step)
             state, metrics = self.step(state, batch, rate)
             self.progress.dispatched(metrics["loss"])
+            if curve is not None:
+                curve.add(step, metrics["loss"], rate)
             if budgets_done is not None and self.on_checkpoint and every and (step + 1) % every == 0:
                 self.on_checkpoint(step + 1, state, budgets_done)
         return state
@@ -231,17 +241,28 @@ class _Run:
         """A wsd budget's annealed model: from the trunk's state at its fork, the rate decayed linearly to
         (nearly) zero by the budget."""
         fork, length = self.fork_step(budget), self.cfg.decay_steps(budget)
-        return self.steps(state, range(fork, budget), lambda step: linear_decay(step - fork, length))
+        return self.steps(state, range(fork, budget), lambda step: linear_decay(step - fork, length),
+                          record=self.is_last(budget))
+
+    def is_last(self, budget: int) -> bool:
+        return budget == self.cfg.budgets[-1]
+
+    def reached(self, budget: int) -> None:
+        """A budget's model is trained: its loss is checked, and the curve read back (the loop waits here anyway)."""
+        self.progress.checked_loss(budget)
+        if self.curve is not None:
+            self.curve.settle()
 
     def separate(self, done: int) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
         """A fresh run per budget (to validate the branches: each must equal its branch bit for bit)."""
         for index, budget in enumerate(self.cfg.budgets[done:], start=done):
+            last = self.is_last(budget)
             if self.cfg.schedule == "wsd":
                 state = self.decayed(self.steps(self.fresh_state(), range(self.fork_step(budget)),
-                                                self.schedule_scale(budget)), budget)
+                                                self.schedule_scale(budget), record=last), budget)
             else:
-                state = self.steps(self.fresh_state(), range(budget), self.schedule_scale(budget))
-            self.progress.checked_loss(budget)
+                state = self.steps(self.fresh_state(), range(budget), self.schedule_scale(budget), record=last)
+            self.reached(budget)
             yield budget, self.graphdef, state[0]
             if self.on_checkpoint:  # each separate run restarts from scratch: the trunk to save is the fresh one
                 self.on_checkpoint(0, self.fresh_state(), index + 1)
@@ -257,13 +278,13 @@ class _Run:
                 state = self.steps(state, range(trunk_step, fork), self.schedule_scale(budget), budgets_done=index)
                 trunk_step = fork
                 branch = self.decayed(_copy(state), budget)
-                self.progress.checked_loss(budget)
+                self.reached(budget)
                 yield budget, self.graphdef, branch[0]
             else:
                 state = self.steps(state, range(trunk_step, budget), self.schedule_scale(cfg.budgets[-1]),
                                    budgets_done=index)
                 trunk_step = budget
-                self.progress.checked_loss(budget)
+                self.reached(budget)
                 yield budget, self.graphdef, _copy(state[0])
             if self.on_checkpoint:
                 self.on_checkpoint(trunk_step, state, index + 1)

@@ -43,6 +43,16 @@ def test_resumed_cell_ends_with_the_metrics_of_an_uninterrupted_one(plan, tmp_pa
     resumed = run_cell(plan, checkpoints=tmp_path, checkpoint_every=4)
     assert resumed.steps == uninterrupted.steps == (6, 12, 24)
     assert resumed.metrics == uninterrupted.metrics  # exact, float for float
+    assert resumed.curve == uninterrupted.curve  # the training curve too, windows cut by the kill included
+
+
+def test_the_training_curve_follows_the_last_budgets_trajectory_between_budgets(plan):
+    steps, losses, rates = run_cell(plan).curve
+    assert steps == tuple(range(1, 25))  # 24 steps, a point each (at most CURVE_POINTS points)
+    assert all(loss > 0 for loss in losses) and losses[-1] < losses[0]
+    # wsd: warmup over 2 steps, constant, then the last budget's decay from 19.2 -> step 20 on towards 0.
+    assert rates[0] == pytest.approx(plan.train_cfg.lr / 2) and rates[10] == pytest.approx(plan.train_cfg.lr)
+    assert rates[-1] < 0.25 * plan.train_cfg.lr
 
 
 def test_a_finished_cell_reruns_from_its_last_checkpoint_without_training(plan, tmp_path):

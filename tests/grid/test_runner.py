@@ -57,7 +57,7 @@ def test_run_writes_one_done_file_per_cell_and_collect_builds_the_hypercube(refe
     assert main(["collect", str(reference)]) == 0
     cube = open_results(reference / "results.nc")
     assert dict(cube.sizes) == {"size": 1, "pretrain_tokens": 1, "diversity": 1, "quality": 1, "cot": 1, "seed": 3,
-                                "step": 3, "split": 3}
+                                "step": 3, "split": 3, "train_step": 64}  # budgets to 64 steps: a curve point per step
     assert (cube.status == "done").all()
     for cell in cells:
         one = metrics_of(reference)[cell.cell_id]
