@@ -175,7 +175,7 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
     else:
         fits = []
         for index, part in enumerate(parts, start=1):
-            progress.stage(f"group {part.label} ({index}/{len(parts)})" if part.label else f"{law.name}")
+            progress.stage(f"group {part.label}" if part.label else law.name, index - 1, len(parts))
             fits.append(fit_law(law, fit_data(part.train, law, columns), request.method, request.sampler))
     results = []
     for part, fit in zip(parts, fits):
@@ -328,9 +328,9 @@ def holdout_compare(request: FitRequest, prepared: dict, say: Callable[[str], No
     best with the SE of that paired difference. On runs, `free-curves` is scored too when every held-out row
     belongs to a run with fitted rows."""
     units, converged = {}, {}
-    for name, one in prepared.items():
+    for index, (name, one) in enumerate(prepared.items()):
         part = one.parts[0]
-        progress.stage(f"law {name}")
+        progress.stage(f"law {name}", index, len(prepared))
         fit = fit_law(one.law, fit_data(part.train, one.law, one.columns), request.method, request.sampler)
         held = fit_data(part.rows[part.held].reset_index(drop=True), one.law, one.columns)
         units[name] = _unit_elpd(fit.log_predictive(held.x, held.y, held.n, runs=held.run_labels), held.run_labels)
@@ -437,8 +437,8 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
     if request.holdout is not None:
         return _publish_compare(request, names, holdout_compare(request, prepared, say), say)
     posteriors, converged, schemes = {}, {}, set()
-    for name, one in prepared.items():
-        progress.stage(f"law {name}")
+    for index, (name, one) in enumerate(prepared.items()):
+        progress.stage(f"law {name}", index, len(prepared))
         data = fit_data(one.rows, one.law, one.columns)
         fit = fit_law(one.law, data, request.method, request.sampler)
         posteriors[name], scheme = leave_out_unit(fit.posterior, data.run)

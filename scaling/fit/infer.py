@@ -306,7 +306,8 @@ def _lower(program, law: Law, m: int, *extra):
 
 
 @lru_cache(maxsize=32)
-def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warmup: int, samples: int):
+def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warmup: int, samples: int,
+                report: bool = False):
     """One NUTS chain, compiled once per law and data shape: init, warmup and draws in one program.
 
     Chains are separate calls of this program rather than one vectorized program: vmap turns NUTS's
@@ -327,8 +328,8 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warm
 
         def step(state, i):
             state = sample_kernel(state, model_kwargs=data)
-            # Where the chain is, for the terminal: a host callback every 1% (draws are unaffected).
-            jax.lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(progress.tick, index, i + 1), lambda: None)
+            if report:
+                jax.lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(progress.tick, index, i + 1), lambda: None)
             return state, (state.z, state.diverging)
 
         _, (z, diverging) = jax.lax.scan(step, state, jnp.arange(warmup + samples))
@@ -342,7 +343,8 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warm
 def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig,
           n_groups: int = 0) -> tuple[dict, np.ndarray, int]:
     """Latent draws (chains, draws, ...), pointwise log-likelihood (chains, draws, m), divergences."""
-    program = _nuts_chain(law, int(args["y"].shape[0]), has_n, n_seeds, n_groups, sampler.warmup, sampler.samples)
+    program = _nuts_chain(law, int(args["y"].shape[0]), has_n, n_seeds, n_groups, sampler.warmup, sampler.samples,
+                          progress.active())
     keys = jax.random.split(jax.random.key(sampler.seed), sampler.chains)
     progress.start_chains(sampler.chains, sampler.warmup, sampler.samples)
     with ThreadPoolExecutor(max_workers=min(sampler.chains, os.cpu_count() or 1)) as pool:

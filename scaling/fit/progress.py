@@ -16,7 +16,7 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-TICKS = 100  # reports per chain
+TICKS = 50  # reports per chain
 
 
 class FitProgress:
@@ -24,22 +24,20 @@ class FitProgress:
 
     def __init__(self, console: Console):
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True,
+                                 TimeElapsedColumn(), console=console, transient=True, refresh_per_second=4,
                                  # stdout is the fit's report: never captured into the display's stream
                                  redirect_stdout=False, redirect_stderr=False)
         self.lock = threading.Lock()
         self.stage_task = None
         self.chains: list = []
         self.warmup = 0
-        self.label = ""
 
-    def stage(self, label: str) -> None:
+    def stage(self, label: str, done: int | None, total: int | None) -> None:
         with self.lock:
-            self.label = label
             if self.stage_task is None:
-                self.stage_task = self.progress.add_task(label, total=None)
+                self.stage_task = self.progress.add_task(label, total=total, completed=done or 0)
             else:
-                self.progress.update(self.stage_task, description=label)
+                self.progress.update(self.stage_task, description=label, total=total, completed=done or 0)
 
     def start_chains(self, chains: int, warmup: int, samples: int) -> None:
         with self.lock:
@@ -79,10 +77,16 @@ def fit_progress(enabled: bool = True, console: Console | None = None) -> Iterat
             _active = None
 
 
-def stage(label: str) -> None:
-    """What is being fitted now (`group add (2/4)`, `law sft`); nothing without an active display."""
+def active() -> bool:
+    """Whether a display is listening (chains compile their progress callback only then)."""
+    return _active is not None
+
+
+def stage(label: str, done: int | None = None, total: int | None = None) -> None:
+    """What is being fitted now (`group add`, `law sft`), with `done` of `total` stages finished when
+    there are several; nothing without an active display."""
     if _active is not None:
-        _active.stage(label)
+        _active.stage(label, done, total)
 
 
 def start_chains(chains: int, warmup: int, samples: int) -> None:
