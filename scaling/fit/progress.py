@@ -65,10 +65,11 @@ _active: FitProgress | None = None
 def fit_progress(enabled: bool = True, console: Console | None = None) -> Iterator[None]:
     """Show the fit's progress within the block (on stderr unless `console` says where)."""
     global _active
-    if not enabled:
+    console = console or Console(stderr=True)
+    if not enabled or not console.is_terminal:  # nobody to see it: no display, and chains compile no callback
         yield
         return
-    display = FitProgress(console or Console(stderr=True))
+    display = FitProgress(console)
     with display.progress:
         _active = display
         try:
