@@ -27,7 +27,7 @@ from scaling.grid.launch import GridProgress
 from scaling.grid.runner import open_run
 from scaling.grid.spec import GridSpec, expand, grid_axes, parse_spec
 from scaling.provenance import provenance
-from scaling.report.figures import accuracy_by_split_figure, law_fit_figure
+from scaling.report.figures import accuracy_by_split_figure, law_fit_figure, training_curves_figure
 from scaling.schema import METRICS
 from scaling.staging import staged_folder
 
@@ -132,6 +132,7 @@ def outputs(out: Path) -> dict[str, Path]:
         "figure": out / "figures" / "steps_fit.png",
         "figure pdf": out / "figures" / "steps_fit.pdf",
         "accuracy": out / "figures" / "answer_acc.png",
+        "curves": out / "figures" / "train_loss.png",
     }
 
 
@@ -156,3 +157,4 @@ def _run_into(cfg: DemoConfig, folder: Path, say) -> None:
     run_fit(cfg.fit_request(folder), say)
     law_fit_figure(paths["fit"], paths["figure"].with_suffix(""), hue="diversity", col="size")
     accuracy_by_split_figure(paths["results"], GROUP_BY, paths["accuracy"].with_suffix(""))
+    training_curves_figure(paths["results"], GROUP_BY, paths["curves"].with_suffix(""))

@@ -54,7 +54,9 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
     assert record["fit"]["law"] == "accuracy" and record["fit"]["n"] == "n" and record["fit"]["by"] == ["size", "diversity"]
     assert record["fit"]["input"] == "../results.nc"  # relative to the fit folder: it moved with the demo's folder
     assert {"returns.csv", "backtest.csv"} <= {p.name for p in paths["fit"].iterdir()}
-    for figure in ("figure", "figure pdf", "accuracy"):
+    assert results["train_loss"].notnull().all()  # every cell's training curve, between its budgets too
+    assert list(results.train_step.values) == list(range(1, 17))
+    for figure in ("figure", "figure pdf", "accuracy", "curves"):
         assert paths[figure].stat().st_size > 5_000
 
     # `scaling figures` draws the demo's fit like any other.
