@@ -20,6 +20,7 @@ from scaling.trainer.evaluate import evaluate_splits
 from scaling.trainer.model import abstract_model
 from scaling.schema import METRICS
 from scaling.grid.store import CellResult
+from scaling.tasks.grader import Grader, verify_example
 from scaling.tasks.mixture import Example
 from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 from scaling.trainer.train import Resume, TrainingDiverged, optimizer_for, train
@@ -42,6 +43,7 @@ class CellPlan:
     base: dict = field(default_factory=dict)  # the base's measured capability (schema.BASE_MEASURES)
     init_params: nnx.State | None = None  # a pretrained base; None: random initialization
     tokenizer: Tokenizer = CHARACTERS  # what made train_data and tokenizes the splits: the base model's own
+    grader: Grader = verify_example  # grades generated completions: the families' verifiers, or a dataset's extractor
 
 
 class CellObserver:
@@ -117,7 +119,7 @@ def run_cell(
             steps.append(step)
             observer.evaluating(step)
             scores, graded = evaluate_splits(graphdef, params, plan.splits, plan.eval_lengths, plan.eval_batch,
-                                             plan.tokenizer)
+                                             plan.tokenizer, plan.grader)
             for split in plan.splits:
                 for metric, value in scores[split].items():
                     metrics[split][metric].append(value)

@@ -128,7 +128,7 @@ def _grades(folder: RunFolder, spec, cells: list[Cell]) -> pd.DataFrame:
         if not folder.exists(grades_file(cell.cell_id)):  # a cell that failed before grading anything
             continue
         table = read_grades(folder, grades_file(cell.cell_id))
-        trained = set(spec.data.families[:cell.diversity])
+        trained = set(spec.data.trained[:cell.diversity])
         tables.append(table.assign(cell_id=cell.cell_id, **cell.axes, trained=table["family"].isin(trained)))
     columns = ["cell_id", *AXES, "step", "split", "trained", *GRADE_COLUMNS]
     return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)

@@ -30,7 +30,11 @@ from scaling.trainer.packing import pack
 from scaling.trainer.pretrain import pretrain
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
 from scaling.tasks.corpus import CORPUS_VERSION
+from scaling.tasks.dataset import AnswerGrader, DatasetSource, fingerprint
+from scaling.tasks.dataset import evaluation_set as dataset_evaluation_set
+from scaling.tasks.dataset import training_pool as dataset_training_pool
 from scaling.tasks.diversity import diversity_stats
+from scaling.tasks.grader import verify_example
 from scaling.tasks.mixture import Example, evaluation_split, memorization_split, training_pool
 from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 
@@ -54,7 +58,12 @@ def cell_tokenizer(cell: Cell) -> Tokenizer:
 
 def cell_data(spec: GridSpec, cell: Cell, tokenizer: Tokenizer = CHARACTERS) -> CellData:
     """The SFT pool and evaluation splits of a cell, and their length in `tokenizer`'s tokens
-    (deterministic in the spec, the cell's axes and the tokenizer)."""
+    (deterministic in the spec, the cell's axes and the tokenizer): from the synthetic families, or from
+    the user's dataset."""
+    source = spec.dataset
+    if source is not None:
+        return _dataset_cell_data(source, fingerprint(source.path), spec.data.examples, spec.eval, cell.diversity,
+                                  cell.quality, cell.cot, cell.seed, tokenizer)
     return _cell_data(spec.data, spec.eval, cell.diversity, cell.quality, cell.cot, cell.seed, tokenizer)
 
 
@@ -67,6 +76,23 @@ def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed:
                   for split in evaluation.splits}
     except ValueError as error:  # e.g. more unique examples asked for than a family has
         raise UserError(f"cell data (diversity={diversity}, quality={quality}, cot={cot}, seed={seed}): {error}") from None
+    return _measured(pool, splits, tokenizer)
+
+
+@functools.lru_cache(maxsize=8)  # the file's fingerprint is part of the key: an edited file is read again
+def _dataset_cell_data(source: DatasetSource, _fingerprint: str, examples: int, evaluation, diversity: int,
+                       quality: float, cot: str, seed: int, tokenizer: Tokenizer) -> CellData:
+    """A dataset cell's pool and splits: the evaluation rows are the grid's, and no training row repeats their problems."""
+    fixed = dataset_evaluation_set(source, evaluation.splits, evaluation.n, evaluation.seed, cot)
+    held_out = frozenset(example.key for rows in fixed.values() for example in rows)
+    pool = dataset_training_pool(source, diversity, examples, seed, quality, cot, held_out)
+    splits = {split: memorization_split(pool, evaluation.memorization_n) if split == "train" else fixed[split]
+              for split in evaluation.splits}
+    return _measured(pool, splits, tokenizer)
+
+
+def _measured(pool: list[Example], splits: dict[str, list[Example]], tokenizer: Tokenizer) -> CellData:
+    """A cell's data with the lengths its rows need in `tokenizer`'s tokens."""
     split_lengths = {split: _quantized(sequence_length(examples, tokenizer)) for split, examples in splits.items()}
     return CellData(pool, splits, max([_quantized(sequence_length(pool, tokenizer)), *split_lengths.values()]), split_lengths)
 
@@ -123,6 +149,7 @@ def cell_plan(spec: GridSpec, cell: Cell, init_params: nnx.State | None) -> Cell
         pool_stats=diversity_stats(data.pool),
         init_params=init_params,
         tokenizer=tokenizer,
+        grader=verify_example if spec.dataset is None else AnswerGrader(spec.dataset.extractor),
     )
 
 

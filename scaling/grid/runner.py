@@ -38,7 +38,7 @@ from scaling.grid.store import CellResult, cell_dataset, grades_table, read_fold
 SPEC = "grid.toml"
 VERSION = "data_version"  # the data version the folder's cells are drawn with (schema.DATA_VERSION)
 RESULTS_FILE = "results.nc"
-SPEC_DIR = "spec_dir"  # the folder the spec was read from: hf:PATH bases resolve against it
+SPEC_DIR = "spec_dir"  # the folder the spec was read from: hf:PATH bases and [data] source resolve against it
 
 
 def cell_file(cell_id: str) -> str:
@@ -87,7 +87,7 @@ def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolde
         if folder.is_local and folder.local_path.is_dir() and _has_content(folder.local_path):
             raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
         files = {SPEC: spec_text.encode(), VERSION: f"{DATA_VERSION}\n".encode()}
-        if any(base.is_checkpoint for base in spec.bases.values()):  # only checkpoint paths need it
+        if spec.dataset is not None or any(base.is_checkpoint for base in spec.bases.values()):  # relative paths need it
             files[SPEC_DIR] = str(Path(spec.base_dir).resolve()).encode()
         try:
             if folder.initialize(files, last=SPEC):
@@ -127,7 +127,8 @@ def read_run_spec(folder: RunFolder) -> tuple[GridSpec, str]:
         raise UserError(f"{folder.url} is not a run folder (it has no {SPEC})")
     check_data_version(folder)
     text = folder.read_text(SPEC)
-    # hf:PATH bases are relative to the folder of the spec the run was started from, not the run folder's.
+    # hf:PATH bases and dataset files are relative to the folder of the spec the run was started from, not the
+    # run folder's.
     base_dir = folder.read_text(SPEC_DIR).strip() if folder.exists(SPEC_DIR) else "."
     return parse_spec(text, source=folder.path(SPEC), base_dir=base_dir), text
 

@@ -20,6 +20,9 @@ from pathlib import Path
 from scaling.trainer.config import PRESETS, TrainConfig
 from scaling.errors import UserError
 from scaling.schema import DATA_VERSION, LEGACY_AXES
+from scaling.tasks.dataset import SPLITS as DATASET_SPLITS
+from scaling.tasks.dataset import DatasetSource, fingerprint
+from scaling.tasks.jsonl import AnswerExtractor
 from scaling.tasks.mixture import SPLITS, split_families
 from scaling.tasks.quality import COT_STYLES
 from scaling.tasks.registry import TASKS
@@ -59,16 +62,60 @@ class AxesSpec:
 
 
 @dataclass(frozen=True)
-class DataSpec:
-    """The SFT mixture shared by every cell."""
+class AnswerSpec:
+    """How a dataset's answers are read from completions (see scaling.tasks.jsonl.AnswerExtractor)."""
 
-    families: tuple[str, ...]  # ordered task families; diversity k trains on the first k
+    mode: str = "marker"  # marker, regex or last_number
+    marker: str = "####"  # marker: the answer is the rest of the line after the marker's last occurrence
+    pattern: str = ""  # regex: the last match's group 1 (or the whole match) is the answer
+
+    def __post_init__(self) -> None:
+        try:
+            self.extractor()
+        except UserError as error:
+            raise ValueError(f"[data] answer: {error}") from None
+
+    def extractor(self) -> AnswerExtractor:
+        return AnswerExtractor(self.mode, self.marker, self.pattern or None)
+
+
+# The [data] keys of a user's dataset: left out of a synthetic grid's cell ids, which stay what they were.
+DATASET_KEYS = ("source", "eval_source", "group_by", "groups", "ood_groups", "quality_field", "answer")
+SYNTHETIC_KEYS = ("families", "ood_families", "phrasings")  # meaningless for a dataset, so not in its cell ids
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The SFT data shared by every cell: synthetic task families, or a user's JSONL dataset (`source`)."""
+
+    families: tuple[str, ...] = ()  # ordered task families; diversity k trains on the first k
     ood_families: tuple[str, ...] = ()  # held out of every mixture: the ood_family split
     examples: int = 2000  # unique SFT examples per cell, whatever the diversity
     phrasings: int = 0  # prompt phrasings per family (0: all of them)
     pack_length: int = 0  # tokens per packed training row (0: the cell's longest sequence)
+    source: str = ""  # a JSONL file of your own SFT data in place of families (relative: to the spec's folder)
+    eval_source: str = ""  # a JSONL file of evaluation rows ("": held back from source)
+    group_by: str = "family"  # source: the field whose values play the part of families
+    groups: tuple[str, ...] = ()  # source: ordered groups; diversity k trains on the first k
+    ood_groups: tuple[str, ...] = ()  # source: groups held out of every mixture (the ood_family split)
+    quality_field: str = ""  # source: a boolean field marking verified rows; quality q keeps that share verified
+    answer: AnswerSpec = field(default_factory=AnswerSpec)  # source: how answers are read from completions
 
     def __post_init__(self) -> None:
+        if self.source:
+            self._check_dataset()
+        else:
+            self._check_families()
+        for name, minimum in (("examples", 1), ("phrasings", 0), ("pack_length", 0)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"[data] {name} must be >= {minimum}, got {getattr(self, name)}")
+
+    def _check_families(self) -> None:
+        given = [key for key in DATASET_KEYS if getattr(self, key) != _default(DataSpec, key)]
+        if given:
+            raise ValueError(f"[data] {given[0]} describes a dataset: give source = a JSONL file with it")
+        if not self.families:
+            raise ValueError("[data] families is required (or source = a JSONL file of your own data)")
         base_families = [name for name, task in TASKS.items() if task.kind != "composition"]
         for where, names in (("families", self.families), ("ood_families", self.ood_families)):
             unknown = [n for n in names if n not in base_families]
@@ -76,9 +123,56 @@ class DataSpec:
                 raise ValueError(f"[data] {where}: unknown family {unknown[0]!r} (see `scaling data families`)")
         if set(self.families) & set(self.ood_families):
             raise ValueError(f"[data] ood_families {sorted(set(self.families) & set(self.ood_families))} are also in families")
-        for name, minimum in (("examples", 1), ("phrasings", 0), ("pack_length", 0)):
-            if getattr(self, name) < minimum:
-                raise ValueError(f"[data] {name} must be >= {minimum}, got {getattr(self, name)}")
+
+    def _check_dataset(self) -> None:
+        given = [key for key in SYNTHETIC_KEYS if getattr(self, key)]
+        if given:
+            raise ValueError(f"[data] {given[0]} names synthetic tasks; with source, the groups of your data stand "
+                             f"in their place (groups, ood_groups)")
+        if not self.groups:
+            raise ValueError(f"[data] groups is required with source: the values of {self.group_by!r} to train on, in order")
+        if not self.group_by:
+            raise ValueError("[data] group_by must name a field")
+        if set(self.groups) & set(self.ood_groups):
+            raise ValueError(f"[data] ood_groups {sorted(set(self.groups) & set(self.ood_groups))} are also in groups "
+                             f"(a held-out group is never trained)")
+
+    @property
+    def trained(self) -> tuple[str, ...]:
+        """The ordered families or groups a cell's diversity counts."""
+        return self.groups if self.source else self.families
+
+    def dataset(self, base_dir: Path) -> DatasetSource | None:
+        """The user's dataset with its paths resolved against the spec's folder; None for synthetic families."""
+        if not self.source:
+            return None
+        return DatasetSource(str(_resolved(self.source, base_dir)), self.groups, self.ood_groups, self.group_by,
+                             self.quality_field, self.answer.extractor(),
+                             str(_resolved(self.eval_source, base_dir)) if self.eval_source else "")
+
+    def results_content(self, base_dir: Path) -> dict:
+        """The [data] that determines results: a dataset's files by the fingerprint of their rows, never their
+        paths (moving the file keeps its cells; editing it makes new ones)."""
+        content = dataclasses.asdict(self)
+        if not self.source:
+            return {k: v for k, v in content.items() if k not in DATASET_KEYS}
+        content = {k: v for k, v in content.items() if k not in SYNTHETIC_KEYS}
+        source = self.dataset(base_dir)
+        content["source"] = fingerprint(source.path)
+        content["eval_source"] = fingerprint(source.eval_path) if source.eval_path else ""
+        return content
+
+
+def _default(cls, name: str):
+    """A dataclass field's default value."""
+    f = cls.__dataclass_fields__[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _resolved(path: str, base_dir: Path) -> Path:
+    """A path as written in a spec: relative ones are relative to the spec's folder."""
+    resolved = Path(path).expanduser()
+    return resolved if resolved.is_absolute() else Path(base_dir) / resolved
 
 
 @dataclass(frozen=True)
@@ -235,15 +329,36 @@ class GridSpec:
     def __post_init__(self) -> None:
         """The checks across sections; each section checked its own fields when it was made."""
         axes, data = self.axes, self.data
-        if any(k > len(data.families) for k in axes.diversity):
-            raise ValueError(f"[axes] diversity must lie in 1..{len(data.families)} (the number of [data] families), "
+        what = "groups" if data.source else "families"
+        if any(k > len(data.trained) for k in axes.diversity):
+            raise ValueError(f"[axes] diversity must lie in 1..{len(data.trained)} (the number of [data] {what}), "
                              f"got {list(axes.diversity)}")
+        if data.source:
+            self._check_dataset_axes()
+            return
         for split in self.eval.splits:
             if split != "train":
                 try:
                     split_families(split, data.families, data.ood_families)
                 except ValueError as error:
                     raise ValueError(f"[eval] splits: {error}") from None
+
+    def _check_dataset_axes(self) -> None:
+        """What a dataset grid's axes and splits may ask of it (its rows are checked by `check_dataset`)."""
+        unknown = [s for s in self.eval.splits if s not in DATASET_SPLITS]
+        if unknown:
+            raise ValueError(f"[eval] splits: split {unknown[0]!r} needs the synthetic families; a dataset makes the "
+                             f"splits {', '.join(DATASET_SPLITS)}")
+        if "ood_family" in self.eval.splits and not self.data.ood_groups:
+            raise ValueError("[eval] splits: ood_family needs [data] ood_groups (groups held out of every mixture)")
+        if not self.data.quality_field and any(q != 1.0 for q in self.axes.quality):
+            raise ValueError(f"[axes] quality {[q for q in self.axes.quality if q != 1.0][0]:g} needs [data] quality_field "
+                             f"(the boolean field that marks verified rows)")
+
+    @property
+    def dataset(self) -> DatasetSource | None:
+        """The user's dataset the cells train on, paths resolved; None for the synthetic families."""
+        return self.data.dataset(Path(self.base_dir))
 
     @property
     def bases(self) -> dict[str, Base]:
@@ -252,7 +367,7 @@ class GridSpec:
 
     def results_content(self) -> dict:
         """Everything in the spec that determines results (not `name`, `run` or where the file lies)."""
-        return {"axes": dataclasses.asdict(self.axes), "data": dataclasses.asdict(self.data),
+        return {"axes": dataclasses.asdict(self.axes), "data": self.data.results_content(Path(self.base_dir)),
                 "train": dataclasses.asdict(self.train), "eval": dataclasses.asdict(self.eval)}
 
 
@@ -302,6 +417,7 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     name = table.pop("name", None)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise UserError(f"{source}: `name` must be a word of letters, digits, _ . - (it names runs/NAME), got {name!r}")
+    _default_dataset_splits(table)
     sections = {}
     for key, cls in (("axes", AxesSpec), ("data", DataSpec), ("train", TrainSpec), ("eval", EvalSpec), ("run", RunSpec)):
         sections[key] = _typed(cls, table.pop(key, {}), f"[{key}]", source)
@@ -314,7 +430,45 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     for base in spec.bases.values():
         if base.is_checkpoint:
             _check_checkpoint(base, source)
+    if spec.dataset is not None:
+        try:
+            check_dataset(spec)
+        except UserError as error:
+            raise UserError(f"{source}: {error}") from None
     return spec
+
+
+def _default_dataset_splits(table: dict) -> None:
+    """A dataset grid evaluates the splits a dataset makes unless [eval] splits says otherwise (the synthetic
+    default names splits only families make)."""
+    data, evaluation = table.get("data"), table.get("eval", {})
+    if isinstance(data, dict) and data.get("source") and isinstance(evaluation, dict) and "splits" not in evaluation:
+        splits = [s for s in DATASET_SPLITS if s != "ood_family" or data.get("ood_groups")]
+        table["eval"] = {**evaluation, "splits": splits}
+
+
+def check_dataset(spec: GridSpec) -> None:
+    """Everything about a dataset grid's files that can be known before any work: every row of both files, that
+    each cell's mixture and each evaluation split can be drawn, and that preset bases' characters can spell it."""
+    from scaling.tasks.dataset import dataset_of, eval_dataset_of, evaluation_set, first_unencodable, training_pool
+    from scaling.tasks.tokenizer import ALPHABET
+
+    source = spec.dataset
+    datasets = [dataset_of(source)] + ([eval_dataset_of(source)] if source.eval_path else [])
+    try:
+        evaluation = evaluation_set(source, spec.eval.splits, spec.eval.n, spec.eval.seed, "full")
+    except ValueError as error:
+        raise UserError(f"[eval] splits: {error}") from None
+    held_out = frozenset(e.key for examples in evaluation.values() for e in examples)
+    for diversity in spec.axes.diversity:
+        for quality in spec.axes.quality:
+            training_pool(source, diversity, spec.data.examples, spec.axes.seed[0], quality, "full", held_out)
+    if any(not base.is_checkpoint for base in spec.bases.values()):
+        for dataset in datasets:
+            outside = first_unencodable(dataset, ALPHABET)
+            if outside is not None:
+                raise UserError(f"{dataset.path} line {outside[0]}: character {outside[1]!r} is not in the preset "
+                                f"models' character vocabulary (use an hf:PATH base, whose tokenizer reads any text)")
 
 
 def _typed(cls, table, where: str, source: str):

@@ -163,8 +163,7 @@ class TextTokenizer:
             return self.encode(example.completion) + [self.eos_id]
         prompt = self._prompt_text(example)
         conversation = self.chat_template.render(
-            [{"role": "user", "content": example.prompt}, {"role": "assistant", "content": example.completion}],
-            add_generation_prompt=False,
+            [*_messages(example), {"role": "assistant", "content": example.completion}], add_generation_prompt=False,
         )
         if not conversation.startswith(prompt):
             raise UserError(f"{self.chat_template.origin}: the conversation of example {example.id} does not begin "
@@ -173,7 +172,15 @@ class TextTokenizer:
         return ids[: ids.index(self.eos_id) + 1] if self.eos_id in ids else ids + [self.eos_id]
 
     def _prompt_text(self, example: Example) -> str:
-        return self.chat_template.render([{"role": "user", "content": example.prompt}], add_generation_prompt=True)
+        return self.chat_template.render(_messages(example), add_generation_prompt=True)
+
+
+def _messages(example: Example) -> list[dict[str, str]]:
+    """The messages a chat template renders before the answer: a chat's own (system turns included), else
+    one user turn holding the prompt."""
+    if example.context:
+        return [{"role": role, "content": content} for role, content in example.context]
+    return [{"role": "user", "content": example.prompt}]
 
 
 def text_tokenizer(tokenizer: Tokenizer, pad_token: str = "<pad>", eos_token: str = "<eos>") -> TextTokenizer:

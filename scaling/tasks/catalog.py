@@ -27,4 +27,6 @@ def example_record(example: Example) -> dict:
     """An example as the JSON object of `scaling data sample`."""
     record = dataclasses.asdict(example)
     record["steps"] = list(example.steps)
+    if not example.context:  # only a user's chat data has one; the synthetic tasks' records stay as they were
+        del record["context"]
     return record

@@ -9,17 +9,29 @@ wrong, never as an error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from scaling.tasks.families import ANSWER_MARK
 from scaling.tasks.registry import get_task
+
+if TYPE_CHECKING:
+    from scaling.tasks.mixture import Example
 
 
 @dataclass(frozen=True)
 class Grade:
     answer_correct: bool  # the text after `####` equals the reference answer
     process_acc: float  # the correct steps before the first wrong one, over the longer of generated and gold CoT
-    chain_correct: bool  # every step right and none missing or extra: the gold chain itself
+    # (NaN where no procedure verifies steps: a user's dataset)
+    chain_correct: bool | None  # every step right and none missing or extra: the gold chain itself (None: unverifiable)
     steps: int  # steps generated
+
+
+class Grader(Protocol):
+    """How an evaluation example's generated completion is graded; picklable (plans travel to workers)."""
+
+    def __call__(self, example: Example, completion: str) -> Grade:
+        ...
 
 
 def parse_completion(text: str) -> tuple[list[str], str | None]:
@@ -41,3 +53,8 @@ def grade(family: str, prompt: str, completion: str) -> Grade:
     return Grade(answer_correct=answer == reference.answer,
                  process_acc=verified / max(len(steps), len(reference.steps), 1),
                  chain_correct=verified == len(steps) == len(reference.steps), steps=len(steps))
+
+
+def verify_example(example: Example, completion: str) -> Grade:
+    """A `Grader` for the synthetic tasks: the example's family verifies answer and steps."""
+    return grade(example.family, example.prompt, completion)

@@ -38,6 +38,8 @@ class SftRecord:
     prompt: str  # the text the model is conditioned on (chat messages already rendered)
     completion: str  # the text the model is trained to emit, or the reference output of an eval file
     answer: str | None = None  # the reference final answer, when the file gives one
+    context: tuple[Message, ...] = ()  # chat form: the messages before the completion (a chat template renders
+    # them itself; `prompt` is their `render_chat` text); empty for prompt/completion lines
 
 
 def render_chat(messages: Sequence[Message]) -> str:
@@ -95,76 +97,79 @@ def read_records(path, render: Callable[[Sequence[Message]], str] = render_chat)
     records = []
     for number, obj in json_objects(path):
         try:
-            records.append(_parse_record(obj, render))
-        except _BadLine as error:
+            records.append(parse_record(obj, render))
+        except BadLine as error:
             raise UserError(f"{Path(path)} line {number}: {error}") from None
     if not records:
         raise UserError(f"{Path(path)} holds no records")
     return records
 
 
-class _BadLine(ValueError):
-    """Why one line is not a record; read_records adds the file and line number."""
+class BadLine(ValueError):
+    """Why one line is not a record; the reader adds the file and line number."""
 
 
-def _parse_record(obj: dict, render: Callable[[Sequence[Message]], str]) -> SftRecord:
-    """One record from one line's JSON object; _BadLine says what is wrong with it."""
+def parse_record(obj: dict, render: Callable[[Sequence[Message]], str] = render_chat) -> SftRecord:
+    """One record from one line's JSON object; BadLine says what is wrong with it."""
     has_pair = "prompt" in obj or "completion" in obj
     if has_pair and "messages" in obj:
-        raise _BadLine('give either "prompt" and "completion" or "messages", not both')
+        raise BadLine('give either "prompt" and "completion" or "messages", not both')
+    context: tuple[Message, ...] = ()
     if "messages" in obj:
-        prompt, completion = _from_messages(obj["messages"], render)
+        context, completion = _from_messages(obj["messages"])
+        prompt = render(context)
     elif isinstance(obj.get("prompt"), str) and isinstance(obj.get("completion"), str):
         prompt, completion = obj["prompt"], obj["completion"]
         if not prompt.strip():
-            raise _BadLine('"prompt" is empty')
+            raise BadLine('"prompt" is empty')
         if not completion.strip():
-            raise _BadLine('"completion" is empty')
+            raise BadLine('"completion" is empty')
     else:
         found = ", ".join(f'"{k}" is {_json_type(obj[k])}' for k in ("prompt", "completion") if k in obj)
-        raise _BadLine('expected "prompt" and "completion" strings or "messages"' + (f" ({found})" if found else ""))
+        raise BadLine('expected "prompt" and "completion" strings or "messages"' + (f" ({found})" if found else ""))
     given_id = _optional(obj, "id", (str, int), "a string or an integer")
     family = _optional(obj, "family", (str,), "a string")
     answer = _optional(obj, "answer", (str, int, float), "a string or a number")
     for key, value in (("id", given_id), ("family", family)):
         if isinstance(value, str) and not value.strip():
-            raise _BadLine(f'"{key}" is empty')
+            raise BadLine(f'"{key}" is empty')
     if answer is not None and not str(answer).strip():
-        raise _BadLine('"answer" is empty')
+        raise BadLine('"answer" is empty')
     return SftRecord(
         id=str(given_id) if given_id is not None else record_id(prompt, completion),
         family=family if family is not None else DEFAULT_FAMILY,
         prompt=prompt,
         completion=completion,
         answer=str(answer).strip() if answer is not None else None,
+        context=context,
     )
 
 
-def _from_messages(messages, render: Callable[[Sequence[Message]], str]) -> tuple[str, str]:
-    """(prompt, completion) of a chat: the last message is the assistant's completion."""
+def _from_messages(messages) -> tuple[tuple[Message, ...], str]:
+    """(the messages before the completion, the completion) of a chat: the last message is the assistant's."""
     if not isinstance(messages, list):
-        raise _BadLine(f'"messages" must be a list, got {_json_type(messages)}')
+        raise BadLine(f'"messages" must be a list, got {_json_type(messages)}')
     if not messages:
-        raise _BadLine('"messages" is empty')
+        raise BadLine('"messages" is empty')
     chat: list[Message] = []
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise _BadLine(f'{where} must be an object with "role" and "content", got {_json_type(message)}')
+            raise BadLine(f'{where} must be an object with "role" and "content", got {_json_type(message)}')
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
-            raise _BadLine(f'{where} has role {json.dumps(role)}; expected "system", "user" or "assistant"')
+            raise BadLine(f'{where} has role {json.dumps(role)}; expected "system", "user" or "assistant"')
         if not isinstance(content, str):
-            raise _BadLine(f'{where} "content" must be a string, got {_json_type(content)}')
+            raise BadLine(f'{where} "content" must be a string, got {_json_type(content)}')
         chat.append((role, content))
     *context, (last_role, completion) = chat
     if last_role != "assistant":
-        raise _BadLine('the last of "messages" must have role "assistant" (it is the completion)')
+        raise BadLine('the last of "messages" must have role "assistant" (it is the completion)')
     if not context:
-        raise _BadLine('"messages" needs a message before the final assistant one (the prompt is empty)')
+        raise BadLine('"messages" needs a message before the final assistant one (the prompt is empty)')
     if not completion.strip():
-        raise _BadLine('the final assistant message is empty')
-    return render(context), completion
+        raise BadLine('the final assistant message is empty')
+    return tuple(context), completion
 
 
 def _optional(obj: dict, key: str, types: tuple[type, ...], wanted: str):
@@ -173,7 +178,7 @@ def _optional(obj: dict, key: str, types: tuple[type, ...], wanted: str):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, types):
-        raise _BadLine(f'"{key}" must be {wanted}, got {_json_type(value)}')
+        raise BadLine(f'"{key}" must be {wanted}, got {_json_type(value)}')
     return value
 
 
@@ -232,12 +237,18 @@ class AnswerExtractor:
         the answer's line in the other modes, where that line is prose around the answer, not a step.
         With no answer found, every non-empty line counts as a step.
         """
-        start, answer = self._find(text)
-        if start is not None and self.mode != "marker":
-            start = text.rfind("\n", 0, start) + 1
+        start, answer = self.answer_start(text), self.extract(text)
         head = text if start is None else text[:start]
         steps = [line.strip() for line in head.split("\n") if line.strip()]
         return steps, answer
+
+    def answer_start(self, text: str) -> int | None:
+        """Where the text's answer part begins: the marker in marker mode, else the start of the answer's
+        line; None when there is no answer. Everything before it is steps."""
+        start = self._find(text)[0]
+        if start is not None and self.mode != "marker":
+            start = text.rfind("\n", 0, start) + 1
+        return start
 
     def extract(self, text: str) -> str | None:
         """The final answer of text (stripped), or None when there is none."""

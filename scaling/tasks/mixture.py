@@ -54,6 +54,8 @@ class Example:
     cot: str = "full"  # CoT style: full, short or none
     key: str = ""  # the problem's key (family and canonical operands; see Family.key)
     chance: float = 0.0  # the probability that a guess of the answer's type is right (scaling.tasks.chance)
+    context: tuple[tuple[str, str], ...] = ()  # (role, content) messages before the completion, for a user's chat
+    # data: a chat template renders them; `prompt` is their plain rendering. Empty: one user turn, the prompt.
 
 
 def is_evaluation_key(key: str) -> bool:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 PAD, EOS = 0, 1
 # Ids never change once published: new characters may only be appended.
 _CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ +-*/=%<>()[],.:;?!#'\"_\n"
+ALPHABET = _CHARS  # every character the character tokenizer spells
 _ID_OF = {c: i + 2 for i, c in enumerate(_CHARS)}
 VOCAB_SIZE = len(_CHARS) + 2
 PROMPT_END = "\n"  # separates the prompt from the completion when no chat template formats them

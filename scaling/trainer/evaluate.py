@@ -12,7 +12,7 @@ from flax import nnx
 
 from scaling.trainer.batches import prompt_arrays, token_arrays
 from scaling.trainer.decode import generate_greedy_cached
-from scaling.tasks.grader import grade
+from scaling.tasks.grader import Grader, verify_example
 from scaling.tasks.mixture import Example
 from scaling.tasks.tokenizer import CHARACTERS, EOS, Tokenizer
 from scaling.trainer.train import token_losses
@@ -72,18 +72,20 @@ def _padded(array: np.ndarray, rows: int) -> np.ndarray:
 
 def evaluate_split(
     graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int,
-    tokenizer: Tokenizer = CHARACTERS,
+    tokenizer: Tokenizer = CHARACTERS, grader: Grader = verify_example,
 ) -> dict[str, float]:
     """All metrics of one split (see `grade_split`)."""
-    return grade_split(graphdef, params, examples, length, batch_size, tokenizer)[0]
+    return grade_split(graphdef, params, examples, length, batch_size, tokenizer, grader)[0]
 
 
 def grade_split(
     graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int,
-    tokenizer: Tokenizer = CHARACTERS,
+    tokenizer: Tokenizer = CHARACTERS, grader: Grader = verify_example,
 ) -> tuple[dict[str, float], list[dict]]:
-    """All metrics of one split, its examples tokenized by `tokenizer` (the one the model was trained with),
-    and each example's grade (`scaling.schema.GRADE_COLUMNS`). Padding rows carry zero loss weight and are not graded."""
+    """All metrics of one split, its examples tokenized by `tokenizer` (the one the model was trained with)
+    and graded by `grader` (the synthetic families' verifiers, or a dataset's answer extractor), and each
+    example's grade (`scaling.schema.GRADE_COLUMNS`). Padding rows carry zero loss weight and are not graded.
+    Where steps cannot be verified, process and chain accuracy are NaN: undefined, not zero."""
     arrays = token_arrays(examples, length, tokenizer)
     prompts, prompt_lengths = prompt_arrays(examples, length, tokenizer)
     loss_sum = correct_sum = weight_sum = 0.0
@@ -102,12 +104,13 @@ def grade_split(
         )
         for row, i in zip(generated, index):
             example, written = examples[i], row[prompt_lengths[i]:]
-            result = grade(example.family, example.prompt, tokenizer.decode(written))
+            result = grader(example, tokenizer.decode(written))
             ends = np.flatnonzero(written == tokenizer.eos_id)
             grades.append({
                 "family": example.family, "phrasing": example.phrasing, "difficulty": example.difficulty,
                 "key": example.key, "chance": example.chance, "answer_correct": result.answer_correct,
-                "process_score": result.process_acc, "chain_correct": result.chain_correct, "steps": result.steps,
+                "process_score": result.process_acc,
+                "chain_correct": np.nan if result.chain_correct is None else result.chain_correct, "steps": result.steps,
                 "generated_tokens": int(ends[0] + 1) if len(ends) else len(written),
             })
     return {
@@ -122,12 +125,12 @@ def grade_split(
 
 def evaluate_splits(
     graphdef: nnx.GraphDef, params, splits: dict[str, list[Example]], lengths: dict[str, int], batch_size: int,
-    tokenizer: Tokenizer = CHARACTERS,
+    tokenizer: Tokenizer = CHARACTERS, grader: Grader = verify_example,
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict]]]:
     """All metrics of every split, and every example's grade, each split in rows of its own length: its
     longest sequence, which is also how far greedy generation may run. (A split's decoding cost grows
     with its row length, per step and in steps: a split of short problems is not decoded at the length
     of another split's long ones.)"""
-    graded = {split: grade_split(graphdef, params, examples, lengths[split], batch_size, tokenizer)
+    graded = {split: grade_split(graphdef, params, examples, lengths[split], batch_size, tokenizer, grader)
               for split, examples in splits.items()}
     return {split: metrics for split, (metrics, _) in graded.items()}, {split: grades for split, (_, grades) in graded.items()}

@@ -134,3 +134,33 @@ def test_a_pythia_like_base_without_a_chat_template_fine_tunes_in_a_grid(tmp_pat
     loss = results["loss"].sel(split="train").values
     assert np.isfinite(loss).all() and loss[-1] < loss[0]
     assert not (tmp_path / "run" / "models").exists()  # save_models is off
+
+
+def test_a_checkpoint_base_fine_tunes_on_a_chat_dataset_through_its_own_chat_template(base, tmp_path):
+    """Chat rows keep their own system turn under the checkpoint's template (not the template's default one), and
+    text outside the preset alphabet is fine for a checkpoint's tokenizer."""
+    from scaling.grid.plan import cell_plan
+    from scaling.tasks.mixture import sample
+
+    rows = [{"messages": [{"role": "system", "content": "Réponds brièvement."}, {"role": "user", "content": e.prompt},
+                          {"role": "assistant", "content": e.completion}], "topic": family}
+            for family in ("add", "reverse") for e in sample(family, "train", 30, seed=1)]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    spec_text = (SPEC.replace('"hf:base", "tiny"', f'"hf:{base}"').replace("save_models = true", "save_models = false")
+                 .replace('families = ["add"]\nood_families = ["reverse"]',
+                          'source = "chat.jsonl"\ngroup_by = "topic"\ngroups = ["add"]\nood_groups = ["reverse"]')
+                 .replace('splits = ["train", "id"]', 'splits = ["train", "id", "ood_family"]').replace("examples = 64", "examples = 20"))
+    (tmp_path / "grid.toml").write_text(spec_text)
+    spec = parse_spec(spec_text, base_dir=tmp_path)
+    (cell,) = expand(spec)
+    plan = cell_plan(spec, cell, init_params=None)
+    example = plan.splits["id"][0]
+    prompt = plan.tokenizer.tokenizer.decode(plan.tokenizer.prompt_ids(example), skip_special_tokens=False)
+    assert prompt.startswith("<|im_start|>system\nRéponds brièvement.<|im_end|>") and "helpful assistant" not in prompt
+    assert "<|im_start|>user\n" in prompt and prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    assert main(["run", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "run")]) == 0
+    assert main(["collect", str(tmp_path / "run")]) == 0
+    results = xr.open_dataset(tmp_path / "run" / "results.nc").squeeze()
+    assert str(results["status"].values) == "done" and list(results["split"].values) == ["train", "id", "ood_family"]
+    loss = results["loss"].sel(split="train").values
+    assert np.isfinite(loss).all() and loss[-1] < loss[0]

@@ -1,0 +1,317 @@
+"""A user's own SFT data as a grid's data source: a JSONL file whose rows name a group.
+
+The rows of a file play the parts the synthetic families play in `scaling.tasks.mixture`:
+
+- **Groups** (the values of one field, say "category") stand where families stood: diversity k trains
+  on the first k of an ordered list, at a fixed number of examples whatever k is; `ood_groups` are
+  held out of every mixture and make the `ood_family` split.
+- **The `id` split** holds back, per trained group, rows of distinct problems that no training row
+  repeats (a problem is a normalized prompt: Unicode form, case and whitespace ignored), chosen by the
+  evaluation seed alone, so every cell meets the same evaluation rows whatever its diversity, quality
+  or seed. A separate evaluation file (`eval_source`) can take their place.
+- **Quality q**, with a boolean `quality_field`, means that round(q · share) of each group's training
+  rows are verified and the rest are not (nested: the verified rows at a lower quality are some of those
+  at a higher one). Without the field every row counts as verified. Unverified rows are never evaluated.
+- **CoT style** keeps the whole completion (`full`), its last step line and its answer (`short`), or the
+  answer only (`none`); the answer part begins where the extractor finds it.
+- **Answers** are read by an `AnswerExtractor`. A row's reference answer is its `answer` field, else what
+  the extractor reads from its completion; every row must have an answer the extractor finds in its
+  completion, or a model trained on it would learn a format no grader can read. A group's chance floor is
+  the share of its most common reference answer: what always giving that one answer would score.
+
+Rows are put in a canonical order (by a hash of their content) before anything is drawn, so a file with
+the same rows in another order gives the same cells; the file's `fingerprint` (its sorted row hashes)
+is part of every cell id, so an edited file gives new cells, never stale results.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from scaling.errors import UserError
+from scaling.tasks.grader import Grade
+from scaling.tasks.jsonl import AnswerExtractor, BadLine, SftRecord, json_objects, parse_record
+from scaling.tasks.mixture import Example
+from scaling.tasks.quality import COT_STYLES
+
+SPLITS = ("train", "id", "ood_family")  # the evaluation splits a dataset can make
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """What a grid's `[data]` says about a user's file, its paths resolved: hashable, so reads are cached."""
+
+    path: str  # the JSONL file of SFT rows
+    groups: tuple[str, ...]  # ordered: diversity k trains on the first k
+    ood_groups: tuple[str, ...] = ()  # held out of every mixture: the ood_family split
+    group_by: str = "family"  # the field whose values are the groups
+    quality_field: str = ""  # a boolean field: true marks a verified row ("": every row counts as verified)
+    extractor: AnswerExtractor = AnswerExtractor()
+    eval_path: str = ""  # a separate JSONL file of evaluation rows ("": held back from `path`)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a user's file that belongs to a named group."""
+
+    line: int  # its line number in the file, for messages
+    group: str
+    record: SftRecord
+    reference: str  # the answer a completion must give, as the extractor reads answers
+    answer_start: int  # where the completion's answer part begins (see AnswerExtractor.answer_start)
+    verified: bool
+    key: str  # a hash of the normalized prompt: rows with one key are one problem
+    digest: str  # a hash of the row's JSON content (key order and spacing ignored): its canonical place
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The rows of a file that belong to named groups, in canonical order."""
+
+    path: str
+    rows: tuple[Row, ...]
+
+    def of(self, group: str) -> list[Row]:
+        return [row for row in self.rows if row.group == group]
+
+
+def normalized_prompt(prompt: str) -> str:
+    """A prompt as problems are compared: Unicode compatibility form, case folded, runs of whitespace as one space."""
+    return " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
+
+
+def _hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _canonical(obj: dict) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    digests = sorted(_hash(_canonical(obj)) for _, obj in json_objects(path))
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
+
+
+def fingerprint(path: str | Path) -> str:
+    """A hash of a JSONL file's rows that ignores their order, key order and spacing (read once per file version)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        raise UserError(f"{path} does not exist") from None
+    return _fingerprint(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def read_dataset(path: str, groups: Sequence[str], group_by: str, quality_field: str,
+                 extractor: AnswerExtractor) -> Dataset:
+    """The rows of the named groups, validated, in canonical order; every problem is a UserError naming the file
+    and line. Rows of other groups are parsed (a broken line is refused wherever it is) but not kept."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        raise UserError(f"{path} does not exist") from None
+    return _read(str(path), stat.st_size, stat.st_mtime_ns, tuple(groups), group_by, quality_field, extractor)
+
+
+@functools.lru_cache(maxsize=8)
+def _read(path: str, size: int, mtime_ns: int, groups: tuple[str, ...], group_by: str, quality_field: str,
+          extractor: AnswerExtractor) -> Dataset:
+    rows: list[Row] = []
+    unanswered: list[int] = []  # line numbers of rows whose completion holds no answer the extractor finds
+    lines = 0
+    for number, obj in json_objects(path):
+        lines += 1
+        where = f"{path} line {number}"
+        try:
+            record = parse_record(obj)
+        except BadLine as error:
+            raise UserError(f"{where}: {error}") from None
+        group = obj.get(group_by)
+        if group is None:
+            raise UserError(f'{where}: no "{group_by}" field (the [data] group_by field)')
+        if not isinstance(group, (str, int)) or isinstance(group, bool):
+            raise UserError(f'{where}: "{group_by}" must be a string or an integer, got {json.dumps(group)}')
+        group = str(group)
+        if group not in groups:
+            continue
+        verified = True
+        if quality_field:
+            verified = obj.get(quality_field)
+            if not isinstance(verified, bool):
+                raise UserError(f'{where}: "{quality_field}" (the [data] quality_field) must be true or false, '
+                                f"got {json.dumps(verified)}")
+        start = extractor.answer_start(record.completion)
+        reference = extractor.normalize(record.answer) if record.answer is not None else extractor.extract(record.completion)
+        if start is None or reference is None:
+            unanswered.append(number)  # reported below: one message for a file where no row has an answer
+            continue
+        rows.append(Row(number, group, record, reference, start, verified, _hash(normalized_prompt(record.prompt)),
+                        _hash(_canonical(obj))))
+    if lines == 0:
+        raise UserError(f"{path} holds no rows")
+    if unanswered and not rows:
+        raise UserError(f"{path}: no row of groups {', '.join(groups)} has an answer the {_describe(extractor)} "
+                        f"finds in its completion (check [data] answer)")
+    if unanswered:
+        raise UserError(f"{path} line {unanswered[0]}: the {_describe(extractor)} finds no answer in the completion "
+                        f"({len(unanswered)} such rows; a model trained on them would learn a format no grader reads)")
+    counts = Counter(row.group for row in rows)
+    for group in groups:
+        if counts[group] == 0:
+            raise UserError(f'{path}: group {group!r} has no rows (no row has "{group_by}": {json.dumps(group)})')
+    return Dataset(path, tuple(sorted(rows, key=lambda row: (row.digest, row.line))))
+
+
+def _describe(extractor: AnswerExtractor) -> str:
+    if extractor.mode == "marker":
+        return f"answer marker {extractor.marker!r}"
+    if extractor.mode == "regex":
+        return f"answer pattern {extractor.pattern!r}"
+    return "last-number extractor"
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def group_chance(dataset: Dataset, group: str) -> float:
+    """The share of the group's most common reference answer among its verified rows: what always giving
+    that answer would score, the floor a model reaches without solving anything."""
+    answers = Counter(row.reference for row in dataset.of(group) if row.verified)
+    return max(answers.values()) / sum(answers.values()) if answers else 0.0
+
+
+def styled_completion(row: Row, cot: str) -> str:
+    """The row's completion in a CoT style: whole (`full`), its last step line and answer (`short`), the answer (`none`)."""
+    if cot not in COT_STYLES:
+        raise ValueError(f"unknown CoT style {cot!r}; styles are {', '.join(COT_STYLES)}")
+    text = row.record.completion
+    if cot == "full":
+        return text
+    head, tail = text[: row.answer_start], text[row.answer_start:]
+    steps = [line for line in head.split("\n") if line.strip()]
+    return f"{steps[-1].strip()}\n{tail}" if cot == "short" and steps else tail
+
+
+def _example(row: Row, split: str, cot: str, extractor: AnswerExtractor, chance: float) -> Example:
+    completion = styled_completion(row, cot)
+    steps, _ = extractor.parse(completion)
+    return Example(row.digest, row.group, split, 0, row.record.prompt, tuple(steps), row.reference, completion,
+                   corrupted=not row.verified, cot=cot, key=row.key, chance=chance, context=row.record.context)
+
+
+def _evaluation_rows(dataset: Dataset, groups: Sequence[str], n: int, seed: int, split: str) -> list[Row]:
+    """n verified rows of distinct problems, shared evenly over the groups, in an order fixed by the seed alone."""
+    chosen = []
+    for group, share in zip(groups, _shares(n, len(groups))):
+        first_of_key: dict[str, Row] = {}
+        for row in dataset.of(group):
+            if row.verified:
+                first_of_key.setdefault(row.key, row)
+        ranked = sorted(first_of_key.values(), key=lambda row: _hash(f"{seed}\n{row.key}"))
+        if len(ranked) < share:
+            raise UserError(f"[eval] n = {n}: the {split} split needs {share} distinct verified problems of group "
+                            f"{group!r}, which has {len(ranked)} (lower [eval] n)")
+        chosen += ranked[:share]
+    return chosen
+
+
+def evaluation_set(source: DatasetSource, splits: Sequence[str], n: int, seed: int, cot: str) -> dict[str, list[Example]]:
+    """The evaluation rows of each split but `train`, as examples in the style `cot`: the same rows for every
+    cell. From the eval file when there is one (all its rows of the trained groups are `id`, of the held-out
+    groups `ood_family`), else held back from the training file (`n` rows a split)."""
+    train = dataset_of(source)
+    split_groups = {"id": source.groups, "ood_family": source.ood_groups}
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"split {unknown[0]!r} needs the synthetic families; a dataset has the splits {', '.join(SPLITS)}")
+    out = {}
+    for split in splits:
+        if split == "train":
+            continue
+        if not split_groups[split]:
+            raise ValueError(f"split {split!r} has no groups: name [data] ood_groups")
+        if source.eval_path:
+            evaluation = eval_dataset_of(source)
+            rows = [row for row in evaluation.rows if row.group in split_groups[split]]
+            if not rows:
+                raise UserError(f"{source.eval_path}: no rows of groups {', '.join(split_groups[split])} for the {split} split")
+        else:
+            evaluation, rows = train, _evaluation_rows(train, split_groups[split], n, seed, split)
+        chance = {group: group_chance(evaluation, group) for group in split_groups[split]}
+        out[split] = [_example(row, split, cot, source.extractor, chance[row.group]) for row in rows]
+    return out
+
+
+def training_pool(source: DatasetSource, diversity: int, n_examples: int, seed: int, quality: float, cot: str,
+                  held_out: frozenset[str]) -> list[Example]:
+    """The SFT examples of a mixture of the first `diversity` groups, shuffled: no problem in `held_out` (the
+    evaluation rows' keys), round(quality · share) verified rows per group and the rest unverified."""
+    if not 1 <= diversity <= len(source.groups):
+        raise ValueError(f"diversity {diversity} must lie between 1 and the {len(source.groups)} groups given")
+    dataset = dataset_of(source)
+    pool: list[Example] = []
+    for index, (group, share) in enumerate(zip(source.groups[:diversity], _shares(n_examples, diversity))):
+        chance = group_chance(dataset, group)
+        rows = [row for row in dataset.of(group) if row.key not in held_out]
+        verified_count = round(quality * share)
+        wanted = {True: verified_count, False: share - verified_count}
+        for verified, count in wanted.items():
+            candidates = [row for row in rows if row.verified == verified]
+            if len(candidates) < count:
+                kind = "verified" if verified else "unverified"
+                raise UserError(f"[data] examples = {n_examples} at diversity {diversity} and quality {quality:g} needs "
+                                f"{count} {kind} training rows of group {group!r}, which has {len(candidates)}"
+                                + (" after the evaluation rows held back" if verified and not source.eval_path else ""))
+            # One permutation per group and kind, whatever the quality: a lower quality keeps a prefix of the verified rows.
+            order = np.random.default_rng([seed, 0, index, int(verified)]).permutation(len(candidates))
+            pool += [_example(candidates[i], "train", cot, source.extractor, chance) for i in order[:count]]
+    order = np.random.default_rng([seed, 1]).permutation(len(pool))
+    return [pool[i] for i in order]
+
+
+def dataset_of(source: DatasetSource) -> Dataset:
+    """The training file's rows of every named group."""
+    return read_dataset(source.path, (*source.groups, *source.ood_groups), source.group_by, source.quality_field,
+                        source.extractor)
+
+
+def eval_dataset_of(source: DatasetSource) -> Dataset:
+    """The evaluation file's rows of every named group (every row counts as verified: the user chose them)."""
+    return read_dataset(source.eval_path, (*source.groups, *source.ood_groups), source.group_by, "", source.extractor)
+
+
+@dataclass(frozen=True)
+class AnswerGrader:
+    """A `Grader` for a user's data: the answer the extractor reads must equal the reference. Steps are counted,
+    never verified (no procedure says what a right step is), so process and chain accuracy are undefined."""
+
+    extractor: AnswerExtractor
+
+    def __call__(self, example: Example, completion: str) -> Grade:
+        steps, answer = self.extractor.parse(completion)
+        return Grade(answer_correct=answer == example.answer, process_acc=float("nan"), chain_correct=None,
+                     steps=len(steps))
+
+
+def first_unencodable(dataset: Dataset, alphabet: str) -> tuple[int, str] | None:
+    """(line, character) of the first row (in file order) holding a character outside the alphabet; None if all fit."""
+    allowed = set(alphabet)
+    for row in sorted(dataset.rows, key=lambda r: r.line):
+        texts = [row.record.prompt, row.record.completion, *(content for _, content in row.record.context)]
+        for text in texts:
+            outside = set(text) - allowed
+            if outside:
+                return row.line, min(outside, key=text.index)
+    return None
+
