@@ -113,19 +113,21 @@ def fingerprint(path: str | Path) -> str:
 
 
 def read_dataset(path: str, groups: Sequence[str], group_by: str, quality_field: str,
-                 extractor: AnswerExtractor) -> Dataset:
+                 extractor: AnswerExtractor, every_group: bool = True) -> Dataset:
     """The rows of the named groups, validated, in canonical order; every problem is a UserError naming the file
-    and line. Rows of other groups are parsed (a broken line is refused wherever it is) but not kept."""
+    and line. Rows of other groups are parsed (a broken line is refused wherever it is) but not kept. With
+    `every_group`, a group without rows is refused (a training file must hold each group it names)."""
     try:
         stat = Path(path).stat()
     except OSError:
         raise UserError(f"{path} does not exist") from None
-    return _read(str(path), stat.st_size, stat.st_mtime_ns, tuple(groups), group_by, quality_field, extractor)
+    return _read(str(path), stat.st_size, stat.st_mtime_ns, tuple(groups), group_by, quality_field, extractor,
+                 every_group)
 
 
 @functools.lru_cache(maxsize=8)
 def _read(path: str, size: int, mtime_ns: int, groups: tuple[str, ...], group_by: str, quality_field: str,
-          extractor: AnswerExtractor) -> Dataset:
+          extractor: AnswerExtractor, every_group: bool) -> Dataset:
     rows: list[Row] = []
     unanswered: list[int] = []  # line numbers of rows whose completion holds no answer the extractor finds
     lines = 0
@@ -166,7 +168,7 @@ def _read(path: str, size: int, mtime_ns: int, groups: tuple[str, ...], group_by
         raise UserError(f"{path} line {unanswered[0]}: the {_describe(extractor)} finds no answer in the completion "
                         f"({len(unanswered)} such rows; a model trained on them would learn a format no grader reads)")
     counts = Counter(row.group for row in rows)
-    for group in groups:
+    for group in groups if every_group else ():
         if counts[group] == 0:
             raise UserError(f'{path}: group {group!r} has no rows (no row has "{group_by}": {json.dumps(group)})')
     return Dataset(path, tuple(sorted(rows, key=lambda row: (row.digest, row.line))))
@@ -288,7 +290,8 @@ def dataset_of(source: DatasetSource) -> Dataset:
 
 def eval_dataset_of(source: DatasetSource) -> Dataset:
     """The evaluation file's rows of every named group (every row counts as verified: the user chose them)."""
-    return read_dataset(source.eval_path, (*source.groups, *source.ood_groups), source.group_by, "", source.extractor)
+    return read_dataset(source.eval_path, (*source.groups, *source.ood_groups), source.group_by, "", source.extractor,
+                        every_group=False)
 
 
 @dataclass(frozen=True)

@@ -250,3 +250,27 @@ def test_smollm2_greedy_answers_match_transformers_token_for_token(smollm2):
         their_answer = through_eos(expected[0, len(prompt):], eos)
         assert ours_answer == their_answer, (reference.decode(ours_answer), reference.decode(their_answer))
         assert len(ours_answer) >= 8  # an answer, not an immediate end of turn
+
+
+@pytest.mark.real_model
+def test_smollm2_reads_chat_rows_of_a_dataset_through_its_own_template(tmp_path):
+    """A user's chat rows (a system turn of their own, several turns) become exactly the prompt and answer ids
+    transformers' apply_chat_template gives SmolLM2 for the same messages."""
+    from scaling.tasks.dataset import DatasetSource, evaluation_set
+
+    path = smollm2_path()
+    chats = [[{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2+3?"},
+              {"role": "assistant", "content": "2+3=5\n#### 5"}],
+             [{"role": "user", "content": "Add 1 and 1."}, {"role": "assistant", "content": "#### 2"},
+              {"role": "user", "content": "Now reverse 1 2."}, {"role": "assistant", "content": "2 1\n#### 2 1"}]]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"messages": chat, "family": "mixed"}) + "\n" for chat in chats))
+    (id_split,) = evaluation_set(DatasetSource(str(tmp_path / "chat.jsonl"), ("mixed",)), ("id",), 2, 0, "full").values()
+    tokenizer = checkpoint_tokenizer(path)
+    reference = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    for example in id_split:
+        (chat,) = [c for c in chats if c[-1]["content"] == example.completion]
+        expected_prompt = reference.apply_chat_template(chat[:-1], add_generation_prompt=True, tokenize=True, return_dict=False)
+        whole = reference.apply_chat_template(chat, tokenize=True, return_dict=False)
+        assert tokenizer.prompt_ids(example) == list(expected_prompt)
+        answer = tokenizer.completion_ids(example)
+        assert list(whole[:len(expected_prompt) + len(answer)]) == [*expected_prompt, *answer] and answer[-1] == tokenizer.eos_id

@@ -128,3 +128,21 @@ def test_a_groups_chance_floor_is_the_share_of_its_most_common_answer(tmp_path):
     assert group_chance(dataset_of(source), "yesno") == pytest.approx(3 / 5)
     (pool_row,) = [e for e in training_pool(source, 1, 5, 0, 1.0, "full", frozenset()) if e.prompt == "q9"]
     assert pool_row.answer == "maybe" and pool_row.chance == pytest.approx(3 / 5)
+
+
+def test_an_eval_file_takes_the_place_of_held_back_rows_and_training_never_repeats_its_problems(tmp_path):
+    rows = rows_of(n=60)
+    train = write(tmp_path / "train.jsonl", rows)
+    # The eval file: some problems of the training file (which training must then leave out), and new ones.
+    shared = [row for row in rows if row["verified"]][:6:2]
+    new = [{"prompt": "reverse 1 2 3", "completion": "3\n3 2\n3 2 1\n#### 3 2 1", "category": "reverse"},
+           {"prompt": "add 36, 21 and 1", "completion": "#### 58", "category": "lookup"}]
+    evaluation_file = write(tmp_path / "eval.jsonl", [*shared, *new])
+    source = source_of(train, eval_path=str(evaluation_file))
+    evaluation = evaluation_set(source, ("train", "id", "ood_family"), 5, seed=0, cot="full")
+    assert len(evaluation["id"]) == len(shared) + 1 and len(evaluation["ood_family"]) == 1  # all its rows, whatever n
+    held = held_out_keys(evaluation)
+    pool = training_pool(source, 3, 90, 0, 1.0, "full", held)
+    assert not {e.key for e in pool} & held
+    assert not {e.prompt for e in pool} & {e.prompt for e in evaluation["id"]}  # the training file holds them
+
