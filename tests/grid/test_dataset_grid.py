@@ -135,3 +135,17 @@ def test_a_bad_dataset_is_refused_in_one_line_before_any_work(tmp_path, change_r
     assert spec != SPEC or change_rows
     write_grid(tmp_path, data, spec)
     assert_refused(["run", "spec.toml", "--out", "run"], tmp_path, named=named)
+
+
+def test_the_committed_example_is_what_its_script_writes_and_its_results_are_its_cells():
+    runs = Path(__file__).parents[2] / "runs"
+    import importlib.util
+
+    script = importlib.util.spec_from_file_location("make_own_cot", runs / "data" / "make_own_cot.py")
+    module = importlib.util.module_from_spec(script)
+    script.loader.exec_module(module)
+    assert (runs / "data" / "own_cot.jsonl").read_text() == "".join(json.dumps(row) + "\n" for row in module.rows())
+    cells = expand(load_spec(runs / "own-data.toml"))
+    families = pd.read_parquet(runs / "own-data" / "families.parquet")
+    assert set(families.cell_id) == {c.cell_id for c in cells}
+    assert set(families.family) == {"add", "reverse", "sort", "sum3"}
