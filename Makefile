@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMOLLM2 := SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: install demo test test-real bench clean
+.PHONY: install demo test test-real paper bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ test: install
 # Against the real SmolLM2-135M-Instruct weights (~2 min: loading 135M parameters twice, in ours and transformers).
 test-real: install
 	$(BIN)/python -m pytest -q -m real_model tests/hf/test_gguf.py
+
+# Every figure of the paper, redrawn from the committed runs and fits (paper/figures.toml): the same files give
+# byte-identical PNG and PDF files, and tests/report/test_paper.py checks the committed ones are what this draws.
+paper: install
+	$(BIN)/scaling figures --paper paper
 
 bench: install
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done

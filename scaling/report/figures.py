@@ -43,21 +43,54 @@ def _save(figure: plt.Figure, stem: Path) -> list[Path]:
 
 
 def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem: Path) -> list[Path]:
-    """Greedy-decoding answer accuracy over steps, one panel per split: memorization vs generalization."""
+    """Greedy-decoding answer accuracy over steps, small multiples: a row per split (memorization in `train`
+    against generalization in the others), a column per value of all but the last `group_by` axis, and a
+    line per value of the last (means over seeds). Chance is dashed; a triangle on top marks the median step
+    at which a line's runs memorized their training items."""
     results = open_results(results_path)
     measured = pd.concat([results_table(results, split).assign(split=split) for split in splits_of(results)])
-    measured["group"] = group_labels(measured, tuple(group_by))
-    sns.set_theme(style="whitegrid", context="paper")
-    grid = sns.relplot(data=measured, x="step", y="answer_acc", hue="group", col="split", kind="line",
-                       marker="o", palette="colorblind", height=3, aspect=1.1, errorbar=None)
-    grid.set(xscale="log", ylim=(-0.02, 1.02), xlabel="SFT steps", ylabel="answer accuracy")
-    chance = measured.groupby("split")["chance"].mean() if "chance" in measured else {}
-    for split, axis in zip(grid.col_names, grid.axes.flat):
-        _step_ticks(axis, measured["step"])
-        if split in chance:  # what guessing the answer's type scores (scaling.tasks.chance)
-            axis.axhline(chance[split], color="gray", linestyle="--", linewidth=0.8, label="chance")
-    grid.legend.set_title(" × ".join(group_by))
-    return _save(grid.figure, stem)
+    *panels, hue = group_by
+    # Named in full even for one axis ("pretrain_tokens=0", not "0"): a column title must say what it is.
+    measured["panel"] = (measured[panels].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+                         if panels else "")
+    levels = sorted(measured[hue].unique())
+    palette = dict(zip(levels, sns.color_palette("colorblind", len(levels))))  # at most 10 distinct colours
+    if len(levels) > len(sns.color_palette("colorblind")):
+        raise UserError(f"accuracy_by_split: {hue} has {len(levels)} values, more than 10 distinguishable colours: "
+                        "put it earlier in group_by (a column each) and a smaller axis last")
+    splits, columns = splits_of(results), list(dict.fromkeys(measured["panel"]))
+    sns.set_theme(style="whitegrid", context="paper", font_scale=0.8)
+    figure, axes = plt.subplots(len(splits), len(columns), figsize=(1.7 * len(columns) + 1.2, 1.35 * len(splits) + 0.6),
+                                sharex=True, sharey=True, squeeze=False)
+    for row, split in enumerate(splits):
+        for col, panel in enumerate(columns):
+            axis, here = axes[row, col], measured[(measured["split"] == split) & (measured["panel"] == panel)]
+            for level in levels:
+                line = here[here[hue] == level].groupby("step")["answer_acc"].mean()
+                axis.plot(line.index, line.values, marker="o", markersize=2.5, linewidth=1, color=palette[level],
+                          label=str(level))
+                cells = here[here[hue] == level].drop_duplicates([a for a in AXES if a in here])  # a row per run
+                steps = cells["memorization_step"].dropna() if "memorization_step" in cells else []
+                if len(steps):
+                    axis.plot(np.median(steps), 1.0, marker="v", markersize=4, color=palette[level], clip_on=False)
+            if "chance" in here and here["chance"].notna().any():  # what guessing the answer's type scores
+                axis.axhline(here["chance"].mean(), color="gray", linestyle="--", linewidth=0.7)
+            axis.set(xscale="log", ylim=(-0.02, 1.05))
+            _step_ticks(axis, measured["step"])
+            axis.tick_params(axis="x", labelrotation=90, labelsize=6)
+            if row == 0:
+                axis.set_title(panel, fontsize=7)
+            if col == 0:
+                axis.set_ylabel(f"{split}\nanswer accuracy", fontsize=7)
+            if row == len(splits) - 1:
+                axis.set_xlabel("SFT steps", fontsize=7)
+    handles = [plt.Line2D([], [], color=palette[level], marker="o", markersize=3, linewidth=1) for level in levels]
+    extra = [plt.Line2D([], [], color="gray", linestyle="--", linewidth=0.7),
+             plt.Line2D([], [], color="black", marker="v", linestyle="none", markersize=4)]
+    figure.legend([*handles, *extra], [*map(str, levels), "chance", "memorized (median of the runs that did)"], title=hue,
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, title_fontsize=7, frameon=False)
+    figure.tight_layout()
+    return _save(figure, stem)
 
 
 def training_curves_figure(results_path: Path, group_by: tuple[str, ...], stem: Path) -> list[Path]:

@@ -78,7 +78,8 @@ def test_a_bad_paper_spec_exits_2_and_keeps_the_earlier_figures(spec, named, pro
 
 
 def test_the_papers_figures_redraw_from_the_committed_runs_and_fits(tmp_path, capsys):
-    """paper/figures.toml against the committed runs (results and per-family tables) and fits, read, not rewritten."""
+    """paper/figures.toml against the committed runs (results and per-family tables) and fits, read, not rewritten:
+    the committed figures are what `make paper` draws."""
     repository = Path(__file__).resolve().parents[2]
     (tmp_path / "paper").mkdir()
     (tmp_path / "paper" / "figures.toml").write_bytes((repository / "paper" / "figures.toml").read_bytes())
@@ -88,3 +89,8 @@ def test_the_papers_figures_redraw_from_the_committed_runs_and_fits(tmp_path, ca
     drawn = {p.name for p in (tmp_path / "paper" / "figures").iterdir()}
     assert {"reference_sft_fit.png", "reference_sft_returns.pdf", "reference_accuracy_by_split.png",
             "generalization_accuracy_by_split.png", "generalization_by_family_div4.pdf"} <= drawn
+    # `make paper` draws exactly the committed figures: byte for byte (no dates in the files), and no more or fewer.
+    committed = repository / "paper" / "figures"
+    assert drawn == {p.name for p in committed.iterdir()}
+    differ = [name for name in sorted(drawn) if (tmp_path / "paper" / "figures" / name).read_bytes() != (committed / name).read_bytes()]
+    assert not differ, f"committed figures differ from what `make paper` draws: {differ} (run `make paper`)"
