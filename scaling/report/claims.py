@@ -1,0 +1,80 @@
+"""Model-free answers to the study's questions, from per-example grades: what a run gains by training past
+memorization, with the run (not the example, not the seed value) as the unit of its interval.
+
+A run memorizes at the first budget where it answers every one of its `train` split's items
+(`memorization_step`). Its post-memorization gain at factor f is its accuracy on a split at the budget
+f · m minus its accuracy at m, on the same evaluation examples (paired: the grid evaluates every budget on
+one set). Runs whose budgets stop before f · m, or that never memorized, are listed with the reason, never
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from scaling.schema import AXES
+
+LEVEL = 0.9  # the intervals' coverage, as everywhere in the fits
+
+
+def post_memorization_gains(grades: pd.DataFrame, memorization: pd.DataFrame, split: str,
+                            factors: tuple[int, ...] = (4, 16)) -> pd.DataFrame:
+    """One row per run and factor: its memorization step m, the budget f · m, the paired accuracies on `split`
+    at both, their difference (`gain`, in points of accuracy), the examples compared, and `reached` (False
+    with a `reason` when the run never memorized or its budgets stop before f · m).
+
+    `grades` is a run's `grades.parquet` (cell_id, step, split, key, answer_correct, ...); `memorization` has
+    one row per cell: `cell_id`, `memorization_step` (NaN if never) and the grid axes."""
+    axes = [a for a in AXES if a in memorization.columns]
+    here = grades[grades["split"] == split]
+    if here.empty:
+        raise ValueError(f"no grades of split {split!r}")
+    steps_of = here.groupby("cell_id")["step"].unique()
+    rows = []
+    for cell in memorization.itertuples(index=False):
+        run = {"cell_id": cell.cell_id, **{a: getattr(cell, a) for a in axes}, "memorization_step": cell.memorization_step}
+        budgets = set(int(s) for s in steps_of.get(cell.cell_id, []))
+        for factor in factors:
+            row = {**run, "factor": factor, "step": np.nan, "n": 0, "acc_at_memorization": np.nan, "acc": np.nan,
+                   "gain": np.nan, "reached": False, "reason": ""}
+            m = cell.memorization_step
+            if not np.isfinite(m):
+                row["reason"] = "never memorized"
+            elif int(m) * factor not in budgets:
+                row["reason"] = f"budgets end at {max(budgets)}, before {factor} x {int(m)}"
+            else:
+                at_m, at_f = (here[(here["cell_id"] == cell.cell_id) & (here["step"] == s)] for s in (int(m), int(m) * factor))
+                paired = at_m.merge(at_f, on=["family", "key"], suffixes=("_m", "_f"))
+                row.update(step=int(m) * factor, n=len(paired), acc_at_memorization=paired["answer_correct_m"].mean(),
+                           acc=paired["answer_correct_f"].mean(), reached=True)
+                row["gain"] = 100 * (row["acc"] - row["acc_at_memorization"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run_level_mean(values, level: float = LEVEL) -> tuple[float, float, float]:
+    """The mean of per-run values and its `level` t-interval across runs (runs are the unit: with three runs the
+    interval is wide, as it should be); (mean, NaN, NaN) for fewer than two runs."""
+    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if len(values) == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, np.nan, np.nan
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def summarize_gains(gains: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per condition and factor: runs in it, runs that reached f · m, the mean gain in points with its 90%
+    interval across runs, and the share of reaching runs whose gain is positive."""
+    rows = []
+    for keys, group in gains.groupby([*by, "factor"], sort=True):
+        reached = group[group["reached"]]
+        mean, lo, hi = run_level_mean(reached["gain"])
+        rows.append({**dict(zip([*by, "factor"], keys if isinstance(keys, tuple) else (keys,))), "runs": len(group),
+                     "reached": len(reached), "gain": mean, "lo": lo, "hi": hi,
+                     "share_positive": float((reached["gain"] > 0).mean()) if len(reached) else np.nan})
+    return pd.DataFrame(rows)
