@@ -78,3 +78,23 @@ def summarize_gains(gains: pd.DataFrame, by: list[str]) -> pd.DataFrame:
                      "reached": len(reached), "gain": mean, "lo": lo, "hi": hi,
                      "share_positive": float((reached["gain"] > 0).mean()) if len(reached) else np.nan})
     return pd.DataFrame(rows)
+
+
+def _label(table: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Each row's value of the columns as one label ("xs, 1000000"; the value alone for one column)."""
+    if not columns:
+        return pd.Series("", index=table.index)
+    return table[columns].astype(str).agg(", ".join, axis=1)
+
+
+def condition_means(table: pd.DataFrame, x: list[str], hue: list[str], metric: str = "answer_acc") -> pd.DataFrame:
+    """Per split, step and condition (the values of `x` and `hue`): the runs in it and the mean of `metric` with
+    its 90% interval across runs. `table` has one row per run, split and step (a results table with `split`)."""
+    labelled = table.assign(x=_label(table, x), hue=_label(table, hue))
+    rows = []
+    for (split, step, x_value, hue_value), group in labelled.groupby(["split", "step", "x", "hue"], sort=False):
+        mean, lo, hi = run_level_mean(group[metric])
+        rows.append({"split": split, "step": step, "x": x_value, "hue": hue_value, "runs": int(group[metric].notna().sum()),
+                     "mean": mean, "lo": lo, "hi": hi,
+                     "chance": group["chance"].mean() if "chance" in group else np.nan})
+    return pd.DataFrame(rows)

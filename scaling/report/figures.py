@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from scaling.fit.data import axis_columns, load_table, query  # noqa: E402
+from scaling.report.claims import condition_means  # noqa: E402
 from scaling.fit.laws import LAWS  # noqa: E402
 from scaling.fit.record import FitRecord, read_fit  # noqa: E402
 from scaling.errors import UserError  # noqa: E402
@@ -91,6 +92,68 @@ def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem
                   loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, title_fontsize=7, frameon=False)
     figure.tight_layout()
     return _save(figure, stem)
+
+
+def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: list[str], splits: list[str],
+                                 steps: list[int], stem: Path) -> list[Path]:
+    """Answer accuracy per condition at fixed budgets, with 90% intervals across runs: the values of `x` along
+    the axis, a line per value of `hue`, a panel per split (columns) and budget (rows); chance dashed. Several
+    collected runs pool their cells (grids drawn on one evaluation set, such as a study's specs)."""
+    tables = []
+    for path in results_paths:
+        results = open_results(path)
+        for split in splits:
+            if split not in splits_of(results):
+                raise UserError(f"accuracy_by_condition: {path} has no split {split!r}")
+            tables.append(results_table(results, split).assign(split=split))
+    measured = pd.concat(tables)
+    missing = [s for s in steps if s not in set(measured["step"])]
+    if missing:
+        raise UserError(f"accuracy_by_condition: no budget {missing[0]} in {', '.join(map(str, results_paths))}")
+    means = condition_means(measured[measured["step"].isin(steps)], list(x), list(hue))
+    order = list(dict.fromkeys(means.sort_values("x", key=_natural)["x"]))
+    levels = list(dict.fromkeys(means.sort_values("hue", key=_natural)["hue"]))
+    palette = dict(zip(levels, sns.color_palette("colorblind", len(levels))))
+    sns.set_theme(style="whitegrid", context="paper", font_scale=0.8)
+    figure, axes = plt.subplots(len(steps), len(splits), figsize=(2.0 * len(splits) + 1.4, 1.7 * len(steps) + 0.7),
+                                sharex=True, sharey=True, squeeze=False)
+    for row, step in enumerate(steps):
+        for col, split in enumerate(splits):
+            axis, here = axes[row, col], means[(means["split"] == split) & (means["step"] == step)]
+            for offset, level in enumerate(levels):
+                one = here[here["hue"] == level].set_index("x").reindex(order)
+                at = np.arange(len(order)) + 0.08 * (offset - (len(levels) - 1) / 2)  # dodge the error bars
+                axis.errorbar(at, one["mean"], yerr=[one["mean"] - one["lo"], one["hi"] - one["mean"]], marker="o",
+                              markersize=3, linewidth=1, capsize=2, color=palette[level], label=level)
+            if here["chance"].notna().any():
+                axis.axhline(here["chance"].mean(), color="gray", linestyle="--", linewidth=0.7)
+            axis.set_xticks(np.arange(len(order)), labels=order, fontsize=7)
+            axis.set_ylim(-0.02, 1.02)
+            if row == 0:
+                axis.set_title(split, fontsize=8)
+            if col == 0:
+                axis.set_ylabel(f"answer accuracy\nat {step} steps", fontsize=7)
+            if row == len(steps) - 1:
+                axis.set_xlabel(", ".join(x), fontsize=7)
+    handles = [plt.Line2D([], [], color=palette[level], marker="o", markersize=3, linewidth=1) for level in levels]
+    figure.legend([*handles, plt.Line2D([], [], color="gray", linestyle="--", linewidth=0.7)], [*levels, "chance"],
+                  title=", ".join(hue) + "\n(90% interval across runs)", loc="center left", bbox_to_anchor=(1.0, 0.5),
+                  fontsize=7, title_fontsize=7, frameon=False)
+    figure.tight_layout()
+    return _save(figure, stem)
+
+
+def _natural(labels: pd.Series) -> pd.Series:
+    """Sort keys that order numbers as numbers ("2" before "10") and text as text."""
+    return labels.map(lambda text: tuple((0, float(p), "") if _is_number(p) else (1, 0.0, p) for p in text.split(", ")))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def training_curves_figure(results_path: Path, group_by: tuple[str, ...], stem: Path) -> list[Path]:

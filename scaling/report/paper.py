@@ -4,12 +4,14 @@ The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
 
     [[figure]]
     name = "reference_sft_fit"        # written as paper/figures/NAME.png and .pdf
-    kind = "law_fit"                  # accuracy_by_split | accuracy_by_family | law_fit | backtest | returns
+    kind = "law_fit"                  # accuracy_by_split | accuracy_by_family | accuracy_by_condition | law_fit | backtest | returns
     fit = "fits/reference-sft"        # law_fit, backtest, returns: a `scaling fit` folder
     results = "runs/reference/results.nc"  # accuracy_by_split: a collected run
     families = "runs/x/families.parquet"   # accuracy_by_family: a collected run's per-family table
     where = "diversity == 4"          # accuracy_by_family (optional): the cells to average
-    group_by = ["size", "diversity"]  # accuracy_by_split: the axes that label a curve
+    group_by = ["size", "diversity"]  # accuracy_by_split: a column per value of all but the last, a line per the last
+    x = ["quality", "cot"]            # accuracy_by_condition: results (a path or a list, pooled), x and hue (axes),
+    hue = ["size"]                    # splits (one panel column each) and steps (budgets, one panel row each)
     hue = "diversity"                 # law_fit (optional): columns for colour, panel column, panel row
     col = "quality"
     row = "params"
@@ -37,6 +39,7 @@ KINDS = {  # kind -> the keys it needs, and the optional ones
     "accuracy_by_split": ({"results", "group_by"}, set()),
     "training_curves": ({"results", "group_by"}, set()),
     "accuracy_by_family": ({"families"}, {"where"}),
+    "accuracy_by_condition": ({"results", "x", "hue", "splits", "steps"}, set()),
     "law_fit": ({"fit"}, {"hue", "col", "row"}),
     "backtest": ({"fit"}, set()),
     "returns": ({"fit"}, set()),
@@ -85,8 +88,22 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
             raise UserError(f"{where} ({name}): unknown key {sorted(unknown)[0]!r}")
         for key in ("results", "families", "fit"):
             if key in options:
-                options[key] = root / options[key]
-        inputs = [options[k] for k in ("results", "families") if k in options] or [options["fit"] / f for f in FIT_FILES[kind]]
+                many = kind == "accuracy_by_condition" and key == "results"  # several runs, pooled
+                value = options[key] if many and isinstance(options[key], list) else [options[key]]
+                if not value or not all(isinstance(v, str) for v in value):
+                    raise UserError(f"{where} ({name}): {key} must be a path" + (" or a list of paths" if many else ""))
+                options[key] = [root / v for v in value] if many else root / value[0]
+        for key in ("x", "hue", "splits") if kind == "accuracy_by_condition" else ():
+            if key in options:
+                options[key] = [options[key]] if isinstance(options[key], str) else options[key]
+                if not isinstance(options[key], list) or not all(isinstance(v, str) for v in options[key]):
+                    raise UserError(f"{where} ({name}): {key} must be a name or a list of names")
+        if "steps" in options and (not isinstance(options["steps"], list) or not options["steps"]
+                                   or not all(isinstance(v, int) for v in options["steps"])):
+            raise UserError(f"{where} ({name}): steps must be a list of budgets")
+        listed = [v for k in ("results", "families") if k in options
+                  for v in (options[k] if isinstance(options[k], list) else [options[k]])]
+        inputs = listed or [options["fit"] / f for f in FIT_FILES[kind]]
         for file in inputs:
             if not file.is_file():
                 raise UserError(f"{where} ({name}): {file} does not exist")
@@ -105,6 +122,8 @@ def draw(spec: FigureSpec, folder: Path) -> list[Path]:
         return figures.training_curves_figure(o["results"], tuple(o["group_by"]), stem)
     if spec.kind == "accuracy_by_family":
         return figures.accuracy_by_family_figure(o["families"], stem, o.get("where"))
+    if spec.kind == "accuracy_by_condition":
+        return figures.accuracy_by_condition_figure(o["results"], o["x"], o["hue"], o["splits"], o["steps"], stem)
     if spec.kind == "law_fit":
         return figures.law_fit_figure(o["fit"], stem, o.get("hue"), o.get("col"), o.get("row"), spec.root)
     if spec.kind == "backtest":
@@ -134,6 +153,13 @@ def regenerate_figures(paper: Path, say=print) -> list[Path]:
 def _index(specs: list[FigureSpec]) -> str:
     lines = [f"Drawn by `scaling figures` from {SPEC_FILE}; redraw with `scaling figures`, never by hand.", ""]
     for spec in specs:
-        inputs = ", ".join(f"{k}={Path(v).relative_to(spec.root) if isinstance(v, Path) else v}" for k, v in spec.options.items())
+        inputs = ", ".join(f"{k}={_shown(v, spec.root)}" for k, v in spec.options.items())
         lines.append(f"{spec.name}.png/.pdf: {spec.kind} ({inputs})")
     return "\n".join(lines) + "\n"
+
+
+def _shown(value, root: Path):
+    """An option as the INDEX shows it: paths relative to the repository root."""
+    if isinstance(value, list):
+        return [str(_shown(v, root)) if isinstance(v, Path) else v for v in value]
+    return Path(value).relative_to(root) if isinstance(value, Path) else value

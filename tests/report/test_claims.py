@@ -46,3 +46,15 @@ def test_intervals_are_across_runs():
     (row,) = summarize_gains(gains, ["size"]).to_dict("records")
     assert row["runs"] == 4 and row["reached"] == 3 and row["gain"] == pytest.approx(20.0)
     assert row["lo"] == pytest.approx(20.0 - half) and row["share_positive"] == 1.0
+
+
+def test_condition_means_take_each_run_once_per_split_and_step():
+    from scaling.report.claims import condition_means
+
+    table = pd.DataFrame({"split": ["id"] * 5, "step": [64] * 5, "diversity": [1, 1, 1, 4, 4], "size": ["xs"] * 5,
+                          "answer_acc": [0.1, 0.2, 0.3, 0.5, 0.7], "chance": [0.1] * 5})
+    means = condition_means(table, ["diversity"], ["size"]).set_index("x")
+    half = stats.t.ppf(0.95, 2) * 0.1 / np.sqrt(3)
+    assert means.loc["1", "runs"] == 3 and means.loc["1", "mean"] == pytest.approx(0.2)
+    assert means.loc["1", "lo"] == pytest.approx(0.2 - half) and means.loc["4", "mean"] == pytest.approx(0.6)
+    assert means.loc["4", "hue"] == "xs" and means.loc["4", "chance"] == pytest.approx(0.1)

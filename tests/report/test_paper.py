@@ -94,3 +94,24 @@ def test_the_papers_figures_redraw_from_the_committed_runs_and_fits(tmp_path, ca
     assert drawn == {p.name for p in committed.iterdir()}
     differ = [name for name in sorted(drawn) if (tmp_path / "paper" / "figures" / name).read_bytes() != (committed / name).read_bytes()]
     assert not differ, f"committed figures differ from what `make paper` draws: {differ} (run `make paper`)"
+
+
+def test_accuracy_by_condition_pools_runs_and_names_a_budget_or_split_they_lack(tmp_path, capsys):
+    repository = Path(__file__).resolve().parents[2]
+    (tmp_path / "runs").symlink_to(repository / "runs")
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    spec = ('[[figure]]\nname = "by_diversity"\nkind = "accuracy_by_condition"\n'
+            'results = ["runs/reference/results.nc", "runs/generalization/results.nc"]\n'
+            'x = "diversity"\nhue = ["size", "pretrain_tokens"]\nsplits = ["id", "ood_length"]\nsteps = [256, 1024]\n')
+    (paper / "figures.toml").write_text(spec)
+    assert main(["figures", "--paper", str(paper)]) == 0
+    assert {p.name for p in (paper / "figures").iterdir()} == {"by_diversity.png", "by_diversity.pdf", "INDEX"}
+    assert "results=['runs/reference/results.nc', 'runs/generalization/results.nc']" in (paper / "figures" / "INDEX").read_text()
+    for change, named in ((("steps = [256, 1024]", "steps = [256, 4096]"), "no budget 4096"),
+                          (('"ood_length"]', '"ood_compose"]'), "has no split 'ood_compose'"),
+                          (("steps = [256, 1024]", 'steps = "last"'), "steps must be a list of budgets")):
+        (paper / "figures.toml").write_text(spec.replace(*change))
+        assert main(["figures", "--paper", str(paper)]) == 2
+        err = capsys.readouterr().err
+        assert named in err and len(err.strip().splitlines()) == 1, err
