@@ -115,3 +115,11 @@ def test_accuracy_by_condition_pools_runs_and_names_a_budget_or_split_they_lack(
         assert main(["figures", "--paper", str(paper)]) == 2
         err = capsys.readouterr().err
         assert named in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_every_number_in_the_paper_is_quoted_from_the_file_it_comes_from():
+    from scaling.report.quotes import check_paper, quotes_of
+
+    paper = Path(__file__).resolve().parents[2] / "paper" / "paper.md"
+    assert len(quotes_of(paper)) >= 10
+    assert check_paper(paper) == []
