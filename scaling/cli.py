@@ -236,13 +236,15 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
 
 @cli.command()
 @click.option("--paper", type=click.Path(path_type=Path), default=Path("paper"), show_default=True,
-              help="The paper folder: its figures.toml lists the figures, drawn into its figures/.")
+              help="The paper folder: its figures.toml lists the figures and tables, drawn into its figures/ and tables/.")
 def figures(paper: Path) -> None:
-    """Redraw every figure of the paper from the run and fit files it names (none trains or fits)."""
-    from scaling.report.paper import regenerate_figures
+    """Redraw every figure and table of the paper from the run and fit files it names (none trains or fits)."""
+    from scaling.report.paper import TABLES, regenerate_figures
 
-    drawn = regenerate_figures(paper, click.echo)
-    click.echo(f"wrote {len(drawn)} files to {paper / 'figures'}/")
+    written = regenerate_figures(paper, click.echo)
+    tables = [p for p in written if p.parent.name == TABLES]
+    click.echo(f"wrote {len(written) - len(tables)} files to {paper / 'figures'}/"
+               + (f" and {len(tables)} to {paper / TABLES}/" if tables else ""))
 
 
 @cli.command("import-hf")

@@ -98,3 +98,11 @@ def condition_means(table: pd.DataFrame, x: list[str], hue: list[str], metric: s
                      "mean": mean, "lo": lo, "hi": hi,
                      "chance": group["chance"].mean() if "chance" in group else np.nan})
     return pd.DataFrame(rows)
+
+
+def memorization_table(results: pd.DataFrame, grades: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its cell id (from the grades), grid axes and memorization step (from a results table)."""
+    axes = [a for a in AXES if a in results.columns and a in grades.columns]
+    cells = grades[["cell_id", *axes]].drop_duplicates()
+    steps = results[[*axes, "memorization_step"]].drop_duplicates()
+    return cells.merge(steps, on=axes, how="left").sort_values(axes).reset_index(drop=True)

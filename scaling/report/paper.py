@@ -28,6 +28,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from scaling.report import figures
 from scaling.errors import UserError
 from scaling.staging import publish_folder
@@ -44,6 +46,11 @@ KINDS = {  # kind -> the keys it needs, and the optional ones
     "backtest": ({"fit"}, set()),
     "returns": ({"fit"}, set()),
 }
+TABLE_KINDS = {  # [[table]] kind -> the keys it needs, and the optional ones
+    "post_memorization": ({"results", "split", "factors", "by"}, set()),
+    "conditions": ({"results", "x", "hue", "splits", "steps"}, set()),
+}
+TABLES = "tables"  # where [[table]] entries are written, as CSV
 FIT_FILES = {"law_fit": ("fit.toml", "posterior.nc"), "backtest": ("fit.toml", "backtest.csv"),
              "returns": ("fit.toml", "returns.csv")}
 
@@ -114,6 +121,59 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
     return specs
 
 
+def read_table_specs(paper: Path) -> list[FigureSpec]:
+    """The paper's tables ([[table]] in figures.toml), validated like its figures; none when it lists none."""
+    path = paper / SPEC_FILE
+    entries = tomllib.loads(path.read_text()).get("table", [])
+    root = paper.resolve().parent
+    specs, names = [], set()
+    for number, entry in enumerate(entries if isinstance(entries, list) else [], 1):
+        where = f"{path} table {number}"
+        name, kind = entry.get("name"), entry.get("kind")
+        if not isinstance(name, str) or not name or "/" in name or name in names:
+            raise UserError(f"{where}: name must be a plain file name, used once")
+        if kind not in TABLE_KINDS:
+            raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(TABLE_KINDS)}")
+        needed, optional = TABLE_KINDS[kind]
+        options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
+        if missing := needed - set(options):
+            raise UserError(f"{where} ({name}): missing key {sorted(missing)[0]!r}")
+        if unknown := set(options) - needed - optional:
+            raise UserError(f"{where} ({name}): unknown key {sorted(unknown)[0]!r}")
+        results = options["results"] if isinstance(options["results"], list) else [options["results"]]
+        options["results"] = [root / r for r in results]
+        for file in options["results"]:
+            if not file.is_file():
+                raise UserError(f"{where} ({name}): {file} does not exist")
+            if kind == "post_memorization" and not (file.parent / "grades.parquet").is_file():
+                raise UserError(f"{where} ({name}): {file.parent / 'grades.parquet'} does not exist")
+        names.add(name)
+        specs.append(FigureSpec(name, kind, options, root))
+    return specs
+
+
+def write_table(spec: FigureSpec, folder: Path) -> Path:
+    """One table of the paper as CSV (fixed float format: the same inputs give the same bytes)."""
+    from scaling.report import claims
+    from scaling.results import open_results, results_table
+
+    o = spec.options
+    if spec.kind == "post_memorization":
+        frames = []
+        for path in o["results"]:
+            grades = pd.read_parquet(path.parent / "grades.parquet")
+            memorization = claims.memorization_table(results_table(open_results(path), "train"), grades)
+            frames.append(claims.post_memorization_gains(grades, memorization, o["split"], tuple(o["factors"])))
+        table = claims.summarize_gains(pd.concat(frames), list(o["by"])).assign(split=o["split"])
+    else:
+        frames = [results_table(open_results(path), split).assign(split=split) for path in o["results"] for split in o["splits"]]
+        measured = pd.concat(frames)
+        table = claims.condition_means(measured[measured["step"].isin(o["steps"])], list(o["x"]), list(o["hue"]))
+    out = folder / f"{spec.name}.csv"
+    table.to_csv(out, index=False, float_format="%.6g")
+    return out
+
+
 def draw(spec: FigureSpec, folder: Path) -> list[Path]:
     stem, o = folder / spec.name, spec.options
     if spec.kind == "accuracy_by_split":
@@ -145,9 +205,18 @@ def regenerate_figures(paper: Path, say=print) -> list[Path]:
             say(f"drew {spec.name} ({spec.kind})")
         (staging / INDEX).write_text(_index(specs))
 
+    tables = read_table_specs(paper)  # checked before anything is drawn
     out = paper / OUTPUT
     publish_folder(out, fill, INDEX, "scaling figures")
-    return sorted(out.iterdir())
+    if tables:
+        def fill_tables(staging: Path) -> None:
+            for spec in tables:
+                write_table(spec, staging)
+                say(f"wrote table {spec.name} ({spec.kind})")
+            (staging / INDEX).write_text(_index(tables))
+
+        publish_folder(paper / TABLES, fill_tables, INDEX, "scaling figures")
+    return sorted(out.iterdir()) + (sorted((paper / TABLES).iterdir()) if tables else [])
 
 
 def _index(specs: list[FigureSpec]) -> str:

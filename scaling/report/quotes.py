@@ -78,7 +78,7 @@ def check_quote(quote: Quote, tables: dict[Path, pd.DataFrame] | None = None) ->
             return f"{where}: {quote.path.name} has no column {column!r}"
     chosen = table
     for column, value in quote.row:
-        chosen = chosen[chosen[column].astype(str) == value]
+        chosen = chosen[_matches(chosen[column], value)]
     if len(chosen) != 1:
         return f"{where}: {len(chosen)} rows of {quote.path.name} match {dict(quote.row)}, not one"
     value = float(chosen[quote.column].iloc[0]) * (100 if shape["percent"] else 1)
@@ -87,6 +87,16 @@ def check_quote(quote: Quote, tables: dict[Path, pd.DataFrame] | None = None) ->
     if round(value, decimals) != printed:
         return f"{where}: {quote.path.name} holds {value:.{decimals + 2}f} at {quote.column}, {dict(quote.row)}"
     return None
+
+
+def _matches(column: pd.Series, value: str) -> pd.Series:
+    """Rows whose value is the one written: numerically for a numeric column ("1" matches 1.0), else as text."""
+    if pd.api.types.is_numeric_dtype(column):
+        try:
+            return column == float(value)
+        except ValueError:
+            return pd.Series(False, index=column.index)
+    return column.astype(str) == value
 
 
 def check_paper(paper: Path) -> list[str]:

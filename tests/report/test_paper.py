@@ -63,6 +63,9 @@ def test_a_figures_folder_holding_someone_elses_files_is_left_alone(project, tmp
     ('[[figure]]\nname = "x"\nkind = "returns"\nfit = "fits/power"\ncolour = "red"\n', "colour"),
     ('[[figure]]\nname = "x"\nkind = "returns"\nfit = "fits/power"\n[[figure]]\nname = "x"\nkind = "backtest"\nfit = "fits/power"\n', "twice"),
     ('[[figure]\n', "TOML"),
+    ('[[figure]]\nname = "x"\nkind = "returns"\nfit = "fits/power"\n[[table]]\nname = "t"\nkind = "pie"\n', "kind 'pie'"),
+    ('[[figure]]\nname = "x"\nkind = "returns"\nfit = "fits/power"\n[[table]]\nname = "t"\nkind = "conditions"\n'
+     'results = "runs/none.nc"\nx = "diversity"\nhue = "size"\nsplits = ["id"]\nsteps = [8]\n', "none.nc does not exist"),
 ])
 def test_a_bad_paper_spec_exits_2_and_keeps_the_earlier_figures(spec, named, project, tmp_path, capsys):
     paper = tmp_path / "paper"
@@ -94,6 +97,11 @@ def test_the_papers_figures_redraw_from_the_committed_runs_and_fits(tmp_path, ca
     assert drawn == {p.name for p in committed.iterdir()}
     differ = [name for name in sorted(drawn) if (tmp_path / "paper" / "figures" / name).read_bytes() != (committed / name).read_bytes()]
     assert not differ, f"committed figures differ from what `make paper` draws: {differ} (run `make paper`)"
+    for folder in ("figures", "tables"):  # tables: the CSV files the paper quotes
+        ours, theirs = tmp_path / "paper" / folder, repository / "paper" / folder
+        assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+        differ = [p.name for p in ours.iterdir() if p.read_bytes() != (theirs / p.name).read_bytes()]
+        assert not differ, f"committed {folder} differ from what `make paper` writes: {differ} (run `make paper`)"
 
 
 def test_accuracy_by_condition_pools_runs_and_names_a_budget_or_split_they_lack(tmp_path, capsys):
