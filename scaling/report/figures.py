@@ -16,7 +16,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from scaling.fit.data import axis_columns, load_table, query  # noqa: E402
-from scaling.report.claims import condition_means  # noqa: E402
+from scaling.report.claims import (  # noqa: E402
+    condition_means,
+    memorization_table,
+    post_memorization_gains,
+    summarize_gains,
+)
 from scaling.fit.laws import LAWS  # noqa: E402
 from scaling.fit.record import FitRecord, read_fit  # noqa: E402
 from scaling.errors import UserError  # noqa: E402
@@ -139,6 +144,50 @@ def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: l
     figure.legend([*handles, plt.Line2D([], [], color="gray", linestyle="--", linewidth=0.7)], [*levels, "chance"],
                   title=", ".join(hue) + "\n(90% interval across runs)", loc="center left", bbox_to_anchor=(1.0, 0.5),
                   fontsize=7, title_fontsize=7, frameon=False)
+    figure.tight_layout()
+    return _save(figure, stem)
+
+
+def post_memorization_figure(results_paths: list[Path], splits: list[str], factors: list[int], by: list[str],
+                             stem: Path) -> list[Path]:
+    """What training past memorization buys: each run's paired gain in answer accuracy from its memorization step
+    m to f·m (dots), and the mean per condition with its 90% interval across runs, a panel per split. Runs that
+    never memorized, or whose budgets stop before f·m, are counted under the axis ("reached/runs")."""
+    frames = []
+    for path in results_paths:
+        grades = pd.read_parquet(path.parent / "grades.parquet")
+        memorization = memorization_table(results_table(open_results(path), "train"), grades)
+        frames += [post_memorization_gains(grades, memorization, split, tuple(factors)).assign(split=split) for split in splits]
+    gains = pd.concat(frames)
+    gains["condition"] = gains[by].astype(str).agg(", ".join, axis=1)
+    order = list(dict.fromkeys(gains.sort_values("condition", key=_natural)["condition"]))
+    palette = dict(zip(factors, sns.color_palette("colorblind", len(factors))))
+    sns.set_theme(style="whitegrid", context="paper", font_scale=0.8)
+    figure, axes = plt.subplots(1, len(splits), figsize=(max(2.2, 0.5 * len(order)) * len(splits) + 1.2, 2.8),
+                                sharey=True, squeeze=False)
+    for axis, split in zip(axes[0], splits):
+        here = gains[gains["split"] == split]
+        summary = summarize_gains(here, ["condition"]).set_index(["condition", "factor"])
+        for offset, factor in enumerate(factors):
+            shift = 0.25 * (offset - (len(factors) - 1) / 2)
+            for position, condition in enumerate(order):
+                runs = here[(here["condition"] == condition) & (here["factor"] == factor) & here["reached"]]
+                axis.scatter(np.full(len(runs), position + shift), runs["gain"], s=8, alpha=0.5, color=palette[factor])
+                if (condition, factor) in summary.index and np.isfinite(summary.loc[(condition, factor), "gain"]):
+                    row = summary.loc[(condition, factor)]
+                    axis.errorbar(position + shift, row["gain"], yerr=[[row["gain"] - row["lo"]], [row["hi"] - row["gain"]]]
+                                  if np.isfinite(row["lo"]) else None, fmt="D", markersize=4, capsize=2, color=palette[factor],
+                                  markeredgecolor="black", markeredgewidth=0.4)
+        counts = summarize_gains(here, ["condition"]).groupby("condition")[["reached", "runs"]].max()
+        axis.set_xticks(np.arange(len(order)), labels=[f"{c}\n{counts.loc[c, 'reached']}/{counts.loc[c, 'runs']}" for c in order],
+                        fontsize=6, rotation=90)
+        axis.axhline(0, color="black", linewidth=0.6)
+        axis.set_title(split, fontsize=8)
+        axis.set_xlabel(", ".join(by) + " (runs reached / runs)", fontsize=7)
+    axes[0, 0].set_ylabel("gain past memorization\n(points of answer accuracy)", fontsize=7)
+    handles = [plt.Line2D([], [], color=palette[f], marker="D", linestyle="none", markersize=4) for f in factors]
+    figure.legend(handles, [f"{f}x the memorization step" for f in factors], title="mean, 90% interval across runs",
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, title_fontsize=7, frameon=False)
     figure.tight_layout()
     return _save(figure, stem)
 

@@ -42,6 +42,7 @@ KINDS = {  # kind -> the keys it needs, and the optional ones
     "training_curves": ({"results", "group_by"}, set()),
     "accuracy_by_family": ({"families"}, {"where"}),
     "accuracy_by_condition": ({"results", "x", "hue", "splits", "steps"}, set()),
+    "post_memorization": ({"results", "splits", "factors", "by"}, set()),
     "law_fit": ({"fit"}, {"hue", "col", "row"}),
     "backtest": ({"fit"}, set()),
     "returns": ({"fit"}, set()),
@@ -95,21 +96,24 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
             raise UserError(f"{where} ({name}): unknown key {sorted(unknown)[0]!r}")
         for key in ("results", "families", "fit"):
             if key in options:
-                many = kind == "accuracy_by_condition" and key == "results"  # several runs, pooled
+                many = kind in ("accuracy_by_condition", "post_memorization") and key == "results"  # several runs, pooled
                 value = options[key] if many and isinstance(options[key], list) else [options[key]]
                 if not value or not all(isinstance(v, str) for v in value):
                     raise UserError(f"{where} ({name}): {key} must be a path" + (" or a list of paths" if many else ""))
                 options[key] = [root / v for v in value] if many else root / value[0]
-        for key in ("x", "hue", "splits") if kind == "accuracy_by_condition" else ():
+        for key in ("x", "hue", "splits", "by") if kind in ("accuracy_by_condition", "post_memorization") else ():
             if key in options:
                 options[key] = [options[key]] if isinstance(options[key], str) else options[key]
                 if not isinstance(options[key], list) or not all(isinstance(v, str) for v in options[key]):
                     raise UserError(f"{where} ({name}): {key} must be a name or a list of names")
-        if "steps" in options and (not isinstance(options["steps"], list) or not options["steps"]
-                                   or not all(isinstance(v, int) for v in options["steps"])):
-            raise UserError(f"{where} ({name}): steps must be a list of budgets")
+        for key, what in (("steps", "budgets"), ("factors", "whole multiples of the memorization step")):
+            if key in options and (not isinstance(options[key], list) or not options[key]
+                                   or not all(isinstance(v, int) and v > 0 for v in options[key])):
+                raise UserError(f"{where} ({name}): {key} must be a list of {what}")
         listed = [v for k in ("results", "families") if k in options
                   for v in (options[k] if isinstance(options[k], list) else [options[k]])]
+        if kind == "post_memorization":
+            listed += [path.parent / "grades.parquet" for path in options["results"]]
         inputs = listed or [options["fit"] / f for f in FIT_FILES[kind]]
         for file in inputs:
             if not file.is_file():
@@ -184,6 +188,8 @@ def draw(spec: FigureSpec, folder: Path) -> list[Path]:
         return figures.accuracy_by_family_figure(o["families"], stem, o.get("where"))
     if spec.kind == "accuracy_by_condition":
         return figures.accuracy_by_condition_figure(o["results"], o["x"], o["hue"], o["splits"], o["steps"], stem)
+    if spec.kind == "post_memorization":
+        return figures.post_memorization_figure(o["results"], o["splits"], o["factors"], o["by"], stem)
     if spec.kind == "law_fit":
         return figures.law_fit_figure(o["fit"], stem, o.get("hue"), o.get("col"), o.get("row"), spec.root)
     if spec.kind == "backtest":

@@ -104,21 +104,25 @@ def test_the_papers_figures_redraw_from_the_committed_runs_and_fits(tmp_path, ca
         assert not differ, f"committed {folder} differ from what `make paper` writes: {differ} (run `make paper`)"
 
 
-def test_accuracy_by_condition_pools_runs_and_names_a_budget_or_split_they_lack(tmp_path, capsys):
+def test_condition_and_post_memorization_figures_pool_runs_and_name_what_they_lack(tmp_path, capsys):
     repository = Path(__file__).resolve().parents[2]
     (tmp_path / "runs").symlink_to(repository / "runs")
     paper = tmp_path / "paper"
     paper.mkdir()
     spec = ('[[figure]]\nname = "by_diversity"\nkind = "accuracy_by_condition"\n'
             'results = ["runs/reference/results.nc", "runs/generalization/results.nc"]\n'
-            'x = "diversity"\nhue = ["size", "pretrain_tokens"]\nsplits = ["id", "ood_length"]\nsteps = [256, 1024]\n')
+            'x = "diversity"\nhue = ["size", "pretrain_tokens"]\nsplits = ["id", "ood_length"]\nsteps = [256, 1024]\n'
+            '\n[[figure]]\nname = "past_memorization"\nkind = "post_memorization"\nresults = "runs/reference/results.nc"\n'
+            'splits = ["id"]\nfactors = [2]\nby = ["size", "diversity"]\n')
     (paper / "figures.toml").write_text(spec)
     assert main(["figures", "--paper", str(paper)]) == 0
-    assert {p.name for p in (paper / "figures").iterdir()} == {"by_diversity.png", "by_diversity.pdf", "INDEX"}
+    assert {p.name for p in (paper / "figures").iterdir()} == {"by_diversity.png", "by_diversity.pdf", "INDEX",
+                                                               "past_memorization.png", "past_memorization.pdf"}
     assert "results=['runs/reference/results.nc', 'runs/generalization/results.nc']" in (paper / "figures" / "INDEX").read_text()
     for change, named in ((("steps = [256, 1024]", "steps = [256, 4096]"), "no budget 4096"),
                           (('"ood_length"]', '"ood_compose"]'), "has no split 'ood_compose'"),
-                          (("steps = [256, 1024]", 'steps = "last"'), "steps must be a list of budgets")):
+                          (("steps = [256, 1024]", 'steps = "last"'), "steps must be a list of budgets"),
+                          (("factors = [2]", "factors = [0]"), "factors must be a list of whole multiples")):
         (paper / "figures.toml").write_text(spec.replace(*change))
         assert main(["figures", "--paper", str(paper)]) == 2
         err = capsys.readouterr().err
