@@ -192,6 +192,39 @@ def post_memorization_figure(results_paths: list[Path], splits: list[str], facto
     return _save(figure, stem)
 
 
+def posterior_figure(fit_dir: Path, params: list[str], stem: Path) -> list[Path]:
+    """The posterior of chosen law parameters per group (a fit's summary.csv): mean and 90% interval, zero marked,
+    P(> 0) beside each, and the prior's contraction in grey where the data barely narrowed it (< 0.5)."""
+    record = read_fit(fit_dir)
+    summary = pd.read_csv(fit_dir / "summary.csv")
+    missing = [p for p in params if p not in set(summary["param"])]
+    if missing:
+        raise UserError(f"posterior: {fit_dir} has no parameter {missing[0]!r} (it has {', '.join(dict.fromkeys(summary['param']))})")
+    group = next((c for c in summary.columns if c not in ("param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk",
+                                                           "contraction", "p_positive", "converged")), None)
+    sns.set_theme(style="whitegrid", context="paper", font_scale=0.8)
+    figure, axes = plt.subplots(1, len(params), figsize=(1.9 * len(params) + 0.8, 0.35 * summary[group].nunique() + 1.3
+                                                         if group else 1.6), sharey=True, squeeze=False)
+    for axis, param in zip(axes[0], params):
+        rows = summary[summary["param"] == param].reset_index(drop=True)
+        labels = rows[group].astype(str) if group else pd.Series(["all"])
+        for i, row in rows.iterrows():
+            weak = np.isfinite(row["contraction"]) and row["contraction"] < 0.5
+            colour = "gray" if weak else "tab:blue"
+            axis.errorbar(row["mean"], i, xerr=[[row["mean"] - row["hdi_5%"]], [row["hdi_95%"] - row["mean"]]], fmt="o",
+                          markersize=3, capsize=2, color=colour)
+            if "p_positive" in row and np.isfinite(row["p_positive"]):
+                axis.annotate(f"P(>0) {row['p_positive']:.2f}", (1.0, i), xycoords=("axes fraction", "data"), fontsize=5,
+                              ha="right", va="bottom", color=colour)
+        axis.axvline(0, color="black", linewidth=0.6)
+        axis.set_yticks(range(len(labels)), labels=labels, fontsize=7)
+        axis.set_title(param, fontsize=8)
+    axes[0, 0].invert_yaxis()
+    figure.suptitle(f"{record.law}: posterior mean and 90% interval (grey: the data barely narrow the prior)", fontsize=7)
+    figure.tight_layout()
+    return _save(figure, stem)
+
+
 def _natural(labels: pd.Series) -> pd.Series:
     """Sort keys that order numbers as numbers ("2" before "10") and text as text."""
     return labels.map(lambda text: tuple((0, float(p), "") if _is_number(p) else (1, 0.0, p) for p in text.split(", ")))

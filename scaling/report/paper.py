@@ -4,7 +4,8 @@ The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
 
     [[figure]]
     name = "reference_sft_fit"        # written as paper/figures/NAME.png and .pdf
-    kind = "law_fit"                  # accuracy_by_split | accuracy_by_family | accuracy_by_condition | law_fit | backtest | returns
+    kind = "law_fit"                  # accuracy_by_split | accuracy_by_family | accuracy_by_condition |
+                                      # post_memorization | law_fit | backtest | returns | posterior
     fit = "fits/reference-sft"        # law_fit, backtest, returns: a `scaling fit` folder
     results = "runs/reference/results.nc"  # accuracy_by_split: a collected run
     families = "runs/x/families.parquet"   # accuracy_by_family: a collected run's per-family table
@@ -46,6 +47,7 @@ KINDS = {  # kind -> the keys it needs, and the optional ones
     "law_fit": ({"fit"}, {"hue", "col", "row"}),
     "backtest": ({"fit"}, set()),
     "returns": ({"fit"}, set()),
+    "posterior": ({"fit", "params"}, set()),
 }
 TABLE_KINDS = {  # [[table]] kind -> the keys it needs, and the optional ones
     "post_memorization": ({"results", "split", "factors", "by"}, set()),
@@ -53,7 +55,7 @@ TABLE_KINDS = {  # [[table]] kind -> the keys it needs, and the optional ones
 }
 TABLES = "tables"  # where [[table]] entries are written, as CSV
 FIT_FILES = {"law_fit": ("fit.toml", "posterior.nc"), "backtest": ("fit.toml", "backtest.csv"),
-             "returns": ("fit.toml", "returns.csv")}
+             "returns": ("fit.toml", "returns.csv"), "posterior": ("fit.toml", "summary.csv")}
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,8 @@ def draw(spec: FigureSpec, folder: Path) -> list[Path]:
         return figures.law_fit_figure(o["fit"], stem, o.get("hue"), o.get("col"), o.get("row"), spec.root)
     if spec.kind == "backtest":
         return figures.backtest_figure(o["fit"], stem)
+    if spec.kind == "posterior":
+        return figures.posterior_figure(o["fit"], list(o["params"]), stem)
     return figures.returns_figure(o["fit"], stem)
 
 
