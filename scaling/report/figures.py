@@ -183,7 +183,7 @@ def post_memorization_figure(results_paths: list[Path], splits: list[str], facto
                         fontsize=6, rotation=90)
         axis.axhline(0, color="black", linewidth=0.6)
         axis.set_title(split, fontsize=8)
-        axis.set_xlabel(", ".join(by) + " (runs reached / runs)", fontsize=7)
+    figure.supxlabel(", ".join(by) + f" (runs measured at {min(factors)}x / runs)", fontsize=7)
     axes[0, 0].set_ylabel("gain past memorization\n(points of answer accuracy)", fontsize=7)
     handles = [plt.Line2D([], [], color=palette[f], marker="D", linestyle="none", markersize=4) for f in factors]
     figure.legend(handles, [f"{f}x the memorization step" for f in factors], title="mean, 90% interval across runs",

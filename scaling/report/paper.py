@@ -51,7 +51,7 @@ KINDS = {  # kind -> the keys it needs, and the optional ones
 }
 TABLE_KINDS = {  # [[table]] kind -> the keys it needs, and the optional ones
     "post_memorization": ({"results", "split", "factors", "by"}, set()),
-    "conditions": ({"results", "x", "hue", "splits", "steps"}, set()),
+    "conditions": ({"results", "x", "hue", "splits", "steps"}, {"metric"}),
 }
 TABLES = "tables"  # where [[table]] entries are written, as CSV
 FIT_FILES = {"law_fit": ("fit.toml", "posterior.nc"), "backtest": ("fit.toml", "backtest.csv"),
@@ -174,7 +174,8 @@ def write_table(spec: FigureSpec, folder: Path) -> Path:
     else:
         frames = [results_table(open_results(path), split).assign(split=split) for path in o["results"] for split in o["splits"]]
         measured = pd.concat(frames)
-        table = claims.condition_means(measured[measured["step"].isin(o["steps"])], list(o["x"]), list(o["hue"]))
+        table = claims.condition_means(measured[measured["step"].isin(o["steps"])], list(o["x"]), list(o["hue"]),
+                                       o.get("metric", "answer_acc"))
     out = folder / f"{spec.name}.csv"
     table.to_csv(out, index=False, float_format="%.6g")
     return out
