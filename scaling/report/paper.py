@@ -83,19 +83,7 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
     specs, names = [], set()
     for number, entry in enumerate(entries, 1):
         where = f"{path} figure {number}"
-        name, kind = entry.get("name"), entry.get("kind")
-        if not isinstance(name, str) or not name or "/" in name:
-            raise UserError(f"{where}: name must be a plain file name")
-        if name in names:
-            raise UserError(f"{where}: name {name!r} is used twice")
-        if kind not in KINDS:
-            raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
-        needed, optional = KINDS[kind]
-        options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
-        if missing := needed - set(options):
-            raise UserError(f"{where} ({name}): missing key {sorted(missing)[0]!r}")
-        if unknown := set(options) - needed - optional:
-            raise UserError(f"{where} ({name}): unknown key {sorted(unknown)[0]!r}")
+        name, kind, options = _entry(entry, where, KINDS, names)
         for key in ("results", "families", "fit"):
             if key in options:
                 many = kind in ("accuracy_by_condition", "post_memorization") and key == "results"  # several runs, pooled
@@ -127,6 +115,24 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
     return specs
 
 
+def _entry(entry: dict, where: str, kinds: dict, names: set[str]) -> tuple[str, str, dict]:
+    """(name, kind, options) of one [[figure]] or [[table]]: a new plain name, a known kind, its keys and no others."""
+    name, kind = entry.get("name"), entry.get("kind")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise UserError(f"{where}: name must be a plain file name")
+    if name in names:
+        raise UserError(f"{where}: name {name!r} is used twice")
+    if kind not in kinds:
+        raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(kinds)}")
+    needed, optional = kinds[kind]
+    options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
+    if missing := needed - set(options):
+        raise UserError(f"{where} ({name}): missing key {sorted(missing)[0]!r}")
+    if unknown := set(options) - needed - optional:
+        raise UserError(f"{where} ({name}): unknown key {sorted(unknown)[0]!r}")
+    return name, kind, options
+
+
 def read_table_specs(paper: Path) -> list[FigureSpec]:
     """The paper's tables ([[table]] in figures.toml), validated like its figures; none when it lists none."""
     path = paper / SPEC_FILE
@@ -135,17 +141,7 @@ def read_table_specs(paper: Path) -> list[FigureSpec]:
     specs, names = [], set()
     for number, entry in enumerate(entries if isinstance(entries, list) else [], 1):
         where = f"{path} table {number}"
-        name, kind = entry.get("name"), entry.get("kind")
-        if not isinstance(name, str) or not name or "/" in name or name in names:
-            raise UserError(f"{where}: name must be a plain file name, used once")
-        if kind not in TABLE_KINDS:
-            raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(TABLE_KINDS)}")
-        needed, optional = TABLE_KINDS[kind]
-        options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
-        if missing := needed - set(options):
-            raise UserError(f"{where} ({name}): missing key {sorted(missing)[0]!r}")
-        if unknown := set(options) - needed - optional:
-            raise UserError(f"{where} ({name}): unknown key {sorted(unknown)[0]!r}")
+        name, kind, options = _entry(entry, where, TABLE_KINDS, names)
         results = options["results"] if isinstance(options["results"], list) else [options["results"]]
         options["results"] = [root / r for r in results]
         for file in options["results"]:
