@@ -40,7 +40,7 @@ import numpy as np
 from scaling.errors import UserError
 from scaling.tasks.grader import Grade
 from scaling.tasks.jsonl import AnswerExtractor, BadLine, SftRecord, json_objects, parse_record
-from scaling.tasks.mixture import Example
+from scaling.tasks.mixture import Example, even_shares
 from scaling.tasks.quality import COT_STYLES
 
 SPLITS = ("train", "id", "ood_family")  # the evaluation splits a dataset can make
@@ -103,13 +103,18 @@ def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
 
 
-def fingerprint(path: str | Path) -> str:
-    """A hash of a JSONL file's rows that ignores their order, key order and spacing (read once per file version)."""
+def _version(path: str | Path) -> tuple[int, int]:
+    """(size, modification time) of a file: the key its reads are cached under."""
     try:
         stat = Path(path).stat()
     except OSError:
         raise UserError(f"{path} does not exist") from None
-    return _fingerprint(str(path), stat.st_size, stat.st_mtime_ns)
+    return stat.st_size, stat.st_mtime_ns
+
+
+def fingerprint(path: str | Path) -> str:
+    """A hash of a JSONL file's rows that ignores their order, key order and spacing (read once per file version)."""
+    return _fingerprint(str(path), *_version(path))
 
 
 def read_dataset(path: str, groups: Sequence[str], group_by: str, quality_field: str,
@@ -117,12 +122,7 @@ def read_dataset(path: str, groups: Sequence[str], group_by: str, quality_field:
     """The rows of the named groups, validated, in canonical order; every problem is a UserError naming the file
     and line. Rows of other groups are parsed (a broken line is refused wherever it is) but not kept. With
     `every_group`, a group without rows is refused (a training file must hold each group it names)."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        raise UserError(f"{path} does not exist") from None
-    return _read(str(path), stat.st_size, stat.st_mtime_ns, tuple(groups), group_by, quality_field, extractor,
-                 every_group)
+    return _read(str(path), *_version(path), tuple(groups), group_by, quality_field, extractor, every_group)
 
 
 @functools.lru_cache(maxsize=8)
@@ -182,10 +182,6 @@ def _describe(extractor: AnswerExtractor) -> str:
     return "last-number extractor"
 
 
-def _shares(total: int, parts: int) -> list[int]:
-    return [total // parts + (i < total % parts) for i in range(parts)]
-
-
 def group_chance(dataset: Dataset, group: str) -> float:
     """The share of the group's most common reference answer among its verified rows: what always giving
     that answer would score, the floor a model reaches without solving anything."""
@@ -215,7 +211,7 @@ def _example(row: Row, split: str, cot: str, extractor: AnswerExtractor, chance:
 def _evaluation_rows(dataset: Dataset, groups: Sequence[str], n: int, seed: int, split: str) -> list[Row]:
     """n verified rows of distinct problems, shared evenly over the groups, in an order fixed by the seed alone."""
     chosen = []
-    for group, share in zip(groups, _shares(n, len(groups))):
+    for group, share in zip(groups, even_shares(n, len(groups))):
         first_of_key: dict[str, Row] = {}
         for row in dataset.of(group):
             if row.verified:
@@ -263,7 +259,7 @@ def training_pool(source: DatasetSource, diversity: int, n_examples: int, seed: 
         raise ValueError(f"diversity {diversity} must lie between 1 and the {len(source.groups)} groups given")
     dataset = dataset_of(source)
     pool: list[Example] = []
-    for index, (group, share) in enumerate(zip(source.groups[:diversity], _shares(n_examples, diversity))):
+    for index, (group, share) in enumerate(zip(source.groups[:diversity], even_shares(n_examples, diversity))):
         chance = group_chance(dataset, group)
         rows = [row for row in dataset.of(group) if row.key not in held_out]
         verified_count = round(quality * share)

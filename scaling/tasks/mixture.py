@@ -101,7 +101,8 @@ def _draw_unique(
     return examples
 
 
-def _shares(total: int, parts: int) -> list[int]:
+def even_shares(total: int, parts: int) -> list[int]:
+    """total split into parts as evenly as possible, the first ones taking the remainder."""
     return [total // parts + (i < total % parts) for i in range(parts)]
 
 
@@ -145,7 +146,7 @@ def training_pool(
     if phrasings is not None and phrasings < 1:
         raise ValueError(f"phrasings must be at least 1, got {phrasings}")
     pool: list[Example] = []
-    for index, (name, share) in enumerate(zip(families[:diversity], _shares(n_examples, diversity))):
+    for index, (name, share) in enumerate(zip(families[:diversity], even_shares(n_examples, diversity))):
         family = get_task(name)
         trained = family.trained_phrasings[:phrasings]
         rng = np.random.default_rng([seed, 0, index])
@@ -196,7 +197,7 @@ def evaluation_split(
         raise ValueError("the train split is a cell's own pool: see memorization_split")
     names = split_families(split, families, ood_families)
     examples: list[Example] = []
-    for name, share in zip(names, _shares(n, len(names))):
+    for name, share in zip(names, even_shares(n, len(names))):
         examples += _evaluation_problems(get_task(name), split, share, seed)
     return with_quality_and_style(examples, 1.0, cot, seed)
 
