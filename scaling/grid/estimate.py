@@ -67,7 +67,8 @@ def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
 
 def _estimated_length(spec: GridSpec, diversity: int, cot: str, tokenizer: Tokenizer) -> int:
     """The sequence length of cells at this diversity and CoT style, from a sample of their data (fast)."""
-    sampled = dataclasses.replace(spec, data=dataclasses.replace(spec.data, examples=min(spec.data.examples, SAMPLE)),
+    data = dataclasses.replace(spec.data, examples=min(spec.data.examples_at(diversity), SAMPLE), examples_per="cell")
+    sampled = dataclasses.replace(spec, data=data,
                                   eval=dataclasses.replace(spec.eval, n=min(spec.eval.n, SAMPLE)))
     first = spec.axes.seed[0]
     return cell_data(sampled, Cell("tiny", 0, diversity, 1.0, cot, first, cell_id="", base=Base("tiny")), tokenizer).length

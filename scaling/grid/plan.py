@@ -62,7 +62,7 @@ def cell_data(spec: GridSpec, cell: Cell, tokenizer: Tokenizer = CHARACTERS) -> 
     the user's dataset."""
     source = spec.dataset
     if source is not None:
-        return _dataset_cell_data(source, fingerprint(source.path), spec.data.examples, spec.eval, cell.diversity,
+        return _dataset_cell_data(source, fingerprint(source.path), spec.data.examples_at(cell.diversity), spec.eval, cell.diversity,
                                   cell.quality, cell.cot, cell.seed, tokenizer)
     return _cell_data(spec.data, spec.eval, cell.diversity, cell.quality, cell.cot, cell.seed, tokenizer)
 
@@ -70,7 +70,7 @@ def cell_data(spec: GridSpec, cell: Cell, tokenizer: Tokenizer = CHARACTERS) -> 
 @functools.lru_cache(maxsize=8)  # keyed on the tokenizer too: its content decides the length
 def _cell_data(data, evaluation, diversity: int, quality: float, cot: str, seed: int, tokenizer: Tokenizer) -> CellData:
     try:
-        pool = training_pool(data.families, diversity, data.examples, seed, quality, cot, data.phrasings or None)
+        pool = training_pool(data.families, diversity, data.examples_at(diversity), seed, quality, cot, data.phrasings or None)
         fixed = evaluation_set(data.families, data.ood_families, evaluation.splits, evaluation.n, evaluation.seed, cot)
         splits = {split: memorization_split(pool, evaluation.memorization_n) if split == "train" else fixed[split]
                   for split in evaluation.splits}

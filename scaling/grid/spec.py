@@ -81,7 +81,8 @@ class AnswerSpec:
 
 # The [data] keys of a user's dataset: left out of a synthetic grid's cell ids, which stay what they were.
 DATASET_KEYS = ("source", "eval_source", "group_by", "groups", "ood_groups", "quality_field", "answer")
-SYNTHETIC_KEYS = ("families", "ood_families", "phrasings")  # meaningless for a dataset, so not in its cell ids
+SYNTHETIC_KEYS = ("families", "ood_families", "phrasings")
+EXAMPLES_PER = ("cell", "family")  # meaningless for a dataset, so not in its cell ids
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ class DataSpec:
 
     families: tuple[str, ...] = ()  # ordered task families; diversity k trains on the first k
     ood_families: tuple[str, ...] = ()  # held out of every mixture: the ood_family split
-    examples: int = 2000  # unique SFT examples per cell, whatever the diversity
+    examples: int = 2000  # unique SFT examples per cell, whatever the diversity (examples_per = "cell")
+    examples_per: str = "cell"  # "family": examples per trained family, so diversity k trains on k·examples
     phrasings: int = 0  # prompt phrasings per family (0: all of them)
     pack_length: int = 0  # tokens per packed training row (0: the cell's longest sequence)
     source: str = ""  # a JSONL file of your own SFT data in place of families (relative: to the spec's folder)
@@ -106,6 +108,8 @@ class DataSpec:
             self._check_dataset()
         else:
             self._check_families()
+        if self.examples_per not in EXAMPLES_PER:
+            raise ValueError(f"[data] examples_per must be one of {', '.join(EXAMPLES_PER)}, got {self.examples_per!r}")
         for name, minimum in (("examples", 1), ("phrasings", 0), ("pack_length", 0)):
             if getattr(self, name) < minimum:
                 raise ValueError(f"[data] {name} must be >= {minimum}, got {getattr(self, name)}")
@@ -137,6 +141,11 @@ class DataSpec:
             raise ValueError(f"[data] ood_groups {sorted(set(self.groups) & set(self.ood_groups))} are also in groups "
                              f"(a held-out group is never trained)")
 
+    def examples_at(self, diversity: int) -> int:
+        """Unique SFT examples of a cell at this diversity: fixed per cell (diversity not confounded with
+        amount), or fixed per family (each family learned from as many examples whatever the diversity)."""
+        return self.examples * (diversity if self.examples_per == "family" else 1)
+
     @property
     def trained(self) -> tuple[str, ...]:
         """The ordered families or groups a cell's diversity counts."""
@@ -154,6 +163,8 @@ class DataSpec:
         """The [data] that determines results: a dataset's files by the fingerprint of their rows, never their
         paths (moving the file keeps its cells; editing it makes new ones)."""
         content = dataclasses.asdict(self)
+        if self.examples_per == "cell":  # the default before the key existed: earlier grids keep their cell ids
+            del content["examples_per"]
         if not self.source:
             return {k: v for k, v in content.items() if k not in DATASET_KEYS}
         content = {k: v for k, v in content.items() if k not in SYNTHETIC_KEYS}
@@ -462,7 +473,7 @@ def check_dataset(spec: GridSpec) -> None:
     held_out = frozenset(e.key for examples in evaluation.values() for e in examples)
     for diversity in spec.axes.diversity:
         for quality in spec.axes.quality:
-            training_pool(source, diversity, spec.data.examples, spec.axes.seed[0], quality, "full", held_out)
+            training_pool(source, diversity, spec.data.examples_at(diversity), spec.axes.seed[0], quality, "full", held_out)
     if any(not base.is_checkpoint for base in spec.bases.values()):
         for dataset in datasets:
             outside = first_unencodable(dataset, ALPHABET)

@@ -48,3 +48,17 @@ def test_cell_lengths_follow_the_tokenizer_and_the_cache_keeps_them_apart(tmp_pa
         # The smallest multiple of the quantum that every sequence fits in.
         assert data.length % LENGTH_QUANTUM == 0 and longest <= data.length < longest + LENGTH_QUANTUM
     assert cell_data(spec, cell, chat).length > cell_data(spec, cell).length  # the system turn is long
+
+
+def test_examples_per_family_scales_the_pool_with_diversity_and_keeps_the_evaluation_set():
+    per_cell = parse_spec(SPEC)
+    per_family = parse_spec(SPEC.replace("examples = 24", 'examples = 24\nexamples_per = "family"'))
+    one, two = (dataclasses.replace(_cell("tiny"), diversity=k) for k in (1, 2))
+    assert [len(cell_data(per_cell, c).pool) for c in (one, two)] == [24, 24]  # amount fixed: each family's share shrinks
+    assert [len(cell_data(per_family, c).pool) for c in (one, two)] == [24, 48]  # each family keeps its 24
+    families = [e.family for e in cell_data(per_family, two).pool]
+    assert families.count("add") == families.count("reverse") == 24
+    assert cell_data(per_family, two).splits == cell_data(per_cell, two).splits  # the same problems graded
+    # The default stays out of the cell id, so grids written before the key existed keep theirs.
+    explicit = parse_spec(SPEC.replace("examples = 24", 'examples = 24\nexamples_per = "cell"'))
+    assert explicit.results_content() == per_cell.results_content() != per_family.results_content()

@@ -74,6 +74,7 @@ def test_a_single_value_stands_for_a_one_element_axis():
     (("budgets = [4, 8]", "budgets = [4, 8]\n[eval]\nsplits = [\"id\", \"test\"]"), "unknown split 'test'"),
     (('ood_families = ["sub"]', ""), "ood_family"),
     (('families = ["add", "reverse"]', ""), "families is required"),
+    (('ood_families = ["sub"]', 'ood_families = ["sub"]\nexamples_per = "run"'), "examples_per must be one of cell, family"),
     (('name = "t"', 'name = "a b"'), "name"),
     (("budgets = [4, 8]", 'budgets = [4, 8]\n[run]\nexecutor = "k8s"'), "executor"),
     (("budgets = [4, 8]", "budgets = [4, 8]\n[run.ray]\nbogus = 1"), "unknown key [run.ray] 'bogus'"),
