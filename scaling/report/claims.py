@@ -106,3 +106,32 @@ def memorization_table(results: pd.DataFrame, grades: pd.DataFrame) -> pd.DataFr
     cells = grades[["cell_id", *axes]].drop_duplicates()
     steps = results[[*axes, "memorization_step"]].drop_duplicates()
     return cells.merge(steps, on=axes, how="left").sort_values(axes).reset_index(drop=True)
+
+
+def binomial_interval(correct: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) `level` interval of a proportion of `correct` in `n`: never outside [0, 1],
+    and wide, as it should be, where n is small or the proportion sits at 0 or 1."""
+    if n == 0:
+        return np.nan, np.nan
+    tail = (1 - level) / 2
+    lo = stats.beta.ppf(tail, correct, n - correct + 1) if correct > 0 else 0.0
+    hi = stats.beta.ppf(1 - tail, correct + 1, n - correct) if correct < n else 1.0
+    return float(lo), float(hi)
+
+
+def accuracy_rows(rows: list[tuple[str, pd.DataFrame]], splits: dict[str, str]) -> pd.DataFrame:
+    """The article's table: one row per (label, per-example grades) and a column group per split, each with
+    the examples answered right (`k`) of `n`, the accuracy, its binomial 90% interval and the mean chance of
+    guessing those answers. `splits` maps a column's name (e.g. "ID") to the split it reads. Several runs in a
+    row pool their examples (a binomial interval then understates how runs differ: say so beside it)."""
+    records = []
+    for label, grades in rows:
+        record = {"row": label, "runs": int(grades["cell_id"].nunique()) if "cell_id" in grades else 1}
+        for column, split in splits.items():
+            here = grades[grades["split"] == split]
+            k, n = int(here["answer_correct"].sum()), len(here)
+            lo, hi = binomial_interval(k, n)
+            record.update({f"{column}_k": k, f"{column}_n": n, f"{column}_acc": k / n if n else np.nan,
+                           f"{column}_lo": lo, f"{column}_hi": hi, f"{column}_chance": here["chance"].mean()})
+        records.append(record)
+    return pd.DataFrame(records)

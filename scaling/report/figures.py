@@ -100,10 +100,11 @@ def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem
 
 
 def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: list[str], splits: list[str],
-                                 steps: list[int], stem: Path) -> list[Path]:
+                                 steps: list[int], stem: Path, where: str | None = None) -> list[Path]:
     """Answer accuracy per condition at fixed budgets, with 90% intervals across runs: the values of `x` along
     the axis, a line per value of `hue`, a panel per split (columns) and budget (rows); chance dashed. Several
-    collected runs pool their cells (grids drawn on one evaluation set, such as a study's specs)."""
+    collected runs pool their cells (grids drawn on one evaluation set, such as a study's specs); `where` keeps
+    the cells matching a row condition."""
     tables = []
     for path in results_paths:
         results = open_results(path)
@@ -111,7 +112,7 @@ def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: l
             if split not in splits_of(results):
                 raise UserError(f"accuracy_by_condition: {path} has no split {split!r}")
             tables.append(results_table(results, split).assign(split=split))
-    measured = pd.concat(tables)
+    measured = query(pd.concat(tables), where, "where")
     missing = [s for s in steps if s not in set(measured["step"])]
     if missing:
         raise UserError(f"accuracy_by_condition: no budget {missing[0]} in {', '.join(map(str, results_paths))}")

@@ -9,7 +9,7 @@ The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
     fit = "fits/reference-sft"        # law_fit, backtest, returns: a `scaling fit` folder
     results = "runs/reference/results.nc"  # accuracy_by_split: a collected run
     families = "runs/x/families.parquet"   # accuracy_by_family: a collected run's per-family table
-    where = "diversity == 4"          # accuracy_by_family (optional): the cells to average
+    where = "diversity == 4"          # accuracy_by_family, accuracy_by_condition (optional): the cells to use
     group_by = ["size", "diversity"]  # accuracy_by_split: a column per value of all but the last, a line per the last
     x = ["quality", "cot"]            # accuracy_by_condition: results (a path or a list, pooled), x and hue (axes),
     hue = ["size"]                    # splits (one panel column each) and steps (budgets, one panel row each)
@@ -42,7 +42,7 @@ KINDS = {  # kind -> the keys it needs, and the optional ones
     "accuracy_by_split": ({"results", "group_by"}, set()),
     "training_curves": ({"results", "group_by"}, set()),
     "accuracy_by_family": ({"families"}, {"where"}),
-    "accuracy_by_condition": ({"results", "x", "hue", "splits", "steps"}, set()),
+    "accuracy_by_condition": ({"results", "x", "hue", "splits", "steps"}, {"where"}),
     "post_memorization": ({"results", "splits", "factors", "by"}, set()),
     "law_fit": ({"fit"}, {"hue", "col", "row"}),
     "backtest": ({"fit"}, set()),
@@ -51,8 +51,10 @@ KINDS = {  # kind -> the keys it needs, and the optional ones
 }
 TABLE_KINDS = {  # [[table]] kind -> the keys it needs, and the optional ones
     "post_memorization": ({"results", "split", "factors", "by"}, set()),
-    "conditions": ({"results", "x", "hue", "splits", "steps"}, {"metric"}),
+    "conditions": ({"results", "x", "hue", "splits", "steps"}, {"metric", "where"}),
+    "accuracy_rows": ({"rows", "splits"}, set()),
 }
+ROW_KEYS = ({"label", "grades"}, {"where", "step"})  # an accuracy_rows row: per-example grades, which of them
 TABLES = "tables"  # where [[table]] entries are written, as CSV
 FIT_FILES = {"law_fit": ("fit.toml", "posterior.nc"), "backtest": ("fit.toml", "backtest.csv"),
              "returns": ("fit.toml", "returns.csv"), "posterior": ("fit.toml", "summary.csv")}
@@ -142,6 +144,11 @@ def read_table_specs(paper: Path) -> list[FigureSpec]:
     for number, entry in enumerate(entries if isinstance(entries, list) else [], 1):
         where = f"{path} table {number}"
         name, kind, options = _entry(entry, where, TABLE_KINDS, names)
+        if kind == "accuracy_rows":
+            options["rows"] = _accuracy_rows(options, f"{where} ({name})", root)
+            names.add(name)
+            specs.append(FigureSpec(name, kind, options, root))
+            continue
         results = options["results"] if isinstance(options["results"], list) else [options["results"]]
         options["results"] = [root / r for r in results]
         for file in options["results"]:
@@ -154,12 +161,46 @@ def read_table_specs(paper: Path) -> list[FigureSpec]:
     return specs
 
 
+def _accuracy_rows(options: dict, where: str, root: Path) -> list[dict]:
+    """An accuracy_rows table's rows, validated: each a label, an existing per-example grades file (a run's
+    grades.parquet, or the baseline.parquet of `scaling baseline`), and optionally a row condition and a budget."""
+    rows, splits = options["rows"], options["splits"]
+    if not isinstance(splits, dict) or not splits or not all(isinstance(v, str) for v in splits.values()):
+        raise UserError(f"{where}: splits must be a table of column = split, e.g. {{ ID = \"id\" }}")
+    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+        raise UserError(f"{where}: rows must be a list of tables {{ label, grades, where, step }}")
+    checked = []
+    for number, row in enumerate(rows, 1):
+        needed, optional = ROW_KEYS
+        if missing := needed - set(row):
+            raise UserError(f"{where} row {number}: missing key {sorted(missing)[0]!r}")
+        if unknown := set(row) - needed - optional:
+            raise UserError(f"{where} row {number}: unknown key {sorted(unknown)[0]!r}")
+        if not (root / row["grades"]).is_file():
+            raise UserError(f"{where} row {number}: {root / row['grades']} does not exist")
+        checked.append({**row, "grades": root / row["grades"]})
+    return checked
+
+
 def write_table(spec: FigureSpec, folder: Path) -> Path:
     """One table of the paper as CSV (fixed float format: the same inputs give the same bytes)."""
     from scaling.report import claims
     from scaling.results import open_results, results_table
 
+    from scaling.fit.data import query
+
     o = spec.options
+    if spec.kind == "accuracy_rows":
+        picked = []
+        for row in o["rows"]:
+            grades = query(pd.read_parquet(row["grades"]), row.get("where"), "where")
+            if "step" in row:
+                grades = grades[grades["step"] == row["step"]]
+            picked.append((row["label"], grades))
+        table = claims.accuracy_rows(picked, dict(o["splits"]))
+        out = folder / f"{spec.name}.csv"
+        table.to_csv(out, index=False, float_format="%.6g")
+        return out
     if spec.kind == "post_memorization":
         frames = []
         for path in o["results"]:
@@ -169,7 +210,7 @@ def write_table(spec: FigureSpec, folder: Path) -> Path:
         table = claims.summarize_gains(pd.concat(frames), list(o["by"])).assign(split=o["split"])
     else:
         frames = [results_table(open_results(path), split).assign(split=split) for path in o["results"] for split in o["splits"]]
-        measured = pd.concat(frames)
+        measured = query(pd.concat(frames), o.get("where"), "where")
         table = claims.condition_means(measured[measured["step"].isin(o["steps"])], list(o["x"]), list(o["hue"]),
                                        o.get("metric", "answer_acc"))
     out = folder / f"{spec.name}.csv"
@@ -186,7 +227,8 @@ def draw(spec: FigureSpec, folder: Path) -> list[Path]:
     if spec.kind == "accuracy_by_family":
         return figures.accuracy_by_family_figure(o["families"], stem, o.get("where"))
     if spec.kind == "accuracy_by_condition":
-        return figures.accuracy_by_condition_figure(o["results"], o["x"], o["hue"], o["splits"], o["steps"], stem)
+        return figures.accuracy_by_condition_figure(o["results"], o["x"], o["hue"], o["splits"], o["steps"], stem,
+                                                    o.get("where"))
     if spec.kind == "post_memorization":
         return figures.post_memorization_figure(o["results"], o["splits"], o["factors"], o["by"], stem)
     if spec.kind == "law_fit":

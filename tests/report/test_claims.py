@@ -58,3 +58,27 @@ def test_condition_means_take_each_run_once_per_split_and_step():
     assert means.loc["1", "runs"] == 3 and means.loc["1", "mean"] == pytest.approx(0.2)
     assert means.loc["1", "lo"] == pytest.approx(0.2 - half) and means.loc["4", "mean"] == pytest.approx(0.6)
     assert means.loc["4", "hue"] == "xs" and means.loc["4", "chance"] == pytest.approx(0.1)
+
+
+def test_binomial_intervals_are_exact_and_stay_inside_zero_and_one():
+    from scaling.report.claims import binomial_interval
+
+    lo, hi = binomial_interval(3, 16)
+    # Clopper-Pearson: the interval's ends are where the binomial tails hold 5% each.
+    assert stats.binom.sf(2, 16, lo) == pytest.approx(0.05) and stats.binom.cdf(3, 16, hi) == pytest.approx(0.05)
+    assert binomial_interval(0, 64)[0] == 0.0 and binomial_interval(64, 64)[1] == 1.0
+    assert 0.0 < binomial_interval(0, 64)[1] < 0.05 and np.isnan(binomial_interval(0, 0)[0])
+
+
+def test_accuracy_rows_count_each_rows_examples_per_split():
+    from scaling.report.claims import accuracy_rows
+
+    base = pd.DataFrame({"split": ["id"] * 4 + ["ood_family"] * 2, "answer_correct": [True, False, False, False, False, False],
+                         "chance": [0.1] * 4 + [0.01] * 2})
+    tuned = pd.concat([grades_of("a", {32: [True, True, False, True]}), grades_of("b", {32: [True, True, True, True]})])
+    tuned["chance"] = 0.1
+    table = accuracy_rows([("base", base), ("+ SFT", tuned)], {"ID": "id", "OOD": "ood_family"}).set_index("row")
+    assert table.loc["base", "ID_k"] == 1 and table.loc["base", "ID_n"] == 4 and table.loc["base", "ID_acc"] == 0.25
+    assert table.loc["base", "OOD_chance"] == pytest.approx(0.01) and table.loc["base", "OOD_hi"] < 1
+    assert table.loc["+ SFT", "runs"] == 2 and table.loc["+ SFT", "ID_k"] == 7 and table.loc["+ SFT", "ID_n"] == 8
+    assert table.loc["+ SFT", "OOD_n"] == 0 and np.isnan(table.loc["+ SFT", "OOD_acc"])

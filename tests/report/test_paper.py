@@ -129,6 +129,36 @@ def test_condition_and_post_memorization_figures_pool_runs_and_name_what_they_la
         assert named in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_an_accuracy_rows_table_reads_per_example_grades_row_by_row(tmp_path, capsys):
+    repository = Path(__file__).resolve().parents[2]
+    (tmp_path / "runs").symlink_to(repository / "runs")
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    spec = ('[[figure]]\nname = "f"\nkind = "accuracy_by_condition"\nresults = "runs/reference/results.nc"\n'
+            'x = "diversity"\nhue = "size"\nsplits = ["id"]\nsteps = [1024]\nwhere = "quality == 0.5"\n'
+            '\n[[table]]\nname = "rows"\nkind = "accuracy_rows"\nsplits = { ID = "id", OOD = "ood_family" }\n'
+            'rows = [{ label = "add alone", grades = "runs/reference/grades.parquet", where = "diversity == 1", step = 1024 },\n'
+            '        { label = "four families", grades = "runs/reference/grades.parquet", where = "diversity == 4", step = 1024 }]\n')
+    (paper / "figures.toml").write_text(spec)
+    assert main(["figures", "--paper", str(paper)]) == 0
+    table = pd.read_csv(paper / "tables" / "rows.csv").set_index("row")
+    grades = pd.read_parquet(repository / "runs" / "reference" / "grades.parquet")
+    one = grades[(grades.diversity == 1) & (grades.step == 1024) & (grades.split == "id")]
+    assert table.loc["add alone", "ID_n"] == len(one) and table.loc["add alone", "ID_k"] == one.answer_correct.sum()
+    assert table.loc["add alone", "runs"] == one.cell_id.nunique()
+    assert (table["ID_lo"] <= table["ID_acc"]).all() and (table["ID_acc"] <= table["ID_hi"]).all()
+    for change, named in ((('step = 1024 },\n', 'stp = 1024 },\n'), "row 1: unknown key 'stp'"),
+                          (("reference/grades.parquet\", where = \"diversity == 4", "nowhere.parquet\", where = \"diversity == 4"),
+                           "nowhere.parquet does not exist"),
+                          (('where = "quality == 0.5"', 'where = "colour == 1"'), "where"),
+                          (('splits = { ID = "id", OOD = "ood_family" }', 'splits = ["id"]'), "splits must be a table")):
+        assert change[0] in spec
+        (paper / "figures.toml").write_text(spec.replace(*change))
+        assert main(["figures", "--paper", str(paper)]) == 2
+        err = capsys.readouterr().err
+        assert named in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_every_number_in_the_paper_is_quoted_from_the_file_it_comes_from():
     from scaling.report.quotes import check_paper, quotes_of
 
