@@ -103,15 +103,16 @@ def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: l
                                  steps: list[int], stem: Path, where: str | None = None) -> list[Path]:
     """Answer accuracy per condition at fixed budgets, with 90% intervals across runs: the values of `x` along
     the axis, a line per value of `hue`, a panel per split (columns) and budget (rows); chance dashed. Several
-    collected runs pool their cells (grids drawn on one evaluation set, such as a study's specs); `where` keeps
-    the cells matching a row condition."""
+    collected runs pool their cells (grids drawn on one evaluation set, such as a study's specs), each cell
+    labelled with its run folder's name in a `run` column that x, hue and `where` may use; `where` keeps the
+    cells matching a row condition."""
     tables = []
     for path in results_paths:
         results = open_results(path)
         for split in splits:
             if split not in splits_of(results):
                 raise UserError(f"accuracy_by_condition: {path} has no split {split!r}")
-            tables.append(results_table(results, split).assign(split=split))
+            tables.append(results_table(results, split).assign(split=split, run=path.parent.name))
     measured = query(pd.concat(tables), where, "where")
     missing = [s for s in steps if s not in set(measured["step"])]
     if missing:

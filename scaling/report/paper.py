@@ -12,7 +12,8 @@ The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
     where = "diversity == 4"          # accuracy_by_family, accuracy_by_condition (optional): the cells to use
     group_by = ["size", "diversity"]  # accuracy_by_split: a column per value of all but the last, a line per the last
     x = ["quality", "cot"]            # accuracy_by_condition: results (a path or a list, pooled), x and hue (axes),
-    hue = ["size"]                    # splits (one panel column each) and steps (budgets, one panel row each)
+    hue = ["size"]                    # splits (one panel column each) and steps (budgets, one panel row each);
+                                      # `run` (the run folder's name) tells pooled runs apart
     hue = "diversity"                 # law_fit (optional): columns for colour, panel column, panel row
     col = "quality"
     row = "params"
@@ -151,6 +152,9 @@ def read_table_specs(paper: Path) -> list[FigureSpec]:
             continue
         results = options["results"] if isinstance(options["results"], list) else [options["results"]]
         options["results"] = [root / r for r in results]
+        for key in ("x", "hue", "splits", "by", "factors", "steps"):  # one name stands for a list of one
+            if key in options and not isinstance(options[key], list):
+                options[key] = [options[key]]
         for file in options["results"]:
             if not file.is_file():
                 raise UserError(f"{where} ({name}): {file} does not exist")
@@ -209,7 +213,8 @@ def write_table(spec: FigureSpec, folder: Path) -> Path:
             frames.append(claims.post_memorization_gains(grades, memorization, o["split"], tuple(o["factors"])))
         table = claims.summarize_gains(pd.concat(frames), list(o["by"])).assign(split=o["split"])
     else:
-        frames = [results_table(open_results(path), split).assign(split=split) for path in o["results"] for split in o["splits"]]
+        frames = [results_table(open_results(path), split).assign(split=split, run=path.parent.name)
+                  for path in o["results"] for split in o["splits"]]
         measured = query(pd.concat(frames), o.get("where"), "where")
         table = claims.condition_means(measured[measured["step"].isin(o["steps"])], list(o["x"]), list(o["hue"]),
                                        o.get("metric", "answer_acc"))

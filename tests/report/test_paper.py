@@ -135,7 +135,9 @@ def test_an_accuracy_rows_table_reads_per_example_grades_row_by_row(tmp_path, ca
     paper = tmp_path / "paper"
     paper.mkdir()
     spec = ('[[figure]]\nname = "f"\nkind = "accuracy_by_condition"\nresults = "runs/reference/results.nc"\n'
-            'x = "diversity"\nhue = "size"\nsplits = ["id"]\nsteps = [1024]\nwhere = "quality == 0.5"\n'
+            'x = "diversity"\nhue = "run"\nsplits = ["id"]\nsteps = [1024]\nwhere = "quality == 0.5"\n'
+            '\n[[table]]\nname = "by_run"\nkind = "conditions"\nresults = ["runs/reference/results.nc", "runs/generalization/results.nc"]\n'
+            'x = "diversity"\nhue = "run"\nsplits = ["id"]\nsteps = [1024]\nwhere = "pretrain_tokens == 0"\n'
             '\n[[table]]\nname = "rows"\nkind = "accuracy_rows"\nsplits = { ID = "id", OOD = "ood_family" }\n'
             'rows = [{ label = "add alone", grades = "runs/reference/grades.parquet", where = "diversity == 1", step = 1024 },\n'
             '        { label = "four families", grades = "runs/reference/grades.parquet", where = "diversity == 4", step = 1024 }]\n')
@@ -147,6 +149,8 @@ def test_an_accuracy_rows_table_reads_per_example_grades_row_by_row(tmp_path, ca
     assert table.loc["add alone", "ID_n"] == len(one) and table.loc["add alone", "ID_k"] == one.answer_correct.sum()
     assert table.loc["add alone", "runs"] == one.cell_id.nunique()
     assert (table["ID_lo"] <= table["ID_acc"]).all() and (table["ID_acc"] <= table["ID_hi"]).all()
+    by_run = pd.read_csv(paper / "tables" / "by_run.csv")  # pooled runs told apart by their folder's name
+    assert set(by_run["hue"]) == {"reference", "generalization"} and set(by_run["step"]) == {1024}
     for change, named in ((('step = 1024 },\n', 'stp = 1024 },\n'), "row 1: unknown key 'stp'"),
                           (("reference/grades.parquet\", where = \"diversity == 4", "nowhere.parquet\", where = \"diversity == 4"),
                            "nowhere.parquet does not exist"),
