@@ -165,6 +165,24 @@ def collect(run_dir: str) -> None:
 
 
 @cli.command()
+@click.argument("run_dir")
+@click.option("--quiet", is_flag=True, help="No progress lines (they go to stderr, one per base and split).")
+def baseline(run_dir: str, quiet: bool) -> None:
+    """Grade each base of RUN_DIR's grid before SFT on the grid's evaluation splits, answers read leniently,
+    into RUN_DIR/baseline.parquet."""
+    from scaling.grid.baseline import BASELINE, baseline_summary, run_baseline
+
+    def progress(rows: list[dict], seconds: float) -> None:
+        first = rows[0]
+        click.echo(f"baseline: {first['size']} pretrain {first['pretrain_tokens']} {first['split']}: "
+                   f"{sum(r['answer_correct'] for r in rows)}/{len(rows)} right ({seconds:.0f} s)", err=True)
+
+    table = run_baseline(run_dir, None if quiet else progress)
+    click.echo(baseline_summary(table))
+    click.echo(f"wrote {run_dir.rstrip('/')}/{BASELINE}")
+
+
+@cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path), required=False)
 @click.option("--law", default=None, help="A law of the registry (see `scaling fit --laws`).")
 @click.option("--y", "y", default=None, help="The response: a metric of results.nc or a column of the table.")

@@ -80,12 +80,14 @@ def evaluate_split(
 
 def grade_split(
     graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int,
-    tokenizer: Tokenizer = CHARACTERS, grader: Grader = verify_example,
+    tokenizer: Tokenizer = CHARACTERS, grader: Grader = verify_example, keep_text: bool = False,
 ) -> tuple[dict[str, float], list[dict]]:
     """All metrics of one split, its examples tokenized by `tokenizer` (the one the model was trained with)
     and graded by `grader` (the synthetic families' verifiers, or a dataset's answer extractor), and each
-    example's grade (`scaling.schema.GRADE_COLUMNS`). Padding rows carry zero loss weight and are not graded.
-    Where steps cannot be verified, process and chain accuracy are NaN: undefined, not zero."""
+    example's grade (`scaling.schema.GRADE_COLUMNS`; with `keep_text`, also the decoded completion it graded,
+    as "completion"). `length` is a row's tokens, prompt and generation together. Padding rows carry zero
+    loss weight and are not graded. Where steps cannot be verified, process and chain accuracy are NaN:
+    undefined, not zero."""
     arrays = token_arrays(examples, length, tokenizer)
     prompts, prompt_lengths = prompt_arrays(examples, length, tokenizer)
     loss_sum = correct_sum = weight_sum = 0.0
@@ -104,7 +106,8 @@ def grade_split(
         )
         for row, i in zip(generated, index):
             example, written = examples[i], row[prompt_lengths[i]:]
-            result = grader(example, tokenizer.decode(written))
+            text = tokenizer.decode(written)
+            result = grader(example, text)
             ends = np.flatnonzero(written == tokenizer.eos_id)
             grades.append({
                 "family": example.family, "phrasing": example.phrasing, "difficulty": example.difficulty,
@@ -112,7 +115,7 @@ def grade_split(
                 "process_score": result.process_acc,
                 "chain_correct": np.nan if result.chain_correct is None else result.chain_correct, "steps": result.steps,
                 "generated_tokens": int(ends[0] + 1) if len(ends) else len(written),
-            })
+            } | ({"completion": text} if keep_text else {}))
     return {
         "loss": loss_sum / max(weight_sum, 1.0),
         "token_acc": correct_sum / max(weight_sum, 1.0),
