@@ -232,6 +232,8 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
         raise UserError(f"--seed must lie between 0 and 2**31 - 1, got {seed}")
     if chains < 2 and method != "huber":
         raise UserError(f"--chains must be at least 2 with --method {method}: r_hat, the convergence check, compares chains")
+    if any(not column.strip() for item in by for column in item.split(",")):
+        raise UserError(f"--by {','.join(by)!r} names an empty column: give column names, e.g. --by family")
     sampler = SamplerConfig(warmup=warmup, samples=samples, chains=chains, seed=seed)
     try:
         returns = ReturnsConfig(threshold=threshold)

@@ -231,6 +231,8 @@ def test_a_size_rollout_on_pythia_predicts_the_larger_models(tmp_path, capsys):
     (["fit", "{table}", "--law", "logistic", "--y", "loss", "--x", "x=tokens", "--where", "loss > 1.9"], "[0, 1]"),
     (["fit", "{table}", "--law", "power", "--y", "loss", "--x", "x=tokens", "--out", "{foreign}"], "not written by"),
     (["fit", "{table}", "--law", "power"], "--y"),
+    (["fit", "{table}", "--law", "power", "--y", "loss", "--x", "x=tokens", "--by", ""], "names an empty column"),
+    (["fit", "{table}", "--law", "power", "--y", "loss", "--x", "x=tokens", "--by", "task,"], "names an empty column"),
 ])
 def test_bad_fit_input_exits_2_with_one_line(argv, named, power_table, tmp_path, capsys):
     foreign = tmp_path / "mine"
