@@ -202,10 +202,7 @@ def write_table(spec: FigureSpec, folder: Path) -> Path:
                 grades = grades[grades["step"] == row["step"]]
             picked.append((row["label"], grades))
         table = claims.accuracy_rows(picked, dict(o["splits"]))
-        out = folder / f"{spec.name}.csv"
-        table.to_csv(out, index=False, float_format="%.6g")
-        return out
-    if spec.kind == "post_memorization":
+    elif spec.kind == "post_memorization":
         frames = []
         for path in o["results"]:
             grades = pd.read_parquet(path.parent / "grades.parquet")
