@@ -1,5 +1,6 @@
 """Shared tiny settings: every test runs in seconds on CPU."""
 
+import gc
 import os
 import tempfile
 
@@ -10,10 +11,26 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettemp
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
 
 from scaling.trainer.config import ModelConfig  # noqa: E402
 from scaling.tasks import tokenizer  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_programs():
+    """Drop every compiled program a test module leaves in JAX's in-memory caches when the module ends.
+
+    Each program held on the CPU keeps a few memory mappings of its code, and the suite's one process
+    compiles thousands of distinct programs (every model shape of every test). Kept all run long, they
+    reached Linux's limit on mappings per process (vm.max_map_count, 65,530) at about 94% of the suite,
+    and XLA segfaulted on the next one (in CI, twice). Later modules get their programs back from the
+    persistent cache above.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture
