@@ -2,6 +2,7 @@
 
 import gc
 import os
+import sys
 import tempfile
 
 # A persistent compilation cache shared by this process and every process the tests start (runners,
@@ -30,6 +31,10 @@ def release_compiled_programs():
     """
     yield
     jax.clear_caches()
+    for module in [m for name, m in sys.modules.items() if name.split(".")[0] == "scaling"]:
+        for value in vars(module).values():
+            if callable(getattr(value, "cache_clear", None)):  # functools caches, some of compiled programs
+                value.cache_clear()
     gc.collect()
 
 
