@@ -442,14 +442,25 @@ def backtest_figure(fit_dir: Path, stem: Path) -> list[Path]:
     return _save(figure, stem)
 
 
+def returns_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The gains of a returns.csv that have an estimate, each with the label its row of the figure shows."""
+    gains = table[table["quantity"].str.startswith(("gain_per_", "post_memorization"))].dropna(subset=["estimate"]).copy()
+    steps = {"gain_per_doubling": "×2", "gain_per_halved_error": "error ÷2"}  # see scaling.fit.returns
+    gains["label"] = [f"{a}: {steps[q]} at {at:.4g}" if q in steps else f"{a}: {q.replace('_', ' ')}"
+                      for a, q, at in zip(gains["axis"], gains["quantity"], gains["at"])]
+    # A fit by groups (--by) writes its group columns first; without them the groups' rows look alike.
+    groups = list(table.columns[:list(table.columns).index("axis")])
+    if groups:
+        gains["label"] = [", ".join(str(v) for v in values) + " · " + label
+                          for values, label in zip(gains[groups].itertuples(index=False), gains["label"])]
+    return gains
+
+
 def returns_figure(fit_dir: Path, stem: Path) -> list[Path]:
     """Gain per doubling of each axis at its reference points, with 90% intervals (what the next doubling buys)."""
     record = read_fit(fit_dir)
     table = pd.read_csv(fit_dir / "returns.csv")
-    gains = table[table["quantity"].str.startswith(("gain_per_", "post_memorization"))].dropna(subset=["estimate"]).copy()
-    steps = {"gain_per_doubling": "×2", "gain_per_halved_error": "error ÷2"}  # see scaling.fit.returns
-    gains["label"] = [f"{a}: {steps[q]} at {at:.3g}" if q in steps else f"{a}: {q.replace('_', ' ')}"
-                      for a, q, at in zip(gains["axis"], gains["quantity"], gains["at"])]
+    gains = returns_rows(table)
     sns.set_theme(style="whitegrid", context="paper")
     figure, axis = plt.subplots(figsize=(5, 0.45 * len(gains) + 1.2))
     positions = np.arange(len(gains))

@@ -170,3 +170,13 @@ def test_every_number_in_the_paper_is_quoted_from_the_file_it_comes_from():
     paper = Path(__file__).resolve().parents[2] / "paper" / "paper.md"
     assert len(quotes_of(paper)) >= 10
     assert check_paper(paper) == []
+
+
+def test_a_grouped_fits_returns_rows_name_their_group(project):
+    """Each group's gains sit on rows of their own in the returns figure: the labels say whose they are."""
+    from scaling.report.figures import returns_rows
+
+    gains = returns_rows(pd.read_csv(project / "fits" / "power" / "returns.csv"))
+    assert set(gains["task"]) == {"a", "b"}
+    assert all(label.startswith(f"{task} · ") for task, label in zip(gains["task"], gains["label"]))
+    assert gains["label"].is_unique
