@@ -281,7 +281,7 @@ def _index(specs: list[FigureSpec]) -> str:
 def _shown(value, root: Path):
     """An option as the INDEX shows it: paths relative to the repository root."""
     if isinstance(value, list):
-        return [str(_shown(v, root)) if isinstance(v, Path) else _shown(v, root) for v in value]
+        return [_shown(v, root) for v in value]
     if isinstance(value, dict):  # an accuracy_rows row: its grades file too
-        return {k: str(_shown(v, root)) if isinstance(v, Path) else v for k, v in value.items()}
-    return Path(value).relative_to(root) if isinstance(value, Path) else value
+        return {k: _shown(v, root) for k, v in value.items()}
+    return str(value.relative_to(root)) if isinstance(value, Path) else value

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from scaling.cli import main
+from scaling.report.figures import returns_rows
 
 # Figures draw whatever a fit wrote; convergence is the fit tests' business.
 QUICK = ["--chains", "2", "--samples", "200", "--warmup", "200", "--allow-unconverged"]
@@ -174,8 +175,6 @@ def test_every_number_in_the_paper_is_quoted_from_the_file_it_comes_from():
 
 def test_a_grouped_fits_returns_rows_name_their_group(project):
     """Each group's gains sit on rows of their own in the returns figure: the labels say whose they are."""
-    from scaling.report.figures import returns_rows
-
     gains = returns_rows(pd.read_csv(project / "fits" / "power" / "returns.csv"))
     assert set(gains["task"]) == {"a", "b"}
     assert all(label.startswith(f"{task} · ") for task, label in zip(gains["task"], gains["label"]))
