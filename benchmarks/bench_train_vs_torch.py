@@ -5,6 +5,10 @@
 (b) Useful tokens: ours on packed rows against torch with the usual dynamic-padding collator (each
     random batch of 32 padded to its own longest example), at similar tokens per step; "ratio" is
     our non-padding tokens per second / torch's (goal >= 2).
+(c) Both again with our step data-parallel over the machine's cores (one XLA CPU device per core, the
+    batch split between them, `scaling.trainer.parallel`): XLA runs one program's small ops on one
+    core, where torch spreads each op over its threads. "dp_step_ratio" and "dp_ratio" are (a) and (b)
+    with that step.
 Steps are timed in alternating rounds (ours, torch, ours, ...) and the median round counts, so a
 burst of load on a shared machine hits both sides alike. Last line: a JSON object.
 """
@@ -12,6 +16,7 @@ burst of load on a shared machine hits both sides alike. Last line: a JSON objec
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import jax
@@ -23,6 +28,7 @@ from scaling.trainer.batches import TokenArrays, sequence_length, token_arrays
 from scaling.trainer.config import ModelConfig, TrainConfig, preset
 from scaling.trainer.model import init_model
 from scaling.trainer.packing import pack, packing_efficiency
+from scaling.trainer.parallel import data_mesh, data_parallel_train_step, replicate, shard_batch
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
 from scaling.trainer.attention import span_bucket
@@ -81,6 +87,25 @@ class Ours:
         for batch in batches:
             self.state, metrics = self.step(self.state, batch, self.lr)
         jax.block_until_ready(metrics)  # the one sync point: steps dispatch asynchronously
+
+
+class OursDataParallel:
+    """The same step with the batch split across one CPU device per core and the state replicated."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig):
+        graphdef, params = init_model(model_cfg, seed=0)
+        self.graphdef, self.optimizer, self.lr = graphdef, optimizer_for(train_cfg), train_cfg.lr
+        self.mesh = data_mesh()
+        self.state = replicate((params, self.optimizer.init(params)), self.mesh)
+
+    def shard(self, batches: list[dict]) -> list[dict]:
+        return [shard_batch(batch, self.mesh) for batch in batches]
+
+    def run(self, batches: list[dict]) -> None:
+        metrics = None
+        for batch in batches:
+            self.state, metrics = data_parallel_train_step(self.state, batch, self.graphdef, self.optimizer, self.lr, self.mesh)
+        jax.block_until_ready(metrics)
 
 
 class Torch:
@@ -165,6 +190,16 @@ def main() -> None:
                                         Torch(model_cfg, train_cfg), [to_torch(b) for b in dynamic])
     (ours_real, ours_loss, ours_total), (torch_real, torch_loss, torch_total) = useful(packed_steps), useful(dynamic)
 
+    # (c) (a) and (b) again with our step split across the cores (packed rows a multiple of the devices).
+    devices = jax.device_count()
+    parallel = OursDataParallel(model_cfg, train_cfg)
+    dp_a, torch_dp_a = time_side_by_side(parallel, parallel.shard(padded), Torch(model_cfg, train_cfg), [to_torch(b) for b in padded])
+    dp_rows = devices * max(1, round(useful(dynamic)[2] / ROW_LENGTH / devices))
+    dp_steps = packed_batches(packed, dp_rows, n_steps)
+    parallel = OursDataParallel(model_cfg, train_cfg)
+    dp_b, torch_dp_b = time_side_by_side(parallel, parallel.shard(dp_steps), Torch(model_cfg, train_cfg), [to_torch(b) for b in dynamic])
+    dp_real = useful(dp_steps)[0]
+
     result = {
         "benchmark": "train_vs_torch",
         "ratio": round((ours_real / ours_b) / (torch_real / torch_b), 3),
@@ -179,6 +214,11 @@ def main() -> None:
                       "real_per_step": torch_real, "loss_per_step": torch_loss, "real_tok_s": round(torch_real / torch_b),
                       "loss_tok_s": round(torch_loss / torch_b), "efficiency": round(torch_real / torch_total, 4)},
         },
+        "data_parallel": {"devices": devices, "rows": dp_rows, "equal_shapes_ms": round(dp_a * 1e3, 2),
+                          "torch_ms": round(torch_dp_a * 1e3, 2), "packed_ms": round(dp_b * 1e3, 2),
+                          "real_tok_s": round(dp_real / dp_b), "torch_real_tok_s": round(torch_real / torch_dp_b)},
+        "dp_step_ratio": round(torch_dp_a / dp_a, 3),
+        "dp_ratio": round((dp_real / dp_b) / (torch_real / torch_dp_b), 3),
         "steps_timed": ROUNDS * STEPS_PER_ROUND,
     }
     u = result["useful_tokens"]
@@ -195,8 +235,16 @@ def main() -> None:
         print(f"    {name:<34}{side['ms']:>9.2f}{side['tokens_per_step']:>13.0f}{side['real_per_step']:>11.0f}"
               f"{side['real_tok_s']:>12,}{side['loss_tok_s']:>12,}{efficiency:>12.3f}")
     print(f"    ratio (ours / torch, real tokens/s) = {result['ratio']:.2f}   (loss tokens/s: {result['loss_token_ratio']:.2f})")
+    d = result["data_parallel"]
+    print(f"\n(c) ours data-parallel over {devices} CPU devices (one per core)")
+    print(f"    equal shapes: ours {d['equal_shapes_ms']:.2f} ms, torch {d['torch_ms']:.2f} ms: dp_step_ratio = {result['dp_step_ratio']:.2f}")
+    print(f"    packed {dp_rows} x {ROW_LENGTH}: ours {d['real_tok_s']:,} real tok/s, torch {d['torch_real_tok_s']:,}: "
+          f"dp_ratio = {result['dp_ratio']:.2f}")
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
+    # One CPU device per core for (c), set before jax starts its backend (lazily, at first use); (a) and (b) run
+    # on the first. Here, not at import: bench_real_base imports this module's helpers.
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={os.cpu_count()}"
     main()
