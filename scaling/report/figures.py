@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -423,24 +424,54 @@ def _pick(frame: pd.DataFrame, chosen: dict) -> pd.DataFrame:
     return frame[mask]
 
 
+def backtest_panels(table: pd.DataFrame, by: tuple[str, ...]) -> list[tuple[str, pd.DataFrame]]:
+    """A backtest's rows per group of the fit (one panel each), titled with the group and the share of its
+    held-out rows whose 90% interval holds the observed value."""
+    groups = list(table.groupby(list(by), sort=True)) if by else [((), table)]
+    panels = []
+    for values, rows in groups:
+        name = ", ".join(str(v) for v in (values if isinstance(values, tuple) else (values,)))
+        held = rows[rows["held_out"]]
+        if len(held):
+            covered = ((held["lo"] <= held["observed"]) & (held["observed"] <= held["hi"])).mean()
+            name = f"{name}: " if name else ""
+            name += f"{covered:.2f} of {len(held)} held out covered"
+        panels.append((name, rows))
+    return panels
+
+
 def backtest_figure(fit_dir: Path, stem: Path) -> list[Path]:
-    """Predicted against observed, with 90% predictive intervals; held-out rows are what a backtest scores."""
+    """Predicted against observed, with 90% predictive intervals, a panel per group of the fit; held-out rows
+    are what a backtest scores."""
     record = read_fit(fit_dir)
     table = pd.read_csv(fit_dir / "backtest.csv")
+    panels = backtest_panels(table, record.by)
     sns.set_theme(style="whitegrid", context="paper")
-    figure, axis = plt.subplots(figsize=(4.2, 4))
-    for held, colour, label in ((False, "tab:gray", "fitted"), (True, "tab:red", "held out")):
-        part = table[table["held_out"] == held]
-        if part.empty:
-            continue
-        # The interval as a bar of its own: a skewed prediction's mean can sit outside its 90% interval
-        # (an accuracy near 0 or 1), which errorbar cannot draw.
-        axis.vlines(part["observed"], part["lo"], part["hi"], color=colour, alpha=0.7, linewidth=0.6)
-        axis.plot(part["observed"], part["mean"], "o", markersize=3, color=colour, alpha=0.7, label=label)
+    rows_of_panels = math.ceil(len(panels) / 3)  # at most 3 across; 4 panels as 2 x 2
+    columns = math.ceil(len(panels) / rows_of_panels)
+    figure, axes = plt.subplots(rows_of_panels, columns, figsize=(2.9 * columns + 0.6, 3.0 * rows_of_panels + 0.3),
+                                sharex=True, sharey=True, squeeze=False)
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
     low, high = table[["observed", "lo"]].min().min(), table[["observed", "hi"]].max().max()
-    axis.plot([low, high], [low, high], color="black", linewidth=0.6)
-    axis.set(xlabel=f"observed {record.y}", ylabel="predicted (90% interval)", title=f"{record.law} backtest")
-    axis.legend(fontsize="small")
+    for axis, (name, rows) in zip(axes.flat, panels):
+        for held, colour, label in ((False, "tab:gray", "fitted"), (True, "tab:red", "held out")):
+            part = rows[rows["held_out"] == held]
+            if part.empty:
+                continue
+            # The interval as a bar of its own: a skewed prediction's mean can sit outside its 90% interval
+            # (an accuracy near 0 or 1), which errorbar cannot draw.
+            axis.vlines(part["observed"], part["lo"], part["hi"], color=colour, alpha=0.7, linewidth=0.6)
+            axis.plot(part["observed"], part["mean"], "o", markersize=3, color=colour, alpha=0.7, label=label)
+        axis.plot([low, high], [low, high], color="black", linewidth=0.6)
+        axis.set(xlabel=f"observed {record.y}", title=name)
+        axis.title.set_fontsize("small")
+        axis.xaxis.set_tick_params(labelbottom=True)  # shared x: every panel keeps its tick labels
+    for axis in axes[:, 0]:
+        axis.set_ylabel("predicted (90% interval)")
+    axes[0][0].legend(fontsize="small")
+    figure.suptitle(f"{record.law} backtest")
+    figure.tight_layout()
     return _save(figure, stem)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from scaling.cli import main
-from scaling.report.figures import returns_rows
+from scaling.report.figures import backtest_panels, returns_rows
 
 # Figures draw whatever a fit wrote; convergence is the fit tests' business.
 QUICK = ["--chains", "2", "--samples", "200", "--warmup", "200", "--allow-unconverged"]
@@ -179,3 +179,24 @@ def test_a_grouped_fits_returns_rows_name_their_group(project):
     assert set(gains["task"]) == {"a", "b"}
     assert all(label.startswith(f"{task} · ") for task, label in zip(gains["task"], gains["label"]))
     assert gains["label"].is_unique
+
+
+def test_a_grouped_backtest_gets_a_panel_per_group_titled_with_its_coverage(project):
+    """The backtest figure draws each group alone and says how many of its held-out rows the 90% intervals hold,
+    counted from backtest.csv itself."""
+    table = pd.read_csv(project / "fits" / "power" / "backtest.csv")
+    panels = backtest_panels(table, ("task",))
+    assert [name.split(":")[0] for name, _ in panels] == ["a", "b"]
+    for name, rows in panels:
+        held = rows[rows["held_out"]]
+        covered = int(((held["lo"] <= held["observed"]) & (held["observed"] <= held["hi"])).sum())
+        assert name.endswith(f"{covered / len(held):.2f} of {len(held)} held out covered")
+        assert set(rows["task"]) == {name.split(":")[0]}
+    # A prediction that misses lowers its group's count and no other's.
+    missed = table.copy()
+    first_a = missed.index[(missed["task"] == "a") & missed["held_out"]][0]
+    missed.loc[first_a, ["lo", "hi"]] = missed.loc[first_a, "observed"] + np.array([1.0, 2.0])
+    before, after = dict(panels), dict(backtest_panels(missed, ("task",)))
+    assert [n for n in after if n.startswith("a")] != [n for n in before if n.startswith("a")]
+    assert [n for n in after if n.startswith("b")] == [n for n in before if n.startswith("b")]
+    assert backtest_panels(table, ())[0][0].endswith(f"of {int(table['held_out'].sum())} held out covered")
