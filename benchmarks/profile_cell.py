@@ -121,7 +121,6 @@ def step_parts(plan) -> dict[str, float]:
     model = nnx.merge(graphdef, params)
     block = model.blocks[0]
     x_BxTxD = jax.random.normal(jax.random.key(0), (B, T, cfg.d_model))
-    mask = model_module.attention_mask(batch["segments"])
 
     state = (params, optimizer.init(params))
     # The loop's own step (static arguments bound once, the rows' span). It donates its state: each timed
@@ -133,7 +132,7 @@ def step_parts(plan) -> dict[str, float]:
         graph, weights = nnx.split(module)
         return jax.jit(jax.grad(lambda w, x: call(nnx.merge(graph, w), x).sum(), argnums=(0, 1))), weights
 
-    attention, attention_weights = grad_of(block.attention, lambda m, x: m(x, batch["positions"], mask))
+    attention, attention_weights = grad_of(block.attention, lambda m, x: m(x, batch["positions"], batch["segments"]))
     mlp, mlp_weights = grad_of(block.mlp, lambda m, x: m(x))
 
     def head_loss(w, x):

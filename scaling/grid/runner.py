@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from scaling.trainer.config import preset
+from scaling.cache import local_cache
 from scaling.errors import UserError
 from scaling.grid.spec import Cell, GridSpec, parse_spec
 from scaling.grid.locks import acquire
@@ -149,11 +150,6 @@ def needs_work(folder: RunFolder, cell_id: str, retry_failed: bool) -> bool:
             return True
         raise
     return status is None or (retry_failed and status != "done")
-
-
-def local_cache() -> Path:
-    """This machine's cache folder: $SCALING_CACHE, else ~/.cache/scaling."""
-    return Path(os.environ.get("SCALING_CACHE", Path.home() / ".cache" / "scaling"))
 
 
 def scratch_dir(folder: RunFolder) -> Path:

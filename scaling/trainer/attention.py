@@ -1,12 +1,15 @@
-"""Attention that computes only the scores a causal mask can reach.
+"""Attention that computes only the scores a causal mask can reach, chosen per backend.
 
 A transformer's training rows are causal, and when packed, no position looks further back than the
 longest example in the row (`span`). The dense form computes every one of the T×T scores and masks
 most away; on XLA CPU, with the small heads of the models a grid sweeps, those scores are most of a
-train step. `causal_attention` splits the queries into blocks and gives each block only the keys from
-`span` before its first query up to its last: the scores left out are exactly the ones the mask
-zeroes, so within each block the softmax is the dense one, to float32 rounding. The remaining mask
-(segments of a packed row, padding) is applied inside each block as before.
+train step. `causal_attention` picks, for the same mask and to float32 rounding:
+- on accelerators, jax's dense `dot_product_attention` (fused by XLA or cuDNN there);
+- on CPU, the fused C++ kernel (`scaling.trainer.fused_attention`), which visits only each query's own
+  segment up to itself, where it could be built;
+- else `blocked_attention`: the queries split into blocks, each given only the keys from `span` before
+  its first query up to its last. The scores left out are exactly the ones the mask zeroes, so within
+  each block the softmax is the dense one; the rest of the mask (segments, padding) is applied inside.
 
 Letters: B batch, S queries, T keys, H query heads, K key/value heads (H = K·G, grouped-query), Dh head
 width.
@@ -19,6 +22,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from scaling.trainer import fused_attention as fused
+
 BLOCKS = 4  # query blocks per row: measured on XLA CPU, fewer leave masked work, more add per-block overhead
 MIN_BLOCK = 16  # no block shorter than this: below it the per-block overhead outweighs the scores saved
 
@@ -29,13 +34,32 @@ def dense_attention(q_BxSxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: ja
     return jax.nn.dot_product_attention(q_BxSxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=mask_Bx1xSxT)
 
 
-def causal_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array, mask_Bx1xTxT: jax.Array,
+def attention_mask(segments_BxT: jax.Array) -> jax.Array:
+    """Causal, same-segment, non-padding mask of shape Bx1xTxT (every token may see itself)."""
+    T = segments_BxT.shape[1]
+    causal_TxT = jnp.tril(jnp.ones((T, T), dtype=bool))
+    same_BxTxT = segments_BxT[:, :, None] == segments_BxT[:, None, :]
+    key_is_real_Bx1xT = (segments_BxT != 0)[:, None, :]
+    mask_BxTxT = (causal_TxT & same_BxTxT & key_is_real_Bx1xT) | jnp.eye(T, dtype=bool)
+    return mask_BxTxT[:, None]
+
+
+def causal_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array, segments_BxT: jax.Array,
                      span: int | None = None) -> jax.Array:
-    """Attention for a mask that is causal (query t sees keys <= t) and reaches at most `span` positions back
-    (None: the whole row); the mask may remove more (segments, padding), never add."""
-    B, T, H, Dh = q_BxTxHxDh.shape
+    """Attention under `attention_mask(segments_BxT)`; `span` (static) is the furthest any position may look
+    back (None: the whole row), which only the blocked form needs."""
     if jax.default_backend() != "cpu":  # accelerators: the fused dense kernel beats slicing into blocks
-        return dense_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask_Bx1xTxT)
+        return dense_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, attention_mask(segments_BxT))
+    if q_BxTxHxDh.shape[-1] <= fused.MAX_WIDTH and fused.available():
+        return fused.fused_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT)
+    return blocked_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, attention_mask(segments_BxT), span)
+
+
+def blocked_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array, mask_Bx1xTxT: jax.Array,
+                      span: int | None = None) -> jax.Array:
+    """Attention for a mask that is causal (query t sees keys <= t) and reaches at most `span` positions back
+    (None: the whole row), in XLA; the mask may remove more (segments, padding), never add."""
+    B, T, H, Dh = q_BxTxHxDh.shape
     K = k_BxTxKxDh.shape[2]
     if K != H:  # grouped-query: each key/value head serves H/K query heads (a copy is cheap next to the scores)
         k_BxTxKxDh, v_BxTxKxDh = (jnp.repeat(x, H // K, axis=2) for x in (k_BxTxKxDh, v_BxTxKxDh))

@@ -1,13 +1,13 @@
-"""Blocked causal attention equals the dense reference, values and gradients, on packed rows."""
+"""Both CPU forms of causal attention, the fused kernel and XLA's blocked one, equal the dense reference,
+values and gradients, on packed and padded rows."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling.trainer import attention
-from scaling.trainer.attention import causal_attention, dense_attention, span_bucket
-from scaling.trainer.model import attention_mask
+from scaling.trainer import attention, fused_attention
+from scaling.trainer.attention import attention_mask, blocked_attention, causal_attention, dense_attention, span_bucket
 
 
 def packed_segments(B: int, T: int, longest: int, seed: int) -> np.ndarray:
@@ -40,7 +40,7 @@ def test_blocked_attention_equals_the_dense_one_values_and_gradients(B, T, H, K,
     def loss(fn):
         return lambda q, k, v: (fn(q, k, v) * cotangent).sum()
 
-    blocked = lambda q, k, v: causal_attention(q, k, v, mask, span)  # noqa: E731
+    blocked = lambda q, k, v: blocked_attention(q, k, v, mask, span)  # noqa: E731
     dense = lambda q, k, v: dense_attention(q, k, v, mask)  # noqa: E731
     np.testing.assert_allclose(jax.jit(blocked)(q, k, v), jax.jit(dense)(q, k, v), rtol=1e-5, atol=1e-5)
     for ours, reference in zip(jax.jit(jax.grad(loss(blocked), argnums=(0, 1, 2)))(q, k, v),
@@ -54,7 +54,7 @@ def test_a_span_too_short_for_the_rows_changes_the_result():
     B, T = 1, 64
     q, k, v = (jax.random.normal(key, (B, T, 2, 16)) for key in jax.random.split(jax.random.key(0), 3))
     mask = attention_mask(jnp.ones((B, T), jnp.int32))  # one 64-token example
-    assert not np.allclose(causal_attention(q, k, v, mask, span=16), dense_attention(q, k, v, mask), atol=1e-3)
+    assert not np.allclose(blocked_attention(q, k, v, mask, span=16), dense_attention(q, k, v, mask), atol=1e-3)
 
 
 def test_blocks_leave_out_the_scores_a_causal_row_never_uses(monkeypatch):
@@ -68,10 +68,10 @@ def test_blocks_leave_out_the_scores_a_causal_row_never_uses(monkeypatch):
     monkeypatch.setattr(attention, "_attend_block", recording)
     q = k = v = jnp.ones((1, 144, 2, 16))
     mask = attention_mask(jnp.ones((1, 144), jnp.int32))
-    causal_attention(q, k, v, mask)
+    blocked_attention(q, k, v, mask)
     assert shapes == [(36, 36), (36, 72), (36, 108), (36, 144)]  # 10 of the 16 36×36 score blocks
     shapes.clear()
-    causal_attention(q, k, v, mask, span=32)
+    blocked_attention(q, k, v, mask, span=32)
     assert shapes == [(36, 36), (36, 67), (36, 67), (36, 67)]  # each block reaches 31 keys before its first query
 
 
@@ -79,3 +79,83 @@ def test_span_buckets_are_few_and_only_where_they_pay():
     assert span_bucket(77, 144) is None  # over half the row: the whole row, one compilation with the others
     assert span_bucket(60, 144) == 64 and span_bucket(33, 144) == 64 and span_bucket(32, 144) == 32
     assert span_bucket(1, 144) == 1
+
+
+def test_the_fused_kernel_builds_on_this_machine():
+    """CI machines have a C++ compiler: a kernel that stopped building would otherwise only show as slowness."""
+    assert fused_attention.available()
+    assert fused_attention.library_path().exists()
+
+
+def gapped_segments(B: int, T: int, seed: int) -> np.ndarray:
+    """Segment ids that reappear after other segments and padding in between: the kernel's ranges start at an
+    id's first occurrence, and the mask inside them must still hide the other ids."""
+    rng = np.random.default_rng(seed)
+    return rng.choice(np.array([0, 1, 2, 3], np.int32), size=(B, T), p=[0.1, 0.5, 0.3, 0.1])
+
+
+@pytest.mark.parametrize("B, T, H, K, Dh, layout", [
+    (3, 144, 4, 4, 16, "packed"),  # the reference grid's rows
+    (2, 77, 4, 2, 16, "packed"),  # grouped-query heads, a length no vector divides
+    (2, 40, 2, 1, 8, "packed"),  # multi-query heads, the narrowest head
+    (2, 50, 2, 2, 24, "packed"),  # a head width the kernel pads (to 32)
+    (1, 33, 2, 2, 64, "gapped"),  # ids that come back after a gap
+    (2, 9, 3, 3, 32, "gapped"),
+    (1, 1, 1, 1, 16, "packed"),  # a single position
+])
+def test_fused_attention_equals_the_dense_one_values_and_gradients(B, T, H, K, Dh, layout):
+    keys = jax.random.split(jax.random.key(T), 4)
+    q = jax.random.normal(keys[0], (B, T, H, Dh))
+    k, v = (jax.random.normal(key, (B, T, K, Dh)) for key in keys[1:3])
+    segments = jnp.asarray(packed_segments(B, T, 60, seed=T) if layout == "packed" else gapped_segments(B, T, seed=T))
+    mask = attention_mask(segments)
+    cotangent = jax.random.normal(keys[3], (B, T, H, Dh))
+
+    def loss(fn):
+        return lambda q, k, v: (fn(q, k, v) * cotangent).sum()
+
+    fused = lambda q, k, v: fused_attention.fused_attention(q, k, v, segments)  # noqa: E731
+    dense = lambda q, k, v: dense_attention(q, k, v, mask)  # noqa: E731
+    np.testing.assert_allclose(jax.jit(fused)(q, k, v), jax.jit(dense)(q, k, v), rtol=1e-5, atol=1e-5)
+    for ours, reference in zip(jax.jit(jax.grad(loss(fused), argnums=(0, 1, 2)))(q, k, v),
+                               jax.jit(jax.grad(loss(dense), argnums=(0, 1, 2)))(q, k, v)):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_attention_vmapped_is_each_member_computed_alone_bit_for_bit():
+    """Ensembles vmap the train step over members with shared rows: each member's numbers are its own."""
+    M, B, T, H, Dh = 3, 2, 30, 2, 16
+    q, k, v = (jax.random.normal(key, (M, B, T, H, Dh)) for key in jax.random.split(jax.random.key(0), 3))
+    segments = jnp.asarray(packed_segments(B, T, 12, seed=1))
+    cotangent = jax.random.normal(jax.random.key(1), (M, B, T, H, Dh))
+
+    def outputs_and_gradients(q, k, v, cotangent):
+        out, pullback = jax.vjp(lambda q, k, v: fused_attention.fused_attention(q, k, v, segments), q, k, v)
+        return out, pullback(cotangent)
+
+    together = jax.jit(jax.vmap(outputs_and_gradients))(q, k, v, cotangent)
+    for member in range(M):
+        alone = jax.jit(outputs_and_gradients)(q[member], k[member], v[member], cotangent[member])
+        for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(together), strict=True):
+            np.testing.assert_array_equal(a, b[member])
+
+
+def test_causal_attention_runs_the_fused_kernel_on_cpu_and_the_blocked_form_without_it(monkeypatch):
+    q = k = v = jax.random.normal(jax.random.key(0), (2, 20, 2, 16))
+    segments = jnp.asarray(packed_segments(2, 20, 8, seed=0))
+    calls = []
+    monkeypatch.setattr(fused_attention, "fused_attention", lambda *args: calls.append("fused") or dense_attention(
+        *args[:3], attention_mask(args[3])))
+    causal_attention(q, k, v, segments)
+    monkeypatch.setattr(fused_attention, "available", lambda: False)
+    monkeypatch.setattr(attention, "blocked_attention", lambda *args: calls.append("blocked") or args[0])
+    causal_attention(q, k, v, segments)
+    assert calls == ["fused", "blocked"]
+
+
+def test_without_a_compiler_the_kernel_is_unavailable_with_a_warning(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
+    with pytest.warns(RuntimeWarning, match="fused CPU attention unavailable"):
+        assert fused_attention.available.__wrapped__() is False
+    assert not list((tmp_path / "cache").rglob("*.so*"))  # no partial build left behind

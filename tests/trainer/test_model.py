@@ -116,10 +116,10 @@ def test_parallel_residual_feeds_the_mlp_the_block_input(tiny_model_cfg, paralle
     cfg = dataclasses.replace(tiny_model_cfg, **{**OPTIONS["neox"], "parallel_residual": parallel})
     block = nnx.merge(*init_model(cfg, seed=0)).blocks[0]
     x = jax.random.normal(jax.random.key(1), (1, 5, cfg.d_model))
-    positions, mask = jnp.arange(5)[None], attention_mask(jnp.ones((1, 5), jnp.int32))
-    attended = block.attention(block.attention_norm(x), positions, mask)
+    positions, segments = jnp.arange(5)[None], jnp.ones((1, 5), jnp.int32)
+    attended = block.attention(block.attention_norm(x), positions, segments)
     mlp_input = x if parallel else x + attended
-    np.testing.assert_allclose(block(x, positions, mask), x + attended + block.mlp(block.mlp_norm(mlp_input)), atol=1e-5)
+    np.testing.assert_allclose(block(x, positions, segments), x + attended + block.mlp(block.mlp_norm(mlp_input)), atol=1e-5)
 
 
 def test_learned_positions_are_a_table_added_to_the_embeddings(tiny_model_cfg):
