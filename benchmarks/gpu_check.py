@@ -106,9 +106,8 @@ def measure(cfg: ModelConfig, params_dtype, batches: list[dict], steps: int, rou
 def attention_variants(batch: int, length: int, heads: int, head_dim: int, rounds: int) -> dict:
     """Forward and backward of one attention layer on causal packed rows, bf16, ms: jax's XLA dense form
     (what the model uses on accelerators), cuDNN's fused kernel with the same boolean mask (where this
-    jax and cuDNN accept it), and our blocked causal form (what the model uses on CPU)."""
-    from scaling.trainer.attention import causal_attention
-    from scaling.trainer.model import attention_mask
+    jax and cuDNN accept it), and our blocked causal form (the CPU fallback where the fused kernel cannot be built)."""
+    from scaling.trainer.attention import attention_mask, blocked_attention
 
     keys = jax.random.split(jax.random.key(0), 3)
     q, k, v = (jax.random.normal(key, (batch, length, heads, head_dim), jnp.bfloat16) for key in keys)
@@ -117,7 +116,7 @@ def attention_variants(batch: int, length: int, heads: int, head_dim: int, round
     forms = {
         "xla_dense": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla"),
         "cudnn": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn"),
-        "blocked": lambda q, k, v: causal_attention(q, k, v, mask, span=length // 4),
+        "blocked": lambda q, k, v: blocked_attention(q, k, v, mask, span=length // 4),
     }
     results = {}
     for name, form in forms.items():
