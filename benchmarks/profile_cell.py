@@ -38,7 +38,6 @@ from flax import nnx  # noqa: E402
 from scaling.grid import cell as cell_module  # noqa: E402
 from scaling.grid.plan import cell_plan, load_or_pretrain_base  # noqa: E402
 from scaling.grid.spec import expand, load_spec  # noqa: E402
-from scaling.trainer import model as model_module  # noqa: E402
 from scaling.trainer.model import init_model  # noqa: E402
 from scaling.trainer.attention import span_bucket  # noqa: E402
 from scaling.trainer.train import batch_indices, bound_step, optimizer_for, token_losses, train_step  # noqa: E402

@@ -7,7 +7,7 @@
 // segment up to t; segments of packed rows are runs of positions, so those keys are one contiguous range
 // from the segment's first position, and nothing outside it is touched.
 //
-// The mask is exactly `scaling.trainer.model.attention_mask`: query t sees key j iff j <= t, segment[j] ==
+// The mask is exactly `scaling.trainer.attention.attention_mask`: query t sees key j iff j <= t, segment[j] ==
 // segment[t] and segment[j] != 0, and every position sees itself (so padding, segment 0, sees only itself).
 // A segment id that reappears after a gap is still honoured: the range starts at its first occurrence and
 // keys of other segments inside it are masked, so the result never depends on packing's layout.

@@ -129,7 +129,7 @@ _attention.defvjp(_attention_forward, _attention_backward)
 
 def fused_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array,
                     segments_BxT: jax.Array) -> jax.Array:
-    """Causal same-segment attention (the mask of `scaling.trainer.model.attention_mask`) on CPU, computed in
+    """Causal same-segment attention (the mask of `scaling.trainer.attention.attention_mask`) on CPU, computed in
     float32 whatever the inputs' dtype. Differentiable in q, k and v."""
     if not available():
         raise RuntimeError(f"the fused attention kernel is not available here (see the warning, or {SWITCH})")

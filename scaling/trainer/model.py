@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling.trainer.attention import attention_mask, causal_attention, dense_attention  # noqa: F401 - attention_mask is part of the model's interface
+from scaling.trainer.attention import causal_attention, dense_attention
 from scaling.trainer.config import ModelConfig
 
 

@@ -31,20 +31,27 @@ def packed_segments(B: int, T: int, longest: int, seed: int) -> np.ndarray:
     (1, 8, 2, 2, 8, None),  # shorter than one block
 ])
 def test_blocked_attention_equals_the_dense_one_values_and_gradients(B, T, H, K, longest, span):
+    segments = jnp.asarray(packed_segments(B, T, longest, seed=T))
+    mask = attention_mask(segments)
+    assert_equals_dense(lambda q, k, v: blocked_attention(q, k, v, mask, span), segments, (B, T, H, K, 16))
+
+
+def assert_equals_dense(form, segments, shape: tuple[int, int, int, int, int]) -> None:
+    """form(q, k, v) against jax's dense attention under the same mask: values, and gradients of q, k and v."""
+    B, T, H, K, Dh = shape
     keys = jax.random.split(jax.random.key(T), 4)
-    q = jax.random.normal(keys[0], (B, T, H, 16))
-    k, v = (jax.random.normal(key, (B, T, K, 16)) for key in keys[1:3])
-    mask = attention_mask(jnp.asarray(packed_segments(B, T, longest, seed=T)))
-    cotangent = jax.random.normal(keys[3], (B, T, H, 16))
+    q = jax.random.normal(keys[0], (B, T, H, Dh))
+    k, v = (jax.random.normal(key, (B, T, K, Dh)) for key in keys[1:3])
+    cotangent = jax.random.normal(keys[3], (B, T, H, Dh))
+    mask = attention_mask(segments)
 
     def loss(fn):
         return lambda q, k, v: (fn(q, k, v) * cotangent).sum()
 
-    blocked = lambda q, k, v: blocked_attention(q, k, v, mask, span)  # noqa: E731
     dense = lambda q, k, v: dense_attention(q, k, v, mask)  # noqa: E731
-    np.testing.assert_allclose(jax.jit(blocked)(q, k, v), jax.jit(dense)(q, k, v), rtol=1e-5, atol=1e-5)
-    for ours, reference in zip(jax.jit(jax.grad(loss(blocked), argnums=(0, 1, 2)))(q, k, v),
-                               jax.jit(jax.grad(loss(dense), argnums=(0, 1, 2)))(q, k, v)):
+    np.testing.assert_allclose(jax.jit(form)(q, k, v), jax.jit(dense)(q, k, v), rtol=1e-5, atol=1e-5)
+    for ours, reference in zip(jax.jit(jax.grad(loss(form), argnums=(0, 1, 2)))(q, k, v),
+                               jax.jit(jax.grad(loss(dense), argnums=(0, 1, 2)))(q, k, v), strict=True):
         np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
 
 
@@ -104,22 +111,8 @@ def gapped_segments(B: int, T: int, seed: int) -> np.ndarray:
     (1, 1, 1, 1, 16, "packed"),  # a single position
 ])
 def test_fused_attention_equals_the_dense_one_values_and_gradients(B, T, H, K, Dh, layout):
-    keys = jax.random.split(jax.random.key(T), 4)
-    q = jax.random.normal(keys[0], (B, T, H, Dh))
-    k, v = (jax.random.normal(key, (B, T, K, Dh)) for key in keys[1:3])
     segments = jnp.asarray(packed_segments(B, T, 60, seed=T) if layout == "packed" else gapped_segments(B, T, seed=T))
-    mask = attention_mask(segments)
-    cotangent = jax.random.normal(keys[3], (B, T, H, Dh))
-
-    def loss(fn):
-        return lambda q, k, v: (fn(q, k, v) * cotangent).sum()
-
-    fused = lambda q, k, v: fused_attention.fused_attention(q, k, v, segments)  # noqa: E731
-    dense = lambda q, k, v: dense_attention(q, k, v, mask)  # noqa: E731
-    np.testing.assert_allclose(jax.jit(fused)(q, k, v), jax.jit(dense)(q, k, v), rtol=1e-5, atol=1e-5)
-    for ours, reference in zip(jax.jit(jax.grad(loss(fused), argnums=(0, 1, 2)))(q, k, v),
-                               jax.jit(jax.grad(loss(dense), argnums=(0, 1, 2)))(q, k, v)):
-        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+    assert_equals_dense(lambda q, k, v: fused_attention.fused_attention(q, k, v, segments), segments, (B, T, H, K, Dh))
 
 
 def test_fused_attention_vmapped_is_each_member_computed_alone_bit_for_bit():

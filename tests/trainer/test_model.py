@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scaling.trainer.model import attention_mask, init_model, logits, partial_rotary, rotary
+from scaling.trainer.model import init_model, logits, partial_rotary, rotary
 
 
 def _run(cfg, tokens, segments=None, positions=None):
