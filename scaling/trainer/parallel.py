@@ -2,7 +2,10 @@
 
 The step is `scaling.trainer.train.train_step`'s own function jitted again with sharding annotations: each
 device computes the gradient of its slice of the batch and XLA inserts the all-reduce, so the
-result equals the single-device step up to the order of floating-point sums.
+result equals the single-device step up to the order of floating-point sums. One exception to the split: XLA's
+partitioner cannot divide a custom call, so on CPU the fused attention kernel (`scaling.trainer.fused_attention`)
+gets the whole batch all-gathered on every device (checked in the compiled program); the result is the same,
+the attention work is not shared. Grids do not use this step on CPU.
 """
 
 from __future__ import annotations
