@@ -45,9 +45,9 @@ def rotary(x_BxTxNxDh: jax.Array, positions_BxT: jax.Array, theta: float) -> jax
 
 
 def per_token(layer, x_BxSxD: jax.Array) -> jax.Array:
-    """`layer` applied to every token as the rows of one NxD matrix (N = B·S), shaped back to BxSx…. The same
-    numbers; the reason is speed: XLA CPU computes a weight's gradient about 3× slower when its dot contracts
-    over two dims (batch and position) than over one (measured on the MLP of `xs` at 32 × 184 tokens)."""
+    """`layer` applied to every token as the rows of one NxD matrix (N = B·S), shaped back to BxSx…: the same
+    function of x, to float32 rounding. Why: XLA CPU computes a weight's gradient about 3× slower when its dot
+    contracts over two dims (batch and position) than over one (measured on the MLP of `xs` at 32 × 184)."""
     return layer(x_BxSxD.reshape(-1, x_BxSxD.shape[-1])).reshape(*x_BxSxD.shape[:-1], -1)
 
 
