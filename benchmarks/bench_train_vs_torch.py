@@ -7,8 +7,7 @@
     our non-padding tokens per second / torch's (goal >= 2).
 (c) Both again with our step data-parallel over the machine's cores (one XLA CPU device per core, the
     batch split between them, `scaling.trainer.parallel`). "dp_step_ratio" and "dp_ratio" are (a) and
-    (b) with that step. Since the fused CPU attention kernel, this no longer pays: XLA's partitioner
-    cannot split a custom call, so each device runs the whole batch's attention.
+    (b) with that step (each device its own rows under `shard_map`, the attention kernel included).
 Set SCALING_FUSED_ATTENTION=0 to measure our side with XLA's blocked attention instead of the kernel.
 Steps are timed in alternating rounds (ours, torch, ours, ...) and the median round counts, so a
 burst of load on a shared machine hits both sides alike. Last line: a JSON object.

@@ -36,13 +36,20 @@ def token_losses(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
 
 def masked_loss(params: nnx.State, batch: dict, graphdef: nnx.GraphDef, span: int | None = None) -> tuple[jax.Array, jax.Array]:
     """Mean cross-entropy over completion tokens, and the token accuracy there (`span`: see Transformer)."""
+    loss_sum, correct_sum, count = loss_sums(params, batch, graphdef, span)
+    total = jnp.maximum(count, 1.0)
+    return loss_sum / total, correct_sum / total
+
+
+def loss_sums(params: nnx.State, batch: dict, graphdef: nnx.GraphDef, span: int | None = None):
+    """Cross-entropy and correct predictions summed over completion tokens, and their count: the parts of
+    `masked_loss` that add across slices of a batch (data parallelism sums them over devices first)."""
     model = nnx.merge(graphdef, params)
     logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"], span)
     weights_BxT = batch["loss_mask"]
-    total = jnp.maximum(weights_BxT.sum(), 1.0)
-    loss = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum() / total
     correct_BxT = logits_BxTxV.argmax(-1) == batch["targets"]
-    return loss, (correct_BxT * weights_BxT).sum() / total
+    return ((token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum(), (correct_BxT * weights_BxT).sum(),
+            weights_BxT.sum())
 
 
 @functools.lru_cache(maxsize=None)

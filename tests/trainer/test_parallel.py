@@ -19,7 +19,7 @@ FOUR_DEVICES = textwrap.dedent(
     from scaling.trainer.batches import sequence_length, token_arrays
     from scaling.trainer.config import ModelConfig
     from scaling.trainer.model import init_model
-    from scaling.trainer.parallel import data_mesh, data_parallel_train_step, replicate, shard_batch
+    from scaling.trainer.parallel import _sharded_step, data_mesh, data_parallel_train_step, replicate, shard_batch
     from scaling.tasks import tokenizer
     from scaling.tasks.mixture import training_pool
     from scaling.trainer.train import batch_indices, build_optimizer, train_step
@@ -43,6 +43,11 @@ FOUR_DEVICES = textwrap.dedent(
     for got, want in zip(jax.tree.leaves(split), jax.tree.leaves(alone), strict=True):
         assert got.sharding.is_fully_replicated
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-5)
+
+    # Each device attends over its own rows only: nothing of the batch is gathered (the attention kernel is a
+    # custom call, which a partitioner would have replicated).
+    program = _sharded_step(data_mesh(), graphdef, optimizer).lower(split, sharded, 3e-3).compile().as_text()
+    assert "all-gather" not in program and "scaling_attention_forward" in program
 
     odd = data.take(np.arange(6))
     with pytest.raises(ValueError, match="batch size 6 is not divisible by the 4 devices"):
