@@ -54,10 +54,13 @@ def _cpu_identity() -> str:
     return platform.machine() + platform.processor()
 
 
+def _compiler() -> str:
+    return os.environ.get("CXX", "c++")
+
+
 def library_path() -> Path:
     """Where this source, built with these flags for this jaxlib and CPU, lives in the local cache."""
-    compiler = os.environ.get("CXX", "c++")
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, compiler, jaxlib.__version__, _cpu_identity()]).encode())
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, _compiler(), jaxlib.__version__, _cpu_identity()]).encode())
     return local_cache() / "kernels" / f"fused_attention-{key.hexdigest()[:16]}.so"
 
 
@@ -67,7 +70,7 @@ def _build(target: Path) -> None:
     descriptor, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
     os.close(descriptor)
     try:
-        command = [os.environ.get("CXX", "c++"), *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", partial]
+        command = [_compiler(), *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", partial]
         built = subprocess.run(command, capture_output=True, text=True)
         if built.returncode != 0:
             raise OSError(f"{command[0]} failed: {(built.stderr.strip().splitlines() or ['no output'])[-1]}")

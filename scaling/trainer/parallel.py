@@ -23,7 +23,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scaling.trainer.train import loss_sums
+from scaling.trainer.train import apply_gradients, loss_sums
 
 DATA = "data"  # the mesh axis the batch dimension is split over
 
@@ -57,19 +57,16 @@ def replicate(tree, mesh: Mesh | None = None):
 def _sharded_step(mesh: Mesh, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation):
     """The data-parallel step for one mesh, model and optimizer: state replicated in and out, batch split."""
 
-    def per_device(state, batch: dict, lr):
-        params, opt_state = state
-        def loss_and_counts(p):
-            loss_sum, correct_sum, count = loss_sums(p, batch, graphdef)
-            return loss_sum, (correct_sum, count)
+    def loss_and_counts(params, batch: dict):
+        loss_sum, correct_sum, count = loss_sums(params, batch, graphdef)
+        return loss_sum, (correct_sum, count)
 
-        (loss_sum, (correct_sum, count)), grads = jax.value_and_grad(loss_and_counts, has_aux=True)(params)
+    def per_device(state, batch: dict, lr):
+        (loss_sum, (correct_sum, count)), grads = jax.value_and_grad(loss_and_counts, has_aux=True)(state[0], batch)
         loss_sum, correct_sum, count, grads = jax.lax.psum((loss_sum, correct_sum, count, grads), DATA)
         total = jnp.maximum(count, 1.0)
-        grads = jax.tree.map(lambda g: g / total, grads)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, jax.tree.map(lambda u: u * lr, updates))
-        return (params, opt_state), {"loss": loss_sum / total, "token_acc": correct_sum / total}
+        state = apply_gradients(state, jax.tree.map(lambda g: g / total, grads), optimizer, lr)
+        return state, {"loss": loss_sum / total, "token_acc": correct_sum / total}
 
     # check_vma off: the attention kernel's custom gradient returns plain arrays, which the checker would refuse
     # as gradients of device-varying inputs; the psum above is what makes every output the same on all devices.

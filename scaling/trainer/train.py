@@ -86,10 +86,14 @@ def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.Grad
     """
     params, opt_state = state
     (loss, token_acc), grads = jax.value_and_grad(masked_loss, has_aux=True)(params, batch, graphdef, span)
+    return apply_gradients(state, grads, optimizer, lr), {"loss": loss, "token_acc": token_acc}
+
+
+def apply_gradients(state, grads, optimizer: optax.GradientTransformation, lr):
+    """The optimizer's update of (params, opt_state) for these gradients, scaled by the traced `lr`."""
+    params, opt_state = state
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    updates = jax.tree.map(lambda u: u * lr, updates)
-    params = optax.apply_updates(params, updates)
-    return (params, opt_state), {"loss": loss, "token_acc": token_acc}
+    return optax.apply_updates(params, jax.tree.map(lambda u: u * lr, updates)), opt_state
 
 
 _BOUND_STEPS: dict[tuple, Callable] = {}
