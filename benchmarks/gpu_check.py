@@ -5,9 +5,12 @@ non-embedding parameters, the body of GPT-2 small (its "125M" counts a 50k-token
 holds 88 tokens). Steps are `scaling.trainer.train.train_step` itself, on batches already on the device.
 
 Precision: `ModelConfig(compute_dtype="bfloat16")` makes every layer compute in bf16 (rotary keeps
-its input's dtype); RMSNorm normalizes in f32 and the loss's log-softmax is f32. Two variants:
+its input's dtype); RMSNorm normalizes in f32 and the loss's log-softmax is f32. Two precisions:
   bf16   the params tree cast to bfloat16 with jax.tree.map, so AdamW's moments are bf16 too;
-  mixed  float32 params and optimizer state, bf16 compute (each kernel is cast where it is used).
+  mixed  float32 params and optimizer state, bf16 compute (each kernel is cast where it is used);
+each with the model's two attention choices on a GPU (`SCALING_GPU_ATTENTION`): XLA's dense form (the
+default) and cuDNN's flash attention (`_cudnn` variants). Before them, one attention layer alone, four
+ways, timed and checked against float32 (`attention_variants`).
 
 MFU = ModelConfig.train_flops_per_token(T) x tokens/s / the device's dense bf16 peak (PEAK_BF16, by
 device_kind; "unknown" elsewhere). Tokens are all B x T positions a step computes; the real
@@ -20,6 +23,7 @@ import argparse
 import collections
 import dataclasses
 import json
+import os
 import re
 import time
 
@@ -49,6 +53,10 @@ PEAK_BF16 = (
     ("L40S", 362e12),
     ("L4", 121e12),
 )
+
+# (name, params dtype, SCALING_GPU_ATTENTION): the attention choice matters only on a GPU, in half precision.
+VARIANTS = (("bf16", jnp.bfloat16, "xla"), ("mixed", jnp.float32, "xla"), ("bf16_cudnn", jnp.bfloat16, "cudnn"),
+            ("mixed_cudnn", jnp.float32, "cudnn"))
 
 # (d_model, n_layers, n_heads, d_ff, length, batch, timed steps, rounds, pool examples)
 FULL = (768, 12, 12, 2048, 1024, 32, 20, 3, 8000)
@@ -104,35 +112,59 @@ def measure(cfg: ModelConfig, params_dtype, batches: list[dict], steps: int, rou
 
 
 def attention_variants(batch: int, length: int, heads: int, head_dim: int, rounds: int) -> dict:
-    """Forward and backward of one attention layer on causal packed rows, bf16, ms: jax's XLA dense form
-    (what the model uses on accelerators), cuDNN's fused kernel with the same boolean mask (where this
-    jax and cuDNN accept it), and our blocked causal form (the CPU fallback where the fused kernel cannot be built)."""
-    from scaling.trainer.attention import attention_mask, blocked_attention
+    """Forward and backward of one attention layer on packed causal rows (3 examples and a padded tail a row),
+    bf16, ms; and each form's relative L2 error (output and q/k/v gradients, the worst) against float32 XLA:
+      xla_dense     jax's XLA form, every score computed then masked (the model's default on accelerators);
+      cudnn_mask    cuDNN's fused kernel given the whole mask (causal included) as a mask;
+      cudnn_causal  `attention.cudnn_attention`: causal as cuDNN's mask type (skips blocks above the diagonal),
+                    segments as the mask (the model's choice with SCALING_GPU_ATTENTION=cudnn);
+      blocked       our blocked XLA form (the CPU fallback where the fused kernel cannot be built)."""
+    from scaling.trainer.attention import attention_mask, blocked_attention, cudnn_attention
 
-    keys = jax.random.split(jax.random.key(0), 3)
-    q, k, v = (jax.random.normal(key, (batch, length, heads, head_dim), jnp.bfloat16) for key in keys)
-    segments = jnp.repeat(jnp.arange(1, 5, dtype=jnp.int32), length // 4)[None].repeat(batch, 0)  # 4 examples a row
+    keys = jax.random.split(jax.random.key(0), 4)
+    q, k, v = (jax.random.normal(key, (batch, length, heads, head_dim), jnp.float32) for key in keys[:3])
+    cotangent = jax.random.normal(keys[3], (batch, length, heads, head_dim), jnp.float32)
+    # Segment ids 1, 2, 3 over 30%, 25%, 30% of each row, then 15% padding (id 0).
+    bounds = np.cumsum([0.30, 0.25, 0.30]) * length
+    segments = jnp.asarray(np.where(np.arange(length) < bounds[0], 1, np.where(
+        np.arange(length) < bounds[1], 2, np.where(np.arange(length) < bounds[2], 3, 0))), jnp.int32)[None].repeat(batch, 0)
     mask = attention_mask(segments)
     forms = {
         "xla_dense": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla"),
-        "cudnn": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn"),
-        "blocked": lambda q, k, v: blocked_attention(q, k, v, mask, span=length // 4),
+        "cudnn_mask": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn"),
+        "cudnn_causal": lambda q, k, v: cudnn_attention(q, k, v, segments),
+        "blocked": lambda q, k, v: blocked_attention(q, k, v, mask, span=length),
     }
-    results = {}
+
+    def output_and_grads(form, dtype):
+        def loss(q, k, v):
+            out = form(q, k, v)
+            return (out.astype(jnp.float32) * cotangent).sum(), out.astype(jnp.float32)
+        return jax.jit(lambda q, k, v: jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(
+            *(x.astype(dtype) for x in (q, k, v))))
+
+    reference_grads, reference_out = output_and_grads(forms["xla_dense"], jnp.float32)(q, k, v)
+    reference = (reference_out, *reference_grads)
+    timings, errors = {}, {}
     for name, form in forms.items():
-        step = jax.jit(jax.grad(lambda q, k, v: form(q, k, v).astype(jnp.float32).sum(), argnums=(0, 1, 2)))
+        step = output_and_grads(form, jnp.bfloat16)
         try:
-            jax.block_until_ready(step(q, k, v))
+            grads, out = jax.block_until_ready(step(q, k, v))
         except Exception as error:  # noqa: BLE001 - an unsupported form is a result, not a failure of the check
-            results[name] = f"unavailable: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
+            timings[name] = f"unavailable: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
             continue
+        # Padding positions' outputs are never read by the loss; compare the real positions only.
+        real = (segments != 0)[:, :, None, None]
+        errors[name] = max(float(jnp.linalg.norm(jnp.where(real, a.astype(jnp.float32) - b, 0))
+                                 / jnp.linalg.norm(jnp.where(real, b, 0)))
+                           for a, b in zip((out, *grads), reference))
         times = []
         for _ in range(max(3, rounds * 3)):
             started = time.perf_counter()
             jax.block_until_ready(step(q, k, v))
             times.append(time.perf_counter() - started)
-        results[name] = round(1e3 * min(times), 3)
-    return results
+        timings[name] = round(1e3 * min(times), 3)
+    return {"ms": timings, "relative_error": {name: round(e, 5) for name, e in errors.items()}}
 
 
 def main() -> None:
@@ -160,9 +192,20 @@ def main() -> None:
     print(f"batch {batch} x {length} packed tokens ({real_share:.1%} real), {n_batches} distinct batches; "
           f"{flops_per_token:.4g} FLOP per token (6N + 6LTD)")
 
+    attention = attention_variants(batch, length, n_heads, d_model // n_heads, rounds)
+    print(f"attention fwd+bwd, one layer, bf16: {attention}")
+
     variants = {}
-    for name, params_dtype in (("bf16", jnp.bfloat16), ("mixed", jnp.float32)):
-        row = measure(cfg, params_dtype, batches, steps, rounds)
+    for name, params_dtype, gpu_attention in VARIANTS:
+        # The model reads SCALING_GPU_ATTENTION when the step is traced: a fresh trace for each variant.
+        os.environ["SCALING_GPU_ATTENTION"] = gpu_attention
+        jax.clear_caches()
+        try:
+            row = measure(cfg, params_dtype, batches, steps, rounds)
+        except Exception as error:  # noqa: BLE001 - a variant this device cannot run is a result
+            variants[name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+            print(f"{name:>10}: unavailable: {variants[name]['error']}")
+            continue
         tokens_per_s = tokens_per_step / row["step_s"]
         achieved = flops_per_token * tokens_per_s
         row.update({
@@ -173,16 +216,13 @@ def main() -> None:
         })
         variants[name] = row
         mfu = "unknown" if peak is None else f"{row['mfu']:.1%}"
-        print(f"{name:>6}: {row['step_s'] * 1e3:8.2f} ms/step  {tokens_per_s:12,.0f} tokens/s  "
+        print(f"{name:>10}: {row['step_s'] * 1e3:8.2f} ms/step  {tokens_per_s:12,.0f} tokens/s  "
               f"{row['achieved_tflops']:8.2f} TFLOP/s  MFU {mfu}  (first steps {row['warmup_s']:.1f} s; "
               f"loss {row['loss_after_warmup']:.3f} -> {row['loss_last']:.3f}; matmul operands {row['matmul_operand_dtypes']})")
 
-    attention = attention_variants(batch, length, n_heads, d_model // n_heads, rounds)
-    print(f"attention fwd+bwd, one layer, bf16, ms: {attention}")
-
     print(json.dumps({
         "check": "train_bf16",
-        "attention_ms": attention,
+        "attention": attention,
         "smoke": args.smoke,
         "device_kind": device.device_kind,
         "backend": jax.default_backend(),

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # GPU check, a few minutes on one NVIDIA GPU: (a) bf16 training tokens/s and MFU of an 85M-non-embedding-
-# parameter decoder, and one attention layer three ways (XLA dense, cuDNN, our blocked form) (benchmarks/gpu_check.py),
-# (b) the ensemble ratio (benchmarks/bench_ensemble.py, if present).
+# parameter decoder with XLA's and cuDNN's attention, and one attention layer four ways (XLA dense, cuDNN given
+# the mask, cuDNN causal with the segments as mask, our blocked form), timed and checked against float32
+# (benchmarks/gpu_check.py); (b) the ensemble ratio (benchmarks/bench_ensemble.py); (c) a slice of the GPU study
+# grid through `scaling run`, timed end to end against its --dry-run estimate (benchmarks/bench_grid.py --grid gpu).
 # Usage: benchmarks/gpu_check.sh [--smoke]   (--smoke: tiny model and few steps, to check it end to end on CPU)
 # Runs under $PYTHON, else the project's .venv, else python3 (on a GPU machine: one whose jax sees CUDA).
-# Last line: a JSON object {"check": "gpu", "device": ..., "train": {...}, "ensemble": {...}}.
+# Last line: a JSON object {"check": "gpu", "device": ..., "train": {...}, "ensemble": {...}, "grid": {...}}.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,18 +42,20 @@ train_args=()
 [[ $smoke -eq 1 ]] && train_args+=(--smoke)
 "$PYTHON" benchmarks/gpu_check.py ${train_args[@]+"${train_args[@]}"} | tee "$work/train.txt"
 
+# (b) and (c) may fail on a device without failing the check: their JSON is then missing from the summary.
 echo "== (b) ensemble: vmapped versus sequential train steps"
-if [[ -f benchmarks/bench_ensemble.py ]]; then
-  if [[ $smoke -eq 1 ]]; then
-    # Same benchmark, shrunk: its step counts are module constants that main() reads when it runs.
-    "$PYTHON" -c 'import runpy; bench = runpy.run_path("benchmarks/bench_ensemble.py", run_name="bench_ensemble")
-bench["main"].__globals__.update(STEPS=3, ROUNDS=1); bench["main"]()' | tee "$work/ensemble.txt"
-  else
-    "$PYTHON" benchmarks/bench_ensemble.py | tee "$work/ensemble.txt"
-  fi
+if [[ $smoke -eq 1 ]]; then
+  # Same benchmark, shrunk: its step counts are module constants that main() reads when it runs.
+  "$PYTHON" -c 'import runpy; bench = runpy.run_path("benchmarks/bench_ensemble.py", run_name="bench_ensemble")
+bench["main"].__globals__.update(STEPS=3, ROUNDS=1); bench["main"]()' | tee "$work/ensemble.txt" || echo "(b) failed"
 else
-  echo "benchmarks/bench_ensemble.py not found: skipped" | tee "$work/ensemble.txt"
+  "$PYTHON" benchmarks/bench_ensemble.py | tee "$work/ensemble.txt" || echo "(b) failed"
 fi
+
+echo "== (c) a slice of the GPU study grid through scaling run, against its --dry-run estimate"
+grid_args=(--grid gpu)
+[[ $smoke -eq 1 ]] && grid_args+=(--smoke)
+"$PYTHON" benchmarks/bench_grid.py "${grid_args[@]}" | tee "$work/grid.txt" || echo "(c) failed"
 
 echo "== summary"
 "$PYTHON" - "$work" "$smoke" <<'EOF'
@@ -71,7 +75,7 @@ def last_json(name: str):
         return None
 
 
-train, ensemble = last_json("train.txt"), last_json("ensemble.txt")
+train, ensemble, grid = last_json("train.txt"), last_json("ensemble.txt"), last_json("grid.txt")
 assert train is not None, "gpu_check.py printed no JSON line"
 print(json.dumps({
     "check": "gpu",
@@ -80,9 +84,12 @@ print(json.dumps({
     "ratio": ensemble["ratio"] if ensemble else None,
     "train": {key: train[key] for key in ("device_kind", "backend", "tokens_per_s", "mfu", "peak_bf16_flops",
                                           "non_embedding_params", "total_params", "batch", "length", "flops_per_token")}
-             | {"mixed_" + key: train["variants"]["mixed"][key] for key in ("tokens_per_s", "mfu")}
-             | {"attention_ms": train.get("attention_ms")},
+             | {f"{variant}_{key}": train["variants"][variant].get(key, train["variants"][variant].get("error"))
+                for variant in ("mixed", "bf16_cudnn", "mixed_cudnn") for key in ("tokens_per_s", "mfu")}
+             | {"attention": train.get("attention")},
     "ensemble": None if ensemble is None else {key: ensemble.get(key) for key in (
         "ratio", "members", "vmapped_ms_per_step", "sequential_ms_per_step", "last_step_loss_gap", "device_kind")},
+    "grid": None if grid is None else {key: grid.get(key) for key in (
+        "cells", "seconds", "estimated_s", "cells_per_hour", "train_tokens_per_s")},
 }))
 EOF

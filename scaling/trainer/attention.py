@@ -4,7 +4,9 @@ A transformer's training rows are causal, and when packed, no position looks fur
 longest example in the row (`span`). The dense form computes every one of the T×T scores and masks
 most away; on XLA CPU, with the small heads of the models a grid sweeps, those scores are most of a
 train step. `causal_attention` picks, for the same mask and to float32 rounding:
-- on accelerators, jax's dense `dot_product_attention` (fused by XLA or cuDNN there);
+- on accelerators, jax's dense `dot_product_attention`, fused by XLA; with `SCALING_GPU_ATTENTION=cudnn`
+  and half-precision inputs on a GPU, cuDNN's flash attention (causal, the segments as a mask), which
+  skips the blocks above the diagonal (`benchmarks/gpu_check.py` measures both);
 - on CPU, the fused C++ kernel (`scaling.trainer.fused_attention`), which visits only each query's own
   segment up to itself, where it could be built;
 - else `blocked_attention`: the queries split into blocks, each given only the keys from `span` before
@@ -18,6 +20,7 @@ width.
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -48,11 +51,32 @@ def causal_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: j
                      span: int | None = None) -> jax.Array:
     """Attention under `attention_mask(segments_BxT)`; `span` (static) is the furthest any position may look
     back (None: the whole row), which only the blocked form needs."""
-    if jax.default_backend() != "cpu":  # accelerators: the fused dense kernel beats slicing into blocks
+    if jax.default_backend() != "cpu":  # accelerators: a fused dense kernel beats slicing into blocks
+        if _cudnn_chosen(q_BxTxHxDh):
+            return cudnn_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT)
         return dense_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, attention_mask(segments_BxT))
     if q_BxTxHxDh.shape[-1] <= fused.MAX_WIDTH and fused.available():
         return fused.fused_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT)
     return blocked_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, attention_mask(segments_BxT), span)
+
+
+def cudnn_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array,
+                    segments_BxT: jax.Array) -> jax.Array:
+    """`attention_mask(segments_BxT)` through cuDNN's fused flash attention (GPU, bf16 or fp16 inputs only):
+    causal as cuDNN's own mask type, so it skips the blocks above the diagonal; segments and padding as a mask."""
+    T = segments_BxT.shape[1]
+    same_BxTxT = segments_BxT[:, :, None] == segments_BxT[:, None, :]
+    # A padding position sees only itself, as in attention_mask: no query row is left with every key masked.
+    mask_Bx1xTxT = ((same_BxTxT & (segments_BxT != 0)[:, None, :]) | jnp.eye(T, dtype=bool))[:, None]
+    return jax.nn.dot_product_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=mask_Bx1xTxT, is_causal=True,
+                                        implementation="cudnn")
+
+
+def _cudnn_chosen(q_BxTxHxDh: jax.Array) -> bool:
+    """Whether the user asked for cuDNN (SCALING_GPU_ATTENTION=cudnn) and it can take these inputs: a GPU, and
+    half precision (cuDNN's flash attention has no float32 form)."""
+    return (os.environ.get("SCALING_GPU_ATTENTION", "xla") == "cudnn" and jax.default_backend() == "gpu"
+            and q_BxTxHxDh.dtype in (jnp.bfloat16, jnp.float16))
 
 
 def blocked_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array, mask_Bx1xTxT: jax.Array,
