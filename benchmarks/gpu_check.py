@@ -8,8 +8,8 @@ Precision: `ModelConfig(compute_dtype="bfloat16")` makes every layer compute in 
 its input's dtype); RMSNorm normalizes in f32 and the loss's log-softmax is f32. Two precisions:
   bf16   the params tree cast to bfloat16 with jax.tree.map, so AdamW's moments are bf16 too;
   mixed  float32 params and optimizer state, bf16 compute (each kernel is cast where it is used);
-each with the model's two attention choices on a GPU (`SCALING_GPU_ATTENTION`): XLA's dense form (the
-default) and cuDNN's flash attention (`_cudnn` variants). Before them, one attention layer alone, four
+each with the model's two attention choices on a GPU (`SCALING_GPU_ATTENTION`): cuDNN's flash attention
+(the default; `_cudnn` variants) and XLA's dense form. Before them, one attention layer alone, four
 ways, timed and checked against float32 (`attention_variants`).
 
 MFU = ModelConfig.train_flops_per_token(T) x tokens/s / the device's dense bf16 peak (PEAK_BF16, by
@@ -114,10 +114,11 @@ def measure(cfg: ModelConfig, params_dtype, batches: list[dict], steps: int, rou
 def attention_variants(batch: int, length: int, heads: int, head_dim: int, rounds: int) -> dict:
     """Forward and backward of one attention layer on packed causal rows (3 examples and a padded tail a row),
     bf16, ms; and each form's relative L2 error (output and q/k/v gradients, the worst) against float32 XLA:
-      xla_dense     jax's XLA form, every score computed then masked (the model's default on accelerators);
+      xla_dense     jax's XLA form, every score computed then masked (the model's form on other accelerators,
+                    in float32, or with SCALING_GPU_ATTENTION=xla);
       cudnn_mask    cuDNN's fused kernel given the whole mask (causal included) as a mask;
       cudnn_causal  `attention.cudnn_attention`: causal as cuDNN's mask type (skips blocks above the diagonal),
-                    segments as the mask (the model's choice with SCALING_GPU_ATTENTION=cudnn);
+                    segments as the mask (the model's default on a GPU in half precision);
       blocked       our blocked XLA form (the CPU fallback where the fused kernel cannot be built)."""
     from scaling.trainer.attention import attention_mask, blocked_attention, cudnn_attention
 

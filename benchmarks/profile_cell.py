@@ -1,6 +1,7 @@
 """Where one reference-grid cell's wall time goes, phase by phase, and inside a train step.
 
-Runs one cell of `runs/reference.toml` (default: xs, diversity 4, quality 1, seed 0) for real through
+Runs one cell of `runs/reference.toml` (or --spec's; default: xs, diversity 4, quality 1, seed 0, no
+pretraining) for real through
 the grid's own plan and `run_cell`, timing each phase by wrapping the functions the cell calls:
 
     process start   a fresh interpreter importing what a worker imports
@@ -154,15 +155,16 @@ def step_parts(plan) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default=str(REFERENCE), help="the grid spec whose cell to profile [runs/reference.toml]")
     parser.add_argument("--size", default="xs")
     parser.add_argument("--diversity", type=int, default=4)
     parser.add_argument("--budgets", default=None, help="comma-separated budgets instead of the reference grid's")
     args = parser.parse_args()
-    spec = load_spec(REFERENCE)
+    spec = load_spec(Path(args.spec))
     if args.budgets:
         spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, budgets=tuple(map(int, args.budgets.split(",")))))
     cell = next(c for c in expand(spec) if c.size == args.size and c.diversity == args.diversity and c.quality == 1.0
-                and c.seed == 0)
+                and c.seed == 0 and c.pretrain_tokens == 0)
     phases, plan = cell_phases(spec, cell)
     total = sum(phases.values())
     print(f"cell {cell.label}: {plan.train_cfg.total_steps} optimizer steps, {len(plan.splits)} splits × "

@@ -1,5 +1,6 @@
 """Both CPU forms of causal attention, the fused kernel and XLA's blocked one, equal the dense reference,
-values and gradients, on packed and padded rows."""
+values and gradients, on packed and padded rows; the masks the forms (and cuDNN on a GPU) are given say
+what packing means."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from scaling.trainer import attention, fused_attention
-from scaling.trainer.attention import attention_mask, blocked_attention, causal_attention, dense_attention, span_bucket
+from scaling.trainer.attention import (attention_mask, blocked_attention, causal_attention, dense_attention, segment_mask,
+                                       span_bucket)
 
 
 def packed_segments(B: int, T: int, longest: int, seed: int) -> np.ndarray:
@@ -131,6 +133,29 @@ def test_fused_attention_vmapped_is_each_member_computed_alone_bit_for_bit():
         alone = jax.jit(outputs_and_gradients)(q[member], k[member], v[member], cotangent[member])
         for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(together), strict=True):
             np.testing.assert_array_equal(a, b[member])
+
+
+def test_masks_let_a_query_see_its_own_example_up_to_itself_and_padding_only_itself():
+    segments = np.array([[1, 1, 1, 2, 2, 2, 2, 3, 0, 0, 0, 0],
+                         [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2],
+                         [1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 0, 0]], np.int32)
+    B, T = segments.shape
+    expected = np.zeros((B, 1, T, T), bool)
+    for b, t, s in np.ndindex(B, T, T):
+        expected[b, 0, t, s] = (segments[b, t] != 0 and segments[b, s] == segments[b, t] and s <= t) or s == t
+    np.testing.assert_array_equal(attention_mask(jnp.asarray(segments)), expected)
+    # cuDNN is given segment_mask with its own causal mask type: together they must be attention_mask.
+    causal = np.tril(np.ones((T, T), bool))
+    np.testing.assert_array_equal(segment_mask(jnp.asarray(segments)) & causal, expected)
+
+
+def test_cudnn_is_never_chosen_off_a_gpu(monkeypatch):
+    monkeypatch.setenv("SCALING_GPU_ATTENTION", "cudnn")
+    monkeypatch.setattr(attention, "cudnn_attention", lambda *args: pytest.fail("cuDNN chosen on a CPU"))
+    q = k = v = jax.random.normal(jax.random.key(0), (1, 16, 2, 16), jnp.bfloat16)
+    segments = jnp.asarray(packed_segments(1, 16, 8, seed=1))
+    np.testing.assert_allclose(causal_attention(q, k, v, segments).astype(np.float32),
+                               dense_attention(q, k, v, attention_mask(segments)).astype(np.float32), atol=2e-2)
 
 
 def test_causal_attention_runs_the_fused_kernel_on_cpu_and_the_blocked_form_without_it(monkeypatch):
