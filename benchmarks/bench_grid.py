@@ -23,7 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
+
+import tomli_w
 
 from scaling.grid.spec import expand, parse_spec
 
@@ -51,32 +54,21 @@ schedule = "wsd"
 splits = ["train", "id", "ood_length", "ood_family"]
 n = 64
 """
-GPU_GRID = """
-name = "bench-grid-gpu"
-[axes]
-size = ["s", "m", "l"]
-pretrain_tokens = [0]
-diversity = [1, 4]
-quality = [1.0]
-cot = ["full"]
-seed = [0]
-[data]
-families = ["add", "reverse", "sort", "lookup"]
-ood_families = ["sum3", "sub"]
-examples = 2000
-pack_length = 144
-[train]
-budgets = [64, 256, 1024]
-batch_size = 32
-lr = 1e-3
-schedule = "wsd"
-[eval]
-splits = ["train", "id", "ood_length", "ood_family", "ood_phrasing", "ood_compose"]
-n = 256
-"""
-SMOKE_CHANGES = {'size = ["tiny", "xs"]': 'size = ["tiny"]', 'size = ["s", "m", "l"]': 'size = ["tiny"]',
-                 "budgets = [32, 64, 128, 256, 512]": "budgets = [8, 16]", "budgets = [64, 256, 1024]": "budgets = [8, 16]",
-                 "n = 64": "n = 8", "n = 256": "n = 8"}
+STUDY_GPU = Path(__file__).resolve().parents[1] / "runs" / "study-gpu.toml"
+
+
+def grid_text(grid: str, smoke: bool) -> str:
+    """The spec to run: GRID, or six cells of the GPU study at its own settings; `smoke` shrinks either."""
+    spec = tomllib.loads(GRID if grid == "reference" else STUDY_GPU.read_text())
+    if grid == "gpu":
+        spec["name"] = "bench-grid-gpu"
+        spec["axes"] |= {"pretrain_tokens": [0], "diversity": [1, 4], "seed": [0]}
+        spec["train"]["budgets"] = [64, 256, 1024]
+    if smoke:
+        spec["axes"]["size"] = ["tiny"]
+        spec["train"]["budgets"] = [8, 16]
+        spec["eval"]["n"] = 8
+    return tomli_w.dumps(spec)
 
 
 def main() -> None:
@@ -86,10 +78,7 @@ def main() -> None:
     parser.add_argument("--grid", choices=("reference", "gpu"), default="reference", help="which grid [reference]")
     parser.add_argument("--smoke", action="store_true", help="tiny cells and budgets: checks the script on a CPU")
     args = parser.parse_args()
-    text = GRID if args.grid == "reference" else GPU_GRID
-    if args.smoke:
-        for old, new in SMOKE_CHANGES.items():
-            text = text.replace(old, new)
+    text = grid_text(args.grid, args.smoke)
     spec = parse_spec(text)
     cells = expand(spec)
     estimated_s = None
