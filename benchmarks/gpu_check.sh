@@ -82,10 +82,10 @@ print(json.dumps({
     "smoke": smoke,
     "device": (work / "device.txt").read_text().strip(),
     "ratio": ensemble["ratio"] if ensemble else None,
-    "train": {key: train[key] for key in ("device_kind", "backend", "tokens_per_s", "mfu", "peak_bf16_flops",
+    "train": {key: train[key] for key in ("device_kind", "backend", "headline", "tokens_per_s", "mfu", "peak_bf16_flops",
                                           "non_embedding_params", "total_params", "batch", "length", "flops_per_token")}
              | {f"{variant}_{key}": train["variants"][variant].get(key, train["variants"][variant].get("error"))
-                for variant in ("mixed", "bf16_cudnn", "mixed_cudnn") for key in ("tokens_per_s", "mfu")}
+                for variant in ("bf16", "mixed", "bf16_cudnn", "mixed_cudnn") for key in ("tokens_per_s", "mfu")}
              | {"attention": train.get("attention")},
     "ensemble": None if ensemble is None else {key: ensemble.get(key) for key in (
         "ratio", "members", "vmapped_ms_per_step", "sequential_ms_per_step", "last_step_loss_gap", "device_kind")},
