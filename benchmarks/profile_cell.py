@@ -1,8 +1,8 @@
-"""Where one reference-grid cell's wall time goes, phase by phase, and inside a train step.
+"""Where one grid cell's wall time goes, phase by phase, and inside a train step.
 
 Runs one cell of `runs/reference.toml` (or --spec's; default: xs, diversity 4, quality 1, seed 0, no
-pretraining) for real through
-the grid's own plan and `run_cell`, timing each phase by wrapping the functions the cell calls:
+pretraining) for real through the grid's own plan and `run_cell`, timing each phase by wrapping the
+functions the cell calls:
 
     process start   a fresh interpreter importing what a worker imports
     data            building the cell's pool, splits and packed rows
@@ -13,8 +13,8 @@ the grid's own plan and `run_cell`, timing each phase by wrapping the functions 
 
 and then, on the cell's own shapes, one train step taken apart: attention, MLP, the loss head (forward
 and backward each) and the optimizer update, each jitted and timed alone (the parts overlap a little
-in a real step, so they need not sum to it). Usage: python benchmarks/profile_cell.py [--size xs]
-[--diversity 4] [--budgets 32,64,...]. Last line: a JSON object with every number.
+in a real step, so they need not sum to it). Usage: python benchmarks/profile_cell.py [--spec runs/X.toml]
+[--size xs] [--diversity 4] [--budgets 32,64,...]. Last line: a JSON object with every number.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--spec", default=str(REFERENCE), help="the grid spec whose cell to profile [runs/reference.toml]")
     parser.add_argument("--size", default="xs")
     parser.add_argument("--diversity", type=int, default=4)
-    parser.add_argument("--budgets", default=None, help="comma-separated budgets instead of the reference grid's")
+    parser.add_argument("--budgets", default=None, help="comma-separated budgets instead of the spec's")
     args = parser.parse_args()
     spec = load_spec(Path(args.spec))
     if args.budgets:

@@ -7,8 +7,8 @@ and GPT-2 (learned positions, tanh GELU), so one model covers every imported che
 
 Attention is restricted to earlier tokens of the same segment, so packed sequences never attend
 across examples and padding (segment 0) is never attended to. On CPU it is computed by a fused kernel
-that visits only the keys the mask lets each query see (`scaling.trainer.attention`); on accelerators,
-densely.
+that visits only the keys the mask lets each query see (`scaling.trainer.attention`); on accelerators, by
+a fused kernel of XLA's, or of cuDNN's on an NVIDIA GPU in half precision.
 
 For generation, `prefill` runs a whole buffer and also returns every layer's keys and values (a
 `KVCache`), and `decode` advances one token per row against that cache. Both reuse the weights of

@@ -84,8 +84,7 @@ def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.Grad
     learning rate and schedule shares one compilation. `span` (static) is the longest example of the
     rows, bucketed (see `scaling.trainer.attention`): attention computes no score beyond it.
     """
-    params, opt_state = state
-    (loss, token_acc), grads = jax.value_and_grad(masked_loss, has_aux=True)(params, batch, graphdef, span)
+    (loss, token_acc), grads = jax.value_and_grad(masked_loss, has_aux=True)(state[0], batch, graphdef, span)
     return apply_gradients(state, grads, optimizer, lr), {"loss": loss, "token_acc": token_acc}
 
 
