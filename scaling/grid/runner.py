@@ -7,7 +7,8 @@ The run folder (a local path or an fsspec URL) holds
     results.nc            the hypercube, written by `scaling collect`
 and a local scratch folder (inside a local run folder, else under ~/.cache/scaling) holds each
 running cell's checkpoints and the pretrained bases. Every executor calls `work_on_cells` (in a worker
-process, a Ray task or a SLURM job: `work_on_cells_by_id`), which calls `work_on_cell`: take the cell's lock, re-check that it is still unfinished, train (resuming from its checkpoints), write its
+process, a Ray task or a SLURM job: `work_on_cells_by_id`), which calls `work_on_cell` for each: take the
+cell's lock, re-check that it is still unfinished, train (resuming from its checkpoints), write its
 file atomically, release. A runner killed at any point leaves a lock whose owner is dead, which the
 next runner takes over, and checkpoints it resumes from.
 """
