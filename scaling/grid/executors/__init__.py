@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
 from scaling.errors import UserError
@@ -21,6 +21,13 @@ if TYPE_CHECKING:
     from scaling.grid.folder import RunFolder
     from scaling.grid.runner import EventHook, Outcome
     from scaling.grid.spec import Cell
+
+
+# What asking another executor for an option says ({executor}: the one chosen).
+_ELSEWHERE = {
+    "workers": "--workers sets the local executor's processes: the {executor} executor schedules its own",
+    "address": "--address joins a Ray cluster: it needs --executor ray (the executor here is {executor})",
+}
 
 
 @dataclass(frozen=True)
@@ -34,19 +41,13 @@ class ExecutorOptions:
         if self.workers is not None and self.workers < 1:
             raise UserError(f"--workers must be >= 1, got {self.workers}")
 
-    def refused_by(self, executor: type[Executor], spec: GridSpec) -> None:
-        """A UserError for an option that asks the chosen executor for what it does not take."""
-        asked = {"workers": self.workers not in (None, spec.run.workers), "address": self.address is not None}
-        for option in fields(self):
-            if asked[option.name] and option.name not in executor.takes:
-                raise UserError(_ELSEWHERE[option.name].format(executor=executor.name))
-
-
-# What asking another executor for an option says ({executor}: the one chosen).
-_ELSEWHERE = {
-    "workers": "--workers sets the local executor's processes: the {executor} executor schedules its own",
-    "address": "--address joins a Ray cluster: it needs --executor ray (the executor here is {executor})",
-}
+    def check_taken(self, executor: type[Executor], spec: GridSpec) -> None:
+        """A UserError for an option the chosen executor does not take (--workers repeating [run] workers asks
+        nothing)."""
+        asked = {"address": self.address is not None, "workers": self.workers not in (None, spec.run.workers)}
+        refused = [name for name, given in asked.items() if given and name not in executor.takes]
+        if refused:
+            raise UserError(_ELSEWHERE[refused[0]].format(executor=executor.name))
 
 
 class Executor(ABC):
@@ -93,5 +94,5 @@ def choose_executor(name: str, spec: GridSpec, options: ExecutorOptions) -> Exec
         chosen: type[Executor] = importlib.import_module(f"{__name__}.{name}").EXECUTOR
     except ImportError as error:
         raise UserError(f"the {name} executor needs {error.name}: pip install 'scaling[cluster]'") from None
-    options.refused_by(chosen, spec)
+    options.check_taken(chosen, spec)
     return chosen.configured(spec, options)

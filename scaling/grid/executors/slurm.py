@@ -47,7 +47,7 @@ class CellTask(submitit.helpers.Checkpointable):
 
 @dataclass(frozen=True)
 class SlurmExecutor(Executor):
-    """Every cell as a task of one SLURM job array, submitted through submitit; takes no options beyond [run.slurm]."""
+    """Every cell as a task of one SLURM job array, submitted through submitit with the resources of [run.slurm]."""
 
     name: ClassVar[str] = "slurm"
 
