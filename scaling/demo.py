@@ -22,9 +22,8 @@ from scaling.fit.command import FitRequest, run_fit
 from scaling.fit.infer import SamplerConfig
 from scaling.fit.laws import LAWS
 from scaling.grid.collect import collect_run
-from scaling.grid.executors.local import run_local
-from scaling.grid.launch import GridProgress
-from scaling.grid.runner import open_run
+from scaling.grid.executors.local import LocalExecutor
+from scaling.grid.launch import run_spec
 from scaling.grid.spec import GridSpec, expand, grid_axes, parse_spec
 from scaling.provenance import provenance
 from scaling.report.figures import accuracy_by_split_figure, law_fit_figure, training_curves_figure
@@ -137,19 +136,16 @@ def outputs(out: Path) -> dict[str, Path]:
 
 
 def _run_into(cfg: DemoConfig, folder: Path, say) -> None:
-    text, spec = grid_toml(cfg), demo_spec(cfg)
-    run = open_run(spec, text, folder)
-    (folder / MARKER).write_text(cfg.to_toml())
+    spec = demo_spec(cfg)
     paths = outputs(folder)
 
     cells = expand(spec)
     say(f"Training {len(cells)} cells ({' × '.join(f'{len(v)} {k}' for k, v in grid_axes(spec).items() if len(v) > 1)}), "
-        f"budgets {list(cfg.budgets)}, on {provenance(text)['device']}")
-    with GridProgress(Console(stderr=True, soft_wrap=True), len(cells), 0) as progress:
-        outcomes = run_local(run, spec, text, cells, retry_failed=False, workers=1, on_event=progress.on_event)
-    failed = [o for o in outcomes if o.status != "done"]
-    if failed:
-        raise RuntimeError(f"demo cell {failed[0].cell_id} {failed[0].status}")
+        f"budgets {list(cfg.budgets)}, on {provenance(spec.text)['device']}")
+    report = run_spec(spec, folder, LocalExecutor(workers=1), console=Console(stderr=True, soft_wrap=True), say=say)
+    if report.failed:
+        raise RuntimeError(f"demo cell {report.failed[0].cell_id} {report.failed[0].status}")
+    (folder / MARKER).write_text(cfg.to_toml())
     collect_run(str(folder))
     for leftover in ("locks", "scratch"):  # empty once every cell is done: the demo's folder holds results only
         shutil.rmtree(folder / leftover, ignore_errors=True)

@@ -1,11 +1,14 @@
 """The results hypercube as a file format: open a `results.nc`, and flatten one split of it to a table.
 
 Written by the grid's store (`scaling.grid.store`), read by fits and figures: this module is the one
-reader, so every consumer sees the same rows (finished cells only) under the same names.
+reader, so every consumer sees the same rows (finished cells only) under the same names. A cell's
+status, stored as text in its cell file and in the hypercube's `status` variable, is read as a
+`CellStatus` here too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +18,46 @@ from scaling.errors import UserError
 from scaling.schema import LEGACY_AXES
 
 ENGINE = "h5netcdf"
+# What can become of a cell: trained to its last budget; failed (recorded in its file); not computed by this
+# attempt (another runner holds or finished it); no file yet (a hypercube's hole).
+KINDS = ("done", "failed", "skipped", "missing")
+GIVE_REASONS = ("failed", "skipped")  # the kinds that say why, after a colon
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    """A cell's status, stored as the text "done", "failed: <reason>", "skipped: <why>" or "missing"."""
+
+    kind: str  # one of KINDS
+    reason: str = ""  # why it failed or was skipped; none for done and missing
+
+    def __post_init__(self) -> None:
+        assert self.kind in KINDS, self.kind
+        assert not self.reason or self.kind in GIVE_REASONS, f"{self.kind} takes no reason"
+
+    @classmethod
+    def parse(cls, text: str) -> CellStatus:
+        """The status a file stores as text; text of no kind is a ValueError (the file is corrupt)."""
+        kind, colon, reason = str(text).partition(": ")
+        if kind not in KINDS or bool(colon) != (kind in GIVE_REASONS):
+            raise ValueError(f"{text!r} is no cell status")
+        return cls(kind, reason)
+
+    @property
+    def done(self) -> bool:
+        return self.kind == "done"
+
+    @property
+    def failed(self) -> bool:
+        return self.kind == "failed"
+
+    def __str__(self) -> str:
+        """As files store it: exactly the text it was parsed from."""
+        return f"{self.kind}: {self.reason}" if self.kind in GIVE_REASONS else self.kind
+
+
+DONE = CellStatus("done")
+MISSING = CellStatus("missing")
 
 
 def open_results(path) -> xr.Dataset:
@@ -52,7 +95,7 @@ def results_table(results: xr.Dataset, split: str) -> pd.DataFrame:
     keys = [d for d in cells.columns if d in table.columns and d not in per_cell]
     table = table.merge(cells[keys + [c for c in per_cell if c not in table.columns]], on=keys, how="left")
     if "status" in table:
-        table = table[table["status"].astype(str) == "done"]
+        table = table[table["status"].map(lambda text: CellStatus.parse(text).done)]
     return table.reset_index(drop=True)
 
 

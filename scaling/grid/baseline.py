@@ -87,7 +87,7 @@ def run_baseline(run_dir: str, on_split: SplitHook | None = None) -> pd.DataFram
     whole, and only once every base is graded)."""
     folder = RunFolder(run_dir)
     try:
-        spec, _ = read_run_spec(folder)
+        spec = read_run_spec(folder)
     except OSError as error:  # a grid.toml that cannot be read (permissions, a folder by that name)
         raise UserError(f"cannot read the run folder {folder.url} ({type(error).__name__}: "
                         f"{error.strerror or error})") from None

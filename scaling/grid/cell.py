@@ -18,6 +18,7 @@ from scaling.trainer.config import ModelConfig, TrainConfig
 from scaling.trainer.curve import LossCurve, curve_every
 from scaling.trainer.evaluate import evaluate_splits
 from scaling.trainer.model import abstract_model
+from scaling.results import DONE, CellStatus
 from scaling.schema import METRICS
 from scaling.grid.store import CellResult
 from scaling.tasks.grader import Grader, verify_example
@@ -73,12 +74,12 @@ def _checkpoint_id(trunk_step: int, budgets_done: int, n_budgets: int) -> int:
 def run_cell(
     plan: CellPlan,
     checkpoints: Path | None = None,
-    checkpoint_every: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
     on_final: Callable[[nnx.State], None] | None = None,
     observer: CellObserver | None = None,
 ) -> CellResult:
-    """Train and evaluate one cell; with `checkpoints`, continue from the latest one found there.
+    """Train and evaluate one cell; with `checkpoints`, continue from the latest one found there (written after
+    each budget, and every `plan.train_cfg.checkpoint_every` trunk steps).
 
     `on_final` receives the parameters of the last budget's model once it is evaluated (to keep it).
     """
@@ -109,12 +110,11 @@ def run_cell(
             on_step(steps_done, loss)
         observer.trained(steps_done, loss)
 
-    status = "done"
+    status = DONE
     try:
         for step, graphdef, params in train(
             plan.model_cfg, plan.train_cfg, plan.train_data, on_step=step_done, init_params=plan.init_params,
-            resume=resume, on_checkpoint=save if checkpoints is not None else None, checkpoint_every=checkpoint_every,
-            curve=curve,
+            resume=resume, on_checkpoint=save if checkpoints is not None else None, curve=curve,
         ):
             steps.append(step)
             observer.evaluating(step)
@@ -128,7 +128,7 @@ def run_cell(
             if on_final is not None and step == budgets[-1]:
                 on_final(params)
     except TrainingDiverged as diverged:
-        status = f"failed: {diverged}"
+        status = CellStatus("failed", str(diverged))
     curve.settle()
     return CellResult(
         cell_id=plan.cell_id,

@@ -13,7 +13,8 @@ from scaling.grid.spec import Cell, expand, grid_axes
 from scaling.grid.locks import is_stale, read_owner
 from scaling.provenance import provenance
 from scaling.grid.folder import RunFolder
-from scaling.grid.runner import RESULTS_FILE, cell_file, checkpoints_dir, grades_file, lock_file, progress_file, read_run_spec
+from scaling.grid.runner import (RESULTS_FILE, cell_file, checkpoints_dir, finished_status, grades_file, lock_file,
+                                 progress_file, read_run_spec)
 from scaling.grid.watch import CellProgress
 from scaling.grid.store import hypercube, read_folder_cell, read_grades, write_dataset, write_grades
 from scaling.errors import UserError
@@ -36,19 +37,17 @@ class CellState:
 def run_status(run_dir: str) -> list[CellState]:
     """Every cell of the run folder's grid with its state."""
     folder = RunFolder(run_dir)
-    spec, _ = read_run_spec(folder)
+    spec = read_run_spec(folder)
     return [_cell_state(folder, cell, spec.run.stale_after_s) for cell in expand(spec)]
 
 
 def _cell_state(folder: RunFolder, cell: Cell, stale_after_s: float) -> CellState:
-    if folder.exists(cell_file(cell.cell_id)):
-        try:
-            status = str(read_folder_cell(folder, cell_file(cell.cell_id)).attrs["status"])
-        except UserError as error:
-            return CellState(cell, "corrupt", str(error))
-        if status == "done":
-            return CellState(cell, "done")
-        return CellState(cell, "failed", status.removeprefix("failed: "))
+    try:
+        status = finished_status(folder, cell.cell_id)
+    except UserError as error:
+        return CellState(cell, "corrupt", str(error))
+    if status is not None:
+        return CellState(cell, status.kind, status.reason)
     lock = lock_file(cell.cell_id)
     if folder.exists(lock) and not is_stale(folder, lock, stale_after_s):
         owner = read_owner(folder, lock)
@@ -160,12 +159,12 @@ def with_cell_measures(families: pd.DataFrame, cube: xr.Dataset) -> pd.DataFrame
 def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
     """Validate every cell file of the run and merge them into RUN_DIR/results.nc (written atomically)."""
     folder = RunFolder(run_dir)
-    spec, text = read_run_spec(folder)
+    spec = read_run_spec(folder)
     cells = expand(spec)
     datasets = [read_folder_cell(folder, cell_file(c.cell_id)) for c in cells if folder.exists(cell_file(c.cell_id))]
     if not datasets:
         raise UserError(f"{folder.url} has no finished cells to collect yet")
-    cube = hypercube(datasets, grid_axes(spec), provenance(text))
+    cube = hypercube(datasets, grid_axes(spec), provenance(spec.text))
     grades = _grades(folder, spec, [c for c in cells if folder.exists(cell_file(c.cell_id))])
     write_grades(folder, GRADES, grades)
     write_grades(folder, FAMILIES, with_cell_measures(family_metrics(grades), cube))

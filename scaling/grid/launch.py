@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from scaling.errors import UserError
-from scaling.grid.spec import EXECUTORS, Cell, expand, load_spec
+from scaling.grid.executors import Executor, ExecutorOptions, choose_executor
+from scaling.grid.spec import Cell, GridSpec, expand, load_spec
 from scaling.grid.folder import RunFolder
 from scaling.grid.logs import check_log_installed
-from scaling.grid.runner import Outcome, needs_work, open_run
+from scaling.grid.runner import RUNNING_ELSEWHERE, Outcome, needs_work, open_run
 
 
 @dataclass(frozen=True)
@@ -35,89 +35,51 @@ class RunReport:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status.startswith("failed")]
+        return [o for o in self.outcomes if o.status.failed]
 
 
 def run_grid(spec_path: Path, out: str | None = None, executor: str | None = None, workers: int | None = None,
              address: str | None = None, retry_failed: bool = False, dry_run: bool = False,
              console: Console | None = None) -> RunReport:
     """Run (or, with dry_run, describe) the grid in spec_path into out (default runs/NAME)."""
-    console = console or Console(stderr=True, soft_wrap=True)
     spec = load_spec(spec_path)
-    text = Path(spec_path).read_text()
-    executor = executor or spec.run.executor
-    if executor not in EXECUTORS:
-        raise UserError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    workers = spec.run.workers if workers is None else workers
-    if workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
-    if address is not None and executor != "ray":
-        raise UserError(f"--address joins a Ray cluster: it needs --executor ray (the executor here is {executor})")
-    if workers != spec.run.workers and executor != "local":
-        raise UserError(f"--workers sets the local executor's processes: the {executor} executor schedules its own")
+    chosen = choose_executor(executor or spec.run.executor, spec, ExecutorOptions(workers, address))
     check_log_installed(spec.run.log)
-    cells = expand(spec)
     out = out or os.path.join("runs", spec.name)
     if dry_run:
         from scaling.grid.estimate import describe_grid
 
+        cells = expand(spec)
         describe_grid(spec, cells, print)
         return RunReport(out, len(cells), ())
+    return run_spec(spec, out, chosen, retry_failed, console)
+
+
+def run_spec(spec: GridSpec, out: str | os.PathLike, executor: Executor, retry_failed: bool = False,
+             console: Console | None = None, say: Callable[[str], None] | None = None) -> RunReport:
+    """Run spec's unfinished cells into the run folder out on executor, its progress drawn on console and what
+    happened told to say (default: the console)."""
+    console = console or Console(stderr=True, soft_wrap=True)
+    say = say or console.print
     existing = RunFolder(out)
+    executor.check(existing.url)
+    cells = expand(spec)
     # Read-only checks first: a corrupt cell file is named here, before grid.toml is written.
     pending = [c for c in cells if needs_work(existing, c.cell_id, retry_failed)] if _has_cells(existing) else cells
-    address = spec.run.ray.address if address is None else address
-    with _executor_ready(executor, existing.url, address, bool(pending)):
-        folder = open_run(spec, text, out)
-        console.print(f"Grid {spec.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, "
-                      f"{len(pending)} to run on the {executor} executor; results in {folder.url}")
+    with executor.ready() if pending else nullcontext():
+        folder = open_run(spec, out)
+        say(f"Grid {spec.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, "
+            f"{len(pending)} to run on the {executor.name} executor; results in {folder.url}")
         if not pending:
             return RunReport(folder.url, len(cells), ())
         with GridProgress(console, len(cells), len(cells) - len(pending)) as progress:
-            if executor == "local":
-                from scaling.grid.executors.local import run_local
-
-                outcomes = run_local(folder, spec, text, pending, retry_failed, workers, progress.on_event)
-            elif executor == "ray":
-                from scaling.grid.executors.ray import run_ray
-
-                outcomes = run_ray(folder, spec, pending, retry_failed, progress.on_event)
-            else:
-                from scaling.grid.executors.slurm import run_slurm
-
-                outcomes = run_slurm(folder, spec, pending, retry_failed, progress.on_event)
+            outcomes = executor.run(folder, spec, pending, retry_failed, progress.on_event)
     report = RunReport(folder.url, len(cells), tuple(outcomes))
     unfinished = [c for c in cells if needs_work(folder, c.cell_id, retry_failed=False)]
-    console.print(f"Computed {len(report.computed)} cells here ({len(report.failed)} failed); "
-                  f"{len(cells) - len(unfinished)}/{len(cells)} finished in {folder.url}"
-                  + (f"; {len(unfinished)} still running elsewhere or interrupted: rerun to continue" if unfinished else ""))
+    say(f"Computed {len(report.computed)} cells here ({len(report.failed)} failed); "
+        f"{len(cells) - len(unfinished)}/{len(cells)} finished in {folder.url}"
+        + (f"; {len(unfinished)} still running elsewhere or interrupted: rerun to continue" if unfinished else ""))
     return report
-
-
-@contextmanager
-def _executor_ready(executor: str, run_url: str, address: str, connect: bool) -> Iterator[None]:
-    """Every check of the executor's options (and, for Ray with work to do, the connection) before the run
-    folder is written: a bad address or a machine without SLURM leaves nothing behind."""
-    if executor == "local":
-        yield
-        return
-    try:
-        if executor == "ray":
-            from scaling.grid.executors import ray as chosen
-        else:
-            from scaling.grid.executors import slurm as chosen
-    except ImportError as error:
-        raise UserError(f"the {executor} executor needs {error.name}: pip install 'scaling[cluster]'") from None
-    if executor == "slurm":
-        chosen.check_options(run_url)
-        yield
-        return
-    chosen.check_options(run_url, address)
-    if not connect:
-        yield
-        return
-    with chosen.connected(address):
-        yield
 
 
 def _has_cells(folder: RunFolder) -> bool:
@@ -159,10 +121,10 @@ class GridProgress:
             if task is not None:
                 self.progress.remove_task(task)
             outcome: Outcome = value
-            if not outcome.status.startswith("skipped: running") and cell.cell_id not in self.ended:
+            if outcome.status != RUNNING_ELSEWHERE and cell.cell_id not in self.ended:
                 self.ended.add(cell.cell_id)
                 self.progress.advance(self.cells)
-            if outcome.computed or outcome.status.startswith("failed"):
+            if outcome.computed or outcome.status.failed:
                 facts = [f"{time.monotonic() - began:.0f} s"] if began is not None else []  # ray/slurm report ends only
                 if last is not None and last.mean_tokens_per_s > 0:
                     facts.append(f"{last.mean_tokens_per_s:,.0f} tok/s")

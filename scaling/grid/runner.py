@@ -6,7 +6,8 @@ The run folder (a local path or an fsspec URL) holds
     locks/<id>.lock       the cell a runner is working on, with its owner and heartbeat
     results.nc            the hypercube, written by `scaling collect`
 and a local scratch folder (inside a local run folder, else under ~/.cache/scaling) holds each
-running cell's checkpoints and the pretrained bases. Every executor calls `work_on_cell`: take the
+running cell's checkpoints and the pretrained bases. Every executor calls `work_on_cells` (in a worker
+process, a Ray task or a SLURM job: `work_on_cells_by_id`), which calls `work_on_cell` for each: take the
 cell's lock, re-check that it is still unfinished, train (resuming from its checkpoints), write its
 file atomically, release. A runner killed at any point leaves a lock whose owner is dead, which the
 next runner takes over, and checkpoints it resumes from.
@@ -25,16 +26,18 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from scaling.trainer.config import preset
 from scaling.cache import local_cache
 from scaling.errors import UserError
-from scaling.grid.spec import Cell, GridSpec, parse_spec
+from scaling.grid.spec import Cell, GridSpec, expand, parse_spec
 from scaling.grid.locks import acquire
 from scaling.grid.folder import RunFolder
+from scaling.results import CellStatus
 from scaling.schema import DATA_VERSION, METRICS
-from scaling.grid.store import CellResult, cell_dataset, grades_table, read_folder_cell, write_dataset, write_grades
+from scaling.grid.store import (CellResult, cell_dataset, cell_status, grades_table, read_folder_cell, write_dataset,
+                                write_grades)
 
 SPEC = "grid.toml"
 VERSION = "data_version"  # the data version the folder's cells are drawn with (schema.DATA_VERSION)
@@ -65,17 +68,23 @@ class Outcome:
     """What one attempt at a cell did."""
 
     cell_id: str
-    status: str  # "done", "failed: <reason>", or "skipped: <why>" when this runner did not compute it
+    status: CellStatus  # done, failed, or skipped (with why) when this runner did not compute it
     computed: bool  # this runner trained the cell and wrote its file
     worker: str = ""  # host:pid of the process that tried
 
 
+# Why an attempt computed nothing: the first leaves the cell to another runner, the others find it finished.
+RUNNING_ELSEWHERE = CellStatus("skipped", "running elsewhere")
+ALREADY_FINISHED = CellStatus("skipped", "already finished")
+LOCK_LOST = CellStatus("skipped", "lock lost")
+
 # on_event(kind, cell, value): "start" (value: total steps) and "step" (value: a scaling.grid.watch.CellProgress)
-# from work_on_cell; executors add "end" (value: the Outcome) for every cell they tried.
+# from work_on_cell, and "end" (value: the Outcome) for every cell tried; executors whose cells run elsewhere
+# report each "end" from the Outcome they get back.
 EventHook = Callable[[str, Cell, object], None]
 
 
-def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolder:
+def open_run(spec: GridSpec, out: str | os.PathLike) -> RunFolder:
     """The run folder for spec at out, created with its grid.toml; a folder of another grid is a UserError.
 
     Runners started together on a new folder (job arrays, several nodes) race here: exactly one
@@ -87,7 +96,7 @@ def open_run(spec: GridSpec, spec_text: str, out: str | os.PathLike) -> RunFolde
     if not folder.exists(SPEC):
         if folder.is_local and folder.local_path.is_dir() and _has_content(folder.local_path):
             raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
-        files = {SPEC: spec_text.encode(), VERSION: f"{DATA_VERSION}\n".encode()}
+        files = {SPEC: spec.text.encode(), VERSION: f"{DATA_VERSION}\n".encode()}
         if spec.dataset is not None or any(base.is_checkpoint for base in spec.bases.values()):  # relative paths need it
             files[SPEC_DIR] = str(Path(spec.base_dir).resolve()).encode()
         try:
@@ -122,23 +131,22 @@ def check_data_version(folder: RunFolder) -> None:
                         f"--out ({RESULTS_FILE} there still opens with scaling.open_results)")
 
 
-def read_run_spec(folder: RunFolder) -> tuple[GridSpec, str]:
-    """The spec a run folder was started with, and its text."""
+def read_run_spec(folder: RunFolder) -> GridSpec:
+    """The spec a run folder was started with."""
     if not folder.exists(SPEC):
         raise UserError(f"{folder.url} is not a run folder (it has no {SPEC})")
     check_data_version(folder)
-    text = folder.read_text(SPEC)
     # hf:PATH bases and dataset files are relative to the folder of the spec the run was started from, not the
     # run folder's.
     base_dir = folder.read_text(SPEC_DIR).strip() if folder.exists(SPEC_DIR) else "."
-    return parse_spec(text, source=folder.path(SPEC), base_dir=base_dir), text
+    return parse_spec(folder.read_text(SPEC), source=folder.path(SPEC), base_dir=base_dir)
 
 
-def finished_status(folder: RunFolder, cell_id: str) -> str | None:
+def finished_status(folder: RunFolder, cell_id: str) -> CellStatus | None:
     """The recorded status of a finished cell, None if it has no file; a corrupt file is a UserError."""
     if not folder.exists(cell_file(cell_id)):
         return None
-    return str(read_folder_cell(folder, cell_file(cell_id)).attrs["status"])
+    return cell_status(read_folder_cell(folder, cell_file(cell_id)), folder.path(cell_file(cell_id)))
 
 
 def needs_work(folder: RunFolder, cell_id: str, retry_failed: bool) -> bool:
@@ -149,7 +157,7 @@ def needs_work(folder: RunFolder, cell_id: str, retry_failed: bool) -> bool:
         if retry_failed:
             return True
         raise
-    return status is None or (retry_failed and status != "done")
+    return status is None or (retry_failed and not status.done)
 
 
 def scratch_dir(folder: RunFolder) -> Path:
@@ -187,7 +195,7 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, retry_failed: bool = False,
+def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bool = False,
                  on_event: EventHook | None = None) -> Outcome:
     """Compute one cell unless it is finished or another runner holds it; never stops on a failed cell."""
     from scaling.grid.cell import run_cell  # the trainer's imports only where cells are trained
@@ -198,12 +206,12 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
     worker = worker_name()
     lock = acquire(folder, lock_file(cell.cell_id), spec.run.heartbeat_s, spec.run.stale_after_s)
     if lock is None:
-        return Outcome(cell.cell_id, "skipped: running elsewhere", False, worker)
+        return Outcome(cell.cell_id, RUNNING_ELSEWHERE, False, worker)
     with lock:
         # Checked again under the lock: another runner may have finished it since this one listed the work.
         if not needs_work(folder, cell.cell_id, retry_failed):
-            return Outcome(cell.cell_id, "skipped: already finished", False, worker)
-        notify = on_event or (lambda kind, c, value: None)
+            return Outcome(cell.cell_id, ALREADY_FINISHED, False, worker)
+        notify = on_event or _unheard
         checkpoints = checkpoints_dir(folder, cell.cell_id)
         try:
             bases = scratch_dir(folder) / "bases"
@@ -212,17 +220,16 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, spec_text: str, cell: Cell, 
             notify("start", cell, plan.train_cfg.total_steps)
             keep = (lambda params: save_cell_model(folder, cell, plan, params)) if spec.run.save_models else None
             with _reporter(folder, spec, cell, plan, notify) as reporter:
-                result = run_cell(plan, checkpoints=checkpoints, checkpoint_every=spec.train.checkpoint_every or None,
-                                  on_final=keep, observer=reporter)
+                result = run_cell(plan, checkpoints=checkpoints, on_final=keep, observer=reporter)
         except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid
-            result = failed_result(cell, f"failed: {type(error).__name__}: {error}".splitlines()[0])
+            result = failed_result(cell, f"{type(error).__name__}: {error}".splitlines()[0])
             traceback.print_exc()
         if lock.lost:  # a runner took the lock over (this one looked dead): its result will be the same
-            return Outcome(cell.cell_id, "skipped: lock lost", False, worker)
-        attrs = provenance(spec_text) | {"worker": worker}
+            return Outcome(cell.cell_id, LOCK_LOST, False, worker)
+        attrs = provenance(spec.text) | {"worker": worker}
         write_grades(folder, grades_file(cell.cell_id), grades_table(result))
         write_dataset(folder, cell_file(cell.cell_id), cell_dataset(result, attrs))
-        if result.status == "done":
+        if result.status.done:
             shutil.rmtree(checkpoints, ignore_errors=True)
         return Outcome(cell.cell_id, result.status, True, worker)
 
@@ -275,10 +282,10 @@ def save_cell_model(folder: RunFolder, cell: Cell, plan, params) -> None:
 
 
 def failed_result(cell: Cell, reason: str) -> CellResult:
-    """The record of a cell that failed before it measured anything."""
+    """The record of a cell that failed (for `reason`) before it measured anything."""
     return CellResult(cell_id=cell.cell_id, axes=cell.axes, steps=(), splits=("train",),
                       metrics={"train": {m: [] for m in METRICS}}, params=_params(cell), flops=(),
-                      wall_seconds=0.0, status=reason)
+                      wall_seconds=0.0, status=CellStatus("failed", reason))
 
 
 def _params(cell: Cell) -> int:
@@ -288,13 +295,29 @@ def _params(cell: Cell) -> int:
         return 0
 
 
-def work_on_cell_by_id(run_url: str, cell_id: str, retry_failed: bool = False) -> Outcome:
-    """`work_on_cell` for a cell named by id in a run folder: what a Ray task or a SLURM job calls."""
-    from scaling.grid.spec import expand
+def work_on_cells(folder: RunFolder, spec: GridSpec, cells: Sequence[Cell], retry_failed: bool = False,
+                  on_event: EventHook | None = None) -> list[Outcome]:
+    """`work_on_cell` for each cell in turn, each one's "end" told to on_event too."""
+    notify = on_event or _unheard
+    outcomes = []
+    for cell in cells:
+        outcomes.append(work_on_cell(folder, spec, cell, retry_failed, notify))
+        notify("end", cell, outcomes[-1])
+    return outcomes
 
+
+def work_on_cells_by_id(run_url: str, cell_ids: Sequence[str], retry_failed: bool = False,
+                        on_event: EventHook | None = None) -> list[Outcome]:
+    """`work_on_cells` for cells named by id in a run folder, with the spec it was started with: what a worker
+    process, a Ray task and a SLURM job call, knowing nothing but the folder's URL."""
     folder = RunFolder(run_url)
-    spec, text = read_run_spec(folder)
+    spec = read_run_spec(folder)
     cells = {cell.cell_id: cell for cell in expand(spec)}
-    if cell_id not in cells:
-        raise UserError(f"cell {cell_id} is not in the grid of {folder.url}")
-    return work_on_cell(folder, spec, text, cells[cell_id], retry_failed)
+    unknown = [cell_id for cell_id in cell_ids if cell_id not in cells]
+    if unknown:
+        raise UserError(f"cell {unknown[0]} is not in the grid of {folder.url}")
+    return work_on_cells(folder, spec, [cells[cell_id] for cell_id in cell_ids], retry_failed, on_event)
+
+
+def _unheard(kind: str, cell: Cell, value) -> None:
+    """The EventHook of a caller that listens to none."""

@@ -209,8 +209,6 @@ class TrainSpec:
             self.config(seed=0)
         except ValueError as error:
             raise ValueError(f"[train] {str(error).removeprefix('TrainConfig.')}") from None
-        if self.checkpoint_every < 0:
-            raise ValueError(f"[train] checkpoint_every must be >= 0, got {self.checkpoint_every}")
         for name in ("pretrain_batch_size", "pretrain_context"):
             if getattr(self, name) < 1:
                 raise ValueError(f"[train] {name} must be >= 1, got {getattr(self, name)}")
@@ -221,7 +219,8 @@ class TrainSpec:
         """The optimizer settings of a cell with this seed."""
         return TrainConfig(budgets=self.budgets, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
                            weight_decay=self.weight_decay, grad_clip=self.grad_clip, seed=seed, schedule=self.schedule,
-                           decay_fraction=self.decay_fraction, steps_axis=self.steps_axis)
+                           decay_fraction=self.decay_fraction, steps_axis=self.steps_axis,
+                           checkpoint_every=self.checkpoint_every)
 
 
 @dataclass(frozen=True)
@@ -336,6 +335,7 @@ class GridSpec:
     eval: EvalSpec = field(default_factory=EvalSpec)
     run: RunSpec = field(default_factory=RunSpec)
     base_dir: str = "."  # the spec file's folder: hf:PATH is relative to it
+    text: str = field(default="", repr=False)  # the TOML it was read from: a run folder's grid.toml, results' provenance
 
     def __post_init__(self) -> None:
         """The checks across sections; each section checked its own fields when it was made."""
@@ -435,7 +435,7 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     if table:
         raise UserError(f"{source}: unknown key {sorted(table)[0]!r} (known: name, axes, data, train, eval, run)")
     try:
-        spec = GridSpec(name=name, base_dir=str(base_dir), **sections)
+        spec = GridSpec(name=name, base_dir=str(base_dir), text=text, **sections)
     except ValueError as error:
         raise UserError(f"{source}: {error}") from None
     for base in spec.bases.values():

@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from scaling.errors import UserError
-from scaling.results import ENGINE
+from scaling.results import DONE, ENGINE, MISSING, CellStatus
 from scaling.schema import AXES, BASE_MEASURES, DATA_VERSION, GRADE_COLUMNS, LEGACY_AXES, METRICS, POOL_STATS
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class CellResult:
     flops: tuple[float, ...]  # training FLOPs spent to reach each step
     wall_seconds: float
     pool_stats: dict = dataclasses.field(default_factory=dict)  # measured diversity of the training pool
-    status: str = "done"  # "done", or "failed: <reason>"
+    status: CellStatus = DONE  # done, or failed with its reason
     chance: dict = dataclasses.field(default_factory=dict)  # split -> mean chance of its examples (tasks.chance)
     base: dict = dataclasses.field(default_factory=dict)  # the base's measured capability (BASE_MEASURES)
     grades: tuple = ()  # every graded example: dicts of step, split and schema.GRADE_COLUMNS
@@ -90,7 +90,7 @@ def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
     ds.attrs = {
         **attrs,
         "cell_id": result.cell_id,
-        "status": result.status,
+        "status": str(result.status),
         "params": result.params,
         "data_version": DATA_VERSION,
         **{f"axis_{name}": value for name, value in result.axes.items()},
@@ -144,7 +144,20 @@ def _checked_cell(loaded: xr.Dataset, where) -> xr.Dataset:
     missing = [name for name in (*METRICS, "memorization_step") if name not in loaded]
     if missing or "cell_id" not in loaded.attrs or "status" not in loaded.attrs:
         raise UserError(f"cell file {where} lacks {', '.join(missing) or 'its cell_id and status attributes'}")
+    cell_status(loaded, where)
     return loaded
+
+
+def cell_status(cell: xr.Dataset, where) -> CellStatus:
+    """How the cell in a cell file ended, done or failed; anything else is a UserError naming the file at `where`."""
+    text = cell.attrs["status"]
+    try:
+        status = CellStatus.parse(text)
+    except ValueError:
+        status = None
+    if status is None or not (status.done or status.failed):
+        raise UserError(f"cell file {where} is corrupt: its status {text!r} is neither done nor failed")
+    return status
 
 
 def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[str, str]) -> xr.Dataset:
@@ -162,7 +175,7 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
     past = np.full(shape + [len(steps)], np.nan)
     chance = np.full(shape + [len(splits)], np.nan)
     curves = {name: np.full(shape + [len(train_steps)], np.nan) for name in CURVES}
-    status = np.full(shape, "missing", dtype=object)
+    status = np.full(shape, str(MISSING), dtype=object)
     params = np.zeros(len(axes["size"]), np.int64)
     flops = np.full((len(axes["size"]), len(steps)), np.nan)
     for ds in cells:

@@ -150,6 +150,8 @@ class TrainConfig:
     decay_fraction: float = 0.2  # wsd: each budget's decay branch is this fraction of the budget
     steps_axis: str = "branches"  # "branches": one run, evaluated at each budget (wsd: an annealed
     # branch per budget); "separate": one fresh run per budget, to validate the branches
+    checkpoint_every: int = 0  # also offer a checkpoint every this many trunk steps (0: after each budget only);
+    # where a run resumes from, never what it computes
 
     def __post_init__(self) -> None:
         if not self.budgets or any(b < 1 for b in self.budgets):
@@ -168,6 +170,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.decay_fraction must lie in (0, 1], got {self.decay_fraction}")
         if self.steps_axis not in ("branches", "separate"):
             raise ValueError(f"TrainConfig.steps_axis must be branches or separate, got {self.steps_axis!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"TrainConfig.checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
     @property
     def total_steps(self) -> int:

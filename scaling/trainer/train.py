@@ -178,7 +178,6 @@ def train(
     init_params: nnx.State | None = None,
     resume: Resume | None = None,
     on_checkpoint: CheckpointHook | None = None,
-    checkpoint_every: int | None = None,
     curve: LossCurve | None = None,
 ) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
     """Train one model, yielding (budget, graphdef, params) at each budget of train_cfg.budgets.
@@ -191,12 +190,12 @@ def train(
     (say, a pretrained one) instead of a random initialization; the optimizer always starts fresh.
 
     `on_checkpoint` is called after each budget has been evaluated (when the generator resumes) and
-    every `checkpoint_every` trunk steps; passing what it saved back as `resume` continues the run
+    every `train_cfg.checkpoint_every` trunk steps; passing what it saved back as `resume` continues the run
     exactly as if it had never stopped (data order and schedule depend on the step alone).
     `curve` records the training loss along the last budget's trajectory (settled at each budget); a
     resumed run passes the curve its checkpoint saved.
     """
-    run = _Run(model_cfg, train_cfg, data, _Progress(on_step), init_params, on_checkpoint, checkpoint_every, curve)
+    run = _Run(model_cfg, train_cfg, data, _Progress(on_step), init_params, on_checkpoint, curve)
     if train_cfg.steps_axis == "separate":
         yield from run.separate(resume.budgets_done if resume else 0)
     else:
@@ -208,10 +207,9 @@ class _Run:
     """One cell's optimization: the pieces both ways of walking the budgets share."""
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: TokenArrays, progress: _Progress,
-                 init_params: nnx.State | None, on_checkpoint: CheckpointHook | None, checkpoint_every: int | None,
-                 curve: LossCurve | None):
+                 init_params: nnx.State | None, on_checkpoint: CheckpointHook | None, curve: LossCurve | None):
         self.model_cfg, self.cfg, self.data, self.progress, self.curve = model_cfg, train_cfg, data, progress, curve
-        self.init_params, self.on_checkpoint, self.checkpoint_every = init_params, on_checkpoint, checkpoint_every
+        self.init_params, self.on_checkpoint = init_params, on_checkpoint
         self.graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
         self.optimizer = optimizer_for(train_cfg)
         self.span = span_bucket(data.span, data.inputs.shape[1])  # no token of these rows attends further back
@@ -225,7 +223,7 @@ class _Run:
               record: bool = True):
         """Train over `steps`; budgets_done marks the trunk, whose state is offered for checkpoints;
         `record`: these steps lead to the last budget's model, so they belong on the curve."""
-        cfg, every = self.cfg, self.checkpoint_every
+        cfg, every = self.cfg, self.cfg.checkpoint_every
         curve = self.curve if record else None
         for step in steps:
             batch = self.data.take(batch_indices(len(self.data), cfg.batch_size, step, cfg.seed))

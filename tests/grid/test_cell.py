@@ -1,5 +1,7 @@
 """A cell killed at any point resumes from its last checkpoint and ends with identical metrics."""
 
+import dataclasses
+
 import pytest
 
 from scaling.trainer.batches import sequence_length, token_arrays
@@ -26,6 +28,10 @@ def plan(request):
                     token_arrays(pool, length), splits, {split: length for split in splits}, 4, 8 * length)
 
 
+def _checkpointed_every(plan: CellPlan, steps: int) -> CellPlan:
+    return dataclasses.replace(plan, train_cfg=plan.train_cfg.replace(checkpoint_every=steps))
+
+
 def _killed_at(step_to_die: int):
     def on_step(step: int, loss: float) -> None:
         if step == step_to_die:
@@ -38,9 +44,9 @@ def _killed_at(step_to_die: int):
 def test_resumed_cell_ends_with_the_metrics_of_an_uninterrupted_one(plan, tmp_path, die_at, checkpointed):
     uninterrupted = run_cell(plan)
     with pytest.raises(Killed):
-        run_cell(plan, checkpoints=tmp_path, checkpoint_every=4, on_step=_killed_at(die_at))
+        run_cell(_checkpointed_every(plan, 4), checkpoints=tmp_path, on_step=_killed_at(die_at))
     assert (latest_checkpoint(tmp_path) is not None) == checkpointed  # killed before the first: starts over
-    resumed = run_cell(plan, checkpoints=tmp_path, checkpoint_every=4)
+    resumed = run_cell(_checkpointed_every(plan, 4), checkpoints=tmp_path)
     assert resumed.steps == uninterrupted.steps == (6, 12, 24)
     assert resumed.metrics == uninterrupted.metrics  # exact, float for float
     assert resumed.curve == uninterrupted.curve  # the training curve too, windows cut by the kill included
@@ -56,7 +62,7 @@ def test_the_training_curve_follows_the_last_budgets_trajectory_between_budgets(
 
 
 def test_a_finished_cell_reruns_from_its_last_checkpoint_without_training(plan, tmp_path):
-    first = run_cell(plan, checkpoints=tmp_path, checkpoint_every=4)
+    first = run_cell(_checkpointed_every(plan, 4), checkpoints=tmp_path)
     steps_run = []
     again = run_cell(plan, checkpoints=tmp_path, on_step=lambda step, loss: steps_run.append(step))
     assert again.metrics == first.metrics and steps_run == []

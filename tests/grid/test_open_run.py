@@ -53,7 +53,7 @@ def start_together(out: Path, text: str = GRID) -> list[object]:
     def runner(index: int) -> None:
         gate.wait()
         try:
-            results[index] = open_run(spec, text, out)
+            results[index] = open_run(spec, out)
         except Exception as error:  # noqa: BLE001 - collected and asserted on below
             results[index] = error
 
@@ -101,15 +101,15 @@ def test_a_folder_with_someone_elses_files_is_refused_and_left_alone(tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("precious")
     with pytest.raises(UserError, match="holds no grid.toml"):
-        open_run(parse_spec(GRID, source="grid.toml", base_dir=tmp_path), GRID, out)
+        open_run(parse_spec(GRID, source="grid.toml", base_dir=tmp_path), out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
 def test_another_grid_in_the_folder_is_refused(tmp_path):
     out = tmp_path / "run"
-    open_run(parse_spec(GRID, source="grid.toml", base_dir=tmp_path), GRID, out)
+    open_run(parse_spec(GRID, source="grid.toml", base_dir=tmp_path), out)
     other = GRID.replace("examples = 100", "examples = 200")
     with pytest.raises(UserError, match="holds another grid"):
-        open_run(parse_spec(other, source="grid.toml", base_dir=tmp_path), other, out)
+        open_run(parse_spec(other, source="grid.toml", base_dir=tmp_path), out)
     assert (out / SPEC).read_text() == GRID

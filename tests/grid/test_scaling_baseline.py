@@ -91,7 +91,7 @@ memorization_n = 4
 def test_a_checkpoint_base_is_graded_through_its_own_tokenizer_and_chat_template(checkpoint):
     root = checkpoint.parent
     spec = parse_spec(HF_SPEC, base_dir=root)
-    open_run(spec, HF_SPEC, root / "run")  # a run folder as `scaling run` starts it; no cell needs to run
+    open_run(spec, root / "run")  # a run folder as `scaling run` starts it; no cell needs to run
     result = run_cli(["baseline", str(root / "run"), "--quiet"], root)
     assert result.code == 0, result
     table = pd.read_parquet(root / "run" / BASELINE)

@@ -7,14 +7,14 @@ import pytest
 from scaling.errors import UserError
 from scaling.grid.folder import RunFolder
 from scaling.grid.store import CellResult, cell_dataset, hypercube, memorization_step, read_folder_cell, write_dataset
-from scaling.results import open_results
+from scaling.results import DONE, CellStatus, open_results
 from scaling.schema import AXES, METRICS
 
 AXIS_VALUES = {"size": ["tiny", "xs"], "pretrain_tokens": [0], "diversity": [1, 2], "quality": [1.0], "cot": ["full"], "seed": [0]}
 ATTRS = {"spec": "[demo]", "git_commit": "abc"}
 
 
-def _result(size, diversity, status="done"):
+def _result(size, diversity, status=DONE):
     steps, splits = (10, 20), ("train", "id")
     metrics = {s: {m: [0.5 + i * 0.5 if m == "answer_acc" and s == "train" else 0.1 * (i + 1) for i in range(2)] for m in METRICS} for s in splits}
     axes = {"size": size, "pretrain_tokens": 0, "diversity": diversity, "quality": 1.0, "cot": "full", "seed": 0}
@@ -34,7 +34,7 @@ def test_cell_file_round_trip(tmp_path):
 
 
 def test_hypercube_is_dense_with_nan_and_status_for_missing_cells(tmp_path):
-    cells = [cell_dataset(_result("tiny", 1), ATTRS), cell_dataset(_result("xs", 2, "failed: loss became nan at step 20"), ATTRS)]
+    cells = [cell_dataset(_result("tiny", 1), ATTRS), cell_dataset(_result("xs", 2, CellStatus("failed", "loss became nan at step 20")), ATTRS)]
     write_dataset(RunFolder(tmp_path), "results.nc", hypercube(cells, AXIS_VALUES, ATTRS))
     cube = open_results(tmp_path / "results.nc")
     assert cube["loss"].dims == (*AXES, "step", "split")
@@ -88,3 +88,12 @@ def test_corrupt_and_missing_files_are_user_errors(tmp_path):
 def test_memorization_step_is_the_first_budget_at_full_train_accuracy():
     assert memorization_step([10, 20, 40], [0.5, 1.0, 1.0]) == 20
     assert np.isnan(memorization_step([10, 20], [0.5, 0.9]))
+
+
+def test_a_cell_file_whose_status_is_no_end_is_corrupt(tmp_path):
+    folder = RunFolder(tmp_path)
+    cell = cell_dataset(_result("tiny", 1), ATTRS)
+    for stored in ("finished", "skipped: running elsewhere"):
+        write_dataset(folder, "cells/cell.nc", cell.assign_attrs(status=stored))
+        with pytest.raises(UserError, match=f"cell.nc is corrupt: its status '{stored}' is neither done nor failed"):
+            read_folder_cell(folder, "cells/cell.nc")

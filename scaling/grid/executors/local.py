@@ -9,61 +9,69 @@ from __future__ import annotations
 import multiprocessing
 import queue as queues
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
-from scaling.grid.spec import Cell, GridSpec
+from scaling.grid.executors import Executor, ExecutorOptions
 from scaling.grid.folder import RunFolder
-from scaling.grid.runner import EventHook, Outcome, work_on_cell
+from scaling.grid.runner import EventHook, Outcome, work_on_cells, work_on_cells_by_id
+from scaling.grid.spec import Cell, GridSpec
 
 
-def run_local(folder: RunFolder, spec: GridSpec, spec_text: str, cells: list[Cell], retry_failed: bool,
-              workers: int, on_event: EventHook) -> list[Outcome]:
-    """Work on every cell; with workers > 1 in that many processes, each starting at its own offset."""
-    if workers == 1 or len(cells) <= 1:
-        outcomes = []
-        for cell in cells:
-            outcomes.append(work_on_cell(folder, spec, spec_text, cell, retry_failed, on_event))
-            on_event("end", cell, outcomes[-1])
-        return outcomes
-    workers = min(workers, len(cells))
-    # spawn, not fork: a forked JAX runtime deadlocks.
-    context = multiprocessing.get_context("spawn")
-    events = context.Queue()
-    ids = [cell.cell_id for cell in cells]
-    processes = [
-        context.Process(target=_worker, args=(folder.url, ids[i * len(ids) // workers:] + ids[: i * len(ids) // workers],
-                                              retry_failed, events), daemon=True)
-        for i in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    by_id = {cell.cell_id: cell for cell in cells}
-    outcomes: list[Outcome] = []
-    try:
-        while any(p.is_alive() for p in processes) or not events.empty():
-            try:
-                kind, cell_id, value = events.get(timeout=0.5)
-            except queues.Empty:
-                continue
-            on_event(kind, by_id[cell_id], value)
-            if kind == "end":
-                outcomes.append(value)
-    finally:
+@dataclass(frozen=True)
+class LocalExecutor(Executor):
+    """Every cell in this process, or (workers > 1) in that many processes, each starting at its own offset."""
+
+    workers: int = 1  # processes working on cells (1: this one)
+
+    name: ClassVar[str] = "local"
+    takes: ClassVar[frozenset[str]] = frozenset({"workers"})
+
+    @classmethod
+    def configured(cls, spec: GridSpec, options: ExecutorOptions) -> LocalExecutor:
+        return cls(spec.run.workers if options.workers is None else options.workers)
+
+    @property
+    def shares_memory(self) -> bool:
+        return self.workers == 1
+
+    def run(self, folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool,
+            on_event: EventHook) -> list[Outcome]:
+        if self.workers == 1 or len(cells) <= 1:
+            return work_on_cells(folder, spec, cells, retry_failed, on_event)
+        workers = min(self.workers, len(cells))
+        # spawn, not fork: a forked JAX runtime deadlocks.
+        context = multiprocessing.get_context("spawn")
+        events = context.Queue()
+        ids = [cell.cell_id for cell in cells]
+        processes = [
+            context.Process(target=_worker, args=(folder.url, ids[i * len(ids) // workers:] + ids[: i * len(ids) // workers],
+                                                  retry_failed, events), daemon=True)
+            for i in range(workers)
+        ]
         for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join()
-    return outcomes
+            process.start()
+        by_id = {cell.cell_id: cell for cell in cells}
+        outcomes: list[Outcome] = []
+        try:
+            while any(p.is_alive() for p in processes) or not events.empty():
+                try:
+                    kind, cell_id, value = events.get(timeout=0.5)
+                except queues.Empty:
+                    continue
+                on_event(kind, by_id[cell_id], value)
+                if kind == "end":
+                    outcomes.append(value)
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+                process.join()
+        return outcomes
 
 
 def _worker(run_url: str, cell_ids: list[str], retry_failed: bool, events) -> None:
     """One worker process: every listed cell in order, skipping those another runner holds or finished."""
-    from scaling.grid.spec import expand
-    from scaling.grid.runner import read_run_spec
-
-    folder = RunFolder(run_url)
-    spec, text = read_run_spec(folder)
-    cells = {cell.cell_id: cell for cell in expand(spec)}
-
     last_step = [0.0]
 
     def forward(kind: str, cell: Cell, value) -> None:
@@ -73,5 +81,7 @@ def _worker(run_url: str, cell_ids: list[str], retry_failed: bool, events) -> No
             last_step[0] = time.monotonic()
         events.put((kind, cell.cell_id, value))
 
-    for cell_id in cell_ids:
-        forward("end", cells[cell_id], work_on_cell(folder, spec, text, cells[cell_id], retry_failed, forward))
+    work_on_cells_by_id(run_url, cell_ids, retry_failed, forward)
+
+
+EXECUTOR = LocalExecutor

@@ -1,8 +1,8 @@
 """The Ray executor: one Ray task per cell, on a local Ray instance or an existing cluster.
 
-Each task calls `work_on_cell_by_id`, so cells coordinate through the run folder's lock files exactly
+Each task calls `work_on_cells_by_id`, so cells coordinate through the run folder's lock files exactly
 as separate runners do; the run folder must therefore be reachable from every node (a shared
-filesystem or an fsspec URL). A cell's own failure is recorded in its cell file by `work_on_cell` and
+filesystem or an fsspec URL). A cell's own failure is recorded in its cell file by `work_on_cells` and
 is never retried here (`retry_exceptions=False`); Ray's `max_retries` is for workers that die. A retry
 on the same node takes over the dead worker's lock at once and resumes the cell from its checkpoints; a
 retry on another node finds that lock fresh until `[run] stale_after_s` has passed and skips the cell,
@@ -14,12 +14,15 @@ from __future__ import annotations
 import logging
 import socket
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Iterator
 
 from scaling.errors import UserError
-from scaling.grid.spec import Cell, GridSpec
+from scaling.grid.executors import Executor, ExecutorOptions
+from scaling.grid.spec import Cell, GridSpec, RaySpec
 from scaling.grid.folder import RunFolder
-from scaling.grid.runner import EventHook, Outcome, work_on_cell_by_id
+from scaling.grid.runner import EventHook, Outcome, work_on_cells_by_id
+from scaling.results import CellStatus
 
 # The share of a GPU's memory JAX may take in a cell holding a fraction of it; JAX's default (75% of
 # the whole GPU, allocated up front) would leave nothing for the other cells sharing that GPU.
@@ -29,47 +32,56 @@ AUTH_HINT = ("a cluster with token authentication also needs RAY_AUTH_MODE=token
              "~/.ray/auth_token or RAY_AUTH_TOKEN")
 
 
-def check_options(run_url: str, address: str) -> None:
-    """Everything about a Ray run that can be judged without starting one: refused before any write."""
-    if run_url.startswith("memory://"):
-        raise UserError(f"the ray executor cannot use {run_url}: Ray workers do not share this process's memory")
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise UserError("the ray executor needs Ray: pip install 'scaling[cluster]'") from None
-    if address:
-        check_reachable(address)
+@dataclass(frozen=True)
+class RayExecutor(Executor):
+    """Every cell as a Ray task, on a Ray instance started here or on the cluster at `address`."""
 
+    address: str  # an existing cluster's HOST:PORT (or ray://HOST:PORT, or auto); "": start a local instance
 
-@contextmanager
-def connected(address: str) -> Iterator[None]:
-    """Ray, started here (address "") or joined at HOST:PORT, for the duration; shut down after, unless this
-    process was already connected (a notebook's own connection is kept)."""
-    import ray
+    name: ClassVar[str] = "ray"
+    takes: ClassVar[frozenset[str]] = frozenset({"address"})
 
-    started = not ray.is_initialized()
-    if started:
-        _connect(ray, address)
-    try:
-        yield
-    finally:
+    @classmethod
+    def configured(cls, spec: GridSpec, options: ExecutorOptions) -> RayExecutor:
+        return cls(spec.run.ray.address if options.address is None else options.address)
+
+    def check(self, run_url: str) -> None:
+        super().check(run_url)
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("the ray executor needs Ray: pip install 'scaling[cluster]'") from None
+        if self.address:
+            check_reachable(self.address)
+
+    @contextmanager
+    def ready(self) -> Iterator[None]:
+        """Ray, started here or joined at the address, for the duration; shut down after, unless this process was
+        already connected (a notebook's own connection is kept)."""
+        import ray
+
+        started = not ray.is_initialized()
         if started:
-            ray.shutdown()
+            _connect(ray, self.address)
+        try:
+            yield
+        finally:
+            if started:
+                ray.shutdown()
 
+    def run(self, folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool,
+            on_event: EventHook) -> list[Outcome]:
+        import ray
 
-def run_ray(folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool, on_event: EventHook) -> list[Outcome]:
-    """Work on every cell as a Ray task, on the Ray this process is connected to (see `connected`)."""
-    import ray
-
-    task = ray.remote(work_on_cell_by_id).options(**_task_options(spec))
-    running = {task.remote(folder.url, cell.cell_id, retry_failed): cell for cell in cells}
-    outcomes = []
-    while running:
-        ready, _ = ray.wait(list(running), num_returns=1)
-        cell = running.pop(ready[0])
-        outcomes.append(_outcome(ray, ready[0], cell))
-        on_event("end", cell, outcomes[-1])
-    return outcomes
+        task = ray.remote(work_on_cells_by_id).options(**_task_options(spec.run.ray))
+        running = {task.remote(folder.url, [cell.cell_id], retry_failed): cell for cell in cells}
+        outcomes = []
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            cell = running.pop(ready[0])
+            outcomes.append(_outcome(ray, ready[0], cell))
+            on_event("end", cell, outcomes[-1])
+        return outcomes
 
 
 def _connect(ray, address: str) -> None:
@@ -102,8 +114,7 @@ def check_reachable(address: str) -> None:
                         f"start one with `ray start --head --port={port}`") from None
 
 
-def _task_options(spec: GridSpec) -> dict:
-    resources = spec.run.ray
+def _task_options(resources: RaySpec) -> dict:
     options = dict(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus, max_retries=resources.max_retries,
                    retry_exceptions=False)
     if 0 < resources.num_gpus < 1:
@@ -115,13 +126,18 @@ def _task_options(spec: GridSpec) -> dict:
 def _outcome(ray, ref, cell: Cell) -> Outcome:
     """The task's Outcome, or a failed one (the cell stays unfinished on disk) when the task did not return."""
     try:
-        return ray.get(ref)
+        (outcome,) = ray.get(ref)
+        return outcome
     except ray.exceptions.RayTaskError as error:  # raised by the task itself, outside the cell (e.g. its run folder)
         cause = error.cause if error.cause is not None else error
-        return Outcome(cell.cell_id, _one_line(f"failed: {type(cause).__name__}: {cause}"), False)
+        return Outcome(cell.cell_id, CellStatus("failed", _one_line(f"{type(cause).__name__}: {cause}")), False)
     except ray.exceptions.RayError as error:  # its worker or node died once more than max_retries allows
-        return Outcome(cell.cell_id, _one_line(f"failed: worker died: {type(error).__name__}: {error}"), False)
+        return Outcome(cell.cell_id, CellStatus("failed", _one_line(f"worker died: {type(error).__name__}: {error}")),
+                       False)
 
 
 def _one_line(text: str) -> str:
     return text.strip().splitlines()[0]
+
+
+EXECUTOR = RayExecutor

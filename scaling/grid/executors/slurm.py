@@ -1,6 +1,6 @@
 """The SLURM executor: one array task per cell, submitted through submitit from a login node.
 
-Each task calls `work_on_cell_by_id`, so it coordinates with every other runner through the run folder's
+Each task calls `work_on_cells_by_id`, so it coordinates with every other runner through the run folder's
 lock files; the run folder and this Python environment must be visible from the compute nodes. A task
 that is preempted or reaches its time limit is requeued (up to `max_num_timeout` times) and resumes its
 cell from the orbax checkpoints in the scratch folder, losing only the steps since the last one. A cell
@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
+from typing import ClassVar
 
 import submitit
 from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError
 
 from scaling.errors import UserError
+from scaling.grid.executors import Executor, ExecutorOptions
 from scaling.grid.spec import Cell, GridSpec
 from scaling.grid.folder import RunFolder
-from scaling.grid.runner import EventHook, Outcome, scratch_dir, work_on_cell_by_id
+from scaling.grid.runner import EventHook, Outcome, scratch_dir, work_on_cells_by_id
+from scaling.results import CellStatus
 
 CLUSTER_ENV = "SCALING_SUBMITIT_CLUSTER"  # forces submitit's cluster: "local" (subprocesses), "debug" (in-process)
 POLL_S = {"slurm": 10.0}  # seconds between checks of running jobs: sacct is a shared service, so slowly there
@@ -31,7 +35,8 @@ class CellTask(submitit.helpers.Checkpointable):
     """One cell of a run folder as a job; requeued as itself, since its progress lives in its checkpoints."""
 
     def __call__(self, run_url: str, cell_id: str, retry_failed: bool) -> Outcome:
-        return work_on_cell_by_id(run_url, cell_id, retry_failed)
+        (outcome,) = work_on_cells_by_id(run_url, [cell_id], retry_failed)
+        return outcome
 
     def checkpoint(self, run_url: str, cell_id: str, retry_failed: bool) -> DelayedSubmission:
         # Called by submitit's signal handler (SLURM's USR2 before preemption or the time limit). The handler then
@@ -40,32 +45,43 @@ class CellTask(submitit.helpers.Checkpointable):
         return DelayedSubmission(CellTask(), run_url, cell_id, retry_failed)
 
 
-def run_slurm(folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool,
-              on_event: EventHook) -> list[Outcome]:
-    """Submit every cell as one job array, print its job ids, and wait for each task to finish."""
-    executor = make_executor(folder, spec)
-    try:
-        jobs = executor.map_array(CellTask(), [folder.url] * len(cells), [c.cell_id for c in cells],
-                                  [retry_failed] * len(cells))
-    except (FailedJobError, FailedSubmissionError) as error:  # sbatch refused: partition, account, array size...
-        raise UserError(f"sbatch refused the array of {len(cells)} cells: {_first_line(str(error))}") from None
-    ids = sorted({job.job_id.split("_")[0] for job in jobs})
-    print(f"submitted {len(jobs)} cells as {executor.cluster} job{'s' if len(ids) > 1 else ''} {', '.join(ids)}; "
-          f"logs in {executor.folder}", flush=True)
-    by_job = {job.job_id: cell for job, cell in zip(jobs, cells)}
-    outcomes = []
-    for job in submitit.helpers.as_completed(jobs, poll_frequency=POLL_S.get(executor.cluster, 1.0)):
-        cell = by_job[job.job_id]
-        outcomes.append(_outcome(job, cell))
-        on_event("end", cell, outcomes[-1])
-    return outcomes
+@dataclass(frozen=True)
+class SlurmExecutor(Executor):
+    """Every cell as a task of one SLURM job array, submitted through submitit with the resources of [run.slurm]."""
+
+    name: ClassVar[str] = "slurm"
+
+    @classmethod
+    def configured(cls, spec: GridSpec, options: ExecutorOptions) -> SlurmExecutor:
+        return cls()
+
+    def check(self, run_url: str) -> None:
+        super().check(run_url)
+        submitit_cluster()
+
+    def run(self, folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool,
+            on_event: EventHook) -> list[Outcome]:
+        """Submit every cell as one job array, print its job ids, and wait for each task to finish."""
+        executor = make_executor(folder, spec)
+        try:
+            jobs = executor.map_array(CellTask(), [folder.url] * len(cells), [c.cell_id for c in cells],
+                                      [retry_failed] * len(cells))
+        except (FailedJobError, FailedSubmissionError) as error:  # sbatch refused: partition, account, array size...
+            raise UserError(f"sbatch refused the array of {len(cells)} cells: {_first_line(str(error))}") from None
+        ids = sorted({job.job_id.split("_")[0] for job in jobs})
+        print(f"submitted {len(jobs)} cells as {executor.cluster} job{'s' if len(ids) > 1 else ''} {', '.join(ids)}; "
+              f"logs in {executor.folder}", flush=True)
+        by_job = {job.job_id: cell for job, cell in zip(jobs, cells)}
+        outcomes = []
+        for job in submitit.helpers.as_completed(jobs, poll_frequency=POLL_S.get(executor.cluster, 1.0)):
+            cell = by_job[job.job_id]
+            outcomes.append(_outcome(job, cell))
+            on_event("end", cell, outcomes[-1])
+        return outcomes
 
 
-def check_options(run_url: str) -> str:
-    """The submitit cluster to submit to; no SLURM here (and no override) or an unusable run folder is a
-    UserError, found before anything is written."""
-    if run_url.startswith("memory://"):
-        raise UserError(f"the slurm executor cannot use {run_url}: jobs do not share this process's memory")
+def submitit_cluster() -> str:
+    """The submitit cluster to submit to; no SLURM here (and no override) is a UserError."""
     forced = os.environ.get(CLUSTER_ENV)
     cluster = forced or submitit.AutoExecutor.which()
     if cluster != "slurm" and not forced:
@@ -80,7 +96,7 @@ def check_options(run_url: str) -> str:
 def make_executor(folder: RunFolder, spec: GridSpec) -> submitit.AutoExecutor:
     """A submitit executor with [run.slurm]'s resources, logging under the run's scratch folder."""
     slurm = spec.run.slurm
-    executor = submitit.AutoExecutor(folder=scratch_dir(folder) / "submitit", cluster=check_options(folder.url),
+    executor = submitit.AutoExecutor(folder=scratch_dir(folder) / "submitit", cluster=submitit_cluster(),
                                      slurm_max_num_timeout=slurm.max_num_timeout,
                                      local_max_num_timeout=slurm.max_num_timeout)
     parameters = dict(name=f"scaling-{spec.name}", timeout_min=slurm.timeout_min, cpus_per_task=slurm.cpus_per_task,
@@ -97,7 +113,7 @@ def _outcome(job, cell: Cell) -> Outcome:
     error = job.exception()
     if error is None:
         return job.result()
-    return Outcome(cell.cell_id, f"failed: job {job.job_id}: {_reason(error)}", False)
+    return Outcome(cell.cell_id, CellStatus("failed", f"job {job.job_id}: {_reason(error)}"), False)
 
 
 def _reason(error: Exception) -> str:
@@ -111,3 +127,6 @@ def _reason(error: Exception) -> str:
 
 def _first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0]
+
+
+EXECUTOR = SlurmExecutor
