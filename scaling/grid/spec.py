@@ -327,14 +327,14 @@ class GridSpec:
 class Cell:
     """One base × one mixture × one seed, with its content hash."""
 
-    size: str
+    size: str  # the base, as the size axis names it (see `base`)
     pretrain_tokens: int
     diversity: int
     quality: float
     cot: str
     seed: int
     cell_id: str
-    base: Base  # what `size` names, paths resolved
+    base: Base  # what `size` names, paths resolved: ask it for the tokenizer, model, weights and measures
 
     @property
     def axes(self) -> dict:

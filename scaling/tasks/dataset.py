@@ -1,4 +1,4 @@
-"""A user's own SFT data as a grid's data source: a JSONL file whose rows name a group.
+"""A user's own SFT data as a grid's data source (`DatasetSource`): a JSONL file whose rows name a group.
 
 The rows of a file play the parts the synthetic families play in `scaling.tasks.mixture`:
 
