@@ -25,7 +25,6 @@ from scaling.grid.plan import cell_plan, load_or_pretrain_base
 from scaling.grid.runner import read_run_spec, scratch_dir, use_compilation_cache
 from scaling.grid.spec import Cell, GridSpec, expand
 from scaling.grid.store import write_grades
-from scaling.tasks.lenient import LenientGrader
 from scaling.tasks.quality import COT_STYLES
 from scaling.trainer.evaluate import grade_split
 from scaling.trainer.model import abstract_model, init_model
@@ -63,7 +62,7 @@ def evaluate_base(spec: GridSpec, cell: Cell, bases: Path | None, on_split: Spli
     # A base of 0 pretraining tokens is the random initialization the cell's training starts from.
     params = plan.init_params if plan.init_params is not None else init_model(plan.model_cfg, plan.train_cfg.seed)[1]
     graphdef = abstract_model(plan.model_cfg)[0]
-    grader = LenientGrader(solved=spec.dataset is None)
+    grader = spec.source.zero_shot_grader
     rows: list[dict] = []
     for split, examples in plan.splits.items():
         if split == "train":

@@ -41,7 +41,7 @@ class CellPlan:
     eval_batch: int  # evaluation rows decoded together
     tokens_per_step: int  # tokens processed per optimizer step, for FLOPs
     pool_stats: dict = field(default_factory=dict)  # measured diversity of the SFT pool
-    base: dict = field(default_factory=dict)  # the base's measured capability (schema.BASE_MEASURES)
+    base_measures: dict = field(default_factory=dict)  # the base's measured capability (schema.BASE_MEASURES)
     init_params: nnx.State | None = None  # a pretrained base; None: random initialization
     tokenizer: Tokenizer = CHARACTERS  # what made train_data and tokenizes the splits: the base model's own
     grader: Grader = verify_example  # grades generated completions: the families' verifiers, or a dataset's extractor
@@ -140,7 +140,7 @@ def run_cell(
         flops=tuple(plan.model_cfg.train_flops_per_token(plan.train_data.inputs.shape[1]) * plan.tokens_per_step * s for s in steps),
         wall_seconds=wall_before + time.perf_counter() - started,
         chance={split: float(np.mean([e.chance for e in examples])) for split, examples in plan.splits.items()},
-        base=plan.base,
+        base=plan.base_measures,
         grades=tuple(grades),
         pool_stats=plan.pool_stats,
         status=status,

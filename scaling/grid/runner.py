@@ -97,7 +97,7 @@ def open_run(spec: GridSpec, out: str | os.PathLike) -> RunFolder:
         if folder.is_local and folder.local_path.is_dir() and _has_content(folder.local_path):
             raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
         files = {SPEC: spec.text.encode(), VERSION: f"{DATA_VERSION}\n".encode()}
-        if spec.dataset is not None or any(base.is_checkpoint for base in spec.bases.values()):  # relative paths need it
+        if spec.needs_spec_dir:
             files[SPEC_DIR] = str(Path(spec.base_dir).resolve()).encode()
         try:
             if folder.initialize(files, last=SPEC):
@@ -216,7 +216,7 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
         try:
             bases = scratch_dir(folder) / "bases"
             plan = cell_plan(spec, cell, load_or_pretrain_base(spec, cell, bases))
-            plan = dataclasses.replace(plan, base=measured_base(spec, cell, plan, bases))
+            plan = dataclasses.replace(plan, base_measures=measured_base(spec, cell, plan, bases))
             notify("start", cell, plan.train_cfg.total_steps)
             keep = (lambda params: save_cell_model(folder, cell, plan, params)) if spec.run.save_models else None
             with _reporter(folder, spec, cell, plan, notify) as reporter:
@@ -269,14 +269,11 @@ def model_dir(cell_id: str) -> str:
 
 def save_cell_model(folder: RunFolder, cell: Cell, plan, params) -> None:
     """Write a cell's final model as a model folder in RUN/models/CELL_ID/, replacing an earlier attempt's
-    (what the folder holds, and how it exports, is the hf package's business: `fine_tuned_model`)."""
-    from scaling.hf import fine_tuned_model, save_model_folder
-
-    model = fine_tuned_model(plan.model_cfg, params, cell.base.checkpoint)
+    (what the folder holds, and how it exports, is its base's business: `Base.save_model`)."""
     scratch_dir(folder).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_dir(folder)) as staging:
-        written = save_model_folder(Path(staging) / cell.cell_id, model, cell.base.checkpoint,
-                                    source=f"cell {cell.cell_id} of {folder.url}")
+        written = cell.base.save_model(Path(staging) / cell.cell_id, plan.model_cfg, params,
+                                       source=f"cell {cell.cell_id} of {folder.url}")
         for file in sorted(written.iterdir()):  # every file atomically; a rerun overwrites an earlier attempt's
             folder.put_file_atomic(f"{model_dir(cell.cell_id)}/{file.name}", file)
 

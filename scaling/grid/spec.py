@@ -17,17 +17,16 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scaling.trainer.config import PRESETS, TrainConfig
+from scaling.trainer.config import TrainConfig
 from scaling.errors import UserError
+from scaling.grid.bases import Base, Pretraining, parse_base
 from scaling.schema import DATA_VERSION, LEGACY_AXES
-from scaling.tasks.dataset import SPLITS as DATASET_SPLITS
-from scaling.tasks.dataset import DatasetSource, fingerprint
+from scaling.tasks.dataset import DatasetSource
 from scaling.tasks.jsonl import AnswerExtractor
-from scaling.tasks.mixture import SPLITS, split_families
+from scaling.tasks.mixture import SPLITS
 from scaling.tasks.quality import COT_STYLES
-from scaling.tasks.registry import TASKS
+from scaling.tasks.source import DataSource, FamilySource
 
-HF_PREFIX = "hf:"  # a size given as hf:PATH is a local Hugging Face checkpoint
 EXECUTORS = ("local", "ray", "slurm")
 MAX_SEED = 2**31  # seeds feed jax.random.key and numpy generators, which take at most 63 bits; 31 keep every use safe
 
@@ -36,7 +35,8 @@ MAX_SEED = 2**31  # seeds feed jax.random.key and numpy generators, which take a
 class AxesSpec:
     """The grid's axes: every combination is one cell."""
 
-    size: tuple[str, ...]  # model size presets (see scaling.trainer.config.PRESETS), or "hf:PATH"
+    size: tuple[str, ...]  # the bases (see scaling.grid.bases): preset names or "hf:PATH"; the axis keeps its first
+    # name, which results files and cell ids hold
     pretrain_tokens: tuple[int, ...] = (0,)  # corpus tokens a preset base is pretrained on (0: random init)
     diversity: tuple[int, ...] = (1,)  # number of SFT families: the first k of [data] families
     quality: tuple[float, ...] = (1.0,)  # fraction of SFT examples whose CoT is correct
@@ -44,13 +44,11 @@ class AxesSpec:
     seed: tuple[int, ...] = (0,)  # data, initialization and data-order seed
 
     def __post_init__(self) -> None:
-        for size in self.size:
-            if not parse_base(size, Path(".")).is_checkpoint and size not in PRESETS:
-                raise ValueError(f"[axes] size {size!r} is neither a preset ({', '.join(PRESETS)}) nor hf:PATH")
+        bases = [parse_base(size, Path(".")) for size in self.size]
         if any(t < 0 for t in self.pretrain_tokens):
             raise ValueError(f"[axes] pretrain_tokens must be >= 0, got {list(self.pretrain_tokens)}")
-        if any(parse_base(s, Path(".")).is_checkpoint for s in self.size) and 0 not in self.pretrain_tokens:
-            raise ValueError("[axes] pretrain_tokens must include 0 when a size is hf:PATH (a checkpoint is already pretrained)")
+        for base in bases:
+            base.check_pretrain_tokens(self.pretrain_tokens)
         if any(k < 1 for k in self.diversity):
             raise ValueError(f"[axes] diversity must be >= 1, got {list(self.diversity)}")
         if any(not 0.0 <= q <= 1.0 for q in self.quality):
@@ -79,15 +77,15 @@ class AnswerSpec:
         return AnswerExtractor(self.mode, self.marker, self.pattern or None)
 
 
-# The [data] keys of a user's dataset: left out of a synthetic grid's cell ids, which stay what they were.
-DATASET_KEYS = ("source", "eval_source", "group_by", "groups", "ood_groups", "quality_field", "answer")
-SYNTHETIC_KEYS = ("families", "ood_families", "phrasings")
+# The [data] keys only one kind of source takes: the others' stay out of a grid's cell ids, which stay what they were.
+SOURCE_KEYS = FamilySource.spec_keys + DatasetSource.spec_keys
 EXAMPLES_PER = ("cell", "family")  # meaningless for a dataset, so not in its cell ids
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The SFT data shared by every cell: synthetic task families, or a user's JSONL dataset (`source`)."""
+    """The SFT data shared by every cell, as [data] writes it: synthetic task families, or a user's JSONL dataset
+    (`source`). What the cells draw from is its `data_source`."""
 
     families: tuple[str, ...] = ()  # ordered task families; diversity k trains on the first k
     ood_families: tuple[str, ...] = ()  # held out of every mixture: the ood_family split
@@ -104,42 +102,12 @@ class DataSpec:
     answer: AnswerSpec = field(default_factory=AnswerSpec)  # source: how answers are read from completions
 
     def __post_init__(self) -> None:
-        if self.source:
-            self._check_dataset()
-        else:
-            self._check_families()
+        self.data_source(Path("."))  # the source checks itself
         if self.examples_per not in EXAMPLES_PER:
             raise ValueError(f"[data] examples_per must be one of {', '.join(EXAMPLES_PER)}, got {self.examples_per!r}")
         for name, minimum in (("examples", 1), ("phrasings", 0), ("pack_length", 0)):
             if getattr(self, name) < minimum:
                 raise ValueError(f"[data] {name} must be >= {minimum}, got {getattr(self, name)}")
-
-    def _check_families(self) -> None:
-        given = [key for key in DATASET_KEYS if getattr(self, key) != _default(DataSpec, key)]
-        if given:
-            raise ValueError(f"[data] {given[0]} describes a dataset: give source = a JSONL file with it")
-        if not self.families:
-            raise ValueError("[data] families is required (or source = a JSONL file of your own data)")
-        base_families = [name for name, task in TASKS.items() if task.kind != "composition"]
-        for where, names in (("families", self.families), ("ood_families", self.ood_families)):
-            unknown = [n for n in names if n not in base_families]
-            if unknown:
-                raise ValueError(f"[data] {where}: unknown family {unknown[0]!r} (see `scaling data families`)")
-        if set(self.families) & set(self.ood_families):
-            raise ValueError(f"[data] ood_families {sorted(set(self.families) & set(self.ood_families))} are also in families")
-
-    def _check_dataset(self) -> None:
-        given = [key for key in SYNTHETIC_KEYS if getattr(self, key)]
-        if given:
-            raise ValueError(f"[data] {given[0]} names synthetic tasks; with source, the groups of your data stand "
-                             f"in their place (groups, ood_groups)")
-        if not self.groups:
-            raise ValueError(f"[data] groups is required with source: the values of {self.group_by!r} to train on, in order")
-        if not self.group_by:
-            raise ValueError("[data] group_by must name a field")
-        if set(self.groups) & set(self.ood_groups):
-            raise ValueError(f"[data] ood_groups {sorted(set(self.groups) & set(self.ood_groups))} are also in groups "
-                             f"(a held-out group is never trained)")
 
     def examples_at(self, diversity: int) -> int:
         """Unique SFT examples of a cell at this diversity: fixed per cell (diversity not confounded with
@@ -149,29 +117,33 @@ class DataSpec:
     @property
     def trained(self) -> tuple[str, ...]:
         """The ordered families or groups a cell's diversity counts."""
-        return self.groups if self.source else self.families
+        return self.data_source(Path(".")).trained
 
-    def dataset(self, base_dir: Path) -> DatasetSource | None:
-        """The user's dataset with its paths resolved against the spec's folder; None for synthetic families."""
-        if not self.source:
-            return None
-        return DatasetSource(str(_resolved(self.source, base_dir)), self.groups, self.ood_groups, self.group_by,
-                             self.quality_field, self.answer.extractor(),
-                             str(_resolved(self.eval_source, base_dir)) if self.eval_source else "")
+    def data_source(self, base_dir: Path) -> DataSource:
+        """What the cells draw from, its paths resolved against the spec's folder: a user's file where `source`
+        names one, else the synthetic families (the one place that tells them apart). A key of the other kind
+        is refused."""
+        if self.source:
+            self._refuse(FamilySource.spec_keys, "names synthetic tasks; with source, the groups of your data stand in "
+                                                 "their place (groups, ood_groups)")
+            return DatasetSource(str(_resolved(self.source, base_dir)), self.groups, self.ood_groups, self.group_by,
+                                 self.quality_field, self.answer.extractor(),
+                                 str(_resolved(self.eval_source, base_dir)) if self.eval_source else "")
+        self._refuse(DatasetSource.spec_keys, "describes a dataset: give source = a JSONL file with it")
+        return FamilySource(self.families, self.ood_families, self.phrasings)
+
+    def _refuse(self, keys: tuple[str, ...], why: str) -> None:
+        given = [key for key in keys if getattr(self, key) != _default(DataSpec, key)]
+        if given:
+            raise ValueError(f"[data] {given[0]} {why}")
 
     def results_content(self, base_dir: Path) -> dict:
-        """The [data] that determines results: a dataset's files by the fingerprint of their rows, never their
-        paths (moving the file keeps its cells; editing it makes new ones)."""
+        """The [data] that determines results: the source's own keys, its files as it fingerprints them."""
         content = dataclasses.asdict(self)
         if self.examples_per == "cell":  # the default before the key existed: earlier grids keep their cell ids
             del content["examples_per"]
-        if not self.source:
-            return {k: v for k, v in content.items() if k not in DATASET_KEYS}
-        content = {k: v for k, v in content.items() if k not in SYNTHETIC_KEYS}
-        source = self.dataset(base_dir)
-        content["source"] = fingerprint(source.path)
-        content["eval_source"] = fingerprint(source.eval_path) if source.eval_path else ""
-        return content
+        source = self.data_source(base_dir)
+        return {k: v for k, v in content.items() if k not in SOURCE_KEYS or k in source.spec_keys} | source.files_content()
 
 
 def _default(cls, name: str):
@@ -215,6 +187,11 @@ class TrainSpec:
         if not self.pretrain_lr > 0:
             raise ValueError(f"[train] pretrain_lr must be > 0, got {self.pretrain_lr}")
 
+    @property
+    def pretraining(self) -> Pretraining:
+        """How preset bases are pretrained."""
+        return Pretraining(self.pretrain_context, self.pretrain_batch_size, self.pretrain_lr)
+
     def config(self, seed: int) -> TrainConfig:
         """The optimizer settings of a cell with this seed."""
         return TrainConfig(budgets=self.budgets, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
@@ -227,7 +204,8 @@ class TrainSpec:
 class EvalSpec:
     """What every cell is evaluated on at every budget."""
 
-    splits: tuple[str, ...] = ("train", "id", "ood_length", "ood_family", "ood_phrasing")  # see tasks.mixture.SPLITS
+    splits: tuple[str, ...] = FamilySource.default_splits  # see tasks.mixture.SPLITS; a spec that names none takes
+    # its data source's (`parse_spec`)
     n: int = 256  # examples per evaluation split (the same problems for every cell)
     batch_size: int = 256  # examples decoded together (capped at n: decoding slows per row beyond ~64 on CPU)
     seed: int = 0  # draws the evaluation set, whatever the cells' seeds: every cell meets the same problems
@@ -306,27 +284,6 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
-class Base:
-    """A cell's base model, as the spec's size axis names it: a size preset (trained here from random init,
-    or pretrained on pretrain_tokens first), or a local Hugging Face checkpoint."""
-
-    name: str  # as written on the size axis: a preset name, or hf:PATH
-    checkpoint: Path | None = None  # the checkpoint folder, resolved against the spec's folder (None: a preset)
-
-    @property
-    def is_checkpoint(self) -> bool:
-        return self.checkpoint is not None
-
-
-def parse_base(size: str, base_dir: Path) -> Base:
-    """The base a size names; a relative hf:PATH is relative to the spec's folder."""
-    if not size.startswith(HF_PREFIX):
-        return Base(size)
-    path = Path(size.removeprefix(HF_PREFIX)).expanduser()
-    return Base(size, path if path.is_absolute() else Path(base_dir) / path)
-
-
-@dataclass(frozen=True)
 class GridSpec:
     name: str  # names the default run folder runs/NAME
     axes: AxesSpec
@@ -334,47 +291,31 @@ class GridSpec:
     train: TrainSpec
     eval: EvalSpec = field(default_factory=EvalSpec)
     run: RunSpec = field(default_factory=RunSpec)
-    base_dir: str = "."  # the spec file's folder: hf:PATH is relative to it
+    base_dir: str = "."  # the spec file's folder: hf:PATH and [data] files are relative to it
     text: str = field(default="", repr=False)  # the TOML it was read from: a run folder's grid.toml, results' provenance
 
     def __post_init__(self) -> None:
         """The checks across sections; each section checked its own fields when it was made."""
-        axes, data = self.axes, self.data
-        what = "groups" if data.source else "families"
-        if any(k > len(data.trained) for k in axes.diversity):
-            raise ValueError(f"[axes] diversity must lie in 1..{len(data.trained)} (the number of [data] {what}), "
-                             f"got {list(axes.diversity)}")
-        if data.source:
-            self._check_dataset_axes()
-            return
-        for split in self.eval.splits:
-            if split != "train":
-                try:
-                    split_families(split, data.families, data.ood_families)
-                except ValueError as error:
-                    raise ValueError(f"[eval] splits: {error}") from None
-
-    def _check_dataset_axes(self) -> None:
-        """What a dataset grid's axes and splits may ask of it (its rows are checked by `check_dataset`)."""
-        unknown = [s for s in self.eval.splits if s not in DATASET_SPLITS]
-        if unknown:
-            raise ValueError(f"[eval] splits: split {unknown[0]!r} needs the synthetic families; a dataset makes the "
-                             f"splits {', '.join(DATASET_SPLITS)}")
-        if "ood_family" in self.eval.splits and not self.data.ood_groups:
-            raise ValueError("[eval] splits: ood_family needs [data] ood_groups (groups held out of every mixture)")
-        if not self.data.quality_field and any(q != 1.0 for q in self.axes.quality):
-            raise ValueError(f"[axes] quality {[q for q in self.axes.quality if q != 1.0][0]:g} needs [data] quality_field "
-                             f"(the boolean field that marks verified rows)")
+        source = self.source
+        if any(k > len(source.trained) for k in self.axes.diversity):
+            raise ValueError(f"[axes] diversity must lie in 1..{len(source.trained)} (the number of [data] "
+                             f"{source.trained_key}), got {list(self.axes.diversity)}")
+        source.check_grid(self.eval.splits, self.axes.quality)
 
     @property
-    def dataset(self) -> DatasetSource | None:
-        """The user's dataset the cells train on, paths resolved; None for the synthetic families."""
-        return self.data.dataset(Path(self.base_dir))
+    def source(self) -> DataSource:
+        """What the cells draw their data from, paths resolved."""
+        return self.data.data_source(Path(self.base_dir))
 
     @property
     def bases(self) -> dict[str, Base]:
         """The base of each value of the size axis."""
         return {size: parse_base(size, Path(self.base_dir)) for size in self.axes.size}
+
+    @property
+    def needs_spec_dir(self) -> bool:
+        """Whether its bases or data name files relative to the spec's folder."""
+        return self.source.needs_spec_dir or any(base.needs_spec_dir for base in self.bases.values())
 
     def results_content(self) -> dict:
         """Everything in the spec that determines results (not `name`, `run` or where the file lies)."""
@@ -386,14 +327,14 @@ class GridSpec:
 class Cell:
     """One base × one mixture × one seed, with its content hash."""
 
-    size: str
+    size: str  # the base, as the size axis names it (see `base`)
     pretrain_tokens: int
     diversity: int
     quality: float
     cot: str
     seed: int
     cell_id: str
-    base: Base  # what `size` names: a preset, or a checkpoint with its path resolved
+    base: Base  # what `size` names, paths resolved: ask it for the tokenizer, model, weights and measures
 
     @property
     def axes(self) -> dict:
@@ -428,10 +369,14 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     name = table.pop("name", None)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise UserError(f"{source}: `name` must be a word of letters, digits, _ . - (it names runs/NAME), got {name!r}")
-    _default_dataset_splits(table)
+    evaluation = table.get("eval", {})
+    splits_given = isinstance(evaluation, dict) and "splits" in evaluation
     sections = {}
     for key, cls in (("axes", AxesSpec), ("data", DataSpec), ("train", TrainSpec), ("eval", EvalSpec), ("run", RunSpec)):
         sections[key] = _typed(cls, table.pop(key, {}), f"[{key}]", source)
+    if not splits_given:  # the splits the data makes (the synthetic default names splits only families make)
+        data_splits = sections["data"].data_source(Path(base_dir)).default_splits
+        sections["eval"] = dataclasses.replace(sections["eval"], splits=data_splits)
     if table:
         raise UserError(f"{source}: unknown key {sorted(table)[0]!r} (known: name, axes, data, train, eval, run)")
     try:
@@ -439,47 +384,22 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     except ValueError as error:
         raise UserError(f"{source}: {error}") from None
     for base in spec.bases.values():
-        if base.is_checkpoint:
-            _check_checkpoint(base, source)
-    if spec.dataset is not None:
-        try:
-            check_dataset(spec)
-        except UserError as error:
-            raise UserError(f"{source}: {error}") from None
+        base.check_files(source)
+    try:
+        check_data(spec)
+    except UserError as error:
+        raise UserError(f"{source}: {error}") from None
     return spec
 
 
-def _default_dataset_splits(table: dict) -> None:
-    """A dataset grid evaluates the splits a dataset makes unless [eval] splits says otherwise (the synthetic
-    default names splits only families make)."""
-    data, evaluation = table.get("data"), table.get("eval", {})
-    if isinstance(data, dict) and data.get("source") and isinstance(evaluation, dict) and "splits" not in evaluation:
-        splits = [s for s in DATASET_SPLITS if s != "ood_family" or data.get("ood_groups")]
-        table["eval"] = {**evaluation, "splits": splits}
-
-
-def check_dataset(spec: GridSpec) -> None:
-    """Everything about a dataset grid's files that can be known before any work: every row of both files, that
-    each cell's mixture and each evaluation split can be drawn, and that preset bases' characters can spell it."""
-    from scaling.tasks.dataset import dataset_of, eval_dataset_of, evaluation_set, first_unencodable, training_pool
-    from scaling.tasks.tokenizer import ALPHABET
-
-    source = spec.dataset
-    datasets = [dataset_of(source)] + ([eval_dataset_of(source)] if source.eval_path else [])
-    try:
-        evaluation = evaluation_set(source, spec.eval.splits, spec.eval.n, spec.eval.seed, "full")
-    except ValueError as error:
-        raise UserError(f"[eval] splits: {error}") from None
-    held_out = frozenset(e.key for examples in evaluation.values() for e in examples)
-    for diversity in spec.axes.diversity:
-        for quality in spec.axes.quality:
-            training_pool(source, diversity, spec.data.examples_at(diversity), spec.axes.seed[0], quality, "full", held_out)
-    if any(not base.is_checkpoint for base in spec.bases.values()):
-        for dataset in datasets:
-            outside = first_unencodable(dataset, ALPHABET)
-            if outside is not None:
-                raise UserError(f"{dataset.path} line {outside[0]}: character {outside[1]!r} is not in the preset "
-                                f"models' character vocabulary (use an hf:PATH base, whose tokenizer reads any text)")
+def check_data(spec: GridSpec) -> None:
+    """Everything about a grid's data that can be known before any work: its files' rows, that each cell's mixture
+    and each evaluation split can be drawn, and that every base's tokenizer can spell it."""
+    pools = [(diversity, spec.data.examples_at(diversity), quality)
+             for diversity in spec.axes.diversity for quality in spec.axes.quality]
+    spec.source.check_files(spec.eval.splits, spec.eval.n, spec.eval.seed, pools, spec.axes.seed[0])
+    for base in spec.bases.values():
+        base.check_spells(spec.source)
 
 
 def _typed(cls, table, where: str, source: str):
@@ -527,44 +447,19 @@ def _value(raw, hint, what: str, source: str):
     return float(raw) if hint is float else raw
 
 
-def _check_checkpoint(base: Base, source: str) -> None:
-    """Everything about a checkpoint base that can be known before any work: the folder (or GGUF file), its config,
-    architecture and options, every tensor's name, shape and dtype (headers only), and its tokenizer."""
-    path = base.checkpoint
-    from scaling.hf.gguf import is_gguf  # no jax or transformers: only checks the name
-
-    if is_gguf(path):
-        if not path.is_file():
-            raise UserError(f"{source}: [axes] size {base.name!r}: GGUF file {path} does not exist")
-    elif not path.is_dir():
-        raise UserError(f"{source}: [axes] size {base.name!r}: checkpoint folder {path} does not exist")
-    elif not (path / "config.json").is_file():
-        raise UserError(f"{source}: [axes] size {base.name!r}: {path} has no config.json (not a Hugging Face checkpoint)")
-    from scaling.hf import check_hf_checkpoint  # jax and the model: only for specs that name a checkpoint
-    from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
-
-    try:
-        check_hf_checkpoint(path)
-        checkpoint_tokenizer(path)
-    except UserError as error:
-        raise UserError(f"{source}: [axes] size {base.name!r}: {error}") from None
-
-
 def train_config(spec: GridSpec, seed: int) -> TrainConfig:
     """The optimizer settings of a cell with this seed."""
     return spec.train.config(seed)
 
 
 def expand(spec: GridSpec) -> list[Cell]:
-    """Every cell of the grid, in axis order; preset sizes only take the pretrain axis (hf bases are pretrained)."""
+    """Every cell of the grid, in axis order; each base takes the values of the pretrain axis it can."""
     cells = []
     content = spec.results_content()
     a = spec.axes
     bases = spec.bases
     for size in a.size:
-        for pretrain in a.pretrain_tokens:
-            if bases[size].is_checkpoint and pretrain != 0:
-                continue
+        for pretrain in bases[size].pretrain_axis(a.pretrain_tokens):
             for diversity in a.diversity:
                 for quality in a.quality:
                     for cot in a.cot:

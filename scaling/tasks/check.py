@@ -1,4 +1,5 @@
-"""`scaling data check`: grade a file of completions, per family and overall."""
+"""`scaling data check`: grade a file of completions, per family and overall, as a grid grades them: a synthetic
+family's verifier (`scaling.tasks.grader.grade`), else the answer against the line's reference (`AnswerGrader`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from scaling.errors import UserError
-from scaling.tasks.grader import grade
+from scaling.tasks.grader import AnswerGrader, Grade, grade
 from scaling.tasks.jsonl import AnswerExtractor, json_objects
 from scaling.tasks.registry import TASKS
 
 
-def _grade_line(record: dict, where: str, extractor: AnswerExtractor) -> tuple[str, bool, float]:
+def _grade_line(record: dict, where: str, extractor: AnswerExtractor) -> tuple[str, Grade]:
     family, prompt, completion = (record.get(k) for k in ("family", "prompt", "completion"))
     if not all(isinstance(v, str) for v in (family, prompt, completion)):
         raise UserError(f"{where}: needs string fields family, prompt and completion")
@@ -25,9 +26,9 @@ def _grade_line(record: dict, where: str, extractor: AnswerExtractor) -> tuple[s
             expected = TASKS[family].solve(prompt).answer
             if record["answer"].strip() != expected:
                 raise UserError(f"{where}: answer {record['answer']!r} is not the {family} answer {expected!r}")
-        return family, result.answer_correct, result.process_acc
+        return family, result
     if isinstance(record.get("answer"), str):  # the user's own data: the answer only, steps unverifiable
-        return family, extractor.extract(completion) == extractor.normalize(record["answer"]), math.nan
+        return family, AnswerGrader(extractor).against(extractor.normalize(record["answer"]), completion)
     raise UserError(f"{where}: unknown family {family!r} and no reference answer to grade against")
 
 
@@ -39,8 +40,8 @@ def check_file(path: Path, extractor: AnswerExtractor = AnswerExtractor()) -> di
     """
     graded: dict[str, list[tuple[bool, float]]] = defaultdict(list)
     for number, record in json_objects(path):
-        family, correct, process = _grade_line(record, f"{Path(path)} line {number}", extractor)
-        graded[family].append((correct, process))
+        family, result = _grade_line(record, f"{Path(path)} line {number}", extractor)
+        graded[family].append((result.answer_correct, result.process_acc))
     if not graded:
         raise UserError(f"{path} has no lines to grade")
     every = [g for rows in graded.values() for g in rows]

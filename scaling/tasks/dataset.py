@@ -1,4 +1,4 @@
-"""A user's own SFT data as a grid's data source: a JSONL file whose rows name a group.
+"""A user's own SFT data as a grid's data source (`DatasetSource`): a JSONL file whose rows name a group.
 
 The rows of a file play the parts the synthetic families play in `scaling.tasks.mixture`:
 
@@ -33,13 +33,14 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
 from scaling.errors import UserError
-from scaling.tasks.grader import Grade
-from scaling.tasks.jsonl import AnswerExtractor, BadLine, SftRecord, json_objects, parse_record
+from scaling.tasks.grader import AnswerGrader, Grader
+from scaling.tasks.jsonl import AnswerExtractor, BadLine, SftRecord, json_objects, parse_record, reference_answer
+from scaling.tasks.lenient import LenientGrader
 from scaling.tasks.mixture import Example, even_shares
 from scaling.tasks.quality import COT_STYLES
 
@@ -48,7 +49,13 @@ SPLITS = ("train", "id", "ood_family")  # the evaluation splits a dataset can ma
 
 @dataclass(frozen=True)
 class DatasetSource:
-    """What a grid's `[data]` says about a user's file, its paths resolved: hashable, so reads are cached."""
+    """A grid's data source made of a user's file (see `scaling.tasks.source.DataSource`), its paths resolved:
+    hashable, so reads are cached."""
+
+    spec_keys: ClassVar[tuple[str, ...]] = ("source", "eval_source", "group_by", "groups", "ood_groups",
+                                            "quality_field", "answer")  # the [data] keys that describe it
+    trained_key: ClassVar[str] = "groups"  # the [data] key that lists what diversity counts
+    needs_spec_dir: ClassVar[bool] = True  # its files are named relative to the spec's folder
 
     path: str  # the JSONL file of SFT rows
     groups: tuple[str, ...]  # ordered: diversity k trains on the first k
@@ -57,6 +64,129 @@ class DatasetSource:
     quality_field: str = ""  # a boolean field: true marks a verified row ("": every row counts as verified)
     extractor: AnswerExtractor = AnswerExtractor()
     eval_path: str = ""  # a separate JSONL file of evaluation rows ("": held back from `path`)
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise ValueError(f"[data] groups is required with source: the values of {self.group_by!r} to train on, "
+                             f"in order")
+        if not self.group_by:
+            raise ValueError("[data] group_by must name a field")
+        if set(self.groups) & set(self.ood_groups):
+            raise ValueError(f"[data] ood_groups {sorted(set(self.groups) & set(self.ood_groups))} are also in groups "
+                             f"(a held-out group is never trained)")
+
+    @property
+    def trained(self) -> tuple[str, ...]:
+        return self.groups
+
+    @property
+    def default_splits(self) -> tuple[str, ...]:
+        """The splits it makes: ood_family only where groups are held out."""
+        return tuple(s for s in SPLITS if s != "ood_family" or self.ood_groups)
+
+    @property
+    def grader(self) -> Grader:
+        """The answer the extractor reads must equal the row's reference; steps are counted, never verified."""
+        return AnswerGrader(self.extractor)
+
+    @property
+    def zero_shot_grader(self) -> Grader:
+        return LenientGrader(solved=False)  # no family solves a group: the row's own answer is the reference
+
+    def check_grid(self, splits: Sequence[str], qualities: Sequence[float]) -> None:
+        """What a grid's splits and quality axis may ask of it (its rows are checked by `check_files`)."""
+        unknown = [s for s in splits if s not in SPLITS]
+        if unknown:
+            raise ValueError(f"[eval] splits: split {unknown[0]!r} needs the synthetic families; a dataset makes the "
+                             f"splits {', '.join(SPLITS)}")
+        if "ood_family" in splits and not self.ood_groups:
+            raise ValueError("[eval] splits: ood_family needs [data] ood_groups (groups held out of every mixture)")
+        if not self.quality_field and any(q != 1.0 for q in qualities):
+            raise ValueError(f"[axes] quality {[q for q in qualities if q != 1.0][0]:g} needs [data] quality_field "
+                             f"(the boolean field that marks verified rows)")
+
+    def check_files(self, splits: Sequence[str], n: int, eval_seed: int, pools: Sequence[tuple[int, int, float]],
+                    seed: int) -> None:
+        """Every row of both files, and that the evaluation set and each pool (diversity, examples, quality) at
+        `seed` can be drawn: what can be known before any work."""
+        dataset_of(self)
+        if self.eval_path:
+            eval_dataset_of(self)
+        try:
+            evaluation = self.evaluation_set(splits, n, eval_seed, "full")
+        except ValueError as error:
+            raise UserError(f"[eval] splits: {error}") from None
+        held_out = frozenset(e.key for examples in evaluation.values() for e in examples)
+        for diversity, examples, quality in pools:
+            self.training_pool(diversity, examples, seed, quality, "full", held_out)
+
+    def first_unencodable(self, alphabet: str) -> tuple[str, int, str] | None:
+        """(file, line, character) of the first row (training file first) holding a character outside the alphabet."""
+        for dataset in [dataset_of(self)] + ([eval_dataset_of(self)] if self.eval_path else []):
+            outside = first_unencodable(dataset, alphabet)
+            if outside is not None:
+                return (dataset.path, *outside)
+        return None
+
+    def files_content(self) -> dict[str, str]:
+        """Its files as what decides results: the fingerprints of their rows, never their paths (moving a file
+        keeps its cells; editing it makes new ones)."""
+        return {"source": fingerprint(self.path), "eval_source": fingerprint(self.eval_path) if self.eval_path else ""}
+
+    def evaluation_set(self, splits: Sequence[str], n: int, seed: int, cot: str) -> dict[str, list[Example]]:
+        """The evaluation rows of each split but `train`, as examples in the style `cot`: the same rows for every
+        cell. From the eval file when there is one (all its rows of the trained groups are `id`, of the held-out
+        groups `ood_family`), else held back from the training file (`n` rows a split)."""
+        train = dataset_of(self)
+        split_groups = {"id": self.groups, "ood_family": self.ood_groups}
+        unknown = [s for s in splits if s not in SPLITS]
+        if unknown:
+            raise ValueError(f"split {unknown[0]!r} needs the synthetic families; a dataset has the splits "
+                             f"{', '.join(SPLITS)}")
+        out = {}
+        for split in splits:
+            if split == "train":
+                continue
+            if not split_groups[split]:
+                raise ValueError(f"split {split!r} has no groups: name [data] ood_groups")
+            if self.eval_path:
+                evaluation = eval_dataset_of(self)
+                rows = [row for row in evaluation.rows if row.group in split_groups[split]]
+                if not rows:
+                    raise UserError(f"{self.eval_path}: no rows of groups {', '.join(split_groups[split])} for the "
+                                    f"{split} split")
+            else:
+                evaluation, rows = train, _evaluation_rows(train, split_groups[split], n, seed, split)
+            chance = {group: group_chance(evaluation, group) for group in split_groups[split]}
+            out[split] = [_example(row, split, cot, self.extractor, chance[row.group]) for row in rows]
+        return out
+
+    def training_pool(self, diversity: int, n_examples: int, seed: int, quality: float, cot: str,
+                      held_out: frozenset[str]) -> list[Example]:
+        """The SFT examples of a mixture of the first `diversity` groups, shuffled: no problem in `held_out` (the
+        evaluation rows' keys), round(quality · share) verified rows per group and the rest unverified."""
+        if not 1 <= diversity <= len(self.groups):
+            raise ValueError(f"diversity {diversity} must lie between 1 and the {len(self.groups)} groups given")
+        dataset = dataset_of(self)
+        pool: list[Example] = []
+        for index, (group, share) in enumerate(zip(self.groups[:diversity], even_shares(n_examples, diversity))):
+            chance = group_chance(dataset, group)
+            rows = [row for row in dataset.of(group) if row.key not in held_out]
+            verified_count = round(quality * share)
+            wanted = {True: verified_count, False: share - verified_count}
+            for verified, count in wanted.items():
+                candidates = [row for row in rows if row.verified == verified]
+                if len(candidates) < count:
+                    kind = "verified" if verified else "unverified"
+                    raise UserError(f"[data] examples = {n_examples} at diversity {diversity} and quality {quality:g} "
+                                    f"needs {count} {kind} training rows of group {group!r}, which has {len(candidates)}"
+                                    + (" after the evaluation rows held back" if verified and not self.eval_path else ""))
+                # One permutation per group and kind, whatever the quality: a lower quality keeps a prefix of the
+                # verified rows.
+                order = np.random.default_rng([seed, 0, index, int(verified)]).permutation(len(candidates))
+                pool += [_example(candidates[i], "train", cot, self.extractor, chance) for i in order[:count]]
+        order = np.random.default_rng([seed, 1]).permutation(len(pool))
+        return [pool[i] for i in order]
 
 
 @dataclass(frozen=True)
@@ -153,7 +283,7 @@ def _read(path: str, size: int, mtime_ns: int, groups: tuple[str, ...], group_by
                 raise UserError(f'{where}: "{quality_field}" (the [data] quality_field) must be true or false, '
                                 f"got {json.dumps(verified)}")
         start = extractor.answer_start(record.completion)
-        reference = extractor.normalize(record.answer) if record.answer is not None else extractor.extract(record.completion)
+        reference = reference_answer(record, extractor)
         if start is None or reference is None:
             unanswered.append(number)  # reported below: one message for a file where no row has an answer
             continue
@@ -224,60 +354,6 @@ def _evaluation_rows(dataset: Dataset, groups: Sequence[str], n: int, seed: int,
     return chosen
 
 
-def evaluation_set(source: DatasetSource, splits: Sequence[str], n: int, seed: int, cot: str) -> dict[str, list[Example]]:
-    """The evaluation rows of each split but `train`, as examples in the style `cot`: the same rows for every
-    cell. From the eval file when there is one (all its rows of the trained groups are `id`, of the held-out
-    groups `ood_family`), else held back from the training file (`n` rows a split)."""
-    train = dataset_of(source)
-    split_groups = {"id": source.groups, "ood_family": source.ood_groups}
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown:
-        raise ValueError(f"split {unknown[0]!r} needs the synthetic families; a dataset has the splits {', '.join(SPLITS)}")
-    out = {}
-    for split in splits:
-        if split == "train":
-            continue
-        if not split_groups[split]:
-            raise ValueError(f"split {split!r} has no groups: name [data] ood_groups")
-        if source.eval_path:
-            evaluation = eval_dataset_of(source)
-            rows = [row for row in evaluation.rows if row.group in split_groups[split]]
-            if not rows:
-                raise UserError(f"{source.eval_path}: no rows of groups {', '.join(split_groups[split])} for the {split} split")
-        else:
-            evaluation, rows = train, _evaluation_rows(train, split_groups[split], n, seed, split)
-        chance = {group: group_chance(evaluation, group) for group in split_groups[split]}
-        out[split] = [_example(row, split, cot, source.extractor, chance[row.group]) for row in rows]
-    return out
-
-
-def training_pool(source: DatasetSource, diversity: int, n_examples: int, seed: int, quality: float, cot: str,
-                  held_out: frozenset[str]) -> list[Example]:
-    """The SFT examples of a mixture of the first `diversity` groups, shuffled: no problem in `held_out` (the
-    evaluation rows' keys), round(quality · share) verified rows per group and the rest unverified."""
-    if not 1 <= diversity <= len(source.groups):
-        raise ValueError(f"diversity {diversity} must lie between 1 and the {len(source.groups)} groups given")
-    dataset = dataset_of(source)
-    pool: list[Example] = []
-    for index, (group, share) in enumerate(zip(source.groups[:diversity], even_shares(n_examples, diversity))):
-        chance = group_chance(dataset, group)
-        rows = [row for row in dataset.of(group) if row.key not in held_out]
-        verified_count = round(quality * share)
-        wanted = {True: verified_count, False: share - verified_count}
-        for verified, count in wanted.items():
-            candidates = [row for row in rows if row.verified == verified]
-            if len(candidates) < count:
-                kind = "verified" if verified else "unverified"
-                raise UserError(f"[data] examples = {n_examples} at diversity {diversity} and quality {quality:g} needs "
-                                f"{count} {kind} training rows of group {group!r}, which has {len(candidates)}"
-                                + (" after the evaluation rows held back" if verified and not source.eval_path else ""))
-            # One permutation per group and kind, whatever the quality: a lower quality keeps a prefix of the verified rows.
-            order = np.random.default_rng([seed, 0, index, int(verified)]).permutation(len(candidates))
-            pool += [_example(candidates[i], "train", cot, source.extractor, chance) for i in order[:count]]
-    order = np.random.default_rng([seed, 1]).permutation(len(pool))
-    return [pool[i] for i in order]
-
-
 def dataset_of(source: DatasetSource) -> Dataset:
     """The training file's rows of every named group."""
     return read_dataset(source.path, (*source.groups, *source.ood_groups), source.group_by, source.quality_field,
@@ -288,19 +364,6 @@ def eval_dataset_of(source: DatasetSource) -> Dataset:
     """The evaluation file's rows of every named group (every row counts as verified: the user chose them)."""
     return read_dataset(source.eval_path, (*source.groups, *source.ood_groups), source.group_by, "", source.extractor,
                         every_group=False)
-
-
-@dataclass(frozen=True)
-class AnswerGrader:
-    """A `Grader` for a user's data: the answer the extractor reads must equal the reference. Steps are counted,
-    never verified (no procedure says what a right step is), so process and chain accuracy are undefined."""
-
-    extractor: AnswerExtractor
-
-    def __call__(self, example: Example, completion: str) -> Grade:
-        steps, answer = self.extractor.parse(completion)
-        return Grade(answer_correct=answer == example.answer, process_acc=float("nan"), chain_correct=None,
-                     steps=len(steps))
 
 
 def first_unencodable(dataset: Dataset, alphabet: str) -> tuple[int, str] | None:

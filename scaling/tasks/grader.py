@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from scaling.tasks.families import ANSWER_MARK
+from scaling.tasks.jsonl import AnswerExtractor
 from scaling.tasks.registry import get_task
 
 if TYPE_CHECKING:
@@ -58,3 +59,19 @@ def grade(family: str, prompt: str, completion: str) -> Grade:
 def verify_example(example: Example, completion: str) -> Grade:
     """A `Grader` for the synthetic tasks: the example's family verifies answer and steps."""
     return grade(example.family, example.prompt, completion)
+
+
+@dataclass(frozen=True)
+class AnswerGrader:
+    """A `Grader` where no procedure verifies steps (a user's data): the answer the extractor reads must equal the
+    reference. Steps are counted, never verified, so process and chain accuracy are undefined."""
+
+    extractor: AnswerExtractor
+
+    def __call__(self, example: Example, completion: str) -> Grade:
+        return self.against(example.answer, completion)
+
+    def against(self, reference: str, completion: str) -> Grade:
+        """Grade a completion against a reference answer, normalized as the extractor reads answers."""
+        steps, answer = self.extractor.parse(completion)
+        return Grade(answer_correct=answer == reference, process_acc=float("nan"), chain_correct=None, steps=len(steps))

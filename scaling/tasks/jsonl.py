@@ -1,4 +1,4 @@
-"""Users' own SFT data and eval files (JSON lines), and grading them by final answer.
+"""Users' own SFT data and eval files (JSON lines), and reading final answers from completions.
 
 Each non-blank line is one JSON object in either form:
 
@@ -282,42 +282,8 @@ class AnswerExtractor:
         return last.start(), answer or None
 
 
-@dataclass(frozen=True)
-class RecordGrade:
-    """One graded completion of a user's eval record."""
-
-    correct: bool  # the extracted answer equals the reference answer
-    answer: str | None  # what the extractor read from the model's completion; None when nothing
-    reference: str  # the record's `answer` field if given, else what the extractor reads from its completion
-    steps: tuple[str, ...]  # the completion's non-empty lines before its answer (never verified)
-
-
 def reference_answer(record: SftRecord, extractor: AnswerExtractor) -> str | None:
     """The answer a record expects: its `answer` field, else the extractor applied to its completion."""
     if record.answer is not None:
         return extractor.normalize(record.answer)
     return extractor.extract(record.completion)
-
-
-def grade_records(
-    records: Sequence[SftRecord], completions: Sequence[str], extractor: AnswerExtractor = AnswerExtractor()
-) -> list[RecordGrade]:
-    """Grade model completions of a user's eval records by final-answer exact match.
-
-    Graded like the synthetic tasks: the extractor reads the answer of the model's completion, and
-    it is correct when it equals the record's reference answer. Unparseable output is wrong, never an
-    error. Only answers are graded: steps are returned but nobody checks them, so process accuracy is
-    undefined for user data (there is no procedure to verify a step against).
-    A record with no reference answer at all is a UserError: it could never be graded correct.
-    """
-    if len(records) != len(completions):
-        raise ValueError(f"{len(records)} records but {len(completions)} completions")
-    grades = []
-    for record, completion in zip(records, completions):
-        reference = reference_answer(record, extractor)
-        if reference is None:
-            raise UserError(f'record {record.id} has no "answer", and the {extractor.mode} extractor '
-                            "finds none in its completion")
-        steps, answer = extractor.parse(completion)
-        grades.append(RecordGrade(answer == reference, answer, reference, tuple(steps)))
-    return grades

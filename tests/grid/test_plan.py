@@ -6,8 +6,9 @@ from pathlib import Path
 from checkpoint_folders import chatml_folder
 
 from scaling.trainer.batches import sequence_ids
-from scaling.grid.spec import Cell, parse_base, parse_spec
-from scaling.grid.plan import LENGTH_QUANTUM, cell_data, cell_plan, cell_tokenizer
+from scaling.grid.bases import parse_base
+from scaling.grid.spec import Cell, parse_spec
+from scaling.grid.plan import LENGTH_QUANTUM, cell_data, cell_plan
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
 from scaling.tasks.tokenizer import CHARACTERS
 
@@ -34,8 +35,8 @@ def _cell(size: str, spec_dir: Path = Path(".")) -> Cell:
 def test_a_preset_cell_uses_characters_and_an_hf_cell_its_checkpoints_tokenizer(tmp_path):
     spec = dataclasses.replace(parse_spec(SPEC), base_dir=str(tmp_path))
     folder = chatml_folder(tmp_path / "ckpt")
-    assert cell_tokenizer(_cell("tiny")) is CHARACTERS
-    assert cell_tokenizer(_cell("hf:ckpt", tmp_path)) == checkpoint_tokenizer(folder)
+    assert _cell("tiny").base.tokenizer() is CHARACTERS
+    assert _cell("hf:ckpt", tmp_path).base.tokenizer() == checkpoint_tokenizer(folder)
     assert cell_plan(spec, _cell("tiny"), init_params=None).tokenizer is CHARACTERS
 
 

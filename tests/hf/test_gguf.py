@@ -256,7 +256,7 @@ def test_smollm2_greedy_answers_match_transformers_token_for_token(smollm2):
 def test_smollm2_reads_chat_rows_of_a_dataset_through_its_own_template(tmp_path):
     """A user's chat rows (a system turn of their own, several turns) become exactly the prompt and answer ids
     transformers' apply_chat_template gives SmolLM2 for the same messages."""
-    from scaling.tasks.dataset import DatasetSource, evaluation_set
+    from scaling.tasks.dataset import DatasetSource
 
     path = smollm2_path()
     chats = [[{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2+3?"},
@@ -264,7 +264,7 @@ def test_smollm2_reads_chat_rows_of_a_dataset_through_its_own_template(tmp_path)
              [{"role": "user", "content": "Add 1 and 1."}, {"role": "assistant", "content": "#### 2"},
               {"role": "user", "content": "Now reverse 1 2."}, {"role": "assistant", "content": "2 1\n#### 2 1"}]]
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"messages": chat, "family": "mixed"}) + "\n" for chat in chats))
-    (id_split,) = evaluation_set(DatasetSource(str(tmp_path / "chat.jsonl"), ("mixed",)), ("id",), 2, 0, "full").values()
+    (id_split,) = DatasetSource(str(tmp_path / "chat.jsonl"), ("mixed",)).evaluation_set(("id",), 2, 0, "full").values()
     tokenizer = checkpoint_tokenizer(path)
     reference = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     for example in id_split:

@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 
 from scaling.tasks.dataset import (
-    AnswerGrader,
     DatasetSource,
     dataset_of,
-    evaluation_set,
     fingerprint,
     group_chance,
     normalized_prompt,
     styled_completion,
-    training_pool,
 )
+from scaling.tasks.grader import AnswerGrader
 from scaling.tasks.jsonl import AnswerExtractor
 from scaling.tasks.mixture import sample
 
@@ -54,7 +52,7 @@ def test_the_evaluation_rows_are_the_grids_and_no_training_row_repeats_their_pro
     copy = json.loads(json.dumps(rows[0]))
     copy["messages"][1]["content"] = "  " + copy["messages"][1]["content"].upper() + " "
     source = source_of(write(tmp_path / "d.jsonl", [*rows, copy]))
-    evaluation = evaluation_set(source, ("train", "id", "ood_family"), 12, seed=0, cot="full")
+    evaluation = source.evaluation_set(("train", "id", "ood_family"), 12, seed=0, cot="full")
     assert [len(evaluation[s]) for s in ("id", "ood_family")] == [12, 12]
     assert {e.family for e in evaluation["id"]} == set(GROUPS) and {e.family for e in evaluation["ood_family"]} == {"lookup"}
     assert all(not e.corrupted for examples in evaluation.values() for e in examples)  # unverified rows never graded
@@ -62,19 +60,19 @@ def test_the_evaluation_rows_are_the_grids_and_no_training_row_repeats_their_pro
     for diversity in (1, 3):
         for quality in (1.0, 0.6):
             for seed in (0, 1):
-                pool = training_pool(source, diversity, 60, seed, quality, "full", held)
+                pool = source.training_pool(diversity, 60, seed, quality, "full", held)
                 assert len(pool) == 60 and not {e.key for e in pool} & held
                 assert {e.family for e in pool} == set(GROUPS[:diversity])
     assert normalized_prompt(copy["messages"][1]["content"]) == normalized_prompt(rows[0]["messages"][1]["content"])
     # The evaluation set depends on the evaluation seed alone.
-    assert evaluation_set(source, ("id",), 12, seed=0, cot="full")["id"] == evaluation["id"]
-    assert evaluation_set(source, ("id",), 12, seed=1, cot="full")["id"] != evaluation["id"]
+    assert source.evaluation_set(("id",), 12, seed=0, cot="full")["id"] == evaluation["id"]
+    assert source.evaluation_set(("id",), 12, seed=1, cot="full")["id"] != evaluation["id"]
 
 
 def test_quality_is_the_verified_share_of_each_group_and_lower_qualities_keep_a_prefix(tmp_path):
     source = source_of(write(tmp_path / "d.jsonl", rows_of()))
-    held = held_out_keys(evaluation_set(source, ("id",), 9, 0, "full"))
-    by_quality = {q: training_pool(source, 3, 60, 0, q, "full", held) for q in (1.0, 0.75, 0.5)}
+    held = held_out_keys(source.evaluation_set(("id",), 9, 0, "full"))
+    by_quality = {q: source.training_pool(3, 60, 0, q, "full", held) for q in (1.0, 0.75, 0.5)}
     for quality, pool in by_quality.items():
         for group in GROUPS:
             rows = [e for e in pool if e.family == group]
@@ -95,8 +93,8 @@ def test_the_same_rows_in_another_order_are_the_same_data_and_an_edit_is_not(tmp
     pools = []
     for path in (a, b):
         source = source_of(path)
-        evaluation = evaluation_set(source, ("id", "ood_family"), 12, 0, "full")
-        pools.append((evaluation, training_pool(source, 2, 40, 1, 0.75, "full", held_out_keys(evaluation))))
+        evaluation = source.evaluation_set(("id", "ood_family"), 12, 0, "full")
+        pools.append((evaluation, source.training_pool(2, 40, 1, 0.75, "full", held_out_keys(evaluation))))
     assert pools[0] == pools[1]
     edited = json.loads(json.dumps(rows))
     edited[7]["verified"] = not edited[7]["verified"]
@@ -112,7 +110,7 @@ def test_cot_styles_keep_the_answer_where_the_extractor_finds_it(tmp_path):
     assert styled_completion(row, "full") == rows[0]["completion"]
     assert styled_completion(row, "short") == "2 plus 3 is 5.\nThe answer is [5]."
     assert styled_completion(row, "none") == "The answer is [5]."
-    pool = training_pool(source, 1, 2, 0, 1.0, "short", frozenset())
+    pool = source.training_pool(1, 2, 0, 1.0, "short", frozenset())
     assert {e.answer for e in pool} == {"5", "2"} and all(len(e.steps) == 1 for e in pool)
     grader = AnswerGrader(extractor)
     (five,) = [e for e in pool if e.answer == "5"]
@@ -126,7 +124,7 @@ def test_a_groups_chance_floor_is_the_share_of_its_most_common_answer(tmp_path):
     rows.append({"prompt": "q9", "completion": "#### no", "family": "yesno", "answer": "maybe"})  # the field wins
     source = DatasetSource(str(write(tmp_path / "d.jsonl", rows)), ("yesno",))
     assert group_chance(dataset_of(source), "yesno") == pytest.approx(3 / 5)
-    (pool_row,) = [e for e in training_pool(source, 1, 5, 0, 1.0, "full", frozenset()) if e.prompt == "q9"]
+    (pool_row,) = [e for e in source.training_pool(1, 5, 0, 1.0, "full", frozenset()) if e.prompt == "q9"]
     assert pool_row.answer == "maybe" and pool_row.chance == pytest.approx(3 / 5)
 
 
@@ -139,10 +137,10 @@ def test_an_eval_file_takes_the_place_of_held_back_rows_and_training_never_repea
            {"prompt": "add 36, 21 and 1", "completion": "#### 58", "category": "lookup"}]
     evaluation_file = write(tmp_path / "eval.jsonl", [*shared, *new])
     source = source_of(train, eval_path=str(evaluation_file))
-    evaluation = evaluation_set(source, ("train", "id", "ood_family"), 5, seed=0, cot="full")
+    evaluation = source.evaluation_set(("train", "id", "ood_family"), 5, seed=0, cot="full")
     assert len(evaluation["id"]) == len(shared) + 1 and len(evaluation["ood_family"]) == 1  # all its rows, whatever n
     held = held_out_keys(evaluation)
-    pool = training_pool(source, 3, 90, 0, 1.0, "full", held)
+    pool = source.training_pool(3, 90, 0, 1.0, "full", held)
     assert not {e.key for e in pool} & held
     assert not {e.prompt for e in pool} & {e.prompt for e in evaluation["id"]}  # the training file holds them
 

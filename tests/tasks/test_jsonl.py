@@ -4,12 +4,13 @@ import re
 import pytest
 
 from scaling.errors import UserError
+from scaling.tasks.grader import AnswerGrader
 from scaling.tasks.jsonl import (
     AnswerExtractor,
     SftRecord,
-    grade_records,
     read_records,
     record_id,
+    reference_answer,
     render_chat,
 )
 
@@ -180,27 +181,29 @@ def test_grading_a_small_eval_file(tmp_path):
         {"prompt": "10*10?", "completion": "the product", "answer": " 100 "},
         CHAT,
     )
-    records = read_records(path)
+    records, extractor = read_records(path), AnswerExtractor()
     completions = ["2+2=4\n#### 4", "10*10=100\n#### 1000", "#### 6\n"]
-    grades = grade_records(records, completions, AnswerExtractor())
-    assert [g.correct for g in grades] == [True, False, True]
-    assert [g.reference for g in grades] == ["4", "100", "6"]
-    assert grades[1].answer == "1000" and grades[1].steps == ("10*10=100",)
+    references = [reference_answer(record, extractor) for record in records]
+    assert references == ["4", "100", "6"]
+    grades = [AnswerGrader(extractor).against(ref, text) for ref, text in zip(references, completions)]
+    assert [g.answer_correct for g in grades] == [True, False, True]
+    assert extractor.parse(completions[1]) == (["10*10=100"], "1000") and grades[1].steps == 1
 
 
 def test_unparseable_output_is_wrong_not_an_error():
-    records = [SftRecord("r", "user", "p", "#### 4")]
+    extractor = AnswerExtractor()
+    reference = reference_answer(SftRecord("r", "user", "p", "#### 4"), extractor)
     for text in ("", "####", "garbage", "\n\n#### \n"):
-        (grade,) = grade_records(records, [text], AnswerExtractor())
-        assert not grade.correct and grade.answer is None
+        grade = AnswerGrader(extractor).against(reference, text)
+        assert not grade.answer_correct and extractor.extract(text) is None
 
 
 def test_reference_answers_are_normalized_like_extracted_ones():
-    records = [SftRecord("r", "user", "p", "c", answer="1,234")]
-    (grade,) = grade_records(records, ["it is 1234 in total"], AnswerExtractor(mode="last_number"))
-    assert grade.correct and grade.reference == "1234"
+    extractor = AnswerExtractor(mode="last_number")
+    reference = reference_answer(SftRecord("r", "user", "p", "c", answer="1,234"), extractor)
+    assert reference == "1234" and AnswerGrader(extractor).against(reference, "it is 1234 in total").answer_correct
 
 
-def test_a_record_with_no_reference_answer_is_a_user_error():
-    with pytest.raises(UserError, match="record r has no \"answer\""):
-        grade_records([SftRecord("r", "user", "p", "no marker")], ["#### 1"], AnswerExtractor())
+def test_a_record_with_no_reference_answer_has_none():
+    # A dataset refuses such a row (scaling.tasks.dataset): it could never be graded correct.
+    assert reference_answer(SftRecord("r", "user", "p", "no marker"), AnswerExtractor()) is None
