@@ -32,6 +32,8 @@ from typing import Callable, Union
 import numpy as np
 import pandas as pd
 
+from scaling.errors import first_line
+
 MAX_LENGTH = 2_000  # characters: a row condition is a line, not a program
 MAX_DEPTH = 50  # nesting of parentheses and operators: deeper is refused, never a RecursionError
 
@@ -314,7 +316,7 @@ def evaluate(node: Node, table: pd.DataFrame) -> np.ndarray:
         try:
             value = _value(node, {str(c): table[c].to_numpy() for c in table.columns})
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as error:
-            raise ExpressionError(f"cannot be evaluated on the table ({_reason(error)})") from None
+            raise ExpressionError(f"cannot be evaluated on the table ({first_line(error)})") from None
     return np.broadcast_to(np.asarray(value), (len(table),))
 
 
@@ -370,10 +372,6 @@ def _truth(value, op: str):
     if array.dtype != bool:
         raise TypeError(f"{op} combines conditions (true or false), not values")
     return array
-
-
-def _reason(error: Exception) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def row_mask(text: str, table: pd.DataFrame) -> np.ndarray:

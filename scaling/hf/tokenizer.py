@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from scaling.errors import UserError
+from scaling.errors import UserError, first_line
 from scaling.staging import write_file_atomic
 from scaling.hf.chat_template import ChatTemplate
 from scaling.tasks.tokenizer import PROMPT_END
@@ -47,8 +47,7 @@ def load_tokenizer(path) -> Tokenizer:
     try:
         return Tokenizer.from_str(text)
     except Exception as error:  # the Rust side raises plain Exception for every parse or schema error
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"tokenizer file {file} is malformed: {reason}") from None
+        raise UserError(f"tokenizer file {file} is malformed: {first_line(error)}") from None
 
 
 def save_tokenizer(tokenizer: Tokenizer, path) -> Path:
