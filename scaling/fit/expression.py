@@ -167,19 +167,19 @@ class _Parser:
         finally:
             self.depth -= 1
 
-    def condition(self) -> Node:
-        node = self.nested(self.conjunction)
-        while self.at("or", "|"):
-            self.take()
-            node = Binary("or", node, self.nested(self.conjunction))
+    def chain(self, operand: Callable[[], Node], operators: dict[str, str]) -> Node:
+        """Operands joined by operators, grouped from the left (a - b - c is (a - b) - c); `operators` maps each
+        token that may join two operands to the operator it stands for."""
+        node = operand()
+        while self.at(*operators):
+            node = Binary(operators[self.take().text], node, operand())
         return node
 
+    def condition(self) -> Node:
+        return self.chain(lambda: self.nested(self.conjunction), {"or": "or", "|": "or"})
+
     def conjunction(self) -> Node:
-        node = self.nested(self.negation)
-        while self.at("and", "&"):
-            self.take()
-            node = Binary("and", node, self.nested(self.negation))
-        return node
+        return self.chain(lambda: self.nested(self.negation), {"and": "and", "&": "and"})
 
     def negation(self) -> Node:
         if self.at("not", "~"):
@@ -205,16 +205,10 @@ class _Parser:
         return following.kind == "name" and following.text == text
 
     def sum(self) -> Node:
-        node = self.product()
-        while self.at("+", "-"):
-            node = Binary(self.take().text, node, self.product())
-        return node
+        return self.chain(self.product, {op: op for op in ("+", "-")})
 
     def product(self) -> Node:
-        node = self.unary()
-        while self.at("*", "/", "//", "%"):
-            node = Binary(self.take().text, node, self.unary())
-        return node
+        return self.chain(self.unary, {op: op for op in ("*", "/", "//", "%")})
 
     def unary(self) -> Node:
         if self.at("-", "+"):
