@@ -1,5 +1,6 @@
 """Greedy generation time: the key/value-cached `generate_greedy_cached` versus the full-forward
-`generate_greedy` that reruns the whole BxT buffer for every new token, on identical models and prompts.
+`generate_greedy_full` (tests/greedy_reference.py) that reruns the whole BxT buffer for every new token, on
+identical models and prompts.
 
 Both implement one contract and run every row every step until all rows are done, so their work is equal
 only if they run equally many steps: the end-of-sequence embedding is zeroed (its logit is then exactly 0
@@ -11,7 +12,9 @@ Last line: a JSON object whose "ratio" is full-forward time / cached time (above
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -20,10 +23,12 @@ from flax import nnx
 from scaling.trainer.batches import prompt_arrays, sequence_length
 from scaling.trainer.config import preset
 from scaling.trainer.decode import generate_greedy_cached
-from scaling.trainer.evaluate import generate_greedy
 from scaling.trainer.model import init_model
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from greedy_reference import generate_greedy_full  # noqa: E402  (the tests' reference decoder)
 
 BATCH = 64
 REPS = 3
@@ -55,7 +60,7 @@ def compare(examples, length: int, max_new: int) -> dict:
     graphdef, params = _model_without_eos(length)
     tokens, lengths = prompt_arrays(examples, length)
     cached, cached_out = _seconds(generate_greedy_cached, params, tokens, lengths, graphdef, max_new)
-    full, full_out = _seconds(generate_greedy, params, tokens, lengths, graphdef, max_new)
+    full, full_out = _seconds(generate_greedy_full, params, tokens, lengths, graphdef, max_new)
     assert (cached_out == full_out).all(), "cached and full-forward generation disagree"
     assert max_new <= length - lengths.min(), "max_new must leave the shortest prompt room to run every step"
     generated = np.arange(length)[None, :] >= lengths[:, None]

@@ -1,4 +1,5 @@
-"""Ensemble step time: 8 `tiny` models trained by one vmapped step versus the same 8 trained in turn.
+"""Ensemble step time: 8 `tiny` models trained by one vmapped step (benchmarks/ensemble.py) versus the same 8
+trained in turn.
 
 Both train identical members (seeds 0..7, each on its own data order) on identical batches that are
 on the device before timing starts; each is timed over STEPS steps after its compile, in ROUNDS
@@ -9,18 +10,22 @@ Last line: a JSON object whose "ratio" is sequential time / vmapped time per ste
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
 from scaling.trainer.batches import sequence_length, token_arrays
 from scaling.trainer.config import TrainConfig, preset
-from scaling.trainer.ensemble import ensemble_train_step, init_ensemble, init_ensemble_state, member, member_batches
 from scaling.trainer.model import init_model
 from scaling.tasks import tokenizer
 from scaling.tasks.mixture import training_pool
 from scaling.trainer.train import optimizer_for, train_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or through runpy
+from ensemble import ensemble_train_step, init_ensemble, init_ensemble_state, member, member_batches  # noqa: E402
 
 SEEDS = tuple(range(8))
 BATCH_SIZE = 32

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from tokenizers import Tokenizer, processors
+from trained_bpe import train_bpe
 
-from scaling.hf.tokenizer import save_tokenizer, train_bpe
+from scaling.hf.tokenizer import save_tokenizer
 from scaling.tasks.mixture import training_pool
 
 # Qwen2-style: a default system turn, turns closed by <|im_end|> and a newline; no bos.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.errors import UserError
+from scaling.errors import UserError, first_line
 from scaling.fit.expression import ExpressionError, row_mask
 from scaling.fit.infer import FitData
 from scaling.fit.laws import COVARIATE_RANGES, Law
@@ -46,7 +46,7 @@ def load_table(path: Path, split: str | None = None) -> pd.DataFrame:
     try:
         table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     except (OSError, ValueError, pd.errors.ParserError) as error:
-        raise UserError(f"input {path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+        raise UserError(f"input {path} is unreadable ({first_line(error, with_type=True)})") from None
     return with_past_memorization(table)
 
 

@@ -32,6 +32,8 @@ from typing import Callable, Union
 import numpy as np
 import pandas as pd
 
+from scaling.errors import first_line
+
 MAX_LENGTH = 2_000  # characters: a row condition is a line, not a program
 MAX_DEPTH = 50  # nesting of parentheses and operators: deeper is refused, never a RecursionError
 
@@ -165,19 +167,19 @@ class _Parser:
         finally:
             self.depth -= 1
 
-    def condition(self) -> Node:
-        node = self.nested(self.conjunction)
-        while self.at("or", "|"):
-            self.take()
-            node = Binary("or", node, self.nested(self.conjunction))
+    def chain(self, operand: Callable[[], Node], operators: dict[str, str]) -> Node:
+        """Operands joined by operators, grouped from the left (a - b - c is (a - b) - c); `operators` maps each
+        token that may join two operands to the operator it stands for."""
+        node = operand()
+        while self.at(*operators):
+            node = Binary(operators[self.take().text], node, operand())
         return node
 
+    def condition(self) -> Node:
+        return self.chain(lambda: self.nested(self.conjunction), {"or": "or", "|": "or"})
+
     def conjunction(self) -> Node:
-        node = self.nested(self.negation)
-        while self.at("and", "&"):
-            self.take()
-            node = Binary("and", node, self.nested(self.negation))
-        return node
+        return self.chain(lambda: self.nested(self.negation), {"and": "and", "&": "and"})
 
     def negation(self) -> Node:
         if self.at("not", "~"):
@@ -203,16 +205,10 @@ class _Parser:
         return following.kind == "name" and following.text == text
 
     def sum(self) -> Node:
-        node = self.product()
-        while self.at("+", "-"):
-            node = Binary(self.take().text, node, self.product())
-        return node
+        return self.chain(self.product, {op: op for op in ("+", "-")})
 
     def product(self) -> Node:
-        node = self.unary()
-        while self.at("*", "/", "//", "%"):
-            node = Binary(self.take().text, node, self.unary())
-        return node
+        return self.chain(self.unary, {op: op for op in ("*", "/", "//", "%")})
 
     def unary(self) -> Node:
         if self.at("-", "+"):
@@ -314,7 +310,7 @@ def evaluate(node: Node, table: pd.DataFrame) -> np.ndarray:
         try:
             value = _value(node, {str(c): table[c].to_numpy() for c in table.columns})
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as error:
-            raise ExpressionError(f"cannot be evaluated on the table ({_reason(error)})") from None
+            raise ExpressionError(f"cannot be evaluated on the table ({first_line(error)})") from None
     return np.broadcast_to(np.asarray(value), (len(table),))
 
 
@@ -370,10 +366,6 @@ def _truth(value, op: str):
     if array.dtype != bool:
         raise TypeError(f"{op} combines conditions (true or false), not values")
     return array
-
-
-def _reason(error: Exception) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def row_mask(text: str, table: pd.DataFrame) -> np.ndarray:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Callable, Protocol
 
-from scaling.errors import UserError
+from scaling.errors import UserError, first_line
 
 # What each [run] log needs installed, and the extra that installs it.
 NEEDS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
@@ -86,7 +86,7 @@ class GuardedLog:
         try:
             action()
         except Exception as error:  # any logging failure: the results must not depend on it
-            self.warn(f"logging turned off for this cell: {type(error).__name__}: {error}".splitlines()[0])
+            self.warn(f"logging turned off for this cell: {first_line(error, with_type=True)}")
             self.inner = None
 
     def scalars(self, step: int, values: dict[str, float]) -> None:

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 from scaling.trainer.config import preset
 from scaling.cache import local_cache
-from scaling.errors import UserError
+from scaling.errors import UserError, first_line
 from scaling.grid.spec import Cell, GridSpec, expand, parse_spec
 from scaling.grid.locks import acquire
 from scaling.grid.folder import RunFolder
@@ -222,7 +222,7 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
             with _reporter(folder, spec, cell, plan, notify) as reporter:
                 result = run_cell(plan, checkpoints=checkpoints, on_final=keep, observer=reporter)
         except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid
-            result = failed_result(cell, f"{type(error).__name__}: {error}".splitlines()[0])
+            result = failed_result(cell, first_line(error, with_type=True))
             traceback.print_exc()
         if lock.lost:  # a runner took the lock over (this one looked dead): its result will be the same
             return Outcome(cell.cell_id, LOCK_LOST, False, worker)

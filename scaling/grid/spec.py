@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from scaling.tasks.jsonl import AnswerExtractor
 from scaling.tasks.mixture import SPLITS
 from scaling.tasks.quality import COT_STYLES
 from scaling.tasks.source import DataSource, FamilySource
+from scaling.typed_toml import typed_table
 
 EXECUTORS = ("local", "ray", "slurm")
 MAX_SEED = 2**31  # seeds feed jax.random.key and numpy generators, which take at most 63 bits; 31 keep every use safe
@@ -373,7 +373,7 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     splits_given = isinstance(evaluation, dict) and "splits" in evaluation
     sections = {}
     for key, cls in (("axes", AxesSpec), ("data", DataSpec), ("train", TrainSpec), ("eval", EvalSpec), ("run", RunSpec)):
-        sections[key] = _typed(cls, table.pop(key, {}), f"[{key}]", source)
+        sections[key] = typed_table(cls, table.pop(key, {}), f"[{key}]", source)
     if not splits_given:  # the splits the data makes (the synthetic default names splits only families make)
         data_splits = sections["data"].data_source(Path(base_dir)).default_splits
         sections["eval"] = dataclasses.replace(sections["eval"], splits=data_splits)
@@ -402,49 +402,6 @@ def check_data(spec: GridSpec) -> None:
         base.check_spells(spec.source)
 
 
-def _typed(cls, table, where: str, source: str):
-    """An instance of the dataclass cls from a TOML table, every key known and every value of its type."""
-    if not isinstance(table, dict):
-        raise UserError(f"{source}: {where} must be a table")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise UserError(f"{source}: unknown key {where} {unknown[0]!r} (known: {', '.join(fields)})")
-    values = {}
-    for name, f in fields.items():
-        if name not in table:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise UserError(f"{source}: {where} {name} is required")
-            continue
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _typed(hint, table[name], f"[{where.strip('[]')}.{name}]", source)
-        else:
-            values[name] = _value(table[name], hint, f"{where} {name}", source)
-    try:
-        return cls(**values)
-    except ValueError as error:
-        raise UserError(f"{source}: {error}") from None
-
-
-def _value(raw, hint, what: str, source: str):
-    """raw checked against a field type: str, int, float, or tuple[T, ...] (a TOML list, or one value)."""
-    if typing.get_origin(hint) is tuple:
-        item = typing.get_args(hint)[0]
-        items = raw if isinstance(raw, list) else [raw]
-        if not items:
-            raise UserError(f"{source}: {what} must list at least one value")
-        values = tuple(_value(one, item, what, source) for one in items)
-        if len(set(values)) != len(values):
-            raise UserError(f"{source}: {what} lists a value twice: {list(values)}")
-        return values
-    ok = {str: isinstance(raw, str), int: isinstance(raw, int) and not isinstance(raw, bool),
-          float: isinstance(raw, (int, float)) and not isinstance(raw, bool), bool: isinstance(raw, bool)}[hint]
-    if not ok:
-        kind = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}[hint]
-        raise UserError(f"{source}: {what} must be {kind}, got {raw!r}")
-    return float(raw) if hint is float else raw
 
 
 def train_config(spec: GridSpec, seed: int) -> TrainConfig:

@@ -22,7 +22,7 @@ import jinja2.nodes
 import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from scaling.errors import UserError
+from scaling.errors import UserError, first_line
 
 # Named special tokens a template may read, as transformers' SPECIAL_TOKENS_ATTRIBUTES lists them.
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -46,14 +46,9 @@ class ChatTemplate:
             return template.render(messages=messages, tools=None, documents=None,
                                    add_generation_prompt=add_generation_prompt, **dict(self.variables))
         except jinja2.TemplateError as error:  # raise_exception, undefined names, sandbox violations
-            raise UserError(f"{self.origin} failed to render: {_one_line(error)}") from None
+            raise UserError(f"{self.origin} failed to render: {first_line(error)}") from None
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:  # Python errors inside expressions
-            raise UserError(f"{self.origin} failed to render: {type(error).__name__}: {_one_line(error)}") from None
-
-
-def _one_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+            raise UserError(f"{self.origin} failed to render: {first_line(error, with_type=True)}") from None
 
 
 class _GenerationBlock(jinja2.ext.Extension):
@@ -125,4 +120,4 @@ def _compiled(source: str, origin: str) -> jinja2.Template:
     try:
         return environment.from_string(source)
     except jinja2.TemplateError as error:
-        raise UserError(f"{origin} is not a valid Jinja template: {_one_line(error)}") from None
+        raise UserError(f"{origin} is not a valid Jinja template: {first_line(error)}") from None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling.errors import UserError
+from scaling.errors import UserError, first_line
 from scaling.hf.files import TensorInfo
 
 SUFFIX = ".gguf"
@@ -99,7 +99,7 @@ def _config(path: str, size: int, mtime: int) -> dict:
         with _alone(Path(path)) as (folder, name):
             config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True, trust_remote_code=False)
     except (ValueError, KeyError, TypeError, OSError) as error:
-        raise UserError(f"{path}: transformers cannot read its config ({str(error).splitlines()[0][:160]})") from None
+        raise UserError(f"{path}: transformers cannot read its config ({first_line(error)[:160]})") from None
     hf = config.to_dict()
     hf.pop("_name_or_path", None)  # a path on the machine that converted it: not part of the model
     return hf
@@ -165,5 +165,5 @@ def write_gguf_tokenizer(path: Path, destination: Path) -> None:
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True,
                                                       trust_remote_code=False)
     except (ValueError, KeyError, TypeError, OSError) as error:
-        raise UserError(f"{path}: transformers cannot build its tokenizer ({str(error).splitlines()[0][:160]})") from None
+        raise UserError(f"{path}: transformers cannot build its tokenizer ({first_line(error)[:160]})") from None
     tokenizer.save_pretrained(destination)

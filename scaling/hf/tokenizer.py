@@ -1,10 +1,10 @@
-"""Hugging Face `tokenizers`: load a local tokenizer.json, train a small byte-level BPE offline, save it.
+"""Hugging Face `tokenizers`: load a local tokenizer.json, save one.
 
-Nothing here touches the network or the hub: tokenizers come from files on disk or are trained from
-texts in memory. `TextTokenizer` makes any of them a `scaling.tasks.tokenizer.Tokenizer`, so the
-data path can take it in place of the character tokenizer: with a chat template, an example is a
-user turn and the assistant's answer as the template renders them; without, it is an optional
-beginning-of-sequence prefix, the prompt, a newline, the completion and end of sequence.
+Nothing here touches the network or the hub: tokenizers come from files on disk. `TextTokenizer` makes
+any of them a `scaling.tasks.tokenizer.Tokenizer`, so the data path can take it in place of the character
+tokenizer: with a chat template, an example is a user turn and the assistant's answer as the template
+renders them; without, it is an optional beginning-of-sequence prefix, the prompt, a newline, the
+completion and end of sequence.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
-from scaling.errors import UserError
+from scaling.errors import UserError, first_line
 from scaling.staging import write_file_atomic
 from scaling.hf.chat_template import ChatTemplate
 from scaling.tasks.tokenizer import PROMPT_END
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from scaling.tasks.mixture import Example
 
 FILE_NAME = "tokenizer.json"
-SPECIAL_TOKENS = ("<pad>", "<eos>")  # ids 0 and 1 of a trained BPE, as in the character tokenizer
 
 
 def tokenizer_file(path) -> Path:
@@ -47,8 +46,7 @@ def load_tokenizer(path) -> Tokenizer:
     try:
         return Tokenizer.from_str(text)
     except Exception as error:  # the Rust side raises plain Exception for every parse or schema error
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"tokenizer file {file} is malformed: {reason}") from None
+        raise UserError(f"tokenizer file {file} is malformed: {first_line(error)}") from None
 
 
 def save_tokenizer(tokenizer: Tokenizer, path) -> Path:
@@ -56,43 +54,6 @@ def save_tokenizer(tokenizer: Tokenizer, path) -> Path:
     file = tokenizer_file(path)
     write_file_atomic(file, tokenizer.to_str(pretty=True).encode("utf-8"))
     return file
-
-
-def train_bpe(
-    texts: Iterable[str],
-    vocab_size: int,
-    special_tokens: Sequence[str] = SPECIAL_TOKENS,
-    min_frequency: int = 2,
-) -> Tokenizer:
-    """A byte-level BPE trained on texts; the same texts give the same tokenizer (identical `to_str()`).
-
-    Special tokens take ids 0, 1, ... in order, then the 256 byte symbols, then the merges, so any
-    text encodes without an unknown token. There is no normalizer and no prefix space, which makes
-    `decode(encode(text)) == text` exact for any string.
-    """
-    if isinstance(texts, str):
-        raise TypeError("train_bpe texts must be an iterable of strings, not one string")
-    if len(set(special_tokens)) != len(special_tokens) or not all(special_tokens):
-        raise ValueError(f"train_bpe special_tokens must be distinct and non-empty, got {list(special_tokens)}")
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    smallest = len(alphabet) + len(special_tokens)
-    if vocab_size < smallest:
-        raise ValueError(f"train_bpe vocab_size must be >= {smallest} (256 bytes + special tokens), got {vocab_size}")
-    if min_frequency < 1:
-        raise ValueError(f"train_bpe min_frequency must be >= 1, got {min_frequency}")
-    tokenizer = Tokenizer(models.BPE())
-    # add_prefix_space=False: a leading space would be invented on encode and kept on decode.
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(special_tokens),
-        initial_alphabet=alphabet,  # every byte, seen in texts or not
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    return tokenizer
 
 
 @dataclass(frozen=True, eq=False)

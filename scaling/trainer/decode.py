@@ -1,9 +1,9 @@
 """Greedy generation with a key/value cache: one prefill pass over the prompt buffer, then one token per
 row per step, so a step costs B tokens instead of the B·T of rerunning the whole buffer.
 
-Same contract as `scaling.trainer.evaluate.generate_greedy`, so it can replace it: prompts left-aligned in a
-zero-padded BxT buffer with per-row lengths (each >= 1), greedy tokens appended after each prompt until
-end of sequence, max_new tokens, or T is full.
+The package's one greedy decoder. Its contract: prompts left-aligned in a zero-padded BxT buffer with
+per-row lengths (each >= 1), greedy tokens appended after each prompt until end of sequence, max_new
+tokens, or T is full (tests/greedy_reference.py decodes the same contract by rerunning the whole buffer).
 """
 
 from __future__ import annotations

@@ -77,7 +77,17 @@ def norm(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
     return nnx.LayerNorm(cfg.d_model, epsilon=cfg.norm_eps, use_fast_variance=False, dtype=cfg.compute_dtype, rngs=rngs)
 
 
-class Attention(nnx.Module):
+class Prefilled(nnx.Module):
+    """A layer, or the model, that runs whole sequences with `prefill` (which also returns the keys and values
+    `decode` continues from) and one token per row with `decode`. Called, it runs the sequences and drops them."""
+
+    def __call__(self, inputs: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array,
+                 span: int | None = None) -> jax.Array:
+        """The output of `prefill` on inputs (tokens BxT for the model, activations BxTxD for a layer)."""
+        return self.prefill(inputs, positions_BxT, segments_BxT, span)[0]
+
+
+class Attention(Prefilled):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         d, dh = cfg.d_model, cfg.head_dim
         self.cfg = cfg
@@ -85,10 +95,6 @@ class Attention(nnx.Module):
         self.key = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
         self.value = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
         self.out = nnx.Linear(cfg.n_heads * dh, d, use_bias=cfg.out_bias, dtype=cfg.compute_dtype, rngs=rngs)
-
-    def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array,
-                 span: int | None = None) -> jax.Array:
-        return self.prefill(x_BxTxD, positions_BxT, segments_BxT, span)[0]
 
     def prefill(
         self, x_BxTxD: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array, span: int | None = None
@@ -147,17 +153,13 @@ class GeluMLP(nnx.Module):
         return per_token(lambda x_NxD: self.down(jax.nn.gelu(self.up(x_NxD), approximate=self.approximate)), x_BxTxD)
 
 
-class Block(nnx.Module):
+class Block(Prefilled):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.parallel_residual = cfg.parallel_residual
         self.attention_norm = norm(cfg, rngs)
         self.attention = Attention(cfg, rngs)
         self.mlp_norm = norm(cfg, rngs)
         self.mlp = SwiGLU(cfg, rngs) if cfg.mlp == "swiglu" else GeluMLP(cfg, rngs)
-
-    def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array,
-                 span: int | None = None) -> jax.Array:
-        return self.prefill(x_BxTxD, positions_BxT, segments_BxT, span)[0]
 
     def prefill(
         self, x_BxTxD: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array, span: int | None = None
@@ -177,7 +179,7 @@ class Block(nnx.Module):
         return x_BxSxD + self.mlp(self.mlp_norm(x_BxSxD))
 
 
-class Transformer(nnx.Module):
+class Transformer(Prefilled):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         # Unit-variance logits at init with tied embeddings need embeddings of scale 1/sqrt(D).
@@ -189,16 +191,12 @@ class Transformer(nnx.Module):
         self.final_norm = norm(cfg, rngs)
         self.lm_head = None if cfg.tie_embeddings else nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
 
-    def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array,
-                 span: int | None = None) -> jax.Array:
-        """Next-token logits BxTxV; `span` (static) bounds how far back any position looks, as no segment is
-        longer (packed rows: the longest example); None: the whole row."""
-        return self.prefill(tokens_BxT, positions_BxT, segments_BxT, span)[0]
-
     def prefill(
         self, tokens_BxT: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array, span: int | None = None
     ) -> tuple[jax.Array, KVCache]:
-        """Next-token logits BxTxV and every layer's keys and values, to continue with `decode`."""
+        """Next-token logits BxTxV and every layer's keys and values, to continue with `decode`. `span` (static)
+        bounds how far back any position looks, as no segment is longer (packed rows: the longest example);
+        None: the whole row."""
         x_BxTxD = self._embed(tokens_BxT, positions_BxT)
         cache = []
         for block in self.blocks:

@@ -110,11 +110,6 @@ def bound_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, 
     return _BOUND_STEPS[key]
 
 
-def step_compilations() -> int:
-    """Train steps compiled so far by training loops (every bound step's signatures): what tests count."""
-    return sum(step._cache_size() for step in _BOUND_STEPS.values())
-
-
 def batch_indices(n_examples: int, batch_size: int, step: int, seed: int) -> np.ndarray:
     """Rows of step `step`: consecutive slices of per-epoch permutations, reproducible from (seed, step)."""
     start = step * batch_size

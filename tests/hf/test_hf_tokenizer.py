@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from trained_bpe import train_bpe
 
 from scaling.errors import UserError
 from scaling.hf.tokenizer import (
@@ -10,7 +11,6 @@ from scaling.hf.tokenizer import (
     load_tokenizer,
     save_tokenizer,
     text_tokenizer,
-    train_bpe,
 )
 
 TEXTS = [

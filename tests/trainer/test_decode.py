@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from greedy_reference import generate_greedy_full
 
 from scaling.trainer.decode import decode_step, generate_greedy_cached, prefill
-from scaling.trainer.evaluate import generate_greedy
 from scaling.trainer.model import init_model, logits
 from scaling.tasks import tokenizer
 
@@ -41,7 +41,7 @@ def _eos_prone(graphdef, params, factor=4.0):
 
 def _both(graphdef, params, tokens, lengths, max_new):
     ours = generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=max_new)
-    full = generate_greedy(params, tokens, lengths, graphdef=graphdef, max_new=max_new)
+    full = generate_greedy_full(params, tokens, lengths, graphdef=graphdef, max_new=max_new)
     return np.asarray(ours), np.asarray(full)
 
 

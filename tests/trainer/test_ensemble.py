@@ -1,20 +1,21 @@
+"""The vmapped ensemble that benchmarks/bench_ensemble.py times (benchmarks/ensemble.py): each member trains as
+it would alone."""
+
+import sys
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
 
-import scaling.trainer.ensemble
 from scaling.trainer.batches import sequence_length, token_arrays
-from scaling.trainer.ensemble import (
-    ensemble_train_step,
-    init_ensemble,
-    init_ensemble_state,
-    member,
-    member_batches,
-    stack,
-)
 from scaling.trainer.model import init_model
 from scaling.tasks.mixture import training_pool
 from scaling.trainer.train import batch_indices, build_optimizer, train_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import ensemble  # noqa: E402
+from ensemble import ensemble_train_step, init_ensemble, init_ensemble_state, member, member_batches, stack  # noqa: E402
 
 SEEDS = (0, 1, 2)
 STEPS = 6
@@ -114,7 +115,7 @@ def test_repeated_steps_trace_once(tiny_model_cfg, data, monkeypatch):
         traces.append(1)  # runs only while jax traces, never when a compiled step is replayed
         return train_step(*args, **kwargs)
 
-    monkeypatch.setattr(scaling.trainer.ensemble, "train_step", counting_step)
+    monkeypatch.setattr(ensemble, "train_step", counting_step)
     optimizer = build_optimizer(0.125, 0.75)  # a setting no other test compiles with
     graphdef, params_M = init_ensemble(tiny_model_cfg, SEEDS)
     states_M = init_ensemble_state(params_M, optimizer)

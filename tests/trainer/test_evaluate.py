@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from checkpoint_folders import chatml_folder
+from greedy_reference import generate_greedy_full
 
 from scaling.trainer import evaluate
 from scaling.trainer.batches import prompt_arrays, sequence_length, token_arrays
 from scaling.trainer.decode import generate_greedy_cached
-from scaling.trainer.evaluate import evaluate_split, generate_greedy
+from scaling.trainer.evaluate import evaluate_split
 from scaling.trainer.model import init_model, logits
 from scaling.tasks import tokenizer
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
@@ -27,7 +28,7 @@ def test_greedy_generation_matches_a_token_by_token_argmax(tiny_model_cfg, examp
     graphdef, params = init_model(tiny_model_cfg, seed=0)
     length = 48
     tokens, lengths = prompt_arrays(examples, length)
-    generated = np.asarray(generate_greedy(params, tokens, lengths, graphdef=graphdef, max_new=6))
+    generated = np.asarray(generate_greedy_full(params, tokens, lengths, graphdef=graphdef, max_new=6))
     positions, segments = jnp.arange(length)[None], jnp.ones((1, length), jnp.int32)
     for row in range(len(examples)):
         sequence = list(tokens[row, : lengths[row]])
@@ -45,7 +46,7 @@ def test_split_metrics_agree_with_grading_the_generations(tiny_model_cfg, exampl
     length = sequence_length(examples)
     metrics = evaluate_split(graphdef, params, examples, length, batch_size=4)  # 5 examples: a padded batch
     tokens, lengths = prompt_arrays(examples, length)
-    generated = np.asarray(generate_greedy(params, tokens, lengths, graphdef=graphdef, max_new=length))
+    generated = np.asarray(generate_greedy_full(params, tokens, lengths, graphdef=graphdef, max_new=length))
     grades = [grade(e.family, e.prompt, tokenizer.decode(row[n:])) for e, row, n in zip(examples, generated, lengths)]
     assert metrics["n"] == 5
     assert metrics["answer_acc"] == np.mean([g.answer_correct for g in grades])
@@ -84,9 +85,9 @@ def test_generation_stops_at_whatever_eos_id_it_is_given(tiny_model_cfg, example
     graphdef, params = init_model(tiny_model_cfg, seed=0)
     length = 48
     tokens, lengths = prompt_arrays(examples, length)
-    free = np.asarray(generate_greedy(params, tokens, lengths, graphdef=graphdef, max_new=4))
+    free = np.asarray(generate_greedy_full(params, tokens, lengths, graphdef=graphdef, max_new=4))
     first = int(free[0, lengths[0]])  # greedy is deterministic: row 0's first token, made its end of sequence
-    for generate in (generate_greedy, generate_greedy_cached):
+    for generate in (generate_greedy_full, generate_greedy_cached):
         stopped = np.asarray(generate(params, tokens, lengths, graphdef=graphdef, max_new=4, eos_id=first))
         assert stopped[0, lengths[0]] == first and (stopped[0, lengths[0] + 1 :] == tokenizer.PAD).all()  # stopped at once
         for row in range(len(examples)):
@@ -105,7 +106,7 @@ def test_a_checkpoint_tokenizer_evaluates_with_its_own_ids_and_eos(tiny_model_cf
     metrics = evaluate_split(graphdef, params, examples, length, batch_size=4, tokenizer=tok)
     assert eos_ids == [tok.eos_id] * 2  # 5 examples: two batches
     tokens, lengths = prompt_arrays(examples, length, tok)
-    generated = np.asarray(generate_greedy(params, tokens, lengths, graphdef=graphdef, max_new=length, eos_id=tok.eos_id))
+    generated = np.asarray(generate_greedy_full(params, tokens, lengths, graphdef=graphdef, max_new=length, eos_id=tok.eos_id))
     grades = [grade(e.family, e.prompt, tok.decode(row[n:])) for e, row, n in zip(examples, generated, lengths)]
     assert metrics["answer_acc"] == np.mean([g.answer_correct for g in grades])
     assert metrics["process_acc"] == pytest.approx(np.mean([g.process_acc for g in grades]))

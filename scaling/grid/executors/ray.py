@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
-from scaling.errors import UserError
+from scaling.errors import UserError, first_line
 from scaling.grid.executors import Executor, ExecutorOptions
 from scaling.grid.spec import Cell, GridSpec, RaySpec
 from scaling.grid.folder import RunFolder
@@ -93,9 +93,9 @@ def _connect(ray, address: str) -> None:
     try:
         ray.init(**options)
     except ValueError as error:  # a malformed address
-        raise UserError(f"--address {address!r}: {_one_line(str(error))}") from None
+        raise UserError(f"--address {address!r}: {first_line(error)}") from None
     except ConnectionError as error:  # it listens but refused us: most often the missing token
-        raise UserError(f"cannot join the Ray cluster at {address}: {_one_line(str(error))} ({AUTH_HINT})") from None
+        raise UserError(f"cannot join the Ray cluster at {address}: {first_line(error)} ({AUTH_HINT})") from None
 
 
 def check_reachable(address: str) -> None:
@@ -130,14 +130,9 @@ def _outcome(ray, ref, cell: Cell) -> Outcome:
         return outcome
     except ray.exceptions.RayTaskError as error:  # raised by the task itself, outside the cell (e.g. its run folder)
         cause = error.cause if error.cause is not None else error
-        return Outcome(cell.cell_id, CellStatus("failed", _one_line(f"{type(cause).__name__}: {cause}")), False)
+        return Outcome(cell.cell_id, CellStatus("failed", first_line(cause, with_type=True)), False)
     except ray.exceptions.RayError as error:  # its worker or node died once more than max_retries allows
-        return Outcome(cell.cell_id, CellStatus("failed", _one_line(f"worker died: {type(error).__name__}: {error}")),
-                       False)
-
-
-def _one_line(text: str) -> str:
-    return text.strip().splitlines()[0]
+        return Outcome(cell.cell_id, CellStatus("failed", f"worker died: {first_line(error, with_type=True)}"), False)
 
 
 EXECUTOR = RayExecutor

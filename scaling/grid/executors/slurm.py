@@ -19,7 +19,7 @@ from typing import ClassVar
 import submitit
 from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError
 
-from scaling.errors import UserError
+from scaling.errors import UserError, first_line
 from scaling.grid.executors import Executor, ExecutorOptions
 from scaling.grid.spec import Cell, GridSpec
 from scaling.grid.folder import RunFolder
@@ -67,7 +67,7 @@ class SlurmExecutor(Executor):
             jobs = executor.map_array(CellTask(), [folder.url] * len(cells), [c.cell_id for c in cells],
                                       [retry_failed] * len(cells))
         except (FailedJobError, FailedSubmissionError) as error:  # sbatch refused: partition, account, array size...
-            raise UserError(f"sbatch refused the array of {len(cells)} cells: {_first_line(str(error))}") from None
+            raise UserError(f"sbatch refused the array of {len(cells)} cells: {first_line(error)}") from None
         ids = sorted({job.job_id.split("_")[0] for job in jobs})
         print(f"submitted {len(jobs)} cells as {executor.cluster} job{'s' if len(ids) > 1 else ''} {', '.join(ids)}; "
               f"logs in {executor.folder}", flush=True)
@@ -122,11 +122,7 @@ def _reason(error: Exception) -> str:
     if isinstance(error, FailedJobError) and text.count(TRACE_RULE) >= 2:  # the job's traceback between two rules
         return text.split(TRACE_RULE)[1].strip().splitlines()[-1]
     state = re.search(r"\(state: ([^)]*)\)", text)  # an UncompletedJobError: killed, out of memory, cancelled
-    return f"no result (state: {state.group(1)})" if state else _first_line(text) or type(error).__name__
-
-
-def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0]
+    return f"no result (state: {state.group(1)})" if state else first_line(error)
 
 
 EXECUTOR = SlurmExecutor

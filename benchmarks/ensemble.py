@@ -9,6 +9,9 @@ optimizer settings need one ensemble each.
 Member i follows the trajectory `scaling.trainer.train.train_step` gives it alone on the same batches: its
 loss and gradients at a given state are bit-identical, but XLA orders the sum inside the
 global-norm clip differently once vmapped, so states differ from the lone run's by float32 rounding.
+
+Not in the package: a grid trains each cell alone today. bench_ensemble.py measures what vmapping would
+save and tests/trainer/test_ensemble.py checks the members against lone runs, for the day a grid uses it.
 """
 
 from __future__ import annotations
