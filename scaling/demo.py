@@ -77,10 +77,10 @@ class DemoConfig:
             raise ValueError(f"DemoConfig.diversities {self.diversities} must lie in 1..{len(self.families)}")
         if self.fit_metric not in METRICS or self.fit_split not in self.splits:
             raise ValueError("DemoConfig.fit_metric must be a metric and fit_split one of the splits")
-        if self.per_family and self.fit_metric not in FAMILY_METRICS:
-            raise ValueError(f"DemoConfig.fit_metric of an accuracy law must be one of {FAMILY_METRICS} (per family)")
         if self.fit_law not in LAWS or len(LAWS[self.fit_law].axes) != 1:
             raise ValueError(f"DemoConfig.fit_law must be a one-axis law of the registry, got {self.fit_law!r}")
+        if self.per_family and self.fit_metric not in FAMILY_METRICS:
+            raise ValueError(f"DemoConfig.fit_metric of an accuracy law must be one of {FAMILY_METRICS} (per family)")
         if len(self.budgets) < len(LAWS[self.fit_law].params):
             raise ValueError(f"DemoConfig.budgets needs at least {len(LAWS[self.fit_law].params)} budgets to fit {self.fit_law}")
 
