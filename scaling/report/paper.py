@@ -68,15 +68,15 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
     for number, entry in enumerate(entries, 1):
         where = f"{path} figure {number}"
         name, kind, options = _entry(entry, where, FIGURE_KINDS, names)
-        pooled = FIGURE_KINDS[kind].pooled
+        figure_kind = FIGURE_KINDS[kind]
         for key in ("results", "families", "fit"):
             if key in options:
-                many = pooled and key == "results"  # several runs, pooled
+                many = figure_kind.pooled and key == "results"  # several runs, pooled
                 value = options[key] if many and isinstance(options[key], list) else [options[key]]
                 if not value or not all(isinstance(v, str) for v in value):
                     raise UserError(f"{where} ({name}): {key} must be a path" + (" or a list of paths" if many else ""))
                 options[key] = [root / v for v in value] if many else root / value[0]
-        for key in ("x", "hue", "splits", "by") if pooled else ():
+        for key in ("x", "hue", "splits", "by") if figure_kind.pooled else ():
             if key in options:
                 options[key] = [options[key]] if isinstance(options[key], str) else options[key]
                 if not isinstance(options[key], list) or not all(isinstance(v, str) for v in options[key]):
@@ -85,7 +85,7 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
             if key in options and (not isinstance(options[key], list) or not options[key]
                                    or not all(isinstance(v, int) and v > 0 for v in options[key])):
                 raise UserError(f"{where} ({name}): {key} must be a list of {what}")
-        for what, file in FIGURE_KINDS[kind].inputs(options, root):
+        for what, file in figure_kind.inputs(options, root):
             if not file.is_file():
                 raise UserError(f"{where} ({name}): {what}{file} does not exist")
         names.add(name)
