@@ -1,5 +1,9 @@
 """`scaling demo`: a small real grid on CPU -> per-cell results -> results.nc -> `scaling fit` -> figures.
 
+Its headline fit compares trained families: an accuracy law is fitted per size × trained family × diversity
+to the per-family table, never to a split's accuracy pooled over families, where a family the cell did not
+train scores 0 and more diversity would "raise" accuracy by covering more of the split by construction.
+
 The grid runs through the same runner as `scaling run`, the fit through the same request as `scaling
 fit` (its outputs are a fit folder like any other, which `scaling figures` can draw), and the figures
 through the same functions as the paper's. Everything is written into a staging folder beside OUT and
@@ -21,7 +25,7 @@ from rich.console import Console
 from scaling.fit.command import FitRequest, run_fit
 from scaling.fit.infer import SamplerConfig
 from scaling.fit.laws import LAWS
-from scaling.grid.collect import collect_run
+from scaling.grid.collect import FAMILIES, collect_run
 from scaling.grid.executors.local import LocalExecutor
 from scaling.grid.launch import run_spec
 from scaling.grid.spec import GridSpec, expand, grid_axes, parse_spec
@@ -32,7 +36,11 @@ from scaling.staging import staged_folder
 
 MARKER = "demo.toml"  # the demo's config; its presence marks a folder the demo may replace
 WRITER = "scaling demo"
-GROUP_BY = ("size", "diversity")  # one fitted curve per size × diversity
+GROUP_BY = ("size", "diversity")  # the result figures: a column per size, a line per diversity
+# An accuracy fit: a curve per size × trained family × diversity, so each family's curves at diversity 1 and 2
+# compare the same family trained alone and beside another.
+FAMILY_GROUP_BY = ("size", "family", "diversity")
+FAMILY_METRICS = ("answer_acc", "process_acc", "chain_acc")  # what FAMILIES holds per family (collect.family_metrics)
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,8 @@ class DemoConfig:
     fit_metric: str = "answer_acc"  # the response the law is fitted to
     fit_split: str = "id"  # ... on this split
     # a one-axis law of the registry over steps: "accuracy" (C / (1 + (step / x50)^-k), Beta-Binomial over
-    # the evaluated examples) for accuracies, "power" (E + A·step^-alpha) for losses
+    # the evaluated examples) for accuracies, fitted per trained family; "power" (E + A·step^-alpha) for
+    # losses, which are measured per cell only, fitted per size × diversity
     fit_law: str = "accuracy"
     # 1000 draws per chain, not the fitter's 2000: the demo's curves are well identified and its time is budgeted.
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(samples=1000))
@@ -69,18 +78,28 @@ class DemoConfig:
             raise ValueError("DemoConfig.fit_metric must be a metric and fit_split one of the splits")
         if self.fit_law not in LAWS or len(LAWS[self.fit_law].axes) != 1:
             raise ValueError(f"DemoConfig.fit_law must be a one-axis law of the registry, got {self.fit_law!r}")
+        if self.per_family and self.fit_metric not in FAMILY_METRICS:
+            raise ValueError(f"DemoConfig.fit_metric of an accuracy law must be one of {FAMILY_METRICS} (per family)")
         if len(self.budgets) < len(LAWS[self.fit_law].params):
             raise ValueError(f"DemoConfig.budgets needs at least {len(LAWS[self.fit_law].params)} budgets to fit {self.fit_law}")
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"demo": dataclasses.asdict(self)})
 
+    @property
+    def per_family(self) -> bool:
+        """Whether the law is fitted per trained family: accuracies are graded per family, losses only per cell."""
+        return LAWS[self.fit_law].response == "accuracy"
+
     def fit_request(self, folder: Path) -> FitRequest:
-        """The `scaling fit` request the demo makes of its own results."""
-        accuracy = LAWS[self.fit_law].response == "accuracy"
-        return FitRequest(input=folder / "results.nc", law=self.fit_law, y=self.fit_metric, n="n" if accuracy else None,
-                          by=GROUP_BY, split=self.fit_split, sampler=self.sampler, allow_unconverged=True,
-                          out=folder / "fit")
+        """The `scaling fit` request the demo makes of its own results: an accuracy per trained family from the
+        per-family table (its rows of families the cell did not train left out), a loss per cell from results.nc."""
+        common = dict(law=self.fit_law, y=self.fit_metric, sampler=self.sampler, allow_unconverged=True,
+                      out=folder / "fit")
+        if self.per_family:
+            return FitRequest(input=folder / FAMILIES, n="n", by=FAMILY_GROUP_BY,
+                              where=f"split == '{self.fit_split}' and trained", **common)
+        return FitRequest(input=folder / "results.nc", by=GROUP_BY, split=self.fit_split, **common)
 
 
 def grid_toml(cfg: DemoConfig) -> str:
@@ -151,6 +170,7 @@ def _run_into(cfg: DemoConfig, folder: Path, say) -> None:
         shutil.rmtree(folder / leftover, ignore_errors=True)
 
     run_fit(cfg.fit_request(folder), say)
+    # A column per size, a colour per diversity, and (an accuracy fit) a row per trained family.
     law_fit_figure(paths["fit"], paths["figure"].with_suffix(""), hue="diversity", col="size")
     accuracy_by_split_figure(paths["results"], GROUP_BY, paths["accuracy"].with_suffix(""))
     training_curves_figure(paths["results"], GROUP_BY, paths["curves"].with_suffix(""))

@@ -42,17 +42,21 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["cells", "data_version", "demo.toml", "families.parquet", "figures",
                                                      "fit", "grades.parquet", "grid.toml", "results.nc"]
 
-    # The fit is `scaling fit`'s own: its outputs, its fit.toml, its figure function.
+    # The fit is `scaling fit`'s own: its outputs, its fit.toml, its figure function. It compares trained
+    # families: a curve per size × family × diversity, only where the cell trained the family (reverse: diversity 2).
     summary = pd.read_csv(paths["summary"])
-    assert list(summary.columns) == ["size", "diversity", "param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk",
-                                     "contraction", "p_positive", "converged"]
-    assert set(zip(summary["size"], summary["diversity"])) == {("tiny", 1), ("tiny", 2)}
+    assert list(summary.columns) == ["size", "family", "diversity", "param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat",
+                                     "ess_bulk", "contraction", "p_positive", "converged"]
+    assert set(zip(summary["size"], summary["family"], summary["diversity"])) == {
+        ("tiny", "add", 1), ("tiny", "add", 2), ("tiny", "reverse", 2)}
     assert set(summary["param"]) == {"C", "x50", "k"}
     posterior = az.from_netcdf(paths["posterior"]).posterior
-    assert list(posterior["x50"].coords["group"].values) == ["size=tiny, diversity=1", "size=tiny, diversity=2"]
+    assert list(posterior["x50"].coords["group"].values) == [
+        "size=tiny, family=add, diversity=1", "size=tiny, family=add, diversity=2", "size=tiny, family=reverse, diversity=2"]
     record = tomllib.loads(paths["fit spec"].read_text())
-    assert record["fit"]["law"] == "accuracy" and record["fit"]["n"] == "n" and record["fit"]["by"] == ["size", "diversity"]
-    assert record["fit"]["input"] == "../results.nc"  # relative to the fit folder: it moved with the demo's folder
+    assert record["fit"]["law"] == "accuracy" and record["fit"]["n"] == "n"
+    assert record["fit"]["by"] == ["size", "family", "diversity"] and record["fit"]["where"] == "split == 'id' and trained"
+    assert record["fit"]["input"] == "../families.parquet"  # relative to the fit folder: it moved with the demo's folder
     assert {"returns.csv", "backtest.csv"} <= {p.name for p in paths["fit"].iterdir()}
     assert results["train_loss"].notnull().all()  # every cell's training curve, between its budgets too
     assert list(results.train_step.values) == list(range(1, 17))
@@ -107,3 +111,8 @@ def test_the_default_demo_is_at_least_the_promised_grid():
     assert len(cfg.sizes) >= 2 and len(cfg.diversities) >= 2 and len(cfg.budgets) >= 4
     assert len(cfg.families) >= 2 and cfg.ood_families and not set(cfg.ood_families) & set(cfg.families)
     assert {"train", "id", "ood_family"} <= set(cfg.splits)
+
+
+def test_an_accuracy_fit_needs_a_metric_graded_per_family():
+    with pytest.raises(ValueError, match="per family"):
+        DemoConfig(fit_metric="loss")  # the accuracy law is fitted per trained family; losses are per cell only

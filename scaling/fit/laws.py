@@ -153,7 +153,9 @@ def logistic_mean(theta, x):
 
 def saturating_accuracy_mean(theta, x):
     """acc = C / (1 + (x / x50)^(−k)): the logistic law with no floor (the demo's accuracy law)."""
-    return theta["C"] / (1.0 + _power(x["x"] / theta["x50"], theta["k"]))
+    # As C·sigmoid(k·ln(x / x50)), the same function: (x / x50)^(−k) overflows float32 for a sharp rise (large
+    # k) far below x50, and its nan gradients made NUTS diverge on the demo's per-family fits.
+    return theta["C"] * jax.nn.sigmoid(theta["k"] * jnp.log(x["x"] / theta["x50"]))
 
 
 def _breaks(x, theta, count: int):

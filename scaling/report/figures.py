@@ -49,6 +49,51 @@ def _save(figure: plt.Figure, stem: Path) -> list[Path]:
     return paths
 
 
+def _theme(font_scale: float = 1.0) -> None:
+    """Every figure's look: white grid, paper-sized text (smaller still for dense small multiples)."""
+    sns.set_theme(style="whitegrid", context="paper", font_scale=font_scale)
+
+
+def _panels(rows: int, columns: int, size: tuple[float, float], font_scale: float = 1.0,
+            sharex: bool = True) -> tuple[plt.Figure, np.ndarray]:
+    """The theme and a rows × columns grid of panels (always 2-d) sharing their y axis, and their x axis unless
+    told not to; size is the whole figure's (width, height) in inches."""
+    _theme(font_scale)
+    return plt.subplots(rows, columns, figsize=size, sharex=sharex, sharey=True, squeeze=False)
+
+
+def _label_edges(axes: np.ndarray, titles=(), ylabels=(), xlabel: str | None = None, size=None,
+                 title_size=None) -> None:
+    """Label a grid by its edges: a title over each top panel, a y label left of each row, the x label under
+    each bottom panel. Sizes left out keep the theme's (its label and title sizes differ from its text size)."""
+    for axis, title in zip(axes[0], titles):
+        axis.set_title(title, **_sized(title_size))
+    for axis, label in zip(axes[:, 0], ylabels):
+        axis.set_ylabel(label, **_sized(size))
+    for axis in axes[-1] if xlabel is not None else ():
+        axis.set_xlabel(xlabel, **_sized(size))
+
+
+def _sized(size) -> dict:
+    return {} if size is None else {"fontsize": size}
+
+
+def _legend_beside(figure: plt.Figure, handles, labels, title: str | None = None, size=7) -> None:
+    """The figure's legend right of its panels, centred: over one row of panels it would cover their titles."""
+    figure.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=size,
+                  title_fontsize=size, frameon=False)
+
+
+def _line_handles(colours) -> list[plt.Line2D]:
+    """Legend entries for lines with dots, one per colour."""
+    return [plt.Line2D([], [], color=colour, marker="o", markersize=3, linewidth=1) for colour in colours]
+
+
+def _chance_handle() -> plt.Line2D:
+    """The legend entry of the dashed chance line."""
+    return plt.Line2D([], [], color="gray", linestyle="--", linewidth=0.7)
+
+
 def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem: Path) -> list[Path]:
     """Greedy-decoding answer accuracy over steps, small multiples: a row per split (memorization in `train`
     against generalization in the others), a column per value of all but the last `group_by` axis, and a
@@ -66,9 +111,7 @@ def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem
         raise UserError(f"accuracy_by_split: {hue} has {len(levels)} values, more than 10 distinguishable colours: "
                         "put it earlier in group_by (a column each) and a smaller axis last")
     splits, columns = splits_of(results), list(dict.fromkeys(measured["panel"]))
-    sns.set_theme(style="whitegrid", context="paper", font_scale=0.8)
-    figure, axes = plt.subplots(len(splits), len(columns), figsize=(1.7 * len(columns) + 1.2, 1.35 * len(splits) + 0.6),
-                                sharex=True, sharey=True, squeeze=False)
+    figure, axes = _panels(len(splits), len(columns), (1.7 * len(columns) + 1.2, 1.35 * len(splits) + 0.6), font_scale=0.8)
     for row, split in enumerate(splits):
         for col, panel in enumerate(columns):
             axis, here = axes[row, col], measured[(measured["split"] == split) & (measured["panel"] == panel)]
@@ -85,17 +128,10 @@ def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem
             axis.set(xscale="log", ylim=(-0.02, 1.05))
             _step_ticks(axis, measured["step"])
             axis.tick_params(axis="x", labelrotation=90, labelsize=6)
-            if row == 0:
-                axis.set_title(panel, fontsize=7)
-            if col == 0:
-                axis.set_ylabel(f"{split}\nanswer accuracy", fontsize=7)
-            if row == len(splits) - 1:
-                axis.set_xlabel("SFT steps", fontsize=7)
-    handles = [plt.Line2D([], [], color=palette[level], marker="o", markersize=3, linewidth=1) for level in levels]
-    extra = [plt.Line2D([], [], color="gray", linestyle="--", linewidth=0.7),
-             plt.Line2D([], [], color="black", marker="v", linestyle="none", markersize=4)]
-    figure.legend([*handles, *extra], [*map(str, levels), "chance", "memorized (median of the runs that did)"], title=hue,
-                  loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, title_fontsize=7, frameon=False)
+    _label_edges(axes, columns, [f"{split}\nanswer accuracy" for split in splits], "SFT steps", size=7, title_size=7)
+    memorized = plt.Line2D([], [], color="black", marker="v", linestyle="none", markersize=4)
+    _legend_beside(figure, [*_line_handles(palette[level] for level in levels), _chance_handle(), memorized],
+                   [*map(str, levels), "chance", "memorized (median of the runs that did)"], title=hue)
     figure.tight_layout()
     return _save(figure, stem)
 
@@ -122,9 +158,7 @@ def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: l
     order = list(dict.fromkeys(means.sort_values("x", key=_natural)["x"]))
     levels = list(dict.fromkeys(means.sort_values("hue", key=_natural)["hue"]))
     palette = dict(zip(levels, sns.color_palette("colorblind", len(levels))))
-    sns.set_theme(style="whitegrid", context="paper", font_scale=0.8)
-    figure, axes = plt.subplots(len(steps), len(splits), figsize=(2.0 * len(splits) + 1.4, 1.7 * len(steps) + 0.7),
-                                sharex=True, sharey=True, squeeze=False)
+    figure, axes = _panels(len(steps), len(splits), (2.0 * len(splits) + 1.4, 1.7 * len(steps) + 0.7), font_scale=0.8)
     for row, step in enumerate(steps):
         for col, split in enumerate(splits):
             axis, here = axes[row, col], means[(means["split"] == split) & (means["step"] == step)]
@@ -137,16 +171,10 @@ def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: l
                 axis.axhline(here["chance"].mean(), color="gray", linestyle="--", linewidth=0.7)
             axis.set_xticks(np.arange(len(order)), labels=order, fontsize=7)
             axis.set_ylim(-0.02, 1.02)
-            if row == 0:
-                axis.set_title(split, fontsize=8)
-            if col == 0:
-                axis.set_ylabel(f"answer accuracy\nat {step} steps", fontsize=7)
-            if row == len(steps) - 1:
-                axis.set_xlabel(", ".join(x), fontsize=7)
-    handles = [plt.Line2D([], [], color=palette[level], marker="o", markersize=3, linewidth=1) for level in levels]
-    figure.legend([*handles, plt.Line2D([], [], color="gray", linestyle="--", linewidth=0.7)], [*levels, "chance"],
-                  title=", ".join(hue) + "\n(90% interval across runs)", loc="center left", bbox_to_anchor=(1.0, 0.5),
-                  fontsize=7, title_fontsize=7, frameon=False)
+    _label_edges(axes, splits, [f"answer accuracy\nat {step} steps" for step in steps], ", ".join(x), size=7,
+                 title_size=8)
+    _legend_beside(figure, [*_line_handles(palette[level] for level in levels), _chance_handle()], [*levels, "chance"],
+                   title=", ".join(hue) + "\n(90% interval across runs)")
     figure.tight_layout()
     return _save(figure, stem)
 
@@ -165,9 +193,8 @@ def post_memorization_figure(results_paths: list[Path], splits: list[str], facto
     gains["condition"] = gains[by].astype(str).agg(", ".join, axis=1)
     order = list(dict.fromkeys(gains.sort_values("condition", key=_natural)["condition"]))
     palette = dict(zip(factors, sns.color_palette("colorblind", len(factors))))
-    sns.set_theme(style="whitegrid", context="paper", font_scale=0.8)
-    figure, axes = plt.subplots(1, len(splits), figsize=(max(2.2, 0.5 * len(order)) * len(splits) + 1.2, 2.8),
-                                sharey=True, squeeze=False)
+    figure, axes = _panels(1, len(splits), (max(2.2, 0.5 * len(order)) * len(splits) + 1.2, 2.8), font_scale=0.8,
+                           sharex=False)
     for axis, split in zip(axes[0], splits):
         here = gains[gains["split"] == split]
         summary = summarize_gains(here, ["condition"]).set_index(["condition", "factor"])
@@ -185,12 +212,11 @@ def post_memorization_figure(results_paths: list[Path], splits: list[str], facto
         axis.set_xticks(np.arange(len(order)), labels=[f"{c}\n{counts.loc[c, 'reached']}/{counts.loc[c, 'runs']}" for c in order],
                         fontsize=6, rotation=90)
         axis.axhline(0, color="black", linewidth=0.6)
-        axis.set_title(split, fontsize=8)
+    _label_edges(axes, splits, ["gain past memorization\n(points of answer accuracy)"], size=7, title_size=8)
     figure.supxlabel(", ".join(by) + f" (runs measured at {min(factors)}x / runs)", fontsize=7)
-    axes[0, 0].set_ylabel("gain past memorization\n(points of answer accuracy)", fontsize=7)
     handles = [plt.Line2D([], [], color=palette[f], marker="D", linestyle="none", markersize=4) for f in factors]
-    figure.legend(handles, [f"{f}x the memorization step" for f in factors], title="mean, 90% interval across runs",
-                  loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, title_fontsize=7, frameon=False)
+    _legend_beside(figure, handles, [f"{f}x the memorization step" for f in factors],
+                   title="mean, 90% interval across runs")
     figure.tight_layout()
     return _save(figure, stem)
 
@@ -205,9 +231,8 @@ def posterior_figure(fit_dir: Path, params: list[str], stem: Path) -> list[Path]
         raise UserError(f"posterior: {fit_dir} has no parameter {missing[0]!r} (it has {', '.join(dict.fromkeys(summary['param']))})")
     group = next((c for c in summary.columns if c not in ("param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk",
                                                            "contraction", "p_positive", "converged")), None)
-    sns.set_theme(style="whitegrid", context="paper", font_scale=0.8)
-    figure, axes = plt.subplots(1, len(params), figsize=(1.9 * len(params) + 0.8, 0.35 * summary[group].nunique() + 1.3
-                                                         if group else 1.6), sharey=True, squeeze=False)
+    figure, axes = _panels(1, len(params), (1.9 * len(params) + 0.8, 0.35 * summary[group].nunique() + 1.3
+                                            if group else 1.6), font_scale=0.8, sharex=False)
     for axis, param in zip(axes[0], params):
         rows = summary[summary["param"] == param].reset_index(drop=True)
         labels = rows[group].astype(str) if group else pd.Series(["all"])
@@ -221,7 +246,7 @@ def posterior_figure(fit_dir: Path, params: list[str], stem: Path) -> list[Path]
                               ha="right", va="bottom", color=colour)
         axis.axvline(0, color="black", linewidth=0.6)
         axis.set_yticks(range(len(labels)), labels=labels, fontsize=7)
-        axis.set_title(param, fontsize=8)
+    _label_edges(axes, params, title_size=8)
     axes[0, 0].invert_yaxis()
     figure.suptitle(f"{record.law}: posterior mean and 90% interval (grey: the data barely narrow the prior)", fontsize=7)
     figure.tight_layout()
@@ -251,7 +276,7 @@ def training_curves_figure(results_path: Path, group_by: tuple[str, ...], stem: 
     curves = results["train_loss"].to_dataframe().reset_index().dropna(subset=["train_loss"])
     curves["group"] = group_labels(curves, tuple(group_by))
     curves["run"] = group_labels(curves, tuple(a for a in AXES if a in curves.columns))
-    sns.set_theme(style="whitegrid", context="paper")
+    _theme()
     figure, axis = plt.subplots(figsize=(5.5, 3.5))
     sns.lineplot(data=curves, x="train_step", y="train_loss", hue="group", units="run", estimator=None,
                  palette="colorblind", linewidth=0.8, ax=axis)
@@ -277,7 +302,7 @@ def accuracy_by_family_figure(families_path: Path, stem: Path, where: str | None
                 .agg(answer_acc=("answer_acc", "mean"), chance=("chance", "mean")))
     families = list(dict.fromkeys(measured["family"]))
     palette = dict(zip(families, sns.color_palette("colorblind", len(families))))
-    sns.set_theme(style="whitegrid", context="paper")
+    _theme()
     grid = sns.relplot(data=measured, x="step", y="answer_acc", hue="family", style="trained", col="split", col_wrap=3,
                        kind="line", marker="o", palette=palette, height=2.8, aspect=1.1, errorbar=None,
                        style_order=[True, False], dashes={True: "", False: (1, 1)})
@@ -379,12 +404,10 @@ def _covariate_curves(law, rows: pd.DataFrame, x_columns: dict[str, str], grid: 
 
 def _draw_law_fit(record: FitRecord, measured: pd.DataFrame, fitted: pd.DataFrame, roles: Roles) -> plt.Figure:
     """Panels by row and column, a colour per hue value: fitted bands and lines, measured points and means."""
-    sns.set_theme(style="whitegrid", context="paper")
     values = {role: sorted(measured[column].unique()) if column else [None]
               for role, column in (("col", roles.col), ("row", roles.row), ("hue", roles.hue))}
     palette = dict(zip(values["hue"], sns.color_palette("colorblind", len(values["hue"]))))
-    figure, axes = plt.subplots(len(values["row"]), len(values["col"]), squeeze=False, sharex=True, sharey=True,
-                                figsize=(3.2 * len(values["col"]), 2.6 * len(values["row"])))
+    figure, axes = _panels(len(values["row"]), len(values["col"]), (3.2 * len(values["col"]), 2.6 * len(values["row"])))
     for i, r in enumerate(values["row"]):
         for j, c in enumerate(values["col"]):
             axis = axes[i, j]
@@ -401,15 +424,10 @@ def _draw_law_fit(record: FitRecord, measured: pd.DataFrame, fitted: pd.DataFram
             title = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in ((roles.row, r), (roles.col, c)) if k)
             axis.set(xscale="log", title=title)
             _step_ticks(axis, measured[roles.steps])
-            if j == 0:
-                axis.set_ylabel(f"{record.split or ''} {record.y}".strip())
-            if i == len(values["row"]) - 1:
-                axis.set_xlabel(roles.steps)
+    _label_edges(axes, ylabels=[f"{record.split or ''} {record.y}".strip()] * len(values["row"]), xlabel=roles.steps)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    # Beside the panels, not above them: a legend over one row of panels would cover their titles.
-    figure.legend(unique.values(), unique.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-                  fontsize="small")
+    _legend_beside(figure, list(unique.values()), list(unique.keys()), size="small")
     figure.suptitle(f"{record.law} law fit: posterior mean and 90% credible band; points: seeds, diamonds: their mean",
                     y=1.02, fontsize="small")
     return figure
@@ -446,11 +464,9 @@ def backtest_figure(fit_dir: Path, stem: Path) -> list[Path]:
     record = read_fit(fit_dir)
     table = pd.read_csv(fit_dir / "backtest.csv")
     panels = backtest_panels(table, record.by)
-    sns.set_theme(style="whitegrid", context="paper")
     rows_of_panels = math.ceil(len(panels) / 3)  # at most 3 across; 4 panels as 2 x 2
     columns = math.ceil(len(panels) / rows_of_panels)
-    figure, axes = plt.subplots(rows_of_panels, columns, figsize=(2.9 * columns + 0.6, 3.0 * rows_of_panels + 0.3),
-                                sharex=True, sharey=True, squeeze=False)
+    figure, axes = _panels(rows_of_panels, columns, (2.9 * columns + 0.6, 3.0 * rows_of_panels + 0.3))
     for axis in axes.flat[len(panels):]:
         axis.set_visible(False)
     low, high = table[["observed", "lo"]].min().min(), table[["observed", "hi"]].max().max()
@@ -467,8 +483,7 @@ def backtest_figure(fit_dir: Path, stem: Path) -> list[Path]:
         axis.set(xlabel=f"observed {record.y}", title=name)
         axis.title.set_fontsize("small")
         axis.xaxis.set_tick_params(labelbottom=True)  # shared x: every panel keeps its tick labels
-    for axis in axes[:, 0]:
-        axis.set_ylabel("predicted (90% interval)")
+    _label_edges(axes, ylabels=["predicted (90% interval)"] * rows_of_panels)
     axes[0][0].legend(fontsize="small")
     figure.suptitle(f"{record.law} backtest")
     figure.tight_layout()
@@ -494,7 +509,7 @@ def returns_figure(fit_dir: Path, stem: Path) -> list[Path]:
     record = read_fit(fit_dir)
     table = pd.read_csv(fit_dir / "returns.csv")
     gains = returns_rows(table)
-    sns.set_theme(style="whitegrid", context="paper")
+    _theme()
     figure, axis = plt.subplots(figsize=(5, 0.45 * len(gains) + 1.2))
     positions = np.arange(len(gains))
     axis.errorbar(gains["estimate"], positions, xerr=[gains["estimate"] - gains["lo"], gains["hi"] - gains["estimate"]],

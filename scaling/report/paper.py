@@ -4,7 +4,8 @@ The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
 
     [[figure]]
     name = "reference_sft_fit"        # written as paper/figures/NAME.png and .pdf
-    kind = "law_fit"                  # accuracy_by_split | accuracy_by_family | accuracy_by_condition |
+    kind = "law_fit"                  # a kind of scaling.report.kinds.FIGURE_KINDS: accuracy_by_split |
+                                      # training_curves | accuracy_by_family | accuracy_by_condition |
                                       # post_memorization | law_fit | backtest | returns | posterior
     fit = "fits/reference-sft"        # law_fit, backtest, returns: a `scaling fit` folder
     results = "runs/reference/results.nc"  # accuracy_by_split: a collected run
@@ -30,35 +31,15 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
-from scaling.report import figures
+from scaling.report.kinds import FIGURE_KINDS, TABLE_KINDS
 from scaling.errors import UserError
 from scaling.staging import publish_folder
 
 SPEC_FILE = "figures.toml"
 OUTPUT = "figures"
 INDEX = "INDEX"  # written last into the figures folder: what was drawn from what
-KINDS = {  # kind -> the keys it needs, and the optional ones
-    "accuracy_by_split": ({"results", "group_by"}, set()),
-    "training_curves": ({"results", "group_by"}, set()),
-    "accuracy_by_family": ({"families"}, {"where"}),
-    "accuracy_by_condition": ({"results", "x", "hue", "splits", "steps"}, {"where"}),
-    "post_memorization": ({"results", "splits", "factors", "by"}, set()),
-    "law_fit": ({"fit"}, {"hue", "col", "row"}),
-    "backtest": ({"fit"}, set()),
-    "returns": ({"fit"}, set()),
-    "posterior": ({"fit", "params"}, set()),
-}
-TABLE_KINDS = {  # [[table]] kind -> the keys it needs, and the optional ones
-    "post_memorization": ({"results", "split", "factors", "by"}, set()),
-    "conditions": ({"results", "x", "hue", "splits", "steps"}, {"metric", "where"}),
-    "accuracy_rows": ({"rows", "splits"}, set()),
-}
 ROW_KEYS = ({"label", "grades"}, {"where", "step"})  # an accuracy_rows row: per-example grades, which of them
 TABLES = "tables"  # where [[table]] entries are written, as CSV
-FIT_FILES = {"law_fit": ("fit.toml", "posterior.nc"), "backtest": ("fit.toml", "backtest.csv"),
-             "returns": ("fit.toml", "returns.csv"), "posterior": ("fit.toml", "summary.csv")}
 
 
 @dataclass(frozen=True)
@@ -66,7 +47,7 @@ class FigureSpec:
     """One figure of the paper."""
 
     name: str  # file stem under paper/figures/
-    kind: str  # one of KINDS
+    kind: str  # one of FIGURE_KINDS (a figure) or TABLE_KINDS (a table)
     options: dict  # the kind's keys, paths resolved against the repository root
     root: Path  # the repository root: the paper folder's parent
 
@@ -86,15 +67,16 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
     specs, names = [], set()
     for number, entry in enumerate(entries, 1):
         where = f"{path} figure {number}"
-        name, kind, options = _entry(entry, where, KINDS, names)
+        name, kind, options = _entry(entry, where, FIGURE_KINDS, names)
+        figure_kind = FIGURE_KINDS[kind]
         for key in ("results", "families", "fit"):
             if key in options:
-                many = kind in ("accuracy_by_condition", "post_memorization") and key == "results"  # several runs, pooled
+                many = figure_kind.pooled and key == "results"  # several runs, pooled
                 value = options[key] if many and isinstance(options[key], list) else [options[key]]
                 if not value or not all(isinstance(v, str) for v in value):
                     raise UserError(f"{where} ({name}): {key} must be a path" + (" or a list of paths" if many else ""))
                 options[key] = [root / v for v in value] if many else root / value[0]
-        for key in ("x", "hue", "splits", "by") if kind in ("accuracy_by_condition", "post_memorization") else ():
+        for key in ("x", "hue", "splits", "by") if figure_kind.pooled else ():
             if key in options:
                 options[key] = [options[key]] if isinstance(options[key], str) else options[key]
                 if not isinstance(options[key], list) or not all(isinstance(v, str) for v in options[key]):
@@ -103,16 +85,9 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
             if key in options and (not isinstance(options[key], list) or not options[key]
                                    or not all(isinstance(v, int) and v > 0 for v in options[key])):
                 raise UserError(f"{where} ({name}): {key} must be a list of {what}")
-        listed = [v for k in ("results", "families") if k in options
-                  for v in (options[k] if isinstance(options[k], list) else [options[k]])]
-        if kind == "post_memorization":
-            listed += [path.parent / "grades.parquet" for path in options["results"]]
-        inputs = listed or [options["fit"] / f for f in FIT_FILES[kind]]
-        for file in inputs:
+        for what, file in figure_kind.inputs(options, root):
             if not file.is_file():
-                raise UserError(f"{where} ({name}): {file} does not exist")
-        if kind == "law_fit" and not (data := figures.fit_input(options["fit"], root)).is_file():
-            raise UserError(f"{where} ({name}): the fit's input {data} does not exist")
+                raise UserError(f"{where} ({name}): {what}{file} does not exist")
         names.add(name)
         specs.append(FigureSpec(name, kind, options, root))
     return specs
@@ -127,7 +102,7 @@ def _entry(entry: dict, where: str, kinds: dict, names: set[str]) -> tuple[str, 
         raise UserError(f"{where}: name {name!r} is used twice")
     if kind not in kinds:
         raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(kinds)}")
-    needed, optional = kinds[kind]
+    needed, optional = kinds[kind].needed, kinds[kind].optional
     options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
     if missing := needed - set(options):
         raise UserError(f"{where} ({name}): missing key {sorted(missing)[0]!r}")
@@ -188,58 +163,14 @@ def _accuracy_rows(options: dict, where: str, root: Path) -> list[dict]:
 
 def write_table(spec: FigureSpec, folder: Path) -> Path:
     """One table of the paper as CSV (fixed float format: the same inputs give the same bytes)."""
-    from scaling.report import claims
-    from scaling.results import open_results, results_table
-
-    from scaling.fit.data import query
-
-    o = spec.options
-    if spec.kind == "accuracy_rows":
-        picked = []
-        for row in o["rows"]:
-            grades = query(pd.read_parquet(row["grades"]), row.get("where"), "where")
-            if "step" in row:
-                grades = grades[grades["step"] == row["step"]]
-            picked.append((row["label"], grades))
-        table = claims.accuracy_rows(picked, dict(o["splits"]))
-    elif spec.kind == "post_memorization":
-        frames = []
-        for path in o["results"]:
-            grades = pd.read_parquet(path.parent / "grades.parquet")
-            memorization = claims.memorization_table(results_table(open_results(path), "train"), grades)
-            frames.append(claims.post_memorization_gains(grades, memorization, o["split"], tuple(o["factors"])))
-        table = claims.summarize_gains(pd.concat(frames), list(o["by"])).assign(split=o["split"])
-    else:
-        frames = [results_table(open_results(path), split).assign(split=split, run=path.parent.name)
-                  for path in o["results"] for split in o["splits"]]
-        measured = query(pd.concat(frames), o.get("where"), "where")
-        table = claims.condition_means(measured[measured["step"].isin(o["steps"])], list(o["x"]), list(o["hue"]),
-                                       o.get("metric", "answer_acc"))
     out = folder / f"{spec.name}.csv"
-    table.to_csv(out, index=False, float_format="%.6g")
+    TABLE_KINDS[spec.kind].table(spec.options).to_csv(out, index=False, float_format="%.6g")
     return out
 
 
 def draw(spec: FigureSpec, folder: Path) -> list[Path]:
-    stem, o = folder / spec.name, spec.options
-    if spec.kind == "accuracy_by_split":
-        return figures.accuracy_by_split_figure(o["results"], tuple(o["group_by"]), stem)
-    if spec.kind == "training_curves":
-        return figures.training_curves_figure(o["results"], tuple(o["group_by"]), stem)
-    if spec.kind == "accuracy_by_family":
-        return figures.accuracy_by_family_figure(o["families"], stem, o.get("where"))
-    if spec.kind == "accuracy_by_condition":
-        return figures.accuracy_by_condition_figure(o["results"], o["x"], o["hue"], o["splits"], o["steps"], stem,
-                                                    o.get("where"))
-    if spec.kind == "post_memorization":
-        return figures.post_memorization_figure(o["results"], o["splits"], o["factors"], o["by"], stem)
-    if spec.kind == "law_fit":
-        return figures.law_fit_figure(o["fit"], stem, o.get("hue"), o.get("col"), o.get("row"), spec.root)
-    if spec.kind == "backtest":
-        return figures.backtest_figure(o["fit"], stem)
-    if spec.kind == "posterior":
-        return figures.posterior_figure(o["fit"], list(o["params"]), stem)
-    return figures.returns_figure(o["fit"], stem)
+    """One figure of the paper as PNG and PDF."""
+    return FIGURE_KINDS[spec.kind].draw(spec.options, folder / spec.name, spec.root)
 
 
 def regenerate_figures(paper: Path, say=print) -> list[Path]:

@@ -196,3 +196,10 @@ def test_get_law_names_the_laws_for_an_unknown_name():
         get_law("chinchila")
     for required in ("power", "chinchilla", "multiplicative", "rectified", "logistic", "bnsl", "bnsl2", "two-step", "sft"):
         assert required in LAWS
+
+
+def test_the_accuracy_law_keeps_finite_gradients_for_a_sharp_rise_far_below_its_midpoint():
+    # (x / x50)^(−k) overflows float32 here; its nan gradients made NUTS diverge on the demo's per-family fits.
+    mean = LAWS["accuracy"].mean
+    grad = jax.grad(lambda k: mean({"C": 0.9, "x50": 1000.0, "k": k}, {"x": jnp.float32(1.0)}))(jnp.float32(30.0))
+    assert jnp.isfinite(grad) and float(grad) == 0.0
