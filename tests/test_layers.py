@@ -27,7 +27,7 @@ MAY_IMPORT = {
     "report": {"foundations", "fit", "report"},
     "grid": {"foundations", "tasks", "trainer", "hf", "grid"},
 }
-FITTING = {"scaling.fit.infer", "scaling.fit.command", "scaling.fit.models", "scaling.fit.baseline", "scaling.fit.backtest"}
+FITTING = {"scaling.fit.infer", "scaling.fit.command", "scaling.fit.models", "scaling.fit.huber", "scaling.fit.backtest"}
 
 
 def layer(module: str) -> str:
