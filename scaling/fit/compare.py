@@ -107,12 +107,12 @@ def holdout_compare(request: FitRequest, prepared: dict[str, Prepared], say: Cal
         part = one.parts[0]
         progress.stage(f"law {name}", index, len(prepared))
         fit = fit_law(one.law, fit_data(part.train, one.law, one.columns), request.method, request.sampler)
-        held = fit_data(part.rows[part.held].reset_index(drop=True), one.law, one.columns)
+        held = fit_data(part.held_rows, one.law, one.columns)
         units[name] = _unit_elpd(fit.log_predictive(held.x, held.y, held.n, runs=held.run_labels), held.run_labels)
         converged[name] = fit.converged
     one = next(iter(prepared.values()))
     part = one.parts[0]
-    held_runs = fit_data(part.rows[part.held].reset_index(drop=True), one.law, one.columns).run_labels
+    held_runs = fit_data(part.held_rows, one.law, one.columns).run_labels
     train_runs = fit_data(part.train, one.law, one.columns).run_labels
     if held_runs is not None and set(held_runs) <= set(train_runs):
         say(FREE_CURVES_LINE)

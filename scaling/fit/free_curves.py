@@ -43,14 +43,16 @@ def free_curves_held_out(request: FitRequest, train_runs: np.ndarray, held_runs:
     prepared = _free_curve_rows(request)
     part = prepared.parts[0]
     _, fits = _fit(request, prepared, part.train, train_runs)
-    held = fit_data(part.rows[part.held].reset_index(drop=True), prepared.law, prepared.columns)
-    first = fits[0].posterior.posterior
-    log_lik = np.empty((min(1000, first.sizes["chain"] * first.sizes["draw"]), len(held.y)))
-    for g, name in enumerate(np.unique(train_runs)):
+    held = fit_data(part.held_rows, prepared.law, prepared.columns)
+    blocks = []  # (the held-out rows of a run, their log density under each draw of its curve)
+    for name, fit in zip(np.unique(train_runs), fits):
         rows = held_runs == name
         if rows.any():
             pick = {a: v[rows] for a, v in held.x.items()}
-            log_lik[:, rows] = fits[g].log_predictive(pick, held.y[rows], None if held.n is None else held.n[rows])
+            blocks.append((rows, fit.log_predictive(pick, held.y[rows], None if held.n is None else held.n[rows])))
+    log_lik = np.empty((len(blocks[0][1]) if blocks else 0, len(held.y)))  # no blocks: --holdout held out no rows
+    for rows, block in blocks:
+        log_lik[:, rows] = block
     return log_lik, all(fit.converged for fit in fits)
 
 

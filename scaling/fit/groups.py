@@ -53,7 +53,7 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
     results = []
     for part, fit in zip(parts, fits):
         held_out = bool(part.held.any())
-        tested = part.rows[part.held].reset_index(drop=True) if held_out else part.train
+        tested = part.held_rows if held_out else part.train
         backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, held_out)
         steps_axis = next((a for a, c in columns.x.items() if c == "step"), None)
         x_train = fit_data(part.train, law, columns).x

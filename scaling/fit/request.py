@@ -61,6 +61,11 @@ class Part:
     held: pd.Series  # --holdout: rows held out of the fit and predicted
     train: pd.DataFrame  # the rows fitted
 
+    @property
+    def held_rows(self) -> pd.DataFrame:
+        """The rows held out of the fit, in order."""
+        return self.rows[self.held].reset_index(drop=True)
+
 
 @dataclass(frozen=True)
 class Prepared:
