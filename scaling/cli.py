@@ -210,10 +210,12 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
         warmup: int, threshold: float | None, compare: str | None, allow_unconverged: bool, out: Path | None,
         list_laws: bool, quiet: bool) -> None:
     """Fit a scaling law to INPUT (a results.nc or a CSV/Parquet table) with honest uncertainty."""
-    from scaling.fit.command import FitRequest, compare_laws, run_fit
+    from scaling.fit.command import run_fit
+    from scaling.fit.compare import compare_laws
     from scaling.fit.infer import SamplerConfig
     from scaling.fit.progress import fit_progress
     from scaling.fit.laws import LAWS
+    from scaling.fit.request import FitRequest
     from scaling.fit.returns import ReturnsConfig
 
     if list_laws:

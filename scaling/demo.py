@@ -22,9 +22,10 @@ from pathlib import Path
 import tomli_w
 from rich.console import Console
 
-from scaling.fit.command import FitRequest, run_fit
+from scaling.fit.command import run_fit
 from scaling.fit.infer import SamplerConfig
 from scaling.fit.laws import LAWS
+from scaling.fit.request import FitRequest
 from scaling.grid.collect import FAMILIES, collect_run
 from scaling.grid.executors.local import LocalExecutor
 from scaling.grid.launch import run_spec

@@ -27,7 +27,8 @@ MAY_IMPORT = {
     "report": {"foundations", "fit", "report"},
     "grid": {"foundations", "tasks", "trainer", "hf", "grid"},
 }
-FITTING = {"scaling.fit.infer", "scaling.fit.command", "scaling.fit.models", "scaling.fit.baseline", "scaling.fit.backtest"}
+FITTING = {"scaling.fit.infer", "scaling.fit.command", "scaling.fit.models", "scaling.fit.huber", "scaling.fit.backtest",
+           "scaling.fit.groups", "scaling.fit.compare", "scaling.fit.free_curves"}
 
 
 def layer(module: str) -> str:

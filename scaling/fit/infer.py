@@ -28,7 +28,7 @@ from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivari
 
 from scaling.errors import UserError
 from scaling.fit import METHODS, models, progress
-from scaling.fit.baseline import HuberConfig, huber_fit
+from scaling.fit.huber import HuberConfig, huber_fit
 from scaling.fit.laws import Law
 from scaling.fit.models import LOG_PHI, OBSERVED, RUN_SD, RUN_SD_MODE, RUN_Z, SEED_Z, SIGMA, STUDENT_NU, TAU, Scales
 

@@ -1,5 +1,6 @@
-"""A fit folder as `scaling fit` writes it, read back in one place: its request (`fit.toml`), the input
-it read, and how its groups are named in the posterior.
+"""A fit folder's record, `fit.toml`, written and read back in one place: the request that made it (to
+rerun it), the input it read, what it found (a fit's law, diagnostics and backtest, or a comparison's
+laws), its provenance, and how its groups are named in the posterior.
 
 Paths in `fit.toml` are relative to the fit folder itself, so a folder and its input can move together
 (a demo folder, a copied repository). Folders written before that recorded the input relative to the
@@ -8,13 +9,21 @@ repository root; they are still read.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli_w
+
 from scaling.errors import UserError
+from scaling.fit.laws import Law
+from scaling.fit.request import FitRequest, as_columns
+from scaling.provenance import provenance
 
 MARKER = "fit.toml"  # what `scaling fit` writes last-but-one into every folder; its presence marks the folder as ours
+WRITER = "scaling fit"  # who writes fit folders, as a refusal to replace another folder names it (scaling.staging)
 GROUP_DIM = "group"  # the posterior's dimension over groups when --by names several columns
 # Law axes renamed since fits were first recorded: old name -> new. An old record's `--x steps=step` reads
 # as `--x step=step`, so committed fits stay drawable exactly as they were run.
@@ -46,14 +55,6 @@ def group_dim(by: tuple[str, ...]) -> str | None:
     return by[0] if len(by) == 1 else GROUP_DIM
 
 
-def as_columns(by) -> tuple[str, ...]:
-    """--by as a tuple of columns: from a list, a comma-separated string (one or more), or nothing."""
-    if by is None:
-        return ()
-    items = [by] if isinstance(by, str) else list(by)
-    return tuple(c.strip() for item in items for c in str(item).split(",") if c.strip())
-
-
 def read_fit(folder: Path, root: Path = Path(".")) -> FitRecord:
     """The fit in folder; root is where a folder of the older format ran (its input is relative to it)."""
     folder = Path(folder)
@@ -75,3 +76,37 @@ def read_fit(folder: Path, root: Path = Path(".")) -> FitRecord:
 def _renamed(mapping: str) -> str:
     axis, sep, column = mapping.partition("=")
     return f"{LEGACY_LAW_AXES.get(axis, axis)}{sep}{column}"
+
+
+def fit_toml(request: FitRequest, out: Path, law: Law, diagnostics: dict, backtest: dict) -> str:
+    """fit.toml of a fit written to out: its request, law, diagnostics, backtest scores per group and provenance."""
+    spec = recorded_request(request, out)
+    attrs = provenance(tomli_w.dumps({"fit": spec}))
+    return tomli_w.dumps({
+        "fit": spec, "law": {"name": law.name, "formula": law.formula, "params": list(law.params)},
+        "diagnostics": diagnostics, "backtest": backtest,
+        "provenance": {k: v for k, v in attrs.items() if k != "spec"},
+    })
+
+
+def compare_toml(request: FitRequest, out: Path, laws: list[str], ic: str, scheme: str) -> str:
+    """fit.toml of a comparison written to out: its request, the laws compared, and how they were scored."""
+    return tomli_w.dumps({"fit": recorded_request(request, out), "compare": {"laws": laws, "ic": ic, "scheme": scheme}})
+
+
+def recorded_request(request: FitRequest, out: Path) -> dict:
+    """The request as fit.toml keeps it: the input relative to the fit folder (they move together), and no
+    `out` (the folder is where the record lies)."""
+    spec = _toml_ready(dataclasses.asdict(request))
+    spec["input"] = Path(os.path.relpath(Path(request.input).resolve(), Path(out).resolve())).as_posix()
+    spec.pop("out", None)
+    return spec
+
+
+def _toml_ready(value):
+    """A dict TOML can hold: paths as strings, None values left out (TOML has no null)."""
+    if isinstance(value, dict):
+        return {k: _toml_ready(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_toml_ready(v) for v in value]
+    return str(value) if isinstance(value, Path) else value

@@ -154,7 +154,7 @@ def test_compare_with_a_holdout_scores_a_rollout_by_its_held_out_log_density(tmp
 
 
 def test_a_runs_log_likelihood_is_the_sum_of_its_rows():
-    from scaling.fit.command import leave_out_unit
+    from scaling.fit.compare import leave_out_unit
     from scaling.fit.infer import FitData, SamplerConfig, fit_law
     from scaling.fit.laws import LAWS
     x = np.tile(np.geomspace(10, 1000, 5), 3)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from scaling.fit.baseline import MIN_RUNS_TO_RESAMPLE, bootstrap_weights
+from scaling.fit.huber import MIN_RUNS_TO_RESAMPLE, bootstrap_weights
 from scaling.fit.infer import FitData, SamplerConfig, fit_law
 from scaling.fit.laws import LAWS
 

@@ -1,0 +1,60 @@
+"""What `scaling fit` prints of a fit: the request it runs, each group's summary, the answer to a signed
+law's question, the spread across pooled groups, the backtest, and the convergence diagnostics. Lines go to
+`say` (stdout for the CLI); the progress display goes elsewhere (scaling.fit.progress).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from scaling.fit.groups import GroupFit, divergences
+from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, UNIDENTIFIED
+from scaling.fit.laws import Law
+from scaling.fit.models import POOL_TAU
+from scaling.fit.request import FitRequest, Prepared
+
+SIGNED_QUESTIONS = {"beta": "training past memorization"}  # parameters free in sign whose sign is the finding
+
+
+def say_request(request: FitRequest, prepared: Prepared, say: Callable[[str], None]) -> None:
+    """The rows left out and the fit about to run."""
+    law = prepared.law
+    if prepared.dropped:
+        say(f"left out {prepared.dropped} rows with a missing value in {', '.join(prepared.columns.numeric())}")
+    say(f"Fitting {law.name}: {law.formula} to {request.y} ({len(prepared.rows)} rows"
+        + (f", {len(prepared.parts)} groups by {', '.join(request.by)}{' (pooled)' if request.pool else ''}" if request.by else "")
+        + f") by {request.method}")
+
+
+def say_fits(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.DataFrame, say: Callable[[str], None]) -> None:
+    """The summary table and what it answers: unidentified parameters, signed questions, pooled spreads, backtests."""
+    say(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    unidentified = sorted(set(summary.loc[summary["contraction"] < UNIDENTIFIED, "param"]))
+    if unidentified:
+        say(f"warning: the data barely narrow the prior of {', '.join(unidentified)} (posterior contraction < "
+            f"{UNIDENTIFIED}): read their intervals as the prior's, not as measurements")
+    for g in fits:
+        for name, question in SIGNED_QUESTIONS.items():  # the law's answer to its question, a line per group
+            if name in law.params:
+                p = float((g.fit.posterior.posterior[name].values > 0).mean())
+                say(f"P({name} > 0){' ' + g.label if g.label else ''} = {p:.3f}: {question} "
+                    f"{'helps' if p > 0.5 else 'hurts'} with probability {max(p, 1 - p):.3f}")
+    if request.pool:
+        spreads = [(name, fits[0].fit.posterior.posterior[name].values) for name in fits[0].fit.posterior.posterior.data_vars
+                   if name.startswith(POOL_TAU)]
+        say("spread across groups (sd on the latent scale, 90% interval): " + ", ".join(
+            f"{name[len(POOL_TAU):]} {np.median(v):.2g} [{np.quantile(v, 0.05):.2g}, {np.quantile(v, 0.95):.2g}]" for name, v in spreads))
+    for g in fits:
+        scores = g.scores
+        say(f"backtest{' ' + g.label if g.label else ''}: {scores['rows']} {'held-out' if g.backtest['held_out'].any() else 'fitted'} rows, "
+            f"90% interval coverage {scores['coverage_90']:.2f}, mean abs error {scores['mae']:.4g}")
+
+
+def diagnostics_line(request: FitRequest, fits: list[GroupFit], summary: pd.DataFrame) -> str:
+    """Whether every group's sampler converged, against the thresholds it needed."""
+    status = "ok" if all(g.fit.converged for g in fits) else "NOT converged"
+    return (f"Diagnostics: {status} (max r_hat {summary['r_hat'].max():.3f}, needs <= {MAX_R_HAT}; min bulk ESS "
+            f"{summary['ess_bulk'].min():.0f}, needs >= {MIN_ESS_BULK}; {divergences(request, fits)} divergences, needs 0)")
