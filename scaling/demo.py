@@ -26,7 +26,7 @@ from scaling.fit.command import run_fit
 from scaling.fit.infer import SamplerConfig
 from scaling.fit.laws import LAWS
 from scaling.fit.request import FitRequest
-from scaling.grid.collect import FAMILIES, collect_run
+from scaling.grid.collect import FAMILIES, FAMILY_METRICS, collect_run
 from scaling.grid.executors.local import LocalExecutor
 from scaling.grid.launch import run_spec
 from scaling.grid.spec import GridSpec, expand, grid_axes, parse_spec
@@ -41,7 +41,6 @@ GROUP_BY = ("size", "diversity")  # the result figures: a column per size, a lin
 # An accuracy fit: a curve per size × trained family × diversity, so each family's curves at diversity 1 and 2
 # compare the same family trained alone and beside another.
 FAMILY_GROUP_BY = ("size", "family", "diversity")
-FAMILY_METRICS = ("answer_acc", "process_acc", "chain_acc")  # what FAMILIES holds per family (collect.family_metrics)
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ class DemoConfig:
         if self.fit_law not in LAWS or len(LAWS[self.fit_law].axes) != 1:
             raise ValueError(f"DemoConfig.fit_law must be a one-axis law of the registry, got {self.fit_law!r}")
         if self.per_family and self.fit_metric not in FAMILY_METRICS:
-            raise ValueError(f"DemoConfig.fit_metric of an accuracy law must be one of {FAMILY_METRICS} (per family)")
+            raise ValueError(f"DemoConfig.fit_metric of an accuracy law must be one of {tuple(FAMILY_METRICS)} (per family)")
         if len(self.budgets) < len(LAWS[self.fit_law].params):
             raise ValueError(f"DemoConfig.budgets needs at least {len(LAWS[self.fit_law].params)} budgets to fit {self.fit_law}")
 

@@ -133,12 +133,16 @@ def _grades(folder: RunFolder, spec, cells: list[Cell]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
 
 
+# Each per-family metric and the grade column it averages.
+FAMILY_METRICS = {"answer_acc": "answer_correct", "process_acc": "process_score", "chain_acc": "chain_correct"}
+
+
 def family_metrics(grades: pd.DataFrame) -> pd.DataFrame:
     """Per cell, budget, split and family: n, answer_acc, process_acc, chain_acc and chance, as a tidy table."""
     keys = ["cell_id", *AXES, "step", "split", "family", "trained"]
+    means = {metric: (column, "mean") for metric, column in FAMILY_METRICS.items()}
     return (grades.groupby(keys, sort=False)
-            .agg(n=("answer_correct", "size"), answer_acc=("answer_correct", "mean"),
-                 process_acc=("process_score", "mean"), chain_acc=("chain_correct", "mean"), chance=("chance", "mean"))
+            .agg(n=("answer_correct", "size"), **means, chance=("chance", "mean"))
             .reset_index())
 
 
