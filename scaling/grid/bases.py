@@ -78,6 +78,12 @@ class Base(ABC):
     def needs_spec_dir(self) -> bool:
         """Whether it names files relative to the spec's folder (a run folder then records that folder)."""
 
+    @property
+    @abstractmethod
+    def params_known_upfront(self) -> int:
+        """Its non-embedding parameter count where known without reading any file (0 otherwise): what a cell
+        that failed before building its model records."""
+
     @abstractmethod
     def tokenizer(self) -> Tokenizer:
         """Its tokenizer, with its chat template where it has one: what tokenizes its cells' data."""
@@ -134,6 +140,10 @@ class PresetBase(Base):
     @property
     def needs_spec_dir(self) -> bool:
         return False
+
+    @property
+    def params_known_upfront(self) -> int:
+        return preset(self.name, 1, 1).non_embedding_params  # independent of vocabulary and length
 
     def tokenizer(self) -> Tokenizer:
         return CHARACTERS
@@ -242,6 +252,10 @@ class CheckpointBase(Base):
     @property
     def needs_spec_dir(self) -> bool:
         return True
+
+    @property
+    def params_known_upfront(self) -> int:
+        return 0  # its files may be what failed: not read again to record a failure
 
     def tokenizer(self) -> Tokenizer:
         from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from scaling.trainer.config import preset
 from scaling.cache import local_cache
 from scaling.errors import UserError, first_line
 from scaling.grid.spec import Cell, GridSpec, expand, parse_spec
@@ -281,15 +280,8 @@ def save_cell_model(folder: RunFolder, cell: Cell, plan, params) -> None:
 def failed_result(cell: Cell, reason: str) -> CellResult:
     """The record of a cell that failed (for `reason`) before it measured anything."""
     return CellResult(cell_id=cell.cell_id, axes=cell.axes, steps=(), splits=("train",),
-                      metrics={"train": {m: [] for m in METRICS}}, params=_params(cell), flops=(),
+                      metrics={"train": {m: [] for m in METRICS}}, params=cell.base.params_known_upfront, flops=(),
                       wall_seconds=0.0, status=CellStatus("failed", reason))
-
-
-def _params(cell: Cell) -> int:
-    try:
-        return preset(cell.size, 1, 1).non_embedding_params  # independent of vocabulary and length
-    except ValueError:
-        return 0
 
 
 def work_on_cells(folder: RunFolder, spec: GridSpec, cells: Sequence[Cell], retry_failed: bool = False,
