@@ -3,7 +3,8 @@ Huber baseline, all returning a LawFit with the posterior in original units, a s
 and posterior-predictive draws.
 
 `fit_law` fits one registered law (laws.py) through `law_model` (models.py); `fit_pooled` fits one law to
-several groups at once, every parameter partially pooled across them.
+several groups at once, every parameter partially pooled across them. A LawFit keeps the model's own draws,
+and its predictions and held-out densities replay that model on them: there is no second likelihood here.
 """
 
 from __future__ import annotations
@@ -436,7 +437,7 @@ def _unscaler(law: Law):
 
 
 def _original_units(law: Law, latent: dict, scales: Scales) -> dict[str, np.ndarray]:
-    """Reported parameters and the noise terms predictions need, from latent draws (any leading shape).
+    """Reported parameters and the noise terms, from latent draws (any leading shape), for the record.
 
     In float64: an amplitude in original units carries x_ref^exponent (1e9^3 for a steep law in N),
     beyond float32's range.
