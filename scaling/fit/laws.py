@@ -3,6 +3,7 @@
 A law's `mean(theta, x)` takes dicts of arrays (parameters in original units, one array per axis) and
 broadcasts, so a (S, 1) column of posterior draws against a (1, m) row of inputs gives (S, m) curves.
 numpyro models (models.py) wrap these functions with priors and likelihoods; nothing here samples.
+Each law is declared once, by keyword: its mean, latent priors, unscale and derived quantities side by side.
 
 Priors are scale-free: a fit divides each axis by its geometric mean (x_ref) and a loss by its median
 (y_scale), places Normal priors on unconstrained *latent* sites in those units, and maps the draws
