@@ -52,6 +52,7 @@ class HuberResult:
     estimate: dict[str, float]  # reported parameters, original units, from all rows
     latent: np.ndarray  # the estimate's latent vector (scaled units), in law.latent order
     bootstrap: dict[str, np.ndarray]  # reported parameters of each bootstrap refit, shape (B,)
+    refits: np.ndarray  # the bootstrap refits' latent vectors, (B, latent): draws the model can replay
     objective: float  # the Huber objective at the estimate
     residual_scale: float  # robust scale of the residuals (1.4826·MAD): the noise for predictions
     failures: int  # L-BFGS runs (full fit and refits) that stopped without reporting success
@@ -140,5 +141,5 @@ def huber_fit(law: Law, x: dict[str, np.ndarray], y: np.ndarray, config: HuberCo
         mean = law.mean(law.scaled({lat.site: best[i] for i, lat in enumerate(law.latent)}), xs)
         residual = np.asarray(target - (jnp.log(mean) if law.response == "loss" else mean))
     spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-    return HuberResult(estimate, np.asarray(best), {k: np.asarray(v, float) for k, v in drawn.items()}, objective,
-                       spread, failures, scales, resampled)
+    return HuberResult(estimate, np.asarray(best), {k: np.asarray(v, float) for k, v in drawn.items()},
+                       np.array(refits).reshape(-1, len(law.latent)), objective, spread, failures, scales, resampled)

@@ -3,7 +3,8 @@ Huber baseline, all returning a LawFit with the posterior in original units, a s
 and posterior-predictive draws.
 
 `fit_law` fits one registered law (laws.py) through `law_model` (models.py); `fit_pooled` fits one law to
-several groups at once, every parameter partially pooled across them.
+several groups at once, every parameter partially pooled across them. A LawFit keeps the model's own draws,
+and its predictions and held-out densities replay that model on them: there is no second likelihood here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import arviz as az
 import jax
@@ -20,8 +21,7 @@ import numpy as np
 import numpyro
 import optax
 import pandas as pd
-import scipy.stats as st
-from numpyro.infer import SVI, Trace_ELBO, init_to_median, log_likelihood
+from numpyro.infer import SVI, Predictive, Trace_ELBO, init_to_median, log_likelihood
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model, potential_energy
 from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
@@ -30,7 +30,7 @@ from scaling.errors import UserError
 from scaling.fit import METHODS, models, progress
 from scaling.fit.huber import HuberConfig, huber_fit
 from scaling.fit.laws import Law
-from scaling.fit.models import LOG_PHI, OBSERVED, RUN_SD, RUN_SD_MODE, RUN_Z, SEED_Z, SIGMA, STUDENT_NU, TAU, Scales
+from scaling.fit.models import LOG_PHI, MEAN, OBSERVED, RUN_SD, RUN_SD_MODE, RUN_Z, SEED_Z, SIGMA, TAU, Scales
 
 # Diagnostics thresholds (Vehtari et al. 2021): split r_hat and bulk effective sample size.
 MAX_R_HAT = 1.01
@@ -42,7 +42,9 @@ TARGET_ACCEPT = 0.99
 DENSE_MASS = True  # dense mass: the scaled laws' amplitudes, floor and exponents are correlated a posteriori
 PARETO_K_MAX = 0.7  # SVI: above this Pareto k̂ the importance-corrected draws are not reliable (Vehtari et al.)
 FULL_RANK_MAX = 30  # SVI: a full-covariance Gaussian guide up to this many latent dimensions, low rank beyond
-NOISE = (SIGMA, "phi", TAU)  # posterior variables besides the law's parameters that predictions need (and run spreads)
+# A Huber fit's counts: Beta-Binomial concentration standing for the Binomial (phi → ∞). At 1e9 its log pmf
+# is the Binomial's to ~1e-4 in float64 (further, the log-gamma differences lose digits).
+POINT_FIT_PHI = 1e9
 
 
 def run_spreads(law: Law) -> tuple[str, ...]:
@@ -140,16 +142,21 @@ class FitData:
 
 @dataclass(frozen=True)
 class LawFit:
-    """The posterior (original units, with a pointwise log_likelihood group), its summary and diagnostics."""
+    """The posterior (original units, with a pointwise log_likelihood group), its summary and diagnostics, and
+    the draws of the model's own sites, from which its predictions and held-out densities are computed."""
 
     posterior: az.InferenceData
     summary: pd.DataFrame  # param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk, contraction
     x_ref: float  # geometric mean of the (first) axis
     divergences: int  # NUTS divergent transitions after warmup (0 for svi and huber)
     law: Law  # the registered law
+    # The sites of law_model (scaled units) as drawn, (chains, draws, ...): predictions replay the model on them.
+    # A pooled fit's groups share the joint draws, every group's deviations included.
+    latent: dict[str, np.ndarray]
+    scales: Scales  # the units the priors were written in
     method: str = "nuts"  # nuts, svi or huber
-    scales: Scales | None = None  # the units the priors were written in
     pareto_k: float | None = None  # svi: Pareto k̂ of the importance weights of the guide's draws
+    group: int | None = None  # a pooled fit's group (its code in the joint model); None when not pooled
 
     @property
     def converged(self) -> bool:
@@ -170,88 +177,97 @@ class LawFit:
                 max_draws: int = 1000, runs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mean curve draws (S, m), posterior-predictive draws of an observation (S, m)) at the inputs x.
 
-        The predictive adds the observation noise the fit assumed: Student-t in log space for a loss;
-        Beta-Binomial counts / n for an accuracy with n (without n: the Beta draw, the accuracy an
-        infinite test set would show); Student-t on the value for an accuracy fitted without n. When the
-        fit pooled runs or seeds, it predicts a new one: fresh run effects (or a fresh offset of spread tau)
-        per draw and row, except for rows whose `runs` label names a run the fit has seen, which keep that
-        run's own effects (a later budget of a known run: a rollout).
+        Both come from the fitted model itself (numpyro's Predictive on law_model, with the key
+        `jax.random.key(seed)`): the curve is its `mean` site, the draws its observation site with the noise
+        the fit assumed: Student-t in log space for a loss; Beta-Binomial counts / n for an accuracy fitted
+        with n (n is then required); Student-t on the value, clipped to [0, 1], for an accuracy fitted without
+        n. When the fit pooled runs or seeds, it predicts a new one: fresh run effects (or a fresh offset of
+        spread tau) per draw and row, except for rows whose `runs` label names a run the fit has seen, which
+        keep that run's own effects (a later budget of a known run: a rollout).
         """
-        flat, mean, run_mean, offset, rng = self._rows(x, runs, seed, max_draws)
-        law, (draws, m) = self.law, mean.shape
-        if law.response == "loss":
-            noise = flat[SIGMA][:, None] * rng.standard_t(STUDENT_NU, (draws, m))
-            return mean, run_mean * np.exp(offset + noise)
-        p = _shifted(run_mean, offset)
-        if "phi" in flat:
-            phi = flat["phi"][:, None]
-            q = rng.beta(p * phi, (1 - p) * phi)
-            return mean, q if n is None else rng.binomial(np.asarray(n, int)[None, :], q) / np.asarray(n, float)[None, :]
-        if SIGMA in flat:
-            return mean, np.clip(p + flat[SIGMA][:, None] * rng.standard_t(STUDENT_NU, (draws, m)), 0.0, 1.0)
-        return mean, p if n is None else rng.binomial(np.asarray(n, int)[None, :], p) / np.asarray(n, float)[None, :]
+        form, samples, args = self._replay(x, n, runs, seed, max_draws)
+        assert n is not None or LOG_PHI not in samples, "an accuracy fitted with n examples is predicted as counts of n"
+        with jax.enable_x64(True):
+            args["n"] = args["n"].astype(int)  # counts are drawn from whole numbers of trials
+            sites = _replayed(*form)[0](samples, jax.random.key(seed), args)
+        mean, drawn = (np.asarray(sites[name], float) for name in (MEAN, OBSERVED))
+        if self.law.response == "loss":
+            return self.scales.y_scale * mean, self.scales.y_scale * np.exp(drawn)
+        if LOG_PHI in samples:
+            return mean, drawn / np.asarray(n, float)[None, :]
+        return mean, np.clip(drawn, 0.0, 1.0)  # an accuracy outside [0, 1] is not one to predict
 
     def log_predictive(self, x: dict[str, np.ndarray], y: np.ndarray, n: np.ndarray | None = None, seed: int = 0,
                        max_draws: int = 1000, runs: np.ndarray | None = None) -> np.ndarray:
-        """log p(y_i | draw s) of observations at inputs x (S, m), under the likelihood the fit assumed; runs
-        the fit has seen keep their own effects, others get fresh ones (as `predict`). Held-out rows scored
-        this way give an exact out-of-sample elpd (log of the mean over draws of the exponent)."""
-        flat, _, run_mean, offset, _ = self._rows(x, runs, seed, max_draws)
-        y = np.asarray(y, float)[None, :]
-        if self.law.response == "loss":  # Student-t on log y, with the Jacobian so that densities are of y
-            return st.t.logpdf(np.log(y), STUDENT_NU, np.log(run_mean) + offset, flat[SIGMA][:, None]) - np.log(y)
-        p = _shifted(run_mean, offset)
-        if "phi" in flat and n is not None:
-            n = np.asarray(n, float)[None, :]
-            phi = flat["phi"][:, None]
-            return st.betabinom.logpmf(np.round(y * n), n, p * phi, (1 - p) * phi)
-        return st.t.logpdf(y, STUDENT_NU, p, flat[SIGMA][:, None])
+        """log p(y_i | draw s) of observations at inputs x (S, m): numpyro's log_likelihood of the fitted model
+        on those rows; runs the fit has seen keep their own effects, others get fresh ones (as `predict`). Held-out
+        rows scored this way give an exact out-of-sample elpd (log of the mean over draws of the exponent)."""
+        form, samples, args = self._replay(x, n, runs, seed, max_draws)
+        y = np.asarray(y, float)
+        with jax.enable_x64(True):
+            args["y"] = models.observed(self.law, y, n if LOG_PHI in samples else None, self.scales)
+            log_lik = np.asarray(_replayed(*form)[1](samples, args), float)
+        # A loss is modelled as log(y / y_scale): the Jacobian 1 / y makes the density one of y.
+        return log_lik - np.log(y)[None, :] if self.law.response == "loss" else log_lik
 
-    def _rows(self, x: dict[str, np.ndarray], runs: np.ndarray | None, seed: int, max_draws: int):
-        """Per kept draw and row: the reported parameters (flat), the law's mean curve, the mean of the row's
-        run (its own effects where the fit has seen it, else fresh ones), and the row's run offset (laws
-        without run effects); with the generator that drew the fresh ones."""
-        law, post = self.law, self.posterior.posterior
-        total = post.sizes["chain"] * post.sizes["draw"]
+    def _replay(self, x: dict[str, np.ndarray], n: np.ndarray | None, runs: np.ndarray | None, seed: int,
+                max_draws: int) -> tuple:
+        """The form of law_model the fit sampled (see _replayed), at most max_draws of its draws (evenly spaced,
+        float64), and its arguments for the rows at x. A row of a run the fit has not seen (or of no named run)
+        is a unit of its own, with fresh standardized effects from their Normal(0, 1) prior: fitted spread × z."""
+        with_n, n_runs, n_groups = _variant(self.latent)
+        total = int(np.prod(next(iter(self.latent.values())).shape[:2]))
         keep = np.unique(np.linspace(0, total - 1, min(total, max_draws)).round().astype(int))
-        flat = {name: post[name].values.reshape(total)[keep] for name in (*law.params, *NOISE, *run_spreads(law))
-                if name in post}
+        samples = {site: np.asarray(v, np.float64).reshape(total, *v.shape[2:])[keep] for site, v in self.latent.items()}
         m = len(np.asarray(next(iter(x.values()))))
-        rng = np.random.default_rng(seed)
-        theta = {k: np.asarray(flat[k], np.float64)[:, None] for k in law.params}
-        effects = {param: flat[RUN_SD + param][:, None] * rng.standard_normal((len(keep), m))
-                   for param, _ in law.run_effects if RUN_SD + param in flat}
-        offset = flat[TAU][:, None] * rng.standard_normal((len(keep), m)) if TAU in flat else 0.0
-        known = self._known_runs(runs, m)
-        if known is not None and (known >= 0).any():
-            seen = known >= 0
-            for param in effects:
-                z = post[RUN_Z + param].values.reshape(total, -1)[keep]  # (S, runs)
-                effects[param][:, seen] = flat[RUN_SD + param][:, None] * z[:, known[seen]]
-            if TAU in flat and SEED_Z in post:
-                offset[:, seen] = flat[TAU][:, None] * post[SEED_Z].values.reshape(total, -1)[keep][:, known[seen]]
-        inputs = {a: np.asarray(x[a], np.float64)[None, :] for a in law.inputs}
-        with jax.enable_x64(True):  # original units: large amplitudes times small powers (see _original_units)
-            mean = np.broadcast_to(np.asarray(law.mean(theta, inputs), dtype=float), (len(keep), m))
-            run_mean = (np.broadcast_to(np.asarray(law.mean(law.for_runs(theta, effects), inputs), dtype=float),
-                                        (len(keep), m)) if effects else mean)
-        return flat, mean, run_mean, offset, rng
+        unit = np.zeros(m, int)
+        if n_runs:
+            known = self._known_runs(runs, m)
+            new = known < 0
+            unit = np.where(new, n_runs + np.cumsum(new) - 1, known)
+            fresh_key = jax.random.fold_in(jax.random.key(seed), 1)
+            for i, site in enumerate(_effect_sites(samples)):
+                fresh = np.asarray(jax.random.normal(jax.random.fold_in(fresh_key, i), (len(keep), int(new.sum()))))
+                samples[site] = np.concatenate([samples[site], fresh], axis=1)
+            n_runs += int(new.sum())
+        with jax.enable_x64(True):
+            args = {"x": models.scaled_inputs(self.law, x, self.scales), "y": None,
+                    "n": jnp.zeros(m) if n is None else jnp.asarray(np.asarray(n, float)),
+                    "seed": jnp.asarray(unit), "group": jnp.full(m, self.group or 0)}
+        return (self.law, with_n, n_runs, n_groups), samples, args
 
-    def _known_runs(self, runs: np.ndarray | None, m: int) -> np.ndarray | None:
+    def _known_runs(self, runs: np.ndarray | None, m: int) -> np.ndarray:
         """Per row, the index of its run in the posterior's runs (run effects or offsets), or -1 for a run the
-        fit has not seen; None when either side has no run names."""
+        fit has not seen; all -1 when either side has no run names."""
         post = self.posterior.posterior
         dim = "run" if "run" in post.coords else "seed" if "seed" in post.coords else None
         if runs is None or dim is None or post.attrs.get("runs_named") != 1:
-            return None
+            return np.full(m, -1)
         index = {str(name): i for i, name in enumerate(post.coords[dim].values)}
         return np.array([index.get(str(label), -1) for label in np.asarray(runs)], int).reshape(m)
 
 
-def _shifted(mean: np.ndarray, offset) -> np.ndarray:
-    """Probabilities moved by a logit offset, kept off 0 and 1."""
-    p = np.clip(mean, models.PROB_EPS, 1 - models.PROB_EPS)
-    return 1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) + offset)))
+@lru_cache(maxsize=64)
+def _replayed(law: Law, with_n: bool, n_runs: int, n_groups: int):
+    """law_model in one of its forms, compiled: (the `mean` and observation sites that numpyro's Predictive
+    draws, and the pointwise log-likelihood that numpyro's log_likelihood gives) for draws at rows."""
+    model = _bound_model(law, with_n, n_runs, n_groups)
+    predictive = partial(Predictive, model, return_sites=[MEAN, OBSERVED], parallel=True)
+    return (jax.jit(lambda samples, key, args: predictive(samples)(key, **args)),
+            jax.jit(lambda samples, args: log_likelihood(model, samples, parallel=True, **args)[OBSERVED]))
+
+
+def _effect_sites(latent: dict) -> list[str]:
+    """The sites of standardized per-run effects (one column per run): run effects, or the constant offsets."""
+    return [site for site in latent if site == SEED_Z or site.startswith(RUN_Z)]
+
+
+def _variant(latent: dict) -> tuple[bool, int, int]:
+    """Which form of law_model drew these sites: (with n examples, runs with their own effects, pooled groups)."""
+    effects = _effect_sites(latent)
+    pooled = [site for site in latent if site.startswith(models.POOL_Z)]
+    return (LOG_PHI in latent, latent[effects[0]].shape[-1] if effects else 0,
+            latent[pooled[0]].shape[-1] if pooled else 0)
 
 
 # --- fit_law --------------------------------------------------------------------------------------------
@@ -298,6 +314,11 @@ def _bound_model(law: Law, has_n: bool, n_seeds: int, n_groups: int):
     return model
 
 
+def _sites(constrained: dict) -> dict:
+    """The sampled sites of constrained draws; the deterministic `mean` is recomputed by whoever needs it."""
+    return {site: value for site, value in constrained.items() if site != MEAN}
+
+
 def _lower(program, law: Law, m: int, *extra):
     """Compile `program(key, x, y, n, seed, group, *extra)` for m rows, ahead of time, so threads share one executable."""
     x = {name: jnp.ones(m) for name in law.inputs}
@@ -333,7 +354,7 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warm
             return state, (state.z, state.diverging)
 
         _, (z, diverging) = jax.lax.scan(step, state, jnp.arange(warmup + samples))
-        latent = jax.vmap(constrain(**data))(jax.tree.map(lambda v: v[warmup:], z))
+        latent = _sites(jax.vmap(constrain(**data))(jax.tree.map(lambda v: v[warmup:], z)))
         pointwise = log_likelihood(model, latent, parallel=True, **data)[OBSERVED]
         return latent, diverging[warmup:].sum(), pointwise
 
@@ -378,7 +399,7 @@ def _svi_run(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, steps: 
         u = q.sample(draw_key, (draws,))
         # potential_energy is −log p(z, y) in unconstrained coordinates, Jacobians included, as q's density is.
         log_p = -jax.vmap(lambda v: potential_energy(model, (), data, guide._unpack_latent(v)))(u)
-        latent = guide._unpack_and_constrain(u, params)
+        latent = _sites(guide._unpack_and_constrain(u, params))
         return latent, log_p - q.log_prob(u), log_likelihood(model, latent, parallel=True, **data)[OBSERVED]
 
     return _lower(run, law, m)
@@ -416,7 +437,7 @@ def _unscaler(law: Law):
 
 
 def _original_units(law: Law, latent: dict, scales: Scales) -> dict[str, np.ndarray]:
-    """Reported parameters and the noise terms predictions need, from latent draws (any leading shape).
+    """Reported parameters and the noise terms, from latent draws (any leading shape), for the record.
 
     In float64: an amplitude in original units carries x_ref^exponent (1e9^3 for a steep law in N),
     beyond float32's range.
@@ -477,7 +498,7 @@ def fit_law(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfi
         idata.posterior.attrs["pareto_k"] = pareto_k
         # Resampled draws repeat; shuffled, they look independent to ESS, which then overstates them.
         summary["ess_bulk"] = np.minimum(summary["ess_bulk"], importance_ess)
-    return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, method, scales,
+    return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, latent, scales, method,
                   pareto_k if method == "svi" else None)
 
 
@@ -509,46 +530,41 @@ def fit_pooled(law: Law, data: FitData, method: str = "nuts", sampler: SamplerCo
             idata.posterior[models.POOL_TAU + lat.site] = (("chain", "draw"), np.asarray(latent[models.POOL_TAU + lat.site]))
         summary = summarize_law(idata, reported(law, idata.posterior), with_diagnostics=True)
         summary["contraction"] = posterior_contraction(law, shared | models.group_latents(law, latent, g))
-        fits.append(LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, method, scales, pareto_k))
+        fits.append(LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, latent, scales, method, pareto_k, g))
     return fits
 
 
 def _huber(law: Law, data: FitData, scales: Scales, sampler: SamplerConfig) -> LawFit:
-    """The baseline as a LawFit: bootstrap refits as draws, the full-data estimate as the summary's mean."""
+    """The baseline as a LawFit: bootstrap refits as draws, the full-data estimate as the summary's mean.
+
+    A point fit has no noise model of its own. Its draws get one so that law_model, the model every fit's
+    predictions and densities come from, gives theirs too: the residuals' robust scale as sigma (a loss, or an
+    accuracy without n), or for counts phi = POINT_FIT_PHI, the Beta-Binomial's Binomial limit (no scatter
+    beyond the test set's: the refits' spread is the estimate's uncertainty).
+    """
     result = huber_fit(law, data.x, data.y, HuberConfig(bootstrap=sampler.bootstrap, seed=sampler.seed), scales,
                        runs=data.run)
     if sampler.bootstrap:
-        draws = {k: v[None, :] for k, v in result.bootstrap.items()}
+        draws, vectors = {k: v[None, :] for k, v in result.bootstrap.items()}, result.refits
     else:
-        draws = {k: np.full((1, 1), v) for k, v in result.estimate.items()}
-    noise = max(result.residual_scale, 1e-12)
-    size = next(iter(draws.values())).shape[1]
+        draws, vectors = {k: np.full((1, 1), v) for k, v in result.estimate.items()}, result.latent[None, :]
+    latent = {lat.site: vectors[None, :, i] for i, lat in enumerate(law.latent)}
+    noise = np.full((1, len(vectors)), max(result.residual_scale, 1e-12))
     if law.response == "loss" or data.n is None:
-        draws[SIGMA] = np.full((1, size), noise)
-    idata = _inference_data(law, draws, _huber_pointwise(law, draws, data, scales, noise), data, scales, "huber")
+        draws[SIGMA] = latent[SIGMA] = noise
+    else:
+        latent[LOG_PHI] = np.full((1, len(vectors)), np.log(POINT_FIT_PHI))
+    with jax.enable_x64(True):
+        args = _model_args(law, data, scales)
+        pointwise = _replayed(law, data.n is not None, 0, 0)[1]({k: v.reshape(-1) for k, v in latent.items()}, args)
+    idata = _inference_data(law, draws, np.asarray(pointwise, float)[None], data, scales, "huber")
     idata.posterior.attrs["lbfgs_failures"] = result.failures
     idata.posterior.attrs["huber_objective"] = result.objective
     idata.posterior.attrs["bootstrap_resampled"] = result.resampled  # rows, or whole runs (see baseline)
     summary = summarize_law(idata, law.params, with_diagnostics=False)
     summary["mean"] = [result.estimate[name] for name in law.params]
     summary["contraction"] = np.nan  # a bootstrap has no prior to contract
-    return LawFit(idata, summary, scales.x_ref[law.axes[0]], 0, law, "huber", scales)
-
-
-def _huber_pointwise(law: Law, draws: dict, data: FitData, scales: Scales, noise: float) -> np.ndarray:
-    """A likelihood the point fit never had: Student-t (or Binomial with n) around each refit's curve."""
-    theta = {k: np.asarray(draws[k], np.float64).reshape(-1, 1) for k in law.params}
-    with jax.enable_x64(True):
-        mean = np.asarray(law.mean(theta, {a: np.asarray(data.x[a], np.float64)[None, :] for a in law.inputs}), float)
-    y = np.asarray(data.y, float)[None, :]
-    if law.response == "loss":
-        values = st.t.logpdf(np.log(y), STUDENT_NU, np.log(mean), noise)
-    elif data.n is not None:
-        n = np.asarray(data.n, float)[None, :]
-        values = st.binom.logpmf(np.round(y * n), n, np.clip(mean, models.PROB_EPS, 1 - models.PROB_EPS))
-    else:
-        values = st.t.logpdf(y, STUDENT_NU, mean, noise)
-    return values.reshape(1, -1, y.shape[1])
+    return LawFit(idata, summary, scales.x_ref[law.axes[0]], 0, law, latent, scales, "huber")
 
 
 UNIDENTIFIED = 0.5  # posterior contraction below this: the data narrowed the prior by less than half (in variance)

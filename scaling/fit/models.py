@@ -1,5 +1,8 @@
 """numpyro models around the laws: the law's prior in scaled units, seed offsets, and the likelihood.
 
+The model is written once: a fit samples it, and its predictions and held-out densities replay it on the
+posterior's draws (numpyro's Predictive and log_likelihood; see infer.LawFit), so they cannot drift apart.
+
 Likelihoods (the observation site is always "y", so a posterior's log_likelihood has one variable):
 - loss:                      log(y / y_scale) ~ StudentT(4, log mean' + seed offset, sigma); heavy tails
                              keep one bad evaluation from dragging the law
@@ -36,6 +39,7 @@ from scaling.fit.laws import Law
 
 STUDENT_NU = 4.0
 OBSERVED = "y"  # the observation site, in every model
+MEAN = "mean"  # deterministic site: the law's curve at each row, before run effects and offsets (scaled units)
 SIGMA = "sigma"  # scatter: of log loss, or of an accuracy given without n
 LOG_PHI = "log_phi"  # Beta-Binomial concentration, on the log scale
 TAU = "tau"  # spread of the per-seed offsets
@@ -97,14 +101,16 @@ def law_model(law: Law, x, y=None, n=None, seed=None, n_seeds: int = 0, group=No
     if n_groups > 1:
         z = {site: value + pooled_deviation(site, n_groups)[group] for site, value in z.items()}
     theta = law.scaled(z)
+    rows = jnp.shape(x[law.axes[0]])
+    mean = numpyro.deterministic(MEAN, jnp.broadcast_to(law.mean(theta, x), rows))
     offset = 0.0
     if n_seeds > 1 and law.run_effects:
         theta = law.for_runs(theta, {param: run_effect(param, n_seeds)[seed] for param, _ in law.run_effects})
+        mean = jnp.broadcast_to(law.mean(theta, x), rows)
     elif n_seeds > 1:
         tau = numpyro.sample(TAU, dist.Gamma(2.0, 1.0 / TAU_MODE[law.response]))
         with numpyro.plate("seeds", n_seeds):
             offset = (tau * numpyro.sample(SEED_Z, dist.Normal(0.0, 1.0)))[seed]
-    mean = jnp.broadcast_to(law.mean(theta, x), jnp.shape(x[law.axes[0]]))
     if law.response == "loss":
         sigma = numpyro.sample(SIGMA, dist.HalfNormal(SIGMA_PRIOR["loss"]))
         likelihood = dist.StudentT(STUDENT_NU, jnp.log(mean) + offset, sigma)
@@ -147,6 +153,3 @@ def prior_predictive(law: Law, x, key, count: int, n=None, seed=None, n_seeds: i
     # Counts need whole numbers of trials to be drawn (the likelihood itself takes n as floats).
     n = None if n is None else jnp.asarray(n).astype(int)
     return Predictive(partial(law_model, law), num_samples=count)(key, x=x, n=n, seed=seed, n_seeds=n_seeds)
-
-
-# --- the demo's grouped laws: one curve per group, in steps ------------------------------------------

@@ -34,7 +34,7 @@ NEVER = np.inf  # the gain never falls below the threshold within the search ran
 NOT_APPLICABLE = np.nan  # the gain never reaches the threshold: no returns to diminish
 ERROR_RATE_AXES = frozenset({"quality"})  # fractions in (0, 1]: a step halves 1 − value instead of doubling it
 COLUMNS = ["axis", "quantity", "at", "estimate", "lo", "hi", "unit", "share", "runs"]
-PAST = "past"  # the covariate of log steps past a run's memorization step (laws.SFT_COVARIATES)
+PAST = "past"  # the covariate of log steps past a run's memorization step (laws.SFT's covariates)
 
 
 def improved(axis: str, values: np.ndarray) -> np.ndarray:
