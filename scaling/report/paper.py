@@ -28,17 +28,17 @@ The folder's INDEX lists what was drawn from what, and marks the folder as ours 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
 from scaling.report.kinds import FIGURE_KINDS, TABLE_KINDS
 from scaling.errors import UserError
 from scaling.staging import publish_folder
+from scaling.typed_toml import typed_table
 
 SPEC_FILE = "figures.toml"
 OUTPUT = "figures"
 INDEX = "INDEX"  # written last into the figures folder: what was drawn from what
-ROW_KEYS = ({"label", "grades"}, {"where", "step"})  # an accuracy_rows row: per-example grades, which of them
 TABLES = "tables"  # where [[table]] entries are written, as CSV
 
 
@@ -48,7 +48,8 @@ class FigureSpec:
 
     name: str  # file stem under paper/figures/
     kind: str  # one of FIGURE_KINDS (a figure) or TABLE_KINDS (a table)
-    options: dict  # the kind's keys, paths resolved against the repository root
+    options: object  # the kind's options dataclass, paths resolved against the repository root
+    keys: tuple[str, ...]  # the options its table gave, in the order given (the INDEX shows these)
     root: Path  # the repository root: the paper folder's parent
 
 
@@ -63,102 +64,54 @@ def read_figure_specs(paper: Path) -> list[FigureSpec]:
         raise UserError(f"{path} is not valid TOML ({error})") from None
     if not isinstance(entries, list) or not entries:
         raise UserError(f"{path} lists no [[figure]] tables")
-    root = paper.resolve().parent
-    specs, names = [], set()
-    for number, entry in enumerate(entries, 1):
-        where = f"{path} figure {number}"
-        name, kind, options = _entry(entry, where, FIGURE_KINDS, names)
-        figure_kind = FIGURE_KINDS[kind]
-        for key in ("results", "families", "fit"):
-            if key in options:
-                many = figure_kind.pooled and key == "results"  # several runs, pooled
-                value = options[key] if many and isinstance(options[key], list) else [options[key]]
-                if not value or not all(isinstance(v, str) for v in value):
-                    raise UserError(f"{where} ({name}): {key} must be a path" + (" or a list of paths" if many else ""))
-                options[key] = [root / v for v in value] if many else root / value[0]
-        for key in ("x", "hue", "splits", "by") if figure_kind.pooled else ():
-            if key in options:
-                options[key] = [options[key]] if isinstance(options[key], str) else options[key]
-                if not isinstance(options[key], list) or not all(isinstance(v, str) for v in options[key]):
-                    raise UserError(f"{where} ({name}): {key} must be a name or a list of names")
-        for key, what in (("steps", "budgets"), ("factors", "whole multiples of the memorization step")):
-            if key in options and (not isinstance(options[key], list) or not options[key]
-                                   or not all(isinstance(v, int) and v > 0 for v in options[key])):
-                raise UserError(f"{where} ({name}): {key} must be a list of {what}")
-        for what, file in figure_kind.inputs(options, root):
-            if not file.is_file():
-                raise UserError(f"{where} ({name}): {what}{file} does not exist")
-        names.add(name)
-        specs.append(FigureSpec(name, kind, options, root))
-    return specs
-
-
-def _entry(entry: dict, where: str, kinds: dict, names: set[str]) -> tuple[str, str, dict]:
-    """(name, kind, options) of one [[figure]] or [[table]]: a new plain name, a known kind, its keys and no others."""
-    name, kind = entry.get("name"), entry.get("kind")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise UserError(f"{where}: name must be a plain file name")
-    if name in names:
-        raise UserError(f"{where}: name {name!r} is used twice")
-    if kind not in kinds:
-        raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(kinds)}")
-    needed, optional = kinds[kind].needed, kinds[kind].optional
-    options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
-    if missing := needed - set(options):
-        raise UserError(f"{where} ({name}): missing key {sorted(missing)[0]!r}")
-    if unknown := set(options) - needed - optional:
-        raise UserError(f"{where} ({name}): unknown key {sorted(unknown)[0]!r}")
-    return name, kind, options
+    return _specs(entries, path, "figure", FIGURE_KINDS, paper.resolve().parent)
 
 
 def read_table_specs(paper: Path) -> list[FigureSpec]:
     """The paper's tables ([[table]] in figures.toml), validated like its figures; none when it lists none."""
     path = paper / SPEC_FILE
     entries = tomllib.loads(path.read_text()).get("table", [])
-    root = paper.resolve().parent
+    return _specs(entries if isinstance(entries, list) else [], path, "table", TABLE_KINDS, paper.resolve().parent)
+
+
+def _specs(entries: list, path: Path, noun: str, kinds: dict, root: Path) -> list[FigureSpec]:
+    """Each [[figure]] or [[table]] entry as a spec: a new plain name, a known kind, its options typed by the kind's
+    options dataclass with paths resolved against the repository root, and every file it reads present."""
     specs, names = [], set()
-    for number, entry in enumerate(entries if isinstance(entries, list) else [], 1):
-        where = f"{path} table {number}"
-        name, kind, options = _entry(entry, where, TABLE_KINDS, names)
-        if kind == "accuracy_rows":
-            options["rows"] = _accuracy_rows(options, f"{where} ({name})", root)
-            names.add(name)
-            specs.append(FigureSpec(name, kind, options, root))
-            continue
-        results = options["results"] if isinstance(options["results"], list) else [options["results"]]
-        options["results"] = [root / r for r in results]
-        for key in ("x", "hue", "splits", "by", "factors", "steps"):  # one name stands for a list of one
-            if key in options and not isinstance(options[key], list):
-                options[key] = [options[key]]
-        for file in options["results"]:
+    for number, entry in enumerate(entries, 1):
+        where = f"{path} {noun} {number}"
+        name, kind = entry.get("name"), entry.get("kind")
+        if not isinstance(name, str) or not name or "/" in name:
+            raise UserError(f"{where}: name must be a plain file name")
+        if name in names:
+            raise UserError(f"{where}: name {name!r} is used twice")
+        if kind not in kinds:
+            raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(kinds)}")
+        options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
+        needed = [f.name for f in fields(kinds[kind].options)
+                  if f.default is MISSING and f.default_factory is MISSING and f.name not in options]
+        if needed:
+            raise UserError(f"{where} ({name}): missing key {needed[0]!r}")
+        typed = _under(typed_table(kinds[kind].options, options, f"[{noun}]", f"{where} ({name})"), root)
+        for said, file in kinds[kind].inputs(typed, root):
             if not file.is_file():
-                raise UserError(f"{where} ({name}): {file} does not exist")
-            if kind == "post_memorization" and not (file.parent / "grades.parquet").is_file():
-                raise UserError(f"{where} ({name}): {file.parent / 'grades.parquet'} does not exist")
+                raise UserError(f"{where} ({name}): {said}{file} does not exist")
         names.add(name)
-        specs.append(FigureSpec(name, kind, options, root))
+        specs.append(FigureSpec(name, kind, typed, tuple(options), root))
     return specs
 
 
-def _accuracy_rows(options: dict, where: str, root: Path) -> list[dict]:
-    """An accuracy_rows table's rows, validated: each a label, an existing per-example grades file (a run's
-    grades.parquet, or the baseline.parquet of `scaling baseline`), and optionally a row condition and a budget."""
-    rows, splits = options["rows"], options["splits"]
-    if not isinstance(splits, dict) or not splits or not all(isinstance(v, str) for v in splits.values()):
-        raise UserError(f"{where}: splits must be a table of column = split, e.g. {{ ID = \"id\" }}")
-    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
-        raise UserError(f"{where}: rows must be a list of tables {{ label, grades, where, step }}")
-    checked = []
-    for number, row in enumerate(rows, 1):
-        needed, optional = ROW_KEYS
-        if missing := needed - set(row):
-            raise UserError(f"{where} row {number}: missing key {sorted(missing)[0]!r}")
-        if unknown := set(row) - needed - optional:
-            raise UserError(f"{where} row {number}: unknown key {sorted(unknown)[0]!r}")
-        if not (root / row["grades"]).is_file():
-            raise UserError(f"{where} row {number}: {root / row['grades']} does not exist")
-        checked.append({**row, "grades": root / row["grades"]})
-    return checked
+def _under(options, root: Path):
+    """The options with every path in them, as written relative to the repository root, resolved against it."""
+    def resolved(value):
+        if isinstance(value, Path):
+            return root / value
+        if isinstance(value, tuple):
+            return tuple(resolved(v) for v in value)
+        if isinstance(value, dict):
+            return {k: resolved(v) for k, v in value.items()}
+        return value
+    return replace(options, **{f.name: resolved(getattr(options, f.name)) for f in fields(options)})
 
 
 def write_table(spec: FigureSpec, folder: Path) -> Path:
@@ -204,14 +157,14 @@ def regenerate_figures(paper: Path, say=print) -> list[Path]:
 def _index(specs: list[FigureSpec]) -> str:
     lines = [f"Drawn by `scaling figures` from {SPEC_FILE}; redraw with `scaling figures`, never by hand.", ""]
     for spec in specs:
-        inputs = ", ".join(f"{k}={_shown(v, spec.root)}" for k, v in spec.options.items())
+        inputs = ", ".join(f"{k}={_shown(getattr(spec.options, k), spec.root)}" for k in spec.keys)
         lines.append(f"{spec.name}.png/.pdf: {spec.kind} ({inputs})")
     return "\n".join(lines) + "\n"
 
 
 def _shown(value, root: Path):
     """An option as the INDEX shows it: paths relative to the repository root."""
-    if isinstance(value, list):
+    if isinstance(value, tuple):
         return [_shown(v, root) for v in value]
     if isinstance(value, dict):  # an accuracy_rows row: its grades file too
         return {k: _shown(v, root) for k, v in value.items()}
