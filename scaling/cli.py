@@ -61,7 +61,8 @@ def data_families(as_json: bool) -> None:
 
 @data.command("sample")
 @click.option("--family", required=True, help="Task family (see `scaling data families`).")
-@click.option("--split", required=True, help="train, id, ood_length, ood_family or ood_compose.")
+@click.option("--split", required=True,
+              help="train, id, ood_length, ood_family, ood_phrasing, ood_compose (a composition) or ood_rule (a variant).")
 @click.option("--n", "n", type=int, default=10, show_default=True, help="Number of examples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quality", type=float, default=1.0, show_default=True, help="Fraction of training examples with correct CoT.")

@@ -32,7 +32,7 @@ from scaling.trainer.model import abstract_model, init_model
 BASELINE = "baseline.parquet"
 ROOM = 2  # a row holds this many times its split's longest sequence: room for a base's longer answers
 # Each example's, from its grade; completion: the text the base wrote, decoded, as it was graded.
-GRADED = ("family", "phrasing", "key", "difficulty", "chance", "answer_correct", "completion", "generated_tokens")
+GRADED = ("family", "phrasing", "key", "difficulty", "distance", "chance", "answer_correct", "completion", "generated_tokens")
 COLUMNS = ("size", "pretrain_tokens", "split", *GRADED)  # baseline.parquet's
 
 
@@ -44,7 +44,7 @@ def base_cells(spec: GridSpec) -> list[Cell]:
     random initialization stands for a base of 0 pretraining tokens).
     """
     chosen: dict[tuple[str, int], Cell] = {}
-    for cell in expand(spec):
+    for cell in (cell for cell in expand(spec) if not cell.control):
         key = (cell.size, cell.pretrain_tokens)
         if key not in chosen or COT_STYLES.index(cell.cot) < COT_STYLES.index(chosen[key].cot):
             chosen[key] = cell

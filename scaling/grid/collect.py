@@ -76,8 +76,9 @@ def finished(states: list[CellState]) -> bool:
 
 def format_status(states: list[CellState]) -> str:
     counts = {name: sum(s.state == name for s in states) for name in STATES}
+    controls = sum(bool(s.cell.control) for s in states)
     lines = [" · ".join(f"{counts[name]} {name}" for name in STATES if counts[name] or name != "corrupt")
-             + f" (of {len(states)} cells)"]
+             + f" (of {len(states)} cells" + (f", {controls} of them positive controls)" if controls else ")")]
     for s in states:
         if s.state != "done" and (s.state != "pending" or s.detail):
             lines.append(f"{s.state:<8} {s.cell.cell_id}  {s.cell.label}" + (f"  — {s.detail}" if s.detail else ""))
@@ -121,29 +122,38 @@ def _milestones(states: list[CellState]) -> tuple:
 
 
 def _grades(folder: RunFolder, spec, cells: list[Cell]) -> pd.DataFrame:
-    """Every finished cell's grades, led by its id, its axes and whether each family is in its mixture."""
+    """Every finished cell's grades, led by its id, its axes, the split it is a positive control for ("": none) and
+    whether each family is in its training pool."""
     tables = []
     for cell in cells:
         if not folder.exists(grades_file(cell.cell_id)):  # a cell that failed before grading anything
             continue
         table = read_grades(folder, grades_file(cell.cell_id))
-        trained = set(spec.data.trained[:cell.diversity])
-        tables.append(table.assign(cell_id=cell.cell_id, **cell.axes, trained=table["family"].isin(trained)))
-    columns = ["cell_id", *AXES, "step", "split", "trained", *GRADE_COLUMNS]
+        trained = set(spec.source.control_trained(cell.control) if cell.control else spec.data.trained[:cell.diversity])
+        tables.append(table.assign(cell_id=cell.cell_id, **cell.axes, control=cell.control,
+                                   trained=table["family"].isin(trained)))
+    columns = ["cell_id", *AXES, "control", "step", "split", "trained", *GRADE_COLUMNS]
     return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
 
 
 # Each per-family metric and the grade column it averages.
 FAMILY_METRICS = {"answer_acc": "answer_correct", "process_acc": "process_score", "chain_acc": "chain_correct"}
+# What a positive control shares with the cells whose headroom it measures: the base and the CoT style.
+CONTROL_MATCH = ("size", "pretrain_tokens", "cot")
 
 
 def family_metrics(grades: pd.DataFrame) -> pd.DataFrame:
-    """Per cell, budget, split and family: n, answer_acc, process_acc, chain_acc and chance, as a tidy table."""
-    keys = ["cell_id", *AXES, "step", "split", "family", "trained"]
+    """Per cell, budget, split and family: n, answer_acc, process_acc, chain_acc, chance and headroom (what the positive
+    control for that split, of the same base and CoT style, answers there; NaN where the grid has none), tidy."""
+    keys = ["cell_id", *AXES, "control", "step", "split", "family", "trained"]
     means = {metric: (column, "mean") for metric, column in FAMILY_METRICS.items()}
-    return (grades.groupby(keys, sort=False)
-            .agg(n=("answer_correct", "size"), **means, chance=("chance", "mean"))
-            .reset_index())
+    table = (grades.groupby(keys, sort=False)
+             .agg(n=("answer_correct", "size"), **means, chance=("chance", "mean"))
+             .reset_index())
+    on = [*CONTROL_MATCH, "step", "split", "family"]
+    controls = table[table["control"] == table["split"]]
+    headroom = controls.groupby(on, as_index=False).agg(headroom=("answer_acc", "mean"))
+    return table.merge(headroom, on=on, how="left")
 
 
 CELL_MEASURES = ("memorization_step", "base_loss", "base_probe_acc")  # per-cell variables a family's rows carry
@@ -157,7 +167,10 @@ def with_cell_measures(families: pd.DataFrame, cube: xr.Dataset) -> pd.DataFrame
         return families
     per_cell = cube[names].to_dataframe().reset_index()  # coordinates on the cell's axes (`params`) come along
     keys = [axis for axis in AXES if axis in per_cell.columns and axis in families.columns]
-    return families.merge(per_cell[[*keys, *names, *(["params"] if "params" in per_cell else [])]], on=keys, how="left")
+    measured = families[families["control"] == ""].merge(
+        per_cell[[*keys, *names, *(["params"] if "params" in per_cell else [])]], on=keys, how="left")
+    # A control shares its axes' values with a cell of the cube, not its measures: its rows keep NaN.
+    return pd.concat([measured, families[families["control"] != ""]], ignore_index=True)
 
 
 def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
@@ -165,7 +178,9 @@ def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
     folder = RunFolder(run_dir)
     spec = read_run_spec(folder)
     cells = expand(spec)
-    datasets = [read_folder_cell(folder, cell_file(c.cell_id)) for c in cells if folder.exists(cell_file(c.cell_id))]
+    # The hypercube holds the grid's cells; positive controls are not on its axes and reach the grades tables only.
+    datasets = [read_folder_cell(folder, cell_file(c.cell_id)) for c in cells
+                if not c.control and folder.exists(cell_file(c.cell_id))]
     if not datasets:
         raise UserError(f"{folder.url} has no finished cells to collect yet")
     cube = hypercube(datasets, grid_axes(spec), provenance(spec.text))

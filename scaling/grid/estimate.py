@@ -35,7 +35,9 @@ def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
     shapes = []
     for cell in cells:
         length = _estimated_length(spec, cell, cell.base.tokenizer())
-        shapes.append((length, spec.data.pack_length or length))
+        # A control's rows grow to its longest problem (plan.cell_plan); this bounds it by the cell's longest sequence.
+        shapes.append((length, max(spec.data.pack_length, length) if cell.control else spec.data.pack_length or length))
+    evaluated = memorization_and_evaluation_items(spec)
     # One timed step per size, at its longest row; other rows of that size scale by their FLOPs.
     longest = {}
     for cell, (_, row) in zip(cells, shapes):
@@ -47,13 +49,19 @@ def estimate_cells(spec: GridSpec, cells: list[Cell]) -> list[CellEstimate]:
         per_step = cfg.train_flops_per_token(row) * spec.train.batch_size * row
         # Pretraining, and evaluation: a forward pass (a third of a train step) per token of each split at each budget.
         pretrain = cfg.train_flops_per_token(spec.train.pretrain_context) * cell.pretrain_tokens
-        evaluation = cfg.train_flops_per_token(length) / 3 * length * spec.eval.n * len(spec.eval.splits) * len(spec.train.budgets)
+        evaluation = cfg.train_flops_per_token(length) / 3 * length * evaluated * len(spec.train.budgets)
         # Measuring the base (held-out corpus loss and the probe) runs forward once over their tokens.
         measuring = cfg.train_flops_per_token(ROW) / 3 * measured_tokens(cell.base.tokenizer())
         flops = steps * per_step + pretrain + evaluation + measuring
         step = cell.base.step_time(cfg, row, longest[cell.size], spec.train.batch_size)
         estimates.append(CellEstimate(cell, cfg.non_embedding_params, flops, step.fixed + flops * step.per_flop))
     return estimates
+
+
+def memorization_and_evaluation_items(spec: GridSpec) -> int:
+    """The examples a cell grades at each budget: its train split's and the grid's evaluation set."""
+    evaluation = spec.source.evaluation_set(spec.eval.splits, spec.eval.n, spec.eval.seed, "full")
+    return sum(len(rows) for rows in evaluation.values()) + (spec.eval.memorization_n if "train" in spec.eval.splits else 0)
 
 
 def _estimated_length(spec: GridSpec, cell: Cell, tokenizer: Tokenizer) -> int:
@@ -73,7 +81,7 @@ def describe_grid(spec: GridSpec, cells: list[Cell], say: Callable[[str], None])
     for e in estimates:
         c = e.cell
         say(f"{c.cell_id:<16} {c.size:<8} {c.pretrain_tokens:>10} {c.diversity:>9} {c.quality:>7g} {c.cot:<5} {c.seed:>4} "
-            f"{e.params:>10,} {e.flops:>9.2e} {_duration(e.seconds):>9}")
+            f"{e.params:>10,} {e.flops:>9.2e} {_duration(e.seconds):>9}" + (f"  control for {c.control}" if c.control else ""))
     total = sum(e.seconds for e in estimates)
     say(f"{len(estimates)} cells, {sum(e.flops for e in estimates):.2e} FLOPs, about {_duration(total)} "
         f"in one process on this machine (dry run: nothing written)")

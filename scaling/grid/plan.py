@@ -44,22 +44,32 @@ def cell_data(spec: GridSpec, cell: Cell, tokenizer: Tokenizer = CHARACTERS) -> 
     """The SFT pool and evaluation splits of a cell, and their length in `tokenizer`'s tokens
     (deterministic in the spec, the cell's axes and the tokenizer)."""
     source = spec.source
-    return _cell_data(source, json.dumps(source.files_content()), spec.data.examples_at(cell.diversity), spec.eval,
-                      cell.diversity, cell.quality, cell.cot, cell.seed, tokenizer)
+    return _cell_data(source, json.dumps(source.files_content()), _examples(spec, cell), spec.eval, cell.diversity,
+                      cell.quality, cell.cot, cell.seed, cell.control, tokenizer)
+
+
+def _examples(spec: GridSpec, cell: Cell) -> int:
+    """Unique SFT examples of a cell; a control's are the grid's per cell, or per family of its own pool."""
+    if not cell.control:
+        return spec.data.examples_at(cell.diversity)
+    per_family = spec.data.examples_per == "family"
+    return spec.data.examples * (len(spec.source.control_trained(cell.control)) if per_family else 1)
 
 
 # Keyed on what the source's files hold (an edited file is read again) and on the tokenizer (its content decides
 # the length).
 @functools.lru_cache(maxsize=8)
 def _cell_data(source: DataSource, _files: str, examples: int, evaluation, diversity: int, quality: float, cot: str,
-               seed: int, tokenizer: Tokenizer) -> CellData:
+               seed: int, control: str, tokenizer: Tokenizer) -> CellData:
     """A cell's pool and splits: the evaluation set is the grid's, and no training example repeats its problems."""
     try:
         fixed = source.evaluation_set(evaluation.splits, evaluation.n, evaluation.seed, cot)
         held_out = frozenset(example.key for rows in fixed.values() for example in rows)
-        pool = source.training_pool(diversity, examples, seed, quality, cot, held_out)
+        pool = (source.control_pool(control, examples, seed, cot, held_out) if control
+                else source.training_pool(diversity, examples, seed, quality, cot, held_out))
     except ValueError as error:  # e.g. more unique examples asked for than a family has
-        raise UserError(f"cell data (diversity={diversity}, quality={quality}, cot={cot}, seed={seed}): {error}") from None
+        which = f"control={control}" if control else f"diversity={diversity}, quality={quality}"
+        raise UserError(f"cell data ({which}, cot={cot}, seed={seed}): {error}") from None
     splits = {split: memorization_split(pool, evaluation.memorization_n) if split == "train" else fixed[split]
               for split in evaluation.splits}
     return _measured(pool, splits, tokenizer)
@@ -85,6 +95,8 @@ def cell_plan(spec: GridSpec, cell: Cell, init_params: nnx.State | None) -> Cell
         raise UserError(f"[axes] size {cell.size!r}: the tokenizer has {tokenizer.vocab_size} ids, the model only "
                         f"{model_cfg.vocab_size} embedding rows")
     pack_length = spec.data.pack_length or data.length
+    if cell.control:  # a control's own distribution (longer problems, chained families) may outgrow the grid's rows
+        pack_length = max(pack_length, _quantized(sequence_length(data.pool, tokenizer)))
     try:
         rows = pack(data.pool, pack_length, tokenizer)
     except ValueError as error:  # an example longer than [data] pack_length

@@ -126,7 +126,8 @@ def check_data_version(folder: RunFolder) -> None:
     version = int(folder.read_text(VERSION).strip()) if folder.exists(VERSION) else (1 if folder.list("cells", ".nc") else DATA_VERSION)
     if version != DATA_VERSION:
         raise UserError(f"run folder {folder.url} holds cells of data version {version}; this scaling draws data "
-                        f"version {DATA_VERSION} (problem keys, one evaluation set per grid): run the grid into a new "
+                        f"version {DATA_VERSION} (evaluation sets of n problems per family, rule variants, a length ladder): "
+                        f"run the grid into a new "
                         f"--out ({RESULTS_FILE} there still opens with scaling.open_results)")
 
 

@@ -24,7 +24,7 @@ from scaling.tasks.dataset import DatasetSource
 from scaling.tasks.jsonl import AnswerExtractor
 from scaling.tasks.mixture import SPLITS
 from scaling.tasks.quality import COT_STYLES
-from scaling.tasks.source import DataSource, FamilySource
+from scaling.tasks.source import DataSource, FamilySource, default_ood_families
 from scaling.typed_toml import typed_table
 
 EXECUTORS = ("local", "ray", "slurm")
@@ -88,7 +88,8 @@ class DataSpec:
     (`source`). What the cells draw from is its `data_source`."""
 
     families: tuple[str, ...] = ()  # ordered task families; diversity k trains on the first k
-    ood_families: tuple[str, ...] = ()  # held out of every mixture: the ood_family split
+    ood_families: tuple[str, ...] | None = None  # held out of every mixture: the ood_family split (None: the default
+    # pair less any trained, tasks.source.default_ood_families)
     examples: int = 2000  # unique SFT examples per cell, whatever the diversity (examples_per = "cell")
     examples_per: str = "cell"  # "family": examples per trained family, so diversity k trains on k·examples
     phrasings: int = 0  # prompt phrasings per family (0: all of them)
@@ -130,7 +131,8 @@ class DataSpec:
                                  self.quality_field, self.answer.extractor(),
                                  str(_resolved(self.eval_source, base_dir)) if self.eval_source else "")
         self._refuse(DatasetSource.spec_keys, "describes a dataset: give source = a JSONL file with it")
-        return FamilySource(self.families, self.ood_families, self.phrasings)
+        held_out = default_ood_families(self.families) if self.ood_families is None else self.ood_families
+        return FamilySource(self.families, held_out, self.phrasings)
 
     def _refuse(self, keys: tuple[str, ...], why: str) -> None:
         given = [key for key in keys if getattr(self, key) != _default(DataSpec, key)]
@@ -143,6 +145,8 @@ class DataSpec:
         if self.examples_per == "cell":  # the default before the key existed: earlier grids keep their cell ids
             del content["examples_per"]
         source = self.data_source(base_dir)
+        if isinstance(source, FamilySource):  # the held-out families drawn, whether the spec named them or not
+            content["ood_families"] = list(source.ood_families)
         return {k: v for k, v in content.items() if k not in SOURCE_KEYS or k in source.spec_keys} | source.files_content()
 
 
@@ -206,10 +210,12 @@ class EvalSpec:
 
     splits: tuple[str, ...] = FamilySource.default_splits  # see tasks.mixture.SPLITS; a spec that names none takes
     # its data source's (`parse_spec`)
-    n: int = 256  # examples per evaluation split (the same problems for every cell)
+    n: int = 256  # problems per family (a dataset: per group) of each evaluation split, the same for every cell
     batch_size: int = 256  # examples decoded together (capped at n: decoding slows per row beyond ~64 on CPU)
     seed: int = 0  # draws the evaluation set, whatever the cells' seeds: every cell meets the same problems
     memorization_n: int = 128  # the train split: a cell's first correct training items, for its memorization step
+    controls: bool = False  # also train a positive control per base, CoT style and out-of-distribution split: a cell
+    # trained on that split's own distribution, whose accuracy there is the split's headroom (Cell.control)
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.splits if s not in SPLITS]
@@ -319,8 +325,10 @@ class GridSpec:
 
     def results_content(self) -> dict:
         """Everything in the spec that determines results (not `name`, `run` or where the file lies)."""
+        evaluation = dataclasses.asdict(self.eval)
+        del evaluation["controls"]  # whether controls run beside the cells changes no cell's results
         return {"axes": dataclasses.asdict(self.axes), "data": self.data.results_content(Path(self.base_dir)),
-                "train": dataclasses.asdict(self.train), "eval": dataclasses.asdict(self.eval)}
+                "train": dataclasses.asdict(self.train), "eval": evaluation}
 
 
 @dataclass(frozen=True)
@@ -335,6 +343,8 @@ class Cell:
     seed: int
     cell_id: str
     base: Base  # what `size` names, paths resolved: ask it for the tokenizer, model, weights and measures
+    control: str = ""  # a positive control: the out-of-distribution split whose own distribution it trains on (its
+    # pool is that split's, its diversity and quality are not axes); "": a cell of the grid's hypercube
 
     @property
     def axes(self) -> dict:
@@ -344,6 +354,8 @@ class Cell:
 
     @property
     def label(self) -> str:
+        if self.control:
+            return f"control={self.control} size={self.size} pretrain_tokens={self.pretrain_tokens} cot={self.cot} seed={self.seed}"
         return " ".join(f"{name}={value}" for name, value in self.axes.items())
 
 
@@ -424,6 +436,21 @@ def expand(spec: GridSpec) -> list[Cell]:
                             axes = {"size": size, "pretrain_tokens": pretrain, "diversity": diversity,
                                     "quality": quality, "cot": cot, "seed": seed}
                             cells.append(Cell(**axes, cell_id=cell_id(axes, content), base=bases[size]))
+    return cells + (control_cells(spec, content) if spec.eval.controls else [])
+
+
+def control_cells(spec: GridSpec, content: dict) -> list[Cell]:
+    """A positive control per base, CoT style and controlled split: trained like the grid's cells (same examples,
+    budgets and optimizer, the first seed) on the split's own distribution."""
+    a, bases, cells = spec.axes, spec.bases, []
+    for size in a.size:
+        for pretrain in bases[size].pretrain_axis(a.pretrain_tokens):
+            for cot in a.cot:
+                for split in spec.source.control_splits(spec.eval.splits):
+                    axes = {"size": size, "pretrain_tokens": pretrain, "diversity": max(a.diversity), "quality": 1.0,
+                            "cot": cot, "seed": a.seed[0]}
+                    cells.append(Cell(**axes, cell_id=cell_id(axes | {"control": split}, content), base=bases[size],
+                                      control=split))
     return cells
 
 

@@ -136,7 +136,7 @@ class DatasetSource:
     def evaluation_set(self, splits: Sequence[str], n: int, seed: int, cot: str) -> dict[str, list[Example]]:
         """The evaluation rows of each split but `train`, as examples in the style `cot`: the same rows for every
         cell. From the eval file when there is one (all its rows of the trained groups are `id`, of the held-out
-        groups `ood_family`), else held back from the training file (`n` rows a split)."""
+        groups `ood_family`), else held back from the training file (`n` rows of each group a split)."""
         train = dataset_of(self)
         split_groups = {"id": self.groups, "ood_family": self.ood_groups}
         unknown = [s for s in splits if s not in SPLITS]
@@ -167,9 +167,24 @@ class DatasetSource:
         evaluation rows' keys), round(quality · share) verified rows per group and the rest unverified."""
         if not 1 <= diversity <= len(self.groups):
             raise ValueError(f"diversity {diversity} must lie between 1 and the {len(self.groups)} groups given")
+        return self._pool(self.groups[:diversity], n_examples, seed, quality, cot, held_out, f"at diversity {diversity}")
+
+    def control_splits(self, splits: Sequence[str]) -> tuple[str, ...]:
+        return ("ood_family",) if "ood_family" in splits else ()  # the only split a dataset makes beyond id
+
+    def control_trained(self, split: str) -> tuple[str, ...]:
+        return self.ood_groups
+
+    def control_pool(self, split: str, n_examples: int, seed: int, cot: str, held_out: frozenset[str]) -> list[Example]:
+        """A positive control's SFT examples: verified rows of the held-out groups, none of them an evaluation row."""
+        return self._pool(self.ood_groups, n_examples, seed, 1.0, cot, held_out, "for the ood_family control")
+
+    def _pool(self, groups: Sequence[str], n_examples: int, seed: int, quality: float, cot: str,
+              held_out: frozenset[str], which: str) -> list[Example]:
+        """Unique SFT examples evenly over `groups`, shuffled (see training_pool); `which` names the pool in messages."""
         dataset = dataset_of(self)
         pool: list[Example] = []
-        for index, (group, share) in enumerate(zip(self.groups[:diversity], even_shares(n_examples, diversity))):
+        for index, (group, share) in enumerate(zip(groups, even_shares(n_examples, len(groups)))):
             chance = group_chance(dataset, group)
             rows = [row for row in dataset.of(group) if row.key not in held_out]
             verified_count = round(quality * share)
@@ -178,7 +193,7 @@ class DatasetSource:
                 candidates = [row for row in rows if row.verified == verified]
                 if len(candidates) < count:
                     kind = "verified" if verified else "unverified"
-                    raise UserError(f"[data] examples = {n_examples} at diversity {diversity} and quality {quality:g} "
+                    raise UserError(f"[data] examples = {n_examples} {which} and quality {quality:g} "
                                     f"needs {count} {kind} training rows of group {group!r}, which has {len(candidates)}"
                                     + (" after the evaluation rows held back" if verified and not self.eval_path else ""))
                 # One permutation per group and kind, whatever the quality: a lower quality keeps a prefix of the
@@ -339,18 +354,18 @@ def _example(row: Row, split: str, cot: str, extractor: AnswerExtractor, chance:
 
 
 def _evaluation_rows(dataset: Dataset, groups: Sequence[str], n: int, seed: int, split: str) -> list[Row]:
-    """n verified rows of distinct problems, shared evenly over the groups, in an order fixed by the seed alone."""
+    """n verified rows of distinct problems of each group, in an order fixed by the seed alone."""
     chosen = []
-    for group, share in zip(groups, even_shares(n, len(groups))):
+    for group in groups:
         first_of_key: dict[str, Row] = {}
         for row in dataset.of(group):
             if row.verified:
                 first_of_key.setdefault(row.key, row)
         ranked = sorted(first_of_key.values(), key=lambda row: _hash(f"{seed}\n{row.key}"))
-        if len(ranked) < share:
-            raise UserError(f"[eval] n = {n}: the {split} split needs {share} distinct verified problems of group "
+        if len(ranked) < n:
+            raise UserError(f"[eval] n = {n}: the {split} split needs {n} distinct verified problems of group "
                             f"{group!r}, which has {len(ranked)} (lower [eval] n)")
-        chosen += ranked[:share]
+        chosen += ranked[:n]
     return chosen
 
 

@@ -26,12 +26,15 @@ from typing import Sequence
 import numpy as np
 
 from scaling.tasks.chance import chance_of
-from scaling.tasks.compose import compositions_within
-from scaling.tasks.families import Family, completion_text
+from scaling.tasks.compose import compositions_within, hops
+from scaling.tasks.families import RULE_VARIANTS, Family, completion_text
 from scaling.tasks.quality import corrupt, corrupted_rows, shown_steps
 from scaling.tasks.registry import TASKS, get_task
 
-SPLITS = ("train", "id", "ood_length", "ood_family", "ood_compose", "ood_phrasing")
+# Appended to, never reordered: a split's index seeds its evaluation problems.
+SPLITS = ("train", "id", "ood_length", "ood_family", "ood_compose", "ood_phrasing", "ood_rule")
+# The splits a positive control can be trained for: each out-of-distribution split (`control_pool`).
+CONTROLLED_SPLITS = ("ood_length", "ood_family", "ood_compose", "ood_phrasing", "ood_rule")
 EVALUATION_SHARE = 8  # one problem key in this many is evaluation-only
 MAX_REJECTIONS_IN_A_ROW = 10_000  # duplicates drawn in a row before a family counts as exhausted
 
@@ -56,6 +59,8 @@ class Example:
     chance: float = 0.0  # the probability that a guess of the answer's type is right (scaling.tasks.chance)
     context: tuple[tuple[str, str], ...] = ()  # (role, content) messages before the completion, for a user's chat
     # data: a chat template renders them; `prompt` is their plain rendering. Empty: one user turn, the prompt.
+    distance: int = 0  # how far past training it lies: ood_length's difficulty levels above the trained range,
+    # ood_compose's hops (families chained); 0 elsewhere
 
 
 def is_evaluation_key(key: str) -> bool:
@@ -69,7 +74,16 @@ def _example(family: Family, split: str, difficulty: int, rng: np.random.Generat
     digest = hashlib.blake2b(f"{family.name}\n{problem.prompt}".encode(), digest_size=8).hexdigest()
     return Example(digest, family.name, split, difficulty, problem.prompt, problem.steps, problem.answer,
                    completion_text(problem.steps, problem.answer), phrasing=problem.phrasing, key=problem.key,
-                   chance=chance_of(family.name, problem))
+                   chance=chance_of(family.name, problem), distance=_distance(split, family, difficulty))
+
+
+def _distance(split: str, family: Family, difficulty: int) -> int:
+    """How far past training an example of this split lies (Example.distance)."""
+    if split == "ood_length":
+        return family.distance(difficulty)
+    if split == "ood_compose":
+        return hops(family.name)
+    return 0
 
 
 def _draw_unique(
@@ -121,9 +135,8 @@ def with_quality_and_style(examples: list[Example], quality: float, cot: str, se
             error = corrupt(family, family.solve(example.prompt), rng)
             steps, answer, corrupted_step = error.steps, error.answer, error.step
         shown = shown_steps(steps, cot)
-        styled.append(Example(example.id, example.family, example.split, example.difficulty, example.prompt, shown,
-                              answer, completion_text(shown, answer), corrupted_step is not None, corrupted_step,
-                              example.phrasing, cot, example.key, example.chance))
+        styled.append(dataclasses.replace(example, steps=shown, answer=answer, completion=completion_text(shown, answer),
+                                          corrupted=corrupted_step is not None, corrupted_step=corrupted_step, cot=cot))
     return styled
 
 
@@ -171,6 +184,8 @@ def split_families(split: str, families: Sequence[str], ood_families: Sequence[s
         names = list(ood_families)
     elif split == "ood_compose":
         names = [c.name for c in compositions_within(families)]
+    elif split == "ood_rule":
+        names = [RULE_VARIANTS[name].name for name in families if name in RULE_VARIANTS]
     else:
         raise ValueError(f"unknown evaluation split {split!r}; splits are {', '.join(SPLITS[1:])}")
     if not names:
@@ -186,28 +201,54 @@ def evaluation_split(
     seed: int,
     cot: str = "full",
 ) -> list[Example]:
-    """n examples of one evaluation split of a grid over `families`, with correct CoT in the style `cot`.
+    """n examples of each family of one evaluation split of a grid over `families`, with correct CoT in the style
+    `cot`.
 
     The same problems for every cell of the grid (they depend on the families, n and the evaluation
     seed only), all from the evaluation share of problem keys: `id` in the trained phrasings and ID
-    difficulties, `ood_length` harder, `ood_phrasing` in each family's held-out phrasing, `ood_family`
-    the held-out families, `ood_compose` compositions of the families.
+    difficulties, `ood_length` harder (as many problems at each level above the trained range), `ood_phrasing`
+    in each family's held-out phrasing, `ood_family` the held-out families, `ood_compose` compositions of the
+    families (as many of each), `ood_rule` each family's rule variant, its rule stated in the prompt.
     """
     if split == "train":
         raise ValueError("the train split is a cell's own pool: see memorization_split")
-    names = split_families(split, families, ood_families)
     examples: list[Example] = []
-    for name, share in zip(names, even_shares(n, len(names))):
-        examples += _evaluation_problems(get_task(name), split, share, seed)
+    for name in split_families(split, families, ood_families):
+        examples += _evaluation_problems(get_task(name), split, n, seed)
     return with_quality_and_style(examples, 1.0, cot, seed)
 
 
 def _evaluation_problems(family: Family, split: str, n: int, seed: int) -> list[Example]:
-    """n distinct evaluation-share problems of one family for a split: the split decides difficulty and phrasing."""
+    """n distinct evaluation-share problems of one family for a split: the split decides difficulty and phrasing.
+    `ood_length` takes an even share at each level above the trained range, so each distance is measured alike."""
     rng = np.random.default_rng([seed, 2 + SPLITS.index(split), list(TASKS).index(family.name)])
-    difficulty_range = family.ood_range if split == "ood_length" else family.id_range
     phrasings = (family.held_out_phrasing,) if split == "ood_phrasing" else family.trained_phrasings
-    return _draw_unique(family, split, difficulty_range, n, rng, phrasings, evaluation=True)
+    if split != "ood_length":
+        return _draw_unique(family, split, family.id_range, n, rng, phrasings, evaluation=True)
+    levels = range(family.ood_range[0], family.ood_range[1] + 1)
+    return [example for level, share in zip(levels, even_shares(n, len(levels)))
+            for example in _draw_unique(family, split, (level, level), share, rng, phrasings, evaluation=True)]
+
+
+def control_pool(split: str, families: Sequence[str], ood_families: Sequence[str], n_examples: int, seed: int,
+                 cot: str = "full") -> list[Example]:
+    """The SFT pool of a positive control for `split`: unique problems of that split's own distribution (its
+    families, its phrasings, and for `ood_length` every difficulty from the trained range to the hardest level),
+    evenly over the split's families and shuffled, so that its accuracy there is what a model that *was* trained
+    on that distribution reaches (the split's headroom). From the training share of keys, like every pool:
+    never an evaluation problem."""
+    if split not in CONTROLLED_SPLITS:
+        raise ValueError(f"split {split!r} has no positive control; controlled splits are {', '.join(CONTROLLED_SPLITS)}")
+    names = split_families(split, families, ood_families)
+    pool: list[Example] = []
+    for index, (name, share) in enumerate(zip(names, even_shares(n_examples, len(names)))):
+        family = get_task(name)
+        difficulties = (family.id_range[0], family.ood_range[1]) if split == "ood_length" else family.id_range
+        phrasings = range(len(family.phrasings)) if split == "ood_phrasing" else family.trained_phrasings
+        rng = np.random.default_rng([seed, 3, SPLITS.index(split), index])
+        pool += _draw_unique(family, "train", difficulties, share, rng, phrasings, evaluation=False)
+    order = np.random.default_rng([seed, 1]).permutation(len(pool))
+    return with_quality_and_style([pool[i] for i in order], 1.0, cot, seed)
 
 
 def sample(family: str, split: str, n: int, seed: int, quality: float = 1.0, cot: str = "full") -> list[Example]:
@@ -215,16 +256,18 @@ def sample(family: str, split: str, n: int, seed: int, quality: float = 1.0, cot
 
     `train` is that family's training pool; the evaluation splits draw from the evaluation share of
     problems, so they never meet any training pool of any size or seed. `ood_family` draws the family
-    as a held-out one; `ood_compose` needs a composition's name. Quality applies to the train split only.
+    as a held-out one; `ood_compose` needs a composition's name and `ood_rule` a rule variant's. Quality
+    applies to the train split only.
     """
     task = get_task(family)
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
     if quality != 1.0 and split != "train":
         raise ValueError("--quality applies to the train split only: evaluation splits are always correct")
-    if (task.kind == "composition") != (split == "ood_compose"):
-        what = "a composition" if task.kind == "composition" else "a base family"
-        raise ValueError(f"split ood_compose takes a composition and the other splits a base family; {family!r} is {what}")
+    what = "a composition" if task.kind == "composition" else "a rule variant" if task.variant_of else "a base family"
+    needed = {"ood_compose": "a composition", "ood_rule": "a rule variant"}.get(split, "a base family")
+    if what != needed:
+        raise ValueError(f"split {split} takes {needed}; {family!r} is {what}")
     if split == "train":
         return training_pool((family,), 1, n, seed, quality, cot)
     return with_quality_and_style(_evaluation_problems(task, split, n, seed), 1.0, cot, seed)

@@ -16,7 +16,9 @@ from typing import ClassVar, Protocol, Sequence
 
 from scaling.tasks.grader import Grader, verify_example
 from scaling.tasks.lenient import LenientGrader
-from scaling.tasks.mixture import Example, evaluation_split, split_families, training_pool
+from scaling.tasks.families import DEFAULT_OOD_FAMILIES, RULE_VARIANTS
+from scaling.tasks.mixture import (CONTROLLED_SPLITS, Example, control_pool, evaluation_split, split_families,
+                                   training_pool)
 from scaling.tasks.registry import TASKS
 
 
@@ -63,6 +65,15 @@ class DataSource(Protocol):
                       held_out: frozenset[str]) -> list[Example]:
         """A cell's unique SFT examples, shuffled: never a problem whose key is in `held_out` (the evaluation set's)."""
 
+    def control_splits(self, splits: Sequence[str]) -> tuple[str, ...]:
+        """The splits among `splits` a positive control can be trained for (`[eval] controls`)."""
+
+    def control_trained(self, split: str) -> tuple[str, ...]:
+        """The families or groups a positive control for `split` trains on."""
+
+    def control_pool(self, split: str, n_examples: int, seed: int, cot: str, held_out: frozenset[str]) -> list[Example]:
+        """A positive control's SFT examples: `split`'s own distribution, never a problem in `held_out`."""
+
 
 @dataclass(frozen=True)
 class FamilySource:
@@ -71,10 +82,9 @@ class FamilySource:
     spec_keys: ClassVar[tuple[str, ...]] = ("families", "ood_families", "phrasings")  # the [data] keys that describe it
     trained_key: ClassVar[str] = "families"  # the [data] key that lists what diversity counts
     needs_spec_dir: ClassVar[bool] = False  # it has no files
-    default_splits: ClassVar[tuple[str, ...]] = ("train", "id", "ood_length", "ood_family", "ood_phrasing")
 
     families: tuple[str, ...]  # ordered: diversity k trains on the first k
-    ood_families: tuple[str, ...] = ()  # held out of every mixture: the ood_family split
+    ood_families: tuple[str, ...] = ()  # held out of every mixture: the ood_family split (default_ood_families)
     phrasings: int = 0  # trained prompt phrasings per family (0: all of them)
 
     def __post_init__(self) -> None:
@@ -92,6 +102,14 @@ class FamilySource:
     @property
     def trained(self) -> tuple[str, ...]:
         return self.families
+
+    @property
+    def default_splits(self) -> tuple[str, ...]:
+        """Every split its families make: ood_family where families are held out, ood_rule where a family has a
+        rule variant (compositions are asked for by name: they multiply the evaluation set)."""
+        makes = {"ood_family": bool(self.ood_families), "ood_rule": any(name in RULE_VARIANTS for name in self.families)}
+        return tuple(split for split in ("train", "id", "ood_length", "ood_family", "ood_phrasing", "ood_rule")
+                     if makes.get(split, True))
 
     @property
     def grader(self) -> Grader:
@@ -126,6 +144,22 @@ class FamilySource:
                       held_out: frozenset[str]) -> list[Example]:
         # `held_out` is never met: evaluation problems are a reserved share of keys (mixture.is_evaluation_key).
         return training_pool(self.families, diversity, n_examples, seed, quality, cot, self.phrasings or None)
+
+    def control_splits(self, splits: Sequence[str]) -> tuple[str, ...]:
+        return tuple(split for split in splits if split in CONTROLLED_SPLITS)
+
+    def control_trained(self, split: str) -> tuple[str, ...]:
+        return tuple(split_families(split, self.families, self.ood_families))
+
+    def control_pool(self, split: str, n_examples: int, seed: int, cot: str, held_out: frozenset[str]) -> list[Example]:
+        # `held_out` is never met, as for training_pool: a control draws from the training share of keys.
+        return control_pool(split, self.families, self.ood_families, n_examples, seed, cot)
+
+
+def default_ood_families(families: Sequence[str]) -> tuple[str, ...]:
+    """The held-out families of a grid whose [data] names none: the default pair (a test reachable from `add`, and
+    the negative control), less any the grid trains."""
+    return tuple(name for name in DEFAULT_OOD_FAMILIES if name not in families)
 
 
 @functools.lru_cache(maxsize=8)  # the same for every cell of a grid, and slow to draw

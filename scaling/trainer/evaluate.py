@@ -74,7 +74,7 @@ def grade_split(
             ends = np.flatnonzero(written == tokenizer.eos_id)
             grades.append({
                 "family": example.family, "phrasing": example.phrasing, "difficulty": example.difficulty,
-                "key": example.key, "chance": example.chance, "answer_correct": result.answer_correct,
+                "distance": example.distance, "key": example.key, "chance": example.chance, "answer_correct": result.answer_correct,
                 "process_score": result.process_acc,
                 "chain_correct": np.nan if result.chain_correct is None else result.chain_correct, "steps": result.steps,
                 "generated_tokens": int(ends[0] + 1) if len(ends) else len(written),

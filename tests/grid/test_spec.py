@@ -110,3 +110,29 @@ def test_results_content_leaves_out_name_and_run():
     spec = parse_spec(MINIMAL)
     assert set(spec.results_content()) == {"axes", "data", "train", "eval"}
     assert dataclasses.replace(spec, name="x").results_content() == spec.results_content()
+
+
+def test_a_spec_that_names_no_held_out_families_gets_the_default_pair_and_every_split_its_families_make():
+    spec = parse_spec(MINIMAL.replace('ood_families = ["sub"]\n', ""))
+    assert spec.source.ood_families == ("sum3", "sub")
+    assert spec.eval.splits == ("train", "id", "ood_length", "ood_family", "ood_phrasing", "ood_rule")
+    trains_sub = parse_spec(MINIMAL.replace('ood_families = ["sub"]\n', "").replace('"reverse"]', '"reverse", "sub"]'))
+    assert trains_sub.source.ood_families == ("sum3",)  # never a family the grid trains
+    none_held = parse_spec(MINIMAL.replace('ood_families = ["sub"]', "ood_families = []"))
+    assert "ood_family" not in none_held.eval.splits
+
+
+def test_controls_add_one_cell_per_base_cot_and_split_and_leave_the_grids_cells_as_they_were():
+    without = MINIMAL.replace('size = ["tiny"]', 'size = ["tiny", "xs"]\ndiversity = [1, 2]\ncot = ["full", "short"]\n'
+                                                'seed = [3, 4]')
+    plain = parse_spec(without + '[eval]\nsplits = ["train", "id", "ood_length", "ood_family", "ood_phrasing"]\n')
+    controlled = parse_spec(without + '[eval]\nsplits = ["train", "id", "ood_length", "ood_family", "ood_phrasing"]\n'
+                                      'controls = true\n')
+    cells, with_controls = expand(plain), expand(controlled)
+    controls = [c for c in with_controls if c.control]
+    assert [c.cell_id for c in with_controls if not c.control] == [c.cell_id for c in cells]
+    assert sorted((c.size, c.cot, c.control) for c in controls) == sorted(itertools.product(
+        ["tiny", "xs"], ["full", "short"], ["ood_length", "ood_family", "ood_phrasing"]))
+    assert all(c.seed == 3 and c.quality == 1.0 for c in controls)
+    assert len({c.cell_id for c in with_controls}) == len(with_controls)
+    assert all(c.label.startswith(f"control={c.control} ") for c in controls)

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling.tasks.families import get_family
-from scaling.tasks.mixture import (SPLITS, _draw_unique, evaluation_split, is_evaluation_key, memorization_split,
-                                   sample, training_pool)
-from scaling.tasks.registry import TASKS
+from scaling.tasks.mixture import (CONTROLLED_SPLITS, SPLITS, _draw_unique, control_pool, evaluation_split,
+                                   is_evaluation_key, memorization_split, sample, training_pool)
+from scaling.tasks.registry import TASKS, get_task
 
 FAMILIES = ("add", "reverse")
 
@@ -110,3 +110,45 @@ def test_impossible_requests_fail_instead_of_hanging():
 def test_every_split_name_is_known():
     assert SPLITS == ("train", "id", "ood_length", "ood_family", "ood_compose", "ood_phrasing")
     assert all(name in TASKS for name in ("sum3", "sub"))
+
+
+def test_an_evaluation_split_holds_n_problems_of_each_family():
+    examples = evaluation_split("id", ("add", "reverse", "sort"), (), 40, seed=0)
+    assert {family: sum(e.family == family for e in examples) for family in ("add", "reverse", "sort")} == {
+        "add": 40, "reverse": 40, "sort": 40}
+    assert all(e.distance == 0 for e in examples)
+
+
+def test_ood_length_measures_each_level_past_training_alike_and_says_how_far():
+    for name in ("add", "reverse", "lookup"):
+        family = get_family(name)
+        examples = evaluation_split("ood_length", (name,), (), 60, seed=1)
+        levels = family.ood_range[1] - family.ood_range[0] + 1
+        assert levels >= 3, f"{name}: a ladder needs at least three levels"
+        by_distance = {d: sum(e.distance == d for e in examples) for d in range(1, levels + 1)}
+        assert sum(by_distance.values()) == 60 and max(by_distance.values()) - min(by_distance.values()) <= 1
+        assert all(e.distance == e.difficulty - family.id_range[1] for e in examples)
+
+
+@pytest.mark.parametrize("split", CONTROLLED_SPLITS)
+def test_a_control_trains_on_its_splits_distribution_and_never_on_an_evaluation_problem(split):
+    families, held_out = ("add", "reverse", "sort", "lookup"), ("sum3", "sub")
+    pool = control_pool(split, families, held_out, 400, seed=5)
+    evaluation = evaluation_split(split, families, held_out, 30, seed=0)
+    assert len(pool) == 400 and len({e.key for e in pool}) == 400
+    assert {e.family for e in pool} == {e.family for e in evaluation}  # the split's own families
+    assert not any(is_evaluation_key(e.key) for e in pool) and not {e.key for e in pool} & {e.key for e in evaluation}
+    if split == "ood_length":  # the whole ladder and the trained range it starts from
+        for name in families:
+            family, drawn = get_family(name), {e.difficulty for e in pool if e.family == name}
+            assert drawn == set(range(family.id_range[0], family.ood_range[1] + 1)), name
+    if split == "ood_phrasing":
+        assert any(e.phrasing == get_family(e.family).held_out_phrasing for e in pool)
+    assert control_pool(split, families, held_out, 400, seed=5) == pool
+
+
+def test_the_rule_split_asks_each_family_that_has_a_variant_in_its_changed_rule():
+    examples = evaluation_split("ood_rule", ("add", "reverse", "sort", "lookup", "bool"), (), 10, seed=0)
+    variants = {e.family for e in examples}
+    assert {get_task(name).variant_of for name in variants} >= {"add", "sort", "lookup", "reverse"}
+    assert all(get_task(name).variant_of in ("add", "reverse", "sort", "lookup", "bool") for name in variants)
