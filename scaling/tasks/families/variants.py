@@ -28,15 +28,23 @@ _OCTAL_NUMBER = r"[0-7]+"
 
 
 # add_base8: add's column steps `x+y+carry=total`, every number in base 8, so the carry is the total's
-# leading digit as in add, but a column carries from 8 on rather than from 10.
+# leading digit as in add, but a column carries from 8 on rather than from 10. Every problem has a column
+# whose total reaches 8, so the base-10 rule never gives the answer (it would for a third of them).
 def _octal(n: int) -> str:
     return format(n, "o")
 
 
 def _draw_octal_pair(rng: np.random.Generator, digits: int) -> Fields:
     low = 0 if digits == 1 else BASE ** (digits - 1)
-    a, b = sorted((int(v) for v in rng.integers(low, BASE**digits, size=2)), reverse=True)  # a >= b, as in add
-    return {"a": _octal(a), "b": _octal(b)}
+    while True:
+        a, b = sorted((int(v) for v in rng.integers(low, BASE**digits, size=2)), reverse=True)  # a >= b, as in add
+        fields = {"a": _octal(a), "b": _octal(b)}
+        if _any_column_reaches_the_base(fields):
+            return fields
+
+
+def _any_column_reaches_the_base(fields: Fields) -> bool:
+    return any(int(step.split("=")[1], BASE) >= BASE for step in ADD_BASE8.gold_steps(fields))
 
 
 def _octal_digit(number: str, column: int) -> int:
