@@ -32,12 +32,11 @@ from collections import Counter
 import numpy as np
 
 from scaling.tasks.families.base import Problem
+from scaling.tasks.families.variants import ADD_BASE8, BASE
 from scaling.tasks.registry import get_task
 
 FLOOR_DRAWS = 400  # problems averaged per family and difficulty: each chance is exact, so this is plenty
-
-
-OCTAL = "add_base8"  # the one task whose answer is a number in another base
+OCTAL = ADD_BASE8.name  # the one task whose answer is a number in another base
 
 
 def _answer_kind(family: str) -> str:
@@ -71,7 +70,7 @@ def chance_of(family: str, problem: Problem) -> float:
     if kind == "dedupe" and whole:
         return 1 / math.factorial(len(set(problem.fields["items"].split())))
     if kind == OCTAL:
-        return 1 / _numbers_with_digits(len(answer), base=8)
+        return 1 / _numbers_with_digits(len(answer), BASE)
     if re.fullmatch(r"\d+", answer):
         return 1 / _numbers_with_digits(len(answer))
     return 1 / 10 ** len(answer.split())  # a list of digits
@@ -97,7 +96,7 @@ def guess(family: str, problem: Problem, rng: np.random.Generator) -> str:
         return " ".join(rng.permutation(list(dict.fromkeys(problem.fields["items"].split()))).tolist())
     if kind == OCTAL:
         digits = len(answer)
-        return format(int(rng.integers(0 if digits == 1 else 8 ** (digits - 1), 8**digits)), "o")
+        return format(int(rng.integers(0 if digits == 1 else BASE ** (digits - 1), BASE**digits)), "o")
     if re.fullmatch(r"\d+", answer):
         digits = len(answer)
         return str(int(rng.integers(0 if digits == 1 else 10 ** (digits - 1), 10 ** digits)))

@@ -117,6 +117,10 @@ def _links() -> tuple[Link, ...]:
     )
 
 
+def _parts(name: str) -> list[str]:
+    return name.split("_then_")
+
+
 def _build() -> dict[str, Family]:
     """Every one-hop composition the links allow, then every two-hop one (a one-hop composition followed by a
     link from its last part): one-hop names and their order never depend on the two-hop ones."""
@@ -134,10 +138,6 @@ def _build() -> dict[str, Family]:
                 family = compose(first, FAMILIES[link.second], link.field, link.convert)
                 two_hop[family.name] = family
     return one_hop | two_hop
-
-
-def _parts(name: str) -> list[str]:
-    return name.split("_then_")
 
 
 def hops(task: str) -> int:

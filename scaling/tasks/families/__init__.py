@@ -36,14 +36,9 @@ _ALL = {f.name: f for module in (arithmetic, algorithmic, symbolic, language) fo
 assert set(_ALL) == set(DEFAULT_ORDER), "every family has a place in the default order"
 FAMILIES: dict[str, Family] = {name: _ALL[name] for name in DEFAULT_ORDER}
 
-# The base family's name to its rule variant, in the default order of the base families.
-RULE_VARIANTS: dict[str, Family] = {
-    name: variant
-    for name in DEFAULT_ORDER
-    for variant in variants.FAMILIES
-    if variant.variant_of == name
-}
-assert len(RULE_VARIANTS) == len(variants.FAMILIES), "one variant per base family at most"
+# The base family's name to its rule variant.
+RULE_VARIANTS: dict[str, Family] = {variant.variant_of: variant for variant in variants.FAMILIES}
+assert set(RULE_VARIANTS) <= set(FAMILIES) and len(RULE_VARIANTS) == len(variants.FAMILIES), "one variant per family"
 
 
 def get_family(name: str) -> Family:
