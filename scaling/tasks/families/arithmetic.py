@@ -143,8 +143,8 @@ MOD = Family(
 # sum (read from the first addition's steps, so an error there carries on) plus c. a and b have one
 # digit and c has `difficulty` digits, so in the ID range (c of one or two digits) the first addition
 # is one column and the second at most two (a + b <= 18, c <= 99): at most 3 steps, add's longest
-# trained chain. Above it every level adds one column to the second addition: a ladder of chain
-# lengths 4, 5, 6 (the last two additions of add's own OOD lengths).
+# trained chain. Above it every level adds one column to the second addition: chains of 4, 5 and 6
+# steps at distances +1, +2, +3 (from +2 on, the second addition has one of add's own OOD lengths).
 def _sum3_draw(rng: np.random.Generator, digits: int) -> Fields:
     a, b = sorted((draw_number(rng, 1), draw_number(rng, 1)), reverse=True)  # a >= b, as add is asked
     return {"a": str(a), "b": str(b), "c": str(draw_number(rng, digits))}
