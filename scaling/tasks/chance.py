@@ -10,8 +10,12 @@ For each problem the guess is uniform over the answers its type allows, using wh
     mod, ..._then_mod    0 .. modulus − 1                            1/modulus
     reverse, sort        an ordering of the list's items             (multiplicities' factorials)/length!
     dedupe               an ordering of the list's distinct items    1/(distinct items)!
+    add_base8            a base-8 number with the answer's digits    1/(base-8 numbers with that many digits)
     other numbers        a number with the answer's digit count      1/(numbers with that many digits)
     other digit lists    a list of digits of the answer's length     1/10^length
+
+A rule variant's answer has its base family's type (sort_desc, reverse_pairs, lookup_arrow and count_not
+as sort, reverse, lookup and count), but for add_base8, whose digits are 0-7.
 
 `chance_of` gives this exactly per problem; `guess` draws such a guess, and the tests grade guesses
 with the real grader to check that the two agree. `chance_floor` averages over a family's problems
@@ -28,27 +32,30 @@ from collections import Counter
 import numpy as np
 
 from scaling.tasks.families.base import Problem
+from scaling.tasks.families.variants import ADD_BASE8, BASE
 from scaling.tasks.registry import get_task
 
 FLOOR_DRAWS = 400  # problems averaged per family and difficulty: each chance is exact, so this is plenty
+OCTAL = ADD_BASE8.name  # the one task whose answer is a number in another base
 
 
-def _second(family: str) -> str:
-    """The family whose answer a task gives: itself, or a composition's second part."""
-    return family.split("_then_")[-1]
+def _answer_kind(family: str) -> str:
+    """Which family's answer type a task gives: a composition's last part, a rule variant's base family."""
+    last = family.split("_then_")[-1]
+    return last if last == OCTAL else get_task(last).variant_of or last
 
 
 def _bound_digits(problem: Problem) -> list[str]:
-    return sorted({value for _, value in (b.split("=") for b in problem.fields["bindings"].split(", ")) if value.isdigit()})
+    return sorted(set(re.findall(r"\d", problem.fields["bindings"])))  # values are the only digits, in either syntax
 
 
-def _numbers_with_digits(digits: int) -> int:
-    return 10 if digits == 1 else 9 * 10 ** (digits - 1)
+def _numbers_with_digits(digits: int, base: int = 10) -> int:
+    return base if digits == 1 else (base - 1) * base ** (digits - 1)
 
 
 def chance_of(family: str, problem: Problem) -> float:
     """The probability that a uniform guess of the answer's type is right, for this problem."""
-    kind, answer = _second(family), problem.answer
+    kind, answer, whole = _answer_kind(family), problem.answer, "_then_" not in family
     if kind in ("bool", "compare"):
         return 0.5
     if kind == "lookup":
@@ -57,11 +64,13 @@ def chance_of(family: str, problem: Problem) -> float:
         return 1 / (len(problem.fields["items"].split()) + 1)
     if kind == "mod":
         return 1 / int(problem.fields.get("modulus", problem.fields.get("y_modulus")))
-    if kind in ("reverse", "sort") and family == kind:
+    if kind in ("reverse", "sort") and whole:
         items = problem.fields["items"].split()
         return math.prod(math.factorial(c) for c in Counter(items).values()) / math.factorial(len(items))
-    if kind == "dedupe" and family == kind:
+    if kind == "dedupe" and whole:
         return 1 / math.factorial(len(set(problem.fields["items"].split())))
+    if kind == OCTAL:
+        return 1 / _numbers_with_digits(len(answer), BASE)
     if re.fullmatch(r"\d+", answer):
         return 1 / _numbers_with_digits(len(answer))
     return 1 / 10 ** len(answer.split())  # a list of digits
@@ -69,7 +78,7 @@ def chance_of(family: str, problem: Problem) -> float:
 
 def guess(family: str, problem: Problem, rng: np.random.Generator) -> str:
     """One uniform guess of the answer's type, as `chance_of` describes it."""
-    kind, answer = _second(family), problem.answer
+    kind, answer, whole = _answer_kind(family), problem.answer, "_then_" not in family
     if kind == "bool":
         return "T" if rng.random() < 0.5 else "F"
     if kind == "compare":
@@ -81,10 +90,13 @@ def guess(family: str, problem: Problem, rng: np.random.Generator) -> str:
         return str(int(rng.integers(len(problem.fields["items"].split()) + 1)))
     if kind == "mod":
         return str(int(rng.integers(int(problem.fields.get("modulus", problem.fields.get("y_modulus"))))))
-    if kind in ("reverse", "sort") and family == kind:
+    if kind in ("reverse", "sort") and whole:
         return " ".join(rng.permutation(problem.fields["items"].split()).tolist())
-    if kind == "dedupe" and family == kind:
+    if kind == "dedupe" and whole:
         return " ".join(rng.permutation(list(dict.fromkeys(problem.fields["items"].split()))).tolist())
+    if kind == OCTAL:
+        digits = len(answer)
+        return format(int(rng.integers(0 if digits == 1 else BASE ** (digits - 1), BASE**digits)), "o")
     if re.fullmatch(r"\d+", answer):
         digits = len(answer)
         return str(int(rng.integers(0 if digits == 1 else 10 ** (digits - 1), 10 ** digits)))

@@ -1,10 +1,11 @@
-"""Compositions of two task families, for the `ood_compose` split.
+"""Compositions of task families, for the `ood_compose` split: one hop (two families) and two hops (three).
 
 `first then second` feeds the first family's answer into one field of the second: the prompt is
 the first prompt, `; then `, and the second prompt with that field written as `it`; the CoT is the
 first CoT followed by the second, computed from the first's answer *as written in the steps*, so an
 error early on carries through. A composition is itself a Family, so the sampler, the grader and
-the corruptions work on it unchanged.
+the corruptions work on it unchanged, and a composition composed with a third family along a link
+from its last part is a two-hop composition (`add_then_reverse_then_dedupe`).
 """
 
 from __future__ import annotations
@@ -116,21 +117,39 @@ def _links() -> tuple[Link, ...]:
     )
 
 
+def _parts(name: str) -> list[str]:
+    return name.split("_then_")
+
+
 def _build() -> dict[str, Family]:
+    """Every one-hop composition the links allow, then every two-hop one (a one-hop composition followed by a
+    link from its last part): one-hop names and their order never depend on the two-hop ones."""
     from scaling.tasks.families import FAMILIES
 
-    built = {}
+    one_hop = {}
     for link in _links():
         if link.first in FAMILIES and link.second in FAMILIES:
             family = compose(FAMILIES[link.first], FAMILIES[link.second], link.field, link.convert)
-            built[family.name] = family
-    return built
+            one_hop[family.name] = family
+    two_hop = {}
+    for first in one_hop.values():
+        for link in _links():
+            if link.first == _parts(first.name)[-1] and link.second in FAMILIES:
+                family = compose(first, FAMILIES[link.second], link.field, link.convert)
+                two_hop[family.name] = family
+    return one_hop | two_hop
+
+
+def hops(task: str) -> int:
+    """How many times a task feeds one family's answer into another: 1 or 2 for a composition, 0 otherwise."""
+    return len(_parts(task)) - 1
 
 
 COMPOSITIONS: dict[str, Family] = _build()
 
 
 def compositions_within(families: Sequence[str]) -> list[Family]:
-    """The compositions both of whose parts are among `families` (trained ones, for ood_compose)."""
+    """The compositions, one-hop then two-hop, all of whose parts are among `families` (trained ones, for
+    ood_compose)."""
     allowed = set(families)
-    return [c for c in COMPOSITIONS.values() if set(c.name.split("_then_")) <= allowed]
+    return [c for c in COMPOSITIONS.values() if set(_parts(c.name)) <= allowed]

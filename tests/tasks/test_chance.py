@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scaling.tasks.chance import chance_floor, chance_of, guess
-from scaling.tasks.families import completion_text
+from scaling.tasks.families import RULE_VARIANTS, completion_text
 from scaling.tasks.grader import grade
 from scaling.tasks.registry import TASKS
 
@@ -29,3 +29,11 @@ def test_guessable_families_have_the_floors_their_answers_allow():
     assert 0.5 < chance_floor("lookup", 2) < 0.8  # one of the few digits the bindings hold
     assert chance_floor("count", 3) == pytest.approx(1 / 4, abs=0.02)  # 0 .. 3 for a list of 3
     assert chance_floor("add", 3) < 0.01 and chance_floor("sum3", 3) < 0.01
+
+
+def test_a_rule_variant_guesses_like_its_base_family_but_add_base8_in_base_8_digits():
+    for base, variant in RULE_VARIANTS.items():
+        if variant.name != "add_base8":  # the same draws (the same problems' items), the same answer type
+            assert chance_floor(variant.name, variant.id_range[1]) == chance_floor(base, variant.id_range[1])
+    # One-digit base-8 problems all carry, so every answer is a two-digit base-8 number: 56 of them.
+    assert chance_floor("add_base8", 1) == pytest.approx(1 / 56)

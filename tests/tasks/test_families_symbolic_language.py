@@ -204,6 +204,23 @@ def test_word_totals_stay_non_negative_whole_numbers():
         assert all(int(step.rsplit("=", 1)[1]) >= 0 for step in problem.steps)
 
 
+def test_word_problems_are_keyed_by_their_operations_not_their_verbs_people_or_items():
+    word = FAMILIES["word"]
+    eats = word.solve("Mia has 12 eggs. She eats 12. She finds 3 more. How many does she have now?")
+    gives = word.solve("Sam starts with 12 figs. He gives 12 away. He finds 3 more. How many does he end up with?")
+    assert eats.key == gives.key and eats.steps == gives.steps
+    different = (
+        "Mia has 12 eggs. She eats 11. She finds 3 more. How many does she have now?",  # another number
+        "Mia has 12 eggs. She finds 3 more. She eats 12. How many does she have now?",  # another order
+        "Mia has 12 eggs. She eats 12. She buys 1 bags of 3. How many does she have now?",  # +1*3 is not +3
+        "Mia has 13 eggs. She eats 12. She finds 3 more. How many does she have now?",  # another start
+    )
+    assert len({eats.key} | {word.solve(prompt).key for prompt in different}) == 1 + len(different)
+    doubled_shared = word.solve("Ann has 6 nuts. She doubles them. She shares them equally with 2 friends. "
+                                "How many does she have now?")
+    assert doubled_shared.key == "word:6|*2,/3" and doubled_shared.answer == "4"
+
+
 def test_compare_asks_both_ways_round():
     answers = [problem.answer for problem in _drawn("compare")]
     assert set(answers) == {"yes", "no"}

@@ -37,7 +37,7 @@ ADD = Family(
     kind="arithmetic",
     description="multi-digit addition with carries, column by column",
     id_range=(1, 3),
-    ood_range=(4, 5),
+    ood_range=(4, 6),
     phrasings=("{a}+{b}=?", "add {a} and {b}", "what is {a} plus {b}?"),
     field_patterns=(("a", NUMBER), ("b", NUMBER)),
     draw_fields=_draw_two_numbers,
@@ -68,7 +68,7 @@ SUB = Family(
     kind="arithmetic",
     description="multi-digit subtraction with borrows, column by column",
     id_range=(1, 3),
-    ood_range=(4, 5),
+    ood_range=(4, 6),
     phrasings=("{a}-{b}=?", "subtract {b} from {a}", "what is {a} minus {b}?"),
     field_patterns=(("a", NUMBER), ("b", NUMBER)),
     draw_fields=_draw_two_numbers,
@@ -103,7 +103,7 @@ MUL = Family(
     kind="arithmetic",
     description="multiplication of a 2-digit number by partial products, one per digit of the multiplier",
     id_range=(1, 2),
-    ood_range=(3, 4),
+    ood_range=(3, 5),
     phrasings=("{a}*{b}=?", "multiply {a} by {b}", "what is {a} times {b}?"),
     field_patterns=(("a", NUMBER), ("b", NUMBER)),
     draw_fields=_draw_mul,
@@ -140,10 +140,14 @@ MOD = Family(
 )
 
 # sum3: a + b + c as two additions in add's own column steps, `x+y+carry=total`: first a + b, then its
-# sum (read from the first addition's steps, so an error there carries on) plus c. Nothing in it is new
-# but the three-operand prompt: a held-out family that training on `add` can transfer to.
+# sum (read from the first addition's steps, so an error there carries on) plus c. a and b have one
+# digit and c has `difficulty` digits, so in the ID range (c of one or two digits) the first addition
+# is one column and the second at most two (a + b <= 18, c <= 99): at most 3 steps, add's longest
+# trained chain. Above it every level adds one column to the second addition: chains of 4, 5 and 6
+# steps at distances +1, +2, +3 (from +2 on, the second addition has one of add's own OOD lengths).
 def _sum3_draw(rng: np.random.Generator, digits: int) -> Fields:
-    return {"a": str(draw_number(rng, digits)), "b": str(draw_number(rng, digits)), "c": str(draw_number(rng, digits))}
+    a, b = sorted((draw_number(rng, 1), draw_number(rng, 1)), reverse=True)  # a >= b, as add is asked
+    return {"a": str(a), "b": str(b), "c": str(draw_number(rng, digits))}
 
 
 def _sum3_first_columns(fields: Fields) -> int:
@@ -167,14 +171,16 @@ SUM3 = Family(
     name="sum3",
     kind="arithmetic",
     description="the sum of three numbers as two additions, in add's column steps (transfers from add)",
-    id_range=(1, 3),
-    ood_range=(4, 5),
+    id_range=(1, 2),
+    ood_range=(3, 5),
     phrasings=("{a}+{b}+{c}=?", "add {a}, {b} and {c}", "what is {a} plus {b} plus {c}?"),
     field_patterns=(("a", NUMBER), ("b", NUMBER), ("c", NUMBER)),
     draw_fields=_sum3_draw,
     n_steps=_sum3_steps,
     next_step=_sum3_next,
     final_answer=lambda fields, steps: _add_answer(fields, steps[_sum3_first_columns(fields):]),
+    # One sum whatever the operands' order: 5+3+12 and 12+3+5 are one problem.
+    canonical=lambda fields: "+".join(sorted((fields["a"], fields["b"], fields["c"]), key=int)),
     skills=("add",),
 )
 

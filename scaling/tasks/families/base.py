@@ -21,6 +21,7 @@ ANSWER_MARK = "#### "
 Fields = dict[str, str]
 # What a procedure raises when previous steps (say, a model's output) cannot be read.
 UNREADABLE = (ValueError, IndexError, KeyError, ZeroDivisionError)
+LADDER_RUNGS = 3  # OOD difficulty levels above the trained range, at least: distances +1, +2, +3
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class Family:
     kind: str  # arithmetic, algorithmic, symbolic or language
     description: str
     id_range: tuple[int, int]  # inclusive difficulty range of the train and id splits
-    ood_range: tuple[int, int]  # inclusive and strictly harder than id_range: the ood_length split
+    # Inclusive, starting just above id_range and at least LADDER_RUNGS levels long: the ood_length split,
+    # read level by level as a ladder of distances beyond the trained range (see `distance`).
+    ood_range: tuple[int, int]
     phrasings: tuple[str, ...]  # prompt templates whose {placeholders} are the fields
     field_patterns: tuple[tuple[str, str], ...]  # (field, regex) to read each field back from a prompt
     draw_fields: Callable[[np.random.Generator, int], Fields]  # (rng, difficulty) -> fields
@@ -54,10 +57,18 @@ class Family:
     # bindings or facts in another order, say) share a key; None: the fields themselves, sorted by name.
     canonical: Callable[[Fields], str] | None = None
     skills: tuple[str, ...] = ()  # the sub-skills its steps use, named by the families that teach them
+    # The base family whose rule this one changes, the change stated in every prompt (a rule variant, for the
+    # ood_rule split; never trained by default); "" for a family that changes none.
+    variant_of: str = ""
 
     def __post_init__(self) -> None:
-        assert self.ood_range[0] > self.id_range[1], f"{self.name}: OOD difficulties must lie above ID"
+        assert self.ood_range[0] == self.id_range[1] + 1, f"{self.name}: OOD difficulties start just above ID"
+        assert self.ood_range[1] - self.ood_range[0] + 1 >= LADDER_RUNGS, f"{self.name}: {LADDER_RUNGS} OOD levels"
         assert len(self.phrasings) >= 3, f"{self.name}: at least 3 phrasings"
+
+    def distance(self, difficulty: int) -> int:
+        """How many difficulty levels a problem lies beyond the trained range: 0 inside id_range."""
+        return max(0, difficulty - self.id_range[1])
 
     @property
     def trained_phrasings(self) -> tuple[int, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -74,23 +75,42 @@ def _draw_word(rng: np.random.Generator, n_events: int) -> Fields:
     return {"name": name, "start": str(start), "item": item, "events": " ".join(sentences), "pron": pronoun}
 
 
-def _word_next(fields: Fields, previous: Sequence[str]) -> str:
-    t = int(previous[-1].rsplit("=", 1)[1]) if previous else int(fields["start"])
-    words = _sentences(fields["events"])[len(previous)]
+def _operation(words: Sequence[str]) -> str:
+    """What an event sentence does to the total, as the step writes it after the total: `+3*4`, `+5`, `-2`,
+    `*2` or `/3`. Eating and giving away are one operation, whoever does it to whichever items."""
     verb = words[1]
     if verb == "buys":
-        bags, per_bag = int(words[2]), int(words[5])
-        return f"{t}+{bags}*{per_bag}={t + bags * per_bag}"
+        return f"+{int(words[2])}*{int(words[5])}"
     if verb == "finds":
-        return f"{t}+{words[2]}={t + int(words[2])}"
+        return f"+{int(words[2])}"
     if verb in ("gives", "eats"):
-        return f"{t}-{words[2]}={t - int(words[2])}"
+        return f"-{int(words[2])}"
     if verb == "doubles":
-        return f"{t}*2={2 * t}"
-    shares = int(words[5]) + 1  # the friends and the sharer
-    if t % shares:
-        raise ValueError(f"{t} cannot be shared equally by {shares}")
-    return f"{t}/{shares}={t // shares}"
+        return "*2"
+    return f"/{int(words[5]) + 1}"  # the friends and the sharer
+
+
+def _word_next(fields: Fields, previous: Sequence[str]) -> str:
+    t = int(previous[-1].rsplit("=", 1)[1]) if previous else int(fields["start"])
+    operation = _operation(_sentences(fields["events"])[len(previous)])
+    if operation[0] == "/" and t % int(operation[1:]):
+        raise ValueError(f"{t} cannot be shared equally by {operation[1:]}")
+    return f"{t}{operation}={_apply(t, operation)}"
+
+
+def _apply(total: int, operation: str) -> int:
+    sign, rest = operation[0], operation[1:]
+    if sign == "+":
+        return total + math.prod(int(factor) for factor in rest.split("*"))
+    if sign == "-":
+        return total - int(rest)
+    return total * int(rest) if sign == "*" else total // int(rest)
+
+
+def _word_canonical(fields: Fields) -> str:
+    """The start and the operations in order: the arithmetic alone, whoever owns which items and whichever
+    verb says it (`eats 12` and `gives 12 away` are both -12)."""
+    return f"{int(fields['start'])}|" + ",".join(_operation(words) for words in _sentences(fields["events"]))
 
 
 WORD = Family(
@@ -115,8 +135,7 @@ WORD = Family(
     n_steps=lambda fields: fields["events"].count("."),
     next_step=_word_next,
     final_answer=lambda fields, steps: steps[-1].rsplit("=", 1)[1],
-    # The arithmetic alone: who owns the items, and which items, do not change the problem.
-    canonical=lambda fields: f"{fields['start']}|" + fields["events"].replace("She ", "").replace("He ", ""),
+    canonical=_word_canonical,
     skills=("word",),
 )
 
