@@ -24,7 +24,7 @@ from scaling.tasks.dataset import DatasetSource
 from scaling.tasks.jsonl import AnswerExtractor
 from scaling.tasks.mixture import SPLITS
 from scaling.tasks.quality import COT_STYLES
-from scaling.tasks.source import DataSource, FamilySource, default_ood_families
+from scaling.tasks.source import FAMILY_SPLITS, DataSource, FamilySource, default_ood_families
 from scaling.typed_toml import typed_table
 
 EXECUTORS = ("local", "ray", "slurm")
@@ -88,8 +88,8 @@ class DataSpec:
     (`source`). What the cells draw from is its `data_source`."""
 
     families: tuple[str, ...] = ()  # ordered task families; diversity k trains on the first k
-    ood_families: tuple[str, ...] | None = None  # held out of every mixture: the ood_family split (None: the default
-    # pair less any trained, tasks.source.default_ood_families)
+    ood_families: tuple[str, ...] | None = field(default=None, metadata={"empty": True})  # held out of every mixture:
+    # the ood_family split (None: the default pair less any trained, tasks.source.default_ood_families; []: none)
     examples: int = 2000  # unique SFT examples per cell, whatever the diversity (examples_per = "cell")
     examples_per: str = "cell"  # "family": examples per trained family, so diversity k trains on k·examples
     phrasings: int = 0  # prompt phrasings per family (0: all of them)
@@ -208,7 +208,7 @@ class TrainSpec:
 class EvalSpec:
     """What every cell is evaluated on at every budget."""
 
-    splits: tuple[str, ...] = FamilySource.default_splits  # see tasks.mixture.SPLITS; a spec that names none takes
+    splits: tuple[str, ...] = FAMILY_SPLITS  # see tasks.mixture.SPLITS; a spec that names none takes
     # its data source's (`parse_spec`)
     n: int = 256  # problems per family (a dataset: per group) of each evaluation split, the same for every cell
     batch_size: int = 256  # examples decoded together (capped at n: decoding slows per row beyond ~64 on CPU)

@@ -22,6 +22,10 @@ from scaling.tasks.mixture import (CONTROLLED_SPLITS, Example, control_pool, eva
 from scaling.tasks.registry import TASKS
 
 
+# The splits the synthetic families make by default (ood_compose is asked for by name: it multiplies the set).
+FAMILY_SPLITS = ("train", "id", "ood_length", "ood_family", "ood_phrasing", "ood_rule")
+
+
 class DataSource(Protocol):
     """A grid's SFT data and evaluation set; hashable (cell data is cached by it) and picklable."""
 
@@ -105,11 +109,10 @@ class FamilySource:
 
     @property
     def default_splits(self) -> tuple[str, ...]:
-        """Every split its families make: ood_family where families are held out, ood_rule where a family has a
-        rule variant (compositions are asked for by name: they multiply the evaluation set)."""
+        """Every split of FAMILY_SPLITS its families make: ood_family where families are held out, ood_rule where
+        a family has a rule variant."""
         makes = {"ood_family": bool(self.ood_families), "ood_rule": any(name in RULE_VARIANTS for name in self.families)}
-        return tuple(split for split in ("train", "id", "ood_length", "ood_family", "ood_phrasing", "ood_rule")
-                     if makes.get(split, True))
+        return tuple(split for split in FAMILY_SPLITS if makes.get(split, True))
 
     @property
     def grader(self) -> Grader:

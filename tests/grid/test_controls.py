@@ -83,8 +83,6 @@ def test_a_dataset_grid_trains_its_held_out_groups_as_the_ood_family_control(tmp
 
 
 def test_a_dataset_grid_refuses_the_splits_a_dataset_cannot_make_in_one_line(tmp_path):
-    spec = DATASET_SPEC.replace("n = 12", 'n = 12
-splits = ["id", "ood_rule"]
-controls = true')
+    spec = DATASET_SPEC.replace("n = 12", 'n = 12\nsplits = ["id", "ood_rule"]\ncontrols = true')
     write_grid(tmp_path, rows(), spec)
     assert_refused(["run", "spec.toml", "--out", "run"], tmp_path, named="split 'ood_rule' needs the synthetic families")

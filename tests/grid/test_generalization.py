@@ -49,8 +49,8 @@ def run(tmp_path_factory):
 
 def test_every_cell_is_graded_on_the_same_problems_none_of_them_trained(run):
     grades = pd.read_parquet(run / GRADES)
-    assert list(grades.columns) == ["cell_id", "size", "pretrain_tokens", "diversity", "quality", "cot", "seed", "step",
-                                    "split", "trained", *GRADE_COLUMNS]
+    assert list(grades.columns) == ["cell_id", "size", "pretrain_tokens", "diversity", "quality", "cot", "seed", "control",
+                                    "step", "split", "trained", *GRADE_COLUMNS]
     held = grades[grades["split"] != "train"]
     per_cell = held.groupby("cell_id")["key"].apply(frozenset)
     assert per_cell.nunique() == 1 and len(per_cell) == 4  # one evaluation set for all four cells
@@ -65,7 +65,7 @@ def test_the_family_table_aggregates_the_grades_and_carries_chance(run):
     one = families[(families.split == "ood_family") & (families.family == "sum3")].iloc[0]
     rows = grades[(grades.cell_id == one.cell_id) & (grades.step == one.step) & (grades.split == "ood_family")
                   & (grades.family == "sum3")]
-    assert one.n == len(rows) == 6 and one.answer_acc == rows.answer_correct.mean()
+    assert one.n == len(rows) == 12 and one.answer_acc == rows.answer_correct.mean()  # [eval] n of each family
     assert one.chance == pytest.approx(rows.chance.mean()) and 0 < one.chance < 0.05
     assert set(families.split) == {"train", "id", "ood_family", "ood_phrasing"}
 
@@ -92,7 +92,7 @@ def test_a_folder_of_the_earlier_data_version_is_refused_in_one_line(run, tmp_pa
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "holds cells of data version 1" in err[0], err
-    assert (run / VERSION).read_text().strip() == "2"
+    assert (run / VERSION).read_text().strip() == "3"
     with pytest.raises(UserError, match="data version 1"):
         read_run_spec(RunFolder(old))
 

@@ -72,7 +72,7 @@ def test_a_single_value_stands_for_a_one_element_axis():
     (("budgets = [4, 8]", "budgets = [4, 8]\nlr = -1.0"), "lr"),
     (("budgets = [4, 8]", 'budgets = [4, 8]\nschedule = "linear"'), "schedule"),
     (("budgets = [4, 8]", "budgets = [4, 8]\n[eval]\nsplits = [\"id\", \"test\"]"), "unknown split 'test'"),
-    (('ood_families = ["sub"]', ""), "ood_family"),
+    (('ood_families = ["sub"]', 'ood_families = []\n[eval]\nsplits = ["id", "ood_family"]'), "ood_family"),
     (('families = ["add", "reverse"]', ""), "families is required"),
     (('ood_families = ["sub"]', 'ood_families = ["sub"]\nexamples_per = "run"'), "examples_per must be one of cell, family"),
     (('name = "t"', 'name = "a b"'), "name"),

@@ -53,7 +53,7 @@ def test_the_evaluation_rows_are_the_grids_and_no_training_row_repeats_their_pro
     copy["messages"][1]["content"] = "  " + copy["messages"][1]["content"].upper() + " "
     source = source_of(write(tmp_path / "d.jsonl", [*rows, copy]))
     evaluation = source.evaluation_set(("train", "id", "ood_family"), 12, seed=0, cot="full")
-    assert [len(evaluation[s]) for s in ("id", "ood_family")] == [12, 12]
+    assert [len(evaluation[s]) for s in ("id", "ood_family")] == [12 * len(GROUPS), 12]  # n rows of each group
     assert {e.family for e in evaluation["id"]} == set(GROUPS) and {e.family for e in evaluation["ood_family"]} == {"lookup"}
     assert all(not e.corrupted for examples in evaluation.values() for e in examples)  # unverified rows never graded
     held = held_out_keys(evaluation)

@@ -108,7 +108,7 @@ def test_impossible_requests_fail_instead_of_hanging():
 
 
 def test_every_split_name_is_known():
-    assert SPLITS == ("train", "id", "ood_length", "ood_family", "ood_compose", "ood_phrasing")
+    assert SPLITS == ("train", "id", "ood_length", "ood_family", "ood_compose", "ood_phrasing", "ood_rule")
     assert all(name in TASKS for name in ("sum3", "sub"))
 
 
