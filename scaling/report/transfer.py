@@ -11,11 +11,13 @@ binomial over every graded row would be. A control cell shares the evaluation it
 it is drawn with the same item weights and its own run weights: transfer's interval carries both.
 
 Chance is known exactly per item (the `chance` column), so accuracy - chance is paired per item, draw by draw.
-A group is "above chance" when at least ABOVE of the draws put its accuracy above its chance, "below chance"
-when at least ABOVE put it below, otherwise "not above chance" (never "at chance": absence of evidence is
-stated as such). With ABOVE = 0.95, "above chance" is the one-sided test matching the 90% interval's lower
-end. Where every answer of a group is the same (all wrong, all right) the bootstrap has nothing to resample
-and its interval collapses to a point: `runs` and `items` stand beside every number for that reason.
+A group is "above chance" when at least ABOVE of the draws put its accuracy above its chance and guessing
+itself (every row right with its chance, independently) reaches its number right in at most 1 - ABOVE of
+simulations (`p_guessing`); "below chance" the same on the other side; otherwise "not above chance" (never
+"at chance": absence of evidence is stated as such). With ABOVE = 0.95, "above chance" is the one-sided test
+matching the 90% interval's lower end. The guessing check is there because where every answer of a group is
+the same (all wrong, all right) the bootstrap has nothing to resample and its interval collapses to a point:
+0 right where guessing expects 0.2 is not below chance. `runs` and `items` stand beside every number.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ ITEM = ("family", "key")  # an evaluation item; the same item recurs in every ce
 ITEM_COLUMNS = ("split", "family", "phrasing", "difficulty", "distance", "key")
 BASE_COLUMNS = ("size", "pretrain_tokens", "cot")
 REGULAR = ""  # `control` of a regular cell; a control cell's is the split whose distribution it trained on
-VERDICTS = ("above chance", "not above chance", "below chance")
 NEEDED = ("cell_id", "step", "split", *ITEM, "chance", "answer_correct")
 
 
@@ -74,8 +75,8 @@ def transfer_table(grades: pd.DataFrame, by: Sequence[str] = ("split", "family")
     rows = []
     for keys, group in regular.groupby(by, sort=True, dropna=False):
         values = dict(zip(by, keys))
-        control = _matched_control(controls, group, values)
-        rows.append({**values, "step": step, **_row(group, control, draws, rng)})
+        control, unmatched = _matched_control(controls, group, values)
+        rows.append({**values, "step": step, **_row(group, control, unmatched, draws, rng)})
     return pd.DataFrame(rows)
 
 
@@ -89,27 +90,35 @@ def _budget(grades: pd.DataFrame, step: int | None) -> int:
     return step
 
 
-def _matched_control(controls: pd.DataFrame, group: pd.DataFrame, values: dict) -> pd.DataFrame:
+def _matched_control(controls: pd.DataFrame, group: pd.DataFrame, values: dict) -> tuple[pd.DataFrame, str]:
     """The control cells' rows that give this group its headroom: trained on its split, evaluated on its
-    items, from the bases and CoT styles its regular cells come from (one control per base: their average)."""
+    items, from the bases and CoT styles its regular cells come from (one control per base: their average);
+    and the first of those bases that has no control ("" when each has one), named as "size=xs, ...": a
+    headroom missing a base is not the ceiling of the regular cells' average."""
     picked = controls[controls["control"] == values["split"]] if "control" in controls else controls.iloc[:0]
     for column in ITEM_COLUMNS:
         if column in values:
             picked = picked[picked[column] == values[column]]
     bases = [c for c in BASE_COLUMNS if c in group.columns and c in picked.columns]
-    if bases and not picked.empty:
-        picked = picked.merge(group[bases].drop_duplicates(), on=bases)
-    return picked
+    if not bases or picked.empty:
+        return picked, ""
+    wanted = group[bases].drop_duplicates()
+    found = wanted.merge(picked[bases].drop_duplicates(), on=bases, how="left", indicator=True)
+    lacking = found[found["_merge"] == "left_only"]
+    unmatched = ", ".join(f"{c}={lacking.iloc[0][c]}" for c in bases) if len(lacking) else ""
+    return picked.merge(wanted, on=bases), unmatched
 
 
-def _row(group: pd.DataFrame, control: pd.DataFrame, draws: int, rng: np.random.Generator) -> dict:
-    """A group's numbers: its regular cells and its control cells, bootstrapped over shared item weights."""
+def _row(group: pd.DataFrame, control: pd.DataFrame, unmatched: str, draws: int, rng: np.random.Generator) -> dict:
+    """A group's numbers: its regular cells and its control cells, bootstrapped over shared item weights;
+    transfer undefined where a base of the regular cells has no control (`unmatched` names it)."""
     items = pd.MultiIndex.from_frame(pd.concat([group[list(ITEM)], control[list(ITEM)]]).drop_duplicates())
     item_weights = _weights(rng, draws, len(items))
     measured = _measure(group, items, item_weights, rng)
     row = {"runs": measured.runs, "items": int(group[list(ITEM)].drop_duplicates().shape[0]), "n": len(group),
            **_described("acc", measured), "chance": measured.chance,
-           "p_above": measured.p_above, "p_below": measured.p_below, "verdict": measured.verdict,
+           "p_above": measured.p_above, "p_below": measured.p_below, "p_guessing": measured.p_guessing,
+           "verdict": measured.verdict,
            "control_runs": 0, "headroom": np.nan, "headroom_lo": np.nan, "headroom_hi": np.nan,
            "control_verdict": "", "transfer": np.nan, "transfer_lo": np.nan, "transfer_hi": np.nan,
            "reason": "no control"}
@@ -117,8 +126,8 @@ def _row(group: pd.DataFrame, control: pd.DataFrame, draws: int, rng: np.random.
         return row
     ceiling = _measure(control, items, item_weights, rng)
     row.update({"control_runs": ceiling.runs, **_described("headroom", ceiling), "control_verdict": ceiling.verdict})
-    if ceiling.verdict != "above chance":
-        row["reason"] = f"control {ceiling.verdict}"
+    if ceiling.verdict != "above chance" or unmatched:
+        row["reason"] = f"control {ceiling.verdict}" if ceiling.verdict != "above chance" else f"no control for {unmatched}"
         return row
     ratio = _ratio(measured.lift, ceiling.lift)
     ratio = ratio[~np.isnan(ratio)]  # draws whose items none of the runs graded
@@ -157,12 +166,15 @@ class Measured:
     lift: np.ndarray  # accuracy minus chance per draw, paired per item
     p_above: float  # share of draws with accuracy above chance
     p_below: float  # share of draws with accuracy below chance
+    p_guessing: float  # how often guessing every row scores at least as far from chance, on the observed side
 
     @property
     def verdict(self) -> str:
-        """Above or below chance where ABOVE of the draws agree; otherwise not shown to be above it."""
-        return ("above chance" if self.p_above >= ABOVE else
-                "below chance" if self.p_below >= ABOVE else "not above chance")
+        """Above or below chance where ABOVE of the draws agree and guessing would rarely score as far from
+        chance; otherwise not shown to be above it."""
+        rare = self.p_guessing <= 1 - ABOVE
+        return ("above chance" if self.p_above >= ABOVE and rare else
+                "below chance" if self.p_below >= ABOVE and rare else "not above chance")
 
 
 def _measure(rows: pd.DataFrame, items: pd.MultiIndex, item_weights_BxK: np.ndarray,
@@ -183,7 +195,19 @@ def _measure(rows: pd.DataFrame, items: pd.MultiIndex, item_weights_BxK: np.ndar
     kept = lift_B[np.isfinite(lift_B)]
     return Measured(runs=len(cells), acc=float(right_CxK.sum() / n_CxK.sum()),
                     chance=float(chance_CxK.sum() / n_CxK.sum()), acc_draws=acc_B, lift=lift_B,
-                    p_above=float((kept > 0).mean()), p_below=float((kept < 0).mean()))
+                    p_above=float((kept > 0).mean()), p_below=float((kept < 0).mean()),
+                    p_guessing=_guessing_tail(rows, len(item_weights_BxK), rng))
+
+
+def _guessing_tail(rows: pd.DataFrame, draws: int, rng: np.random.Generator) -> float:
+    """The share of `draws` simulations of guessing every row (right with its chance, independently) that score
+    at least as far from chance as the rows did, on their side of it. Where every answer is the same the
+    bootstrap has nothing to resample: 0 right of 576 with a chance of 0.0004 is no evidence of being below a
+    floor guessing itself would miss, and this tail (0.79 there) says so."""
+    right = int(rows["answer_correct"].sum())
+    counts = rows["chance"].value_counts()  # guessing's count right: a binomial per distinct chance, summed
+    guessed = sum(rng.binomial(int(m), float(p), size=draws) for p, m in counts.items())
+    return float((guessed >= right).mean() if right >= rows["chance"].sum() else (guessed <= right).mean())
 
 
 def read_grades_file(path: Path) -> pd.DataFrame:

@@ -126,6 +126,8 @@ def test_headroom_comes_from_the_control_of_the_same_split_and_base():
     pooled = row(transfer_table(pd.concat([regular, control, other])), split="ood_family")
     assert pooled["headroom"] == pytest.approx(per_base["headroom"].mean()) and pooled["control_runs"] == 4
     assert pooled["runs"] == 8  # control cells never count as runs of the regular cells
+    lacking = row(transfer_table(pd.concat([regular, control[control["size"] == "s"]])), split="ood_family")
+    assert lacking["reason"] == "no control for size=xs, pretrain_tokens=0, cot=full" and np.isnan(lacking["transfer"])
 
 
 def test_the_last_budget_by_default_and_the_training_split_left_out():
