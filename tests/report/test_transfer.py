@@ -75,6 +75,16 @@ def test_a_family_below_its_chance_is_flagged_below_never_called_at_chance():
     assert "at chance" not in set(table["verdict"])
 
 
+def test_nothing_right_where_guessing_would_get_nothing_right_either_is_not_below_chance():
+    # 0 right of 400 with a chance of 0.0005: the bootstrap has nothing to resample (every draw sits below
+    # chance), but guessing expects 0.2 right and scores 0 most of the time.
+    rare = row(transfer_table(cells(np.zeros((10, 40)), chance=0.0005)), split="ood_family")
+    assert rare["p_below"] == 1.0 and rare["p_guessing"] > 0.5
+    assert rare["verdict"] == "not above chance"
+    common = row(transfer_table(cells(np.zeros((10, 40)), chance=0.05)), split="ood_family")  # guessing expects 20
+    assert common["p_guessing"] < 0.01 and common["verdict"] == "below chance"
+
+
 def test_items_are_a_random_factor_item_effects_widen_the_interval():
     runs, items = 20, 100
     # The same mean (0.5): items always right or always wrong in every run, against noise independent per run
