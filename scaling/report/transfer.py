@@ -126,14 +126,15 @@ def _row(group: pd.DataFrame, control: pd.DataFrame, unmatched: str, draws: int,
         return row
     ceiling = _measure(control, items, item_weights, rng)
     row.update({"control_runs": ceiling.runs, **_described("headroom", ceiling), "control_verdict": ceiling.verdict})
-    if ceiling.verdict != "above chance" or unmatched:
-        row["reason"] = f"control {ceiling.verdict}" if ceiling.verdict != "above chance" else f"no control for {unmatched}"
+    row["reason"] = (f"control {ceiling.verdict}" if ceiling.verdict != "above chance" else
+                     f"no control for {unmatched}" if unmatched else "")
+    if row["reason"]:
         return row
     ratio = _ratio(measured.lift, ceiling.lift)
     ratio = ratio[~np.isnan(ratio)]  # draws whose items none of the runs graded
     lo, hi = np.quantile(ratio, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], method="inverted_cdf")
     row.update(transfer=(measured.acc - measured.chance) / (ceiling.acc - ceiling.chance),
-               transfer_lo=float(lo), transfer_hi=float(hi), reason="")
+               transfer_lo=float(lo), transfer_hi=float(hi))
     return row
 
 

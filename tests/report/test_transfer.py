@@ -182,11 +182,13 @@ def test_the_command_prints_the_table_and_writes_its_csv(run_dir, tmp_path):
     out = tmp_path / "tables" / "transfer.csv"
     result = run_cli(["transfer", str(run_dir), "--by", "distance", "--csv", str(out)], tmp_path)
     assert result.code == 0, result
-    assert "ood_family" in result.out and "control" not in result.err
+    assert "ood_family" in result.out and result.err == ""
     table = pd.read_csv(out, keep_default_na=False)
     assert list(table.columns[:4]) == ["split", "family", "distance", "step"]
     assert {"acc", "acc_lo", "acc_hi", "chance", "p_above", "verdict", "headroom", "transfer", "reason"} <= set(table.columns)
     assert row(table, split="ood_length")["reason"] == "no control"
+    picked = run_cli(["transfer", str(run_dir), "--where", "split == 'ood_length'"], tmp_path)
+    assert picked.code == 0 and "ood_family" not in picked.out and "ood_length" in picked.out
 
 
 @pytest.mark.parametrize("argv, named", [
@@ -195,6 +197,7 @@ def test_the_command_prints_the_table_and_writes_its_csv(run_dir, tmp_path):
     (["transfer", "run", "--by", "colour"], "'colour'"),
     (["transfer", "run", "--step", "3"], "steps are 64"),
     (["transfer", "run", "--csv", "run"], "is a folder"),
+    (["transfer", "run", "--where", "colour == 1", "--csv", "out.csv"], "names no column 'colour'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(run_dir, tmp_path, argv, named):
     (tmp_path / "empty").mkdir()
