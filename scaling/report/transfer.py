@@ -8,7 +8,10 @@ crossed ("pigeonhole") bootstrap (Owen 2007, Ann. Appl. Stat. 1(1)): each draw r
 items (family, key) independently, with replacement, and recomputes the statistic on the weighted cells x items
 table. It is mildly conservative (the interaction is counted with both factors), never anti-conservative as a
 binomial over every graded row would be. A control cell shares the evaluation items of the regular cells, so
-it is drawn with the same item weights and its own run weights: transfer's interval carries both.
+it is drawn with the same item weights and its own run weights: transfer's interval carries both. Simulated
+(12 runs x 64 items, run and item effects on the logit scale), the 90% interval covered the true mean 91% of
+the time with strong item effects (sd 0.5 and 1.5; a binomial over the rows: 49%) and 85% with strong run
+effects (sd 1.0 and 0.3; binomial: 34%): with a dozen runs the percentile interval is a little short.
 
 Chance is known exactly per item (the `chance` column), so accuracy - chance is paired per item, draw by draw.
 A group is "above chance" when at least ABOVE of the draws put its accuracy above its chance and guessing
