@@ -270,6 +270,30 @@ def figures(paper: Path) -> None:
                + (f" and {len(tables)} to {paper / TABLES}/" if tables else ""))
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--step", type=int, default=None, help="The budget  [default: the last one].")
+@click.option("--by", multiple=True, help="Columns beside split and family, e.g. --by distance (repeated, or "
+              "comma-separated).")
+@click.option("--where", default=None, help="Row condition picking the regular cells, e.g. \"diversity == 4\" "
+              "(controls are matched to them by base).")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None, help="Also write the table here.")
+def transfer(run_dir: Path, step: int | None, by: tuple[str, ...], where: str | None, csv_out: Path | None) -> None:
+    """Per split and family of RUN_DIR's grades: accuracy against chance and the control's headroom, whether it
+    is above chance, and transfer = (acc - chance) / (headroom - chance), with 90% intervals over runs and items."""
+    from scaling.grid.collect import GRADES
+    from scaling.report.transfer import format_transfer, read_grades_file, transfer_table, write_transfer_csv
+
+    if csv_out is not None and csv_out.is_dir():
+        raise UserError(f"--csv {csv_out} is a folder: give a file name")
+    extra = tuple(column.strip() for item in by for column in item.split(","))
+    table = transfer_table(read_grades_file(run_dir / GRADES), ("split", "family", *extra), step, where)
+    click.echo(format_transfer(table))
+    if csv_out is not None:
+        write_transfer_csv(table, csv_out)
+        click.echo(f"wrote {csv_out}")
+
+
 @cli.command("import-hf")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="New model folder (must not exist, or be empty).")

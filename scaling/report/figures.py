@@ -293,13 +293,19 @@ def training_curves_figure(results_path: Path, group_by: tuple[str, ...], stem: 
 
 def accuracy_by_family_figure(families_path: Path, stem: Path, where: str | None = None) -> list[Path]:
     """Answer accuracy over steps per family, one panel per split, each family's chance as a dashed line of
-    its colour; solid where the family was trained in the cells shown, dotted where it was not. Cells
-    matching `where` (a row condition on the families table) are averaged."""
+    its colour and, where the table has one, its headroom (the positive control's accuracy) as a dash-dotted
+    line: a split's number means something only between the two. Solid where the family was trained in the
+    cells shown, dotted where it was not. Cells matching `where` (a row condition on the families table) are
+    averaged; control cells (a non-empty `control`) only give the headroom, never a line of their own."""
     table = query(pd.read_parquet(families_path), where, "where")
+    if "control" in table:
+        table = table[table["control"] == ""]
     if table.empty:
         raise ValueError(f"no rows of {families_path} match {where!r}")
+    headroom = "headroom" in table and table["headroom"].notna().any()
     measured = (table.groupby(["split", "family", "trained", "step"], as_index=False)
-                .agg(answer_acc=("answer_acc", "mean"), chance=("chance", "mean")))
+                .agg(answer_acc=("answer_acc", "mean"), chance=("chance", "mean"),
+                     **({"headroom": ("headroom", "mean")} if headroom else {})))
     families = list(dict.fromkeys(measured["family"]))
     palette = dict(zip(families, sns.color_palette("colorblind", len(families))))
     _theme()
@@ -309,9 +315,14 @@ def accuracy_by_family_figure(families_path: Path, stem: Path, where: str | None
     grid.set(xscale="log", ylim=(-0.02, 1.02), xlabel="SFT steps", ylabel="answer accuracy")
     for split, axis in zip(grid.col_names, grid.axes.flat):
         _step_ticks(axis, measured["step"])
-        for family, chance in measured[measured.split == split].groupby("family")["chance"].mean().items():
+        here = measured[measured.split == split]
+        for family, chance in here.groupby("family")["chance"].mean().items():
             axis.axhline(chance, color=palette[family], linestyle="--", linewidth=0.7, alpha=0.8)
-    grid.figure.suptitle(f"answer accuracy by family (dashed: chance){'; ' + where if where else ''}", y=1.02,
+        for family, ceiling in (here.groupby("family") if headroom else ()):
+            ceiling = ceiling.groupby("step")["headroom"].mean().dropna()
+            axis.plot(ceiling.index, ceiling.values, color=palette[family], linestyle="-.", linewidth=0.9, alpha=0.8)
+    lines = "dashed: chance; dash-dotted: headroom" if headroom else "dashed: chance"
+    grid.figure.suptitle(f"answer accuracy by family ({lines}){'; ' + where if where else ''}", y=1.02,
                          fontsize="small")
     return _save(grid.figure, stem)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from scaling.fit.data import query
-from scaling.report import claims, figures
+from scaling.report import claims, figures, transfer
 from scaling.results import open_results, results_table
 
 Inputs = Iterator[tuple[str, Path]]  # each file a figure reads, with what an error calls it ("" for a plain file)
@@ -222,6 +222,20 @@ class AccuracyRowsOptions:
 
 
 @dataclass(frozen=True)
+class TransferOptions:
+    """transfer: accuracy against chance and the control's headroom, and transfer, per group of a run's grades."""
+
+    grades: Path  # a collected run's grades.parquet (its control cells give the headroom)
+    by: tuple[str, ...] = field(default=("split", "family"), metadata=NAMES)  # a row per group; split among them
+    step: int | None = None  # the budget (left out: the last one)
+    where: str | None = None  # the regular cells to use (controls are matched to them by base)
+
+    def __post_init__(self):
+        if "split" not in self.by:  # a control gives the headroom of the split it trained on
+            raise ValueError(f"by must include split, got {list(self.by)}")
+
+
+@dataclass(frozen=True)
 class TableKind:
     """One kind of table ([[table]] in figures.toml, written as CSV)."""
 
@@ -264,8 +278,14 @@ def _conditions(o: ConditionsTableOptions) -> pd.DataFrame:
     return claims.condition_means(measured[measured["step"].isin(list(o.steps))], list(o.x), list(o.hue), o.metric)
 
 
+def _transfer(o: TransferOptions) -> pd.DataFrame:
+    """Transfer per group at one budget, over runs and items (report/transfer.py)."""
+    return transfer.transfer_table(transfer.read_grades_file(o.grades), o.by, o.step, o.where)
+
+
 TABLE_KINDS: dict[str, TableKind] = {
     "post_memorization": TableKind(_post_memorization, PostMemorizationTableOptions, _runs_and_grades),
     "conditions": TableKind(_conditions, ConditionsTableOptions, _files("results")),
     "accuracy_rows": TableKind(_accuracy_rows, AccuracyRowsOptions, _row_grades),
+    "transfer": TableKind(_transfer, TransferOptions, _files("grades")),
 }
