@@ -44,7 +44,7 @@ def cell_data(spec: GridSpec, cell: Cell, tokenizer: Tokenizer = CHARACTERS) -> 
     """The SFT pool and evaluation splits of a cell, and their length in `tokenizer`'s tokens
     (deterministic in the spec, the cell's axes and the tokenizer)."""
     source = spec.source
-    return _cell_data(source, json.dumps(source.files_content()), _examples(spec, cell), spec.eval, cell.diversity,
+    return _cell_data(source, json.dumps(source.drawn_content()), _examples(spec, cell), spec.eval, cell.diversity,
                       cell.quality, cell.cot, cell.seed, cell.control, tokenizer)
 
 

@@ -145,9 +145,7 @@ class DataSpec:
         if self.examples_per == "cell":  # the default before the key existed: earlier grids keep their cell ids
             del content["examples_per"]
         source = self.data_source(base_dir)
-        if isinstance(source, FamilySource):  # the held-out families drawn, whether the spec named them or not
-            content["ood_families"] = list(source.ood_families)
-        return {k: v for k, v in content.items() if k not in SOURCE_KEYS or k in source.spec_keys} | source.files_content()
+        return {k: v for k, v in content.items() if k not in SOURCE_KEYS or k in source.spec_keys} | source.drawn_content()
 
 
 def _default(cls, name: str):

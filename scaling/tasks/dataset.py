@@ -128,7 +128,7 @@ class DatasetSource:
                 return (dataset.path, *outside)
         return None
 
-    def files_content(self) -> dict[str, str]:
+    def drawn_content(self) -> dict:
         """Its files as what decides results: the fingerprints of their rows, never their paths (moving a file
         keeps its cells; editing it makes new ones)."""
         return {"source": fingerprint(self.path), "eval_source": fingerprint(self.eval_path) if self.eval_path else ""}

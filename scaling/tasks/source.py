@@ -59,8 +59,9 @@ class DataSource(Protocol):
     def first_unencodable(self, alphabet: str) -> tuple[str, int, str] | None:
         """(file, line, character) of the first text of it outside the alphabet; None if all of it fits."""
 
-    def files_content(self) -> dict[str, str]:
-        """The [data] keys naming its files, each as what of the file decides results."""
+    def drawn_content(self) -> dict:
+        """The [data] keys whose written value is not what decides results, each as what does: a file as the
+        fingerprint of its rows, a default as the value it stands for."""
 
     def evaluation_set(self, splits: Sequence[str], n: int, seed: int, cot: str) -> dict[str, list[Example]]:
         """The grid's evaluation examples of each split but `train`: the same for every cell."""
@@ -137,8 +138,8 @@ class FamilySource:
     def first_unencodable(self, alphabet: str) -> tuple[str, int, str] | None:
         return None  # the families write in the character tokenizer's alphabet
 
-    def files_content(self) -> dict[str, str]:
-        return {}
+    def drawn_content(self) -> dict:
+        return {"ood_families": list(self.ood_families)}  # the held-out families drawn, named or by default
 
     def evaluation_set(self, splits: Sequence[str], n: int, seed: int, cot: str) -> dict[str, list[Example]]:
         return _evaluation_set(self.families, self.ood_families, tuple(splits), n, seed, cot)
