@@ -7,7 +7,7 @@ from checkpoint_folders import chatml_folder
 
 from scaling.trainer.batches import sequence_ids
 from scaling.grid.bases import parse_base
-from scaling.grid.spec import Cell, parse_spec
+from scaling.grid.spec import Cell, expand, parse_spec
 from scaling.grid.plan import LENGTH_QUANTUM, cell_data, cell_plan
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
 from scaling.tasks.tokenizer import CHARACTERS
@@ -63,3 +63,21 @@ def test_examples_per_family_scales_the_pool_with_diversity_and_keeps_the_evalua
     # The default stays out of the cell id, so grids written before the key existed keep theirs.
     explicit = parse_spec(SPEC.replace("examples = 24", 'examples = 24\nexamples_per = "cell"'))
     assert explicit.results_content() == per_cell.results_content() != per_family.results_content()
+
+
+def test_a_control_trains_on_its_split_and_never_changes_a_grid_cells_pool_or_evaluation_set():
+    text = SPEC.replace('splits = ["id"]', 'splits = ["train", "id", "ood_length", "ood_family"]').replace(
+        "n = 4", "n = 4\nmemorization_n = 4")
+    plain, controlled = parse_spec(text), parse_spec(text + "controls = true\n")
+    cell = expand(plain)[0]
+    regular = [c for c in expand(controlled) if not c.control]
+    assert regular == [cell]
+    before, after = cell_data(plain, cell), cell_data(controlled, regular[0])
+    assert before.pool == after.pool and before.splits == after.splits
+    evaluated = {e.key for split, rows in after.splits.items() if split != "train" for e in rows}
+    for control in (c for c in expand(controlled) if c.control):
+        data = cell_data(controlled, control)
+        assert not {e.key for e in data.pool} & evaluated  # a control never trains on an evaluation problem
+        assert data.splits["id"] == before.splits["id"]  # the grid's one evaluation set
+        assert {e.family for e in data.pool} == ({"sum3", "sub"} if control.control == "ood_family" else {"add", "reverse"})
+        assert len(data.pool) == 24
