@@ -59,7 +59,7 @@ class DemoConfig:
     warmup_steps: int = 20  # linear warmup steps
     schedule: str = "wsd"  # one run per cell, an annealed branch per budget
     splits: tuple[str, ...] = ("train", "id", "ood_family", "ood_phrasing")  # evaluated at every budget
-    eval_n: int = 64  # examples per split
+    eval_n: int = 64  # problems per family of each split
     memorization_n: int = 128  # the train split: the first correct training items, for the memorization step
     seed: int = 0  # data and initialization seed
     fit_metric: str = "answer_acc"  # the response the law is fitted to
