@@ -68,7 +68,7 @@ def test_split_metrics_of_known_generations(tiny_model_cfg, examples, monkeypatc
     wrong_answer = gold[3].rsplit("#### ", 1)[0] + "#### 999999"
     written = [*gold[:3], wrong_answer, "no idea"]
 
-    def generate(params, tokens, lengths, graphdef, max_new, eos_id):
+    def generate(params, tokens, lengths, graphdef, max_new, eos_id, stop_VxS=None):
         out = np.array(tokens)
         for row, text in enumerate(written[: len(out)]):
             ids = tokenizer.encode(text) + [eos_id]
