@@ -40,29 +40,33 @@ def decode_step(
     return logits_Bx1xV[:, 0], cache
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "eos_id"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "eos_id", "prompt_span"))
 def generate_greedy_cached(
     params: nnx.State, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: jax.Array | int,
-    eos_id: int = tokenizer.EOS, stop_VxS: jax.Array | None = None,
+    eos_id: int = tokenizer.EOS, stop_VxS: jax.Array | None = None, prompt_span: int | None = None,
 ) -> jax.Array:
     """Append greedy tokens after each prompt until end of sequence (`eos_id`), the row's `max_new` tokens (a
     scalar for every row, or B budgets), T is full, or `stop_VxS` says so: an automaton over the generated
     tokens (state 0 before the first; a row in state s that writes token v goes to stop_VxS[v, s]) whose last
     state S-1 finishes the row.
 
-    The prompt buffer is run once with a causal mask; its zero padding after each prompt is cached too,
-    but each row only ever attends to cache entries at or before its own position, and every entry it
-    reaches has been overwritten by a generated token by then.
+    The prompt buffer's first `prompt_span` positions (static, at least every row's prompt; None: all T) are
+    run once with a causal mask, and the cache is zero past them; its zero padding after each prompt is
+    cached too, but each row only ever attends to cache entries at or before its own position, and every
+    entry it reaches has been overwritten by a generated token by then. A span shorter than T saves the
+    prefill of positions only generation fills (as costly per token as a decode step); the result is the same.
     """
     model = nnx.merge(graphdef, params)
     B, T = tokens_BxT.shape
     rows_B = jnp.arange(B)
-    positions_BxT, segments_BxT = _unpacked(B, T)
+    P = T if prompt_span is None else prompt_span
+    positions_BxP, segments_BxP = _unpacked(B, P)
     ends_B = jnp.minimum(lengths_B + jnp.broadcast_to(jnp.asarray(max_new, lengths_B.dtype), (B,)), T)
-    logits_BxTxV, cache = model.prefill(tokens_BxT, positions_BxT, segments_BxT)
+    logits_BxPxV, cache = model.prefill(tokens_BxT[:, :P], positions_BxP, segments_BxP)
+    cache = jax.tree.map(lambda x_BxPxKxDh: jnp.pad(x_BxPxKxDh, ((0, 0), (0, T - P), (0, 0), (0, 0))), cache)
     # The first token comes from the prefill logits, so the loop below never runs a step whose logits go unused.
     rows = _Rows(tokens_BxT, lengths_B, ends_B, lengths_B >= ends_B, jnp.zeros((B,), jnp.int32))
-    rows = rows.append(logits_BxTxV[rows_B, lengths_B - 1], eos_id, stop_VxS)
+    rows = rows.append(logits_BxPxV[rows_B, lengths_B - 1], eos_id, stop_VxS)
 
     def next_token(carry):
         rows, cache = carry

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling.trainer.batches import token_arrays
+from scaling.trainer.batches import sequence_ids, token_arrays
 from scaling.trainer.decode import generate_greedy_cached
 from scaling.tasks.families import ANSWER_MARK
 from scaling.tasks.grader import Grader, reads_first_answer_line_only, verify_example
@@ -35,18 +35,27 @@ MARGIN_FRACTION, MARGIN_MIN_TOKENS = 0.25, 8
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
 def _teacher_forced_sums(params, batch: dict, graphdef: nnx.GraphDef):
-    """Summed completion-token loss, correct tokens and completion tokens of a batch."""
+    """Each row's summed completion-token loss, correct tokens and completion tokens."""
     model = nnx.merge(graphdef, params)
     logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"])
     weights_BxT = batch["loss_mask"]
-    loss_sum = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum()
-    correct_sum = ((logits_BxTxV.argmax(-1) == batch["targets"]) * weights_BxT).sum()
-    return loss_sum, correct_sum, weights_BxT.sum()
+    loss_B = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum(-1)
+    correct_B = ((logits_BxTxV.argmax(-1) == batch["targets"]) * weights_BxT).sum(-1)
+    return loss_B, correct_B, weights_BxT.sum(-1)
 
 
 def _padded(array: np.ndarray, rows: int) -> np.ndarray:
-    """array with zero rows appended up to `rows`, so every batch of a split has one shape."""
+    """array with zero rows appended up to `rows`, so every batch has one shape."""
     return np.concatenate([array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])
+
+
+def _by_length(needs: np.ndarray, batch_size: int, longest: int):
+    """Batches of row indices, shortest need first, each with its buffer length: the bucket of its longest need,
+    never past `longest` (the model's positions may end there)."""
+    order = np.argsort(needs, kind="stable")
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        yield index, min(shape_bucket(int(needs[index].max())), longest)
 
 
 def decode_budget(gold_tokens: int) -> int:
@@ -145,26 +154,23 @@ def _generations(
     tokenizer: Tokenizer, stop_VxS: np.ndarray | None,
 ) -> list[np.ndarray]:
     """Each example's generated tokens, at most its budget and as far as its room (prompt and generation in one
-    row). Rows are decoded in order of the length they need, `batch_size` at a time, in a buffer of the bucket
-    of the batch's longest (never longer than the longest room: the model's positions end there)."""
+    row), decoded `batch_size` rows at a time in order of the length they need (`_by_length`). The prefill
+    covers the bucket of the batch's longest prompt, not the whole buffer."""
     prompts = [tokenizer.prompt_ids(example) for example in examples]
     prompt_lengths = np.array([len(p) for p in prompts], np.int32)
     max_new = np.maximum(np.minimum(budgets, rooms - prompt_lengths), 0).astype(np.int32)
-    needs = prompt_lengths + max_new
     stop = None if stop_VxS is None else jnp.asarray(stop_VxS)
     written: list[np.ndarray] = [np.zeros(0, np.int32)] * len(examples)
-    order = np.argsort(needs, kind="stable")
-    for start in range(0, len(examples), batch_size):
-        index = order[start:start + batch_size]
-        length = min(shape_bucket(int(needs[index].max())), int(rooms.max()))
+    for index, length in _by_length(prompt_lengths + max_new, batch_size, int(rooms.max())):
         tokens = np.full((batch_size, length), tokenizer.pad_id, np.int32)
         for row, i in enumerate(index):
             tokens[row, :prompt_lengths[i]] = prompts[i]
         # Padding rows get a one-token prompt and no budget, so that they finish at once and cost nothing.
         lengths, row_budgets = np.ones(batch_size, np.int32), np.zeros(batch_size, np.int32)
         lengths[:len(index)], row_budgets[:len(index)] = prompt_lengths[index], max_new[index]
+        span = min(shape_bucket(int(lengths.max())), length)
         generated = np.asarray(generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=row_budgets,
-                                                      eos_id=tokenizer.eos_id, stop_VxS=stop))
+                                                      eos_id=tokenizer.eos_id, stop_VxS=stop, prompt_span=span))
         for row, i in enumerate(index):
             written[i] = generated[row, prompt_lengths[i]:prompt_lengths[i] + max_new[i]]
     return written
@@ -191,25 +197,25 @@ def _grades(
 
 
 def _teacher_forced(
-    graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int, tokenizer: Tokenizer,
-) -> tuple[float, float]:
-    """Mean completion-token loss and token accuracy of a split, teacher-forced in rows of `length`; padding rows
-    carry zero loss weight."""
-    arrays = token_arrays(examples, length, tokenizer)
-    loss_sum = correct_sum = weight_sum = 0.0
-    for start in range(0, len(examples), batch_size):
-        index = np.arange(start, min(start + batch_size, len(examples)))
-        batch = {name: _padded(value, batch_size) for name, value in arrays.take(index).items()}
-        sums = _teacher_forced_sums(params, batch, graphdef=graphdef)
-        loss_sum, correct_sum, weight_sum = (a + float(b) for a, b in zip((loss_sum, correct_sum, weight_sum), sums))
-    return loss_sum / max(weight_sum, 1.0), correct_sum / max(weight_sum, 1.0)
+    graphdef: nnx.GraphDef, params, examples: list[Example], longest: int, batch_size: int, tokenizer: Tokenizer,
+) -> np.ndarray:
+    """Each example's summed completion-token loss, correct tokens and completion tokens (3xN), teacher-forced in
+    batches by length (`_by_length`; `longest`: the longest buffer)."""
+    needs = np.array([len(sequence_ids(example, tokenizer)[0]) - 1 for example in examples])
+    sums_3xN = np.zeros((3, len(examples)))
+    for index, length in _by_length(needs, batch_size, longest):
+        arrays = token_arrays([examples[i] for i in index], length, tokenizer)
+        batch = {name: _padded(value, batch_size) for name, value in arrays.take(np.arange(len(index))).items()}
+        sums_3xN[:, index] = np.asarray(_teacher_forced_sums(params, batch, graphdef=graphdef))[:, :len(index)]
+    return sums_3xN
 
 
-def _metrics(loss: float, token_acc: float, grades: list[dict]) -> dict[str, float]:
-    """A split's metrics from its teacher-forced figures and its examples' grades."""
+def _metrics(sums_3xN: np.ndarray, grades: list[dict]) -> dict[str, float]:
+    """A split's metrics from its rows' teacher-forced sums and its examples' grades."""
+    loss_sum, correct_sum, weight_sum = (float(x) for x in sums_3xN.sum(-1))
     return {
-        "loss": loss,
-        "token_acc": token_acc,
+        "loss": loss_sum / max(weight_sum, 1.0),
+        "token_acc": correct_sum / max(weight_sum, 1.0),
         "answer_acc": float(np.mean([g["answer_correct"] for g in grades])),
         "process_acc": float(np.mean([g["process_score"] for g in grades])),
         "chain_acc": float(np.mean([g["chain_correct"] for g in grades])),
@@ -245,7 +251,7 @@ def grade_split(
     rooms = np.full(len(examples), length)
     written = _generations(graphdef, params, examples, rooms, rooms, batch_size, tokenizer, stop_VxS)
     grades = _grades(examples, written, tokenizer, grader, stop_VxS, keep_text)
-    return _metrics(*_teacher_forced(graphdef, params, examples, length, batch_size, tokenizer), grades), grades
+    return _metrics(_teacher_forced(graphdef, params, examples, length, batch_size, tokenizer), grades), grades
 
 
 def evaluate_splits(
@@ -254,21 +260,23 @@ def evaluate_splits(
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict]]]:
     """All metrics of every split, and every example's grade in its split's order of examples.
 
-    Teacher-forced metrics run per split in rows of its length (`lengths`: its longest sequence). Generation
-    gives each row the budget of its split and family (`decode_budgets`), within its split's length, stops it
-    at its answer line where the grader allows (`answer_line_automaton`), and decodes the rows of all splits
-    together, shortest first, in buckets of buffer length (`shape_bucket`)."""
+    The rows of all splits are run together, shortest first, in buckets of buffer length (`shape_bucket`),
+    never longer than the longest of `lengths` (each split's longest sequence), teacher-forced and generated.
+    Generation gives each row the budget of its split and family (`decode_budgets`), within its split's
+    length, and stops it at its answer line where the grader allows (`answer_line_automaton`)."""
     stop_VxS = _stop_for(tokenizer, grader)
     budgets = decode_budgets(splits, tokenizer)
     rows = [(split, example) for split, examples in splits.items() for example in examples]
     examples = [example for _, example in rows]
-    written = _generations(graphdef, params, examples, np.array([budgets[s][e.family] for s, e in rows]),
-                           np.array([lengths[s] for s, _ in rows]), batch_size, tokenizer, stop_VxS)
+    rooms = np.array([lengths[split] for split, _ in rows])
+    written = _generations(graphdef, params, examples, np.array([budgets[s][e.family] for s, e in rows]), rooms,
+                           batch_size, tokenizer, stop_VxS)
     graded = _grades(examples, written, tokenizer, grader, stop_VxS, keep_text=False)
+    sums_3xN = _teacher_forced(graphdef, params, examples, int(rooms.max()), batch_size, tokenizer)
     metrics, grades, start = {}, {}, 0
     for split, split_examples in splits.items():
-        grades[split] = graded[start:start + len(split_examples)]
+        rows_of_split = slice(start, start + len(split_examples))
+        grades[split] = graded[rows_of_split]
+        metrics[split] = _metrics(sums_3xN[:, rows_of_split], grades[split])
         start += len(split_examples)
-        loss, token_acc = _teacher_forced(graphdef, params, split_examples, lengths[split], batch_size, tokenizer)
-        metrics[split] = _metrics(loss, token_acc, grades[split])
     return metrics, grades

@@ -173,3 +173,12 @@ def test_budgets_and_automata_share_one_compilation_per_shape(tiny_model_cfg):
         generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=budgets,
                                stop_VxS=_stop_after(token, tiny_model_cfg.vocab_size))
     assert generate_greedy_cached._cache_size() == before
+
+
+def test_a_prefill_over_the_prompts_span_generates_what_a_prefill_over_the_whole_buffer_does(model_cfg):
+    graphdef, params = init_model(model_cfg, seed=0)
+    tokens, lengths = _prompts(model_cfg, seed=13, lengths=np.arange(B) % 9 + 1)
+    whole = np.asarray(generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=T))
+    for span in (9, 12):
+        spanned = generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=T, prompt_span=span)
+        np.testing.assert_array_equal(np.asarray(spanned), whole)
