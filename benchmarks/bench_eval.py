@@ -25,6 +25,8 @@ import os
 import time
 from pathlib import Path
 
+import functools
+
 import jax
 import numpy as np
 from flax import nnx
@@ -35,9 +37,9 @@ from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 from scaling.trainer.batches import prompt_arrays, sequence_length, token_arrays
 from scaling.trainer.config import TrainConfig, preset
 from scaling.trainer.decode import generate_greedy_cached
-from scaling.trainer.evaluate import _padded, _teacher_forced_sums, evaluate_splits
+from scaling.trainer.evaluate import _padded, evaluate_splits
 from scaling.trainer.model import init_model
-from scaling.trainer.train import train
+from scaling.trainer.train import token_losses, train
 
 FAMILIES = ("add", "reverse", "sort", "lookup")
 SPLITS = ("id", "ood_length", "ood_phrasing")
@@ -45,6 +47,17 @@ LENGTH_QUANTUM = 32  # as `scaling.grid.plan` rounds a split's length
 XS_BATCH, SMOLLM2_BATCH = 256, 16  # the spec's default evaluation batch; SmolLM2's rows are 50 times costlier
 TRAIN_STEPS = 300
 GOAL = 3.0
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def old_teacher_forced_sums(params, batch: dict, graphdef: nnx.GraphDef):
+    """Summed completion-token loss, correct tokens and completion tokens of a batch (as it was at 684ddfd)."""
+    model = nnx.merge(graphdef, params)
+    logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"])
+    weights_BxT = batch["loss_mask"]
+    loss_sum = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum()
+    correct_sum = ((logits_BxTxV.argmax(-1) == batch["targets"]) * weights_BxT).sum()
+    return loss_sum, correct_sum, weights_BxT.sum()
 
 
 def old_grade_split(graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int,
@@ -59,7 +72,7 @@ def old_grade_split(graphdef: nnx.GraphDef, params, examples: list[Example], len
     for start in range(0, len(examples), batch_size):
         index = np.arange(start, min(start + batch_size, len(examples)))
         batch = {name: _padded(value, batch_size) for name, value in arrays.take(index).items()}
-        sums = _teacher_forced_sums(params, batch, graphdef=graphdef)
+        sums = old_teacher_forced_sums(params, batch, graphdef=graphdef)
         loss_sum, correct_sum, weight_sum = (a + float(b) for a, b in zip((loss_sum, correct_sum, weight_sum), sums))
         lengths = _padded(prompt_lengths[index], batch_size)
         lengths[len(index):] = length
