@@ -8,7 +8,8 @@ functions the cell calls:
     data            building the cell's pool, splits and packed rows
     compile         tracing and compiling the train step (the persistent cache off: a cold compile)
     train           the optimizer steps, all budgets' trunk and branches
-    evaluate        teacher-forced metrics and greedy decoding of every split at every budget
+    evaluate        `evaluate_splits` at every budget: teacher-forced metrics and greedy decoding of every
+                    split (printed as a share of the cell's time too)
     checkpoint      Orbax saves after each budget
 
 and then, on the cell's own shapes, one train step taken apart: attention, MLP, the loss head (forward
@@ -173,12 +174,14 @@ def main() -> None:
     for phase, seconds in phases.items():
         print(f"{phase:<16}{seconds:>9.1f}{seconds / total:>8.0%}")
     print(f"{'total':<16}{total:>9.1f}")
+    evaluate_share = phases["evaluate"] / total
+    print(f"evaluation share of the cell's time: {evaluate_share:.1%} ({phases['evaluate']:.1f} s of {total:.1f} s)")
     parts = step_parts(plan)
     print(f"\none train step ({parts.pop('shape')}), ms (median of {REPEATS}):")
     for part, ms in parts.items():
         print(f"  {part:<24}{ms:>8.1f}")
-    print(json.dumps({"benchmark": "profile_cell", "ratio": None, "phases_s": phases, "step_ms": parts,
-                      "steps": plan.train_cfg.total_steps}))
+    print(json.dumps({"benchmark": "profile_cell", "ratio": None, "phases_s": phases, "evaluate_share": evaluate_share,
+                      "step_ms": parts, "steps": plan.train_cfg.total_steps}))
 
 
 if __name__ == "__main__":
