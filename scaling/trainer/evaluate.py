@@ -1,8 +1,8 @@
 """Evaluation of a model on its splits: teacher-forced loss and token accuracy, and greedy generation
 graded by the task's own verifier (answer exact match, fraction of verified CoT steps).
 
-Generation costs what the grades need. Each row decodes at most its budget: the longest gold completion of
-its family and difficulty in its split, in the model's tokens, plus a margin (`decode_budget`). A row
+Generation costs what the grades need. Each row decodes at most its (split, family)'s budget: the longest
+gold completion of that family in that split, in the model's tokens, plus a margin (`decode_budget`). A row
 also stops once it has written its answer line where the grader reads nothing after it
 (`answer_line_automaton`). And the rows of every split are decoded together, ordered by the length they
 need, in buffers whose length is one of a few shape buckets (`shape_bucket`), so that one compiled
@@ -63,20 +63,15 @@ def decode_budget(gold_tokens: int) -> int:
     return gold_tokens + max(MARGIN_MIN_TOKENS, math.ceil(MARGIN_FRACTION * gold_tokens))
 
 
-def decode_budgets(
-    splits: dict[str, list[Example]], tokenizer: Tokenizer = CHARACTERS,
-) -> dict[str, dict[tuple[str, int], int]]:
-    """Each split's budget per family and difficulty: `decode_budget` of the longest gold completion (end of
-    sequence included) of that family at that difficulty in that split, in `tokenizer`'s tokens. (A family's
-    chain grows with its difficulty, so a family's budget alone would decode its easy rows as long as its
-    hardest: in `ood_length` the hardest is twice the easiest.)"""
-    budgets: dict[str, dict[tuple[str, int], int]] = {}
+def decode_budgets(splits: dict[str, list[Example]], tokenizer: Tokenizer = CHARACTERS) -> dict[str, dict[str, int]]:
+    """Each split's budget per family: `decode_budget` of the family's longest gold completion (end of sequence
+    included) in that split, in `tokenizer`'s tokens."""
+    budgets: dict[str, dict[str, int]] = {}
     for split, examples in splits.items():
-        longest: dict[tuple[str, int], int] = {}
+        longest: dict[str, int] = {}
         for example in examples:
-            kind = (example.family, example.difficulty)
-            longest[kind] = max(longest.get(kind, 0), len(tokenizer.completion_ids(example)))
-        budgets[split] = {kind: decode_budget(gold) for kind, gold in longest.items()}
+            longest[example.family] = max(longest.get(example.family, 0), len(tokenizer.completion_ids(example)))
+        budgets[split] = {family: decode_budget(gold) for family, gold in longest.items()}
     return budgets
 
 
@@ -267,14 +262,14 @@ def evaluate_splits(
 
     The rows of all splits are run together, shortest first, in buckets of buffer length (`shape_bucket`),
     never longer than the longest of `lengths` (each split's longest sequence), teacher-forced and generated.
-    Generation gives each row the budget of its split, family and difficulty (`decode_budgets`), within its split's
+    Generation gives each row the budget of its split and family (`decode_budgets`), within its split's
     length, and stops it at its answer line where the grader allows (`answer_line_automaton`)."""
     stop_VxS = _stop_for(tokenizer, grader)
     budgets = decode_budgets(splits, tokenizer)
     rows = [(split, example) for split, examples in splits.items() for example in examples]
     examples = [example for _, example in rows]
     rooms = np.array([lengths[split] for split, _ in rows])
-    row_budgets = np.array([budgets[split][example.family, example.difficulty] for split, example in rows])
+    row_budgets = np.array([budgets[split][example.family] for split, example in rows])
     written = _generations(graphdef, params, examples, row_budgets, rooms, batch_size, tokenizer, stop_VxS)
     graded = _grades(examples, written, tokenizer, grader, stop_VxS, keep_text=False)
     sums_3xN = _teacher_forced(graphdef, params, examples, int(rooms.max()), batch_size, tokenizer)

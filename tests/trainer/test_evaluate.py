@@ -150,18 +150,15 @@ def test_the_answer_line_automaton_stops_where_nothing_after_can_change_what_the
     assert 50 < stops < 400
 
 
-def test_decode_budgets_are_the_longest_gold_completion_of_each_family_and_difficulty_and_a_margin():
-    splits = {"id": evaluation_split("id", ("add", "reverse"), (), 16, 0),
-              "ood_length": evaluation_split("ood_length", ("add", "reverse"), (), 16, 0)}
+def test_decode_budgets_are_each_families_longest_gold_completion_and_a_margin():
+    splits = {"id": evaluation_split("id", ("add", "reverse"), (), 8, 0),
+              "ood_length": evaluation_split("ood_length", ("add", "reverse"), (), 8, 0)}
     budgets = evaluate.decode_budgets(splits)
     for split, examples in splits.items():
-        kinds = {(e.family, e.difficulty) for e in examples}
-        assert set(budgets[split]) == kinds
-        for family, difficulty in kinds:
-            # characters and end of sequence
-            gold = max(len(e.completion) + 1 for e in examples if (e.family, e.difficulty) == (family, difficulty))
-            assert budgets[split][family, difficulty] == gold + max(8, -(-gold // 4))
-    assert max(budgets["ood_length"].values()) > max(budgets["id"].values())
+        for family in ("add", "reverse"):
+            gold = max(len(e.completion) + 1 for e in examples if e.family == family)  # characters and end of sequence
+            assert budgets[split][family] == gold + max(8, -(-gold // 4))
+    assert budgets["ood_length"]["add"] > budgets["id"]["add"]
     assert [evaluate.shape_bucket(n) for n in (1, 16, 17, 25, 33, 49, 65, 97, 129, 200)] == \
         [16, 16, 24, 32, 48, 64, 96, 128, 192, 256]
 
@@ -207,7 +204,7 @@ def _against_the_old_evaluation(graphdef, params, splits, lengths) -> dict[str, 
             written = list(row[n:])
             to_eos = written.index(tokenizer.EOS) + 1 if tokenizer.EOS in written else len(written)
             needed = min(to_eos, _answer_line_end(stop_VxS, written) or to_eos)
-            budget = min(budgets[split][example.family, example.difficulty], lengths[split] - n)
+            budget = min(budgets[split][example.family], lengths[split] - n)
             assert new["generated_tokens"] == min(needed, budget)
             if needed > budget:
                 counts["cut_at_budget"] += 1
