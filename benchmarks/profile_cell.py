@@ -40,6 +40,7 @@ from flax import nnx  # noqa: E402
 from scaling.grid import cell as cell_module  # noqa: E402
 from scaling.grid.plan import cell_plan, load_or_pretrain_base  # noqa: E402
 from scaling.grid.spec import expand, load_spec  # noqa: E402
+from scaling.results import DONE  # noqa: E402
 from scaling.trainer.model import init_model  # noqa: E402
 from scaling.trainer.attention import span_bucket  # noqa: E402
 from scaling.trainer.train import batch_indices, bound_step, optimizer_for, token_losses, train_step  # noqa: E402
@@ -104,7 +105,7 @@ def cell_phases(spec, cell) -> tuple[dict[str, float], object]:
     finally:
         for name, function in originals.items():
             setattr(cell_module, name, function)
-    assert result.status == "done", result.status
+    assert result.status == DONE, result.status
     phases = {"process start": process_start(), "data": data_s, "compile": compile_s,
               "train": total_s - clock.seconds.get("evaluate", 0.0) - clock.seconds.get("checkpoint", 0.0),
               "evaluate": clock.seconds.get("evaluate", 0.0), "checkpoint": clock.seconds.get("checkpoint", 0.0)}
