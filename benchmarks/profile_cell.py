@@ -8,7 +8,8 @@ functions the cell calls:
     data            building the cell's pool, splits and packed rows
     compile         tracing and compiling the train step (the persistent cache off: a cold compile)
     train           the optimizer steps, all budgets' trunk and branches
-    evaluate        teacher-forced metrics and greedy decoding of every split at every budget
+    evaluate        `evaluate_splits` at every budget: teacher-forced metrics and greedy decoding of every
+                    split (printed as a share of the cell's time too)
     checkpoint      Orbax saves after each budget
 
 and then, on the cell's own shapes, one train step taken apart: attention, MLP, the loss head (forward
@@ -39,6 +40,7 @@ from flax import nnx  # noqa: E402
 from scaling.grid import cell as cell_module  # noqa: E402
 from scaling.grid.plan import cell_plan, load_or_pretrain_base  # noqa: E402
 from scaling.grid.spec import expand, load_spec  # noqa: E402
+from scaling.results import DONE  # noqa: E402
 from scaling.trainer.model import init_model  # noqa: E402
 from scaling.trainer.attention import span_bucket  # noqa: E402
 from scaling.trainer.train import batch_indices, bound_step, optimizer_for, token_losses, train_step  # noqa: E402
@@ -103,7 +105,7 @@ def cell_phases(spec, cell) -> tuple[dict[str, float], object]:
     finally:
         for name, function in originals.items():
             setattr(cell_module, name, function)
-    assert result.status == "done", result.status
+    assert result.status == DONE, result.status
     phases = {"process start": process_start(), "data": data_s, "compile": compile_s,
               "train": total_s - clock.seconds.get("evaluate", 0.0) - clock.seconds.get("checkpoint", 0.0),
               "evaluate": clock.seconds.get("evaluate", 0.0), "checkpoint": clock.seconds.get("checkpoint", 0.0)}
@@ -173,12 +175,14 @@ def main() -> None:
     for phase, seconds in phases.items():
         print(f"{phase:<16}{seconds:>9.1f}{seconds / total:>8.0%}")
     print(f"{'total':<16}{total:>9.1f}")
+    evaluate_share = phases["evaluate"] / total
+    print(f"evaluation share of the cell's time: {evaluate_share:.1%} ({phases['evaluate']:.1f} s of {total:.1f} s)")
     parts = step_parts(plan)
     print(f"\none train step ({parts.pop('shape')}), ms (median of {REPEATS}):")
     for part, ms in parts.items():
         print(f"  {part:<24}{ms:>8.1f}")
-    print(json.dumps({"benchmark": "profile_cell", "ratio": None, "phases_s": phases, "step_ms": parts,
-                      "steps": plan.train_cfg.total_steps}))
+    print(json.dumps({"benchmark": "profile_cell", "ratio": None, "phases_s": phases, "evaluate_share": evaluate_share,
+                      "step_ms": parts, "steps": plan.train_cfg.total_steps}))
 
 
 if __name__ == "__main__":

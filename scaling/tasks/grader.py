@@ -75,3 +75,10 @@ class AnswerGrader:
         """Grade a completion against a reference answer, normalized as the extractor reads answers."""
         steps, answer = self.extractor.parse(completion)
         return Grade(answer_correct=answer == reference, process_acc=float("nan"), chain_correct=None, steps=len(steps))
+
+
+def reads_first_answer_line_only(grader: Grader) -> bool:
+    """Whether nothing after a completion's first answer line (as `parse_completion` reads it) can change the
+    grader's grade, so that generation may stop there: true of the families' verifiers; not of a dataset's
+    extractor, which may read the marker's last occurrence, a regex or the last number."""
+    return grader is verify_example

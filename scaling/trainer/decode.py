@@ -2,12 +2,17 @@
 row per step, so a step costs B tokens instead of the B·T of rerunning the whole buffer.
 
 The package's one greedy decoder. Its contract: prompts left-aligned in a zero-padded BxT buffer with
-per-row lengths (each >= 1), greedy tokens appended after each prompt until end of sequence, max_new
-tokens, or T is full (tests/greedy_reference.py decodes the same contract by rerunning the whole buffer).
+per-row lengths (each >= 1), greedy tokens appended after each prompt until end of sequence, the row's
+budget of new tokens (`max_new`: one for every row, or one per row), T is full, or the row's generated
+tokens drive an optional stop automaton to its last state (tests/greedy_reference.py decodes the same
+contract by rerunning the whole buffer). Budgets and the automaton are traced, not static: the compiled
+program depends only on the buffer's shape (and on whether an automaton is given), so rows of any budget
+share it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -35,42 +40,43 @@ def decode_step(
     return logits_Bx1xV[:, 0], cache
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new", "eos_id"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "eos_id", "prompt_span"))
 def generate_greedy_cached(
-    params: nnx.State, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: int,
-    eos_id: int = tokenizer.EOS,
+    params: nnx.State, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: jax.Array | int,
+    eos_id: int = tokenizer.EOS, stop_VxS: jax.Array | None = None, prompt_span: int | None = None,
 ) -> jax.Array:
-    """Append greedy tokens after each prompt until end of sequence (`eos_id`), max_new tokens, or T is full.
+    """Append greedy tokens after each prompt until end of sequence (`eos_id`), the row's `max_new` tokens (a
+    scalar for every row, or B budgets), T is full, or `stop_VxS` says so: an automaton over the generated
+    tokens (state 0 before the first; a row in state s that writes token v goes to stop_VxS[v, s]) whose last
+    state S-1 finishes the row.
 
-    The prompt buffer is run once with a causal mask; its zero padding after each prompt is cached too,
-    but each row only ever attends to cache entries at or before its own position, and every entry it
-    reaches has been overwritten by a generated token by then.
+    The prompt buffer's first `prompt_span` positions (static, at least every row's prompt; None: all T) are
+    run once with a causal mask, and the cache is zero past them; its zero padding after each prompt is
+    cached too, but each row only ever attends to cache entries at or before its own position, and every
+    entry it reaches has been overwritten by a generated token by then. A span shorter than T saves the
+    prefill of positions only generation fills (as costly per token as a decode step); the result is the same.
     """
-    if max_new == 0:
-        return tokens_BxT
     model = nnx.merge(graphdef, params)
     B, T = tokens_BxT.shape
     rows_B = jnp.arange(B)
-    positions_BxT, segments_BxT = _unpacked(B, T)
-    logits_BxTxV, cache = model.prefill(tokens_BxT, positions_BxT, segments_BxT)
+    P = T if prompt_span is None else prompt_span
+    positions_BxP, segments_BxP = _unpacked(B, P)
+    ends_B = jnp.minimum(lengths_B + jnp.broadcast_to(jnp.asarray(max_new, lengths_B.dtype), (B,)), T)
+    logits_BxPxV, cache = model.prefill(tokens_BxT[:, :P], positions_BxP, segments_BxP)
+    cache = jax.tree.map(lambda x_BxPxKxDh: jnp.pad(x_BxPxKxDh, ((0, 0), (0, T - P), (0, 0), (0, 0))), cache)
     # The first token comes from the prefill logits, so the loop below never runs a step whose logits go unused.
-    done_B = lengths_B >= T
-    tokens_BxT, lengths_B, done_B = _append(logits_BxTxV[rows_B, lengths_B - 1], tokens_BxT, lengths_B, done_B, eos_id)
-
-    def keep_going(carry):
-        count, _, _, done_B, _ = carry
-        return (count < max_new) & ~done_B.all()
+    rows = _Rows(tokens_BxT, lengths_B, ends_B, lengths_B >= ends_B, jnp.zeros((B,), jnp.int32))
+    rows = rows.append(logits_BxPxV[rows_B, lengths_B - 1], eos_id, stop_VxS)
 
     def next_token(carry):
-        count, tokens_BxT, lengths_B, done_B, cache = carry
+        rows, cache = carry
         # Finished rows rerun their last token: rewriting a cache entry they never read again is harmless.
-        last_B = lengths_B - 1
-        logits_Bx1xV, cache = model.decode(tokens_BxT[rows_B, last_B][:, None], last_B[:, None], cache)
-        tokens_BxT, lengths_B, done_B = _append(logits_Bx1xV[:, 0], tokens_BxT, lengths_B, done_B, eos_id)
-        return count + 1, tokens_BxT, lengths_B, done_B, cache
+        last_B = rows.lengths_B - 1
+        logits_Bx1xV, cache = model.decode(rows.tokens_BxT[rows_B, last_B][:, None], last_B[:, None], cache)
+        return rows.append(logits_Bx1xV[:, 0], eos_id, stop_VxS), cache
 
-    _, tokens_BxT, _, _, _ = jax.lax.while_loop(keep_going, next_token, (1, tokens_BxT, lengths_B, done_B, cache))
-    return tokens_BxT
+    rows, _ = jax.lax.while_loop(lambda carry: ~carry[0].done_B.all(), next_token, (rows, cache))
+    return rows.tokens_BxT
 
 
 def _unpacked(B: int, T: int) -> tuple[jax.Array, jax.Array]:
@@ -78,16 +84,30 @@ def _unpacked(B: int, T: int) -> tuple[jax.Array, jax.Array]:
     return jnp.broadcast_to(jnp.arange(T), (B, T)), jnp.ones((B, T), jnp.int32)
 
 
-def _append(
-    logits_BxV: jax.Array, tokens_BxT: jax.Array, lengths_B: jax.Array, done_B: jax.Array, eos_id: int
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Write each unfinished row's argmax after its sequence; a row finishes at end of sequence or when full."""
-    B, T = tokens_BxT.shape
-    rows_B = jnp.arange(B)
-    chosen_B = logits_BxV.argmax(-1).astype(tokens_BxT.dtype)
-    write_B = ~done_B & (lengths_B < T)
-    at_B = jnp.minimum(lengths_B, T - 1)
-    tokens_BxT = tokens_BxT.at[rows_B, at_B].set(jnp.where(write_B, chosen_B, tokens_BxT[rows_B, at_B]))
-    lengths_B = lengths_B + write_B
-    done_B = done_B | (write_B & (chosen_B == eos_id)) | (lengths_B >= T)
-    return tokens_BxT, lengths_B, done_B
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _Rows:
+    """The decoding state of a buffer's rows."""
+
+    tokens_BxT: jax.Array  # prompts and what has been generated after them
+    lengths_B: jax.Array  # tokens in each row so far
+    ends_B: jax.Array  # the length at which each row's budget (or the buffer) is spent
+    done_B: jax.Array  # rows that write nothing more
+    states_B: jax.Array  # each row's stop-automaton state (0 where there is no automaton)
+
+    def append(self, logits_BxV: jax.Array, eos_id: int, stop_VxS: jax.Array | None) -> _Rows:
+        """Each unfinished row's argmax written after its sequence; a row finishes at end of sequence, at its
+        end, or when the automaton reaches its last state."""
+        B, T = self.tokens_BxT.shape
+        rows_B = jnp.arange(B)
+        chosen_B = logits_BxV.argmax(-1).astype(self.tokens_BxT.dtype)
+        write_B = ~self.done_B
+        at_B = jnp.minimum(self.lengths_B, T - 1)
+        tokens_BxT = self.tokens_BxT.at[rows_B, at_B].set(jnp.where(write_B, chosen_B, self.tokens_BxT[rows_B, at_B]))
+        lengths_B = self.lengths_B + write_B
+        done_B = self.done_B | (write_B & (chosen_B == eos_id)) | (lengths_B >= self.ends_B)
+        states_B = self.states_B
+        if stop_VxS is not None:
+            states_B = jnp.where(write_B, stop_VxS[chosen_B, states_B].astype(states_B.dtype), states_B)
+            done_B = done_B | (states_B == stop_VxS.shape[1] - 1)
+        return _Rows(tokens_BxT, lengths_B, self.ends_B, done_B, states_B)

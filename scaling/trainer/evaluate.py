@@ -1,36 +1,231 @@
-"""Evaluation of a model on a split: teacher-forced loss and token accuracy, and greedy generation
-graded by the task's own verifier (answer exact match, fraction of verified CoT steps)."""
+"""Evaluation of a model on its splits: teacher-forced loss and token accuracy, and greedy generation
+graded by the task's own verifier (answer exact match, fraction of verified CoT steps).
+
+Generation costs what the grades need. Each row decodes at most its (split, family)'s budget: the longest
+gold completion of that family in that split, in the model's tokens, plus a margin (`decode_budget`). A row
+also stops once it has written its answer line where the grader reads nothing after it
+(`answer_line_automaton`). And the rows of every split are decoded together, ordered by the length they
+need, in buffers whose length is one of a few shape buckets (`shape_bucket`), so that one compiled
+program serves every split, budget and cell of a bucket.
+"""
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling.trainer.batches import prompt_arrays, token_arrays
+from scaling.trainer.batches import sequence_ids, token_arrays
 from scaling.trainer.decode import generate_greedy_cached
-from scaling.tasks.grader import Grader, verify_example
+from scaling.tasks.families import ANSWER_MARK
+from scaling.tasks.grader import Grader, reads_first_answer_line_only, verify_example
 from scaling.tasks.mixture import Example
 from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
 from scaling.trainer.train import token_losses
 
+# A row may write this much more than its family's longest gold completion: a chain a step longer than
+# gold (a step is at most about a quarter of a multi-step chain), or a few characters of a longer number
+# in a short one, still reaches its answer line, so its grade is the one an unbounded decode would give.
+MARGIN_FRACTION, MARGIN_MIN_TOKENS = 0.25, 8
+
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
 def _teacher_forced_sums(params, batch: dict, graphdef: nnx.GraphDef):
-    """Summed completion-token loss, correct tokens and completion tokens of a batch."""
+    """Each row's summed completion-token loss, correct tokens and completion tokens."""
     model = nnx.merge(graphdef, params)
     logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"])
     weights_BxT = batch["loss_mask"]
-    loss_sum = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum()
-    correct_sum = ((logits_BxTxV.argmax(-1) == batch["targets"]) * weights_BxT).sum()
-    return loss_sum, correct_sum, weights_BxT.sum()
+    loss_B = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum(-1)
+    correct_B = ((logits_BxTxV.argmax(-1) == batch["targets"]) * weights_BxT).sum(-1)
+    return loss_B, correct_B, weights_BxT.sum(-1)
 
 
 def _padded(array: np.ndarray, rows: int) -> np.ndarray:
-    """array with zero rows appended up to `rows`, so every batch of a split has one shape."""
+    """array with zero rows appended up to `rows`, so every batch has one shape."""
     return np.concatenate([array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])
+
+
+def _by_length(needs: np.ndarray, batch_size: int, longest: int):
+    """Batches of row indices, shortest need first, each with its buffer length: the bucket of its longest need,
+    never past `longest` (the model's positions may end there)."""
+    order = np.argsort(needs, kind="stable")
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        yield index, min(shape_bucket(int(needs[index].max())), longest)
+
+
+def decode_budget(gold_tokens: int) -> int:
+    """New tokens a row may decode when the longest gold completion of its kind takes `gold_tokens`."""
+    return gold_tokens + max(MARGIN_MIN_TOKENS, math.ceil(MARGIN_FRACTION * gold_tokens))
+
+
+def decode_budgets(splits: dict[str, list[Example]], tokenizer: Tokenizer = CHARACTERS) -> dict[str, dict[str, int]]:
+    """Each split's budget per family: `decode_budget` of the family's longest gold completion (end of sequence
+    included) in that split, in `tokenizer`'s tokens."""
+    budgets: dict[str, dict[str, int]] = {}
+    for split, examples in splits.items():
+        longest: dict[str, int] = {}
+        for example in examples:
+            longest[example.family] = max(longest.get(example.family, 0), len(tokenizer.completion_ids(example)))
+        budgets[split] = {family: decode_budget(gold) for family, gold in longest.items()}
+    return budgets
+
+
+def shape_bucket(length: int) -> int:
+    """The generation buffer length for rows that need `length` tokens: the next power of two or one and a half
+    times one (16, 24, 32, 48, 64, 96, ...), so buffers waste at most a third and a grid compiles a few shapes."""
+    power = 16
+    while power < length:
+        if power * 3 // 2 >= length:
+            return power * 3 // 2
+        power *= 2
+    return power
+
+
+# States of the answer-line automaton after the mark's characters: whitespace only since the mark, in the answer
+# line, and past the newline that ends it (the last state: the row is finished).
+_AFTER_MARK, _IN_ANSWER, _ANSWERED = range(len(ANSWER_MARK.strip()), len(ANSWER_MARK.strip()) + 3)
+
+
+def _next_state(state: int, char: str) -> int:
+    """The automaton's step on one character, mirroring `scaling.tasks.grader.parse_completion`: steps end at the
+    first occurrence of the mark, and the answer is the first line of what follows, leading whitespace skipped.
+    U+FFFD (part of a multi-byte character, as one id of a byte-level tokenizer decodes alone) counts as
+    whitespace: that can only make a row stop later, never earlier."""
+    mark, blank = ANSWER_MARK.strip(), char.isspace() or char == "\ufffd"
+    if state < _AFTER_MARK:
+        matched = mark[:state] + char
+        while matched and not mark.startswith(matched):  # the longest prefix of the mark the text now ends with
+            matched = matched[1:]
+        return len(matched)
+    if state == _AFTER_MARK:
+        return _AFTER_MARK if blank else _IN_ANSWER
+    return _ANSWERED if state == _ANSWERED or char == "\n" else _IN_ANSWER
+
+
+@functools.lru_cache(maxsize=4)
+def answer_line_automaton(tokenizer: Tokenizer) -> np.ndarray:
+    """The stop automaton (`generate_greedy_cached`'s stop_VxS) that finishes a row once it has written the line
+    that ends its first answer: after it, `parse_completion` reads nothing that can change a grade.
+
+    Each id's step is its own text's characters, read as the text it adds after an ordinary character (so a
+    tokenizer that drops a leading space at the start of a decode does not hide it). Exact for the character
+    tokenizer, whose text is one character per id. For a Hugging Face tokenizer it holds wherever a completion's
+    text is its ids' texts in a row, which byte-level BPE (SmolLM2's, GPT-2's) gives for every id of whole
+    characters; the mark and newline may be split or merged across ids in any way. An id whose text cannot be
+    read after the anchor breaks a partial mark and is otherwise no step: a row can only stop later for it
+    (at worst at end of sequence or its budget), never earlier."""
+    anchor = tokenizer.encode("0")
+    before = tokenizer.decode(anchor)
+    stop_VxS = np.tile(np.arange(_ANSWERED + 1, dtype=np.int32), (tokenizer.vocab_size, 1))
+    for token in range(tokenizer.vocab_size):
+        text = tokenizer.decode([*anchor, token])
+        if not text.startswith(before):
+            stop_VxS[token, :_AFTER_MARK] = 0
+            continue
+        for start in range(_ANSWERED):
+            state = start
+            for char in text[len(before):]:
+                state = _next_state(state, char)
+            stop_VxS[token, start] = state
+    return stop_VxS
+
+
+def _written_length(written: np.ndarray, eos_id: int, stop_VxS: np.ndarray | None) -> int:
+    """How many of `written` (a row's tokens after its prompt, as far as its budget) the row generated: through
+    its end of sequence, or the token that finished its answer line, or all of them."""
+    state = 0
+    for count, token in enumerate(written.tolist(), start=1):
+        if token == eos_id:
+            return count
+        if stop_VxS is not None:
+            state = int(stop_VxS[token, state])
+            if state == stop_VxS.shape[1] - 1:
+                return count
+    return len(written)
+
+
+def _generations(
+    graphdef: nnx.GraphDef, params, examples: list[Example], budgets: np.ndarray, rooms: np.ndarray, batch_size: int,
+    tokenizer: Tokenizer, stop_VxS: np.ndarray | None,
+) -> list[np.ndarray]:
+    """Each example's generated tokens, at most its budget and as far as its room (prompt and generation in one
+    row), decoded `batch_size` rows at a time in order of the length they need (`_by_length`). The prefill
+    covers the bucket of the batch's longest prompt, not the whole buffer."""
+    prompts = [tokenizer.prompt_ids(example) for example in examples]
+    prompt_lengths = np.array([len(p) for p in prompts], np.int32)
+    max_new = np.maximum(np.minimum(budgets, rooms - prompt_lengths), 0).astype(np.int32)
+    stop = None if stop_VxS is None else jnp.asarray(stop_VxS)
+    written: list[np.ndarray] = [np.zeros(0, np.int32)] * len(examples)
+    for index, length in _by_length(prompt_lengths + max_new, batch_size, int(rooms.max())):
+        tokens = np.full((batch_size, length), tokenizer.pad_id, np.int32)
+        for row, i in enumerate(index):
+            tokens[row, :prompt_lengths[i]] = prompts[i]
+        # Padding rows get a one-token prompt and no budget, so that they finish at once and cost nothing.
+        lengths, row_budgets = np.ones(batch_size, np.int32), np.zeros(batch_size, np.int32)
+        lengths[:len(index)], row_budgets[:len(index)] = prompt_lengths[index], max_new[index]
+        span = min(shape_bucket(int(lengths.max())), length)
+        generated = np.asarray(generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=row_budgets,
+                                                      eos_id=tokenizer.eos_id, stop_VxS=stop, prompt_span=span))
+        for row, i in enumerate(index):
+            written[i] = generated[row, prompt_lengths[i]:prompt_lengths[i] + max_new[i]]
+    return written
+
+
+def _grades(
+    examples: list[Example], written: list[np.ndarray], tokenizer: Tokenizer, grader: Grader,
+    stop_VxS: np.ndarray | None, keep_text: bool,
+) -> list[dict]:
+    """Each example's grade (`scaling.schema.GRADE_COLUMNS`) of the tokens it generated."""
+    grades = []
+    for example, tokens in zip(examples, written):
+        generated = _written_length(tokens, tokenizer.eos_id, stop_VxS)
+        text = tokenizer.decode(tokens[:generated])
+        result = grader(example, text)
+        grades.append({
+            "family": example.family, "phrasing": example.phrasing, "difficulty": example.difficulty,
+            "distance": example.distance, "key": example.key, "chance": example.chance, "answer_correct": result.answer_correct,
+            "process_score": result.process_acc,
+            "chain_correct": np.nan if result.chain_correct is None else result.chain_correct, "steps": result.steps,
+            "generated_tokens": generated,
+        } | ({"completion": text} if keep_text else {}))
+    return grades
+
+
+def _teacher_forced(
+    graphdef: nnx.GraphDef, params, examples: list[Example], longest: int, batch_size: int, tokenizer: Tokenizer,
+) -> np.ndarray:
+    """Each example's summed completion-token loss, correct tokens and completion tokens (3xN), teacher-forced in
+    batches by length (`_by_length`; `longest`: the longest buffer)."""
+    needs = np.array([len(sequence_ids(example, tokenizer)[0]) - 1 for example in examples])
+    sums_3xN = np.zeros((3, len(examples)))
+    for index, length in _by_length(needs, batch_size, longest):
+        arrays = token_arrays([examples[i] for i in index], length, tokenizer)
+        batch = {name: _padded(value, batch_size) for name, value in arrays.take(np.arange(len(index))).items()}
+        sums_3xN[:, index] = np.asarray(_teacher_forced_sums(params, batch, graphdef=graphdef))[:, :len(index)]
+    return sums_3xN
+
+
+def _metrics(sums_3xN: np.ndarray, grades: list[dict]) -> dict[str, float]:
+    """A split's metrics from its rows' teacher-forced sums and its examples' grades."""
+    loss_sum, correct_sum, weight_sum = (float(x) for x in sums_3xN.sum(-1))
+    return {
+        "loss": loss_sum / max(weight_sum, 1.0),
+        "token_acc": correct_sum / max(weight_sum, 1.0),
+        "answer_acc": float(np.mean([g["answer_correct"] for g in grades])),
+        "process_acc": float(np.mean([g["process_score"] for g in grades])),
+        "chain_acc": float(np.mean([g["chain_correct"] for g in grades])),
+        "n": float(len(grades)),
+    }
+
+
+def _stop_for(tokenizer: Tokenizer, grader: Grader) -> np.ndarray | None:
+    """The stop automaton of rows graded by `grader`: the answer line's, where nothing after it can change a grade."""
+    return answer_line_automaton(tokenizer) if reads_first_answer_line_only(grader) else None
 
 
 def evaluate_split(
@@ -48,55 +243,40 @@ def grade_split(
     """All metrics of one split, its examples tokenized by `tokenizer` (the one the model was trained with)
     and graded by `grader` (the synthetic families' verifiers, or a dataset's answer extractor), and each
     example's grade (`scaling.schema.GRADE_COLUMNS`; with `keep_text`, also the decoded completion it graded,
-    as "completion"). `length` is a row's tokens, prompt and generation together. Padding rows carry zero
-    loss weight and are not graded. Where steps cannot be verified, process and chain accuracy are NaN:
-    undefined, not zero."""
-    arrays = token_arrays(examples, length, tokenizer)
-    prompts, prompt_lengths = prompt_arrays(examples, length, tokenizer)
-    loss_sum = correct_sum = weight_sum = 0.0
-    grades: list[dict] = []
-    for start in range(0, len(examples), batch_size):
-        index = np.arange(start, min(start + batch_size, len(examples)))
-        batch = {name: _padded(value, batch_size) for name, value in arrays.take(index).items()}
-        sums = _teacher_forced_sums(params, batch, graphdef=graphdef)
-        loss_sum, correct_sum, weight_sum = (a + float(b) for a, b in zip((loss_sum, correct_sum, weight_sum), sums))
-        # Padding rows get a one-token prompt so that they finish at once and cost nothing.
-        lengths = _padded(prompt_lengths[index], batch_size)
-        lengths[len(index):] = length
-        generated = np.asarray(
-            generate_greedy_cached(params, _padded(prompts[index], batch_size), lengths, graphdef=graphdef, max_new=length,
-                                   eos_id=tokenizer.eos_id)
-        )
-        for row, i in zip(generated, index):
-            example, written = examples[i], row[prompt_lengths[i]:]
-            text = tokenizer.decode(written)
-            result = grader(example, text)
-            ends = np.flatnonzero(written == tokenizer.eos_id)
-            grades.append({
-                "family": example.family, "phrasing": example.phrasing, "difficulty": example.difficulty,
-                "distance": example.distance, "key": example.key, "chance": example.chance, "answer_correct": result.answer_correct,
-                "process_score": result.process_acc,
-                "chain_correct": np.nan if result.chain_correct is None else result.chain_correct, "steps": result.steps,
-                "generated_tokens": int(ends[0] + 1) if len(ends) else len(written),
-            } | ({"completion": text} if keep_text else {}))
-    return {
-        "loss": loss_sum / max(weight_sum, 1.0),
-        "token_acc": correct_sum / max(weight_sum, 1.0),
-        "answer_acc": float(np.mean([g["answer_correct"] for g in grades])),
-        "process_acc": float(np.mean([g["process_score"] for g in grades])),
-        "chain_acc": float(np.mean([g["chain_correct"] for g in grades])),
-        "n": float(len(examples)),
-    }, grades
+    as "completion"). Every row is `length` tokens, prompt and generation together, and may generate until it
+    is full (no budget: `evaluate_splits` gives each row one), or until its answer line ends where the grader
+    reads nothing after it. Where steps cannot be verified, process and chain accuracy are NaN: undefined, not
+    zero."""
+    stop_VxS = _stop_for(tokenizer, grader)
+    rooms = np.full(len(examples), length)
+    written = _generations(graphdef, params, examples, rooms, rooms, batch_size, tokenizer, stop_VxS)
+    grades = _grades(examples, written, tokenizer, grader, stop_VxS, keep_text)
+    return _metrics(_teacher_forced(graphdef, params, examples, length, batch_size, tokenizer), grades), grades
 
 
 def evaluate_splits(
     graphdef: nnx.GraphDef, params, splits: dict[str, list[Example]], lengths: dict[str, int], batch_size: int,
     tokenizer: Tokenizer = CHARACTERS, grader: Grader = verify_example,
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict]]]:
-    """All metrics of every split, and every example's grade, each split in rows of its own length: its
-    longest sequence, which is also how far greedy generation may run. (A split's decoding cost grows
-    with its row length, per step and in steps: a split of short problems is not decoded at the length
-    of another split's long ones.)"""
-    graded = {split: grade_split(graphdef, params, examples, lengths[split], batch_size, tokenizer, grader)
-              for split, examples in splits.items()}
-    return {split: metrics for split, (metrics, _) in graded.items()}, {split: grades for split, (_, grades) in graded.items()}
+    """All metrics of every split, and every example's grade in its split's order of examples.
+
+    The rows of all splits are run together, shortest first, in buckets of buffer length (`shape_bucket`),
+    never longer than the longest of `lengths` (each split's longest sequence), teacher-forced and generated.
+    Generation gives each row the budget of its split and family (`decode_budgets`), within its split's
+    length, and stops it at its answer line where the grader allows (`answer_line_automaton`)."""
+    stop_VxS = _stop_for(tokenizer, grader)
+    budgets = decode_budgets(splits, tokenizer)
+    rows = [(split, example) for split, examples in splits.items() for example in examples]
+    examples = [example for _, example in rows]
+    rooms = np.array([lengths[split] for split, _ in rows])
+    row_budgets = np.array([budgets[split][example.family] for split, example in rows])
+    written = _generations(graphdef, params, examples, row_budgets, rooms, batch_size, tokenizer, stop_VxS)
+    graded = _grades(examples, written, tokenizer, grader, stop_VxS, keep_text=False)
+    sums_3xN = _teacher_forced(graphdef, params, examples, int(rooms.max()), batch_size, tokenizer)
+    metrics, grades, start = {}, {}, 0
+    for split, split_examples in splits.items():
+        rows_of_split = slice(start, start + len(split_examples))
+        grades[split] = graded[rows_of_split]
+        metrics[split] = _metrics(sums_3xN[:, rows_of_split], grades[split])
+        start += len(split_examples)
+    return metrics, grades

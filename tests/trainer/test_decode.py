@@ -122,3 +122,63 @@ def test_compiles_once_per_shape(tiny_model_cfg):
         tokens, lengths = _prompts(tiny_model_cfg, seed)
         generate_greedy_cached(p, tokens, lengths, graphdef=graphdef, max_new=T)
     assert generate_greedy_cached._cache_size() - before <= 1
+
+
+def test_per_row_budgets_cut_each_row_after_its_own_budget(model_cfg):
+    graphdef, params = init_model(model_cfg, seed=0)
+    tokens, lengths = _prompts(model_cfg, seed=8)
+    budgets = np.arange(B, dtype=np.int32) % 5  # 0..4 new tokens, 0 included
+    ours, full = _both(graphdef, params, tokens, lengths, max_new=budgets)
+    np.testing.assert_array_equal(ours, full)
+    uncapped, _ = _both(graphdef, params, tokens, lengths, max_new=T)
+    cut = np.where(np.arange(T)[None, :] < (lengths + budgets)[:, None], uncapped, tokenizer.PAD)
+    np.testing.assert_array_equal(ours, cut)
+    assert ((lengths + budgets < T) & (budgets < 4)).any() and (uncapped != cut).any()  # some row would have gone on
+
+
+def _stop_after(token: int, vocab_size: int) -> np.ndarray:
+    """A two-state stop automaton that finishes a row once it writes `token`."""
+    stop_VxS = np.tile(np.arange(2, dtype=np.int32), (vocab_size, 1))
+    stop_VxS[token, 0] = 1
+    return stop_VxS
+
+
+def test_a_stop_automaton_finishes_a_row_after_the_token_that_drives_it_to_its_last_state(model_cfg):
+    graphdef, params = init_model(model_cfg, seed=0)
+    tokens, lengths = _prompts(model_cfg, seed=9, lengths=[4] * B)
+    uncapped, _ = _both(graphdef, params, tokens, lengths, max_new=T)
+    token = int(uncapped[0, 6])  # row 0's third new token: the stop fires there at the latest
+    stop_VxS = _stop_after(token, model_cfg.vocab_size)
+    ours = np.asarray(generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=T, stop_VxS=stop_VxS))
+    full = np.asarray(generate_greedy_full(params, tokens, lengths, graphdef=graphdef, max_new=T, stop_VxS=stop_VxS))
+    np.testing.assert_array_equal(ours, full)
+    stopped = 0
+    for row, n in zip(range(B), lengths):
+        new = list(uncapped[row, n:])
+        end = n + new.index(token) + 1 if token in new else T
+        np.testing.assert_array_equal(ours[row, :end], uncapped[row, :end])
+        assert (ours[row, end:] == tokenizer.PAD).all()
+        stopped += end < T
+    assert stopped >= 1 and (ours != uncapped).any()
+
+
+def test_budgets_and_automata_share_one_compilation_per_shape(tiny_model_cfg):
+    graphdef, params = init_model(tiny_model_cfg, seed=0)
+    tokens, lengths = _prompts(tiny_model_cfg, seed=10)
+    generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=np.full(B, 3, np.int32),
+                           stop_VxS=_stop_after(5, tiny_model_cfg.vocab_size))
+    before = generate_greedy_cached._cache_size()
+    for seed, token in ((11, 7), (12, 9)):
+        budgets = np.random.default_rng(seed).integers(0, T, B).astype(np.int32)
+        generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=budgets,
+                               stop_VxS=_stop_after(token, tiny_model_cfg.vocab_size))
+    assert generate_greedy_cached._cache_size() == before
+
+
+def test_a_prefill_over_the_prompts_span_generates_what_a_prefill_over_the_whole_buffer_does(model_cfg):
+    graphdef, params = init_model(model_cfg, seed=0)
+    tokens, lengths = _prompts(model_cfg, seed=13, lengths=np.arange(B) % 9 + 1)
+    whole = np.asarray(generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=T))
+    for span in (9, 12):
+        spanned = generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=T, prompt_span=span)
+        np.testing.assert_array_equal(np.asarray(spanned), whole)

@@ -12,11 +12,13 @@ from scaling.trainer import evaluate
 from scaling.trainer.batches import prompt_arrays, sequence_length, token_arrays
 from scaling.trainer.decode import generate_greedy_cached
 from scaling.trainer.evaluate import evaluate_split
+from scaling.trainer.config import ModelConfig, TrainConfig
 from scaling.trainer.model import init_model, logits
+from scaling.trainer.train import train
 from scaling.tasks import tokenizer
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
-from scaling.tasks.grader import grade
-from scaling.tasks.mixture import training_pool
+from scaling.tasks.grader import grade, parse_completion
+from scaling.tasks.mixture import evaluation_split, training_pool
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def test_split_metrics_of_known_generations(tiny_model_cfg, examples, monkeypatc
     wrong_answer = gold[3].rsplit("#### ", 1)[0] + "#### 999999"
     written = [*gold[:3], wrong_answer, "no idea"]
 
-    def generate(params, tokens, lengths, graphdef, max_new, eos_id):
+    def generate(params, tokens, lengths, graphdef, max_new, eos_id, stop_VxS=None, prompt_span=None):
         out = np.array(tokens)
         for row, text in enumerate(written[: len(out)]):
             ids = tokenizer.encode(text) + [eos_id]
@@ -111,3 +113,122 @@ def test_a_checkpoint_tokenizer_evaluates_with_its_own_ids_and_eos(tiny_model_cf
     assert metrics["answer_acc"] == np.mean([g.answer_correct for g in grades])
     assert metrics["process_acc"] == pytest.approx(np.mean([g.process_acc for g in grades]))
     assert abs(metrics["loss"] - np.log(tok.vocab_size)) < 1.0
+
+
+def _answer_line_end(stop_VxS: np.ndarray, ids: list[int]) -> int | None:
+    """How many of `ids` the answer-line automaton reads before it finishes a row (None: it never does)."""
+    state = 0
+    for count, token in enumerate(ids, start=1):
+        state = int(stop_VxS[token, state])
+        if state == stop_VxS.shape[1] - 1:
+            return count
+    return None
+
+
+PIECES = ("#", "##", "####", "#### ", " ", "\n", "\n\n", "7", "42", "a = 3", "x", "#### 12", "\n#### 5\n")
+
+
+@pytest.mark.parametrize("folder", [None, chatml_folder], ids=["characters", "bpe"])
+def test_the_answer_line_automaton_stops_where_nothing_after_can_change_what_the_grader_reads(folder, tmp_path):
+    tok = tokenizer.CHARACTERS if folder is None else checkpoint_tokenizer(folder(tmp_path))
+    stop_VxS = evaluate.answer_line_automaton(tok)
+    assert _answer_line_end(stop_VxS, tok.encode("3 + 4 = 7\n#### 7\nnow more")) == len(tok.encode("3 + 4 = 7\n#### 7\n"))
+    rng = np.random.default_rng(0)
+    stops = 0
+    for _ in range(400):
+        text = "".join(rng.choice(PIECES, rng.integers(1, 12)))
+        ids = tok.encode(text)
+        end = _answer_line_end(stop_VxS, ids)
+        steps, answer = parse_completion(text)
+        if end is None:
+            assert answer is None or "\n" not in text.partition("####")[2].strip()
+            continue
+        stops += 1
+        read = tok.decode(ids[:end])
+        assert read.endswith("\n") and parse_completion(read) == (steps, answer) and answer
+        assert parse_completion(tok.decode(ids[:end - 1]))[1] == answer  # the newline itself was the last thing needed
+    assert 50 < stops < 400
+
+
+def test_decode_budgets_are_each_families_longest_gold_completion_and_a_margin():
+    splits = {"id": evaluation_split("id", ("add", "reverse"), (), 8, 0),
+              "ood_length": evaluation_split("ood_length", ("add", "reverse"), (), 8, 0)}
+    budgets = evaluate.decode_budgets(splits)
+    for split, examples in splits.items():
+        for family in ("add", "reverse"):
+            gold = max(len(e.completion) + 1 for e in examples if e.family == family)  # characters and end of sequence
+            assert budgets[split][family] == gold + max(8, -(-gold // 4))
+    assert budgets["ood_length"]["add"] > budgets["id"]["add"]
+    assert [evaluate.shape_bucket(n) for n in (1, 16, 17, 25, 33, 49, 65, 97, 129, 200)] == \
+        [16, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+
+
+@pytest.fixture(scope="module")
+def trained(request):
+    """A tiny model trained briefly on add and reverse, each completion followed by a line the grader never reads
+    (so that rows go on after their answer line), and the evaluation splits it is graded on."""
+    pool = [dataclasses.replace(e, completion=e.completion + "\nok") for e in training_pool(("add", "reverse"), 2, 200, seed=0)]
+    splits = {split: evaluation_split(split, ("add", "reverse"), (), 12, 0) for split in ("id", "ood_length", "ood_phrasing")}
+    lengths = {split: sequence_length(examples) for split, examples in splits.items()}
+    length = max(sequence_length(pool), *lengths.values())
+    cfg = _small_model(length)
+    (_, graphdef, params), = train(cfg, TrainConfig(budgets=(400,), batch_size=16, warmup_steps=10, lr=3e-3),
+                                   token_arrays(pool, length))
+    return graphdef, params, splits, lengths
+
+
+def _small_model(length: int) -> ModelConfig:
+    """A model that learns some of add and reverse in a few hundred steps on CPU."""
+    return ModelConfig(vocab_size=tokenizer.VOCAB_SIZE, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
+                       max_len=length)
+
+
+def _against_the_old_evaluation(graphdef, params, splits, lengths) -> dict[str, int]:
+    """Check `evaluate_splits` against the old evaluation (each split alone, rows of its length, generation until end
+    of sequence or a full row, by the reference decoder): the same metrics' keys, grades in the examples' order,
+    the same loss, each row's generated tokens cut at its answer line or its budget, and the same grade for every
+    row that fits its budget. Returns how many rows were compared, cut at their answer line and cut at budget."""
+    metrics, grades = evaluate.evaluate_splits(graphdef, params, splits, lengths, batch_size=8)
+    budgets = evaluate.decode_budgets(splits)
+    stop_VxS = evaluate.answer_line_automaton(tokenizer.CHARACTERS)
+    counts = {"compared": 0, "cut_at_answer": 0, "cut_at_budget": 0}
+    for split, examples in splits.items():
+        assert list(metrics[split]) == ["loss", "token_acc", "answer_acc", "process_acc", "chain_acc", "n"]
+        assert [g["key"] for g in grades[split]] == [e.key for e in examples]
+        old_metrics = evaluate_split(graphdef, params, examples, lengths[split], batch_size=8)
+        assert metrics[split]["loss"] == pytest.approx(old_metrics["loss"], rel=1e-5)
+        assert metrics[split]["token_acc"] == pytest.approx(old_metrics["token_acc"], rel=1e-5)
+        tokens, prompt_lengths = prompt_arrays(examples, lengths[split])
+        old = np.asarray(generate_greedy_full(params, tokens, prompt_lengths, graphdef=graphdef, max_new=lengths[split]))
+        for example, row, n, new in zip(examples, old, prompt_lengths, grades[split]):
+            written = list(row[n:])
+            to_eos = written.index(tokenizer.EOS) + 1 if tokenizer.EOS in written else len(written)
+            needed = min(to_eos, _answer_line_end(stop_VxS, written) or to_eos)
+            budget = min(budgets[split][example.family], lengths[split] - n)
+            assert new["generated_tokens"] == min(needed, budget)
+            if needed > budget:
+                counts["cut_at_budget"] += 1
+                continue
+            counts["compared"] += 1
+            counts["cut_at_answer"] += needed < to_eos
+            expected = grade(example.family, example.prompt, tokenizer.decode(row[n:]))
+            assert (new["answer_correct"], new["process_score"], new["steps"]) == \
+                (expected.answer_correct, expected.process_acc, expected.steps)
+            assert new["chain_correct"] == expected.chain_correct
+    assert counts["compared"] + counts["cut_at_budget"] == sum(map(len, splits.values()))
+    return counts | {"process": np.mean([g["process_score"] for split in grades for g in grades[split]])}
+
+
+def test_evaluating_all_splits_in_buckets_grades_as_decoding_each_split_to_its_end(trained):
+    counts = _against_the_old_evaluation(*trained)
+    assert counts["compared"] >= 0.8 * sum(map(len, trained[2].values()))
+    assert counts["cut_at_answer"] > 0  # rows went on after their answer line, and the new decode did not
+    assert counts["process"] > 0  # the model learned some steps: grades are not all zero
+
+
+def test_rows_that_never_end_stop_at_their_budget(trained):
+    graphdef, _, splits, lengths = trained
+    _, params_at_init = init_model(_small_model(max(lengths.values())), seed=0)
+    counts = _against_the_old_evaluation(graphdef, params_at_init, splits, lengths)
+    # A random model rarely ends a row itself: rows whose split leaves room past their budget stop at the budget.
+    assert counts["cut_at_budget"] > 0.25 * sum(map(len, splits.values()))
