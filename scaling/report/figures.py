@@ -307,7 +307,8 @@ def accuracy_by_family_figure(families_path: Path, stem: Path, where: str | None
                 .agg(answer_acc=("answer_acc", "mean"), chance=("chance", "mean"),
                      **({"headroom": ("headroom", "mean")} if headroom else {})))
     families = list(dict.fromkeys(measured["family"]))
-    palette = dict(zip(families, sns.color_palette("colorblind", len(families))))
+    # The colour-blind palette has 10 colours and repeats after them: more families take distinct hues instead.
+    palette = dict(zip(families, sns.color_palette("colorblind" if len(families) <= 10 else "husl", len(families))))
     _theme()
     grid = sns.relplot(data=measured, x="step", y="answer_acc", hue="family", style="trained", col="split", col_wrap=3,
                        kind="line", marker="o", palette=palette, height=2.8, aspect=1.1, errorbar=None,
