@@ -4,10 +4,10 @@ row per step, so a step costs B tokens instead of the B·T of rerunning the whol
 The package's one greedy decoder. Its contract: prompts left-aligned in a zero-padded BxT buffer with
 per-row lengths (each >= 1), greedy tokens appended after each prompt until end of sequence, the row's
 budget of new tokens (`max_new`: one for every row, or one per row), T is full, or the row's generated
-tokens drive an optional stop automaton to its last state, from each row's given start state
-(tests/greedy_reference.py decodes the same contract by rerunning the whole buffer). Budgets and the automaton are traced, not static: the compiled
-program depends only on the buffer's shape (and on whether an automaton is given), so rows of any budget
-share it.
+tokens drive an optional stop automaton from each row's start state to its last state
+(tests/greedy_reference.py decodes the same contract by rerunning the whole buffer). Budgets, start states
+and the automaton are traced, not static: the compiled program depends only on the buffer's shape (and on
+whether an automaton is given), so rows of any budget share it.
 """
 
 from __future__ import annotations

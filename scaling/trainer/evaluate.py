@@ -197,7 +197,7 @@ def _generations(
         for row, i in enumerate(index):
             tokens[row, :starts[i]] = prompts[i] + written[i].tolist()
         # Padding rows get a one-token prompt and no budget, so that they finish at once and cost nothing.
-        lengths, row_budgets, row_states = np.ones(batch_size, np.int32), np.zeros(batch_size, np.int32), np.zeros(batch_size, np.int32)
+        lengths, row_budgets, row_states = (np.full(batch_size, fill, np.int32) for fill in (1, 0, 0))
         lengths[:len(index)], row_budgets[:len(index)] = starts[index], ends[index] - starts[index]
         row_states[:len(index)] = states[index]
         span = min(shape_bucket(int(lengths.max())), length)

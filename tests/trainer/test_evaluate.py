@@ -279,19 +279,20 @@ def test_gold_drafts_grade_every_row_as_plain_greedy_decoding_and_skip_rows_they
     must_decode = 0
     for split, examples in drafted.items():
         tokens, prompt_lengths = prompt_arrays(examples, lengths[split])
-        max_new = np.array([min(budgets[split][e.family], lengths[split] - n) for e, n in zip(examples, prompt_lengths)])
+        max_new = np.array([min(budgets[split][e.family], lengths[split] - n)
+                            for e, n in zip(examples, prompt_lengths)])
         plain = np.asarray(generate_greedy_full(params, tokens, prompt_lengths, graphdef=graphdef, max_new=max_new,
                                                 stop_VxS=None if stop_VxS is None else jnp.asarray(stop_VxS)))
         misses = _first_misses(graphdef, params, examples, lengths[split])
         for example, row, n, budget, miss, new in zip(examples, plain, prompt_lengths, max_new, misses, grades[split]):
             written = list(row[n:n + budget])
-            ends = [len(written)] + ([written.index(tokenizer.EOS) + 1] if tokenizer.EOS in written else []) + \
-                ([] if stop_VxS is None or _answer_line_end(stop_VxS, written) is None else [_answer_line_end(stop_VxS, written)])
-            generated = min(ends)
+            at_eos = written.index(tokenizer.EOS) + 1 if tokenizer.EOS in written else len(written)
+            at_answer = None if stop_VxS is None else _answer_line_end(stop_VxS, written)
+            generated = min(at_eos, at_answer or at_eos)
             expected = grader(example, tokenizer.decode(written[:generated]))
             assert (new["generated_tokens"], new["answer_correct"], new["process_score"], new["steps"]) == \
                 (generated, expected.answer_correct, expected.process_acc, expected.steps)
-            assert new["chain_correct"] == expected.chain_correct or (np.isnan(new["chain_correct"]) and expected.chain_correct is None)
+            assert new["chain_correct"] == expected.chain_correct
             if miss is None:
                 kinds["none"] += 1
                 continue
