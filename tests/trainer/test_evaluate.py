@@ -70,11 +70,14 @@ def test_split_metrics_of_known_generations(tiny_model_cfg, examples, monkeypatc
     wrong_answer = gold[3].rsplit("#### ", 1)[0] + "#### 999999"
     written = [*gold[:3], wrong_answer, "no idea"]
 
+    by_prompt = {tuple(tokenizer.CHARACTERS.prompt_ids(e)): text for e, text in zip(examples, written)}
+
     def generate(params, tokens, lengths, graphdef, max_new, eos_id, stop_VxS=None, prompt_span=None, states_B=None):
         out = np.array(tokens)
-        for row, text in enumerate(written[: len(out)]):
-            ids = tokenizer.encode(text) + [eos_id]
-            out[row, lengths[row]: lengths[row] + len(ids)] = ids[: out.shape[1] - lengths[row]]
+        for row, budget in enumerate(max_new):
+            if budget:  # a padding row has no budget
+                ids = tokenizer.encode(by_prompt[tuple(out[row, :lengths[row]])]) + [eos_id]
+                out[row, lengths[row]: lengths[row] + len(ids)] = ids[: out.shape[1] - lengths[row]]
         return out
 
     monkeypatch.setattr(evaluate, "generate_greedy_cached", generate)
