@@ -4,10 +4,10 @@ row per step, so a step costs B tokens instead of the B·T of rerunning the whol
 The package's one greedy decoder. Its contract: prompts left-aligned in a zero-padded BxT buffer with
 per-row lengths (each >= 1), greedy tokens appended after each prompt until end of sequence, the row's
 budget of new tokens (`max_new`: one for every row, or one per row), T is full, or the row's generated
-tokens drive an optional stop automaton to its last state (tests/greedy_reference.py decodes the same
-contract by rerunning the whole buffer). Budgets and the automaton are traced, not static: the compiled
-program depends only on the buffer's shape (and on whether an automaton is given), so rows of any budget
-share it.
+tokens drive an optional stop automaton from each row's start state to its last state
+(tests/greedy_reference.py decodes the same contract by rerunning the whole buffer). Budgets, start states
+and the automaton are traced, not static: the compiled program depends only on the buffer's shape (and on
+whether an automaton is given), so rows of any budget share it.
 """
 
 from __future__ import annotations
@@ -44,11 +44,13 @@ def decode_step(
 def generate_greedy_cached(
     params: nnx.State, tokens_BxT: jax.Array, lengths_B: jax.Array, graphdef: nnx.GraphDef, max_new: jax.Array | int,
     eos_id: int = tokenizer.EOS, stop_VxS: jax.Array | None = None, prompt_span: int | None = None,
+    states_B: jax.Array | None = None,
 ) -> jax.Array:
     """Append greedy tokens after each prompt until end of sequence (`eos_id`), the row's `max_new` tokens (a
     scalar for every row, or B budgets), T is full, or `stop_VxS` says so: an automaton over the generated
     tokens (state 0 before the first; a row in state s that writes token v goes to stop_VxS[v, s]) whose last
-    state S-1 finishes the row.
+    state S-1 finishes the row. `states_B`: each row's state before its first new token (None: 0), where a
+    prompt already holds tokens the automaton has read (a prompt continued by a verified draft).
 
     The prompt buffer's first `prompt_span` positions (static, at least every row's prompt; None: all T) are
     run once with a causal mask, and the cache is zero past them; its zero padding after each prompt is
@@ -65,7 +67,8 @@ def generate_greedy_cached(
     logits_BxPxV, cache = model.prefill(tokens_BxT[:, :P], positions_BxP, segments_BxP)
     cache = jax.tree.map(lambda x_BxPxKxDh: jnp.pad(x_BxPxKxDh, ((0, 0), (0, T - P), (0, 0), (0, 0))), cache)
     # The first token comes from the prefill logits, so the loop below never runs a step whose logits go unused.
-    rows = _Rows(tokens_BxT, lengths_B, ends_B, lengths_B >= ends_B, jnp.zeros((B,), jnp.int32))
+    states_B = jnp.zeros((B,), jnp.int32) if states_B is None else jnp.asarray(states_B, jnp.int32)
+    rows = _Rows(tokens_BxT, lengths_B, ends_B, lengths_B >= ends_B, states_B)
     rows = rows.append(logits_BxPxV[rows_B, lengths_B - 1], eos_id, stop_VxS)
 
     def next_token(carry):

@@ -7,6 +7,18 @@ also stops once it has written its answer line where the grader reads nothing af
 (`answer_line_automaton`). And the rows of every split are decoded together, ordered by the length they
 need, in buffers whose length is one of a few shape buckets (`shape_bucket`), so that one compiled
 program serves every split, budget and cell of a bucket.
+
+Decoding starts from a verified draft: the gold completion. The teacher-forced pass (run for loss and token
+accuracy anyway) gives the argmax after every prefix of prompt and gold completion, and greedy decoding writes
+the gold tokens up to the first completion position whose argmax is not the gold token, and that argmax
+there. So a row is decoded only from prompt, that accepted prefix and the argmax on, with what is left of its
+budget, and not at all where the accepted tokens already end it (the whole gold completion through its end
+of sequence, an argmax that is end of sequence, its answer line ended, or its budget spent). A model that gets
+most rows right decodes few. It holds for every tokenizer: the teacher-forced row is `sequence_ids`, the
+prompt's ids then the completion's, and generation starts from the same prompt ids, so the accepted prefix
+is token for token what greedy decoding would have appended. The argmax comes from the full-sequence forward
+(a fused attention kernel, perhaps) rather than the key/value cache, so the two agree up to ties of the top
+logits within rounding (more of them in half precision); either is greedy decoding of the same model.
 """
 
 from __future__ import annotations
@@ -34,14 +46,20 @@ MARGIN_FRACTION, MARGIN_MIN_TOKENS = 0.25, 8
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _teacher_forced_sums(params, batch: dict, graphdef: nnx.GraphDef):
-    """Each row's summed completion-token loss, correct tokens and completion tokens."""
+def _teacher_forced_pass(params, batch: dict, graphdef: nnx.GraphDef):
+    """Each row's summed completion-token loss, correct tokens and completion tokens (3xB), and where greedy
+    decoding leaves the gold completion: the row position of the first completion target the argmax misses
+    (-1: none), and the argmax there."""
     model = nnx.merge(graphdef, params)
     logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"])
     weights_BxT = batch["loss_mask"]
     loss_B = (token_losses(logits_BxTxV, batch["targets"]) * weights_BxT).sum(-1)
-    correct_B = ((logits_BxTxV.argmax(-1) == batch["targets"]) * weights_BxT).sum(-1)
-    return loss_B, correct_B, weights_BxT.sum(-1)
+    argmax_BxT = logits_BxTxV.argmax(-1)
+    hits_BxT = argmax_BxT == batch["targets"]
+    misses_BxT = ~hits_BxT & (weights_BxT > 0)
+    miss_B = jnp.where(misses_BxT.any(-1), misses_BxT.argmax(-1), -1)
+    chosen_B = jnp.take_along_axis(argmax_BxT, jnp.maximum(miss_B, 0)[:, None], -1)[:, 0]
+    return jnp.stack([loss_B, (hits_BxT * weights_BxT).sum(-1), weights_BxT.sum(-1)]), miss_B, chosen_B
 
 
 def _padded(array: np.ndarray, rows: int) -> np.ndarray:
@@ -49,10 +67,12 @@ def _padded(array: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])
 
 
-def _by_length(needs: np.ndarray, batch_size: int, longest: int):
+def _by_length(needs: np.ndarray, batch_size: int, longest: int, steps: np.ndarray | None = None):
     """Batches of row indices, shortest need first, each with its buffer length: the bucket of its longest need,
-    never past `longest` (the model's positions may end there)."""
-    order = np.argsort(needs, kind="stable")
+    never past `longest` (the model's positions may end there). Given each row's most decode `steps`, rows of
+    one bucket go fewest steps first instead: a batch decodes as many steps as its longest row, so rows that
+    resume late in their budget finish together."""
+    order = np.argsort(needs, kind="stable") if steps is None else np.lexsort((steps, [shape_bucket(n) for n in needs]))
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         yield index, min(shape_bucket(int(needs[index].max())), longest)
@@ -135,44 +155,59 @@ def answer_line_automaton(tokenizer: Tokenizer) -> np.ndarray:
     return stop_VxS
 
 
-def _written_length(written: np.ndarray, eos_id: int, stop_VxS: np.ndarray | None) -> int:
-    """How many of `written` (a row's tokens after its prompt, as far as its budget) the row generated: through
-    its end of sequence, or the token that finished its answer line, or all of them."""
+def _read(written: np.ndarray, eos_id: int, stop_VxS: np.ndarray | None) -> tuple[int, int, bool]:
+    """How many of `written` (a row's tokens after its prompt) the row generated, the stop automaton's state
+    after them, and whether they finish the row: through its end of sequence or the token that finished its
+    answer line (finished), or all of them (not finished)."""
     state = 0
     for count, token in enumerate(written.tolist(), start=1):
         if token == eos_id:
-            return count
+            return count, state, True
         if stop_VxS is not None:
             state = int(stop_VxS[token, state])
             if state == stop_VxS.shape[1] - 1:
-                return count
-    return len(written)
+                return count, state, True
+    return len(written), state, False
 
 
 def _generations(
-    graphdef: nnx.GraphDef, params, examples: list[Example], budgets: np.ndarray, rooms: np.ndarray, batch_size: int,
-    tokenizer: Tokenizer, stop_VxS: np.ndarray | None,
+    graphdef: nnx.GraphDef, params, examples: list[Example], drafts: list[np.ndarray], budgets: np.ndarray,
+    rooms: np.ndarray, batch_size: int, tokenizer: Tokenizer, stop_VxS: np.ndarray | None,
 ) -> list[np.ndarray]:
     """Each example's generated tokens, at most its budget and as far as its room (prompt and generation in one
-    row), decoded `batch_size` rows at a time in order of the length they need (`_by_length`). The prefill
-    covers the bucket of the batch's longest prompt, not the whole buffer."""
+    row): its draft (the tokens greedy decoding is known to write first, see `_draft`), then, unless the draft
+    finishes the row or spends its budget, what greedy decoding appends after prompt and draft. Those rows are
+    decoded `batch_size` at a time by the length they need and the budget they have left (`_by_length`), each
+    with that budget and the automaton where its draft left it. The prefill covers the bucket of the batch's
+    longest prompt and draft, not the whole buffer."""
     prompts = [tokenizer.prompt_ids(example) for example in examples]
     prompt_lengths = np.array([len(p) for p in prompts], np.int32)
     max_new = np.maximum(np.minimum(budgets, rooms - prompt_lengths), 0).astype(np.int32)
+    written = [draft[:budget] for draft, budget in zip(drafts, max_new)]
+    starts, states, decoded = np.zeros(len(examples), np.int32), np.zeros(len(examples), np.int32), []
+    for i, accepted in enumerate(written):
+        _, states[i], finished = _read(accepted, tokenizer.eos_id, stop_VxS)
+        starts[i] = prompt_lengths[i] + len(accepted)
+        if not finished and len(accepted) < max_new[i]:
+            decoded.append(i)
+    decoded = np.array(decoded, np.int64)
     stop = None if stop_VxS is None else jnp.asarray(stop_VxS)
-    written: list[np.ndarray] = [np.zeros(0, np.int32)] * len(examples)
-    for index, length in _by_length(prompt_lengths + max_new, batch_size, int(rooms.max())):
+    ends = prompt_lengths + max_new
+    for batch, length in _by_length(ends[decoded], batch_size, int(rooms.max()), (ends - starts)[decoded]):
+        index = decoded[batch]
         tokens = np.full((batch_size, length), tokenizer.pad_id, np.int32)
         for row, i in enumerate(index):
-            tokens[row, :prompt_lengths[i]] = prompts[i]
+            tokens[row, :starts[i]] = prompts[i] + written[i].tolist()
         # Padding rows get a one-token prompt and no budget, so that they finish at once and cost nothing.
-        lengths, row_budgets = np.ones(batch_size, np.int32), np.zeros(batch_size, np.int32)
-        lengths[:len(index)], row_budgets[:len(index)] = prompt_lengths[index], max_new[index]
+        lengths, row_budgets, row_states = (np.full(batch_size, fill, np.int32) for fill in (1, 0, 0))
+        lengths[:len(index)], row_budgets[:len(index)] = starts[index], ends[index] - starts[index]
+        row_states[:len(index)] = states[index]
         span = min(shape_bucket(int(lengths.max())), length)
         generated = np.asarray(generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=row_budgets,
-                                                      eos_id=tokenizer.eos_id, stop_VxS=stop, prompt_span=span))
+                                                      eos_id=tokenizer.eos_id, stop_VxS=stop, prompt_span=span,
+                                                      states_B=row_states))
         for row, i in enumerate(index):
-            written[i] = generated[row, prompt_lengths[i]:prompt_lengths[i] + max_new[i]]
+            written[i] = generated[row, prompt_lengths[i]:ends[i]]
     return written
 
 
@@ -183,7 +218,7 @@ def _grades(
     """Each example's grade (`scaling.schema.GRADE_COLUMNS`) of the tokens it generated."""
     grades = []
     for example, tokens in zip(examples, written):
-        generated = _written_length(tokens, tokenizer.eos_id, stop_VxS)
+        generated = _read(tokens, tokenizer.eos_id, stop_VxS)[0]
         text = tokenizer.decode(tokens[:generated])
         result = grader(example, text)
         grades.append({
@@ -196,18 +231,31 @@ def _grades(
     return grades
 
 
+def _draft(completion: list[int], miss: int, chosen: int) -> np.ndarray:
+    """The tokens greedy decoding writes first after a prompt, from its gold `completion` teacher-forced: all of
+    it where every argmax hit (`miss` -1), else the completion before its first missed token (`miss`, its index
+    in the completion) and the argmax (`chosen`) there."""
+    return np.array(completion if miss < 0 else [*completion[:miss], chosen], np.int32)
+
+
 def _teacher_forced(
     graphdef: nnx.GraphDef, params, examples: list[Example], longest: int, batch_size: int, tokenizer: Tokenizer,
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Each example's summed completion-token loss, correct tokens and completion tokens (3xN), teacher-forced in
-    batches by length (`_by_length`; `longest`: the longest buffer)."""
-    needs = np.array([len(sequence_ids(example, tokenizer)[0]) - 1 for example in examples])
-    sums_3xN = np.zeros((3, len(examples)))
+    batches by length (`_by_length`; `longest`: the longest buffer), and its draft (`_draft`)."""
+    sequences = [sequence_ids(example, tokenizer) for example in examples]
+    needs = np.array([len(ids) - 1 for ids, _ in sequences])
+    sums_3xN, misses, chosen = np.zeros((3, len(examples))), np.zeros(len(examples), int), np.zeros(len(examples), int)
     for index, length in _by_length(needs, batch_size, longest):
         arrays = token_arrays([examples[i] for i in index], length, tokenizer)
         batch = {name: _padded(value, batch_size) for name, value in arrays.take(np.arange(len(index))).items()}
-        sums_3xN[:, index] = np.asarray(_teacher_forced_sums(params, batch, graphdef=graphdef))[:, :len(index)]
-    return sums_3xN
+        sums_3xB, miss_B, chosen_B = _teacher_forced_pass(params, batch, graphdef=graphdef)
+        sums_3xN[:, index] = np.asarray(sums_3xB)[:, :len(index)]
+        misses[index], chosen[index] = np.asarray(miss_B)[:len(index)], np.asarray(chosen_B)[:len(index)]
+    # Row position p predicts the token at p + 1, so the completion's token k is the target at prompt length - 1 + k.
+    drafts = [_draft(ids[prompt_length:], miss - (prompt_length - 1) if miss >= 0 else -1, token)
+              for (ids, prompt_length), miss, token in zip(sequences, misses, chosen)]
+    return sums_3xN, drafts
 
 
 def _metrics(sums_3xN: np.ndarray, grades: list[dict]) -> dict[str, float]:
@@ -249,9 +297,10 @@ def grade_split(
     zero."""
     stop_VxS = _stop_for(tokenizer, grader)
     rooms = np.full(len(examples), length)
-    written = _generations(graphdef, params, examples, rooms, rooms, batch_size, tokenizer, stop_VxS)
+    sums_3xN, drafts = _teacher_forced(graphdef, params, examples, length, batch_size, tokenizer)
+    written = _generations(graphdef, params, examples, drafts, rooms, rooms, batch_size, tokenizer, stop_VxS)
     grades = _grades(examples, written, tokenizer, grader, stop_VxS, keep_text)
-    return _metrics(_teacher_forced(graphdef, params, examples, length, batch_size, tokenizer), grades), grades
+    return _metrics(sums_3xN, grades), grades
 
 
 def evaluate_splits(
@@ -261,7 +310,8 @@ def evaluate_splits(
     """All metrics of every split, and every example's grade in its split's order of examples.
 
     The rows of all splits are run together, shortest first, in buckets of buffer length (`shape_bucket`),
-    never longer than the longest of `lengths` (each split's longest sequence), teacher-forced and generated.
+    never longer than the longest of `lengths` (each split's longest sequence), teacher-forced, then generated
+    from their verified drafts (the module's docstring).
     Generation gives each row the budget of its split and family (`decode_budgets`), within its split's
     length, and stops it at its answer line where the grader allows (`answer_line_automaton`)."""
     stop_VxS = _stop_for(tokenizer, grader)
@@ -270,9 +320,9 @@ def evaluate_splits(
     examples = [example for _, example in rows]
     rooms = np.array([lengths[split] for split, _ in rows])
     row_budgets = np.array([budgets[split][example.family] for split, example in rows])
-    written = _generations(graphdef, params, examples, row_budgets, rooms, batch_size, tokenizer, stop_VxS)
+    sums_3xN, drafts = _teacher_forced(graphdef, params, examples, int(rooms.max()), batch_size, tokenizer)
+    written = _generations(graphdef, params, examples, drafts, row_budgets, rooms, batch_size, tokenizer, stop_VxS)
     graded = _grades(examples, written, tokenizer, grader, stop_VxS, keep_text=False)
-    sums_3xN = _teacher_forced(graphdef, params, examples, int(rooms.max()), batch_size, tokenizer)
     metrics, grades, start = {}, {}, 0
     for split, split_examples in splits.items():
         rows_of_split = slice(start, start + len(split_examples))

@@ -162,6 +162,25 @@ def test_a_stop_automaton_finishes_a_row_after_the_token_that_drives_it_to_its_l
     assert stopped >= 1 and (ours != uncapped).any()
 
 
+def test_a_row_resumed_with_its_automatons_state_ends_where_the_whole_decode_ends(model_cfg):
+    """An automaton that finishes a row after three tokens: a prompt holding the first of them, started in state
+    1, gets two more; started in state 0, three."""
+    graphdef, params = init_model(model_cfg, seed=0)
+    tokens, lengths = _prompts(model_cfg, seed=13, lengths=[4] * B)
+    count_VxS = np.tile(np.minimum(np.arange(4, dtype=np.int32) + 1, 3), (model_cfg.vocab_size, 1))
+    no_eos = -1  # rows end by the automaton alone
+    whole = np.asarray(generate_greedy_cached(params, tokens, lengths, graphdef=graphdef, max_new=T, eos_id=no_eos,
+                                              stop_VxS=count_VxS))
+    assert (whole[:, 7:] == tokenizer.PAD).all()
+    begun = whole.copy()
+    begun[:, 5:] = tokenizer.PAD
+    resumed = [np.asarray(generate_greedy_cached(params, begun, lengths + 1, graphdef=graphdef, max_new=T, eos_id=no_eos,
+                                                 stop_VxS=count_VxS, states_B=np.full(B, state, np.int32)))
+               for state in (1, 0)]
+    np.testing.assert_array_equal(resumed[0], whole)
+    assert (resumed[1][:, 7] != tokenizer.PAD).any()
+
+
 def test_budgets_and_automata_share_one_compilation_per_shape(tiny_model_cfg):
     graphdef, params = init_model(tiny_model_cfg, seed=0)
     tokens, lengths = _prompts(tiny_model_cfg, seed=10)

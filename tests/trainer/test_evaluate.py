@@ -17,7 +17,7 @@ from scaling.trainer.model import init_model, logits
 from scaling.trainer.train import train
 from scaling.tasks import tokenizer
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
-from scaling.tasks.grader import grade, parse_completion
+from scaling.tasks.grader import grade, parse_completion, verify_example
 from scaling.tasks.mixture import evaluation_split, training_pool
 
 
@@ -70,14 +70,18 @@ def test_split_metrics_of_known_generations(tiny_model_cfg, examples, monkeypatc
     wrong_answer = gold[3].rsplit("#### ", 1)[0] + "#### 999999"
     written = [*gold[:3], wrong_answer, "no idea"]
 
-    def generate(params, tokens, lengths, graphdef, max_new, eos_id, stop_VxS=None, prompt_span=None):
+    by_prompt = {tuple(tokenizer.CHARACTERS.prompt_ids(e)): text for e, text in zip(examples, written)}
+
+    def generate(params, tokens, lengths, graphdef, max_new, eos_id, stop_VxS=None, prompt_span=None, states_B=None):
         out = np.array(tokens)
-        for row, text in enumerate(written[: len(out)]):
-            ids = tokenizer.encode(text) + [eos_id]
-            out[row, lengths[row]: lengths[row] + len(ids)] = ids[: out.shape[1] - lengths[row]]
+        for row, budget in enumerate(max_new):
+            if budget:  # a padding row has no budget
+                ids = tokenizer.encode(by_prompt[tuple(out[row, :lengths[row]])]) + [eos_id]
+                out[row, lengths[row]: lengths[row] + len(ids)] = ids[: out.shape[1] - lengths[row]]
         return out
 
     monkeypatch.setattr(evaluate, "generate_greedy_cached", generate)
+    monkeypatch.setattr(evaluate, "_draft", lambda completion, miss, chosen: np.zeros(0, np.int32))  # all generated
     metrics = evaluate_split(graphdef, params, examples, length, batch_size=8)
     assert metrics["answer_acc"] == pytest.approx(3 / 5)
     assert metrics["process_acc"] == pytest.approx(4 / 5)  # the wrong answer's steps are all verified
@@ -232,3 +236,73 @@ def test_rows_that_never_end_stop_at_their_budget(trained):
     counts = _against_the_old_evaluation(graphdef, params_at_init, splits, lengths)
     # A random model rarely ends a row itself: rows whose split leaves room past their budget stop at the budget.
     assert counts["cut_at_budget"] > 0.25 * sum(map(len, splits.values()))
+
+
+def _reads_everything(example, completion):
+    """The families' verifier, as a grader the evaluation cannot tell reads only the first answer line: rows are
+    decoded to end of sequence or budget."""
+    return verify_example(example, completion)
+
+
+def _first_misses(graphdef, params, examples, length) -> list[tuple[int, int] | None]:
+    """Each example's first gold completion token whose full-forward argmax is another token, as (its index in
+    the completion, that argmax); None where the argmax is the gold token all the way through end of sequence."""
+    arrays = token_arrays(examples, length)
+    argmax = np.asarray(logits(params, arrays.inputs, arrays.positions, arrays.segments, graphdef=graphdef)).argmax(-1)
+    misses = []
+    for row, example in enumerate(examples):
+        first = int(np.argmax(arrays.loss_mask[row]))
+        completion = tokenizer.encode(example.completion) + [tokenizer.EOS]
+        chosen = argmax[row, first:first + len(completion)]
+        index = next((k for k in range(len(completion)) if chosen[k] != completion[k]), None)
+        misses.append(None if index is None else (index, int(chosen[index])))
+    return misses
+
+
+@pytest.mark.parametrize("grader", [verify_example, _reads_everything], ids=["answer_line", "to_the_end"])
+def test_gold_drafts_grade_every_row_as_plain_greedy_decoding_and_skip_rows_they_finish(trained, grader, monkeypatch):
+    """The trained model writes its completion, then "\nok". Gold completions as trained (no miss where it is
+    right), as the splits have them (a miss at the end of sequence), with a line it never writes after "ok" (a
+    miss that is end of sequence), and after a character it never starts with (a miss at 0)."""
+    graphdef, params, splits, _ = trained
+    base = splits["id"] + splits["ood_phrasing"]
+    drafted = {"as_trained": [dataclasses.replace(e, completion=e.completion + "\nok") for e in base],
+               "as_is": base,
+               "longer": [dataclasses.replace(e, completion=e.completion + "\nok\nmore") for e in base],
+               "shifted": [dataclasses.replace(e, completion="!" + e.completion) for e in base]}
+    lengths = {split: sequence_length(examples) for split, examples in drafted.items()}
+    budgets = evaluate.decode_budgets(drafted)
+    stop_VxS = evaluate.answer_line_automaton(tokenizer.CHARACTERS) if grader is verify_example else None
+    decoded = []
+    spy = lambda *args, **kwargs: decoded.append(int((np.asarray(kwargs["max_new"]) > 0).sum())) or \
+        generate_greedy_cached(*args, **kwargs)  # noqa: E731
+    monkeypatch.setattr(evaluate, "generate_greedy_cached", spy)
+    _, grades = evaluate.evaluate_splits(graphdef, params, drafted, lengths, batch_size=8, grader=grader)
+    kinds = {"none": 0, "at_0": 0, "mid": 0, "eos": 0}
+    must_decode = 0
+    for split, examples in drafted.items():
+        tokens, prompt_lengths = prompt_arrays(examples, lengths[split])
+        max_new = np.array([min(budgets[split][e.family], lengths[split] - n)
+                            for e, n in zip(examples, prompt_lengths)])
+        plain = np.asarray(generate_greedy_full(params, tokens, prompt_lengths, graphdef=graphdef, max_new=max_new,
+                                                stop_VxS=None if stop_VxS is None else jnp.asarray(stop_VxS)))
+        misses = _first_misses(graphdef, params, examples, lengths[split])
+        for example, row, n, budget, miss, new in zip(examples, plain, prompt_lengths, max_new, misses, grades[split]):
+            written = list(row[n:n + budget])
+            at_eos = written.index(tokenizer.EOS) + 1 if tokenizer.EOS in written else len(written)
+            at_answer = None if stop_VxS is None else _answer_line_end(stop_VxS, written)
+            generated = min(at_eos, at_answer or at_eos)
+            expected = grader(example, tokenizer.decode(written[:generated]))
+            assert (new["generated_tokens"], new["answer_correct"], new["process_score"], new["steps"]) == \
+                (generated, expected.answer_correct, expected.process_acc, expected.steps)
+            assert new["chain_correct"] == expected.chain_correct
+            if miss is None:
+                kinds["none"] += 1
+                continue
+            index, chosen = miss
+            kinds["eos" if chosen == tokenizer.EOS else "at_0" if index == 0 else "mid"] += 1
+            accepted = written[:index + 1]
+            ends_answer = stop_VxS is not None and _answer_line_end(stop_VxS, accepted) is not None
+            must_decode += chosen != tokenizer.EOS and not ends_answer and index + 1 < budget
+    assert min(kinds.values()) > 0, kinds
+    assert sum(decoded) == must_decode < sum(map(len, drafted.values())) - kinds["none"]
