@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -34,12 +34,20 @@ REVERSE = Family(
 
 # sort: selection sort. Step i is the sorted prefix, extended by the smallest item not yet picked;
 # what is left is the list minus the items the previous step shows, so a wrong pick carries on.
-def _sort_next(fields: Fields, previous: Sequence[str]) -> str:
-    picked = previous[-1].split() if previous else []
-    remaining = fields["items"].split()
-    for item in picked:
-        remaining.remove(item)  # ValueError when a step shows an item the list does not hold
-    return " ".join([*picked, min(remaining)])
+def selection_step(choose: Callable[[list[str]], str]) -> Callable[[Fields, Sequence[str]], str]:
+    """Selection sort's next step, picking with `choose` (min: ascending, max: descending)."""
+
+    def next_step(fields: Fields, previous: Sequence[str]) -> str:
+        picked = previous[-1].split() if previous else []
+        remaining = fields["items"].split()
+        for item in picked:
+            remaining.remove(item)  # ValueError when a step shows an item the list does not hold
+        return " ".join([*picked, choose(remaining)])
+
+    return next_step
+
+
+_sort_next = selection_step(min)
 
 
 SORT = Family(

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from scaling.tasks.families.algorithmic import COUNT, LOOKUP, REVERSE, SORT
+from scaling.tasks.families.algorithmic import COUNT, LOOKUP, REVERSE, SORT, selection_step
 from scaling.tasks.families.arithmetic import ADD
 from scaling.tasks.families.base import DIGIT_LIST, Family, Fields
 
@@ -83,12 +83,7 @@ ADD_BASE8 = Family(
 
 
 # sort_desc: sort's selection steps, the sorted prefix extended by the largest item not yet picked.
-def _sort_desc_next(fields: Fields, previous: Sequence[str]) -> str:
-    picked = previous[-1].split() if previous else []
-    remaining = fields["items"].split()
-    for item in picked:
-        remaining.remove(item)  # ValueError when a step shows an item the list does not hold
-    return " ".join([*picked, max(remaining)])
+_sort_desc_next = selection_step(max)
 
 
 SORT_DESC = Family(
