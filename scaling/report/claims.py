@@ -1,5 +1,6 @@
-"""Model-free answers to the study's questions, from per-example grades: what a run gains by training past
-memorization, with the run (not the example, not the seed value) as the unit of its interval.
+"""Model-free answers to the study's questions, from per-example grades and results tables: what a run gains by
+training past memorization, accuracy per condition, the article's table; every interval with its unit and label
+(report/intervals.py): across runs (or bases) from three on, over runs and items, or items only.
 
 A run memorizes at the first budget where it answers every one of its `train` split's items
 (`memorization_step`). Its post-memorization gain at factor f is its accuracy on a split at the budget
@@ -12,11 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from scaling.schema import AXES
+from scaling.report import transfer
+from scaling.report.intervals import MIN_UNITS, binomial_interval, counted, mean_across
+from scaling.schema import AXES, BASE_MEASURES
 
-LEVEL = 0.9  # the intervals' coverage, as everywhere in the fits
+# Chance of the per-cell base measures that have one, which no results file records. The probe's: the mean over
+# its 160 items of 1 / their choices (scaling.trainer.probe over scaling.tasks.corpus.probe_items; two choices for
+# a comparison, three or four otherwise). tests/report/test_claims.py recomputes it from the items.
+BASE_MEASURE_CHANCE = {"base_probe_acc": 0.31875}
+# What, besides its measures, tells bases apart: the grid records no base identity, and a base's measures (its
+# held-out loss to the last digit) are its fingerprint: a pretrained base is one per size and pretraining budget,
+# shared by every seed, and a random initialization is drawn by the run's seed, shared by that seed's conditions.
+BASE_AXES = ("size", "pretrain_tokens")
 
 
 def post_memorization_gains(grades: pd.DataFrame, memorization: pd.DataFrame, split: str,
@@ -54,28 +63,20 @@ def post_memorization_gains(grades: pd.DataFrame, memorization: pd.DataFrame, sp
     return pd.DataFrame(rows)
 
 
-def run_level_mean(values, level: float = LEVEL) -> tuple[float, float, float]:
-    """The mean of per-run values and its `level` t-interval across runs (runs are the unit: with three runs the
-    interval is wide, as it should be); (mean, NaN, NaN) for fewer than two runs."""
-    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    if len(values) == 0:
-        return np.nan, np.nan, np.nan
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, np.nan, np.nan
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
-
-
 def summarize_gains(gains: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per condition and factor: runs in it, runs that reached f · m, the mean gain in points with its 90%
-    interval across runs, and the share of reaching runs whose gain is positive."""
+    t-interval across the reaching runs and its label (`interval`: NaN ends below three runs or where they all
+    gained alike), and the share of reaching runs whose gain is positive.
+
+    The interval describes SFT runs of the condition measured on this evaluation set: every run is paired on the
+    same items, so it says nothing about new items of the split, and where the runs share a base (a pretrained
+    one) nothing about other bases."""
     rows = []
     for keys, group in gains.groupby([*by, "factor"], sort=True):
         reached = group[group["reached"]]
-        mean, lo, hi = run_level_mean(reached["gain"])
+        mean, lo, hi, interval = mean_across(reached["gain"])
         rows.append({**dict(zip([*by, "factor"], keys if isinstance(keys, tuple) else (keys,))), "runs": len(group),
-                     "reached": len(reached), "gain": mean, "lo": lo, "hi": hi,
+                     "reached": len(reached), "gain": mean, "lo": lo, "hi": hi, "interval": interval,
                      "share_positive": float((reached["gain"] > 0).mean()) if len(reached) else np.nan})
     return pd.DataFrame(rows)
 
@@ -89,15 +90,32 @@ def _label(table: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 def condition_means(table: pd.DataFrame, x: list[str], hue: list[str], metric: str = "answer_acc") -> pd.DataFrame:
     """Per split, step and condition (the values of `x` and `hue`): the runs in it and the mean of `metric` with
-    its 90% interval across runs. `table` has one row per run, split and step (a results table with `split`)."""
+    its 90% t-interval across runs and its label (`interval`: NaN ends below three runs or where they all agree).
+    `table` has one row per run, split and step (a results table with `split`).
+
+    The interval describes SFT runs of the condition on this evaluation set (every run is graded on the same
+    items: nothing about new items; runs sharing a pretrained base: nothing about other bases). A measure of the
+    base itself (schema.BASE_MEASURES) is taken once per distinct base (`bases`), the unit of its interval, and
+    stands beside its own chance (BASE_MEASURE_CHANCE; NaN for a loss), not the split's."""
     labelled = table.assign(x=_label(table, x), hue=_label(table, hue))
+    of_base = metric in BASE_MEASURES
     rows = []
     for (split, step, x_value, hue_value), group in labelled.groupby(["split", "step", "x", "hue"], sort=False):
-        mean, lo, hi = run_level_mean(group[metric])
-        rows.append({"split": split, "step": step, "x": x_value, "hue": hue_value, "runs": int(group[metric].notna().sum()),
-                     "mean": mean, "lo": lo, "hi": hi,
-                     "chance": group["chance"].mean() if "chance" in group else np.nan})
+        measured = group[group[metric].notna()]
+        units = distinct_bases(measured) if of_base else measured
+        mean, lo, hi, interval = mean_across(units[metric], "base" if of_base else "run")
+        rows.append({"split": split, "step": step, "x": x_value, "hue": hue_value, "runs": len(measured),
+                     **({"bases": len(units)} if of_base else {}), "mean": mean, "lo": lo, "hi": hi,
+                     "interval": interval,
+                     "chance": (BASE_MEASURE_CHANCE.get(metric, np.nan) if of_base else
+                                group["chance"].mean() if "chance" in group else np.nan)})
     return pd.DataFrame(rows)
+
+
+def distinct_bases(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row of `runs` per distinct base they started from: the same size and pretraining (BASE_AXES) and the
+    same measures (schema.BASE_MEASURES) to the last digit are one base."""
+    return runs.drop_duplicates([c for c in (*BASE_AXES, *BASE_MEASURES) if c in runs.columns])
 
 
 def memorization_table(results: pd.DataFrame, grades: pd.DataFrame) -> pd.DataFrame:
@@ -108,30 +126,38 @@ def memorization_table(results: pd.DataFrame, grades: pd.DataFrame) -> pd.DataFr
     return cells.merge(steps, on=axes, how="left").sort_values(axes).reset_index(drop=True)
 
 
-def binomial_interval(correct: int, n: int, level: float = LEVEL) -> tuple[float, float]:
-    """The exact (Clopper-Pearson) `level` interval of a proportion of `correct` in `n`: never outside [0, 1],
-    and wide, as it should be, where n is small or the proportion sits at 0 or 1."""
-    if n == 0:
-        return np.nan, np.nan
-    tail = (1 - level) / 2
-    lo = stats.beta.ppf(tail, correct, n - correct + 1) if correct > 0 else 0.0
-    hi = stats.beta.ppf(1 - tail, correct + 1, n - correct) if correct < n else 1.0
-    return float(lo), float(hi)
-
-
 def accuracy_rows(rows: list[tuple[str, pd.DataFrame]], splits: dict[str, str]) -> pd.DataFrame:
     """The article's table: one row per (label, per-example grades) and a column group per split, each with
-    the examples answered right (`k`) of `n`, the accuracy, its binomial 90% interval and the mean chance of
-    guessing those answers. `splits` maps a column's name (e.g. "ID") to the split it reads. Several runs in a
-    row pool their examples (a binomial interval then understates how runs differ: say so beside it)."""
+    the examples answered right (`k`) of `n`, the accuracy, its 90% interval with its label and the mean chance
+    of guessing those answers. `splits` maps a column's name (e.g. "ID") to the split it reads.
+
+    The runs of a row are graded on the same items, so their rows are not one binomial sample: several runs get
+    the crossed bootstrap over runs and items (report/transfer.py: "runs and items"), one run the exact binomial
+    interval over its items ("items only": new items, this run), two runs none ("n/a: 2 runs")."""
     records = []
     for label, grades in rows:
-        record = {"row": label, "runs": int(grades["cell_id"].nunique()) if "cell_id" in grades else 1}
+        runs = int(grades["cell_id"].nunique()) if "cell_id" in grades else 1
+        record = {"row": label, "runs": runs}
         for column, split in splits.items():
             here = grades[grades["split"] == split]
             k, n = int(here["answer_correct"].sum()), len(here)
-            lo, hi = binomial_interval(k, n)
+            lo, hi, interval = _row_interval(here, runs)
             record.update({f"{column}_k": k, f"{column}_n": n, f"{column}_acc": k / n if n else np.nan,
-                           f"{column}_lo": lo, f"{column}_hi": hi, f"{column}_chance": here["chance"].mean()})
+                           f"{column}_lo": lo, f"{column}_hi": hi, f"{column}_interval": interval,
+                           f"{column}_chance": here["chance"].mean()})
         records.append(record)
     return pd.DataFrame(records)
+
+
+def _row_interval(here: pd.DataFrame, runs: int) -> tuple[float, float, str]:
+    """The interval of one row's graded examples of a split, and its label (see accuracy_rows)."""
+    if here.empty:
+        return np.nan, np.nan, "n/a: no items"
+    if runs == 1:
+        return *binomial_interval(int(here["answer_correct"].sum()), len(here)), "items only"
+    if runs < MIN_UNITS:
+        return np.nan, np.nan, f"n/a: {counted(runs, 'run')}"
+    lo, hi = transfer.accuracy_interval(here)
+    if lo == hi:  # every answer alike: the bootstrap has nothing to resample
+        return np.nan, np.nan, f"n/a: {counted(runs, 'run')}, every answer {'right' if here['answer_correct'].all() else 'wrong'}"
+    return lo, hi, "runs and items"

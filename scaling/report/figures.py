@@ -138,11 +138,11 @@ def accuracy_by_split_figure(results_path: Path, group_by: tuple[str, ...], stem
 
 def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: list[str], splits: list[str],
                                  steps: list[int], stem: Path, where: str | None = None) -> list[Path]:
-    """Answer accuracy per condition at fixed budgets, with 90% intervals across runs: the values of `x` along
-    the axis, a line per value of `hue`, a panel per split (columns) and budget (rows); chance dashed. Several
-    collected runs pool their cells (grids drawn on one evaluation set, such as a study's specs), each cell
-    labelled with its run folder's name in a `run` column that x, hue and `where` may use; `where` keeps the
-    cells matching a row condition."""
+    """Answer accuracy per condition at fixed budgets, with 90% intervals across runs (none below 3 runs or where
+    they all agree: claims.condition_means): the values of `x` along the axis, a line per value of `hue`, a panel
+    per split (columns) and budget (rows); chance dashed. Several collected runs pool their cells (grids drawn on
+    one evaluation set, such as a study's specs), each cell labelled with its run folder's name in a `run` column
+    that x, hue and `where` may use; `where` keeps the cells matching a row condition."""
     tables = []
     for path in results_paths:
         results = open_results(path)
@@ -174,7 +174,7 @@ def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: l
     _label_edges(axes, splits, [f"answer accuracy\nat {step} steps" for step in steps], ", ".join(x), size=7,
                  title_size=8)
     _legend_beside(figure, [*_line_handles(palette[level] for level in levels), _chance_handle()], [*levels, "chance"],
-                   title=", ".join(hue) + "\n(90% interval across runs)")
+                   title=", ".join(hue) + "\n(90% interval across runs,\nfrom 3 runs that differ)")
     figure.tight_layout()
     return _save(figure, stem)
 
@@ -182,8 +182,9 @@ def accuracy_by_condition_figure(results_paths: list[Path], x: list[str], hue: l
 def post_memorization_figure(results_paths: list[Path], splits: list[str], factors: list[int], by: list[str],
                              stem: Path) -> list[Path]:
     """What training past memorization buys: each run's paired gain in answer accuracy from its memorization step
-    m to f·m (dots), and the mean per condition with its 90% interval across runs, a panel per split. Runs that
-    never memorized, or whose budgets stop before f·m, are counted under the axis ("reached/runs")."""
+    m to f·m (dots), and the mean per condition with its 90% interval across runs (from 3 reaching runs that
+    differ), a panel per split. Runs that never memorized, or whose budgets stop before f·m, are counted under the
+    axis ("reached/runs")."""
     frames = []
     for path in results_paths:
         grades = pd.read_parquet(path.parent / "grades.parquet")
@@ -216,7 +217,7 @@ def post_memorization_figure(results_paths: list[Path], splits: list[str], facto
     figure.supxlabel(", ".join(by) + f" (runs measured at {min(factors)}x / runs)", fontsize=7)
     handles = [plt.Line2D([], [], color=palette[f], marker="D", linestyle="none", markersize=4) for f in factors]
     _legend_beside(figure, handles, [f"{f}x the memorization step" for f in factors],
-                   title="mean, 90% interval across runs")
+                   title="mean, 90% interval across runs\n(from 3 runs that differ)")
     figure.tight_layout()
     return _save(figure, stem)
 

@@ -35,7 +35,7 @@ import pandas as pd
 from scaling import staging
 from scaling.errors import UserError
 from scaling.fit.data import query
-from scaling.report.claims import LEVEL
+from scaling.report.intervals import LEVEL
 
 DRAWS = 2000  # bootstrap draws: the 5% and 95% quantiles move by well under a point between seeds
 ABOVE = 0.95  # share of draws on one side of chance that makes a verdict (one-sided, as the 90% interval)
@@ -81,6 +81,15 @@ def transfer_table(grades: pd.DataFrame, by: Sequence[str] = ("split", "family")
         control, unmatched = _matched_control(controls, group, values)
         rows.append({**values, "step": step, **_row(group, control, unmatched, draws, rng)})
     return pd.DataFrame(rows)
+
+
+def accuracy_interval(rows: pd.DataFrame, draws: int = DRAWS, seed: int = 0) -> tuple[float, float]:
+    """The LEVEL interval of the accuracy of graded rows (several runs on one evaluation set) over the crossed
+    bootstrap of runs and items: what a table row pooling runs quotes (report/claims.py's accuracy_rows)."""
+    rng = np.random.default_rng(seed)
+    items = pd.MultiIndex.from_frame(rows[list(ITEM)].drop_duplicates())
+    described = _described("acc", _measure(rows, items, _weights(rng, draws, len(items)), rng))
+    return described["acc_lo"], described["acc_hi"]
 
 
 def _budget(grades: pd.DataFrame, step: int | None) -> int:

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from scaling.report.claims import post_memorization_gains, run_level_mean, summarize_gains
+from scaling.report.claims import post_memorization_gains, summarize_gains
+from scaling.report.intervals import mean_across
 
 
 def grades_of(cell: str, correct_by_step: dict[int, list[bool]], split: str = "id") -> pd.DataFrame:
@@ -37,10 +38,10 @@ def test_gains_are_paired_per_run_and_runs_that_cannot_be_measured_say_why():
 
 
 def test_intervals_are_across_runs():
-    mean, lo, hi = run_level_mean([10.0, 20.0, 30.0])
+    mean, lo, hi, interval = mean_across([10.0, 20.0, 30.0])
     half = stats.t.ppf(0.95, 2) * 10.0 / np.sqrt(3)
-    assert (mean, lo, hi) == pytest.approx((20.0, 20.0 - half, 20.0 + half))
-    assert np.isnan(run_level_mean([5.0])[1]) and np.isnan(run_level_mean([])[0])
+    assert (mean, lo, hi) == pytest.approx((20.0, 20.0 - half, 20.0 + half)) and interval == "t over 3 runs"
+    assert np.isnan(mean_across([5.0])[1]) and np.isnan(mean_across([])[0]) and mean_across([5.0])[3] == "n/a: 1 run"
     gains = pd.DataFrame({"size": ["xs"] * 4, "factor": [4] * 4, "gain": [10.0, 20.0, 30.0, np.nan],
                           "reached": [True, True, True, False]})
     (row,) = summarize_gains(gains, ["size"]).to_dict("records")
@@ -61,7 +62,7 @@ def test_condition_means_take_each_run_once_per_split_and_step():
 
 
 def test_binomial_intervals_are_exact_and_stay_inside_zero_and_one():
-    from scaling.report.claims import binomial_interval
+    from scaling.report.intervals import binomial_interval
 
     lo, hi = binomial_interval(3, 16)
     # Clopper-Pearson: the interval's ends are where the binomial tails hold 5% each.
@@ -82,3 +83,88 @@ def test_accuracy_rows_count_each_rows_examples_per_split():
     assert table.loc["base", "OOD_chance"] == pytest.approx(0.01) and table.loc["base", "OOD_hi"] < 1
     assert table.loc["+ SFT", "runs"] == 2 and table.loc["+ SFT", "ID_k"] == 7 and table.loc["+ SFT", "ID_n"] == 8
     assert table.loc["+ SFT", "OOD_n"] == 0 and np.isnan(table.loc["+ SFT", "OOD_acc"])
+
+
+def test_zero_width_and_two_run_intervals_are_not_printed_as_findings():
+    """Two runs (t = 6.31 on one degree of freedom) or runs that all agree (a t-interval of width 0) say nothing
+    about the population of runs: the study's tables printed steps x16 [1.5625, 1.5625] from two runs and short
+    CoT's `ood_family` [0.016, 0.016] from three. No interval there, and a label that says why."""
+    from scaling.report.claims import condition_means
+
+    two = pd.DataFrame({"size": ["xs"] * 3, "factor": [16] * 3, "gain": [1.5625, 1.5625, np.nan],
+                        "reached": [True, True, False]})
+    (row,) = summarize_gains(two, ["size"]).to_dict("records")
+    assert row["gain"] == pytest.approx(1.5625) and np.isnan(row["lo"]) and np.isnan(row["hi"])
+    assert row["interval"] == "n/a: 2 runs"
+    apart = two.assign(gain=[1.0, 9.0, np.nan])
+    (row,) = summarize_gains(apart, ["size"]).to_dict("records")
+    assert np.isnan(row["lo"]) and row["interval"] == "n/a: 2 runs"
+    same = pd.DataFrame({"split": ["ood_family"] * 3, "step": [2048] * 3, "cot": ["short"] * 3,
+                         "answer_acc": [0.015625] * 3, "chance": [0.024] * 3})
+    (row,) = condition_means(same, ["cot"], []).to_dict("records")
+    assert row["mean"] == pytest.approx(0.015625) and np.isnan(row["lo"]) and np.isnan(row["hi"])
+    assert row["interval"] == "n/a: 3 runs, all equal"
+    (row,) = condition_means(same.assign(answer_acc=[0.0, 0.015625, 0.03125]), ["cot"], []).to_dict("records")
+    assert row["lo"] < row["mean"] < row["hi"] and row["interval"] == "t over 3 runs"
+
+
+def test_bases_are_counted_once_and_measured_against_the_probes_chance():
+    """The core grid's bases table counted 9 runs per base where a pretrained base is one (shared by every seed)
+    and a random initialization one per seed (shared by the seed's diversities), printed [0.3125, 0.3125] for the
+    one pretrained base, and put the train split's chance (0.133) beside a probe whose chance is about 0.32."""
+    from scaling.report.claims import condition_means
+
+    seeds, diversities = [0, 1, 2] * 3, [1] * 3 + [2] * 3 + [4] * 3
+    pretrained = pd.DataFrame({"size": "xs", "pretrain_tokens": 1_000_000, "seed": seeds, "diversity": diversities,
+                               "base_loss": 1.39, "base_probe_acc": 0.3125})
+    random_init = pd.DataFrame({"size": "xs", "pretrain_tokens": 0, "seed": seeds, "diversity": diversities,
+                                "base_loss": [4.70, 5.08, 4.65] * 3, "base_probe_acc": [0.33125, 0.34375, 0.34375] * 3})
+    table = pd.concat([pretrained, random_init]).assign(split="train", step=2048, chance=0.133)
+    means = condition_means(table, ["size", "pretrain_tokens"], [], "base_probe_acc").set_index("x")
+    one, three = means.loc["xs, 1000000"], means.loc["xs, 0"]
+    assert one["runs"] == 9 and one["bases"] == 1 and np.isnan(one["lo"]) and one["interval"] == "n/a: 1 base"
+    assert three["bases"] == 3 and three["interval"] == "t over 3 bases"
+    half = stats.t.ppf(0.95, 2) * np.std([0.33125, 0.34375, 0.34375], ddof=1) / np.sqrt(3)
+    assert three["hi"] - three["mean"] == pytest.approx(half)
+    from scaling.report.claims import BASE_MEASURE_CHANCE
+
+    assert (means["chance"] == BASE_MEASURE_CHANCE["base_probe_acc"]).all()
+    assert np.isnan(condition_means(table, ["size"], [], "base_loss")["chance"]).all()  # a loss has no chance
+
+
+def test_the_probes_chance_is_its_items_mean_guessing_rate():
+    """No results file records the probe's chance, so the report holds it; here it is recomputed from the items."""
+    from scaling.report.claims import BASE_MEASURE_CHANCE
+    from scaling.tasks.corpus import probe_items
+    from scaling.trainer.probe import PROBE_ITEMS
+
+    guessed = np.mean([1 / len(item.choices) for item in probe_items(PROBE_ITEMS)])
+    assert BASE_MEASURE_CHANCE["base_probe_acc"] == pytest.approx(guessed, abs=1e-12)
+
+
+def test_several_runs_on_one_evaluation_set_are_not_one_binomial_sample():
+    """real_base_xs pooled 3 runs on the same 64 problems into one binomial interval (width 0.12 where the runs
+    spread 0.30). Several runs get the crossed bootstrap over runs and items (report/transfer.py); one run keeps
+    the exact binomial interval over its items, labelled as such; two runs get none."""
+    from scaling.report.claims import accuracy_rows
+    from scaling.report.intervals import binomial_interval
+
+    rng = np.random.default_rng(0)
+    easy = rng.random(64) < 0.5  # the same items in every run
+    runs = pd.concat([grades_of(cell, {2048: list(easy & (rng.random(64) < p))}) for cell, p in
+                      (("a", 0.3), ("b", 0.8), ("c", 1.0))]).assign(chance=0.1)
+    table = accuracy_rows([("three", runs), ("one", runs[runs.cell_id == "c"]),
+                           ("two", runs[runs.cell_id != "c"])], {"ID": "id"}).set_index("row")
+    three = table.loc["three"]
+    pooled = binomial_interval(int(three["ID_k"]), int(three["ID_n"]))
+    assert (three["ID_lo"], three["ID_hi"]) != pytest.approx(pooled)
+    from scaling.report.transfer import accuracy_interval
+
+    assert (three["ID_lo"], three["ID_hi"]) == pytest.approx(accuracy_interval(runs))
+    assert three["ID_hi"] - three["ID_lo"] > pooled[1] - pooled[0] and three["ID_interval"] == "runs and items"
+    one = table.loc["one"]
+    assert (one["ID_lo"], one["ID_hi"]) == pytest.approx(binomial_interval(int(one["ID_k"]), 64))
+    assert one["ID_interval"] == "items only"
+    assert np.isnan(table.loc["two", "ID_lo"]) and table.loc["two", "ID_interval"] == "n/a: 2 runs"
+    wrong = accuracy_rows([("wrong", runs.assign(answer_correct=False))], {"ID": "id"}).iloc[0]
+    assert np.isnan(wrong["ID_lo"]) and wrong["ID_interval"] == "n/a: 3 runs, every answer wrong"

@@ -150,6 +150,7 @@ def test_an_accuracy_rows_table_reads_per_example_grades_row_by_row(tmp_path, ca
     assert table.loc["add alone", "ID_n"] == len(one) and table.loc["add alone", "ID_k"] == one.answer_correct.sum()
     assert table.loc["add alone", "runs"] == one.cell_id.nunique()
     assert (table["ID_lo"] <= table["ID_acc"]).all() and (table["ID_acc"] <= table["ID_hi"]).all()
+    assert (table["ID_interval"] == "runs and items").all()  # 8 runs a row on one evaluation set
     assert "grades': 'runs/reference/grades.parquet'" in (paper / "tables" / "INDEX").read_text()  # relative: same bytes anywhere
     by_run = pd.read_csv(paper / "tables" / "by_run.csv")  # pooled runs told apart by their folder's name
     assert set(by_run["hue"]) == {"reference", "generalization"} and set(by_run["step"]) == {1024}
