@@ -159,5 +159,6 @@ def _row_interval(here: pd.DataFrame, runs: int) -> tuple[float, float, str]:
         return np.nan, np.nan, f"n/a: {counted(runs, 'run')}"
     lo, hi = transfer.accuracy_interval(here)
     if lo == hi:  # every answer alike: the bootstrap has nothing to resample
-        return np.nan, np.nan, f"n/a: {counted(runs, 'run')}, every answer {'right' if here['answer_correct'].all() else 'wrong'}"
+        alike = "right" if here["answer_correct"].all() else "wrong"
+        return np.nan, np.nan, f"n/a: {counted(runs, 'run')}, every answer {alike}"
     return lo, hi, "runs and items"

@@ -188,7 +188,7 @@ class ConditionsTableOptions:
     hue: tuple[str, ...] = field(metadata={**NAMES, "empty": True})  # may be empty: conditions of x alone
     splits: tuple[str, ...] = field(metadata=NAMES)  # the splits measured
     steps: tuple[int, ...] = field(metadata=BUDGETS)  # the budgets
-    metric: str = "answer_acc"  # the results variable averaged
+    metric: str = "answer_acc"  # the results variable averaged (a base measure: once per distinct base)
     where: str | None = None  # the cells to use
 
     def __post_init__(self):
