@@ -31,7 +31,7 @@ share detected; the normal approximation weakens near an accuracy of 0 or 1 (few
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -160,16 +160,9 @@ def _shares(y_CxSxK: np.ndarray) -> tuple[float, float, float, float]:
     """Run, item, item x condition and residual shares of a balanced conditions x seeds x items table (method of
     moments: each mean square's expectation is a known sum of components)."""
     c, s, k = y_CxSxK.shape
-    grand, cond = y_CxSxK.mean(), y_CxSxK.mean(axis=(1, 2))
-    run_CxS, item_K, cell_CxK = y_CxSxK.mean(axis=2), y_CxSxK.mean(axis=(0, 1)), y_CxSxK.mean(axis=1)
-    ms_run = k * ((run_CxS - cond[:, None]) ** 2).sum() / (c * (s - 1))
-    ms_item = c * s * ((item_K - grand) ** 2).sum() / (k - 1)
-    residual = y_CxSxK - run_CxS[:, :, None] - cell_CxK[:, None, :] + cond[:, None, None]
-    ms_residual = (residual ** 2).sum() / (c * (s - 1) * (k - 1))
+    ms_run, ms_item, ms_interaction, ms_residual = (float(ms) for ms in _mean_squares(y_CxSxK))
     run = max((ms_run - ms_residual) / k, 0.0)
     if c >= 2:
-        interaction_CxK = cell_CxK - cond[:, None] - item_K[None, :] + grand
-        ms_interaction = s * (interaction_CxK ** 2).sum() / ((c - 1) * (k - 1))
         interaction, item = max((ms_interaction - ms_residual) / s, 0.0), max((ms_item - ms_interaction) / (c * s), 0.0)
     else:
         interaction, item = 0.0, max((ms_item - ms_residual) / s, 0.0)
@@ -177,6 +170,20 @@ def _shares(y_CxSxK: np.ndarray) -> tuple[float, float, float, float]:
     if total <= 0:
         return (np.nan,) * 4
     return run / total, item / total, (interaction / total if c >= 2 else np.nan), ms_residual / total
+
+
+def _mean_squares(y_CxSxK: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs within conditions, items, item x condition and residual mean squares of a conditions x seeds x items
+    table (over the last three axes; item x condition NaN with one condition)."""
+    c, s, k = y_CxSxK.shape[-3:]
+    grand = y_CxSxK.mean(axis=(-3, -2, -1), keepdims=True)
+    condition, run = y_CxSxK.mean(axis=(-2, -1), keepdims=True), y_CxSxK.mean(axis=-1, keepdims=True)
+    item, cell = y_CxSxK.mean(axis=(-3, -2), keepdims=True), y_CxSxK.mean(axis=-2, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (k * ((run - condition) ** 2).sum(axis=(-3, -2, -1)) / (c * (s - 1)),
+                c * s * ((item - grand) ** 2).sum(axis=(-3, -2, -1)) / (k - 1),
+                s * ((cell - condition - item + grand) ** 2).sum(axis=(-3, -2, -1)) / ((c - 1) * (k - 1)),
+                ((y_CxSxK - run - cell + condition) ** 2).sum(axis=(-3, -2, -1)) / (c * (s - 1) * (k - 1)))
 
 
 def _gain_components(group: pd.DataFrame, memorized: pd.Series, factor: int) -> dict:
@@ -405,38 +412,37 @@ def checked(table: pd.DataFrame, spreads: list[Spreads], grids: int, seed: int =
 
 
 ASSUMPTIONS = """\
-Assumptions (scaling.power): accuracies of 0/1 answers; spreads are shares of the within-condition variance
-p(1-p) estimated by the method of moments at the pilot's step, averaged over the pilot's conditions, and taken
-to hold at the planned conditions' accuracy (a condition at the pilot's mean accuracy against one `mdd`
-toward 1/2). conditions: two conditions, runs independent, the same items in both, tested by the
-difference of mean accuracies over runs and items with the quasi-F standard error (runs, item x condition,
-residual) and Satterthwaite's degrees of freedom; shared item effects cancel, the interaction and binomial
-noise do not. gain: the same runs and items at memorization m and at {factor} x m, paired, tested the same way;
-its spreads are the pilot's gains' (runs that reached {factor} x m), at any gain. Two-sided alpha {alpha},
-power {power}. The family: new items of it, not only these."""
+Assumptions (scaling.power): answers are 0/1 and accuracies their means. Spreads are shares of p(1-p), the
+Bernoulli variance within a condition, estimated by the method of moments at the pilot's step and averaged
+over its conditions; a planned condition is taken to have the same shares at its own accuracy. conditions:
+a condition at the pilot's mean accuracy against one `mdd` nearer 1/2, runs independent, the same items in
+both; the test is the difference of mean accuracies over runs and items, its standard error from runs,
+item x condition and residual mean squares (quasi-F), its degrees of freedom Satterthwaite's for this design
+at these spreads. Item effects shared by both conditions cancel; item x condition interaction, run spread
+and binomial noise do not. gain: the same runs and items at memorization m and at {factor} x m, paired, tested
+the same way; the spreads at both budgets and how much of each carries over from m are the pilot's (its runs
+that reached {factor} x m), starting at their accuracy at m. Two-sided alpha {alpha}, power {power}. The
+population is the family (new items of it), not these items. Near an accuracy of 0 the normal approximation
+overstates the power: read an MDD there as a lower bound (--check simulates it)."""
 
 
 def format_power(table: pd.DataFrame, design: Design, factor: int = FACTOR) -> str:
-    """The table for people, then (with --detect) what the difference needs, then the assumptions in words."""
+    """The table for people, then (with --detect) what the difference needs, then the assumptions in words and
+    (with checks) what the simulation found."""
     def share(column: str) -> pd.Series:
         return table[column].map(lambda v: "-" if np.isnan(v) else f"{v:.2f}")
 
     def mdd(column: str, reason: str) -> pd.Series:
-        return table.apply(lambda r: f"{r[column]:.3f}" if np.isfinite(r[column]) else (r[reason] or "n/a"), axis=1)
+        return table.apply(lambda r: f"{r[column]:.3f}" if np.isfinite(r[column]) else (r[reason] or "none in [0, 1]"),
+                           axis=1)
 
     shown = table[["split", "family", "pilot_runs", "accuracy"]].assign(
         accuracy=table["accuracy"].map("{:.3f}".format), run=share("run_share"), item=share("item_share"),
         item_x_cond=share("interaction_share"), residual=share("residual_share"), seeds=table["seeds"],
         items=table["items"], mdd_conditions=mdd("mdd_conditions", "reason"), mdd_gain=mdd("mdd_gain", "gain_reason"))
-    if "check_grids" in table:  # the simulation's detected share, +- its Monte Carlo standard error
-        error = np.sqrt(design.power * (1 - design.power) / table["check_grids"].iloc[0])
-        for name in ("conditions", "gain"):
-            shown[f"check_{name}"] = table[f"check_{name}"].map(lambda v: "-" if np.isnan(v) else f"{v:.2f}")
-        parts_note = (f"check: the share of {int(table['check_grids'].iloc[0])} simulated grids at the MDD whose test "
-                      f"detects it (Monte Carlo standard error {error:.3f} at power {design.power}; - where no threshold "
-                      f"model reproduces the spreads at those accuracies)")
-    else:
-        parts_note = ""
+    checks = "check_grids" in table
+    if checks:
+        shown = shown.assign(check_conditions=share("check_conditions"), check_gain=share("check_gain"))
     parts = [f"Minimum detectable differences of accuracy (power {design.power}, two-sided alpha {design.alpha}) "
              f"at step {int(table['step'].iloc[0])}:", shown.to_string(index=False)]
     if design.detect is not None:
@@ -448,7 +454,12 @@ def format_power(table: pd.DataFrame, design: Design, factor: int = FACTOR) -> s
             seeds_gain=count("seeds_for_gain", MOST_SEEDS), items_gain=count("items_for_gain", MOST_ITEMS))
         parts += ["", f"To detect {design.detect}: the seeds needed at the planned items, and the items per family needed "
                       f"at the planned seeds:", needed.to_string(index=False)]
-    parts += ["", ASSUMPTIONS.format(factor=factor, alpha=design.alpha, power=design.power)] + ([parts_note] if parts_note else [])
+    parts += ["", ASSUMPTIONS.format(factor=factor, alpha=design.alpha, power=design.power)]
+    if checks:
+        grids = int(table["check_grids"].iloc[0])
+        parts.append(f"check: the share of {grids} simulated grids at the MDD whose test detects it, against power "
+                     f"{design.power} +- {np.sqrt(design.power * (1 - design.power) / grids):.3f} (its Monte Carlo standard "
+                     f"error); - where no threshold model reproduces the spreads at those accuracies.")
     return "\n".join(parts)
 
 
@@ -509,17 +520,11 @@ def _simulate_conditions(rng, s: Spreads, seeds: int, items: int, difference: fl
                   + np.sqrt(1 - rho_run - rho_item) * rng.standard_normal((grids, seeds, items)))
         y.append(_answers(latent, level))
     y_GxCxSxK = np.stack(y, axis=1)
-    run_GxCxS, cell_GxCxK = y_GxCxSxK.mean(axis=3), y_GxCxSxK.mean(axis=2)
-    cond_GxC, item_GxK = y_GxCxSxK.mean(axis=(2, 3)), y_GxCxSxK.mean(axis=(1, 2))
-    grand = y_GxCxSxK.mean(axis=(1, 2, 3))
-    ms_run = items * ((run_GxCxS - cond_GxC[..., None]) ** 2).sum(axis=(1, 2)) / (2 * (seeds - 1))
-    interaction = cell_GxCxK - cond_GxC[..., None] - item_GxK[:, None, :] + grand[:, None, None]
-    ms_interaction = seeds * (interaction ** 2).sum(axis=(1, 2)) / (items - 1)
-    residual = y_GxCxSxK - run_GxCxS[..., None] - cell_GxCxK[:, :, None, :] + cond_GxC[..., None, None]
-    ms_residual = (residual ** 2).sum(axis=(1, 2, 3)) / (2 * (seeds - 1) * (items - 1))
+    ms_run, _, ms_interaction, ms_residual = _mean_squares(y_GxCxSxK)
     total, _ = _satterthwaite((ms_run, ms_interaction), ms_residual, (2 * (seeds - 1), items - 1, 2 * (seeds - 1) * (items - 1)))
     _, df = conditions_test(s, levels, seeds, items)
-    return _rejects(cond_GxC[:, 1] - cond_GxC[:, 0], 2 * total / (seeds * items), df, alpha)
+    condition_GxC = y_GxCxSxK.mean(axis=(2, 3))
+    return _rejects(condition_GxC[:, 1] - condition_GxC[:, 0], 2 * total / (seeds * items), df, alpha)
 
 
 def _simulate_gain(rng, s: Spreads, seeds: int, items: int, difference: float, alpha: float, grids: int) -> np.ndarray:
