@@ -247,13 +247,12 @@ def _mean_products(a_RxK: np.ndarray, b_RxK: np.ndarray) -> tuple[np.ndarray, np
 
 # --- the tests a grid runs, and their power ------------------------------------------------------------------
 
-def _satterthwaite(plus: tuple, minus, dfs: tuple) -> tuple:
-    """A combination of mean squares `plus[0] + plus[1] - minus` and its Satterthwaite degrees of freedom."""
-    total = plus[0] + plus[1] - minus
-    spread = np.asarray(plus[0] ** 2 / dfs[0] + plus[1] ** 2 / dfs[1] + minus ** 2 / dfs[2], dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):  # no spread at all: exact, infinitely many df
-        df = np.where(spread > 0, total ** 2 / spread, np.inf)
-    return total, df
+def _satterthwaite(terms: list[tuple[float, float]]) -> tuple[float, float]:
+    """A signed sum of independent mean squares, given as (value, degrees of freedom), and its Satterthwaite
+    degrees of freedom (infinite where nothing varies: the sum is exact)."""
+    total = sum(value for value, _ in terms)
+    spread = sum(value ** 2 / df for value, df in terms)
+    return total, (total ** 2 / spread if spread > 0 else np.inf)
 
 
 def _power(difference: float, se: float, df: float, alpha: float) -> float:
@@ -289,11 +288,12 @@ def conditions_test(s: Spreads, levels: tuple[float, float], seeds: int, items: 
     # Items are shared: what remains of them is the interaction, and the part of the item effect that scales with
     # each condition's own spread (sqrt(v_a) - sqrt(v_b), zero for conditions at one accuracy).
     interaction = (s.interaction * (v_a + v_b) + s.item * (np.sqrt(v_a) - np.sqrt(v_b)) ** 2) / 2
-    ms_residual = s.residual * (v_a + v_b) / 2
-    ms_run = ms_residual + items * s.run * (v_a + v_b) / 2
-    ms_interaction = ms_residual + seeds * interaction
-    total, df = _satterthwaite((ms_run, ms_interaction), ms_residual,
-                               (2 * (seeds - 1), items - 1, 2 * (seeds - 1) * (items - 1)))
+    # The run and residual mean squares pool the two conditions, each half with its own spread: a condition near
+    # an accuracy of 0 adds almost nothing, and the pooled square has the degrees of freedom of the other alone.
+    runs = [(v * (s.residual + items * s.run) / 2, seeds - 1) for v in (v_a, v_b)]
+    residuals = [(-v * s.residual / 2, (seeds - 1) * (items - 1)) for v in (v_a, v_b)]
+    ms_interaction = (v_a + v_b) * s.residual / 2 + seeds * interaction
+    total, df = _satterthwaite([*runs, (ms_interaction, items - 1), *residuals])
     return float(np.sqrt(2 * total / (seeds * items))), float(df)
 
 
@@ -308,8 +308,8 @@ def gain_variances(s: Spreads, gain: float) -> np.ndarray:
 def gain_test(s: Spreads, gain: float, seeds: int, items: int) -> tuple[float, float]:
     """The standard error and degrees of freedom of a condition's mean paired gain over `seeds` runs and `items`."""
     run, item, ms_residual = gain_variances(s, gain)
-    total, df = _satterthwaite((ms_residual + items * run, ms_residual + seeds * item), ms_residual,
-                               (seeds - 1, items - 1, (seeds - 1) * (items - 1)))
+    total, df = _satterthwaite([(ms_residual + items * run, seeds - 1), (ms_residual + seeds * item, items - 1),
+                                (-ms_residual, (seeds - 1) * (items - 1))])
     return float(np.sqrt(total / (seeds * items))), float(df)
 
 
@@ -521,8 +521,8 @@ def _simulate_conditions(rng, s: Spreads, seeds: int, items: int, difference: fl
         y.append(_answers(latent, level))
     y_GxCxSxK = np.stack(y, axis=1)
     ms_run, _, ms_interaction, ms_residual = _mean_squares(y_GxCxSxK)
-    total, _ = _satterthwaite((ms_run, ms_interaction), ms_residual, (2 * (seeds - 1), items - 1, 2 * (seeds - 1) * (items - 1)))
-    _, df = conditions_test(s, levels, seeds, items)
+    _, df = conditions_test(s, levels, seeds, items)  # planned in advance: see the module's docstring
+    total = ms_run + ms_interaction - ms_residual
     condition_GxC = y_GxCxSxK.mean(axis=(2, 3))
     return _rejects(condition_GxC[:, 1] - condition_GxC[:, 0], 2 * total / (seeds * items), df, alpha)
 
@@ -552,8 +552,8 @@ def _simulate_gain(rng, s: Spreads, seeds: int, items: int, difference: float, a
     after = sum(np.sqrt(w) * z for w, z in zip(within[1], second))
     d_GxRxK = _answers(after, levels[1]) - _answers(before, levels[0])
     ms_run, ms_item, ms_residual = _mean_products(d_GxRxK, d_GxRxK)
-    total, _ = _satterthwaite((ms_run, ms_item), ms_residual, (seeds - 1, items - 1, (seeds - 1) * (items - 1)))
     _, df = gain_test(s, difference, seeds, items)
+    total = ms_run + ms_item - ms_residual
     return _rejects(d_GxRxK.mean(axis=(1, 2)), total / (seeds * items), df, alpha)
 
 
