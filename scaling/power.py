@@ -13,19 +13,22 @@ the within-condition Bernoulli variance p(1 - p), so a condition at another accu
 its own variance (an accuracy near 0 or 1 varies little).
 
 (a) Two conditions, runs independent, the same items in both: the test is the difference of the two
-conditions' mean accuracies over runs and items, its variance estimated from the grid's own mean squares
-(MS_run + MS_item x condition - MS_residual; Clark 1973's quasi-F for items as a random factor), against a t
-with the design's Satterthwaite degrees of freedom, fixed in advance from the pilot's spreads (the df
-estimated from a 3-seed grid's own mean squares is biased low: simulated, that test's size is 0.02 at a
-nominal 0.05 for 3 seeds x 16 items). Item effects shared by both conditions cancel; item x condition
-interaction, run spread and binomial noise do not. (b) A gain past memorization: the same run at its
-memorization step m and at f * m, on the same items, paired: per run and item the difference of answers,
-tested by the same quasi-F across runs and items; its components are the pilot's gains', as shares of the
-two budgets' Bernoulli variance, pooled over the pilot's conditions. The minimum detectable difference
-(MDD) is the smallest true difference whose two-sided test at `alpha` rejects with probability `power`,
-from the noncentral t at the expected mean squares. `simulated_power` checks it: it draws grids with those
-spreads (a Gaussian threshold model matched to them) and the difference, runs the test, and returns the
-share detected; the normal approximation weakens near an accuracy of 0 or 1 (few right answers).
+conditions' mean accuracies over runs and items against a t whose variance estimate is
+2 (MS_run + MS_item x condition) / (runs x items). That counts the residual twice: Clark's (1973) quasi-F
+for items as a random factor subtracts it once, but near an accuracy of 0 its estimate is often negative and
+its 2 or so Satterthwaite degrees of freedom make the noncentral t a poor guide (simulated grids at its MDD
+detected 0.62-0.68, not 0.8); the sum is conservative, never negative, and its power is exact in the
+noncentral t (the estimate is inflated by a known factor). Its degrees of freedom are Satterthwaite's for the
+design at the pilot's spreads, fixed in advance (those estimated from a 3-seed grid's own mean squares are
+biased low). Item effects shared by both conditions cancel; item x condition interaction, run spread and
+binomial noise do not. (b) A gain past memorization: the same run at its memorization step m and at f * m,
+on the same items, paired: per run and item the difference of answers, tested the same way across runs and
+items ((MS_run + MS_item) / (runs x items)); its spreads at both budgets, and how much of each carries over
+from m to f * m, are the pilot's, pooled over its conditions. The minimum detectable difference (MDD) is the
+smallest true difference whose two-sided test at `alpha` rejects with probability `power`.
+`simulated_power` checks it: it draws grids with those spreads (a Gaussian threshold model matched to them)
+and the difference, runs the test, and returns the share detected (on the study's pilot, 0.76-0.80 at
+accuracies of 0.1-0.5, and 0.83-0.89 near 0, where the test is conservative).
 """
 
 from __future__ import annotations
@@ -248,21 +251,32 @@ def _mean_products(a_RxK: np.ndarray, b_RxK: np.ndarray) -> tuple[np.ndarray, np
 # --- the tests a grid runs, and their power ------------------------------------------------------------------
 
 def _satterthwaite(terms: list[tuple[float, float]]) -> tuple[float, float]:
-    """A signed sum of independent mean squares, given as (value, degrees of freedom), and its Satterthwaite
-    degrees of freedom (infinite where nothing varies: the sum is exact)."""
+    """A sum of independent mean squares, given as (value, degrees of freedom), and its Satterthwaite degrees of
+    freedom (infinite where nothing varies: the sum is exact)."""
     total = sum(value for value, _ in terms)
     spread = sum(value ** 2 / df for value, df in terms)
     return total, (total ** 2 / spread if spread > 0 else np.inf)
 
 
-def _power(difference: float, se: float, df: float, alpha: float) -> float:
-    """Probability that a two-sided t-test at alpha rejects when the true difference is `difference`."""
-    if se <= 0:  # answers that cannot vary: any difference shows
-        return 1.0
-    critical = stats.t.ppf(1 - alpha / 2, df)
-    shift = difference / se
-    # The far tail as the upper tail of the mirrored shift: scipy's nct.cdf returns NaN there for large shifts.
-    return float(stats.nct.sf(critical, df, shift) + stats.nct.sf(critical, df, -shift))
+@dataclass(frozen=True)
+class PlannedTest:
+    """A difference's t-test as a grid would run it: its estimate's true standard error, the standard error its
+    mean squares estimate on average (larger: the residual is counted twice, so the estimate is never negative),
+    and that estimate's degrees of freedom."""
+
+    se: float  # the true standard error of the estimated difference
+    estimated_se: float  # the square root of the variance estimate's expectation
+    df: float  # Satterthwaite's degrees of freedom of the variance estimate
+
+    def power(self, difference: float, alpha: float) -> float:
+        """The probability that the two-sided test at alpha rejects when the true difference is `difference`:
+        estimate / estimated se = (a noncentral t) x se / estimated_se."""
+        if self.se <= 0:  # answers that cannot vary: any difference shows
+            return 1.0
+        critical = stats.t.ppf(1 - alpha / 2, self.df) * self.estimated_se / self.se
+        shift = difference / self.se
+        # The far tail as the upper tail of the mirrored shift: scipy's nct.cdf returns NaN there for large shifts.
+        return float(stats.nct.sf(critical, self.df, shift) + stats.nct.sf(critical, self.df, -shift))
 
 
 def _smallest(power_at: Callable[[float], float], most: float, power: float) -> float:
@@ -281,20 +295,21 @@ def _other_level(level: float, difference: float) -> float:
     return level + difference if level <= 0.5 else level - difference
 
 
-def conditions_test(s: Spreads, levels: tuple[float, float], seeds: int, items: int) -> tuple[float, float]:
-    """The standard error and degrees of freedom of two conditions' difference at these accuracies: the
-    expected mean squares of the grid's test (runs, item x condition and residual) at the pilot's shares."""
+def conditions_test(s: Spreads, levels: tuple[float, float], seeds: int, items: int) -> PlannedTest:
+    """Two conditions' difference at these accuracies, tested with the variance estimate 2 (MS_run + MS_item x
+    condition) / (seeds x items), at the expected mean squares of the pilot's shares."""
     v_a, v_b = (_variance(p) for p in levels)
     # Items are shared: what remains of them is the interaction, and the part of the item effect that scales with
     # each condition's own spread (sqrt(v_a) - sqrt(v_b), zero for conditions at one accuracy).
     interaction = (s.interaction * (v_a + v_b) + s.item * (np.sqrt(v_a) - np.sqrt(v_b)) ** 2) / 2
-    # The run and residual mean squares pool the two conditions, each half with its own spread: a condition near
-    # an accuracy of 0 adds almost nothing, and the pooled square has the degrees of freedom of the other alone.
+    ms_residual = s.residual * (v_a + v_b) / 2
+    # The run mean square pools the two conditions, each half with its own spread: a condition near an accuracy
+    # of 0 adds almost nothing, and the pooled square has the degrees of freedom of the other alone.
     runs = [(v * (s.residual + items * s.run) / 2, seeds - 1) for v in (v_a, v_b)]
-    residuals = [(-v * s.residual / 2, (seeds - 1) * (items - 1)) for v in (v_a, v_b)]
-    ms_interaction = (v_a + v_b) * s.residual / 2 + seeds * interaction
-    total, df = _satterthwaite([*runs, (ms_interaction, items - 1), *residuals])
-    return float(np.sqrt(2 * total / (seeds * items))), float(df)
+    estimated, df = _satterthwaite([*runs, (ms_residual + seeds * interaction, items - 1)])
+    true = estimated - ms_residual
+    return PlannedTest(se=float(np.sqrt(2 * true / (seeds * items))),
+                       estimated_se=float(np.sqrt(2 * estimated / (seeds * items))), df=float(df))
 
 
 def gain_variances(s: Spreads, gain: float) -> np.ndarray:
@@ -305,12 +320,13 @@ def gain_variances(s: Spreads, gain: float) -> np.ndarray:
     return shares * (v_m + v_fm) - 2 * carry * shares * np.sqrt(v_m * v_fm)
 
 
-def gain_test(s: Spreads, gain: float, seeds: int, items: int) -> tuple[float, float]:
-    """The standard error and degrees of freedom of a condition's mean paired gain over `seeds` runs and `items`."""
+def gain_test(s: Spreads, gain: float, seeds: int, items: int) -> PlannedTest:
+    """A condition's mean paired gain over `seeds` runs and `items`, tested with the variance estimate
+    (MS_run + MS_item) / (seeds x items) of the runs x items table of answer differences."""
     run, item, ms_residual = gain_variances(s, gain)
-    total, df = _satterthwaite([(ms_residual + items * run, seeds - 1), (ms_residual + seeds * item, items - 1),
-                                (-ms_residual, (seeds - 1) * (items - 1))])
-    return float(np.sqrt(total / (seeds * items))), float(df)
+    estimated, df = _satterthwaite([(ms_residual + items * run, seeds - 1), (ms_residual + seeds * item, items - 1)])
+    return PlannedTest(se=float(np.sqrt(max(estimated - ms_residual, 0.0) / (seeds * items))),
+                       estimated_se=float(np.sqrt(estimated / (seeds * items))), df=float(df))
 
 
 def conditions_mdd(s: Spreads, seeds: int, items: int, alpha: float = ALPHA, power: float = POWER) -> float:
@@ -321,7 +337,7 @@ def conditions_mdd(s: Spreads, seeds: int, items: int, alpha: float = ALPHA, pow
     most = 1 - s.level if s.level <= 0.5 else s.level
 
     def power_at(d: float) -> float:
-        return _power(d, *conditions_test(s, (s.level, _other_level(s.level, d)), seeds, items), alpha)
+        return conditions_test(s, (s.level, _other_level(s.level, d)), seeds, items).power(d, alpha)
 
     return _smallest(power_at, most, power)
 
@@ -330,7 +346,7 @@ def gain_mdd(s: Spreads, seeds: int, items: int, alpha: float = ALPHA, power: fl
     """The smallest mean gain past memorization (the same runs and items at m and f * m) detected with `power`."""
     if s.gain_reason or seeds < 2 or items < 2:
         return np.nan
-    return _smallest(lambda d: _power(d, *gain_test(s, d, seeds, items), alpha), 1 - s.gain_level, power)
+    return _smallest(lambda d: gain_test(s, d, seeds, items).power(d, alpha), 1 - s.gain_level, power)
 
 
 # --- tables --------------------------------------------------------------------------------------------------
@@ -416,14 +432,14 @@ Assumptions (scaling.power): answers are 0/1 and accuracies their means. Spreads
 Bernoulli variance within a condition, estimated by the method of moments at the pilot's step and averaged
 over its conditions; a planned condition is taken to have the same shares at its own accuracy. conditions:
 a condition at the pilot's mean accuracy against one `mdd` nearer 1/2, runs independent, the same items in
-both; the test is the difference of mean accuracies over runs and items, its standard error from runs,
-item x condition and residual mean squares (quasi-F), its degrees of freedom Satterthwaite's for this design
-at these spreads. Item effects shared by both conditions cancel; item x condition interaction, run spread
+both; the test is the difference of mean accuracies over runs and items, its variance estimated from the
+run and item x condition mean squares, its degrees of freedom Satterthwaite's for this design at these
+spreads. Item effects shared by both conditions cancel; item x condition interaction, run spread
 and binomial noise do not. gain: the same runs and items at memorization m and at {factor} x m, paired, tested
 the same way; the spreads at both budgets and how much of each carries over from m are the pilot's (its runs
 that reached {factor} x m), starting at their accuracy at m. Two-sided alpha {alpha}, power {power}. The
-population is the family (new items of it), not these items. Near an accuracy of 0 the normal approximation
-overstates the power: read an MDD there as a lower bound (--check simulates it)."""
+population is the family (new items of it), not these items. Near an accuracy of 0 the test is conservative:
+simulated grids detect an MDD there more often than the stated power (--check simulates them)."""
 
 
 def format_power(table: pd.DataFrame, design: Design, factor: int = FACTOR) -> str:
@@ -521,8 +537,8 @@ def _simulate_conditions(rng, s: Spreads, seeds: int, items: int, difference: fl
         y.append(_answers(latent, level))
     y_GxCxSxK = np.stack(y, axis=1)
     ms_run, _, ms_interaction, ms_residual = _mean_squares(y_GxCxSxK)
-    _, df = conditions_test(s, levels, seeds, items)  # planned in advance: see the module's docstring
-    total = ms_run + ms_interaction - ms_residual
+    df = conditions_test(s, levels, seeds, items).df  # planned in advance: see the module's docstring
+    total = ms_run + ms_interaction
     condition_GxC = y_GxCxSxK.mean(axis=(2, 3))
     return _rejects(condition_GxC[:, 1] - condition_GxC[:, 0], 2 * total / (seeds * items), df, alpha)
 
@@ -552,8 +568,8 @@ def _simulate_gain(rng, s: Spreads, seeds: int, items: int, difference: float, a
     after = sum(np.sqrt(w) * z for w, z in zip(within[1], second))
     d_GxRxK = _answers(after, levels[1]) - _answers(before, levels[0])
     ms_run, ms_item, ms_residual = _mean_products(d_GxRxK, d_GxRxK)
-    _, df = gain_test(s, difference, seeds, items)
-    total = ms_run + ms_item - ms_residual
+    df = gain_test(s, difference, seeds, items).df
+    total = ms_run + ms_item
     return _rejects(d_GxRxK.mean(axis=(1, 2)), total / (seeds * items), df, alpha)
 
 
