@@ -53,6 +53,7 @@ NEEDED = ("cell_id", "step", "split", "family", "key", "answer_correct")
 CONDITION = tuple(axis for axis in AXES if axis != "seed")  # what two compared cells differ in
 MOST_SEEDS = 64  # `needed`: more seeds than this are "more than 64"
 MOST_ITEMS = 4096  # `needed`: items per family beyond this are "more than 4096"
+SEED_LADDER = (1, 2, 4, 8)  # `needed`: the items a difference needs at these multiples of the planned seeds
 
 
 @dataclass(frozen=True)
@@ -372,7 +373,8 @@ class Design:
 
 def power_table(spreads: list[Spreads], design: Design) -> pd.DataFrame:
     """One row per split and family: the pilot's spreads, the planned seeds and items, and the two MDDs; with
-    `design.detect`, the seeds (at the planned items) and items (at the planned seeds) that difference needs."""
+    `design.detect`, the seeds that difference needs at the planned items, and the items it needs at the planned
+    seeds and at SEED_LADDER multiples of them (NaN: more than MOST_SEEDS or MOST_ITEMS, or no MDD at all)."""
     rows = []
     for s in spreads:
         items = s.items if design.items is None else design.items.get((s.split, s.family))
@@ -393,7 +395,8 @@ def power_table(spreads: list[Spreads], design: Design) -> pd.DataFrame:
                     return bool(found <= design.detect)
 
                 row[f"seeds_for_{name}"] = _fewest(lambda n: detects(n, items), MOST_SEEDS)
-                row[f"items_for_{name}"] = _fewest(lambda n: detects(seeds, n), MOST_ITEMS)
+                for more in SEED_LADDER:
+                    row[f"items_for_{name}_at_{more * seeds}_seeds"] = _fewest(lambda n: detects(more * seeds, n), MOST_ITEMS)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -462,14 +465,10 @@ def format_power(table: pd.DataFrame, design: Design, factor: int = FACTOR) -> s
     parts = [f"Minimum detectable differences of accuracy (power {design.power}, two-sided alpha {design.alpha}) "
              f"at step {int(table['step'].iloc[0])}:", shown.to_string(index=False)]
     if design.detect is not None:
-        def count(column: str, most: int) -> pd.Series:
-            return table[column].map(lambda v: f"> {most}" if np.isnan(v) else f"{int(v)}")
-
-        needed = table[["split", "family", "seeds", "items"]].assign(
-            seeds_conditions=count("seeds_for_conditions", MOST_SEEDS), items_conditions=count("items_for_conditions", MOST_ITEMS),
-            seeds_gain=count("seeds_for_gain", MOST_SEEDS), items_gain=count("items_for_gain", MOST_ITEMS))
-        parts += ["", f"To detect {design.detect}: the seeds needed at the planned items, and the items per family needed "
-                      f"at the planned seeds:", needed.to_string(index=False)]
+        parts += ["", f"To detect {design.detect}: the seeds needed at the planned items, and the items per family "
+                      f"needed at 1, 2, 4 and 8 times the planned seeds ({', '.join(map(str, sorted(set(table['seeds']))))}); "
+                      f"- where there is no MDD:",
+                  _needed(table).to_string(index=False)]
     parts += ["", ASSUMPTIONS.format(factor=factor, alpha=design.alpha, power=design.power)]
     if checks:
         grids = int(table["check_grids"].iloc[0])
@@ -477,6 +476,21 @@ def format_power(table: pd.DataFrame, design: Design, factor: int = FACTOR) -> s
                      f"{design.power} +- {np.sqrt(design.power * (1 - design.power) / grids):.3f} (its Monte Carlo standard "
                      f"error); - where no threshold model reproduces the spreads at those accuracies.")
     return "\n".join(parts)
+
+
+def _needed(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per split, family and contrast: the seeds and items `detect` needs, as counts or bounds."""
+    rows = []
+    for r in table.to_dict("records"):
+        for name, reason in (("conditions", r["reason"]), ("gain", r["gain_reason"])):
+            def shown(value: float, most: int) -> str:
+                return "-" if reason else f"> {most}" if np.isnan(value) else f"{int(value)}"
+
+            rows.append({"split": r["split"], "family": r["family"], "contrast": name, "items": r["items"],
+                         "seeds_needed": shown(r[f"seeds_for_{name}"], MOST_SEEDS),
+                         **{f"items_at_{more}x_seeds": shown(r[f"items_for_{name}_at_{more * r['seeds']}_seeds"], MOST_ITEMS)
+                            for more in SEED_LADDER}})
+    return pd.DataFrame(rows)
 
 
 def write_power_csv(table: pd.DataFrame, path: Path) -> None:
