@@ -81,6 +81,8 @@ class Spreads:
     @property
     def reason(self) -> str:
         """Why two conditions cannot be planned from this pilot ("": they can)."""
+        if self.runs < 2 or self.items < 2:
+            return "fewer than 2 runs per condition or 2 items in the pilot"
         if np.isnan(self.residual):
             return "every answer the same in the pilot"
         return "one condition in the pilot" if np.isnan(self.interaction) else ""
@@ -105,7 +107,13 @@ def read_grades(path: Path) -> pd.DataFrame:
         raise UserError(f"{path} has no column {missing[0]!r}; a grades table has {', '.join(NEEDED)} and the grid's axes")
     if grades.empty:
         raise UserError(f"{path} holds no graded examples")
-    return grades
+    try:
+        correct = grades["answer_correct"].astype(float)
+    except (TypeError, ValueError):
+        correct = pd.Series(np.nan, index=grades.index)
+    if not correct.isin((0.0, 1.0)).all():
+        raise UserError(f"{path}: answer_correct must hold true/false or 1/0 in every row")
+    return grades.assign(answer_correct=correct)
 
 
 def estimate_spreads(grades: pd.DataFrame, step: int | None = None, factor: int = FACTOR) -> list[Spreads]:
@@ -119,7 +127,7 @@ def estimate_spreads(grades: pd.DataFrame, step: int | None = None, factor: int 
         grades = grades[grades["control"].fillna("") == ""]
     condition = [c for c in CONDITION if c in grades.columns]
     labels = grades.groupby(condition, dropna=False).ngroup() if condition else 0
-    grades = grades.assign(condition=labels, answer_correct=grades["answer_correct"].astype(float))
+    grades = grades.assign(condition=labels, answer_correct=grades["answer_correct"].astype(float))  # a caller may pass bools
     memorized = _memorization_steps(grades)
     evaluated = grades[grades["split"] != TRAINING_SPLIT]
     if evaluated.empty:

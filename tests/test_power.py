@@ -106,6 +106,9 @@ def test_power_prints_the_table_and_writes_the_csv(tmp_path):
     (lambda d: None, ["power", "nowhere"], "no run folder or grades table"),
     (lambda d: pilot_grades().to_csv(d / "g.csv", index=False), ["power", "g.csv", "--step", "5"], "no grades at step 5"),
     (lambda d: pilot_grades().to_csv(d / "g.csv", index=False), ["power", "g.csv", "--detect", "2"], "--detect"),
+    (lambda d: pilot_grades().assign(answer_correct="maybe").to_csv(d / "g.csv", index=False), ["power", "g.csv"],
+     "answer_correct must hold"),
+    (lambda d: (d / "g.txt").write_text("x"), ["power", "g.txt"], "not a grades table"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make, argv, says):
     make(tmp_path)
