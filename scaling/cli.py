@@ -294,6 +294,39 @@ def transfer(run_dir: Path, step: int | None, by: tuple[str, ...], where: str | 
         click.echo(f"wrote {csv_out}")
 
 
+@cli.command()
+@click.argument("pilot", type=click.Path(path_type=Path))
+@click.option("--step", type=int, default=None, help="The budget two conditions are compared at  [default: the last one].")
+@click.option("--seeds", type=int, default=None, help="Runs per condition of the planned grid  [default: the pilot's].")
+@click.option("--items", type=int, default=None, help="Items per family of the planned grid  [default: the pilot's].")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Two-sided significance level.")
+@click.option("--power", "power_", type=float, default=0.8, show_default=True, help="Chance of detecting the difference.")
+@click.option("--factor", type=int, default=4, show_default=True, help="The gain past memorization: from m to FACTOR x m.")
+@click.option("--detect", type=float, default=None, help="A difference of accuracy to plan for: the seeds and items it needs.")
+@click.option("--check", type=int, default=0, help="Simulate this many grids at each MDD and print the share detected.")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None, help="Also write the table here.")
+def power(pilot: Path, step: int | None, seeds: int | None, items: int | None, alpha: float, power_: float, factor: int,
+          detect: float | None, check: int, csv_out: Path | None) -> None:
+    """Minimum detectable differences (two conditions; a gain past memorization) from PILOT, a run folder or a
+    grades table: its spreads between runs and items per split and family, at the planned seeds and items."""
+    from scaling.power import Design, checked, estimate_spreads, format_power, power_table, read_grades, write_power_csv
+
+    if csv_out is not None and csv_out.is_dir():
+        raise UserError(f"--csv {csv_out} is a folder: give a file name")
+    if factor < 2 or check < 0 or (items is not None and items < 2):
+        raise UserError(f"--factor and --items must be at least 2 and --check at least 0, got {factor}, {items} and {check}")
+    spreads = estimate_spreads(read_grades(pilot), step, factor)
+    design = Design(seeds=seeds, items=None if items is None else {(s.split, s.family): items for s in spreads},
+                    alpha=alpha, power=power_, detect=detect)
+    table = power_table(spreads, design)
+    if check:
+        table = checked(table, spreads, check)
+    click.echo(format_power(table, design, factor))
+    if csv_out is not None:
+        write_power_csv(table, csv_out)
+        click.echo(f"wrote {csv_out}")
+
+
 @cli.command("import-hf")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="New model folder (must not exist, or be empty).")

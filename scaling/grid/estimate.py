@@ -12,11 +12,14 @@ FLOP on CPU, and loading a checkpoint is not counted, so read the estimate as a 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from scaling.grid.spec import Cell, GridSpec, train_config
 from scaling.grid.plan import cell_data
+from scaling.power import Design, estimate_spreads, format_power, power_table, read_grades
 from scaling.tasks.tokenizer import Tokenizer
 from scaling.trainer.probe import ROW, measured_tokens
 
@@ -85,7 +88,29 @@ def describe_grid(spec: GridSpec, cells: list[Cell], say: Callable[[str], None])
     total = sum(e.seconds for e in estimates)
     say(f"{len(estimates)} cells, {sum(e.flops for e in estimates):.2e} FLOPs, about {_duration(total)} "
         f"in one process on this machine (dry run: nothing written)")
+    if spec.design.pilot:
+        say("")
+        describe_power(spec, say)
     return estimates
+
+
+def describe_power(spec: GridSpec, say: Callable[[str], None]) -> None:
+    """The minimum detectable differences of this grid (its seeds, its evaluation set's items per split and
+    family) at the spreads of its [design] pilot (scaling.power)."""
+    if len(spec.axes.seed) < 2:
+        say("power: one seed per condition leaves no spread between runs to test against; give [axes] seed two or more")
+        return
+    evaluation = spec.source.evaluation_set(spec.eval.splits, spec.eval.n, spec.eval.seed, "full")
+    items = {(split, family): count for split, rows in evaluation.items()
+             for family, count in Counter(example.family for example in rows).items()}
+    design = Design(seeds=len(spec.axes.seed), items=items, alpha=spec.design.alpha, power=spec.design.power)
+    pilot = spec.design.pilot_path(Path(spec.base_dir))
+    table = power_table(estimate_spreads(read_grades(pilot)), design)
+    if table.empty:
+        say(f"power: no split and family of the pilot {pilot} is in this grid's evaluation set")
+        return
+    say(f"Planned from the pilot {pilot}:")
+    say(format_power(table, design))
 
 
 def _duration(seconds: float) -> str:

@@ -258,6 +258,25 @@ class SlurmSpec:
                              "gpus_per_node, max_num_timeout >= 0")
 
 
+@dataclass(frozen=True)
+class DesignSpec:
+    """Planning the grid from a pilot; read only by `scaling run --dry-run`, never part of a cell's id."""
+
+    pilot: str = ""  # a pilot run folder (or grades table) whose spreads size this grid: the dry run prints the
+    # minimum detectable differences at [axes] seed's count and [eval]'s items per family (scaling.power);
+    # relative: to the spec's folder ("": no plan)
+    alpha: float = 0.05  # two-sided significance level of the planned tests
+    power: float = 0.8  # the chance of detecting the minimum detectable difference
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1 or not 0 < self.power < 1:
+            raise ValueError(f"[design] alpha and power must lie in (0, 1), got {self.alpha} and {self.power}")
+
+    def pilot_path(self, base_dir: Path) -> Path:
+        """The pilot, resolved against the spec's folder."""
+        return _resolved(self.pilot, base_dir)
+
+
 LOGS = ("none", "tensorboard", "wandb")  # [run] log: where cells' curves also go
 
 
@@ -295,6 +314,7 @@ class GridSpec:
     train: TrainSpec
     eval: EvalSpec = field(default_factory=EvalSpec)
     run: RunSpec = field(default_factory=RunSpec)
+    design: DesignSpec = field(default_factory=DesignSpec)  # planning only: not in results_content
     base_dir: str = "."  # the spec file's folder: hf:PATH and [data] files are relative to it
     text: str = field(default="", repr=False)  # the TOML it was read from: a run folder's grid.toml, results' provenance
 
@@ -366,7 +386,11 @@ def load_spec(path: Path) -> GridSpec:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"grid spec {path} is unreadable ({type(error).__name__})") from None
-    return parse_spec(text, source=str(path), base_dir=path.resolve().parent)
+    spec = parse_spec(text, source=str(path), base_dir=path.resolve().parent)
+    # Checked here, not in parse_spec: a run folder's copy of the spec stays readable if the pilot moves.
+    if spec.design.pilot and not spec.design.pilot_path(Path(spec.base_dir)).exists():
+        raise UserError(f"{path}: [design] pilot {spec.design.pilot_path(Path(spec.base_dir))} does not exist")
+    return spec
 
 
 def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path(".")) -> GridSpec:
@@ -382,13 +406,14 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     evaluation = table.get("eval", {})
     splits_given = isinstance(evaluation, dict) and "splits" in evaluation
     sections = {}
-    for key, cls in (("axes", AxesSpec), ("data", DataSpec), ("train", TrainSpec), ("eval", EvalSpec), ("run", RunSpec)):
+    for key, cls in (("axes", AxesSpec), ("data", DataSpec), ("train", TrainSpec), ("eval", EvalSpec), ("run", RunSpec),
+                     ("design", DesignSpec)):
         sections[key] = typed_table(cls, table.pop(key, {}), f"[{key}]", source)
     if not splits_given:  # the splits the data makes (the synthetic default names splits only families make)
         data_splits = sections["data"].data_source(Path(base_dir)).default_splits
         sections["eval"] = dataclasses.replace(sections["eval"], splits=data_splits)
     if table:
-        raise UserError(f"{source}: unknown key {sorted(table)[0]!r} (known: name, axes, data, train, eval, run)")
+        raise UserError(f"{source}: unknown key {sorted(table)[0]!r} (known: name, axes, data, train, eval, run, design)")
     try:
         spec = GridSpec(name=name, base_dir=str(base_dir), text=text, **sections)
     except ValueError as error:
