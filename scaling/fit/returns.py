@@ -150,7 +150,8 @@ def returns_table(law: Law, theta: dict[str, np.ndarray], x: dict[str, np.ndarra
     unit = "points" if law.response == "accuracy" else "% of loss"
     threshold = cfg.threshold if cfg.threshold is not None else 1.0
     frontier = {a: float(np.max(x[a])) for a in law.axes} | {n: float(np.median(x[n])) for n in law.covariates if n != PAST}
-    m, curve = _frontier_memorization(runs or [], {a: frontier[a] for a in law.axes if a != steps_axis}, steps_axis)
+    m, curve = (_frontier_memorization(runs or [], {a: frontier[a] for a in law.axes if a != steps_axis}, steps_axis)
+                if PAST in law.covariates else (np.nan, ""))
     with_past = _past_along(law, steps_axis, m)
     rows = []
     for axis, values in ((a, x[a]) for a in law.axes):
