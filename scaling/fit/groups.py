@@ -68,10 +68,9 @@ def tested_rows(part: Part) -> pd.DataFrame:
 
 def group_returns(request: FitRequest, law: Law, columns: Columns, part: Part, draws: dict[str, np.ndarray]) -> pd.DataFrame:
     """A group's diminishing returns from its posterior draws (scaling.fit.returns), at the rows it fitted."""
-    steps_axis = next((a for a, c in columns.x.items() if c == DEFAULT_STEPS_AXIS), None)
     x_train = fit_data(part.train, law, columns).x
-    runs = memorized_runs(part.rows, part.train, columns, steps_axis)
-    return returns_table(law, draws, x_train, request.returns, runs, steps_axis,
+    runs = memorized_runs(part.rows, part.train, columns, steps_of(columns))
+    return returns_table(law, draws, x_train, request.returns, runs, steps_of(columns),
                          fraction_axes({a: columns.x[a] for a in law.axes}, x_train))
 
 
@@ -81,11 +80,15 @@ def group_persistence(law: Law, columns: Columns, part: Part) -> np.ndarray:
     return persistence(tested_rows(part), part.train, columns.y, run_keys(columns, along), columns.x.get(along))
 
 
+def steps_of(columns: Columns) -> str | None:
+    """The law axis read from the grid's `step` column (training steps, where runs memorize), if any."""
+    return next((a for a, c in columns.x.items() if c == DEFAULT_STEPS_AXIS), None)
+
+
 def budget_axis(law: Law, columns: Columns) -> str | None:
-    """The law axis a run advances along, whose last fitted value persistence carries forward: the one read
-    from `step`, else a one-axis law's only axis (tokens, checkpoints); None when neither (a law of sizes)."""
-    stepped = next((a for a, c in columns.x.items() if c == DEFAULT_STEPS_AXIS), None)
-    return stepped or (law.axes[0] if len(law.axes) == 1 else None)
+    """The law axis a run advances along, whose last fitted value persistence carries forward: its steps, else
+    a one-axis law's only axis (tokens, checkpoints); None when neither (a law of sizes)."""
+    return steps_of(columns) or (law.axes[0] if len(law.axes) == 1 else None)
 
 
 def run_keys(columns: Columns, along: str | None) -> list[str]:
