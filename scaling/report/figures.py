@@ -23,12 +23,13 @@ from scaling.report.claims import (  # noqa: E402
     post_memorization_gains,
     summarize_gains,
 )
-from scaling.fit.backtest import PERSISTENCE  # noqa: E402
 from scaling.fit.laws import LAWS  # noqa: E402
 from scaling.fit.record import FitRecord, read_fit  # noqa: E402
 from scaling.errors import UserError  # noqa: E402
 from scaling.results import group_labels, open_results, results_table, splits_of  # noqa: E402
 from scaling.schema import AXES  # noqa: E402
+
+PERSISTENCE = "persistence"  # backtest.csv's persistence baseline (scaling.fit.backtest.PERSISTENCE; figures never fit)
 
 
 def _step_ticks(axis: plt.Axes, steps) -> None:

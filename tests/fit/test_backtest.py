@@ -70,3 +70,9 @@ def test_the_study_rollout_loses_to_persistence():
     assert mae == {"add": pytest.approx((0.2276, 0.1076), abs=1e-4), "reverse": pytest.approx((0.2298, 0.1094), abs=1e-4),
                    "sort": pytest.approx((0.1069, 0.1042), abs=1e-4)}
     assert all(s["skill"] < 0 for s in scores.values())
+
+
+def test_the_backtest_figure_reads_the_column_the_fit_writes():
+    from scaling.report import figures  # figures never import the fitting modules, so they name it themselves
+
+    assert figures.PERSISTENCE == PERSISTENCE
