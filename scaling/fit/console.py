@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from scaling.fit.backtest import score_name
 from scaling.fit.groups import GroupFit, divergences
 from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, UNIDENTIFIED
 from scaling.fit.laws import Law
@@ -48,9 +49,22 @@ def say_fits(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.Da
         say("spread across groups (sd on the latent scale, 90% interval): " + ", ".join(
             f"{name[len(POOL_TAU):]} {np.median(v):.2g} [{np.quantile(v, 0.05):.2g}, {np.quantile(v, 0.95):.2g}]" for name, v in spreads))
     for g in fits:
-        scores = g.scores
-        say(f"backtest{' ' + g.label if g.label else ''}: {scores['rows']} {'held-out' if g.backtest['held_out'].any() else 'fitted'} rows, "
-            f"90% interval coverage {scores['coverage_90']:.2f}, mean abs error {scores['mae']:.4g}")
+        say(backtest_line(g.label, g.scores, bool(g.backtest["held_out"].any())))
+
+
+def backtest_line(label: str, scores: dict[str, float], held: bool) -> str:
+    """A group's backtest: coverage and error (in-sample without held-out rows), and whether the law beats
+    persistence, each run's last fitted value carried forward, on the rows persistence predicts."""
+    name = lambda score: score_name(score, held)  # noqa: E731
+    line = (f"backtest{' ' + label if label else ''}: {scores['rows']} {'held-out' if held else 'fitted (in-sample)'} rows, "
+            f"90% interval coverage {scores[name('coverage_90')]:.2f}, mean abs error {scores[name('mae')]:.4g}")
+    missing = scores["rows"] - scores["persistence_rows"]
+    if not scores["persistence_rows"]:
+        return line + "; no persistence baseline (no row has a fitted earlier budget of its run)"
+    skill = scores[name("skill")]
+    verdict = "the law beats it" if skill > 0 else "the law does NOT beat it"
+    return (line + f"; persistence (last fitted value carried forward) {scores[name('mae_persistence')]:.4g} over "
+            f"{scores['persistence_rows']} rows{f' ({missing} without one)' if missing else ''}: {verdict} (skill {skill:.2f})")
 
 
 def diagnostics_line(request: FitRequest, fits: list[GroupFit], summary: pd.DataFrame) -> str:

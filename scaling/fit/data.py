@@ -57,9 +57,14 @@ def with_past_memorization(table: pd.DataFrame) -> pd.DataFrame:
         return table
     step = pd.to_numeric(table["step"], errors="coerce").to_numpy(float)
     memorized = pd.to_numeric(table["memorization_step"], errors="coerce").to_numpy(float)
+    return table.assign(**{PAST_MEMORIZATION: past_memorization(step, memorized)})
+
+
+def past_memorization(step: np.ndarray, memorization_step: np.ndarray) -> np.ndarray:
+    """max(0, ln(step / memorization_step)): 0 before memorization and where it never happened (NaN)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        past = np.log(step / memorized)
-    return table.assign(**{PAST_MEMORIZATION: np.where(np.isfinite(past) & (past > 0), past, 0.0)})
+        past = np.log(np.asarray(step, float) / np.asarray(memorization_step, float))
+    return np.where(np.isfinite(past) & (past > 0), past, 0.0)
 
 
 def _split_table(results, split: str | None, path: Path) -> pd.DataFrame:

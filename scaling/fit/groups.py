@@ -13,13 +13,14 @@ import pandas as pd
 import xarray as xr
 
 from scaling.fit import progress
-from scaling.fit.backtest import backtest_scores, backtest_table
-from scaling.fit.data import Columns, fit_data
+from scaling.fit.backtest import backtest_scores, backtest_table, persistence
+from scaling.fit.data import DEFAULT_STEPS_AXIS, Columns, fit_data
 from scaling.fit.infer import LawFit, fit_law, fit_pooled, reported
+from scaling.fit.laws import Law
 from scaling.fit.models import POOL_TAU
 from scaling.fit.record import group_dim
-from scaling.fit.request import FitRequest, Prepared
-from scaling.fit.returns import MemorizedRun, returns_table
+from scaling.fit.request import FitRequest, Part, Prepared
+from scaling.fit.returns import PAST, MemorizedRun, fraction_axes, returns_table
 
 SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction", "p_positive"]
 
@@ -52,27 +53,68 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
             fits.append(fit_law(law, fit_data(part.train, law, columns), request.method, request.sampler))
     results = []
     for part, fit in zip(parts, fits):
-        held_out = bool(part.held.any())
-        tested = part.held_rows if held_out else part.train
-        backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, held_out)
-        steps_axis = next((a for a, c in columns.x.items() if c == "step"), None)
-        x_train = fit_data(part.train, law, columns).x
-        runs = memorized_runs(part.rows, columns, steps_axis)
-        returns = returns_table(law, fit.draws(), x_train, request.returns, runs, steps_axis)
+        tested = tested_rows(part)
+        backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, bool(part.held.any()),
+                                  group_persistence(law, columns, part))
+        returns = group_returns(request, law, columns, part, fit.draws())
         results.append(GroupFit(part.label, part.key, fit, returns, backtest, backtest_scores(backtest)))
     return results
 
 
-def memorized_runs(rows: pd.DataFrame, columns: Columns, steps_axis: str | None) -> list[MemorizedRun]:
-    """Each run among the rows (a grid cell, named by its axes; else a combination of the law's other axes
-    and the seed), at its own law-axis values, with its memorization step: none without that column."""
+def tested_rows(part: Part) -> pd.DataFrame:
+    """The rows a group's backtest predicts: the held-out ones, or the rows fitted when none is held out."""
+    return part.held_rows if part.held.any() else part.train
+
+
+def group_returns(request: FitRequest, law: Law, columns: Columns, part: Part, draws: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A group's diminishing returns from its posterior draws (scaling.fit.returns), at the rows it fitted."""
+    x_train = fit_data(part.train, law, columns).x
+    runs = memorized_runs(part.rows, part.train, columns, steps_of(columns))
+    return returns_table(law, draws, x_train, request.returns, runs, steps_of(columns),
+                         fraction_axes({a: columns.x[a] for a in law.axes}, x_train))
+
+
+def group_persistence(law: Law, columns: Columns, part: Part) -> np.ndarray:
+    """The persistence baseline's prediction of each tested row of a group (scaling.fit.backtest.persistence)."""
+    along = budget_axis(law, columns)
+    return persistence(tested_rows(part), part.train, columns.y, run_keys(columns, along), columns.x.get(along))
+
+
+def steps_of(columns: Columns) -> str | None:
+    """The law axis read from the grid's `step` column (training steps, where runs memorize), if any."""
+    return next((a for a, c in columns.x.items() if c == DEFAULT_STEPS_AXIS), None)
+
+
+def budget_axis(law: Law, columns: Columns) -> str | None:
+    """The law axis a run advances along, whose last fitted value persistence carries forward: its steps, else
+    a one-axis law's only axis (tokens, checkpoints); None when neither (a law of sizes)."""
+    return steps_of(columns) or (law.axes[0] if len(law.axes) == 1 else None)
+
+
+def run_keys(columns: Columns, along: str | None) -> list[str]:
+    """The columns naming one run's series of measurements along its budget: the grid's run columns (a cell) or
+    else the seed, with every input column but the budget's and `past` (which follows the budget): a cell
+    measured on several families (each with its chance) is a series per family."""
+    inputs = [c for a, c in columns.x.items() if a not in (along, PAST)]
+    return list(dict.fromkeys([*(columns.run or ([columns.seed] if columns.seed else [])), *inputs]))
+
+
+def memorized_runs(rows: pd.DataFrame, fitted: pd.DataFrame, columns: Columns, steps_axis: str | None) -> list[MemorizedRun]:
+    """Each run among the rows (`run_keys`), at its own law-axis values, with its memorization step and its
+    largest budget among the `fitted` rows: none without a memorization_step column."""
     if steps_axis is None or "memorization_step" not in rows:
         return []
     others = {axis: column for axis, column in columns.x.items() if axis != steps_axis}
-    keys = list(columns.run) or list(dict.fromkeys([*others.values(), *([columns.seed] if columns.seed else [])]))
-    firsts = rows.groupby(keys, sort=False, dropna=False).first().reset_index() if keys else rows.iloc[:1]
-    return [MemorizedRun({axis: float(run[column]) for axis, column in others.items()}, float(run["memorization_step"]))
-            for _, run in firsts.iterrows()]
+    keys = run_keys(columns, steps_axis)
+    step = columns.x[steps_axis]
+    if not keys:
+        return [MemorizedRun({axis: float(rows[column].iloc[0]) for axis, column in others.items()},
+                             float(rows["memorization_step"].iloc[0]), float(fitted[step].max()))]
+    firsts = rows.groupby(keys, sort=False, dropna=False).first().reset_index()
+    last = fitted.groupby(keys, sort=False, dropna=False)[step].max().rename("_last_fitted").reset_index()
+    firsts = firsts.merge(last, on=keys, how="left")
+    return [MemorizedRun({axis: float(run[column]) for axis, column in others.items()}, float(run["memorization_step"]),
+                         float(run["_last_fitted"])) for _, run in firsts.iterrows()]
 
 
 def divergences(request: FitRequest, fits: list[GroupFit]) -> int:

@@ -18,8 +18,10 @@ from pathlib import Path
 import tomli_w
 
 from scaling.errors import UserError
+from scaling.fit.infer import SamplerConfig
 from scaling.fit.laws import Law
 from scaling.fit.request import FitRequest, as_columns
+from scaling.fit.returns import ReturnsConfig
 from scaling.provenance import provenance
 
 MARKER = "fit.toml"  # what `scaling fit` writes last-but-one into every folder; its presence marks the folder as ours
@@ -71,6 +73,18 @@ def read_fit(folder: Path, root: Path = Path(".")) -> FitRecord:
     return FitRecord(folder=folder, law=request["law"], y=request["y"], x=tuple(_renamed(m) for m in request.get("x", ())),
                      by=as_columns(request.get("by")), split=request.get("split"), where=request.get("where"),
                      input=beside if beside.exists() or not legacy.exists() else legacy)
+
+
+def read_request(folder: Path, root: Path = Path(".")) -> FitRequest:
+    """The request that made the fit in folder, to read its input again (its rows, groups and holdout) without
+    refitting; keys this version does not know are left out."""
+    record = read_fit(folder, root)
+    spec = tomllib.loads((Path(folder) / MARKER).read_text())["fit"]
+    known = {f.name for f in dataclasses.fields(FitRequest)}
+    nested = {"sampler": SamplerConfig, "returns": ReturnsConfig}
+    fields = {k: nested[k](**{n: v for n, v in spec[k].items() if n in {f.name for f in dataclasses.fields(nested[k])}})
+              if k in nested else v for k, v in spec.items() if k in known}
+    return FitRequest(**fields | {"input": record.input, "x": record.x, "by": record.by, "out": Path(folder)})
 
 
 def _renamed(mapping: str) -> str:

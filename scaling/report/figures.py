@@ -29,6 +29,8 @@ from scaling.errors import UserError  # noqa: E402
 from scaling.results import group_labels, open_results, results_table, splits_of  # noqa: E402
 from scaling.schema import AXES  # noqa: E402
 
+PERSISTENCE = "persistence"  # backtest.csv's persistence baseline (scaling.fit.backtest.PERSISTENCE; figures never fit)
+
 
 def _step_ticks(axis: plt.Axes, steps) -> None:
     """Label a log step axis with the budgets themselves (log ticks like 3x10^1 collide)."""
@@ -456,8 +458,9 @@ def _pick(frame: pd.DataFrame, chosen: dict) -> pd.DataFrame:
 
 
 def backtest_panels(table: pd.DataFrame, by: tuple[str, ...]) -> list[tuple[str, pd.DataFrame]]:
-    """A backtest's rows per group of the fit (one panel each), titled with the group and the share of its
-    held-out rows whose 90% interval holds the observed value."""
+    """A backtest's rows per group of the fit (one panel each), titled with the group, the law's mean absolute
+    error against the persistence baseline's on the held-out rows persistence predicts (a folder written before
+    it has no such column), and the share of its held-out rows whose 90% interval holds the observed value."""
     groups = list(table.groupby(list(by), sort=True)) if by else [((), table)]
     panels = []
     for values, rows in groups:
@@ -466,6 +469,10 @@ def backtest_panels(table: pd.DataFrame, by: tuple[str, ...]) -> list[tuple[str,
         if len(held):
             covered = ((held["lo"] <= held["observed"]) & (held["observed"] <= held["hi"])).mean()
             name = f"{name}: " if name else ""
+            carried = held[held[PERSISTENCE].notna()] if PERSISTENCE in held else held.iloc[:0]
+            if len(carried):
+                law, baseline = ((carried[c] - carried["observed"]).abs().mean() for c in ("mean", PERSISTENCE))
+                name += f"MAE {law:.3g} vs persistence {baseline:.3g}, "
             name += f"{covered:.2f} of {len(held)} held out covered"
         panels.append((name, rows))
     return panels

@@ -201,3 +201,15 @@ def test_a_grouped_backtest_gets_a_panel_per_group_titled_with_its_coverage(proj
     assert [n for n in after if n.startswith("a")] != [n for n in before if n.startswith("a")]
     assert [n for n in after if n.startswith("b")] == [n for n in before if n.startswith("b")]
     assert backtest_panels(table, ())[0][0].endswith(f"of {int(table['held_out'].sum())} held out covered")
+
+
+def test_a_backtest_panel_puts_the_law_beside_persistence_and_old_folders_still_draw(project):
+    """Each panel says the law's and persistence's mean absolute error on its held-out rows; a backtest.csv
+    written before the persistence column draws as it did."""
+    table = pd.read_csv(project / "fits" / "power" / "backtest.csv")
+    for name, rows in backtest_panels(table, ("task",)):
+        held = rows[rows["held_out"]]
+        law, carried = ((held[c] - held["observed"]).abs().mean() for c in ("mean", "persistence"))
+        assert f"MAE {law:.3g} vs persistence {carried:.3g}, " in name
+    old = backtest_panels(table.drop(columns="persistence"), ("task",))
+    assert all("persistence" not in name and name.endswith("held out covered") for name, _ in old)
