@@ -16,22 +16,24 @@ effects (sd 1.0 and 0.3; binomial: 34%): with a dozen runs the percentile interv
 Every interval carries its label (report/intervals.py's rule; columns `interval`, `control_interval` and
 `transfer_interval`): "runs and items" from MIN_UNITS distinct runs; below that the runs are held fixed and only
 the items are resampled ("items only: 2 runs": these runs on new items of the split, nothing about other runs;
-two runs bootstrapped as a population would draw the same run twice half the time). Where every graded answer
-of a set of cells agrees (all wrong, all right) no draw differs from another and the bootstrap collapses to a
-point: the accuracy's interval is then the exact one over its distinct items ("exact over 256 items, all
-wrong"), and transfer's takes the ends of both intervals, each at BOTH, so that both hold together at least
-LEVEL of the time ("ends of acc and headroom at 95%").
+two runs bootstrapped as a population would draw the same run twice half the time), and one run that graded
+each item once gets the exact binomial interval of its items, as report/claims.py gives it ("items only: 1
+run"; a percentile bootstrap of 2 right in 256 ends at 0.016, the exact interval at 0.024). Where every graded
+answer of a set of cells agrees (all wrong, all right) no draw differs from another and the bootstrap
+collapses to a point: the accuracy's interval is then the exact one over its distinct items ("exact over 256
+items, all wrong"). Where either side's interval is exact, transfer's takes the ends of both intervals, each
+at BOTH, so that both hold together at least LEVEL of the time ("ends of acc and headroom at 95%").
 
 Chance is known exactly per item (the `chance` column), so accuracy - chance is paired per item, draw by draw.
 A group is "above chance" when at least ABOVE of the draws put its accuracy above its chance and guessing
 itself (every row right with its chance, independently) reaches its number right in at most 1 - ABOVE of
 simulations (`p_guessing`); "below chance" the same on the other side; otherwise "not above chance" (never
 "at chance": absence of evidence is stated as such). With ABOVE = 0.95, "above chance" is the one-sided test
-matching the 90% interval's lower end. Where every answer agrees the draws have no share to count (`p_above`
-and `p_below` are NaN) and the exact interval decides: "below chance" only where its upper end is below
-chance, so 0 right of 40 items, however many runs answered them, is not below a chance of 0.05; and guessing
-must still be rare: 0 right where guessing expects 0.2 is not below chance. `runs` and `items` stand beside
-every number.
+matching the 90% interval's lower end. Where the interval is exact the interval decides instead: "below
+chance" only where its upper end is below chance, so 0 right of 40 items, however many runs answered them, is
+not below a chance of 0.05 (where every answer agrees the draws have no share to count: `p_above` and `p_below`
+are NaN); and guessing must still be rare: 0 right where guessing expects 0.2 is not below chance. `runs` and
+`items` stand beside every number.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import pandas as pd
 from scaling import staging
 from scaling.errors import UserError
 from scaling.fit.data import query
-from scaling.report.intervals import LEVEL, MIN_UNITS, alike_interval, counted
+from scaling.report.intervals import LEVEL, MIN_UNITS, alike_interval, binomial_interval, counted
 
 DRAWS = 2000  # bootstrap draws: the 5% and 95% quantiles move by well under a point between seeds
 ABOVE = 0.95  # share of draws on one side of chance that makes a verdict (one-sided, as the 90% interval)
@@ -167,10 +169,9 @@ def _row(group: pd.DataFrame, control: pd.DataFrame, unmatched: str, draws: int,
 
 
 def _transfer_interval(measured: Measured, ceiling: Measured) -> tuple[float, float, str]:
-    """Transfer's LEVEL interval and its label: the bootstrap's, draw by draw, where both sets of cells have
-    answers to resample; where one of them answered every item alike, the least and greatest transfer within
-    both accuracies' intervals at BOTH (the exact one among them)."""
-    if measured.alike or ceiling.alike:
+    """Transfer's LEVEL interval and its label: the bootstrap's, draw by draw, where both accuracies' intervals
+    are the bootstrap's; where either is exact, the least and greatest transfer within both at BOTH."""
+    if measured.exact or ceiling.exact:
         (acc_lo, acc_hi, _), (top_lo, top_hi, _) = measured.interval(BOTH), ceiling.interval(BOTH)
         lifts = (acc_lo - measured.chance, acc_hi - measured.chance)
         ceilings = (top_lo - ceiling.chance, top_hi - ceiling.chance)
@@ -227,15 +228,23 @@ class Measured:
         return self.right in (0, self.n)
 
     @property
+    def exact(self) -> bool:
+        """Its interval is exact, not the bootstrap's: every answer alike, or one run that graded each item once."""
+        return self.alike or (self.runs == 1 and self.n == self.items)
+
+    @property
     def unit(self) -> str:
         """What the bootstrap resampled: runs and items from MIN_UNITS runs, items alone (these runs) below."""
         return RUNS_AND_ITEMS if self.runs >= MIN_UNITS else f"items only: {counted(self.runs, 'run')}"
 
     def interval(self, level: float = LEVEL) -> tuple[float, float, str]:
         """The accuracy's `level` interval and its label: exact over the distinct items where every answer
-        agrees, the bootstrap's otherwise (NaN where its draws still all agree, which a label says)."""
+        agrees, exact over one run's items, the bootstrap's otherwise (NaN where its draws still all agree, which
+        a label says)."""
         if self.alike:
             return alike_interval(self.right > 0, self.items, level)
+        if self.exact:
+            return *binomial_interval(self.right, self.n, level), self.unit
         lo, hi = np.nanquantile(self.acc_draws, [(1 - level) / 2, (1 + level) / 2])
         if lo == hi:  # every item scored alike by runs held fixed: no spread to show
             return np.nan, np.nan, f"n/a: {self.unit}, every draw alike"
@@ -243,11 +252,11 @@ class Measured:
 
     @property
     def verdict(self) -> str:
-        """Above or below chance where ABOVE of the draws agree (where every answer agrees: where the exact
-        interval lies on that side of chance) and guessing would rarely score as far from chance; otherwise not
-        shown to be above it."""
+        """Above or below chance where ABOVE of the draws agree (where the interval is exact: where it lies on
+        that side of chance) and guessing would rarely score as far from chance; otherwise not shown to be above
+        it."""
         rare = self.p_guessing <= 1 - ABOVE
-        if self.alike:
+        if self.exact:
             lo, hi, _ = self.interval()
             above, below = lo > self.chance, hi < self.chance
         else:

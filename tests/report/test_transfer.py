@@ -7,6 +7,7 @@ import pytest
 
 from cli_helpers import assert_refused, run_cli
 from scaling.errors import UserError
+from scaling.report.intervals import binomial_interval
 from scaling.report.transfer import transfer_table
 
 STEP = 64
@@ -280,12 +281,19 @@ def test_transfer_rows_below_three_runs_say_so():
     assert two["interval"] == "items only: 2 runs" and two["acc_hi"] - two["acc_lo"] < 0.15
     one = row(transfer_table(cells(apart[:1], chance=0.0)), split="ood_family")
     assert one["interval"] == "items only: 1 run" and 0 < one["acc_hi"] - one["acc_lo"] < 0.1
+    # One run that answered 2 of 256 items: its exact interval (as accuracy_rows gives one run), not a percentile
+    # bootstrap that ended at 0.016 and so excluded a chance of 0.02 the verdict did not claim to exclude.
+    few = row(transfer_table(cells(np.arange(256)[None, :] < 2, chance=0.02)), split="ood_family")
+    assert (few["acc_lo"], few["acc_hi"]) == pytest.approx(binomial_interval(2, 256))
+    assert few["acc_lo"] < 0.02 < few["acc_hi"] and few["verdict"] == "not above chance"
     three = row(transfer_table(cells(np.vstack([apart, apart[:1]]), chance=0.0)), split="ood_family")
     assert three["interval"] == "runs and items" and three["acc_hi"] - three["acc_lo"] > 0.3
     control = cells(learned(2, 200, rate=0.8, seed=5), control="ood_family", name="ctl")
-    ratio = row(transfer_table(pd.concat([cells(learned(1, 200, rate=0.5), chance=0.25), control])), split="ood_family")
-    assert ratio["control_interval"] == "items only: 2 runs"
-    assert ratio["transfer_interval"] == "items only: 1 run, 2 control runs"
+    ratio = {runs: row(transfer_table(pd.concat([cells(learned(runs, 200, rate=0.5), chance=0.25), control])),
+                       split="ood_family") for runs in (2, 3)}
+    assert ratio[2]["control_interval"] == "items only: 2 runs"
+    assert ratio[2]["transfer_interval"] == "items only: 2 runs, 2 control runs"
+    assert ratio[3]["transfer_interval"] == "runs and items; control items only: 2 runs"
 
 
 def committed_transfer_tables() -> list[pd.DataFrame]:
@@ -303,7 +311,9 @@ def test_the_papers_transfer_tables_label_every_interval_and_agree_with_their_ve
         assert (shown[f"{name}_lo"] < shown[f"{name}_hi"]).all(), name
         assert shown[label].str.match(r"runs and items|items only: \d+ runs?|exact over \d+ items|ends of").all()
     assert (table.loc[table["runs"] < 3, "interval"].str.match(r"items only|exact")).all()
-    above, below = (table[table["verdict"] == verdict] for verdict in ("above chance", "below chance"))
+    above, below, neither = (table[table["verdict"] == verdict]
+                             for verdict in ("above chance", "below chance", "not above chance"))
     assert (above["acc_lo"] > above["chance"]).all() and (below["acc_hi"] < below["chance"]).all()
-    defined = table[table["transfer"].notna()]
-    assert (defined.loc[defined["verdict"] == "not above chance", "transfer_lo"] <= 0).all()
+    assert ((neither["acc_lo"] <= neither["chance"]) & (neither["chance"] <= neither["acc_hi"])).all()
+    defined = neither[neither["transfer"].notna()]
+    assert ((defined["transfer_lo"] <= 0) & (0 <= defined["transfer_hi"])).all()
