@@ -10,7 +10,7 @@ So an interval states its unit:
   (three runs that all answer the same 64 problems alike): an interval must count the items too there;
 - over runs and items: report/transfer.py's crossed bootstrap, for a table row that pools several runs' grades;
 - items only: the exact binomial interval of one run's graded items (these runs, new items of the split); in
-  report/transfer.py the bootstrap over items with one or two runs held fixed ("items only: 2 runs");
+  report/transfer.py two runs get the bootstrap over items with the runs held fixed ("items only: 2 runs");
 - exact over the items: where every graded answer agrees (all wrong, all right) a bootstrap has nothing to
   resample and collapses to a point; the exact interval of the distinct items counts each item once, however
   many runs answered it ("exact over 256 items, all wrong").
