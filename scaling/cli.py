@@ -280,7 +280,9 @@ def figures(paper: Path) -> None:
 @click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None, help="Also write the table here.")
 def transfer(run_dir: Path, step: int | None, by: tuple[str, ...], where: str | None, csv_out: Path | None) -> None:
     """Per split and family of RUN_DIR's grades: accuracy against chance and the control's headroom, whether it
-    is above chance, and transfer = (acc - chance) / (headroom - chance), with 90% intervals over runs and items."""
+    is above chance, and transfer = (acc - chance) / (headroom - chance), with 90% intervals, each labelled with
+    what it counts: runs and items (3 runs or more), items only (1 or 2 runs), exact over the items (every answer
+    alike)."""
     from scaling.grid.collect import GRADES
     from scaling.report.transfer import format_transfer, read_grades_file, transfer_table, write_transfer_csv
 

@@ -9,7 +9,11 @@ So an interval states its unit:
   the two values stretched. Where every unit agrees its width is 0, which is no statement about the population
   (three runs that all answer the same 64 problems alike): an interval must count the items too there;
 - over runs and items: report/transfer.py's crossed bootstrap, for a table row that pools several runs' grades;
-- items only: the exact binomial interval of one run's graded items (these runs, new items of the split).
+- items only: the exact binomial interval of one run's graded items (these runs, new items of the split); in
+  report/transfer.py two runs get the bootstrap over items with the runs held fixed ("items only: 2 runs");
+- exact over the items: where every graded answer agrees (all wrong, all right) a bootstrap has nothing to
+  resample and collapses to a point; the exact interval of the distinct items counts each item once, however
+  many runs answered it ("exact over 256 items, all wrong").
 Where none applies the interval's ends are NaN and its label says why: "n/a: 2 runs", "n/a: 3 runs, all equal".
 
 Three runs are few for any of them. Simulated (3 runs x 64 items, run and item effects on the logit scale, sd
@@ -56,3 +60,11 @@ def binomial_interval(correct: int, n: int, level: float = LEVEL) -> tuple[float
     lo = stats.beta.ppf(tail, correct, n - correct + 1) if correct > 0 else 0.0
     hi = stats.beta.ppf(1 - tail, correct + 1, n - correct) if correct < n else 1.0
     return float(lo), float(hi)
+
+
+def alike_interval(right: bool, items: int, level: float = LEVEL) -> tuple[float, float, str]:
+    """Where every graded answer of a group agrees (all `right`, or all wrong): the exact `level` interval of its
+    `items` distinct items, each counted once whatever the runs that answered it (runs graded on the same items
+    are not replicates of them), and its label ("exact over 256 items, all wrong")."""
+    lo, hi = binomial_interval(items if right else 0, items, level)
+    return lo, hi, f"exact over {counted(items, 'item')}, all {'right' if right else 'wrong'}"

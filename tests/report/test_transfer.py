@@ -7,6 +7,7 @@ import pytest
 
 from cli_helpers import assert_refused, run_cli
 from scaling.errors import UserError
+from scaling.report.intervals import binomial_interval
 from scaling.report.transfer import transfer_table
 
 STEP = 64
@@ -76,13 +77,14 @@ def test_a_family_below_its_chance_is_flagged_below_never_called_at_chance():
 
 
 def test_nothing_right_where_guessing_would_get_nothing_right_either_is_not_below_chance():
-    # 0 right of 400 with a chance of 0.0005: the bootstrap has nothing to resample (every draw sits below
-    # chance), but guessing expects 0.2 right and scores 0 most of the time.
+    # 0 right of 400 with a chance of 0.0005: the bootstrap has nothing to resample (no share of draws to count),
+    # and guessing expects 0.2 right and scores 0 most of the time.
     rare = row(transfer_table(cells(np.zeros((10, 40)), chance=0.0005)), split="ood_family")
-    assert rare["p_below"] == 1.0 and rare["p_guessing"] > 0.5
+    assert np.isnan(rare["p_below"]) and rare["p_guessing"] > 0.5
     assert rare["verdict"] == "not above chance"
-    common = row(transfer_table(cells(np.zeros((10, 40)), chance=0.05)), split="ood_family")  # guessing expects 20
-    assert common["p_guessing"] < 0.01 and common["verdict"] == "below chance"
+    # Guessing expects 50 right of 1,000, and 0 right of 100 distinct items puts the exact interval below 0.05.
+    common = row(transfer_table(cells(np.zeros((10, 100)), chance=0.05)), split="ood_family")
+    assert common["p_guessing"] < 0.01 and common["acc_hi"] < 0.05 and common["verdict"] == "below chance"
 
 
 def test_items_are_a_random_factor_item_effects_widen_the_interval():
@@ -187,6 +189,9 @@ def test_the_command_prints_the_table_and_writes_its_csv(run_dir, tmp_path):
     assert list(table.columns[:4]) == ["split", "family", "distance", "step"]
     assert {"acc", "acc_lo", "acc_hi", "chance", "p_above", "verdict", "headroom", "transfer", "reason"} <= set(table.columns)
     assert row(table, split="ood_length")["reason"] == "no control"
+    # beside each interval what it counts: 3 regular runs (runs and items), 2 control runs (items only)
+    assert "runs and items" in result.out and "items only: 2 runs" in result.out
+    assert row(table, split="ood_family")[["interval", "control_interval"]].tolist() == ["runs and items", "items only: 2 runs"]
     picked = run_cli(["transfer", str(run_dir), "--where", "split == 'ood_length'"], tmp_path)
     assert picked.code == 0 and "ood_family" not in picked.out and "ood_length" in picked.out
 
@@ -242,3 +247,73 @@ def test_the_paper_draws_a_transfer_table_and_headroom_beside_chance(tmp_path, c
         (tmp_path / "paper" / "figures.toml").read_text().replace("step = 32", 'by = ["split", "colour"]'))
     assert main(["figures", "--paper", str(tmp_path / "paper")]) == 2
     assert "'colour'" in capsys.readouterr().err
+
+
+# --- every interval says what it counts (issue 33): never zero-width, never across fewer than 3 runs -------
+
+def test_transfer_intervals_are_never_zero_width():
+    # Every answer wrong (one run x 256 items, chance 0.004), or every answer right: the bootstrap has nothing to
+    # resample and printed acc 0 [0, 0] and headroom 1 [1, 1]. The exact interval counts the 256 distinct items.
+    wrong = cells(np.zeros((1, 256)), family="add_then_sort", chance=0.004)
+    control = cells(np.ones((1, 256)), family="add_then_sort", chance=0.004, control="ood_family", name="ctl")
+    result = row(transfer_table(pd.concat([wrong, control])), split="ood_family")
+    assert result["acc"] == 0.0 and result["acc_lo"] == 0.0
+    assert result["acc_hi"] == pytest.approx(1 - 0.05 ** (1 / 256))  # Clopper-Pearson, 0 of 256, 90%
+    assert result["interval"] == "exact over 256 items, all wrong"
+    assert result["headroom_lo"] == pytest.approx(0.05 ** (1 / 256)) and result["headroom_hi"] == 1.0
+    assert result["control_interval"] == "exact over 256 items, all right"
+    # Transfer is not shown to be negative where the accuracy is not shown to be below chance: its interval
+    # takes both ends, and holds 0.
+    assert result["verdict"] == "not above chance" and np.isnan(result["p_above"]) and np.isnan(result["p_below"])
+    assert result["transfer_lo"] < 0.0 < result["transfer_hi"]
+    assert result["transfer_interval"] == "ends of acc and headroom at 95%"
+    # Ten runs on the same 40 items are 40 items, not 400 draws: [0, 0.072] does not exclude a chance of 0.05.
+    shared = row(transfer_table(cells(np.zeros((10, 40)), chance=0.05)), split="ood_family")
+    assert shared["interval"] == "exact over 40 items, all wrong" and shared["acc_hi"] > 0.05
+    assert shared["verdict"] == "not above chance"
+
+
+def test_transfer_rows_below_three_runs_say_so():
+    # Two runs far apart (0.9 and 0.1 right): a bootstrap over two runs draws the same run twice half the time
+    # and printed about [0.1, 0.9]; they say nothing about other runs, so the runs are held fixed.
+    apart = np.vstack([learned(1, 200, rate=0.9, seed=1), learned(1, 200, rate=0.1, seed=2)])
+    two = row(transfer_table(cells(apart, chance=0.0)), split="ood_family")
+    assert two["interval"] == "items only: 2 runs" and two["acc_hi"] - two["acc_lo"] < 0.15
+    one = row(transfer_table(cells(apart[:1], chance=0.0)), split="ood_family")
+    assert one["interval"] == "items only: 1 run" and 0 < one["acc_hi"] - one["acc_lo"] < 0.1
+    # One run that answered 2 of 256 items: its exact interval (as accuracy_rows gives one run), not a percentile
+    # bootstrap that ended at 0.016 and so excluded a chance of 0.02 the verdict did not claim to exclude.
+    few = row(transfer_table(cells(np.arange(256)[None, :] < 2, chance=0.02)), split="ood_family")
+    assert (few["acc_lo"], few["acc_hi"]) == pytest.approx(binomial_interval(2, 256))
+    assert few["acc_lo"] < 0.02 < few["acc_hi"] and few["verdict"] == "not above chance"
+    three = row(transfer_table(cells(np.vstack([apart, apart[:1]]), chance=0.0)), split="ood_family")
+    assert three["interval"] == "runs and items" and three["acc_hi"] - three["acc_lo"] > 0.3
+    control = cells(learned(2, 200, rate=0.8, seed=5), control="ood_family", name="ctl")
+    ratio = {runs: row(transfer_table(pd.concat([cells(learned(runs, 200, rate=0.5), chance=0.25), control])),
+                       split="ood_family") for runs in (2, 3)}
+    assert ratio[2]["control_interval"] == "items only: 2 runs"
+    assert ratio[2]["transfer_interval"] == "items only: 2 runs, 2 control runs"
+    assert ratio[3]["transfer_interval"] == "runs and items; control items only: 2 runs"
+
+
+def committed_transfer_tables() -> list[pd.DataFrame]:
+    from pathlib import Path
+
+    tables = Path(__file__).parents[2] / "paper" / "tables"
+    return [pd.read_csv(tables / f"generalization_{name}.csv", keep_default_na=False, na_values=[""])
+            for name in ("transfer", "length_ladder")]
+
+
+@pytest.mark.parametrize("table", committed_transfer_tables(), ids=["transfer", "length_ladder"])
+def test_the_papers_transfer_tables_label_every_interval_and_agree_with_their_verdicts(table):
+    for name, label in (("acc", "interval"), ("headroom", "control_interval"), ("transfer", "transfer_interval")):
+        shown = table[table[name].notna()]
+        assert (shown[f"{name}_lo"] < shown[f"{name}_hi"]).all(), name
+        assert shown[label].str.match(r"runs and items|items only: \d+ runs?|exact over \d+ items|ends of").all()
+    assert (table.loc[table["runs"] < 3, "interval"].str.match(r"items only|exact")).all()
+    above, below, neither = (table[table["verdict"] == verdict]
+                             for verdict in ("above chance", "below chance", "not above chance"))
+    assert (above["acc_lo"] > above["chance"]).all() and (below["acc_hi"] < below["chance"]).all()
+    assert ((neither["acc_lo"] <= neither["chance"]) & (neither["chance"] <= neither["acc_hi"])).all()
+    defined = neither[neither["transfer"].notna()]
+    assert ((defined["transfer_lo"] <= 0) & (0 <= defined["transfer_hi"])).all()
