@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.report import transfer
-from scaling.report.intervals import MIN_UNITS, binomial_interval, counted, mean_across
+from scaling.report.intervals import MIN_UNITS, alike_interval, binomial_interval, counted, mean_across
 from scaling.schema import AXES, BASE_MEASURES
 
 # Chance of the per-cell base measures that have one, which no results file records. The probe's: the mean over
@@ -133,7 +133,8 @@ def accuracy_rows(rows: list[tuple[str, pd.DataFrame]], splits: dict[str, str]) 
 
     The runs of a row are graded on the same items, so their rows are not one binomial sample: several runs get
     the crossed bootstrap over runs and items (report/transfer.py: "runs and items"), one run the exact binomial
-    interval over its items ("items only": new items, this run), two runs none ("n/a: 2 runs")."""
+    interval over its items ("items only": new items, this run), two runs the bootstrap over items with the runs
+    held fixed ("items only: 2 runs"); where every answer agrees, the exact interval over the distinct items."""
     records = []
     for label, grades in rows:
         runs = int(grades["cell_id"].nunique()) if "cell_id" in grades else 1
@@ -149,16 +150,20 @@ def accuracy_rows(rows: list[tuple[str, pd.DataFrame]], splits: dict[str, str]) 
     return pd.DataFrame(records)
 
 
+def _distinct_items(here: pd.DataFrame) -> int:
+    """The distinct evaluation items among graded rows (one run's rows, without item columns: each row one)."""
+    named = [column for column in transfer.ITEM if column in here]
+    return len(here[named].drop_duplicates()) if len(named) == len(transfer.ITEM) else len(here)
+
+
 def _row_interval(here: pd.DataFrame, runs: int) -> tuple[float, float, str]:
-    """The interval of one row's graded examples of a split, and its label (see accuracy_rows)."""
+    """The interval of one row's graded examples of a split, and its label (see accuracy_rows): the rule of
+    report/transfer.py's tables, so one row reads alike in every table."""
     if here.empty:
         return np.nan, np.nan, "n/a: no items"
+    if here["answer_correct"].nunique() == 1:  # every answer alike: the bootstrap has nothing to resample
+        return alike_interval(bool(here["answer_correct"].iloc[0]), _distinct_items(here))
     if runs == 1:
         return *binomial_interval(int(here["answer_correct"].sum()), len(here)), "items only"
-    if runs < MIN_UNITS:
-        return np.nan, np.nan, f"n/a: {counted(runs, 'run')}"
-    lo, hi = transfer.accuracy_interval(here)
-    if lo == hi:  # every answer alike: the bootstrap has nothing to resample
-        alike = "right" if here["answer_correct"].all() else "wrong"
-        return np.nan, np.nan, f"n/a: {counted(runs, 'run')}, every answer {alike}"
-    return lo, hi, "runs and items"
+    lo, hi = transfer.accuracy_interval(here)  # below MIN_UNITS runs the runs are held fixed: items only
+    return lo, hi, "runs and items" if runs >= MIN_UNITS else f"items only: {counted(runs, 'run')}"
