@@ -15,13 +15,15 @@ import xarray as xr
 from scaling.fit import progress
 from scaling.fit.backtest import backtest_scores, backtest_table
 from scaling.fit.data import Columns, fit_data
+from scaling.fit.identify import COLUMNS as IDENTIFY_COLUMNS
 from scaling.fit.infer import LawFit, fit_law, fit_pooled, reported
 from scaling.fit.models import POOL_TAU
 from scaling.fit.record import group_dim
 from scaling.fit.request import FitRequest, Prepared
 from scaling.fit.returns import MemorizedRun, returns_table
 
-SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction", "p_positive"]
+# contraction, prior_share, prior_tail and the `identified` label: see scaling.fit.identify
+SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", *IDENTIFY_COLUMNS, "p_positive"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def divergences(request: FitRequest, fits: list[GroupFit]) -> int:
 
 
 def summary_table(fits: list[GroupFit]) -> pd.DataFrame:
-    """Every group's summary rows (with each parameter's posterior contraction) and whether its fit converged."""
+    """Every group's summary rows (with whether the data determined each parameter) and whether its fit converged."""
     return stacked([g.fit.summary[SUMMARY_COLUMNS].assign(converged=g.fit.converged) for g in fits], fits)
 
 
