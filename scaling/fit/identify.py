@@ -23,6 +23,7 @@ its latent draws from the reported ones.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -129,7 +130,7 @@ def identification(law: Law, latent: dict, x_scaled: dict, pooled: bool) -> pd.D
                for k, site in enumerate(sites)}
     rows = {}
     own = {lat.name: lat.site for lat in law.latent}
-    made_of = _made_of(law, np.median(z, axis=0))
+    made_of = _made_of(law, np.median(z, axis=0)) if set(law.params) - set(own) else {}
     for param in law.params:
         if param in own:
             rows[param] = by_site[own[param]]
@@ -153,19 +154,25 @@ def _prior_tail(draws: np.ndarray, prior) -> float:
 def _constant_sites(law: Law, z: np.ndarray, x_scaled: dict) -> np.ndarray:
     """Per latent site, whether the law's mean over the fitted rows ignores it: its gradient with respect to the
     site, at posterior draws, is 0 (to CONSTANT of the largest site's) on every row."""
-    sites = [lat.site for lat in law.latent]
     keep = np.unique(np.linspace(0, len(z) - 1, min(len(z), SENSITIVITY_DRAWS)).round().astype(int))
     # Distinct rows only: an item-level table repeats each run's inputs for every item.
     names = list(x_scaled)
     distinct = np.unique(np.stack([np.asarray(x_scaled[name], float) for name in names], axis=1), axis=0)
     x = {name: jnp.asarray(distinct[:, i]) for i, name in enumerate(names)}
-
-    def mean(vector):
-        return law.mean(law.scaled(dict(zip(sites, vector))), x)
-
-    jacobian = jax.vmap(jax.jacfwd(mean))(jnp.asarray(z[keep], jnp.float32))  # (draws, rows, K)
+    jacobian = _mean_jacobian(law)(jnp.asarray(z[keep], jnp.float32), x)  # (draws, rows, K)
     effect = np.nan_to_num(np.abs(np.asarray(jacobian)), nan=np.inf).max(axis=(0, 1))
     return effect <= CONSTANT * effect.max()
+
+
+@lru_cache(maxsize=32)
+def _mean_jacobian(law: Law):
+    """d mean / d latent sites at each row, for a batch of draws: one compiled program per law (and shape)."""
+    sites = [lat.site for lat in law.latent]
+
+    def mean(vector, x):
+        return law.mean(law.scaled(dict(zip(sites, vector))), x)
+
+    return jax.jit(jax.vmap(jax.jacfwd(mean), in_axes=(0, None)))
 
 
 def _made_of(law: Law, z_median: np.ndarray) -> dict[str, list[str]]:
