@@ -2,10 +2,14 @@
 parameter actually has, prior–data conflicts, constant axes, ridges, and the latent draws a committed
 posterior.nc is labelled from."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
+from fit_folders import relabelled_summary
 from numpyro.infer import Predictive
 
 from scaling.fit import identify, models
@@ -140,3 +144,22 @@ def test_the_pooled_priors_quantiles_are_those_of_its_draws():
     for q in (identify.CONFLICT_TAIL, 0.5, 1 - identify.CONFLICT_TAIL):
         assert np.mean(draws < prior.ppf(q)) == pytest.approx(q, abs=0.002)
     assert prior.var() == pytest.approx(draws.var(), rel=0.02)
+
+
+def test_the_study_fits_committed_posterior_shows_its_run_spread_conflict_and_its_constant_quality_axis():
+    """fits/study-core-sft-id, relabelled from its posterior.nc (no refit): run_sd_c 2.76 [2.10, 3.38] kept
+    contraction 0.09 and is a conflict; quality is 1.0 on every row, so rho and gamma are the prior's whatever
+    their draws; kappa's posterior is wider than its prior; the beta the paper quotes is the data's."""
+    folder = Path(__file__).resolve().parents[2] / "fits" / "study-core-sft-id"
+    summary = relabelled_summary(folder).set_index(["family", "param"])
+    committed = pd.read_csv(folder / "summary.csv").set_index(["family", "param"])
+    pd.testing.assert_series_equal(summary["mean"], committed["mean"])
+    for family in ("add", "reverse", "sort"):
+        spread = summary.loc[(family, "run_sd_c")]
+        assert spread["contraction"] == pytest.approx(committed.loc[(family, "run_sd_c"), "contraction"])
+        assert spread["contraction"] < 0.1 and spread["identified"] == CONFLICT
+        assert summary.loc[(family, "rho"), "identified"] == summary.loc[(family, "gamma"), "identified"] == PRIOR
+        assert summary.loc[(family, "kappa"), "contraction"] < 0 and summary.loc[(family, "kappa"), "identified"] == PRIOR
+        # Against the pooled prior (variance 1 + 0.5²) an uninformed rho now reads about 0, not −0.23.
+        assert abs(summary.loc[(family, "rho"), "contraction"]) < 0.05 < abs(committed.loc[(family, "rho"), "contraction"])
+        assert summary.loc[(family, "beta"), "identified"] == DATA
