@@ -200,3 +200,28 @@ def test_a_grouped_backtest_gets_a_panel_per_group_titled_with_its_coverage(proj
     assert [n for n in after if n.startswith("a")] != [n for n in before if n.startswith("a")]
     assert [n for n in after if n.startswith("b")] == [n for n in before if n.startswith("b")]
     assert backtest_panels(table, ())[0][0].endswith(f"of {int(table['held_out'].sum())} held out covered")
+
+
+def test_the_paper_quotes_no_parameter_the_data_did_not_determine():
+    """Every quote of a fit's summary.csv selects a row labelled `data` in its `identified` column
+    (scaling.fit.identify): never a parameter the data cannot inform (`prior`: quality fixed at 1.0 leaves rho and
+    gamma to the prior), one the prior places along a ridge (`ridge`), or a prior–data conflict (`conflict`)."""
+    from scaling.report.quotes import quotes_of
+
+    paper = Path(__file__).resolve().parents[2] / "paper" / "paper.md"
+    quoted = [q for q in quotes_of(paper) if q.path.name == "summary.csv"]
+    assert quoted
+    problems = []
+    for quote in quoted:
+        table = pd.read_csv(quote.path)
+        if "identified" not in table.columns:
+            problems.append(f"{quote.path.parent.name}/summary.csv has no `identified` column: relabel the fit")
+            continue
+        chosen = table
+        for column, value in quote.row:
+            numeric = pd.api.types.is_numeric_dtype(chosen[column])
+            chosen = chosen[chosen[column] == float(value)] if numeric else chosen[chosen[column].astype(str) == value]
+        if set(chosen["identified"]) != {"data"}:
+            problems.append(f"line {quote.line} quotes {quote.column} of {dict(quote.row)}, labelled "
+                            f"{', '.join(map(str, sorted(set(chosen['identified']))))}")
+    assert not problems, "\n".join(sorted(set(problems)))
