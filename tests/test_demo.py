@@ -46,7 +46,8 @@ def test_demo_writes_results_fit_and_figures_that_load(tmp_path):
     # families: a curve per size × family × diversity, only where the cell trained the family (reverse: diversity 2).
     summary = pd.read_csv(paths["summary"])
     assert list(summary.columns) == ["size", "family", "diversity", "param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat",
-                                     "ess_bulk", "contraction", "p_positive", "converged"]
+                                     "ess_bulk", "contraction", "prior_share", "prior_tail", "identified", "p_positive",
+                                     "converged"]
     assert set(zip(summary["size"], summary["family"], summary["diversity"])) == {
         ("tiny", "add", 1), ("tiny", "add", 2), ("tiny", "reverse", 2)}
     assert set(summary["param"]) == {"C", "x50", "k"}

@@ -12,7 +12,8 @@ import pandas as pd
 
 from scaling.fit.backtest import score_name
 from scaling.fit.groups import GroupFit, divergences
-from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK, UNIDENTIFIED
+from scaling.fit.identify import MEANINGS
+from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK
 from scaling.fit.laws import Law
 from scaling.fit.models import POOL_TAU
 from scaling.fit.request import FitRequest, Prepared
@@ -31,12 +32,13 @@ def say_request(request: FitRequest, prepared: Prepared, say: Callable[[str], No
 
 
 def say_fits(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.DataFrame, say: Callable[[str], None]) -> None:
-    """The summary table and what it answers: unidentified parameters, signed questions, pooled spreads, backtests."""
+    """The summary table and what it answers: parameters the data did not determine, signed questions, pooled
+    spreads, backtests."""
     say(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    unidentified = sorted(set(summary.loc[summary["contraction"] < UNIDENTIFIED, "param"]))
-    if unidentified:
-        say(f"warning: the data barely narrow the prior of {', '.join(unidentified)} (posterior contraction < "
-            f"{UNIDENTIFIED}): read their intervals as the prior's, not as measurements")
+    for name, meaning in MEANINGS.items():  # the `identified` column's verdicts, one line per label
+        flagged = labelled(fits, name)
+        if flagged:
+            say(f"{name}: {flagged}: {meaning}")
     for g in fits:
         for name, question in SIGNED_QUESTIONS.items():  # the law's answer to its question, a line per group
             if name in law.params:
@@ -65,6 +67,15 @@ def backtest_line(label: str, scores: dict[str, float], held: bool) -> str:
     verdict = "the law beats it" if skill > 0 else "the law does NOT beat it"
     return (line + f"; persistence (last fitted value carried forward) {scores[name('mae_persistence')]:.4g} over "
             f"{scores['persistence_rows']} rows{f' ({missing} without one)' if missing else ''}: {verdict} (skill {skill:.2f})")
+
+
+def labelled(fits: list[GroupFit], name: str) -> str:
+    """The parameters labelled `name`, each followed by its groups unless every group's is: "rho, kappa (add)"."""
+    groups: dict[str, list[str]] = {}
+    for g in fits:
+        for param in g.fit.summary.loc[g.fit.summary["identified"] == name, "param"]:
+            groups.setdefault(param, []).append(g.label)
+    return ", ".join(param if len(where) == len(fits) else f"{param} ({', '.join(where)})" for param, where in groups.items())
 
 
 def diagnostics_line(request: FitRequest, fits: list[GroupFit], summary: pd.DataFrame) -> str:

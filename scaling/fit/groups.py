@@ -15,6 +15,7 @@ import xarray as xr
 from scaling.fit import progress
 from scaling.fit.backtest import backtest_scores, backtest_table, persistence
 from scaling.fit.data import DEFAULT_STEPS_AXIS, Columns, fit_data
+from scaling.fit.identify import COLUMNS as IDENTIFY_COLUMNS
 from scaling.fit.infer import LawFit, fit_law, fit_pooled, reported
 from scaling.fit.laws import Law
 from scaling.fit.models import POOL_TAU
@@ -22,7 +23,8 @@ from scaling.fit.record import group_dim
 from scaling.fit.request import FitRequest, Part, Prepared
 from scaling.fit.returns import PAST, MemorizedRun, fraction_axes, returns_table
 
-SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction", "p_positive"]
+# contraction, prior_share, prior_tail and the `identified` label: see scaling.fit.identify
+SUMMARY_COLUMNS = ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", *IDENTIFY_COLUMNS, "p_positive"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ def divergences(request: FitRequest, fits: list[GroupFit]) -> int:
 
 
 def summary_table(fits: list[GroupFit]) -> pd.DataFrame:
-    """Every group's summary rows (with each parameter's posterior contraction) and whether its fit converged."""
+    """Every group's summary rows (with whether the data determined each parameter) and whether its fit converged."""
     return stacked([g.fit.summary[SUMMARY_COLUMNS].assign(converged=g.fit.converged) for g in fits], fits)
 
 

@@ -27,10 +27,10 @@ from numpyro.infer.util import initialize_model, potential_energy
 from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
 
 from scaling.errors import UserError
-from scaling.fit import METHODS, models, progress
+from scaling.fit import METHODS, identify, models, progress
 from scaling.fit.huber import HuberConfig, huber_fit
 from scaling.fit.laws import Law
-from scaling.fit.models import LOG_PHI, MEAN, OBSERVED, RUN_SD, RUN_SD_MODE, RUN_Z, SEED_Z, SIGMA, TAU, Scales
+from scaling.fit.models import LOG_PHI, MEAN, OBSERVED, RUN_SD, RUN_Z, SEED_Z, SIGMA, TAU, Scales
 
 # Diagnostics thresholds (Vehtari et al. 2021): split r_hat and bulk effective sample size.
 MAX_R_HAT = 1.01
@@ -146,7 +146,7 @@ class LawFit:
     the draws of the model's own sites, from which its predictions and held-out densities are computed."""
 
     posterior: az.InferenceData
-    summary: pd.DataFrame  # param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk, contraction
+    summary: pd.DataFrame  # param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk, p_positive, then identify.COLUMNS
     x_ref: float  # geometric mean of the (first) axis
     divergences: int  # NUTS divergent transitions after warmup (0 for svi and huber)
     law: Law  # the registered law
@@ -493,7 +493,7 @@ def fit_law(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfi
         latent, pointwise, pareto_k, importance_ess = _svi(law, args, n_seeds, has_n, sampler)
     idata = _inference_data(law, _original_units(law, latent, scales), pointwise, data, scales, method)
     summary = summarize_law(idata, reported(law, idata.posterior), with_diagnostics=True)
-    summary["contraction"] = posterior_contraction(law, latent)
+    summary = summary.join(identify.identification(law, latent, args["x"], pooled=False), on="param")
     if method == "svi":
         idata.posterior.attrs["pareto_k"] = pareto_k
         # Resampled draws repeat; shuffled, they look independent to ESS, which then overstates them.
@@ -529,7 +529,9 @@ def fit_pooled(law: Law, data: FitData, method: str = "nuts", sampler: SamplerCo
         for lat in law.latent:  # how far the groups spread on each latent site: the pooling's verdict
             idata.posterior[models.POOL_TAU + lat.site] = (("chain", "draw"), np.asarray(latent[models.POOL_TAU + lat.site]))
         summary = summarize_law(idata, reported(law, idata.posterior), with_diagnostics=True)
-        summary["contraction"] = posterior_contraction(law, shared | models.group_latents(law, latent, g))
+        group_x = {name: value[rows] for name, value in args["x"].items()}
+        summary = summary.join(identify.identification(law, shared | models.group_latents(law, latent, g), group_x, pooled=True),
+                               on="param")
         fits.append(LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, latent, scales, method, pareto_k, g))
     return fits
 
@@ -563,25 +565,9 @@ def _huber(law: Law, data: FitData, scales: Scales, sampler: SamplerConfig) -> L
     idata.posterior.attrs["bootstrap_resampled"] = result.resampled  # rows, or whole runs (see baseline)
     summary = summarize_law(idata, law.params, with_diagnostics=False)
     summary["mean"] = [result.estimate[name] for name in law.params]
-    summary["contraction"] = np.nan  # a bootstrap has no prior to contract
+    summary[identify.COLUMNS] = np.nan  # a bootstrap has no prior to contract, or to conflict with
+    summary["identified"] = identify.NOT_APPLICABLE
     return LawFit(idata, summary, scales.x_ref[law.axes[0]], 0, law, latent, scales, "huber")
-
-
-UNIDENTIFIED = 0.5  # posterior contraction below this: the data narrowed the prior by less than half (in variance)
-
-
-def posterior_contraction(law: Law, latent: dict) -> list[float]:
-    """Per reported parameter, 1 − posterior variance / prior variance of its own prior site (unconstrained,
-    scaled units): near 1 the data determine it, near 0 its interval is the prior's. NaN for a parameter
-    derived from other sites. Run-effect spreads, where fitted, follow (their Gamma prior's variance)."""
-    out = {}
-    for lat in law.latent:
-        draws = np.asarray(latent[lat.site], float).reshape(-1)
-        out[lat.name] = float(1.0 - draws.var() / lat.scale**2) if draws.size > 1 else np.nan
-    for name in run_spreads(law):
-        if name in latent:  # Gamma(2, 1/mode) has variance 2·mode²
-            out[name] = float(1.0 - np.asarray(latent[name], float).var() / (2 * RUN_SD_MODE**2))
-    return [out.get(name, np.nan) for name in (*law.params, *(n for n in run_spreads(law) if n in latent))]
 
 
 def summarize_law(idata: az.InferenceData, params: tuple[str, ...], with_diagnostics: bool) -> pd.DataFrame:

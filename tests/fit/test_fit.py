@@ -69,7 +69,8 @@ def power_fit():
 
 def test_nuts_recovers_a_power_law_with_diagnostics_and_a_pointwise_log_likelihood(power_fit):
     truth, data, fit = power_fit
-    assert list(fit.summary.columns) == ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "p_positive", "contraction"]
+    assert list(fit.summary.columns) == ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "p_positive", "contraction",
+                                          "prior_share", "prior_tail", "identified"]
     assert list(fit.summary["param"]) == ["E", "A", "alpha"] and fit.method == "nuts" and fit.law is LAWS["power"]
     _recovered(fit, truth)
     assert fit.divergences == 0 and fit.summary["r_hat"].max() < 1.05

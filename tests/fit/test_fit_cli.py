@@ -43,8 +43,9 @@ def test_a_power_law_fit_of_a_csv_writes_every_output_and_predicts_the_holdout(p
     assert "held-out" in printed and "Diagnostics: ok" in printed
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == ["param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction",
-                                     "p_positive", "converged"]
+                                     "prior_share", "prior_tail", "identified", "p_positive", "converged"]
     assert summary.converged.all() and (summary.contraction > 0.5).all()  # 16 clean points pin a 3-parameter law
+    assert (summary.identified == "data").all()
     floor = summary.set_index("param").loc["E"]
     assert floor["hdi_5%"] < 1.5 < floor["hdi_95%"]
     backtest = pd.read_csv(out / "backtest.csv")
@@ -294,7 +295,7 @@ def test_a_parameter_the_data_cannot_see_is_named_as_the_priors_not_measured(tmp
     assert main(["fit", str(table), "--law", "accuracy", "--y", "acc", "--n", "n", "--x", "x=step", "--out", str(out),
                  *QUICK, "--allow-unconverged"]) == 0
     printed = capsys.readouterr().out
-    warning = next(line for line in printed.splitlines() if line.startswith("warning: the data barely narrow"))
-    assert "C" in warning.split("prior of ")[1].split(" (")[0].split(", ")
+    warning = next(line for line in printed.splitlines() if line.startswith("prior: "))
+    assert "C" in warning.split(": ")[1].split(", ") and "their intervals are the prior's" in warning
     summary = pd.read_csv(out / "summary.csv").set_index("param")
-    assert summary.loc["C", "contraction"] < 0.5
+    assert summary.loc["C", "contraction"] < 0.5 and summary.loc["C", "identified"] == "prior"

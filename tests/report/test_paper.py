@@ -213,3 +213,28 @@ def test_a_backtest_panel_puts_the_law_beside_persistence_and_old_folders_still_
         assert f"MAE {law:.3g} vs persistence {carried:.3g}, " in name
     old = backtest_panels(table.drop(columns="persistence"), ("task",))
     assert all("persistence" not in name and name.endswith("held out covered") for name, _ in old)
+
+
+def test_the_paper_quotes_no_parameter_the_data_did_not_determine():
+    """Every quote of a fit's summary.csv selects a row labelled `data` in its `identified` column
+    (scaling.fit.identify): never a parameter the data cannot inform (`prior`: quality fixed at 1.0 leaves rho and
+    gamma to the prior), one the prior places along a ridge (`ridge`), or a prior–data conflict (`conflict`)."""
+    from scaling.report.quotes import quotes_of
+
+    paper = Path(__file__).resolve().parents[2] / "paper" / "paper.md"
+    quoted = [q for q in quotes_of(paper) if q.path.name == "summary.csv"]
+    assert quoted
+    problems = []
+    for quote in quoted:
+        table = pd.read_csv(quote.path)
+        if "identified" not in table.columns:
+            problems.append(f"{quote.path.parent.name}/summary.csv has no `identified` column: relabel the fit")
+            continue
+        chosen = table
+        for column, value in quote.row:
+            numeric = pd.api.types.is_numeric_dtype(chosen[column])
+            chosen = chosen[chosen[column] == float(value)] if numeric else chosen[chosen[column].astype(str) == value]
+        if set(chosen["identified"]) != {"data"}:
+            problems.append(f"line {quote.line} quotes {quote.column} of {dict(quote.row)}, labelled "
+                            f"{', '.join(map(str, sorted(set(chosen['identified']))))}")
+    assert not problems, "\n".join(sorted(set(problems)))
