@@ -205,11 +205,13 @@ def baseline(run_dir: str, quiet: bool) -> None:
 @click.option("--allow-unconverged", is_flag=True, help="Write the outputs even if r_hat, ESS or divergences fail.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder  [default: fits/LAW].")
 @click.option("--laws", "list_laws", is_flag=True, help="List the laws with their formulas and exit.")
+@click.option("--refresh", is_flag=True, help="INPUT is a fit folder: recompute its summary labels, returns and "
+              "backtest baseline from its posterior with this version, without refitting.")
 @click.option("--quiet", is_flag=True, help="No progress display (it goes to stderr, and only to a terminal).")
 def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n: str | None, by: tuple[str, ...], pool: bool,
         where: str | None, holdout: str | None, split: str | None, method: str, seed: int, chains: int, samples: int,
         warmup: int, threshold: float | None, compare: str | None, allow_unconverged: bool, out: Path | None,
-        list_laws: bool, quiet: bool) -> None:
+        list_laws: bool, refresh: bool, quiet: bool) -> None:
     """Fit a scaling law to INPUT (a results.nc or a CSV/Parquet table) with honest uncertainty."""
     from scaling.fit.command import run_fit
     from scaling.fit.compare import compare_laws
@@ -226,6 +228,14 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
     names = [name.strip() for name in compare.split(",") if name.strip()] if compare else []
     if input_path is None:
         raise UserError("give INPUT: a results.nc, or a .csv or .parquet table")
+    if refresh:
+        from scaling.fit.record import read_fit
+        from scaling.fit.refresh import write_refreshed
+
+        read_fit(input_path)  # a folder `scaling fit` wrote, or one line saying it is not
+        write_refreshed(input_path)
+        click.echo(f"refreshed {input_path}/ (summary.csv, returns.csv, backtest.csv, fit.toml's backtest scores)")
+        return
     if not (law or names) or not y:
         raise UserError("give --law NAME (or --compare LAW1,LAW2) and --y VAR")
     for flag, value in (("--warmup", warmup), ("--samples", samples), ("--chains", chains)):

@@ -1,10 +1,13 @@
-"""A fit folder's diminishing returns and backtest baseline recomputed with the current code from what the
-folder holds (its posterior, its fit.toml and the input it names), without refitting: the law's own
-predictions in backtest.csv (`mean, lo, hi`) stay as they were sampled.
+"""A fit folder's summary labels, diminishing returns and backtest baseline recomputed with the current code
+from what the folder holds (its posterior, its fit.toml and the input it names), without refitting
+(`scaling fit --refresh FOLDER`): the posterior draws, the law's own predictions in backtest.csv (`mean, lo,
+hi`) and the sampler's diagnostics stay as they were sampled. For fits that took an hour, after a release
+that reads a posterior better.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -14,8 +17,10 @@ import pandas as pd
 import tomli_w
 
 from scaling.errors import UserError
+from scaling.fit import identify, models
 from scaling.fit.backtest import PERSISTENCE, backtest_scores
-from scaling.fit.groups import group_persistence, group_returns, tested_rows
+from scaling.fit.data import fit_data
+from scaling.fit.groups import SUMMARY_COLUMNS, group_persistence, group_returns, tested_rows
 from scaling.fit.record import MARKER, group_dim, read_request
 from scaling.fit.request import Part, prepare
 
@@ -55,15 +60,51 @@ def refreshed_returns(folder: Path, root: Path = Path(".")) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def write_refreshed(folder: Path, root: Path = Path(".")) -> None:
-    """Rewrite folder's returns.csv, backtest.csv and fit.toml's backtest scores with the current code."""
+def refreshed_summary(folder: Path, root: Path = Path(".")) -> pd.DataFrame:
+    """summary.csv of the fit in folder with contraction, prior_share, prior_tail and `identified` computed from
+    its posterior draws and the rows it fitted (scaling.fit.identify); every other column as it was."""
     folder = Path(folder)
+    request = read_request(folder, root)
+    prepared = prepare(request)
+    law = prepared.law
+    posterior = az.from_netcdf(str(folder / "posterior.nc")).posterior
+    scales = identify.scales_of_posterior(law, posterior.attrs)
+    dim = group_dim(request.by)
+    tables = []
+    for part in prepared.parts:
+        draws = posterior.sel({dim: part.label}) if dim else posterior
+        x = models.scaled_inputs(law, fit_data(part.train, law, prepared.columns).x, scales)
+        table = identify.identification(law, identify.latent_from_posterior(law, draws, scales), x, pooled=request.pool)
+        tables.append(table.reset_index(names="param").assign(**part.key))
+    keys = [*request.by, "param"]
+    summary = pd.read_csv(folder / "summary.csv")
+    old = [column for column in identify.COLUMNS if column in summary]
+    relabelled = summary.drop(columns=old).merge(pd.concat(tables, ignore_index=True), on=keys, how="left",
+                                                 validate="one_to_one")
+    if relabelled["identified"].isna().any():
+        raise UserError(f"{folder / 'summary.csv'} names a group or parameter its posterior.nc lacks: refit instead")
+    return relabelled[[*request.by, *SUMMARY_COLUMNS, "converged"]]
+
+
+def write_refreshed(folder: Path, root: Path = Path(".")) -> None:
+    """Rewrite folder's summary.csv, returns.csv, backtest.csv and fit.toml's backtest scores with the current
+    code: every table is computed before the first is replaced, and each is replaced whole (os.replace)."""
+    folder = Path(folder)
+    summary = refreshed_summary(folder, root)
     backtest, scores = refreshed_backtest(folder, root)
     returns = refreshed_returns(folder, root)
     record = tomllib.loads((folder / MARKER).read_text())
-    returns.to_csv(folder / "returns.csv", index=False)
-    backtest.to_csv(folder / "backtest.csv", index=False)
-    (folder / MARKER).write_text(tomli_w.dumps(record | {"backtest": scores}))
+    _replace(folder / "summary.csv", summary.to_csv(index=False))
+    _replace(folder / "returns.csv", returns.to_csv(index=False))
+    _replace(folder / "backtest.csv", backtest.to_csv(index=False))
+    _replace(folder / MARKER, tomli_w.dumps(record | {"backtest": scores}))
+
+
+def _replace(path: Path, text: str) -> None:
+    """path's content replaced whole: written beside it, then renamed over it."""
+    staged = path.with_name(f".{path.name}.refresh")
+    staged.write_text(text)
+    os.replace(staged, path)
 
 
 def _rows_of(table: pd.DataFrame, part: Part) -> pd.DataFrame:

@@ -4,18 +4,19 @@ posterior.nc is labelled from."""
 
 from pathlib import Path
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from fit_folders import relabelled_summary
 from numpyro.infer import Predictive
 
 from scaling.fit import identify, models
 from scaling.fit.identify import CONFLICT, DATA, PRIOR, RIDGE, identification, latent_from_posterior, scales_of_posterior
 from scaling.fit.infer import FitData, SamplerConfig, fit_law
 from scaling.fit.laws import LAWS
+from scaling.fit.refresh import refreshed_summary
 
 SHORT_NUTS = SamplerConfig(warmup=300, samples=300, chains=2, seed=0)
 
@@ -151,15 +152,19 @@ def test_the_study_fits_committed_posterior_shows_its_run_spread_conflict_and_it
     contraction 0.09 and is a conflict; quality is 1.0 on every row, so rho and gamma are the prior's whatever
     their draws; kappa's posterior is wider than its prior; the beta the paper quotes is the data's."""
     folder = Path(__file__).resolve().parents[2] / "fits" / "study-core-sft-id"
-    summary = relabelled_summary(folder).set_index(["family", "param"])
+    summary = refreshed_summary(folder).set_index(["family", "param"])
     committed = pd.read_csv(folder / "summary.csv").set_index(["family", "param"])
     pd.testing.assert_series_equal(summary["mean"], committed["mean"])
+    posterior = az.from_netcdf(str(folder / "posterior.nc")).posterior
+    scales = scales_of_posterior(LAWS["sft"], posterior.attrs)
     for family in ("add", "reverse", "sort"):
         spread = summary.loc[(family, "run_sd_c")]
         assert spread["contraction"] == pytest.approx(committed.loc[(family, "run_sd_c"), "contraction"])
         assert spread["contraction"] < 0.1 and spread["identified"] == CONFLICT
         assert summary.loc[(family, "rho"), "identified"] == summary.loc[(family, "gamma"), "identified"] == PRIOR
         assert summary.loc[(family, "kappa"), "contraction"] < 0 and summary.loc[(family, "kappa"), "identified"] == PRIOR
-        # Against the pooled prior (variance 1 + 0.5²) an uninformed rho now reads about 0, not −0.23.
-        assert abs(summary.loc[(family, "rho"), "contraction"]) < 0.05 < abs(committed.loc[(family, "rho"), "contraction"])
+        # Against the pooled prior (variance 1 + 0.5²) an uninformed rho now reads about 0; against the site's own
+        # scale² alone (as before) it read about −0.23.
+        rho = latent_from_posterior(LAWS["sft"], posterior.sel(family=family), scales)["rho"]
+        assert abs(summary.loc[(family, "rho"), "contraction"]) < 0.05 and 1 - rho.var() < -0.15
         assert summary.loc[(family, "beta"), "identified"] == DATA

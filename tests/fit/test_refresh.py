@@ -30,5 +30,11 @@ def test_a_folder_written_before_the_baseline_gets_it_back_as_a_fresh_fit_writes
     write_refreshed(out, root=tmp_path)
     for name, table in fresh.items():
         pd.testing.assert_frame_equal(pd.read_csv(out / name), table)
+    # The command does the same; a folder scaling fit did not write is refused in one line.
+    fresh["backtest.csv"].drop(columns="persistence").to_csv(out / "backtest.csv", index=False)
+    assert main(["fit", "--refresh", str(out)]) == 0
+    assert main(["fit", "--refresh", str(tmp_path)]) == 2
+    for name, table in fresh.items():
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), table)
     assert tomllib.loads((out / "fit.toml").read_text())["backtest"]["all"] == pytest.approx(scores["all"])
     assert scores["all"]["persistence_rows"] == 2  # the one run's two rows at 4096, from its largest fitted budget
