@@ -167,3 +167,20 @@ def _row_interval(here: pd.DataFrame, runs: int) -> tuple[float, float, str]:
         return *binomial_interval(int(here["answer_correct"].sum()), len(here)), "items only"
     lo, hi = transfer.accuracy_interval(here)  # below MIN_UNITS runs the runs are held fixed: items only
     return lo, hi, "runs and items" if runs >= MIN_UNITS else f"items only: {counted(runs, 'run')}"
+
+
+BACKTEST_SCORES = ("rows", "mae", "coverage_90", "persistence_rows", "mae_persistence", "skill")
+
+
+def backtest_scores(fit: str, record: dict) -> pd.DataFrame:
+    """One row per group of a fit's `[backtest]` scores (its fit.toml, read as a dict): held-out scores where the fit
+    held rows out, else the in-sample ones (`in_sample` says which), so the law's error stands beside that of
+    carrying each run's last fitted value forward (`skill` above 0: the law beats it)."""
+    rows = []
+    for group, scores in record.get("backtest", {}).items():
+        in_sample = "mae" not in scores
+        suffix = "_in_sample" if in_sample else ""
+        rows.append({"fit": fit, "group": group, "in_sample": in_sample,
+                     **{name: scores.get(name if name.endswith("rows") else name + suffix, np.nan)
+                        for name in BACKTEST_SCORES}})
+    return pd.DataFrame(rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -236,6 +237,13 @@ class TransferOptions:
 
 
 @dataclass(frozen=True)
+class BacktestScoresOptions:
+    """backtest_scores: each fit's backtest scores (its fit.toml), a row per fit and group."""
+
+    fits: tuple[Path, ...] = field(metadata=PATHS)  # `scaling fit` folders
+
+
+@dataclass(frozen=True)
 class TableKind:
     """One kind of table ([[table]] in figures.toml, written as CSV)."""
 
@@ -283,9 +291,21 @@ def _transfer(o: TransferOptions) -> pd.DataFrame:
     return transfer.transfer_table(transfer.read_grades_file(o.grades), o.by, o.step, o.where)
 
 
+def _backtest_scores(o: BacktestScoresOptions) -> pd.DataFrame:
+    """The law's and persistence's backtest scores of each fit and group, as its fit.toml records them."""
+    return pd.concat([claims.backtest_scores(folder.name, tomllib.loads((folder / "fit.toml").read_text()))
+                      for folder in o.fits], ignore_index=True)
+
+
+def _fit_records(options: BacktestScoresOptions, root: Path) -> Inputs:
+    """Each fit folder's fit.toml."""
+    yield from (("", folder / "fit.toml") for folder in options.fits)
+
+
 TABLE_KINDS: dict[str, TableKind] = {
     "post_memorization": TableKind(_post_memorization, PostMemorizationTableOptions, _runs_and_grades),
     "conditions": TableKind(_conditions, ConditionsTableOptions, _files("results")),
     "accuracy_rows": TableKind(_accuracy_rows, AccuracyRowsOptions, _row_grades),
     "transfer": TableKind(_transfer, TransferOptions, _files("grades")),
+    "backtest_scores": TableKind(_backtest_scores, BacktestScoresOptions, _fit_records),
 }
