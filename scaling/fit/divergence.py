@@ -59,7 +59,7 @@ class Divergences:
             return "no divergent transitions"
         verdict = "harmless" if self.harmless else "refused"
         rare = self.count <= MAX_SHARE * self.draws
-        return (f"{self.count} divergent transitions of {self.draws:,} draws ({self.count / self.draws:.2%}), {self.where}; "
+        return (f"{self.count} divergent transition{'s' if self.count > 1 else ''} of {self.draws:,} draws ({self.count / self.draws:.2%}), {self.where}; "
                 f"without the {NEIGHBOURHOOD} draws either side of each, the reported means and 90% bounds move by up "
                 f"to {self.shift:.2f} sd ({self.moved}): {verdict} (passes with <= {MAX_SHARE:.1%} of the draws"
                 f"{'' if rare else ', which these exceed'} and < {MAX_SHIFT} sd)")
