@@ -375,7 +375,7 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warm
 
 
 def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig,
-          n_groups: int = 0) -> tuple[dict, np.ndarray, int]:
+          n_groups: int = 0) -> tuple[dict, np.ndarray, np.ndarray]:
     """Latent draws (chains, draws, ...), pointwise log-likelihood (chains, draws, m), divergent draws (chains, draws)."""
     program = _nuts_chain(law, int(args["y"].shape[0]), has_n, n_seeds, n_groups, sampler.warmup, sampler.samples,
                           progress.active())
