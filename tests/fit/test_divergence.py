@@ -1,8 +1,12 @@
 """The divergence verdict: a few divergent transitions pass only when they move no reported quantity."""
 
+import dataclasses
+
 import numpy as np
 
 from scaling.fit.divergence import MAX_SHARE, judged
+from scaling.fit.infer import FitData, SamplerConfig, fit_law
+from scaling.fit.laws import LAWS
 
 CHAINS, DRAWS = 4, 2000
 
@@ -49,3 +53,22 @@ def test_more_than_a_few_divergences_are_refused_whatever_they_move():
 
 def test_no_divergences_pass():
     assert judged(np.zeros((CHAINS, DRAWS), bool), {}, {}, 0.9).harmless
+
+
+def test_a_fits_divergences_are_judged_on_its_own_sites_and_reported_parameters():
+    """On a real NUTS fit: one divergence in 2,000 draws, in the bulk, passes and says where it is judged; three
+    (0.15%) are refused, and the fit with them does not count as converged."""
+    x = np.geomspace(10, 1e4, 16)
+    y = (0.4 + 30.0 * x**-0.6) * np.exp(np.random.default_rng(0).normal(0, 0.02, x.shape))
+    fit = fit_law(LAWS["power"], FitData({"x": x}, y), "nuts", SamplerConfig(warmup=300, samples=1000, chains=2))
+    assert fit.divergences == 0 and fit.converged
+    median_draw = np.argsort(fit.latent["log_alpha"].reshape(-1))[1000]
+    one = np.zeros_like(fit.divergent)
+    one.reshape(-1)[median_draw] = True
+    judged_one = dataclasses.replace(fit, divergent=one).divergence
+    assert judged_one.count == 1 and judged_one.harmless and judged_one.moved in ("E", "A", "alpha")
+    assert dataclasses.replace(fit, divergent=one).converged
+    three = np.zeros_like(fit.divergent)
+    three[1, [100, 500, 900]] = True
+    refused = dataclasses.replace(fit, divergent=three)
+    assert not refused.divergence.harmless and not refused.converged
