@@ -13,7 +13,8 @@ from typing import Callable
 
 import pandas as pd
 
-from scaling.fit.console import diagnostics_line, say_fits, say_request
+from scaling.fit.console import diagnostics_lines, divergence_verdicts, say_fits, say_request
+from scaling.fit.divergence import RULE
 from scaling.fit.groups import GroupFit, divergences, fit_groups, stacked, stacked_posterior, summary_table
 from scaling.fit.infer import DENSE_MASS, TARGET_ACCEPT
 from scaling.fit.laws import Law
@@ -32,7 +33,8 @@ def run_fit(request: FitRequest, say: Callable[[str], None] = print) -> tuple[li
     summary = summary_table(fits)
     say_fits(request, prepared.law, fits, summary, say)
     if request.method != "huber":
-        say(diagnostics_line(request, fits, summary))
+        for line in diagnostics_lines(request, fits, summary):
+            say(line)
         if not all(g.fit.converged for g in fits) and not request.allow_unconverged:
             return fits, None
     _write(request, prepared.law, fits, summary, out)
@@ -54,11 +56,17 @@ def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.Data
 
 
 def _diagnostics(request: FitRequest, fits: list[GroupFit]) -> dict:
-    """fit.toml's diagnostics: convergence, and how the method ran (NUTS's adaptation, what Huber resampled)."""
+    """fit.toml's diagnostics: convergence, where any divergences sit and their verdict, and how the method ran
+    (NUTS's adaptation, what Huber resampled)."""
+    judged = {label or "all": v for label, v in divergence_verdicts(request, fits).items() if v.count}
     return ({"converged": all(g.fit.converged for g in fits), "divergences": divergences(request, fits),
              "groups_converged": sum(g.fit.converged for g in fits), "groups": len(fits)}
             | ({"adaptation": {"target_accept": TARGET_ACCEPT, "dense_mass": DENSE_MASS,
-                               "warmup": request.sampler.warmup, "chains": request.sampler.chains}}
+                               "warmup": request.sampler.warmup, "chains": request.sampler.chains},
+                "divergence_rule": RULE,
+                "divergent": {label: {"count": v.count, "draws": v.draws, "where": v.where, "largest_shift_sd": v.shift,
+                                      "moved": v.moved, "verdict": "harmless" if v.harmless else "refused"}
+                              for label, v in judged.items()}}
                if request.method == "nuts" else {})
             | ({"bootstrap_resampled": sorted({str(g.fit.posterior.posterior.attrs.get("bootstrap_resampled"))
                                                for g in fits})}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.fit.backtest import score_name
+from scaling.fit.divergence import Divergences
 from scaling.fit.groups import GroupFit, divergences
 from scaling.fit.identify import MEANINGS
 from scaling.fit.infer import MAX_R_HAT, MIN_ESS_BULK
@@ -78,8 +79,20 @@ def labelled(fits: list[GroupFit], name: str) -> str:
     return ", ".join(param if len(where) == len(fits) else f"{param} ({', '.join(where)})" for param, where in groups.items())
 
 
-def diagnostics_line(request: FitRequest, fits: list[GroupFit], summary: pd.DataFrame) -> str:
-    """Whether every group's sampler converged, against the thresholds it needed."""
+def diagnostics_lines(request: FitRequest, fits: list[GroupFit], summary: pd.DataFrame) -> list[str]:
+    """Whether every group's sampler converged, against the thresholds it needed, and where any divergences sit
+    and what they move (the verdict of scaling.fit.divergence, which a refusal then rests on)."""
     status = "ok" if all(g.fit.converged for g in fits) else "NOT converged"
-    return (f"Diagnostics: {status} (max r_hat {summary['r_hat'].max():.3f}, needs <= {MAX_R_HAT}; min bulk ESS "
-            f"{summary['ess_bulk'].min():.0f}, needs >= {MIN_ESS_BULK}; {divergences(request, fits)} divergences, needs 0)")
+    lines = [f"Diagnostics: {status} (max r_hat {summary['r_hat'].max():.3f}, needs <= {MAX_R_HAT}; min bulk ESS "
+             f"{summary['ess_bulk'].min():.0f}, needs >= {MIN_ESS_BULK}; {divergences(request, fits)} divergences, "
+             f"needs 0 or a harmless few)"]
+    return lines + [f"divergences{' ' + label if label else ''}: {judged.describe()}"
+                    for label, judged in divergence_verdicts(request, fits).items() if judged.count]
+
+
+def divergence_verdicts(request: FitRequest, fits: list[GroupFit]) -> dict[str, Divergences]:
+    """Each sampler run's divergences judged, by the group's label: one per group, or for a pooled fit the one
+    joint run, judged by the group whose reported quantities its divergences move most."""
+    if request.pool:
+        return {"": max((g.fit.divergence for g in fits), key=lambda judged: judged.shift)}
+    return {g.label: g.fit.divergence for g in fits}

@@ -28,6 +28,7 @@ from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivari
 
 from scaling.errors import UserError
 from scaling.fit import METHODS, identify, models, progress
+from scaling.fit.divergence import Divergences, judged
 from scaling.fit.huber import HuberConfig, huber_fit
 from scaling.fit.laws import Law
 from scaling.fit.models import LOG_PHI, MEAN, OBSERVED, RUN_SD, RUN_Z, SEED_Z, SIGMA, TAU, Scales
@@ -148,7 +149,7 @@ class LawFit:
     posterior: az.InferenceData
     summary: pd.DataFrame  # param, mean, sd, hdi_5%, hdi_95%, r_hat, ess_bulk, p_positive, then identify.COLUMNS
     x_ref: float  # geometric mean of the (first) axis
-    divergences: int  # NUTS divergent transitions after warmup (0 for svi and huber)
+    divergent: np.ndarray  # (chains, draws) bool: the NUTS transitions after warmup that diverged (none for svi, huber)
     law: Law  # the registered law
     # The sites of law_model (scaled units) as drawn, (chains, draws, ...): predictions replay the model on them.
     # A pooled fit's groups share the joint draws, every group's deviations included.
@@ -159,12 +160,24 @@ class LawFit:
     group: int | None = None  # a pooled fit's group (its code in the joint model); None when not pooled
 
     @property
+    def divergences(self) -> int:
+        """How many NUTS transitions diverged after warmup."""
+        return int(self.divergent.sum())
+
+    @property
+    def divergence(self) -> Divergences:
+        """Its divergent transitions judged: where they sit, and what leaving out their neighbourhood moves."""
+        post = self.posterior.posterior
+        return judged(self.divergent, self.latent, {name: post[name].values for name in reported(self.law, post)}, HDI_PROB)
+
+    @property
     def converged(self) -> bool:
-        """No divergences, every r_hat <= MAX_R_HAT and bulk ESS >= MIN_ESS_BULK (NaN, as for huber: not
-        applicable), and for svi a Pareto k̂ <= PARETO_K_MAX."""
+        """No divergences but harmless ones (scaling.fit.divergence: rare, and moving no reported quantity),
+        every r_hat <= MAX_R_HAT and bulk ESS >= MIN_ESS_BULK (NaN, as for huber: not applicable), and for svi a
+        Pareto k̂ <= PARETO_K_MAX."""
         r_hat, ess = self.summary["r_hat"].dropna(), self.summary["ess_bulk"].dropna()
         trusted = self.pareto_k is None or self.pareto_k <= PARETO_K_MAX
-        return (self.divergences == 0 and trusted and bool((r_hat <= MAX_R_HAT).all())
+        return (self.divergence.harmless and trusted and bool((r_hat <= MAX_R_HAT).all())
                 and bool((ess >= MIN_ESS_BULK).all()))
 
     def draws(self, with_spreads: bool = False) -> dict[str, np.ndarray]:
@@ -356,14 +369,14 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warm
         _, (z, diverging) = jax.lax.scan(step, state, jnp.arange(warmup + samples))
         latent = _sites(jax.vmap(constrain(**data))(jax.tree.map(lambda v: v[warmup:], z)))
         pointwise = log_likelihood(model, latent, parallel=True, **data)[OBSERVED]
-        return latent, diverging[warmup:].sum(), pointwise
+        return latent, diverging[warmup:], pointwise
 
     return _lower(chain, law, m, 0)
 
 
 def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig,
-          n_groups: int = 0) -> tuple[dict, np.ndarray, int]:
-    """Latent draws (chains, draws, ...), pointwise log-likelihood (chains, draws, m), divergences."""
+          n_groups: int = 0) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Latent draws (chains, draws, ...), pointwise log-likelihood (chains, draws, m), divergent draws (chains, draws)."""
     program = _nuts_chain(law, int(args["y"].shape[0]), has_n, n_seeds, n_groups, sampler.warmup, sampler.samples,
                           progress.active())
     keys = jax.random.split(jax.random.key(sampler.seed), sampler.chains)
@@ -373,7 +386,7 @@ def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfi
                              range(sampler.chains)))
     latent = {name: np.stack([np.asarray(run[0][name]) for run in runs]) for name in runs[0][0]}
     pointwise = np.stack([np.asarray(run[2]) for run in runs])
-    return latent, pointwise, int(sum(int(run[1]) for run in runs))
+    return latent, pointwise, np.stack([np.asarray(run[1], bool) for run in runs])
 
 
 @lru_cache(maxsize=32)
@@ -486,9 +499,9 @@ def fit_law(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfi
         return _huber(law, data, scales, sampler)
     args = _model_args(law, data, scales)
     n_seeds, has_n = data.seeds[1], data.n is not None
-    divergences = 0
+    divergent = np.zeros((sampler.chains, sampler.samples), bool)
     if method == "nuts":
-        latent, pointwise, divergences = _nuts(law, args, n_seeds, has_n, sampler)
+        latent, pointwise, divergent = _nuts(law, args, n_seeds, has_n, sampler)
     else:
         latent, pointwise, pareto_k, importance_ess = _svi(law, args, n_seeds, has_n, sampler)
     idata = _inference_data(law, _original_units(law, latent, scales), pointwise, data, scales, method)
@@ -498,7 +511,7 @@ def fit_law(law: Law, data: FitData, method: str = "nuts", sampler: SamplerConfi
         idata.posterior.attrs["pareto_k"] = pareto_k
         # Resampled draws repeat; shuffled, they look independent to ESS, which then overstates them.
         summary["ess_bulk"] = np.minimum(summary["ess_bulk"], importance_ess)
-    return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, latent, scales, method,
+    return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergent, law, latent, scales, method,
                   pareto_k if method == "svi" else None)
 
 
@@ -514,9 +527,9 @@ def fit_pooled(law: Law, data: FitData, method: str = "nuts", sampler: SamplerCo
     scales = models.scales_of(law, data.x, data.y)
     args = _model_args(law, data, scales)
     n_seeds, has_n, n_groups = data.seeds[1], data.n is not None, data.n_groups
-    divergences, pareto_k = 0, None
+    divergent, pareto_k = np.zeros((sampler.chains, sampler.samples), bool), None
     if method == "nuts":
-        latent, pointwise, divergences = _nuts(law, args, n_seeds, has_n, sampler, n_groups)
+        latent, pointwise, divergent = _nuts(law, args, n_seeds, has_n, sampler, n_groups)
     else:
         latent, pointwise, pareto_k, _ = _svi(law, args, n_seeds, has_n, sampler, n_groups)
     shared = {k: v for k, v in latent.items() if k in (SIGMA, TAU, SEED_Z, LOG_PHI) or k.startswith((RUN_SD, RUN_Z))}
@@ -532,7 +545,7 @@ def fit_pooled(law: Law, data: FitData, method: str = "nuts", sampler: SamplerCo
         group_x = {name: value[rows] for name, value in args["x"].items()}
         summary = summary.join(identify.identification(law, shared | models.group_latents(law, latent, g), group_x, pooled=True),
                                on="param")
-        fits.append(LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, latent, scales, method, pareto_k, g))
+        fits.append(LawFit(idata, summary, scales.x_ref[law.axes[0]], divergent, law, latent, scales, method, pareto_k, g))
     return fits
 
 
@@ -567,7 +580,8 @@ def _huber(law: Law, data: FitData, scales: Scales, sampler: SamplerConfig) -> L
     summary["mean"] = [result.estimate[name] for name in law.params]
     summary[identify.COLUMNS] = np.nan  # a bootstrap has no prior to contract, or to conflict with
     summary["identified"] = identify.NOT_APPLICABLE
-    return LawFit(idata, summary, scales.x_ref[law.axes[0]], 0, law, latent, scales, "huber")
+    return LawFit(idata, summary, scales.x_ref[law.axes[0]], np.zeros((1, len(vectors)), bool), law, latent, scales,
+                  "huber")
 
 
 def summarize_law(idata: az.InferenceData, params: tuple[str, ...], with_diagnostics: bool) -> pd.DataFrame:

@@ -138,6 +138,11 @@ def _breaks(x, theta, count: int):
     return jnp.exp(log_factor)
 
 
+def _rise(ratio, k):
+    """1 / (1 + ratio^(−k)) as sigmoid(k·ln ratio): finite, with finite gradients, however steep the rise."""
+    return jax.nn.sigmoid(k * jnp.log(ratio))
+
+
 def _ceiling_above_floor(t):
     """ceiling = floor + (1 − floor)·headroom keeps floor < ceiling <= 1 for every draw."""
     t = dict(t)
@@ -257,7 +262,9 @@ RECTIFIED = Law(
 
 def logistic_mean(theta, x):
     """acc = floor + (ceiling − floor) / (1 + (x / x50)^(−k)): logistic in log x."""
-    return theta["floor"] + (theta["ceiling"] - theta["floor"]) / (1.0 + _power(x["x"] / theta["x50"], theta["k"]))
+    # As a sigmoid of k·ln(x / x50), the same function: (x / x50)^(−k) overflows float32 for a steep rise (k ~ 45
+    # at x / x50 = 0.1) and its nan gradients made NUTS diverge on the demo's results (`--by diversity`, seeds 2, 4).
+    return theta["floor"] + (theta["ceiling"] - theta["floor"]) * _rise(x["x"] / theta["x50"], theta["k"])
 
 
 LOGISTIC = Law(
@@ -275,7 +282,7 @@ def saturating_accuracy_mean(theta, x):
     """acc = C / (1 + (x / x50)^(−k)): the logistic law with no floor (the demo's accuracy law)."""
     # As C·sigmoid(k·ln(x / x50)), the same function: (x / x50)^(−k) overflows float32 for a sharp rise (large
     # k) far below x50, and its nan gradients made NUTS diverge on the demo's per-family fits.
-    return theta["C"] * jax.nn.sigmoid(theta["k"] * jnp.log(x["x"] / theta["x50"]))
+    return theta["C"] * _rise(x["x"] / theta["x50"], theta["k"])
 
 
 ACCURACY = Law(
@@ -375,7 +382,9 @@ def sft_mean(theta, x):
     c, q = x["capability"], x["quality"]
     ceiling = jax.nn.sigmoid(theta["c"] + theta["kappa"] * jnp.log(c) + theta["rho"] * jnp.log(q) + theta["beta"] * x["past"])
     t50 = theta["T"] * jnp.power(x["diversity"], theta["delta"]) * jnp.power(q, theta["gamma"]) * _power(c, theta["eta"])
-    rise = 1.0 / (1.0 + _power(x["step"] / t50, theta["k"]))
+    # A steep pooled group's k (e^2.6 shared, more in a group) overflowed (step / t50)^(−k) in float32 on the
+    # demo's families: 5 divergent transitions, all in the top 4% of log k. The sigmoid form cannot overflow.
+    rise = _rise(x["step"] / t50, theta["k"])
     return rise * (x["chance"] + (1.0 - x["chance"]) * ceiling)
 
 

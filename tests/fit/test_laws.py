@@ -203,3 +203,16 @@ def test_the_accuracy_law_keeps_finite_gradients_for_a_sharp_rise_far_below_its_
     mean = LAWS["accuracy"].mean
     grad = jax.grad(lambda k: mean({"C": 0.9, "x50": 1000.0, "k": k}, {"x": jnp.float32(1.0)}))(jnp.float32(30.0))
     assert jnp.isfinite(grad) and float(grad) == 0.0
+
+
+def test_a_steep_rise_keeps_finite_gradients():
+    """(x / x50)^(−k) overflows float32 for a steep rise far below x50 (k = 45 at a tenth of x50: 1e45), and the nan
+    gradients made NUTS diverge on the demo's results; the rise of every accuracy law with one stays finite."""
+    at = {"x": jnp.float32(0.1), "step": jnp.float32(0.1), "diversity": jnp.float32(1.0), "quality": jnp.float32(1.0),
+          "capability": jnp.float32(1.0), "chance": jnp.float32(0.1), "past": jnp.float32(0.0)}
+    for name in ("logistic", "accuracy", "sft"):
+        law = LAWS[name]
+        theta = law.scaled({lat.site: jnp.float32(lat.loc) for lat in law.latent}) | {"k": jnp.float32(45.0)}
+        x = {axis: at[axis] for axis in law.inputs}
+        value, grad = jax.value_and_grad(lambda t: law.mean(t, x))(theta)
+        assert np.isfinite(float(value)) and all(np.isfinite(float(g)) for g in grad.values()), (name, grad)
