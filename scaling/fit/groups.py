@@ -16,6 +16,7 @@ from scaling.fit import progress
 from scaling.fit.backtest import backtest_scores, backtest_table
 from scaling.fit.data import Columns, fit_data
 from scaling.fit.infer import LawFit, fit_law, fit_pooled, reported
+from scaling.fit.items import POPULATIONS, fit_items, item_backtest, item_data
 from scaling.fit.models import POOL_TAU
 from scaling.fit.record import group_dim
 from scaling.fit.request import FitRequest, Prepared
@@ -49,18 +50,29 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
         fits = []
         for index, part in enumerate(parts, start=1):
             progress.stage(f"group {part.label}" if part.label else law.name, index - 1, len(parts))
-            fits.append(fit_law(law, fit_data(part.train, law, columns), request.method, request.sampler))
+            fits.append(fit_items(law, items_of(part.train, law, columns), request.sampler) if columns.item
+                        else fit_law(law, fit_data(part.train, law, columns), request.method, request.sampler))
     results = []
     for part, fit in zip(parts, fits):
         held_out = bool(part.held.any())
         tested = part.held_rows if held_out else part.train
-        backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, held_out)
+        backtest = (item_backtest(fit, items_of(tested, law, columns), columns.x, held_out) if columns.item
+                    else backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, held_out))
         steps_axis = next((a for a, c in columns.x.items() if c == "step"), None)
         x_train = fit_data(part.train, law, columns).x
         runs = memorized_runs(part.rows, columns, steps_axis)
         returns = returns_table(law, fit.draws(), x_train, request.returns, runs, steps_axis)
+        if columns.item:  # the law's parameters are those of an item of effect 0
+            returns = returns.assign(population=POPULATIONS["median"])
         results.append(GroupFit(part.label, part.key, fit, returns, backtest, backtest_scores(backtest)))
     return results
+
+
+def items_of(rows: pd.DataFrame, law, columns: Columns):
+    """Per-example grades as the item model reads them: units are runs (else seeds) × family."""
+    runs = list(columns.run) or ([columns.seed] if columns.seed else [])
+    units = tuple(dict.fromkeys([*runs, *([columns.family] if columns.family and runs else [])]))
+    return item_data(rows, law, columns.x, columns.y, columns.item, units, columns.family)
 
 
 def memorized_runs(rows: pd.DataFrame, columns: Columns, steps_axis: str | None) -> list[MemorizedRun]:

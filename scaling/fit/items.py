@@ -1,0 +1,282 @@
+"""Item-level law fits: per-example 0/1 grades with run effects and item effects crossed.
+
+The evaluation problems are the same in every cell of a grid, so they are a random factor of their own: an
+item that is hard in one run is hard in the others. A fit of aggregated accuracies (models.law_model's
+Beta-Binomial) treats each run × step row as independent evidence, and its intervals describe these items,
+not the family they were drawn from. Here each example is one Bernoulli outcome:
+
+    logit p_ij = logit(law's mean at cell i, clipped as in models.py) + run effect + b_j,
+    b_j = item_sd[family(j)] · z_j,  z_j ~ Normal(0, 1)
+
+A cell is one distinct row of the law's inputs within a unit (a run's budget). The unit of run effects is a
+run × family: a run's families do not share its luck. Run effects are the law's own (`Law.run_effects`, e.g.
+the SFT law's log t50 and ceiling logit) or one constant offset on the logit, as in models.py. The law's mean
+is computed once per cell and gathered per example, so a fit of hundreds of thousands of grades costs one
+gather and one Bernoulli log-density per example and gradient.
+
+Two populations, never mixed in one output:
+- "these items": the fitted item effects; the backtest of held-out budgets of the same items.
+- "new items of the family": the item effect integrated out over Normal(0, item_sd) (Gauss-Hermite), the
+  `new_items` site: the family's mean accuracy for a typical run, what a fresh draw of problems would score.
+The law's parameters themselves (the summary, returns) describe the median item (item effect 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache, partial
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pandas as pd
+from jax.scipy.special import logit
+from numpyro.infer import Predictive
+
+from scaling.fit import models, progress
+from scaling.fit.infer import LawFit, SamplerConfig, nuts_program, posterior_contraction, reported, run_chains, summarize_law
+from scaling.fit.infer import _original_units
+from scaling.fit.laws import Law
+from scaling.fit.models import MEAN, OBSERVED, PROB_EPS, SEED_Z, TAU, TAU_MODE, Scales
+from scaling.results import group_labels
+
+ITEM_SD = "item_sd"  # spread of the item effects on the logit, one per family
+ITEM_Z = "item_z"  # standardized item effects
+CELL_LOGIT = "cell_logit"  # deterministic: logit of each cell's accuracy for an item of effect 0, run effects in
+NEW_ITEMS = "new_items"  # deterministic: each cell's accuracy over new items of its family, for a typical run
+# item_sd ~ Gamma(2, 1/ITEM_SD_MODE): mode 0.5, mean 1, 99% below 3.3 logits. Zero-avoiding, as the run spreads
+# in models.py: a family whose items barely differ puts its posterior near 0, where a prior with mass at 0 and
+# the non-centred z_j still leave NUTS a funnel-like neck; the issue measured per-item accuracy SD 0.18 for `add`
+# against 0.06 from binomial noise (about 0.8 logits), well inside the prior's bulk.
+ITEM_SD_MODE = 0.5
+GAUSS_HERMITE_POINTS = 20  # E over Normal(0, sd) of a sigmoid: exact to ~1e-6 for sd up to a few logits
+POPULATIONS = {"these": "these items", "new": "new items of the family", "median": "the median item (item effect 0)"}
+KIND = "item-level Bernoulli"
+FAMILY_SEPARATOR = ","  # the posterior's `families` attribute: the item spreads' families, in order
+
+
+@dataclass(frozen=True)
+class ItemData:
+    """Per-example 0/1 grades laid out for the item model: the law's inputs once per cell, codes per example."""
+
+    x: dict[str, np.ndarray]  # the law's inputs per cell (c cells)
+    cell_unit: np.ndarray  # per cell: its unit (run × family) code 0..U-1
+    cell_family: np.ndarray  # per cell: its family code 0..F-1
+    correct: np.ndarray  # per example: 0 or 1 (m examples)
+    cell: np.ndarray  # per example: its cell code 0..c-1
+    item: np.ndarray  # per example: its item code 0..J-1
+    item_family: np.ndarray  # per item: its family code
+    # Per example: its budget code 0..B-1, a unit at one point of the law's axes (a run's step in one family),
+    # whatever the covariates (a chance floor can differ from item to item): what the backtest and the pointwise
+    # log-likelihood report.
+    budget: np.ndarray
+    units: tuple[str, ...]  # unit names in code order ("" for one unnamed unit)
+    items: tuple[str, ...]  # item names in code order (family and item column)
+    families: tuple[str, ...]  # family names in code order
+
+    @property
+    def n_units(self) -> int:
+        """Units with effects of their own: 0 when there is one (nothing to pool)."""
+        return len(self.units) if len(self.units) > 1 else 0
+
+    @property
+    def n_budgets(self) -> int:
+        return int(self.budget.max()) + 1
+
+    def per_budget(self, values: np.ndarray) -> np.ndarray:
+        """The mean of per-example values (..., m) over each budget's examples: (..., B)."""
+        values = np.asarray(values, float)
+        sums = np.stack([np.bincount(self.budget, row, self.n_budgets) for row in values.reshape(-1, values.shape[-1])])
+        return (sums / self.budget_sizes()).reshape(*values.shape[:-1], self.n_budgets)
+
+    def budget_sizes(self) -> np.ndarray:
+        return np.bincount(self.budget, minlength=self.n_budgets).astype(float)
+
+
+def item_data(rows: pd.DataFrame, law: Law, x_columns: dict[str, str], y: str, item: str,
+              unit_columns: tuple[str, ...], family: str | None) -> ItemData:
+    """ItemData from rows already converted and checked (data.as_numbers, data.check_values): cells are the
+    distinct law inputs of each unit, units the combinations of `unit_columns` (a run and its family), items
+    the distinct (family, item) values."""
+    family_of = rows[family].astype(str) if family else pd.Series("", index=rows.index)
+    unit_of = group_labels(rows, unit_columns) if unit_columns else pd.Series("", index=rows.index)
+    inputs = [x_columns[name] for name in law.inputs]
+    cell_keys = pd.concat([unit_of.rename("_unit"), rows[list(dict.fromkeys(inputs))]], axis=1)
+    cell = cell_keys.groupby(list(cell_keys.columns), sort=False).ngroup().to_numpy()
+    axes = list(dict.fromkeys(x_columns[name] for name in law.axes))
+    budget = cell_keys.groupby(["_unit", *axes], sort=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(rows))).groupby(cell).first().to_numpy()
+    units, unit_code = np.unique(unit_of.to_numpy(str), return_inverse=True)
+    families, family_code = np.unique(family_of.to_numpy(str), return_inverse=True)
+    item_names = (family_of + "/" + rows[item].astype(str)).to_numpy(str)
+    items, item_code = np.unique(item_names, return_inverse=True)
+    item_family = np.zeros(len(items), int)
+    item_family[item_code] = family_code
+    return ItemData(x={name: rows[x_columns[name]].to_numpy(float)[first] for name in law.inputs},
+                    cell_unit=unit_code[first], cell_family=family_code[first],
+                    correct=rows[y].to_numpy(float), cell=cell, item=item_code, item_family=item_family, budget=budget,
+                    units=tuple(units), items=tuple(items), families=tuple(families))
+
+
+def item_model(law: Law, x, cell, cell_unit, cell_family, item, item_family, budget=None, y=None, n_units: int = 0,
+               n_families: int = 1):
+    """The law per cell with its prior and run effects, crossed item effects per family, Bernoulli per example."""
+    z = {lat.site: numpyro.sample(lat.site, dist.Normal(lat.loc, lat.scale)) for lat in law.latent}
+    theta = law.scaled(z)
+    cells = jnp.shape(x[law.axes[0]])
+    mean = numpyro.deterministic(MEAN, jnp.broadcast_to(law.mean(theta, x), cells))
+    typical = logit(jnp.clip(mean, PROB_EPS, 1 - PROB_EPS))
+    with_runs = typical
+    if n_units > 1 and law.run_effects:
+        moved = law.for_runs(theta, {param: models.run_effect(param, n_units)[cell_unit] for param, _ in law.run_effects})
+        with_runs = logit(jnp.clip(jnp.broadcast_to(law.mean(moved, x), cells), PROB_EPS, 1 - PROB_EPS))
+    elif n_units > 1:
+        tau = numpyro.sample(TAU, dist.Gamma(2.0, 1.0 / TAU_MODE["accuracy"]))
+        with numpyro.plate("seeds", n_units):
+            with_runs = typical + (tau * numpyro.sample(SEED_Z, dist.Normal(0.0, 1.0)))[cell_unit]
+    numpyro.deterministic(CELL_LOGIT, with_runs)
+    with numpyro.plate("families", n_families):
+        spread = numpyro.sample(ITEM_SD, dist.Gamma(2.0, 1.0 / ITEM_SD_MODE))
+    numpyro.deterministic(NEW_ITEMS, over_new_items(typical, spread[cell_family]))
+    with numpyro.plate("items", item_family.shape[0]):
+        effect = spread[item_family] * numpyro.sample(ITEM_Z, dist.Normal(0.0, 1.0))
+    with numpyro.plate("obs", item.shape[0]):
+        numpyro.sample(OBSERVED, dist.Bernoulli(logits=with_runs[cell] + effect[item]), obs=y)
+
+
+def over_new_items(logit_p, spread):
+    """E[sigmoid(logit_p + b)] over b ~ Normal(0, spread), by Gauss-Hermite quadrature: a new item's expected
+    accuracy (below sigmoid(logit_p) above 0.5 and above it below: item spread pulls accuracies to the middle)."""
+    nodes, weights = np.polynomial.hermite.hermgauss(GAUSS_HERMITE_POINTS)
+    b = jnp.sqrt(2.0) * jnp.asarray(spread)[..., None] * nodes
+    return jnp.sum(jax.nn.sigmoid(jnp.asarray(logit_p)[..., None] + b) * weights, axis=-1) / np.sqrt(np.pi)
+
+
+def _model_args(law: Law, data: ItemData, scales: Scales) -> dict:
+    return {"x": models.scaled_inputs(law, data.x, scales), "cell": jnp.asarray(data.cell),
+            "cell_unit": jnp.asarray(data.cell_unit), "cell_family": jnp.asarray(data.cell_family),
+            "item": jnp.asarray(data.item), "item_family": jnp.asarray(data.item_family),
+            "budget": jnp.asarray(data.budget), "y": jnp.asarray(data.correct, jnp.float32)}
+
+
+def _bound(law: Law, n_units: int, n_families: int):
+    return partial(item_model, law, n_units=n_units, n_families=n_families)
+
+
+@lru_cache(maxsize=16)
+def _item_chain(law: Law, cells: int, examples: int, items: int, budgets: int, n_units: int, n_families: int,
+                warmup: int, samples: int, report: bool):
+    """One NUTS chain of the item model, compiled once per law and data shape; its pointwise log-likelihood is
+    summed per budget (a run's step: what a held-out comparison leaves out, and a fraction of the memory).
+    (`budget` is data the model does not read: the per-budget sum is of its per-example densities.)"""
+    example = {"x": {name: jnp.ones(cells) for name in law.inputs}, "cell": jnp.zeros(examples, int),
+               "cell_unit": jnp.zeros(cells, int), "cell_family": jnp.zeros(cells, int),
+               "item": jnp.zeros(examples, int), "item_family": jnp.zeros(items, int), "budget": jnp.zeros(examples, int),
+               "y": jnp.ones(examples)}
+
+    def per_budget(log_lik, data):
+        return jax.vmap(lambda row: jax.ops.segment_sum(row, data["budget"], num_segments=budgets))(log_lik)
+
+    return nuts_program(_bound(law, n_units, n_families), example, warmup, samples, report, per_budget)
+
+
+def fit_items(law: Law, data: ItemData, sampler: SamplerConfig = SamplerConfig(), scales: Scales | None = None) -> LawFit:
+    """The item-level fit by NUTS: a LawFit whose posterior holds the law's parameters, the run spreads and
+    effects, one `item_sd` per family (`item_sd_FAMILY` with several) and the item effects' z over `item`.
+
+    `scales` fixes the prior's units (default: each axis over its geometric mean over the cells)."""
+    assert law.response == "accuracy", "an item-level fit models 0/1 outcomes: an accuracy law"
+    scales = scales or models.scales_of(law, data.x, np.ones(1))
+    args = _model_args(law, data, scales)
+    program = _item_chain(law, len(data.cell_unit), len(data.cell), len(data.items), data.n_budgets, data.n_units,
+                          len(data.families), sampler.warmup, sampler.samples, progress.active())
+    latent, pointwise, divergences = run_chains(program, args, sampler)
+    latent = {site: value for site, value in latent.items() if site not in (CELL_LOGIT, NEW_ITEMS)}
+    posterior = _original_units(law, latent, scales) | spreads_by_family(latent[ITEM_SD], data.families)
+    posterior[ITEM_Z] = np.asarray(latent[ITEM_Z], float)
+    run_dim = {name: ["run"] for name in posterior if name.startswith(models.RUN_Z) or name == SEED_Z}
+    coords = {"item": list(data.items)} | ({"run": list(data.units)} if run_dim else {})
+    idata = az.from_dict(posterior=posterior, log_likelihood={OBSERVED: pointwise},
+                         observed_data={OBSERVED: data.per_budget(data.correct)}, coords=coords,
+                         dims=run_dim | {ITEM_Z: ["item"], OBSERVED: ["budget"]})
+    idata.posterior.attrs.update({"law": law.name, "formula": law.formula, "method": "nuts", "likelihood": KIND,
+                                  "runs_named": int(bool(run_dim)), "families": FAMILY_SEPARATOR.join(data.families),
+                                  **{f"x_ref_{axis}": value for axis, value in scales.x_ref.items()}})
+    spreads = item_spreads(data.families)
+    summary = summarize_law(idata, (*reported(law, idata.posterior), *spreads), with_diagnostics=True)
+    contraction = posterior_contraction(law, latent)
+    # Gamma(2, 1/mode) has variance 2·mode²: the share of it the data removed.
+    item_sd = np.asarray(latent[ITEM_SD], float).reshape(-1, len(data.families))
+    summary["contraction"] = [*contraction, *(1.0 - item_sd.var(axis=0) / (2 * ITEM_SD_MODE**2))]
+    return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, latent, scales, "nuts")
+
+
+def item_spreads(families: tuple[str, ...]) -> tuple[str, ...]:
+    """The posterior variables of the item spreads: `item_sd` for one family, `item_sd_FAMILY` for several."""
+    return (ITEM_SD,) if len(families) == 1 else tuple(f"{ITEM_SD}_{family}" for family in families)
+
+
+def spreads_by_family(draws: np.ndarray, families: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {name: np.asarray(draws[..., f], float) for f, name in enumerate(item_spreads(families))}
+
+
+def predict_items(fit: LawFit, data: ItemData, seed: int = 0, max_draws: int = 1000) -> dict[str, np.ndarray]:
+    """Posterior-predictive draws of the item model at these examples (S, m), and its `new_items` curve per cell
+    (S, c), replayed with numpyro's Predictive on the fit's own draws. Units and items the fit has seen keep
+    their fitted effects (these items, a rollout of known runs); others get fresh ones from their prior."""
+    post = fit.posterior.posterior
+    total = post.sizes["chain"] * post.sizes["draw"]
+    keep = np.unique(np.linspace(0, total - 1, min(total, max_draws)).round().astype(int))
+    samples = {site: np.asarray(v, np.float64).reshape(total, *v.shape[2:])[keep] for site, v in fit.latent.items()}
+    families = str(post.attrs["families"]).split(FAMILY_SEPARATOR)
+    assert set(data.families) <= set(families), "items of a family the fit has not seen"
+    family_code = np.array([families.index(f) for f in data.families], int)
+    key = jax.random.key(seed)
+    item = _known(list(post.coords["item"].values), data.items, samples, [ITEM_Z], jax.random.fold_in(key, 1))
+    effects = [site for site in samples if site == SEED_Z or site.startswith(models.RUN_Z)]
+    unit = (_known(list(post.coords["run"].values), data.units, samples, effects, jax.random.fold_in(key, 2))
+            if effects else np.zeros(len(data.units), int))
+    n_units = samples[effects[0]].shape[-1] if effects else 0
+    with jax.enable_x64(True):
+        args = _model_args(fit.law, data, fit.scales) | {
+            "y": None, "item": jnp.asarray(item[data.item]), "cell_unit": jnp.asarray(unit[data.cell_unit]),
+            "item_family": jnp.asarray(family_code[data.item_family]), "cell_family": jnp.asarray(family_code[data.cell_family])}
+        drawn = Predictive(_bound(fit.law, n_units, len(families)), samples, return_sites=[OBSERVED, NEW_ITEMS],
+                           parallel=True)(key, **args)
+    return {name: np.asarray(value, float) for name, value in drawn.items()}
+
+
+def _known(fitted: list[str], names: tuple[str, ...], samples: dict, sites: list[str], key) -> np.ndarray:
+    """Each name's index among the fitted ones; names the fit has not seen get new indices past them, and
+    `samples` (modified in place) get fresh standardized effects for them from their Normal(0, 1) prior."""
+    index = {str(name): i for i, name in enumerate(fitted)}
+    new = [name for name in names if name not in index]
+    for i, site in enumerate(sites):
+        fresh = np.asarray(jax.random.normal(jax.random.fold_in(key, i), (samples[site].shape[0], len(new))))
+        samples[site] = np.concatenate([samples[site], fresh], axis=1)
+    index |= {name: len(fitted) + i for i, name in enumerate(new)}
+    return np.array([index[name] for name in names], int)
+
+
+LEVEL = 0.9
+
+
+def item_backtest(fit: LawFit, data: ItemData, x_columns: dict[str, str], held_out: bool) -> pd.DataFrame:
+    """One row per budget (a run's step in one family): its inputs (a covariate averaged over its items), the
+    observed accuracy over its items, and the predicted mean with a 90% posterior-predictive interval of that
+    accuracy, for these items."""
+    accuracy = data.per_budget(predict_items(fit, data)[OBSERVED])
+    lo, hi = np.quantile(accuracy, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0)
+    table = pd.DataFrame({column: data.per_budget(data.x[name][data.cell]) for name, column in x_columns.items()})
+    first = pd.Series(data.cell).groupby(data.budget).first().to_numpy()
+    table.insert(0, "run", np.asarray(data.units, dtype=object)[data.cell_unit[first]] if data.n_units else "")
+    table["items"] = data.budget_sizes().astype(int)
+    table["observed"] = data.per_budget(data.correct)
+    table["mean"] = accuracy.mean(axis=0)
+    table["lo"], table["hi"] = lo, hi
+    table["held_out"] = held_out
+    table["population"] = POPULATIONS["these"]
+    return table
