@@ -155,7 +155,8 @@ def over_new_items(logit_p, spread):
     return jnp.sum(jax.nn.sigmoid(jnp.asarray(logit_p)[..., None] + b) * weights, axis=-1) / np.sqrt(np.pi)
 
 
-def _model_args(law: Law, data: ItemData, scales: Scales) -> dict:
+def model_args(law: Law, data: ItemData, scales: Scales) -> dict:
+    """item_model's data for these examples, the law's inputs in the prior's units."""
     return {"x": models.scaled_inputs(law, data.x, scales), "cell": jnp.asarray(data.cell),
             "cell_unit": jnp.asarray(data.cell_unit), "cell_family": jnp.asarray(data.cell_family),
             "item": jnp.asarray(data.item), "item_family": jnp.asarray(data.item_family),
@@ -190,7 +191,7 @@ def fit_items(law: Law, data: ItemData, sampler: SamplerConfig = SamplerConfig()
     `scales` fixes the prior's units (default: each axis over its geometric mean over the cells)."""
     assert law.response == "accuracy", "an item-level fit models 0/1 outcomes: an accuracy law"
     scales = scales or models.scales_of(law, data.x, np.ones(1))
-    args = _model_args(law, data, scales)
+    args = model_args(law, data, scales)
     program = _item_chain(law, len(data.cell_unit), len(data.cell), len(data.items), data.n_budgets, data.n_units,
                           len(data.families), sampler.warmup, sampler.samples, progress.active())
     latent, pointwise, divergences = run_chains(program, args, sampler)
@@ -241,7 +242,7 @@ def predict_items(fit: LawFit, data: ItemData, seed: int = 0, max_draws: int = 1
             if effects else np.zeros(len(data.units), int))
     n_units = samples[effects[0]].shape[-1] if effects else 0
     with jax.enable_x64(True):
-        args = _model_args(fit.law, data, fit.scales) | {
+        args = model_args(fit.law, data, fit.scales) | {
             "y": None, "item": jnp.asarray(item[data.item]), "cell_unit": jnp.asarray(unit[data.cell_unit]),
             "item_family": jnp.asarray(family_code[data.item_family]), "cell_family": jnp.asarray(family_code[data.cell_family])}
         drawn = Predictive(_bound(fit.law, n_units, len(families)), samples, return_sites=[OBSERVED, NEW_ITEMS],
