@@ -15,8 +15,8 @@ import xarray as xr
 from scaling.fit import progress
 from scaling.fit.backtest import backtest_scores, backtest_table
 from scaling.fit.data import Columns, fit_data
-from scaling.fit.infer import LawFit, fit_law, fit_pooled, reported
-from scaling.fit.items import POPULATIONS, fit_items, item_backtest, item_data
+from scaling.fit.infer import LawFit, fit_law, fit_pooled
+from scaling.fit.items import POPULATIONS, fit_items, fit_items_pooled, item_backtest, item_data
 from scaling.fit.models import POOL_TAU
 from scaling.fit.record import group_dim
 from scaling.fit.request import FitRequest, Prepared
@@ -45,7 +45,8 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
         progress.stage(f"{len(parts)} groups, pooled")
         joint = pd.concat([part.train for part in parts], ignore_index=True)
         codes = np.concatenate([np.full(len(part.train), g) for g, part in enumerate(parts)])
-        fits = fit_pooled(law, dataclasses.replace(fit_data(joint, law, columns), group=codes), request.method, request.sampler)
+        fits = (fit_items_pooled(law, items_of(joint, law, columns, codes), request.sampler) if columns.item else
+                fit_pooled(law, dataclasses.replace(fit_data(joint, law, columns), group=codes), request.method, request.sampler))
     else:
         fits = []
         for index, part in enumerate(parts, start=1):
@@ -68,11 +69,12 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
     return results
 
 
-def items_of(rows: pd.DataFrame, law, columns: Columns):
-    """Per-example grades as the item model reads them: units are runs (else seeds) × family."""
+def items_of(rows: pd.DataFrame, law, columns: Columns, group: np.ndarray | None = None):
+    """Per-example grades as the item model reads them: units are runs (else seeds) × family, whether or not
+    the groups are pooled (`group`: each row's code)."""
     runs = list(columns.run) or ([columns.seed] if columns.seed else [])
     units = tuple(dict.fromkeys([*runs, *([columns.family] if columns.family and runs else [])]))
-    return item_data(rows, law, columns.x, columns.y, columns.item, units, columns.family)
+    return item_data(rows, law, columns.x, columns.y, columns.item, units, columns.family, group)
 
 
 def memorized_runs(rows: pd.DataFrame, columns: Columns, steps_axis: str | None) -> list[MemorizedRun]:
@@ -110,7 +112,8 @@ def stacked_posterior(fits: list[GroupFit], by: tuple[str, ...]) -> az.Inference
     column itself, or `group` for several columns: see scaling.fit.record.group_dim)."""
     if not by:
         return fits[0].fit.posterior
-    params = list(reported(fits[0].fit.law, fits[0].fit.posterior.posterior))
+    # What the summaries report (an item-level fit's item spreads among them), where every group has it.
+    params = [name for name in fits[0].fit.summary["param"] if all(name in g.fit.posterior.posterior for g in fits)]
     joined = xr.concat([g.fit.posterior.posterior[params] for g in fits],
                        dim=pd.Index([g.label for g in fits], name=group_dim(by)))
     first = fits[0].fit.posterior.posterior

@@ -55,6 +55,7 @@ ITEM_SD_MODE = 0.5
 GAUSS_HERMITE_POINTS = 20  # E over Normal(0, sd) of a sigmoid: exact to ~1e-6 for sd up to a few logits
 POPULATIONS = {"these": "these items", "new": "new items of the family", "median": "the median item (item effect 0)"}
 KIND = "item-level Bernoulli"
+ITEM_SEPARATOR = "/"  # an item's name: its family, this, its value in the item column (`add/add:3+4`)
 FAMILY_SEPARATOR = ","  # the posterior's `families` attribute: the item spreads' families, in order
 
 
@@ -76,11 +77,17 @@ class ItemData:
     units: tuple[str, ...]  # unit names in code order ("" for one unnamed unit)
     items: tuple[str, ...]  # item names in code order (family and item column)
     families: tuple[str, ...]  # family names in code order
+    cell_group: np.ndarray | None = None  # per cell: its --pool group code 0..G-1; None when not pooled
 
     @property
     def n_units(self) -> int:
         """Units with effects of their own: 0 when there is one (nothing to pool)."""
         return len(self.units) if len(self.units) > 1 else 0
+
+    @property
+    def n_groups(self) -> int:
+        """Pooled groups (0 when not pooled)."""
+        return 0 if self.cell_group is None else int(self.cell_group.max()) + 1
 
     @property
     def n_budgets(self) -> int:
@@ -97,34 +104,39 @@ class ItemData:
 
 
 def item_data(rows: pd.DataFrame, law: Law, x_columns: dict[str, str], y: str, item: str,
-              unit_columns: tuple[str, ...], family: str | None) -> ItemData:
+              unit_columns: tuple[str, ...], family: str | None, group: np.ndarray | None = None) -> ItemData:
     """ItemData from rows already converted and checked (data.as_numbers, data.check_values): cells are the
     distinct law inputs of each unit, units the combinations of `unit_columns` (a run and its family), items
-    the distinct (family, item) values."""
+    the distinct (family, item) values; `group` (per row) the --pool group of each."""
     family_of = rows[family].astype(str) if family else pd.Series("", index=rows.index)
     unit_of = group_labels(rows, unit_columns) if unit_columns else pd.Series("", index=rows.index)
     inputs = [x_columns[name] for name in law.inputs]
-    cell_keys = pd.concat([unit_of.rename("_unit"), rows[list(dict.fromkeys(inputs))]], axis=1)
+    grouped = pd.Series(0 if group is None else np.asarray(group), index=rows.index, name="_group")
+    cell_keys = pd.concat([grouped, unit_of.rename("_unit"), rows[list(dict.fromkeys(inputs))]], axis=1)
     cell = cell_keys.groupby(list(cell_keys.columns), sort=False).ngroup().to_numpy()
     axes = list(dict.fromkeys(x_columns[name] for name in law.axes))
-    budget = cell_keys.groupby(["_unit", *axes], sort=False).ngroup().to_numpy()
+    budget = cell_keys.groupby(["_group", "_unit", *axes], sort=False).ngroup().to_numpy()
     first = pd.Series(np.arange(len(rows))).groupby(cell).first().to_numpy()
     units, unit_code = np.unique(unit_of.to_numpy(str), return_inverse=True)
     families, family_code = np.unique(family_of.to_numpy(str), return_inverse=True)
-    item_names = (family_of + "/" + rows[item].astype(str)).to_numpy(str)
+    item_names = (family_of + ITEM_SEPARATOR + rows[item].astype(str)).to_numpy(str)
     items, item_code = np.unique(item_names, return_inverse=True)
     item_family = np.zeros(len(items), int)
     item_family[item_code] = family_code
     return ItemData(x={name: rows[x_columns[name]].to_numpy(float)[first] for name in law.inputs},
                     cell_unit=unit_code[first], cell_family=family_code[first],
                     correct=rows[y].to_numpy(float), cell=cell, item=item_code, item_family=item_family, budget=budget,
-                    units=tuple(units), items=tuple(items), families=tuple(families))
+                    units=tuple(units), items=tuple(items), families=tuple(families),
+                    cell_group=None if group is None else np.asarray(group)[first])
 
 
-def item_model(law: Law, x, cell, cell_unit, cell_family, item, item_family, budget=None, y=None, n_units: int = 0,
-               n_families: int = 1):
-    """The law per cell with its prior and run effects, crossed item effects per family, Bernoulli per example."""
+def item_model(law: Law, x, cell, cell_unit, cell_family, item, item_family, cell_group, budget=None, y=None,
+               n_units: int = 0, n_families: int = 1, n_groups: int = 0):
+    """The law per cell with its prior (every latent site partially pooled across `cell_group` when n_groups > 1,
+    as in models.law_model) and run effects, crossed item effects per family, Bernoulli per example."""
     z = {lat.site: numpyro.sample(lat.site, dist.Normal(lat.loc, lat.scale)) for lat in law.latent}
+    if n_groups > 1:
+        z = {site: value + models.pooled_deviation(site, n_groups)[cell_group] for site, value in z.items()}
     theta = law.scaled(z)
     cells = jnp.shape(x[law.axes[0]])
     mean = numpyro.deterministic(MEAN, jnp.broadcast_to(law.mean(theta, x), cells))
@@ -160,28 +172,29 @@ def model_args(law: Law, data: ItemData, scales: Scales) -> dict:
     return {"x": models.scaled_inputs(law, data.x, scales), "cell": jnp.asarray(data.cell),
             "cell_unit": jnp.asarray(data.cell_unit), "cell_family": jnp.asarray(data.cell_family),
             "item": jnp.asarray(data.item), "item_family": jnp.asarray(data.item_family),
-            "budget": jnp.asarray(data.budget), "y": jnp.asarray(data.correct, jnp.float32)}
+            "budget": jnp.asarray(data.budget), "y": jnp.asarray(data.correct, jnp.float32),
+            "cell_group": jnp.zeros(len(data.cell_unit), int) if data.cell_group is None else jnp.asarray(data.cell_group)}
 
 
-def _bound(law: Law, n_units: int, n_families: int):
-    return partial(item_model, law, n_units=n_units, n_families=n_families)
+def _bound(law: Law, n_units: int, n_families: int, n_groups: int):
+    return partial(item_model, law, n_units=n_units, n_families=n_families, n_groups=n_groups)
 
 
 @lru_cache(maxsize=16)
 def _item_chain(law: Law, cells: int, examples: int, items: int, budgets: int, n_units: int, n_families: int,
-                warmup: int, samples: int, report: bool):
+                n_groups: int, warmup: int, samples: int, report: bool):
     """One NUTS chain of the item model, compiled once per law and data shape; its pointwise log-likelihood is
     summed per budget (a run's step: what a held-out comparison leaves out, and a fraction of the memory).
     (`budget` is data the model does not read: the per-budget sum is of its per-example densities.)"""
     example = {"x": {name: jnp.ones(cells) for name in law.inputs}, "cell": jnp.zeros(examples, int),
                "cell_unit": jnp.zeros(cells, int), "cell_family": jnp.zeros(cells, int),
                "item": jnp.zeros(examples, int), "item_family": jnp.zeros(items, int), "budget": jnp.zeros(examples, int),
-               "y": jnp.ones(examples)}
+               "y": jnp.ones(examples), "cell_group": jnp.zeros(cells, int)}
 
     def per_budget(log_lik, data):
         return jax.vmap(lambda row: jax.ops.segment_sum(row, data["budget"], num_segments=budgets))(log_lik)
 
-    return nuts_program(_bound(law, n_units, n_families), example, warmup, samples, report, per_budget)
+    return nuts_program(_bound(law, n_units, n_families, n_groups), example, warmup, samples, report, per_budget)
 
 
 def fit_items(law: Law, data: ItemData, sampler: SamplerConfig = SamplerConfig(), scales: Scales | None = None) -> LawFit:
@@ -189,30 +202,61 @@ def fit_items(law: Law, data: ItemData, sampler: SamplerConfig = SamplerConfig()
     effects, one `item_sd` per family (`item_sd_FAMILY` with several) and the item effects' z over `item`.
 
     `scales` fixes the prior's units (default: each axis over its geometric mean over the cells)."""
+    assert data.cell_group is None, "pooled groups are fitted by fit_items_pooled"
+    return _fits(law, data, sampler, scales)[0]
+
+
+def fit_items_pooled(law: Law, data: ItemData, sampler: SamplerConfig = SamplerConfig()) -> list[LawFit]:
+    """One joint item-level fit in which every latent site of the law is partially pooled across
+    `data.cell_group` (run effects, units and item effects are shared by the groups); a LawFit per group, as
+    infer.fit_pooled's: its parameters, its families' item spreads, its budgets' pointwise log-likelihood."""
+    assert data.n_groups > 1, "pooling needs two groups or more"
+    return _fits(law, data, sampler, None)
+
+
+def _fits(law: Law, data: ItemData, sampler: SamplerConfig, scales: Scales | None) -> list[LawFit]:
     assert law.response == "accuracy", "an item-level fit models 0/1 outcomes: an accuracy law"
     scales = scales or models.scales_of(law, data.x, np.ones(1))
-    args = model_args(law, data, scales)
     program = _item_chain(law, len(data.cell_unit), len(data.cell), len(data.items), data.n_budgets, data.n_units,
-                          len(data.families), sampler.warmup, sampler.samples, progress.active())
-    latent, pointwise, divergences = run_chains(program, args, sampler)
+                          len(data.families), data.n_groups, sampler.warmup, sampler.samples, progress.active())
+    latent, pointwise, divergences = run_chains(program, model_args(law, data, scales), sampler)
     latent = {site: value for site, value in latent.items() if site not in (CELL_LOGIT, NEW_ITEMS)}
-    posterior = _original_units(law, latent, scales) | spreads_by_family(latent[ITEM_SD], data.families)
+    if not data.n_groups:
+        return [_group_fit(law, data, latent, latent, pointwise, divergences, scales, None)]
+    own = {lat.site for lat in law.latent}
+    shared = {k: v for k, v in latent.items() if k not in own and not k.startswith((models.POOL_TAU, models.POOL_Z))}
+    return [_group_fit(law, data, latent, shared | models.group_latents(law, latent, g), pointwise, divergences, scales, g)
+            for g in range(data.n_groups)]
+
+
+def _group_fit(law: Law, data: ItemData, latent: dict, mine: dict, pointwise: np.ndarray, divergences: int,
+               scales: Scales, group: int | None) -> LawFit:
+    """One group's LawFit from the joint draws (`mine`: its own law sites and the shared ones); the whole fit
+    without groups."""
+    cells = np.ones(len(data.cell_unit), bool) if group is None else data.cell_group == group
+    first = pd.Series(data.cell).groupby(data.budget).first().to_numpy()
+    budgets = cells[first]
+    families = tuple(data.families[f] for f in np.unique(data.cell_family[cells]))
+    codes = [data.families.index(f) for f in families]
+    posterior = _original_units(law, mine, scales) | spreads_by_family(latent[ITEM_SD][..., codes], families)
     posterior[ITEM_Z] = np.asarray(latent[ITEM_Z], float)
     run_dim = {name: ["run"] for name in posterior if name.startswith(models.RUN_Z) or name == SEED_Z}
     coords = {"item": list(data.items)} | ({"run": list(data.units)} if run_dim else {})
-    idata = az.from_dict(posterior=posterior, log_likelihood={OBSERVED: pointwise},
-                         observed_data={OBSERVED: data.per_budget(data.correct)}, coords=coords,
+    idata = az.from_dict(posterior=posterior, log_likelihood={OBSERVED: pointwise[..., budgets]},
+                         observed_data={OBSERVED: data.per_budget(data.correct)[budgets]}, coords=coords,
                          dims=run_dim | {ITEM_Z: ["item"], OBSERVED: ["budget"]})
     idata.posterior.attrs.update({"law": law.name, "formula": law.formula, "method": "nuts", "likelihood": KIND,
                                   "runs_named": int(bool(run_dim)), "families": FAMILY_SEPARATOR.join(data.families),
                                   **{f"x_ref_{axis}": value for axis, value in scales.x_ref.items()}})
-    spreads = item_spreads(data.families)
-    summary = summarize_law(idata, (*reported(law, idata.posterior), *spreads), with_diagnostics=True)
-    contraction = posterior_contraction(law, latent)
+    if group is not None:
+        idata.posterior.attrs["pooled_groups"] = data.n_groups
+        for lat in law.latent:  # how far the groups spread on each latent site: the pooling's verdict
+            idata.posterior[models.POOL_TAU + lat.site] = (("chain", "draw"), np.asarray(latent[models.POOL_TAU + lat.site]))
+    summary = summarize_law(idata, (*reported(law, idata.posterior), *item_spreads(families)), with_diagnostics=True)
     # Gamma(2, 1/mode) has variance 2·mode²: the share of it the data removed.
-    item_sd = np.asarray(latent[ITEM_SD], float).reshape(-1, len(data.families))
-    summary["contraction"] = [*contraction, *(1.0 - item_sd.var(axis=0) / (2 * ITEM_SD_MODE**2))]
-    return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, latent, scales, "nuts")
+    item_sd = np.asarray(latent[ITEM_SD], float)[..., codes].reshape(-1, len(codes))
+    summary["contraction"] = [*posterior_contraction(law, mine), *(1.0 - item_sd.var(axis=0) / (2 * ITEM_SD_MODE**2))]
+    return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergences, law, latent, scales, "nuts", None, group)
 
 
 def item_spreads(families: tuple[str, ...]) -> tuple[str, ...]:
@@ -236,30 +280,37 @@ def predict_items(fit: LawFit, data: ItemData, seed: int = 0, max_draws: int = 1
     assert set(data.families) <= set(families), "items of a family the fit has not seen"
     family_code = np.array([families.index(f) for f in data.families], int)
     key = jax.random.key(seed)
-    item = _known(list(post.coords["item"].values), data.items, samples, [ITEM_Z], jax.random.fold_in(key, 1))
+    item, every_item = _known(list(post.coords["item"].values), data.items, samples, [ITEM_Z], jax.random.fold_in(key, 1))
     effects = [site for site in samples if site == SEED_Z or site.startswith(models.RUN_Z)]
-    unit = (_known(list(post.coords["run"].values), data.units, samples, effects, jax.random.fold_in(key, 2))
+    unit = (_known(list(post.coords["run"].values), data.units, samples, effects, jax.random.fold_in(key, 2))[0]
             if effects else np.zeros(len(data.units), int))
     n_units = samples[effects[0]].shape[-1] if effects else 0
+    pooled = [site for site in samples if site.startswith(models.POOL_Z)]
+    model = _bound(fit.law, n_units, len(families), samples[pooled[0]].shape[-1] if pooled else 0)
     with jax.enable_x64(True):
         args = model_args(fit.law, data, fit.scales) | {
             "y": None, "item": jnp.asarray(item[data.item]), "cell_unit": jnp.asarray(unit[data.cell_unit]),
-            "item_family": jnp.asarray(family_code[data.item_family]), "cell_family": jnp.asarray(family_code[data.cell_family])}
-        drawn = Predictive(_bound(fit.law, n_units, len(families)), samples, return_sites=[OBSERVED, NEW_ITEMS],
-                           parallel=True)(key, **args)
+            "item_family": jnp.asarray([families.index(family_of_item(name)) for name in every_item]),
+            "cell_family": jnp.asarray(family_code[data.cell_family]), "cell_group": jnp.full(len(data.cell_unit), fit.group or 0)}
+        drawn = Predictive(model, samples, return_sites=[OBSERVED, NEW_ITEMS], parallel=True)(key, **args)
     return {name: np.asarray(value, float) for name, value in drawn.items()}
 
 
-def _known(fitted: list[str], names: tuple[str, ...], samples: dict, sites: list[str], key) -> np.ndarray:
-    """Each name's index among the fitted ones; names the fit has not seen get new indices past them, and
-    `samples` (modified in place) get fresh standardized effects for them from their Normal(0, 1) prior."""
+def family_of_item(name: str) -> str:
+    return name.split(ITEM_SEPARATOR, 1)[0]
+
+
+def _known(fitted: list[str], names: tuple[str, ...], samples: dict, sites: list[str], key) -> tuple[np.ndarray, list[str]]:
+    """Each name's index among the fitted ones, names the fit has not seen getting new indices past them, and
+    every name so indexed; `samples` (modified in place) get fresh standardized effects for the new names from
+    their Normal(0, 1) prior."""
     index = {str(name): i for i, name in enumerate(fitted)}
     new = [name for name in names if name not in index]
     for i, site in enumerate(sites):
         fresh = np.asarray(jax.random.normal(jax.random.fold_in(key, i), (samples[site].shape[0], len(new))))
         samples[site] = np.concatenate([samples[site], fresh], axis=1)
     index |= {name: len(fitted) + i for i, name in enumerate(new)}
-    return np.array([index[name] for name in names], int)
+    return np.array([index[name] for name in names], int), [*map(str, fitted), *new]
 
 
 LEVEL = 0.9

@@ -110,9 +110,6 @@ def prepare(request: FitRequest) -> Prepared:
     if item and request.method != "nuts":
         raise UserError(f"an item-level fit (one 0/1 grade per row of --item {item!r}) is sampled by NUTS: "
                         f"--method nuts, not {request.method}")
-    if item and request.pool:
-        raise UserError(f"--pool is not available for an item-level fit (one 0/1 grade per row of --item {item!r}); "
-                        "fit the groups of --by apart")
     family = FAMILY_COLUMN if item and FAMILY_COLUMN in rows else None
     columns = Columns(x=x_columns, y=request.y, n=request.n, seed=seed, run=run, item=item, family=family)
     rows = as_numbers(rows, columns)

@@ -63,7 +63,7 @@ def simulate_shared_items(law: Law, design: SharedItemsDesign, key, count: int) 
     """`count` grids drawn from the item-level model's prior predictive over the design."""
     layout, scales = design.layout(law), design.scales()
     args = model_args(law, layout, scales) | {"y": None}
-    model = partial(item_model, law, n_units=design.runs, n_families=1)
+    model = partial(item_model, law, n_units=design.runs, n_families=1, n_groups=0)
     draws = Predictive(model, num_samples=count)(key, **args)
     grids = []
     for r in range(count):

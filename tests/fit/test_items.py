@@ -101,3 +101,22 @@ def test_bad_item_level_input_exits_2_with_one_line(extra, named, grades_folder,
     err = capsys.readouterr().err.strip()
     assert named in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "fit").exists()
+
+
+def test_pooled_families_share_one_item_level_fit_with_a_spread_each(tmp_path):
+    """--by family --pool: one joint fit, a summary per family with that family's own item spread; a run's two
+    families are two units."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    grades = pd.concat([crossed_grades(runs=3, items=8, seed=2).assign(family="add"),
+                        crossed_grades(runs=3, items=8, seed=3).assign(family="sort")], ignore_index=True)
+    grades.to_parquet(folder / "grades.parquet")
+    out = tmp_path / "fit"
+    argv = ["fit", str(folder / "grades.parquet"), "--law", "accuracy", "--y", "correct", "--x", "x=step", "--by", "family",
+            "--pool", "--out", str(out), "--warmup", "100", "--samples", "100", "--chains", "2", "--allow-unconverged",
+            "--quiet"]
+    assert main(argv) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary.loc[summary.param == ITEM_SD, "family"]) == {"add", "sort"}
+    backtest = pd.read_csv(out / "backtest.csv")
+    assert backtest.groupby("family")["run"].nunique().to_dict() == {"add": 3, "sort": 3} and len(backtest) == 36
