@@ -119,7 +119,7 @@ def item_data(rows: pd.DataFrame, law: Law, x_columns: dict[str, str], y: str, i
     first = pd.Series(np.arange(len(rows))).groupby(cell).first().to_numpy()
     units, unit_code = np.unique(unit_of.to_numpy(str), return_inverse=True)
     families, family_code = np.unique(family_of.to_numpy(str), return_inverse=True)
-    item_names = (family_of + ITEM_SEPARATOR + rows[item].astype(str)).to_numpy(str)
+    item_names = np.array([item_name(f, i) for f, i in zip(family_of, rows[item].astype(str))], str)
     items, item_code = np.unique(item_names, return_inverse=True)
     item_family = np.zeros(len(items), int)
     item_family[item_code] = family_code
@@ -294,6 +294,11 @@ def predict_items(fit: LawFit, data: ItemData, seed: int = 0, max_draws: int = 1
             "cell_family": jnp.asarray(family_code[data.cell_family]), "cell_group": jnp.full(len(data.cell_unit), fit.group or 0)}
         drawn = Predictive(model, samples, return_sites=[OBSERVED, NEW_ITEMS], parallel=True)(key, **args)
     return {name: np.asarray(value, float) for name, value in drawn.items()}
+
+
+def item_name(family: str, item: str) -> str:
+    """An item's name: unique across families, and read back by family_of_item."""
+    return f"{family}{ITEM_SEPARATOR}{item}"
 
 
 def family_of_item(name: str) -> str:

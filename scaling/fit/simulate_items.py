@@ -18,11 +18,13 @@ import numpy as np
 from numpyro.infer import Predictive
 
 from scaling.fit.infer import FitData, LawFit, SamplerConfig, fit_law
-from scaling.fit.items import ITEM_SD, NEW_ITEMS, ItemData, fit_items, item_model, model_args, predict_items
+from scaling.fit.items import (ITEM_SD, NEW_ITEMS, ItemData, fit_items, item_model, item_name, model_args,
+                               predict_items)
 from scaling.fit.laws import Law
 from scaling.fit.models import OBSERVED, Scales
 
 LEVEL = 0.9
+FAMILY = "family"  # the one family of a simulated grid
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class SharedItemsDesign:
                         cell_family=np.zeros(cells, int), correct=np.zeros(cell.size), cell=cell,
                         item=np.tile(np.arange(self.items), cells), item_family=np.zeros(self.items, int), budget=cell,
                         units=tuple(f"run{r}" for r in range(self.runs)),
-                        items=tuple(f"item{j}" for j in range(self.items)), families=("family",))
+                        items=tuple(item_name(FAMILY, f"item{j}") for j in range(self.items)), families=(FAMILY,))
 
     def scales(self) -> Scales:
         return Scales({"x": float(np.exp(np.mean(np.log(self.steps))))}, 1.0)
