@@ -164,6 +164,13 @@ class Columns:
     item: str | None = None
     family: str | None = None  # with `item`: the column of each item's family (its own item spread)
 
+    @property
+    def units(self) -> tuple[str, ...]:
+        """Item-level: the columns naming a unit with run effects of its own, a run (else a seed) and its family:
+        a run's families do not share its luck."""
+        runs = list(self.run) or ([self.seed] if self.seed else [])
+        return tuple(dict.fromkeys([*runs, *([self.family] if self.family and runs else [])]))
+
     def likelihood(self, law: Law) -> str:
         """The likelihood these columns are fitted with, as fit.toml names it."""
         if self.item:

@@ -70,11 +70,9 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
 
 
 def items_of(rows: pd.DataFrame, law, columns: Columns, group: np.ndarray | None = None):
-    """Per-example grades as the item model reads them: units are runs (else seeds) × family, whether or not
-    the groups are pooled (`group`: each row's code)."""
-    runs = list(columns.run) or ([columns.seed] if columns.seed else [])
-    units = tuple(dict.fromkeys([*runs, *([columns.family] if columns.family and runs else [])]))
-    return item_data(rows, law, columns.x, columns.y, columns.item, units, columns.family, group)
+    """Per-example grades as the item model reads them, its units those of `Columns.units` whether or not the
+    groups are pooled (`group`: each row's code)."""
+    return item_data(rows, law, columns.x, columns.y, columns.item, columns.units, columns.family, group)
 
 
 def memorized_runs(rows: pd.DataFrame, columns: Columns, steps_axis: str | None) -> list[MemorizedRun]:

@@ -97,8 +97,7 @@ def likelihood_section(columns: Columns, law: Law) -> dict:
     each output describes (scaling.fit.items)."""
     section = {"kind": columns.likelihood(law)}
     if columns.item:
-        section |= {"item_column": columns.item, "run_unit": " × ".join([*(columns.run or [columns.seed or "none"]),
-                                                                          *([columns.family] if columns.family else [])]),
+        section |= {"item_column": columns.item, "run_unit": " × ".join(columns.units) or "none",
                     "population": {"summary": POPULATIONS["median"], "returns": POPULATIONS["median"],
                                    "backtest": POPULATIONS["these"], "new_items": POPULATIONS["new"]}}
     else:  # every row's examples count as independent: intervals describe the evaluation set's own items
