@@ -55,6 +55,7 @@ ITEM_SD_MODE = 0.5
 GAUSS_HERMITE_POINTS = 20  # E over Normal(0, sd) of a sigmoid: exact to ~1e-6 for sd up to a few logits
 POPULATIONS = {"these": "these items", "new": "new items of the family", "median": "the median item (item effect 0)"}
 KIND = "item-level Bernoulli"
+LEVEL = 0.9  # the backtest's predictive interval
 ITEM_SEPARATOR = "/"  # an item's name: its family, this, its value in the item column (`add/add:3+4`)
 FAMILY_SEPARATOR = ","  # the posterior's `families` attribute: the item spreads' families, in order
 
@@ -98,6 +99,10 @@ class ItemData:
         values = np.asarray(values, float)
         sums = np.stack([np.bincount(self.budget, row, self.n_budgets) for row in values.reshape(-1, values.shape[-1])])
         return (sums / self.budget_sizes()).reshape(*values.shape[:-1], self.n_budgets)
+
+    def budget_cell(self) -> np.ndarray:
+        """Each budget's first cell (its unit, family and group are every one of its cells')."""
+        return pd.Series(self.cell).groupby(self.budget).first().to_numpy()
 
     def budget_sizes(self) -> np.ndarray:
         return np.bincount(self.budget, minlength=self.n_budgets).astype(float)
@@ -234,8 +239,7 @@ def _group_fit(law: Law, data: ItemData, latent: dict, mine: dict, pointwise: np
     """One group's LawFit from the joint draws (`mine`: its own law sites and the shared ones); the whole fit
     without groups."""
     cells = np.ones(len(data.cell_unit), bool) if group is None else data.cell_group == group
-    first = pd.Series(data.cell).groupby(data.budget).first().to_numpy()
-    budgets = cells[first]
+    budgets = cells[data.budget_cell()]
     families = tuple(data.families[f] for f in np.unique(data.cell_family[cells]))
     codes = [data.families.index(f) for f in families]
     posterior = _original_units(law, mine, scales) | spreads_by_family(latent[ITEM_SD][..., codes], families)
@@ -318,9 +322,6 @@ def _known(fitted: list[str], names: tuple[str, ...], samples: dict, sites: list
     return np.array([index[name] for name in names], int), [*map(str, fitted), *new]
 
 
-LEVEL = 0.9
-
-
 def item_backtest(fit: LawFit, data: ItemData, x_columns: dict[str, str], held_out: bool) -> pd.DataFrame:
     """One row per budget (a run's step in one family): its inputs (a covariate averaged over its items), the
     observed accuracy over its items, and the predicted mean with a 90% posterior-predictive interval of that
@@ -328,8 +329,7 @@ def item_backtest(fit: LawFit, data: ItemData, x_columns: dict[str, str], held_o
     accuracy = data.per_budget(predict_items(fit, data)[OBSERVED])
     lo, hi = np.quantile(accuracy, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0)
     table = pd.DataFrame({column: data.per_budget(data.x[name][data.cell]) for name, column in x_columns.items()})
-    first = pd.Series(data.cell).groupby(data.budget).first().to_numpy()
-    table.insert(0, "run", np.asarray(data.units, dtype=object)[data.cell_unit[first]] if data.n_units else "")
+    table.insert(0, "run", np.asarray(data.units, dtype=object)[data.cell_unit[data.budget_cell()]] if data.n_units else "")
     table["items"] = data.budget_sizes().astype(int)
     table["observed"] = data.per_budget(data.correct)
     table["mean"] = accuracy.mean(axis=0)
