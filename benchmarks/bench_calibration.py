@@ -11,7 +11,8 @@ Last line: a JSON object whose "ratio" is NUTS's pooled coverage / 0.9 (1 is cal
 6 budgets graded on the same 16 items, drawn from the item-level model's prior (crossed run and item effects),
 each fitted twice, item-level (scaling.fit.items) and as counts per run × budget (the aggregated Beta-Binomial,
 which counts every row as independent); it prints both coverages of the law's parameters and of the family's
-curve over new items, side by side, with their difference. The item-level fit should cover 0.85–0.95.
+curve over new items, side by side, with their difference. The item-level fit should cover 0.85–0.95
+(measured: 0.919, curve 0.942; aggregated 0.875 and 0.863; 192 s on 2 cores).
 
 `--sft [REPLICATES]` calibrates the SFT law with run effects instead (default 40 replicates, ~1 min each on
 2 cores): grids shaped like runs/reference.toml (24 runs × 6 budgets, half the runs memorizing at some
