@@ -120,3 +120,11 @@ def test_pooled_families_share_one_item_level_fit_with_a_spread_each(tmp_path):
     assert set(summary.loc[summary.param == ITEM_SD, "family"]) == {"add", "sort"}
     backtest = pd.read_csv(out / "backtest.csv")
     assert backtest.groupby("family")["run"].nunique().to_dict() == {"add": 3, "sort": 3} and len(backtest) == 36
+
+
+def test_compare_refuses_per_example_grades(grades_folder, tmp_path, capsys):
+    argv = ["fit", str(grades_folder / "grades.parquet"), "--compare", "accuracy,logistic", "--y", "correct",
+            "--x", "x=step", "--out", str(tmp_path / "fit")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--compare fits aggregated rows" in err and len(err.splitlines()) == 1, err
