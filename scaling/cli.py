@@ -189,6 +189,8 @@ def baseline(run_dir: str, quiet: bool) -> None:
 @click.option("--y", "y", default=None, help="The response: a metric of results.nc or a column of the table.")
 @click.option("--x", "x", multiple=True, help="AXIS=COLUMN: a law axis and its column, e.g. --x N=params (repeatable).")
 @click.option("--n", "n", default=None, help="Column of evaluation examples behind each accuracy (Beta-Binomial).")
+@click.option("--item", default=None, help="Column naming each row's evaluation problem: one 0/1 --y grade per row, "
+              "fitted item-level (run and item effects crossed)  [default: `key` where --y is 0/1 and --n is not given].")
 @click.option("--by", multiple=True, help="Fit each group of this column separately; several columns (repeated, or "
               "comma-separated) group by each combination of their values.")
 @click.option("--pool", is_flag=True, help="With --by: one joint fit, each law parameter partially pooled across the groups.")
@@ -208,7 +210,8 @@ def baseline(run_dir: str, quiet: bool) -> None:
 @click.option("--refresh", is_flag=True, help="INPUT is a fit folder: recompute its summary labels, returns and "
               "backtest baseline from its posterior with this version, without refitting.")
 @click.option("--quiet", is_flag=True, help="No progress display (it goes to stderr, and only to a terminal).")
-def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n: str | None, by: tuple[str, ...], pool: bool,
+def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n: str | None, item: str | None,
+        by: tuple[str, ...], pool: bool,
         where: str | None, holdout: str | None, split: str | None, method: str, seed: int, chains: int, samples: int,
         warmup: int, threshold: float | None, compare: str | None, allow_unconverged: bool, out: Path | None,
         list_laws: bool, refresh: bool, quiet: bool) -> None:
@@ -252,7 +255,7 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
         returns = ReturnsConfig(threshold=threshold)
     except ValueError as error:
         raise UserError(str(error)) from None
-    request = FitRequest(input=input_path, law=law or names[0], y=y, x=x, n=n, by=by, pool=pool, where=where, holdout=holdout,
+    request = FitRequest(input=input_path, law=law or names[0], y=y, x=x, n=n, item=item, by=by, pool=pool, where=where, holdout=holdout,
                          split=split, method=method, sampler=sampler, returns=returns,
                          allow_unconverged=allow_unconverged, out=out)
     if names:

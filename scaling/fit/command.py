@@ -17,9 +17,8 @@ from scaling.fit.console import diagnostics_lines, divergence_verdicts, say_fits
 from scaling.fit.divergence import RULE
 from scaling.fit.groups import GroupFit, divergences, fit_groups, stacked, stacked_posterior, summary_table
 from scaling.fit.infer import DENSE_MASS, TARGET_ACCEPT
-from scaling.fit.laws import Law
 from scaling.fit.record import MARKER, WRITER, fit_toml
-from scaling.fit.request import FitRequest, prepare
+from scaling.fit.request import FitRequest, Prepared, prepare
 from scaling.staging import check_replaceable, publish_folder
 
 
@@ -37,20 +36,20 @@ def run_fit(request: FitRequest, say: Callable[[str], None] = print) -> tuple[li
             say(line)
         if not all(g.fit.converged for g in fits) and not request.allow_unconverged:
             return fits, None
-    _write(request, prepared.law, fits, summary, out)
+    _write(request, prepared, fits, summary, out)
     say(f"wrote {out}/ (posterior.nc, summary.csv, returns.csv, backtest.csv, {MARKER})")
     return fits, out
 
 
-def _write(request: FitRequest, law: Law, fits: list[GroupFit], summary: pd.DataFrame, out: Path) -> None:
+def _write(request: FitRequest, prepared: Prepared, fits: list[GroupFit], summary: pd.DataFrame, out: Path) -> None:
     """The fit folder: the posterior, the summary, returns and backtest tables, and fit.toml, published together."""
     def fill(staging: Path) -> None:
         stacked_posterior(fits, request.by).to_netcdf(str(staging / "posterior.nc"))
         summary.to_csv(staging / "summary.csv", index=False)
         stacked([g.returns for g in fits], fits).to_csv(staging / "returns.csv", index=False)
         stacked([g.backtest for g in fits], fits).to_csv(staging / "backtest.csv", index=False)
-        (staging / MARKER).write_text(fit_toml(request, out, law, _diagnostics(request, fits),
-                                               {g.label or "all": g.scores for g in fits}))
+        (staging / MARKER).write_text(fit_toml(request, out, prepared.law, _diagnostics(request, fits),
+                                               {g.label or "all": g.scores for g in fits}, prepared.columns))
 
     publish_folder(out, fill, MARKER, WRITER)
 

@@ -47,6 +47,10 @@ def compare_laws(request: FitRequest, names: list[str], say: Callable[[str], Non
     # one axis); PSIS-LOO compares them on the same observations. Every law's input is checked before any fit.
     prepared = {name: prepare(dataclasses.replace(request, law=name, x=tuple(
         item for item in request.x if item.partition("=")[0] in get_law(name).inputs))) for name in dict.fromkeys(names)}
+    items = next((one.columns.item for one in prepared.values() if one.columns.item), None)
+    if items:  # scaling.fit.items scores budgets, not the rows law_model's densities are of
+        raise UserError(f"--compare fits aggregated rows; these are per-example 0/1 grades (item column {items!r}): "
+                        "give an aggregated table (families.parquet with --n n)")
     if request.holdout is not None:
         return _publish_compare(request, names, holdout_compare(request, prepared, say), say)
     posteriors, converged, schemes = {}, {}, set()

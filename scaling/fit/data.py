@@ -43,11 +43,31 @@ def load_table(path: Path, split: str | None = None) -> pd.DataFrame:
         return with_past_memorization(_split_table(open_results(path), split, path))
     if split is not None:
         raise UserError("--split applies to a results.nc input; filter a table with --where")
+    return with_past_memorization(with_cell_columns(_read(path), path))
+
+
+def _read(path: Path) -> pd.DataFrame:
     try:
-        table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     except (OSError, ValueError, pd.errors.ParserError) as error:
         raise UserError(f"input {path} is unreadable ({first_line(error, with_type=True)})") from None
-    return with_past_memorization(table)
+
+
+CELL_TABLE = "families.parquet"  # a grid's per-cell, split and family table, beside its grades.parquet
+
+
+def with_cell_columns(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """A grid's per-example table (grades.parquet) with the per-cell columns it lacks (memorization_step,
+    base_probe_acc, params, base_loss, ...) joined on `cell_id` from the families.parquet beside it: the
+    columns of that table that hold one value per cell. Any other table as it is."""
+    beside = path.parent / CELL_TABLE
+    if path.name == CELL_TABLE or "cell_id" not in table or not beside.is_file():
+        return table
+    cells = _read(beside)
+    if "cell_id" not in cells:
+        return table
+    per_cell = [c for c in cells.columns if c not in table and (cells.groupby("cell_id")[c].nunique(dropna=False) <= 1).all()]
+    return table.merge(cells.drop_duplicates("cell_id")[["cell_id", *per_cell]], on="cell_id", how="left")
 
 
 def with_past_memorization(table: pd.DataFrame) -> pd.DataFrame:
@@ -144,6 +164,25 @@ class Columns:
     n: str | None = None  # evaluation examples behind an accuracy
     seed: str | None = None  # replicate seeds: hierarchical offsets when it has several values
     run: tuple[str, ...] = ()  # the columns that together name a run (a grid cell), when the rows come from a grid
+    # The item column when each row is one example's 0/1 grade: an item-level fit (scaling.fit.items), its
+    # units a run × family; None: the aggregated likelihoods of models.py. Chosen by `item_column`.
+    item: str | None = None
+    family: str | None = None  # with `item`: the column of each item's family (its own item spread)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """Item-level: the columns naming a unit with run effects of its own, a run (else a seed) and its family:
+        a run's families do not share its luck."""
+        runs = list(self.run) or ([self.seed] if self.seed else [])
+        return tuple(dict.fromkeys([*runs, *([self.family] if self.family and runs else [])]))
+
+    def likelihood(self, law: Law) -> str:
+        """The likelihood these columns are fitted with, as fit.toml names it."""
+        if self.item:
+            return "item-level Bernoulli"
+        if law.response == "loss":
+            return "Student-t on log loss"
+        return "aggregated Beta-Binomial" if self.n else "Student-t on the accuracy"
 
     def numeric(self) -> dict[str, str]:
         """Each column that must hold numbers, with the option that chose it."""
@@ -152,6 +191,34 @@ class Columns:
         if self.n:
             chosen[self.n] = "--n"
         return chosen
+
+
+ITEM_COLUMN = "key"  # a grid's grades name each evaluation problem here (family and operands)
+FAMILY_COLUMN = "family"
+
+
+def item_column(rows: pd.DataFrame, law: Law, y: str, n: str | None, item: str | None) -> str | None:
+    """The item column if the rows are per-example 0/1 grades to fit item-level, else None: the one place this
+    is decided. `item` (--item) asks for it, and then every condition is a UserError; without it, a table with a
+    `key` column, an accuracy law, a 0/1 --y and no --n is fitted item-level."""
+    column = item or ITEM_COLUMN
+    if item is None and (column not in rows or n or law.response != "accuracy" or not _zero_one(rows[y])):
+        return None
+    _require(rows, [column], "--item")
+    if n:
+        raise UserError(f"--item {column!r} fits one 0/1 grade per row; --n {n!r} is for accuracies over n examples")
+    if law.response != "accuracy":
+        raise UserError(f"--item {column!r}: law {law.name} fits a loss; an item-level fit needs an accuracy law")
+    if not _zero_one(rows[y]):
+        bad = rows[y][~rows[y].isin([0, 1]) & rows[y].notna()]
+        raise UserError(f"--y column {y!r} holds {bad.iloc[0]!r} at {_row(bad.index[0])}: an item-level fit "
+                        f"(--item {column!r}) needs one 0/1 outcome per row")
+    return column
+
+
+def _zero_one(values: pd.Series) -> bool:
+    """Whether a column holds 0/1 outcomes (booleans, or numbers that are all 0 or 1)."""
+    return values.dtype.kind == "b" or (values.dtype.kind in "iuf" and bool(values.dropna().isin([0, 1]).all()))
 
 
 def as_numbers(rows: pd.DataFrame, columns: Columns) -> pd.DataFrame:

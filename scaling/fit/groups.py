@@ -16,7 +16,8 @@ from scaling.fit import progress
 from scaling.fit.backtest import backtest_scores, backtest_table, persistence
 from scaling.fit.data import DEFAULT_STEPS_AXIS, Columns, fit_data
 from scaling.fit.identify import COLUMNS as IDENTIFY_COLUMNS
-from scaling.fit.infer import LawFit, fit_law, fit_pooled, reported
+from scaling.fit.infer import LawFit, fit_law, fit_pooled
+from scaling.fit.items import POPULATIONS, fit_items, fit_items_pooled, item_backtest, item_data
 from scaling.fit.laws import Law
 from scaling.fit.models import POOL_TAU
 from scaling.fit.record import group_dim
@@ -47,20 +48,32 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
         progress.stage(f"{len(parts)} groups, pooled")
         joint = pd.concat([part.train for part in parts], ignore_index=True)
         codes = np.concatenate([np.full(len(part.train), g) for g, part in enumerate(parts)])
-        fits = fit_pooled(law, dataclasses.replace(fit_data(joint, law, columns), group=codes), request.method, request.sampler)
+        fits = (fit_items_pooled(law, items_of(joint, law, columns, codes), request.sampler) if columns.item else
+                fit_pooled(law, dataclasses.replace(fit_data(joint, law, columns), group=codes), request.method, request.sampler))
     else:
         fits = []
         for index, part in enumerate(parts, start=1):
             progress.stage(f"group {part.label}" if part.label else law.name, index - 1, len(parts))
-            fits.append(fit_law(law, fit_data(part.train, law, columns), request.method, request.sampler))
+            fits.append(fit_items(law, items_of(part.train, law, columns), request.sampler) if columns.item
+                        else fit_law(law, fit_data(part.train, law, columns), request.method, request.sampler))
     results = []
     for part, fit in zip(parts, fits):
+        held_out = bool(part.held.any())
         tested = tested_rows(part)
-        backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, bool(part.held.any()),
-                                  group_persistence(law, columns, part))
+        backtest = (item_backtest(fit, items_of(tested, law, columns), columns.x, held_out) if columns.item
+                    else backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, held_out,
+                                        group_persistence(law, columns, part)))
         returns = group_returns(request, law, columns, part, fit.draws())
+        if columns.item:  # the law's parameters are those of an item of effect 0
+            returns = returns.assign(population=POPULATIONS["median"])
         results.append(GroupFit(part.label, part.key, fit, returns, backtest, backtest_scores(backtest)))
     return results
+
+
+def items_of(rows: pd.DataFrame, law, columns: Columns, group: np.ndarray | None = None):
+    """Per-example grades as the item model reads them, its units those of `Columns.units` whether or not the
+    groups are pooled (`group`: each row's code)."""
+    return item_data(rows, law, columns.x, columns.y, columns.item, columns.units, columns.family, group)
 
 
 def tested_rows(part: Part) -> pd.DataFrame:
@@ -142,7 +155,8 @@ def stacked_posterior(fits: list[GroupFit], by: tuple[str, ...]) -> az.Inference
     column itself, or `group` for several columns: see scaling.fit.record.group_dim)."""
     if not by:
         return fits[0].fit.posterior
-    params = list(reported(fits[0].fit.law, fits[0].fit.posterior.posterior))
+    # What the summaries report (an item-level fit's item spreads among them), where every group has it.
+    params = [name for name in fits[0].fit.summary["param"] if all(name in g.fit.posterior.posterior for g in fits)]
     joined = xr.concat([g.fit.posterior.posterior[params] for g in fits],
                        dim=pd.Index([g.label for g in fits], name=group_dim(by)))
     first = fits[0].fit.posterior.posterior

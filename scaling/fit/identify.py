@@ -139,10 +139,16 @@ def identification(law: Law, latent: dict, x_scaled: dict, pooled: bool) -> pd.D
             rows[param] = (np.nan, np.nan, np.nan, worst)
     for spread in (RUN_SD + param for param, _ in law.run_effects):
         if spread in latent:
-            draws, prior = _flat(latent, spread), site_prior(law, spread, pooled)
-            c, tail = 1.0 - draws.var() / prior.var(), _prior_tail(draws, prior)
-            rows[spread] = (c, 1.0 - c, tail, label(c, 1.0 - c, tail, False))
+            rows[spread] = spread_identification(_flat(latent, spread), site_prior(law, spread, pooled))
     return pd.DataFrame.from_dict(rows, orient="index", columns=COLUMNS)
+
+
+def spread_identification(draws: np.ndarray, prior) -> tuple[float, float, float, str]:
+    """contraction, prior_share, prior_tail and the label of a spread drawn alone from its own prior (a run effects'
+    or an item effects' Gamma): nothing else trades against it, so its prior share is 1 − contraction."""
+    draws = np.asarray(draws, float).reshape(-1)
+    c, tail = 1.0 - draws.var() / prior.var(), _prior_tail(draws, prior)
+    return c, 1.0 - c, tail, label(c, 1.0 - c, tail, False)
 
 
 def _prior_tail(draws: np.ndarray, prior) -> float:

@@ -342,17 +342,25 @@ def _lower(program, law: Law, m: int, *extra):
 @lru_cache(maxsize=32)
 def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warmup: int, samples: int,
                 report: bool = False):
-    """One NUTS chain, compiled once per law and data shape: init, warmup and draws in one program.
+    """One NUTS chain of law_model, compiled once per law and data shape (see nuts_program)."""
+    x = {name: jnp.ones(m) for name in law.inputs}
+    example = {"x": x, "y": jnp.ones(m), "n": jnp.ones(m), "seed": jnp.zeros(m, int), "group": jnp.zeros(m, int)}
+    return nuts_program(_bound_model(law, has_n, n_seeds, n_groups), example, warmup, samples, report)
+
+
+def nuts_program(model, example: dict, warmup: int, samples: int, report: bool = False, pointwise_of=None):
+    """`chain(key, data, index) -> (latent draws, divergences, pointwise log-likelihood)`: one NUTS chain of
+    `model(**data)` (init, warmup and draws in one program), compiled ahead of time for data shaped like
+    `example`, so threads share one executable. `pointwise_of(log_lik, data)` may reduce the per-observation
+    log-likelihood (draws, m) to fewer units (an item-level fit sums each run-step's examples).
 
     Chains are separate calls of this program rather than one vectorized program: vmap turns NUTS's
     data-dependent branches into selects, which makes tracing and compiling several times slower,
     and separate calls let chains run on separate cores.
     """
-    model = _bound_model(law, has_n, n_seeds, n_groups)
     every = max(1, (warmup + samples) // progress.TICKS)
 
-    def chain(key, x, y, n, seed, group, index):
-        data = {"x": x, "y": y, "n": n, "seed": seed, "group": group}
+    def chain(key, data, index):
         init_key, run_key = jax.random.split(key)
         start, potential, constrain, _ = initialize_model(
             init_key, model, init_strategy=init_to_median(num_samples=15), model_kwargs=data, dynamic_args=True)
@@ -369,9 +377,21 @@ def _nuts_chain(law: Law, m: int, has_n: bool, n_seeds: int, n_groups: int, warm
         _, (z, diverging) = jax.lax.scan(step, state, jnp.arange(warmup + samples))
         latent = _sites(jax.vmap(constrain(**data))(jax.tree.map(lambda v: v[warmup:], z)))
         pointwise = log_likelihood(model, latent, parallel=True, **data)[OBSERVED]
-        return latent, diverging[warmup:], pointwise
+        return latent, diverging[warmup:], pointwise if pointwise_of is None else pointwise_of(pointwise, data)
 
-    return _lower(chain, law, m, 0)
+    return jax.jit(chain).lower(jax.random.key(0), example, 0).compile()
+
+
+def run_chains(program, data: dict, sampler: SamplerConfig) -> tuple[dict, np.ndarray, np.ndarray]:
+    """`sampler.chains` runs of a nuts_program on data, in threads: latent draws (chains, draws, ...), pointwise
+    log-likelihood (chains, draws, ...), divergent draws (chains, draws)."""
+    keys = jax.random.split(jax.random.key(sampler.seed), sampler.chains)
+    progress.start_chains(sampler.chains, sampler.warmup, sampler.samples)
+    with ThreadPoolExecutor(max_workers=min(sampler.chains, os.cpu_count() or 1)) as pool:
+        runs = list(pool.map(lambda chain: jax.block_until_ready(program(keys[chain], data, chain)), range(sampler.chains)))
+    latent = {name: np.stack([np.asarray(run[0][name]) for run in runs]) for name in runs[0][0]}
+    pointwise = np.stack([np.asarray(run[2]) for run in runs])
+    return latent, pointwise, np.stack([np.asarray(run[1], bool) for run in runs])
 
 
 def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfig,
@@ -379,14 +399,7 @@ def _nuts(law: Law, args: dict, n_seeds: int, has_n: bool, sampler: SamplerConfi
     """Latent draws (chains, draws, ...), pointwise log-likelihood (chains, draws, m), divergent draws (chains, draws)."""
     program = _nuts_chain(law, int(args["y"].shape[0]), has_n, n_seeds, n_groups, sampler.warmup, sampler.samples,
                           progress.active())
-    keys = jax.random.split(jax.random.key(sampler.seed), sampler.chains)
-    progress.start_chains(sampler.chains, sampler.warmup, sampler.samples)
-    with ThreadPoolExecutor(max_workers=min(sampler.chains, os.cpu_count() or 1)) as pool:
-        runs = list(pool.map(lambda chain: jax.block_until_ready(program(keys[chain], *_positional(args), chain)),
-                             range(sampler.chains)))
-    latent = {name: np.stack([np.asarray(run[0][name]) for run in runs]) for name in runs[0][0]}
-    pointwise = np.stack([np.asarray(run[2]) for run in runs])
-    return latent, pointwise, np.stack([np.asarray(run[1], bool) for run in runs])
+    return run_chains(program, args, sampler)
 
 
 @lru_cache(maxsize=32)

@@ -18,7 +18,9 @@ from pathlib import Path
 import tomli_w
 
 from scaling.errors import UserError
+from scaling.fit.data import Columns
 from scaling.fit.infer import SamplerConfig
+from scaling.fit.items import POPULATIONS
 from scaling.fit.laws import Law
 from scaling.fit.request import FitRequest, as_columns
 from scaling.fit.returns import ReturnsConfig
@@ -92,15 +94,29 @@ def _renamed(mapping: str) -> str:
     return f"{LEGACY_LAW_AXES.get(axis, axis)}{sep}{column}"
 
 
-def fit_toml(request: FitRequest, out: Path, law: Law, diagnostics: dict, backtest: dict) -> str:
-    """fit.toml of a fit written to out: its request, law, diagnostics, backtest scores per group and provenance."""
+def fit_toml(request: FitRequest, out: Path, law: Law, diagnostics: dict, backtest: dict, columns: Columns) -> str:
+    """fit.toml of a fit written to out: its request, law, likelihood, diagnostics, backtest scores per group and
+    provenance."""
     spec = recorded_request(request, out)
     attrs = provenance(tomli_w.dumps({"fit": spec}))
     return tomli_w.dumps({
         "fit": spec, "law": {"name": law.name, "formula": law.formula, "params": list(law.params)},
-        "diagnostics": diagnostics, "backtest": backtest,
+        "likelihood": likelihood_section(columns, law), "diagnostics": diagnostics, "backtest": backtest,
         "provenance": {k: v for k, v in attrs.items() if k != "spec"},
     })
+
+
+def likelihood_section(columns: Columns, law: Law) -> dict:
+    """fit.toml's [likelihood]: which one was used, and for an item-level fit its units and the population
+    each output describes (scaling.fit.items)."""
+    section = {"kind": columns.likelihood(law)}
+    if columns.item:
+        section |= {"item_column": columns.item, "run_unit": " × ".join(columns.units) or "none",
+                    "population": {"summary": POPULATIONS["median"], "returns": POPULATIONS["median"],
+                                   "backtest": POPULATIONS["these"], "new_items": POPULATIONS["new"]}}
+    else:  # every row's examples count as independent: intervals describe the evaluation set's own items
+        section["population"] = {"summary": "these items (the rows' evaluation set)", "backtest": "these items"}
+    return section
 
 
 def compare_toml(request: FitRequest, out: Path, laws: list[str], ic: str, scheme: str) -> str:

@@ -11,7 +11,8 @@ import pandas as pd
 
 from scaling.errors import UserError
 from scaling.fit import METHODS
-from scaling.fit.data import Columns, as_numbers, axis_columns, check_values, groups, load_table, query, row_condition
+from scaling.fit.data import (FAMILY_COLUMN, Columns, as_numbers, axis_columns, check_values, groups, item_column,
+                              load_table, query, row_condition)
 from scaling.fit.infer import SamplerConfig
 from scaling.fit.laws import Law, get_law
 from scaling.fit.returns import ReturnsConfig
@@ -27,6 +28,7 @@ class FitRequest:
     y: str  # the response column or variable
     x: tuple[str, ...] = ()  # AXIS=COLUMN mappings of the law's axes
     n: str | None = None  # examples behind each accuracy (Beta-Binomial likelihood)
+    item: str | None = None  # per-example 0/1 grades: the item column (default `key` where --y is 0/1 and no --n)
     by: tuple[str, ...] = ()  # fit each group of these columns (each combination of their values) separately
     pool: bool = False  # with --by: one joint fit, every law parameter partially pooled across the groups
     seed_column: str | None = "seed"  # replicate seeds: partial pooling when present with several values
@@ -104,7 +106,12 @@ def prepare(request: FitRequest) -> Prepared:
     # `cell_id`; any other table's columns are the user's to interpret.
     run = (tuple(a for a in AXES if a in rows.columns) if Path(request.input).suffix == ".nc"
            else ("cell_id",) if "cell_id" in rows.columns else ())
-    columns = Columns(x=x_columns, y=request.y, n=request.n, seed=seed, run=run)
+    item = item_column(rows, law, request.y, request.n, request.item)
+    if item and request.method != "nuts":
+        raise UserError(f"an item-level fit (one 0/1 grade per row of --item {item!r}) is sampled by NUTS: "
+                        f"--method nuts, not {request.method}")
+    family = FAMILY_COLUMN if item and FAMILY_COLUMN in rows else None
+    columns = Columns(x=x_columns, y=request.y, n=request.n, seed=seed, run=run, item=item, family=family)
     rows = as_numbers(rows, columns)
     complete = rows.dropna(subset=list(columns.numeric()))
     dropped = len(rows) - len(complete)

@@ -12,6 +12,7 @@ from scaling.fit.infer import FitData, SamplerConfig, fit_law
 from scaling.fit.laws import LAWS
 from scaling.fit.models import Scales
 from scaling.fit.simulate import GridDesign, grid_rows, refit, simulate
+from scaling.fit.simulate_items import SharedItemsDesign, covered, simulate_shared_items
 
 REPLICATES = 40
 LEVEL = 0.9
@@ -62,3 +63,20 @@ def test_sft_law_with_run_effects_covers_prior_drawn_truths():
     hits = np.array([list(r.inside.values()) for r in refits])
     assert hits.shape == (8, len(law.params) + len(law.run_effects))
     assert 0.75 <= hits.mean() <= 0.99, hits.mean(axis=0)
+
+
+# --- shared items -------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_item_level_intervals_cover_truths_where_every_cell_shares_its_items():
+    """Grids of 6 runs × 6 budgets graded on the same 16 items, drawn from the item-level model's prior (crossed
+    run and item effects): the item-level fit's 90% intervals of the law's parameters and item spread, and of
+    the family's curve over new items, hold the truth about 90% of the time (a loose band for 6 grids;
+    benchmarks/bench_calibration.py --items runs 40 beside the aggregated Beta-Binomial)."""
+    law, design = LAWS["accuracy"], SharedItemsDesign()
+    scored = [covered(law, grid, design, SHORT_NUTS, item_level_fit=True)
+              for grid in simulate_shared_items(law, design, jax.random.key(11), 6)]
+    hits = np.array([list(c.params.values()) for c in scored])
+    assert hits.shape == (6, len(law.params) + 1)
+    assert 0.75 <= hits.mean() <= 1.0, hits.mean(axis=0)
+    assert np.concatenate([c.new_items for c in scored]).mean() >= 0.75
