@@ -13,11 +13,11 @@ import pandas as pd
 import xarray as xr
 
 from scaling.fit import progress
-from scaling.fit.backtest import backtest_scores, backtest_table, persistence
+from scaling.fit.backtest import PERSISTENCE, backtest_scores, backtest_table, persistence
 from scaling.fit.data import DEFAULT_STEPS_AXIS, Columns, fit_data
 from scaling.fit.identify import COLUMNS as IDENTIFY_COLUMNS
 from scaling.fit.infer import LawFit, fit_law, fit_pooled
-from scaling.fit.items import POPULATIONS, fit_items, fit_items_pooled, item_backtest, item_data
+from scaling.fit.items import POPULATIONS, budget_table, fit_items, fit_items_pooled, item_backtest, item_data
 from scaling.fit.laws import Law
 from scaling.fit.models import POOL_TAU
 from scaling.fit.record import group_dim
@@ -60,12 +60,13 @@ def fit_groups(request: FitRequest, prepared: Prepared) -> list[GroupFit]:
     for part, fit in zip(parts, fits):
         held_out = bool(part.held.any())
         tested = tested_rows(part)
-        backtest = (item_backtest(fit, items_of(tested, law, columns), columns.x, held_out) if columns.item
-                    else backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, held_out,
-                                        group_persistence(law, columns, part)))
+        if columns.item:
+            backtest = item_backtest(fit, items_of(tested, law, columns), columns.x, held_out)
+            backtest[PERSISTENCE] = item_persistence(law, columns, part, backtest)
+        else:
+            backtest = backtest_table(fit, tested, fit_data(tested, law, columns), columns.x, held_out,
+                                      group_persistence(law, columns, part))
         returns = group_returns(request, law, columns, part, fit.draws())
-        if columns.item:  # the law's parameters are those of an item of effect 0
-            returns = returns.assign(population=POPULATIONS["median"])
         results.append(GroupFit(part.label, part.key, fit, returns, backtest, backtest_scores(backtest)))
     return results
 
@@ -85,14 +86,23 @@ def group_returns(request: FitRequest, law: Law, columns: Columns, part: Part, d
     """A group's diminishing returns from its posterior draws (scaling.fit.returns), at the rows it fitted."""
     x_train = fit_data(part.train, law, columns).x
     runs = memorized_runs(part.rows, part.train, columns, steps_of(columns))
-    return returns_table(law, draws, x_train, request.returns, runs, steps_of(columns),
-                         fraction_axes({a: columns.x[a] for a in law.axes}, x_train))
+    returns = returns_table(law, draws, x_train, request.returns, runs, steps_of(columns),
+                            fraction_axes({a: columns.x[a] for a in law.axes}, x_train))
+    # Item-level, the law's parameters are those of a problem of item effect 0, not of the evaluation set's average.
+    return returns.assign(population=POPULATIONS["median"]) if columns.item else returns
 
 
 def group_persistence(law: Law, columns: Columns, part: Part) -> np.ndarray:
     """The persistence baseline's prediction of each tested row of a group (scaling.fit.backtest.persistence)."""
     along = budget_axis(law, columns)
     return persistence(tested_rows(part), part.train, columns.y, run_keys(columns, along), columns.x.get(along))
+
+
+def item_persistence(law: Law, columns: Columns, part: Part, backtest: pd.DataFrame) -> np.ndarray:
+    """The persistence baseline of an item-level backtest's budgets: each run's accuracy over its items at its
+    largest fitted budget before the row's (scaling.fit.backtest.persistence, on budgets rather than examples)."""
+    fitted = budget_table(items_of(part.train, law, columns), columns.x)
+    return persistence(backtest, fitted, "observed", ["run"], columns.x.get(budget_axis(law, columns)))
 
 
 def steps_of(columns: Columns) -> str | None:
@@ -109,7 +119,10 @@ def budget_axis(law: Law, columns: Columns) -> str | None:
 def run_keys(columns: Columns, along: str | None) -> list[str]:
     """The columns naming one run's series of measurements along its budget: the grid's run columns (a cell) or
     else the seed, with every input column but the budget's and `past` (which follows the budget): a cell
-    measured on several families (each with its chance) is a series per family."""
+    measured on several families (each with its chance) is a series per family. Item-level, the fit's units
+    (a run × family: Columns.units)."""
+    if columns.item:  # per-example rows: a covariate (each problem's chance) varies within one run's budget
+        return list(columns.units)
     inputs = [c for a, c in columns.x.items() if a not in (along, PAST)]
     return list(dict.fromkeys([*(columns.run or ([columns.seed] if columns.seed else [])), *inputs]))
 

@@ -209,4 +209,6 @@ def latent_from_posterior(law: Law, posterior, scales: Scales) -> dict[str, np.n
 
 def scales_of_posterior(law: Law, attrs: dict) -> Scales:
     """The units a fit's priors were written in, from its posterior's attributes (x_ref_AXIS, y_scale)."""
-    return Scales({axis: float(attrs[f"x_ref_{axis}"]) for axis in law.axes}, float(attrs["y_scale"]))
+    # An accuracy is on its own scale (models.scales_of): item-level posteriors do not record it.
+    y_scale = attrs["y_scale"] if law.response == "loss" else attrs.get("y_scale", 1.0)
+    return Scales({axis: float(attrs[f"x_ref_{axis}"]) for axis in law.axes}, float(y_scale))

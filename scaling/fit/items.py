@@ -53,6 +53,7 @@ NEW_ITEMS = "new_items"  # deterministic: each cell's accuracy over new items of
 # the non-centred z_j still leave NUTS a funnel-like neck; the issue measured per-item accuracy SD 0.18 for `add`
 # against 0.06 from binomial noise (about 0.8 logits), well inside the prior's bulk.
 ITEM_SD_MODE = 0.5
+ITEM_SD_PRIOR = stats.gamma(2.0, scale=ITEM_SD_MODE)  # the same prior, for measuring what the data did to it
 GAUSS_HERMITE_POINTS = 20  # E over Normal(0, sd) of a sigmoid: exact to ~1e-6 for sd up to a few logits
 POPULATIONS = {"these": "these items", "new": "new items of the family", "median": "the median item (item effect 0)"}
 KIND = "item-level Bernoulli"
@@ -261,9 +262,8 @@ def _group_fit(law: Law, data: ItemData, latent: dict, mine: dict, pointwise: np
     x = models.scaled_inputs(law, {name: np.asarray(values)[cells] for name, values in data.x.items()}, scales)
     measured = identify.identification(law, mine, x, pooled=group is not None)
     item_sd = np.asarray(latent[ITEM_SD], float)[..., codes].reshape(-1, len(codes))
-    item_prior = stats.gamma(2.0, scale=ITEM_SD_MODE)  # the item spreads' prior (see item_model)
     for k, name in enumerate(item_spreads(families)):
-        measured.loc[name] = identify.spread_identification(item_sd[:, k], item_prior)
+        measured.loc[name] = identify.spread_identification(item_sd[:, k], ITEM_SD_PRIOR)
     summary = summary.join(measured, on="param")
     return LawFit(idata, summary, scales.x_ref[law.axes[0]], divergent, law, latent, scales, "nuts", None, group)
 
@@ -327,16 +327,23 @@ def _known(fitted: list[str], names: tuple[str, ...], samples: dict, sites: list
     return np.array([index[name] for name in names], int), [*map(str, fitted), *new]
 
 
+def budget_table(data: ItemData, x_columns: dict[str, str]) -> pd.DataFrame:
+    """One row per budget (a run's step in one family): its run (unit), its inputs (a covariate averaged over its
+    items), its items and the observed accuracy over them."""
+    table = pd.DataFrame({column: data.per_budget(data.x[name][data.cell]) for name, column in x_columns.items()})
+    table.insert(0, "run", np.asarray(data.units, dtype=object)[data.cell_unit[data.budget_cell()]] if data.n_units else "")
+    table["items"] = data.budget_sizes().astype(int)
+    table["observed"] = data.per_budget(data.correct)
+    return table
+
+
 def item_backtest(fit: LawFit, data: ItemData, x_columns: dict[str, str], held_out: bool) -> pd.DataFrame:
     """One row per budget (a run's step in one family): its inputs (a covariate averaged over its items), the
     observed accuracy over its items, and the predicted mean with a 90% posterior-predictive interval of that
     accuracy, for these items."""
     accuracy = data.per_budget(predict_items(fit, data)[OBSERVED])
     lo, hi = np.quantile(accuracy, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0)
-    table = pd.DataFrame({column: data.per_budget(data.x[name][data.cell]) for name, column in x_columns.items()})
-    table.insert(0, "run", np.asarray(data.units, dtype=object)[data.cell_unit[data.budget_cell()]] if data.n_units else "")
-    table["items"] = data.budget_sizes().astype(int)
-    table["observed"] = data.per_budget(data.correct)
+    table = budget_table(data, x_columns)
     table["mean"] = accuracy.mean(axis=0)
     table["lo"], table["hi"] = lo, hi
     table["held_out"] = held_out

@@ -20,7 +20,8 @@ from scaling.errors import UserError
 from scaling.fit import identify, models
 from scaling.fit.backtest import PERSISTENCE, backtest_scores
 from scaling.fit.data import fit_data
-from scaling.fit.groups import SUMMARY_COLUMNS, group_persistence, group_returns, tested_rows
+from scaling.fit.groups import SUMMARY_COLUMNS, group_persistence, group_returns, item_persistence, tested_rows
+from scaling.fit.items import ITEM_SD, ITEM_SD_PRIOR
 from scaling.fit.record import MARKER, group_dim, read_request
 from scaling.fit.request import Part, prepare
 
@@ -34,11 +35,14 @@ def refreshed_backtest(folder: Path, root: Path = Path(".")) -> tuple[pd.DataFra
     tables, scores = [], {}
     for part in prepared.parts:
         backtest = _rows_of(committed, part).reset_index(drop=True)
-        tested = tested_rows(part)
-        if len(backtest) != len(tested) or not np.allclose(backtest["observed"], tested[request.y]):
-            raise UserError(f"{folder / 'backtest.csv'}{' group ' + part.label if part.label else ''} does not match the "
-                            f"rows of its input {request.input}: refit instead")
-        backtest[PERSISTENCE] = group_persistence(prepared.law, prepared.columns, part)
+        if prepared.columns.item:  # a row per budget (run × step × family), observed over its items
+            backtest[PERSISTENCE] = item_persistence(prepared.law, prepared.columns, part, backtest)
+        else:
+            tested = tested_rows(part)
+            if len(backtest) != len(tested) or not np.allclose(backtest["observed"], tested[request.y]):
+                raise UserError(f"{folder / 'backtest.csv'}{' group ' + part.label if part.label else ''} does not "
+                                f"match the rows of its input {request.input}: refit instead")
+            backtest[PERSISTENCE] = group_persistence(prepared.law, prepared.columns, part)
         tables.append(backtest)
         scores[part.label or "all"] = backtest_scores(backtest)
     return pd.concat(tables, ignore_index=True), scores
@@ -75,6 +79,8 @@ def refreshed_summary(folder: Path, root: Path = Path(".")) -> pd.DataFrame:
         draws = posterior.sel({dim: part.label}) if dim else posterior
         x = models.scaled_inputs(law, fit_data(part.train, law, prepared.columns).x, scales)
         table = identify.identification(law, identify.latent_from_posterior(law, draws, scales), x, pooled=request.pool)
+        for spread in (name for name in draws.data_vars if name.startswith(ITEM_SD)):  # an item-level fit's
+            table.loc[spread] = identify.spread_identification(draws[spread].values, ITEM_SD_PRIOR)
         tables.append(table.reset_index(names="param").assign(**part.key))
     keys = [*request.by, "param"]
     summary = pd.read_csv(folder / "summary.csv")
