@@ -224,23 +224,29 @@ def post_memorization_figure(results_paths: list[Path], splits: list[str], facto
     return _save(figure, stem)
 
 
+# A summary.csv's columns other than its --by groups (scaling.fit.groups.SUMMARY_COLUMNS, and older folders').
+SUMMARY_STATISTICS = ("param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "contraction", "prior_share",
+                      "prior_tail", "identified", "p_positive", "converged")
+
+
 def posterior_figure(fit_dir: Path, params: list[str], stem: Path) -> list[Path]:
     """The posterior of chosen law parameters per group (a fit's summary.csv): mean and 90% interval, zero marked,
-    P(> 0) beside each, and the prior's contraction in grey where the data barely narrowed it (< 0.5)."""
+    P(> 0) beside each, in grey where the data did not determine it: its `identified` label is not `data` (a fit
+    written before that label: its contraction below 0.5)."""
     record = read_fit(fit_dir)
     summary = pd.read_csv(fit_dir / "summary.csv")
     missing = [p for p in params if p not in set(summary["param"])]
     if missing:
         raise UserError(f"posterior: {fit_dir} has no parameter {missing[0]!r} (it has {', '.join(dict.fromkeys(summary['param']))})")
-    group = next((c for c in summary.columns if c not in ("param", "mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk",
-                                                           "contraction", "p_positive", "converged")), None)
+    group = next((c for c in summary.columns if c not in SUMMARY_STATISTICS), None)
     figure, axes = _panels(1, len(params), (1.9 * len(params) + 0.8, 0.35 * summary[group].nunique() + 1.3
                                             if group else 1.6), font_scale=0.8, sharex=False)
     for axis, param in zip(axes[0], params):
         rows = summary[summary["param"] == param].reset_index(drop=True)
         labels = rows[group].astype(str) if group else pd.Series(["all"])
         for i, row in rows.iterrows():
-            weak = np.isfinite(row["contraction"]) and row["contraction"] < 0.5
+            weak = (row["identified"] != "data" if "identified" in row
+                    else np.isfinite(row["contraction"]) and row["contraction"] < 0.5)
             colour = "gray" if weak else "tab:blue"
             axis.errorbar(row["mean"], i, xerr=[[row["mean"] - row["hdi_5%"]], [row["hdi_95%"] - row["mean"]]], fmt="o",
                           markersize=3, capsize=2, color=colour)
@@ -251,7 +257,7 @@ def posterior_figure(fit_dir: Path, params: list[str], stem: Path) -> list[Path]
         axis.set_yticks(range(len(labels)), labels=labels, fontsize=7)
     _label_edges(axes, params, title_size=8)
     axes[0, 0].invert_yaxis()
-    figure.suptitle(f"{record.law}: posterior mean and 90% interval (grey: the data barely narrow the prior)", fontsize=7)
+    figure.suptitle(f"{record.law}: posterior mean and 90% interval (grey: not determined by the data)", fontsize=7)
     figure.tight_layout()
     return _save(figure, stem)
 

@@ -238,3 +238,13 @@ def test_the_paper_quotes_no_parameter_the_data_did_not_determine():
             problems.append(f"line {quote.line} quotes {quote.column} of {dict(quote.row)}, labelled "
                             f"{', '.join(map(str, sorted(set(chosen['identified']))))}")
     assert not problems, "\n".join(sorted(set(problems)))
+
+
+def test_the_posterior_figure_knows_every_column_a_fit_summary_has():
+    """A summary.csv without --by groups must not have a statistic taken for its group column: the figure's list
+    of statistics holds every column scaling fit writes (it names them itself: reports never import the fitting
+    modules)."""
+    from scaling.fit.groups import SUMMARY_COLUMNS
+    from scaling.report.figures import SUMMARY_STATISTICS
+
+    assert {*SUMMARY_COLUMNS, "converged"} <= set(SUMMARY_STATISTICS)
