@@ -1,11 +1,12 @@
 """The `scaling` command line: parses and dispatches; every command is an importable function.
 
 Exit status: 0 success; 2 bad input, reported in one plain line on stderr with no traceback;
-1 a failure while running.
+1 a failure while running; 130 Ctrl-C, 128 + N a termination signal N (143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -17,6 +18,7 @@ import click
 from scaling.errors import UserError
 from scaling.fit import METHODS
 from scaling.grid.spec import EXECUTORS
+from scaling.interrupts import Terminated, unwinding_on_termination
 from scaling.tasks.jsonl import MODES as ANSWER_MODES
 from scaling.tasks.quality import COT_STYLES
 
@@ -372,9 +374,11 @@ def one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: usage errors and UserErrors become one line on stderr and exit status 2."""
+    """Entry point: usage errors and UserErrors become one line on stderr and exit status 2; SIGTERM and SIGHUP
+    unwind the command as Ctrl-C does (its staging folders and temporaries removed), then say so in one line."""
     try:
-        cli.main(args=argv, prog_name="scaling", standalone_mode=False)
+        with unwinding_on_termination():
+            cli.main(args=argv, prog_name="scaling", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as shown:  # `scaling` alone prints help: not an error
         click.echo(shown.ctx.get_help() if shown.ctx else "", err=False)
         return 0
@@ -392,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("scaling: interrupted", err=True)
         return 130
+    except Terminated as terminated:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone; the exit status still says it
+            click.echo(f"scaling: terminated ({terminated.name})", err=True)
+        return terminated.exit_status
     return 0
 
 

@@ -103,13 +103,13 @@ def staged_folder(out: Path, marker: str | None, writer: str) -> Iterator[Path]:
     check_replaceable(out, marker, writer)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / temporary_name(out.name)
+    retired = out.parent / temporary_name(out.name)  # where an earlier out waits while the new one moves in
     staging.mkdir()
     try:
         yield staging
         if marker is not None:
             assert (staging / marker).is_file(), f"{writer} wrote no {marker}: its folder could never be replaced"
         if out.exists():
-            retired = out.parent / temporary_name(out.name)
             out.rename(retired)
             staging.rename(out)
             shutil.rmtree(retired, ignore_errors=True)
@@ -117,6 +117,10 @@ def staged_folder(out: Path, marker: str | None, writer: str) -> Iterator[Path]:
             staging.rename(out)
         fsync_folder(out.parent)
     except BaseException:
+        # An interrupt between the two renames would leave no out at all: the earlier one goes back.
+        if retired.exists() and not out.exists():
+            retired.rename(out)
+        shutil.rmtree(retired, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         raise
 

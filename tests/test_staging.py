@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -63,3 +65,39 @@ def test_files_are_written_whole_and_readable_by_the_group(tmp_path):
     path = tmp_path / "a" / "file.bin"
     assert path.read_bytes() == b"two" and stat.S_IMODE(path.stat().st_mode) == 0o664
     assert [p.name for p in path.parent.iterdir()] == ["file.bin"]
+
+
+# Run in its own process: an audit hook, once added, stays for the life of the process.
+SIGNAL_BETWEEN_RENAMES = """
+import signal, sys
+from pathlib import Path
+from scaling.interrupts import Terminated, unwinding_on_termination
+from scaling.staging import staged_folder
+
+out = Path(sys.argv[1])
+
+def terminate_before_the_new_folder_moves_in(event, args):
+    # Audit events come before the operation: this is the rename of the staging folder onto out, after out
+    # was moved aside. The signal's handler runs inside raise_signal, so the rename never happens.
+    if event == "os.rename" and Path(args[1]) == out:
+        signal.raise_signal(signal.SIGTERM)
+
+with unwinding_on_termination():
+    try:
+        with staged_folder(out, "made.toml", "scaling test") as staging:
+            (staging / "made.toml").write_text("second")
+            sys.addaudithook(terminate_before_the_new_folder_moves_in)
+    except Terminated as terminated:
+        sys.exit(terminated.exit_status)
+"""
+
+
+def test_a_termination_while_a_staged_folder_replaces_another_leaves_the_earlier_one(tmp_path):
+    out = tmp_path / "out"
+    with staged_folder(out, MARKER, "scaling test") as staging:
+        (staging / MARKER).write_text("first")
+    ended = subprocess.run([sys.executable, "-c", SIGNAL_BETWEEN_RENAMES, str(out)], capture_output=True, text=True,
+                           timeout=60)
+    assert ended.returncode == 143, ended.stderr
+    assert (out / MARKER).read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # neither the staging nor the retired folder left

@@ -1,0 +1,79 @@
+"""Termination signals unwind the program as Ctrl-C does, so nothing partial is left on disk.
+
+SIGTERM (what `timeout`, SLURM, Kubernetes and `kill` send) and SIGHUP (what a closed terminal or a dropped
+ssh session sends) end a process without running its `finally` blocks by default, so a staging folder or a
+temporary file (`scaling.staging`) would stay behind. With `unwinding_on_termination()` in force, either
+signal raises `Terminated` in the main thread instead, as SIGINT raises KeyboardInterrupt: every `finally`
+and `except BaseException` block runs, and `scaling.cli.main` reports it in one line with status 128 + the
+signal's number (143 for SIGTERM, 129 for SIGHUP).
+
+A signal a process was started ignoring stays ignored (`nohup` ignores SIGHUP; the process then outlives its
+terminal, as asked). Once a termination is being unwound, further termination signals are ignored: SLURM and
+process managers may send SIGTERM to every process again, and a repeat raised inside a cleanup would leave
+it half done. SIGKILL still ends a cleanup that hangs; Ctrl-C (SIGINT) keeps Python's meaning.
+
+`handling(signum, handler)` puts another handler in place for a block and restores the previous one after:
+the run's cells use it to stop gracefully at a step instead of unwinding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)  # signals that end a process unless handled
+
+Handler = Callable[[int, FrameType | None], object] | int | None  # what signal.signal takes and returns
+
+
+class Terminated(BaseException):
+    """A termination signal arrived: a BaseException, like KeyboardInterrupt, so that `except Exception` blocks
+    (a cell's failure record, say) let it pass and only cleanups see it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum  # the signal's number
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_status(self) -> int:
+        """What a shell reports for a process the signal ended: 128 + the signal's number."""
+        return 128 + self.signum
+
+
+def raise_terminated(signum: int, frame: FrameType | None) -> None:
+    """The handler: ignore further termination signals, then unwind by raising Terminated. Python runs it in
+    the main thread between bytecodes, so setting dispositions here is safe."""
+    for other in TERMINATING:
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def handling(signum: int, handler: Handler) -> Iterator[None]:
+    """handler in place for signum during the block; the previous handler is restored after (the default
+    action where the previous one was not set from Python and cannot be named)."""
+    previous = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+
+
+@contextlib.contextmanager
+def unwinding_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Terminated during the block (each one not ignored at the start); the previous
+    handlers are restored after. Outside the main thread it does nothing: only the main thread can set
+    handlers, and Python runs them there."""
+    with contextlib.ExitStack() as stack:
+        if threading.current_thread() is threading.main_thread():
+            for signum in TERMINATING:
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    stack.enter_context(handling(signum, raise_terminated))
+        yield
