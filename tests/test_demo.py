@@ -1,6 +1,7 @@
 """End to end: the demo pipeline at small settings writes results, a fit and figures that load."""
 
 import dataclasses
+import sys
 import tomllib
 
 import arviz as az
@@ -13,6 +14,7 @@ from scaling.report.paper import regenerate_figures
 from scaling.grid.spec import expand
 from scaling.errors import UserError
 from scaling.fit.infer import SamplerConfig
+from signal_helpers import assert_terminated_in_one_line, signalled
 
 SMALL = DemoConfig(
     sizes=("tiny",),
@@ -117,3 +119,36 @@ def test_the_default_demo_is_at_least_the_promised_grid():
 def test_an_accuracy_fit_needs_a_metric_graded_per_family():
     with pytest.raises(ValueError, match="per family"):
         DemoConfig(fit_metric="loss")  # the accuracy law is fitted per trained family; losses are per cell only
+
+
+# `scaling demo` itself, through the CLI's own entry point, with its config shrunk to SMALL so that every
+# stage comes within seconds.
+SMALL_DEMO_COMMAND = f"""
+import sys
+import scaling.demo
+from scaling.cli import main
+from scaling.demo import DemoConfig
+from scaling.fit.infer import SamplerConfig
+
+scaling.demo.DemoConfig = lambda: {SMALL!r}
+sys.exit(main(["demo", "--out", sys.argv[1]]))
+"""
+# The moments a demo is stopped at, each seen in its staging folder: training its first cell, training its
+# second with the first cell's file written, and fitting (the fit's own staging folder inside the demo's).
+MOMENTS = {
+    "first cell": lambda staging: any(staging.glob("locks/*.lock")),
+    "second cell": lambda staging: any(staging.glob("cells/*.nc")),
+    "fit": lambda staging: any(staging.glob(".fit.*.tmp")),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_sigterm_leaves_no_demo_staging(tmp_path, moment):
+    """What `timeout`, SLURM and Kubernetes send: the demo unwinds as on Ctrl-C, its staging folder removed."""
+    out = tmp_path / "demo"
+    reached = lambda _: any(MOMENTS[moment](staging) for staging in tmp_path.glob(".demo.*.tmp"))  # noqa: E731
+    ended = signalled([sys.executable, "-c", SMALL_DEMO_COMMAND, str(out)], tmp_path, reached)
+    assert ended.signalled, f"the demo ended before {moment}: {ended}"
+    assert_terminated_in_one_line(ended)
+    assert list(tmp_path.iterdir()) == []
