@@ -19,12 +19,14 @@ the run's cells use it to stop gracefully at a step instead of unwinding.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)  # signals that end a process unless handled
+RETRY_S = 0.05  # a signal that came during an import is sent again after this many seconds
 
 Handler = Callable[[int, FrameType | None], object] | int | None  # what signal.signal takes and returns
 
@@ -49,10 +51,30 @@ class Terminated(BaseException):
 
 def raise_terminated(signum: int, frame: FrameType | None) -> None:
     """The handler: ignore further termination signals, then unwind by raising Terminated. Python runs it in
-    the main thread between bytecodes, so setting dispositions here is safe."""
+    the main thread between bytecodes, so setting dispositions here is safe.
+
+    Not inside an import: an exception raised there leaves the module half made, and a C extension's
+    (jaxlib's, torch's) failed initialization turns it into an ImportError, a RuntimeError or a crash of
+    the interpreter (seen: SIGSEGV, SIGABRT). The signal is sent again shortly instead, until the import is
+    done; commands import their heavy modules lazily, so a signal often lands in one.
+    """
+    if _importing(frame):
+        retry = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+        retry.daemon = True
+        retry.start()
+        return
     for other in TERMINATING:
         signal.signal(other, signal.SIG_IGN)
     raise Terminated(signum)
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether frame or a caller of it is importlib's import machinery at work."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager

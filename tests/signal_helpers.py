@@ -1,5 +1,6 @@
 """Signalling real `scaling` processes mid-command, and checking what a termination may leave behind."""
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -16,35 +17,72 @@ TERMINATED = "scaling: terminated (SIGTERM)"
 
 
 @dataclass(frozen=True)
+class Run:
+    command: list[str]
+    cwd: Path
+    when: Callable[[float], bool]  # given the seconds since its clock started: whether to signal it now
+    sig: int = signal.SIGTERM
+    env: dict[str, str] | None = None  # None: this process's
+    # True: the clock starts once the process catches SIGTERM (`scaling` has put its handlers in place),
+    # so that a drawn moment falls in the command, not in Python's start; False: at the start
+    from_handler: bool = True
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether the process has a handler for sig in place (Linux: /proc/PID/status's SigCgt mask); True
+    where that cannot be read."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    mask = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), None)
+    return mask is None or bool(int(mask, 16) >> (sig - 1) & 1)
+
+
+@dataclass(frozen=True)
 class Ended:
-    code: int  # exit status (negative: killed by that signal without unwinding)
+    code: int  # exit status (negative: ended by that signal's default action, without unwinding)
     out: str
     err: str
     signalled: bool  # whether the signal was sent before the process ended on its own
 
 
+def signalled_together(runs: list[Run], timeout_s: float = 300) -> list[Ended]:
+    """Start every run at once, send each its signal as soon as its `when` holds, and wait for all to end.
+    Their output goes to files, not pipes: a full pipe would stall a process before its moment came."""
+    with contextlib.ExitStack() as stack:
+        files = [(stack.enter_context(tempfile.TemporaryFile("w+")), stack.enter_context(tempfile.TemporaryFile("w+")))
+                 for _ in runs]
+        started = time.monotonic()
+        processes = [subprocess.Popen(run.command, cwd=run.cwd, stdout=out, stderr=err, text=True, env=run.env)
+                     for run, (out, err) in zip(runs, files)]
+        for process in processes:  # a test must never leave a runaway process
+            stack.callback(lambda p=process: (p.kill(), p.wait()) if p.poll() is None else None)
+        sent = [False] * len(runs)
+        clocks = [None if run.from_handler else started for run in runs]  # when each one's clock started
+        while any(p.poll() is None for p in processes) and time.monotonic() - started < timeout_s:
+            for i, (run, process) in enumerate(zip(runs, processes)):
+                if sent[i] or process.poll() is not None:
+                    continue
+                if clocks[i] is None and catches(process.pid, signal.SIGTERM):
+                    clocks[i] = time.monotonic()
+                if clocks[i] is not None and run.when(time.monotonic() - clocks[i]):
+                    process.send_signal(run.sig)
+                    sent[i] = True
+            time.sleep(0.01)
+        codes = [process.wait(timeout=max(1.0, timeout_s - (time.monotonic() - started))) for process in processes]
+        ended = []
+        for code, was_sent, (out, err) in zip(codes, sent, files):
+            out.seek(0)
+            err.seek(0)
+            ended.append(Ended(code, out.read(), err.read(), was_sent))
+        return ended
+
+
 def signalled(command: list[str], cwd: Path, when: Callable[[float], bool], sig: int = signal.SIGTERM,
-              timeout_s: float = 180) -> Ended:
-    """Run command in cwd and send it sig as soon as when(seconds since start) holds; wait for it to end.
-    Its output goes to files, not pipes: a full pipe would stall it before the moment came."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, text=True)
-        started, sent = time.monotonic(), False
-        try:
-            while process.poll() is None and time.monotonic() - started < timeout_s:
-                if when(time.monotonic() - started):
-                    process.send_signal(sig)
-                    sent = True
-                    break
-                time.sleep(0.02)
-            code = process.wait(timeout=timeout_s)
-        finally:
-            if process.poll() is None:  # a test must never leave a runaway process
-                process.kill()
-                process.wait()
-        out.seek(0)
-        err.seek(0)
-        return Ended(code, out.read(), err.read(), sent)
+              from_handler: bool = True) -> Ended:
+    """Run command in cwd, send it sig as soon as `when` holds (see Run), and wait for it to end."""
+    return signalled_together([Run(command, cwd, when, sig, from_handler=from_handler)])[0]
 
 
 def temporaries(root: Path) -> list[Path]:
@@ -52,9 +90,9 @@ def temporaries(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob(f"{TEMPORARY_PREFIX}*{TEMPORARY_SUFFIX}"))
 
 
-def assert_terminated_in_one_line(ended: Ended) -> None:
+def assert_terminated_in_one_line(ended: Ended, name: str = "") -> None:
     """Exit status 143, no traceback, and the termination said once, last (a command's progress may come before)."""
-    assert ended.code == 143, ended
+    assert ended.code == 143, (name, ended)
     assert "Traceback" not in ended.err + ended.out, ended.err
     lines = ended.err.strip().splitlines()
     assert lines[-1] == TERMINATED and ended.err.count(TERMINATED) == 1, ended.err

@@ -7,6 +7,7 @@ CLI's own entry point, so several hundred take seconds.
 """
 
 import math
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from scaling.cli import MAX_SAMPLE
 from scaling.fit.expression import ExpressionError, parse
+from scaling.interrupts import TERMINATING
 from cli_helpers import assert_refused
 
 FUZZ = settings(deadline=None, database=None, derandomize=True,
@@ -288,3 +290,18 @@ def bad_options(draw) -> list[str]:
 def test_a_bad_option_is_refused_and_nothing_is_created(argv, workdir):
     assume(all("\x00" not in item for item in argv))
     refused(argv, workdir)
+
+
+# --- signals at random moments -------------------------------------------------------------------------
+# A signal needs a process of its own, which this file's in-process cases are not: SIGTERM and SIGHUP at
+# drawn moments of every command that writes are tests/test_signals.py's property test (exit 143 in one
+# line, every output as it was or complete, no temporary left). What the in-process entry point owes them:
+# its handlers are in place only while a command runs, and the caller's come back, refused input included.
+
+@settings(FUZZ, max_examples=20)
+@given(argv=bad_options())
+def test_the_entry_point_gives_the_callers_signal_handlers_back(argv, workdir):
+    assume(all("\x00" not in item for item in argv))
+    before = [signal.getsignal(signum) for signum in TERMINATING]
+    refused(argv, workdir)
+    assert [signal.getsignal(signum) for signum in TERMINATING] == before
