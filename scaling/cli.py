@@ -21,6 +21,9 @@ from scaling.tasks.jsonl import MODES as ANSWER_MODES
 from scaling.tasks.quality import COT_STYLES
 
 MAX_SAMPLE = 100_000  # examples per `scaling data sample`: about 20 s on one core, the rest is a Python loop
+MAX_WORKERS = 1024  # `run --workers`: processes on one machine, more than any machine's cores
+MAX_EVERY = 86_400  # `status --every`, seconds: a day; time.sleep overflows the platform's time_t not far beyond 2**63
+MAX_DRAWS = 10**6  # `fit --warmup/--samples` per chain (and 1024 `--chains`): every draw is kept in memory
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -123,6 +126,8 @@ def run(grid: Path, out: str | None, executor: str | None, workers: int | None, 
     """Run the grid in GRID.toml; rerun to resume (finished cells are skipped)."""
     from scaling.grid.launch import run_grid
 
+    if workers is not None and workers > MAX_WORKERS:
+        raise UserError(f"--workers must be at most {MAX_WORKERS}, got {workers}")
     report = run_grid(grid, out, executor, workers, address, retry_failed, dry_run)
     if report.failed:
         click.echo(f"scaling: {len(report.failed)} cells failed (see `scaling status {report.folder}`)", err=True)
@@ -141,8 +146,8 @@ def status(run_dir: str, as_json: bool, watch: bool, every: float) -> None:
     if watch:
         if as_json:
             raise UserError("--watch refreshes a summary for people; for --json, call `scaling status --json` repeatedly")
-        if not every > 0:
-            raise UserError(f"--every must be > 0 seconds, got {every}")
+        if not 0 < every <= MAX_EVERY:
+            raise UserError(f"--every must lie in (0, {MAX_EVERY}] seconds, got {every}")
         watch_status(run_dir, every, click.echo)
         return
     states = run_status(run_dir)
@@ -241,9 +246,11 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
         return
     if not (law or names) or not y:
         raise UserError("give --law NAME (or --compare LAW1,LAW2) and --y VAR")
-    for flag, value in (("--warmup", warmup), ("--samples", samples), ("--chains", chains)):
+    for flag, value, most in (("--warmup", warmup, MAX_DRAWS), ("--samples", samples, MAX_DRAWS), ("--chains", chains, 1024)):
         if value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
+        if value > most:
+            raise UserError(f"{flag} must be at most {most:,}, got {value}")
     if not 0 <= seed < 2**31:
         raise UserError(f"--seed must lie between 0 and 2**31 - 1, got {seed}")
     if chains < 2 and method != "huber":

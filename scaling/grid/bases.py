@@ -293,10 +293,10 @@ class CheckpointBase(Base):
 
     def step_time(self, cfg: ModelConfig, row: int, longest_row: int, batch: int) -> StepTime:
         """Timed in its own shape, compilation included (cut-down timings missed SmolLM2-135M's compilation by 3x)."""
-        from scaling.grid.timing import time_step
+        from scaling.grid.timing import time_step, timed_batch
 
-        first, per_step = time_step(cfg, row, batch)
-        return StepTime(first, per_step / (cfg.train_flops_per_token(row) * batch * row))
+        first, per_step = time_step(cfg, row, timed_batch(batch))
+        return StepTime(first, per_step / (cfg.train_flops_per_token(row) * timed_batch(batch) * row))
 
     def save_model(self, out: Path, cfg: ModelConfig, params, source: str) -> Path:
         from scaling.hf import fine_tuned_model, save_model_folder

@@ -106,12 +106,18 @@ def open_run(spec: GridSpec, out: str | os.PathLike) -> RunFolder:
                             f"{error.strerror or error})") from None
         if not folder.exists(SPEC):  # it had content, but not a grid: a user's folder, not another runner's
             raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
+    check_same_grid(spec, folder)
+    return folder
+
+
+def check_same_grid(spec: GridSpec, folder: RunFolder) -> None:
+    """Refuse a run folder (one with a grid.toml) whose cells are not spec's: another data version, or a grid.toml
+    asking for other results. Reads only, so a dry run refuses what a run would."""
     check_data_version(folder)
     earlier = parse_spec(folder.read_text(SPEC), source=folder.path(SPEC), base_dir=Path(spec.base_dir))
     if earlier.results_content() != spec.results_content():
         raise UserError(f"run folder {folder.url} holds another grid (its {SPEC} differs in axes, data, train or "
                         f"eval); choose another --out")
-    return folder
 
 
 def _has_content(path: Path) -> bool:
@@ -123,12 +129,23 @@ def check_data_version(folder: RunFolder) -> None:
     """Refuse a run folder whose cells were drawn by another data version (schema.DATA_VERSION): its cells
     would never match this version's cell ids, so a rerun would start over beside them and collect would
     find none. A folder started before versions were recorded is version 1 when it holds cells."""
-    version = int(folder.read_text(VERSION).strip()) if folder.exists(VERSION) else (1 if folder.list("cells", ".nc") else DATA_VERSION)
+    version = _recorded_version(folder) if folder.exists(VERSION) else (1 if folder.list("cells", ".nc") else DATA_VERSION)
     if version != DATA_VERSION:
         raise UserError(f"run folder {folder.url} holds cells of data version {version}; this scaling draws data "
                         f"version {DATA_VERSION} (evaluation sets of n problems per family, rule variants, a length ladder): "
                         f"run the grid into a new "
                         f"--out ({RESULTS_FILE} there still opens with scaling.open_results)")
+
+
+def _recorded_version(folder: RunFolder) -> int:
+    """The data version a run folder's VERSION file holds; a UserError naming the file and (a printable start of)
+    what it holds where that is no version number."""
+    held = folder.read_bytes(VERSION)
+    text = held.decode("utf-8", errors="replace").strip()
+    if not text.isascii() or not text.isdigit():
+        raise UserError(f"{folder.path(VERSION)} should hold the data version its cells were drawn with (a number), "
+                        f"but holds {text[:40]!r}{'...' if len(text) > 40 else ''}")
+    return int(text)
 
 
 def read_run_spec(folder: RunFolder) -> GridSpec:
