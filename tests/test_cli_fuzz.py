@@ -288,3 +288,74 @@ def bad_options(draw) -> list[str]:
 def test_a_bad_option_is_refused_and_nothing_is_created(argv, workdir):
     assume(all("\x00" not in item for item in argv))
     refused(argv, workdir)
+
+
+# --- huge numeric options -----------------------------------------------------------------------------
+
+HUGE_NUMBERS = st.sampled_from(["1e309", "-1e309", "nan", str(2**63), str(10**30), "-1", str(-(2**63))])
+NUMERIC_SPEC_KEYS = {  # section: keys whose huge, negative, infinite or overflowing values must all be refused
+    "[axes]": ["pretrain_tokens", "seed", "diversity"],
+    "[data]": ["examples", "pack_length"],
+    "[train]": ["batch_size", "budgets", "warmup_steps", "checkpoint_every", "pretrain_batch_size", "pretrain_context"],
+    "[eval]": ["n", "batch_size", "memorization_n", "seed"],
+    "[run.slurm]": ["timeout_min", "mem_gb", "cpus_per_task"],
+    "[run.ray]": ["max_retries", "num_cpus"],
+}
+
+
+@st.composite
+def huge_spec_values(draw) -> tuple[str, str]:
+    """A grid spec with one numeric key set to a huge, negative, infinite or overflowing value, and the key."""
+    section = draw(st.sampled_from(list(NUMERIC_SPEC_KEYS)))
+    key = draw(st.sampled_from(NUMERIC_SPEC_KEYS[section]))
+    value = draw(HUGE_NUMBERS)
+    written = f"[{value}]" if section == "[axes]" or key == "budgets" else value
+    lines = [line for line in GRID.splitlines() if not (line.startswith(f"{key} =") and _in_section(GRID, line, section))]
+    if section not in lines:
+        lines.append(section)
+    lines.insert(lines.index(section) + 1, f"{key} = {written}")
+    return "\n".join(lines) + "\n", key
+
+
+def _in_section(text: str, line: str, section: str) -> bool:
+    """Whether `line` of `text` lies in `section`."""
+    current = ""
+    for candidate in text.splitlines():
+        if candidate.startswith("["):
+            current = candidate
+        if candidate == line:
+            return current == section
+    return False
+
+
+@settings(FUZZ, max_examples=60)
+@given(case=huge_spec_values(), dry_run=st.booleans())
+def test_a_huge_numeric_spec_value_is_refused_naming_its_key(case, dry_run, workdir):
+    text, key = case
+    spec = workdir / "huge.toml"
+    spec.write_text(text)
+    try:
+        line = refused(["run", "huge.toml", "--out", "new-run", *(["--dry-run"] if dry_run else [])], workdir)
+    finally:
+        spec.unlink()
+    assert key in line, line
+
+
+@st.composite
+def huge_options(draw) -> list[str]:
+    """A command with one numeric option set to a huge, negative, infinite or overflowing value."""
+    value = draw(HUGE_NUMBERS)
+    return draw(st.sampled_from([
+        ["run", "grid.toml", "--out", "new-run", "--workers", value],
+        ["run", "grid.toml", "--out", "new-run", "--dry-run", "--workers", value],
+        ["status", ".", "--watch", "--every", value],
+        ["data", "sample", "--family", "add", "--split", "id", "--n", value],
+        [*FIT, "--seed", value], [*FIT, "--chains", value], [*FIT, "--samples", value], [*FIT, "--warmup", value],
+    ]))
+
+
+@settings(FUZZ, max_examples=60)
+@given(argv=huge_options())
+def test_a_huge_numeric_option_is_refused(argv, workdir):
+    # A value that is not an int where one is asked for is click's one-line usage error; an int out of range names it.
+    refused(argv, workdir)
