@@ -119,7 +119,7 @@ def data_check(file: Path, as_json: bool, answer_mode: str, answer_pattern: str 
               help="Where cells run  [default: the spec's [run] executor, else local].")
 @click.option("--workers", type=int, default=None, help="Local executor: worker processes  [default: [run] workers].")
 @click.option("--address", default=None, help="Ray executor: HOST:PORT of an existing cluster.")
-@click.option("--dry-run", is_flag=True, help="Print the cells, parameters, FLOPs and estimated time; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the first cells, parameters, FLOPs, estimated time and peak memory, and the totals; write nothing.")
 @click.option("--retry-failed", is_flag=True, help="Recompute failed cells and cells whose file is corrupt.")
 def run(grid: Path, out: str | None, executor: str | None, workers: int | None, address: str | None,
         dry_run: bool, retry_failed: bool) -> None:
