@@ -38,7 +38,7 @@ class CellEstimate:
     params: int  # non-embedding parameters
     flops: float  # training (SFT and pretraining) plus evaluation FLOPs
     seconds: float  # estimated wall time on this machine
-    peak_bytes: int  # estimated peak memory of its largest step (see `peak_bytes`)
+    peak_bytes: int  # estimated peak memory of its largest step, SFT's, pretraining's or evaluation's (`peak_bytes`)
     count: int = 1  # cells it stands for: those differing from it only in quality and seed cost the same
 
 
@@ -70,8 +70,12 @@ def estimate_cells(spec: GridSpec, shapes: list[tuple[Cell, int]]) -> list[CellE
         measuring = cfg.train_flops_per_token(ROW) / 3 * measured_of(cell.base)
         flops = steps * per_step + pretrain + evaluation + measuring
         step = cell.base.step_time(cfg, row, longest[cell.size], spec.train.batch_size)
-        estimates.append(CellEstimate(cell, cfg.non_embedding_params, flops, step.fixed + flops * step.per_flop,
-                                      peak_bytes(cfg, spec.train.batch_size, row, eval_batch, length), count))
+        peak = peak_bytes(cfg, spec.train.batch_size, row, eval_batch, length)
+        if cell.pretrain_tokens:  # pretraining's rows may make the larger step
+            p = spec.train.pretraining
+            peak = max(peak, peak_bytes(cell.base.model_config(p.context), p.batch_size, p.context, 1, 1))
+        estimates.append(CellEstimate(cell, cfg.non_embedding_params, flops, step.fixed + flops * step.per_flop, peak,
+                                      count))
     return estimates
 
 
