@@ -1,0 +1,125 @@
+"""Preemption: a `scaling run` stopped by SIGTERM checkpoints its cell at the current step, releases its lock
+and exits, so that a rerun resumes there and ends with the same numbers.
+
+SLURM (on preemption, KillWait seconds before SIGKILL), Kubernetes and `timeout` send SIGTERM. While cells are
+worked on, `stop_on_signals` replaces its handler by one that only sets a flag, `StopRequest.requested`, which
+the trainer reads between optimizer steps: the cell's trunk is checkpointed at that step, the cell is left
+unfinished (no cell file: it did not fail), its lock is released, and the process exits with EXIT_STATUS after
+one line naming what was saved. A step, an evaluation or a checkpoint write that does not end within
+`[run] grace_s` is abandoned: the grace timer releases the locks this process holds and ends it at once, the
+previous checkpoint kept. submitit's time-limit signal (USR2) takes the same path first, then submitit's own
+handler requeues the job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+
+
+class Preempted(BaseException):
+    """The cells' work stopped at a signal's request; its text says what was saved. A BaseException, so that no
+    handler of a cell's own failures records it as one."""
+
+    @classmethod
+    def of_cell(cls, cell_id: str, saved_step: int | None, steps: int) -> Preempted:
+        """A cell stopped between steps, its newest checkpoint at trunk step `saved_step` (None: it has none)."""
+        if saved_step is None:
+            return cls(f"cell {cell_id} had no checkpoint yet and starts over; rerun to resume")
+        return cls(f"cell {cell_id} checkpointed at step {saved_step} of {steps}; rerun to resume")
+
+
+class StopRequest:
+    """Whether this process was asked to stop, and what to release if the grace period runs out first."""
+
+    def __init__(self, grace_s: float, on_abandon: Callable[[], None] = lambda: None):
+        self.grace_s = grace_s  # seconds from the signal to the end of the process, whatever it is doing
+        self.signal_name = ""  # the signal that asked, once one has
+        self._asked = threading.Event()
+        self._held: list = []  # CellLocks held while a cell is worked on: released if the grace runs out
+        self._on_abandon = on_abandon  # what else to do before the process ends at once (stop worker processes)
+        self._timer: threading.Timer | None = None
+
+    def requested(self) -> bool:
+        return self._asked.is_set()
+
+    def request(self, signal_name: str) -> None:
+        """Ask the work to stop; the first request starts the grace period."""
+        if self._asked.is_set():
+            return
+        self.signal_name = signal_name
+        self._asked.set()
+        self._timer = threading.Timer(self.grace_s, self._abandon)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @contextmanager
+    def holding(self, lock) -> Iterator[None]:
+        """While `lock` is held, an abandoning process releases it (so a requeued job elsewhere need not wait
+        `[run] stale_after_s` for it)."""
+        self._held.append(lock)
+        try:
+            yield
+        finally:
+            self._held.remove(lock)
+
+    def cancel(self) -> None:
+        """The work ended within the grace period: no abandonment."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _abandon(self) -> None:
+        """The grace period ran out: release what is held and end the process now (the timer's thread)."""
+        for lock in list(self._held):
+            lock.release()
+        self._on_abandon()
+        held = f" (held {', '.join(lock.rel.split('/')[-1].removesuffix('.lock') for lock in self._held)})" if self._held else ""
+        print(f"scaling: stopped by {self.signal_name}: abandoned the step under way after grace_s = {self.grace_s:g} s"
+              f"{held}; a rerun resumes from the last checkpoint", file=sys.stderr, flush=True)
+        os._exit(EXIT_STATUS)
+
+
+def _chained_signals() -> list[signal.Signals]:
+    """USR2 when submitit handles it (its time-limit and preemption signal): stopped gracefully first, then
+    passed on to submitit's handler, which requeues the job."""
+    usr2 = signal.getsignal(signal.SIGUSR2)
+    return [signal.SIGUSR2] if callable(usr2) else []
+
+
+@contextmanager
+def stop_on_signals(grace_s: float, on_abandon: Callable[[], None] = lambda: None) -> Iterator[StopRequest]:
+    """Within the block, SIGTERM (and submitit's USR2) only request a stop; the handlers before are restored
+    after. A `Preempted` leaving the block prints its line and exits with EXIT_STATUS (a chained USR2 goes to
+    its own handler then). Off the main thread signals cannot be handled: the block runs as if none came."""
+    stop = StopRequest(grace_s, on_abandon)
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    signals = [signal.SIGTERM, *_chained_signals()]
+    before = {signum: signal.getsignal(signum) for signum in signals}
+    for signum in signals:
+        signal.signal(signum, lambda signum, frame: stop.request(signal.Signals(signum).name))
+    try:
+        yield stop
+    except Preempted as preempted:
+        stop.cancel()
+        print(f"scaling: stopped by {stop.signal_name}: {preempted}", file=sys.stderr, flush=True)
+        chained = before.get(signal.Signals[stop.signal_name]) if stop.signal_name == "SIGUSR2" else None
+        _restore(before)
+        if callable(chained):
+            chained(signal.SIGUSR2, None)
+        raise SystemExit(EXIT_STATUS) from None
+    finally:
+        stop.cancel()
+        _restore(before)
+
+
+def _restore(handlers: dict) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
