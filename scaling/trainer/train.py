@@ -282,8 +282,10 @@ class _Run:
         return budget == self.cfg.budgets[-1]
 
     def reached(self, budget: int) -> None:
-        """A budget's model is trained: its loss is checked, and the curve read back (the loop waits here anyway)."""
-        self.progress.checked_loss(budget)
+        """A budget's model is trained: its loss is checked, and the curve read back (the loop waits here anyway).
+        A run resumed from a checkpoint taken at the budget itself (constant or cosine) has no step's loss here."""
+        if self.progress.pending is not None:
+            self.progress.checked_loss(budget)
         if self.curve is not None:
             self.curve.settle()
 
