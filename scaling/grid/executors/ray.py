@@ -7,6 +7,8 @@ is never retried here (`retry_exceptions=False`); Ray's `max_retries` is for wor
 on the same node takes over the dead worker's lock at once and resumes the cell from its checkpoints; a
 retry on another node finds that lock fresh until `[run] stale_after_s` has passed and skips the cell,
 which a rerun then resumes. Tasks report only their end: cells' steps are not shown while they run.
+A task's worker sent SIGTERM checkpoints its cell and ends as any runner does (`scaling.grid.preempt`); a
+driver stopped by SIGTERM does not stop its tasks (a cluster's run on; a local instance ends with it).
 """
 
 from __future__ import annotations
