@@ -93,15 +93,17 @@ def _chained_signals() -> list[signal.Signals]:
 
 
 @contextmanager
-def stop_on_signals(grace_s: float, on_abandon: Callable[[], None] = lambda: None) -> Iterator[StopRequest]:
-    """Within the block, SIGTERM (and submitit's USR2) only request a stop; the handlers before are restored
-    after. A `Preempted` leaving the block prints its line and exits with EXIT_STATUS (a chained USR2 goes to
-    its own handler then). Off the main thread signals cannot be handled: the block runs as if none came."""
+def stop_on_signals(grace_s: float, on_abandon: Callable[[], None] = lambda: None,
+                    sigint_stops: bool = False) -> Iterator[StopRequest]:
+    """Within the block, SIGTERM (and submitit's USR2; SIGINT too if `sigint_stops`) only request a stop; the
+    handlers before are restored after. A `Preempted` leaving the block prints its line and exits with
+    EXIT_STATUS (a chained USR2 goes to its own handler then). Off the main thread signals cannot be handled:
+    the block runs as if none came."""
     stop = StopRequest(grace_s, on_abandon)
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    signals = [signal.SIGTERM, *_chained_signals()]
+    signals = [signal.SIGTERM, *_chained_signals(), *([signal.SIGINT] if sigint_stops else [])]
     before = {signum: signal.getsignal(signum) for signum in signals}
     for signum in signals:
         signal.signal(signum, lambda signum, frame: stop.request(signal.Signals(signum).name))

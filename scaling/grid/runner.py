@@ -295,12 +295,12 @@ def failed_result(cell: Cell, reason: str) -> CellResult:
 
 
 def work_on_cells(folder: RunFolder, spec: GridSpec, cells: Sequence[Cell], retry_failed: bool = False,
-                  on_event: EventHook | None = None) -> list[Outcome]:
-    """`work_on_cell` for each cell in turn, each one's "end" told to on_event too; SIGTERM stops them (see
-    `scaling.grid.preempt`)."""
+                  on_event: EventHook | None = None, sigint_stops: bool = False) -> list[Outcome]:
+    """`work_on_cell` for each cell in turn, each one's "end" told to on_event too; SIGTERM (and SIGINT, if
+    `sigint_stops`) stops them (see `scaling.grid.preempt`)."""
     notify = on_event or _unheard
     outcomes = []
-    with stop_on_signals(spec.run.grace_s) as stop:
+    with stop_on_signals(spec.run.grace_s, sigint_stops=sigint_stops) as stop:
         for index, cell in enumerate(cells):
             if stop.requested():
                 raise Preempted(f"{len(cells) - index} cell{'s' * (len(cells) - index > 1)} not started; rerun to run them")
@@ -310,7 +310,7 @@ def work_on_cells(folder: RunFolder, spec: GridSpec, cells: Sequence[Cell], retr
 
 
 def work_on_cells_by_id(run_url: str, cell_ids: Sequence[str], retry_failed: bool = False,
-                        on_event: EventHook | None = None) -> list[Outcome]:
+                        on_event: EventHook | None = None, sigint_stops: bool = False) -> list[Outcome]:
     """`work_on_cells` for cells named by id in a run folder, with the spec it was started with: what a worker
     process, a Ray task and a SLURM job call, knowing nothing but the folder's URL."""
     folder = RunFolder(run_url)
@@ -319,7 +319,7 @@ def work_on_cells_by_id(run_url: str, cell_ids: Sequence[str], retry_failed: boo
     unknown = [cell_id for cell_id in cell_ids if cell_id not in cells]
     if unknown:
         raise UserError(f"cell {unknown[0]} is not in the grid of {folder.url}")
-    return work_on_cells(folder, spec, [cells[cell_id] for cell_id in cell_ids], retry_failed, on_event)
+    return work_on_cells(folder, spec, [cells[cell_id] for cell_id in cell_ids], retry_failed, on_event, sigint_stops)
 
 
 def _unheard(kind: str, cell: Cell, value) -> None:
