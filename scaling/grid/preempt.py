@@ -6,13 +6,15 @@ worked on, `stop_on_signals` replaces its handler by one that only sets a flag, 
 the trainer reads between optimizer steps: the cell's trunk is checkpointed at that step, the cell is left
 unfinished (no cell file: it did not fail), its lock is released, and the process exits with EXIT_STATUS after
 one line naming what was saved. A step, an evaluation or a checkpoint write that does not end within
-`[run] grace_s` is abandoned: the grace timer releases the locks this process holds and ends it at once, the
-previous checkpoint kept. submitit's time-limit signal (USR2) takes the same path first, then submitit's own
+`[run] grace_s` is abandoned: the grace timer releases the locks this process holds and interrupts the main
+thread, which unwinds as from Ctrl-C (staging folders removed, the previous checkpoint kept); a main thread
+stuck in compiled code that long is ended with the process UNWIND_S later. submitit's time-limit signal (USR2) takes the same path first, then submitit's own
 handler requeues the job.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import sys
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+UNWIND_S = 2.0  # after grace_s, what the interrupted main thread has to unwind before the process is ended
 
 
 class Preempted(BaseException):
@@ -35,6 +38,10 @@ class Preempted(BaseException):
         return cls(f"cell {cell_id} checkpointed at step {saved_step} of {steps}; rerun to resume")
 
 
+class _Abandoned(BaseException):
+    """The grace period ran out: raised in the main thread, which unwinds from wherever it was."""
+
+
 class StopRequest:
     """Whether this process was asked to stop, and what to release if the grace period runs out first."""
 
@@ -42,12 +49,20 @@ class StopRequest:
         self.grace_s = grace_s  # seconds from the signal to the end of the process, whatever it is doing
         self.signal_name = ""  # the signal that asked, once one has
         self._asked = threading.Event()
+        self._abandoned = threading.Event()
+        self._unwound = threading.Event()  # the abandoned main thread got out of the work
         self._held: list = []  # CellLocks held while a cell is worked on: released if the grace runs out
         self._on_abandon = on_abandon  # what else to do before the process ends at once (stop worker processes)
         self._timer: threading.Timer | None = None
 
     def requested(self) -> bool:
         return self._asked.is_set()
+
+    def handle(self, signum: int, frame) -> None:
+        """The signal handler: a request, or (once the grace period ran out) the interruption that abandons."""
+        if self._abandoned.is_set():
+            raise _Abandoned
+        self.request(signal.Signals(signum).name)
 
     def request(self, signal_name: str) -> None:
         """Ask the work to stop; the first request starts the grace period."""
@@ -74,15 +89,22 @@ class StopRequest:
         if self._timer is not None:
             self._timer.cancel()
 
+    @property
+    def abandoned_line(self) -> str:
+        return (f"scaling: stopped by {self.signal_name}: abandoned the step under way after grace_s = "
+                f"{self.grace_s:g} s; a rerun resumes from the last checkpoint")
+
     def _abandon(self) -> None:
-        """The grace period ran out: release what is held and end the process now (the timer's thread)."""
+        """The grace period ran out (the timer's thread): release the locks now, whatever the main thread is doing,
+        interrupt it (its handler raises _Abandoned), and end the process if it has not ended UNWIND_S later."""
         for lock in list(self._held):
             lock.release()
         self._on_abandon()
-        held = f" (held {', '.join(lock.rel.split('/')[-1].removesuffix('.lock') for lock in self._held)})" if self._held else ""
-        print(f"scaling: stopped by {self.signal_name}: abandoned the step under way after grace_s = {self.grace_s:g} s"
-              f"{held}; a rerun resumes from the last checkpoint", file=sys.stderr, flush=True)
-        os._exit(EXIT_STATUS)
+        self._abandoned.set()
+        _thread.interrupt_main(signal.SIGTERM)
+        if not self._unwound.wait(UNWIND_S):
+            print(self.abandoned_line, file=sys.stderr, flush=True)
+            os._exit(EXIT_STATUS)
 
 
 def _chained_signals() -> list[signal.Signals]:
@@ -106,9 +128,13 @@ def stop_on_signals(grace_s: float, on_abandon: Callable[[], None] = lambda: Non
     signals = [signal.SIGTERM, *_chained_signals(), *([signal.SIGINT] if sigint_stops else [])]
     before = {signum: signal.getsignal(signum) for signum in signals}
     for signum in signals:
-        signal.signal(signum, lambda signum, frame: stop.request(signal.Signals(signum).name))
+        signal.signal(signum, stop.handle)
     try:
         yield stop
+    except _Abandoned:
+        stop._unwound.set()
+        print(stop.abandoned_line, file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_STATUS) from None
     except Preempted as preempted:
         stop.cancel()
         print(f"scaling: stopped by {stop.signal_name}: {preempted}", file=sys.stderr, flush=True)
