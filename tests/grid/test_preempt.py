@@ -14,9 +14,10 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from scaling.cli import main
+from scaling.errors import UserError
 from scaling.grid.folder import RunFolder
 from scaling.grid.runner import checkpoints_dir
-from scaling.grid.spec import expand, load_spec
+from scaling.grid.spec import expand, load_spec, parse_spec
 from runs_helpers import SCALING, metrics_of, tiny_grid, write_spec
 
 pytestmark = pytest.mark.slow
@@ -90,6 +91,14 @@ def _assert_same_cells(run: Path, reference: Path) -> None:
     for cell_id in got.keys() & want.keys():
         xr.testing.assert_equal(got[cell_id], want[cell_id])  # values exactly; attrs hold times and workers
     assert got.keys() & want.keys()
+
+
+@pytest.mark.parametrize("value", ["0", "-1.0", "inf", "nan", '"10 s"'])
+def test_a_grace_period_that_is_not_a_positive_number_of_seconds_is_named_in_one_line(value):
+    with pytest.raises(UserError) as error:
+        parse_spec(SPEC.replace("heartbeat_s = 0.5", f"heartbeat_s = 0.5\ngrace_s = {value}"), source="g.toml")
+    assert "grace_s" in str(error.value) and "\n" not in str(error.value)
+    assert parse_spec(SPEC).run.grace_s == 10.0  # the default: well under SLURM's KillWait of 30 s
 
 
 @settings(max_examples=3, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
