@@ -117,7 +117,8 @@ def run_cell(
     try:
         for step, graphdef, params in train(
             plan.model_cfg, plan.train_cfg, plan.train_data, on_step=step_done, init_params=plan.init_params,
-            resume=resume, on_checkpoint=save if checkpoints is not None else None, curve=curve, should_stop=should_stop,
+            resume=resume, on_checkpoint=save if checkpoints is not None else None, curve=curve,
+            should_stop=should_stop,
         ):
             steps.append(step)
             observer.evaluating(step)

@@ -8,8 +8,9 @@ unfinished (no cell file: it did not fail), its lock is released, and the proces
 one line naming what was saved. A step, an evaluation or a checkpoint write that does not end within
 `[run] grace_s` is abandoned: the grace timer releases the locks this process holds and interrupts the main
 thread, which unwinds as from Ctrl-C (staging folders removed, the previous checkpoint kept); a main thread
-stuck in compiled code that long is ended with the process UNWIND_S later. submitit's time-limit signal (USR2) takes the same path first, then submitit's own
-handler requeues the job.
+stuck in compiled code that long is ended with the process UNWIND_S later. submitit's time-limit signal (USR2)
+takes the same path first, then submitit's own handler requeues the job; `ray.cancel` (SIGINT's handler in a
+Ray task) too, where the executor asks for it.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class StopRequest:
         if self._timer is not None:
             self._timer.cancel()
 
+    def unwound(self) -> None:
+        """The abandoned main thread got out of the work: the process ends on its own."""
+        self._unwound.set()
+
     @property
     def abandoned_line(self) -> str:
         return (f"scaling: stopped by {self.signal_name}: abandoned the step under way after grace_s = "
@@ -132,13 +137,13 @@ def stop_on_signals(grace_s: float, on_abandon: Callable[[], None] = lambda: Non
     try:
         yield stop
     except _Abandoned:
-        stop._unwound.set()
+        stop.unwound()
         print(stop.abandoned_line, file=sys.stderr, flush=True)
         raise SystemExit(EXIT_STATUS) from None
     except Preempted as preempted:
         stop.cancel()
         print(f"scaling: stopped by {stop.signal_name}: {preempted}", file=sys.stderr, flush=True)
-        chained = before.get(signal.Signals[stop.signal_name]) if stop.signal_name == "SIGUSR2" else None
+        chained = before[signal.SIGUSR2] if stop.signal_name == "SIGUSR2" else None
         _restore(before)
         if callable(chained):
             chained(signal.SIGUSR2, None)

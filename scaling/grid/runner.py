@@ -10,7 +10,8 @@ running cell's checkpoints and the pretrained bases. Every executor calls `work_
 process, a Ray task or a SLURM job: `work_on_cells_by_id`), which calls `work_on_cell` for each: take the
 cell's lock, re-check that it is still unfinished, train (resuming from its checkpoints), write its
 file atomically, release. A runner killed at any point leaves a lock whose owner is dead, which the
-next runner takes over, and checkpoints it resumes from.
+next runner takes over, and checkpoints it resumes from; one sent SIGTERM checkpoints its cell at the step it
+reached, releases the lock and exits (`scaling.grid.preempt`).
 """
 
 from __future__ import annotations
@@ -303,7 +304,8 @@ def work_on_cells(folder: RunFolder, spec: GridSpec, cells: Sequence[Cell], retr
     with stop_on_signals(spec.run.grace_s, sigint_stops=sigint_stops) as stop:
         for index, cell in enumerate(cells):
             if stop.requested():
-                raise Preempted(f"{len(cells) - index} cell{'s' * (len(cells) - index > 1)} not started; rerun to run them")
+                left = len(cells) - index
+                raise Preempted(f"{left} cell{'s' * (left > 1)} not started; rerun to run them")
             outcomes.append(work_on_cell(folder, spec, cell, retry_failed, notify, stop))
             notify("end", cell, outcomes[-1])
     return outcomes

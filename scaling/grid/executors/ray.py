@@ -89,8 +89,8 @@ class RayExecutor(Executor):
                     for ref in running:
                         ray.cancel(ref)  # a running task gets a KeyboardInterrupt: its cell stops, checkpointed
                     ray.wait(list(running), num_returns=len(running), timeout=wait_s)
-                    raise Preempted(f"asked its {len(running)} unfinished Ray tasks to stop (each checkpoints its cell); "
-                                    f"rerun to resume")
+                    raise Preempted(f"asked its {len(running)} unfinished Ray tasks to stop (each checkpoints its "
+                                    f"cell); rerun to resume")
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
                 if ready:
                     cell = running.pop(ready[0])
