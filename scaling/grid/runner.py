@@ -10,7 +10,8 @@ running cell's checkpoints and the pretrained bases. Every executor calls `work_
 process, a Ray task or a SLURM job: `work_on_cells_by_id`), which calls `work_on_cell` for each: take the
 cell's lock, re-check that it is still unfinished, train (resuming from its checkpoints), write its
 file atomically, release. A runner killed at any point leaves a lock whose owner is dead, which the
-next runner takes over, and checkpoints it resumes from.
+next runner takes over, and checkpoints it resumes from; one sent SIGTERM checkpoints its cell at the step it
+reached, releases the lock and exits (`scaling.grid.preempt`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from scaling.errors import UserError, first_line
 from scaling.grid.spec import Cell, GridSpec, expand, parse_spec
 from scaling.grid.locks import acquire
 from scaling.grid.folder import RunFolder
+from scaling.grid.preempt import Preempted, StopRequest, stop_on_signals
 from scaling.results import CellStatus
 from scaling.schema import DATA_VERSION, METRICS
 from scaling.grid.store import (CellResult, cell_dataset, cell_status, grades_table, read_folder_cell, write_dataset,
@@ -213,18 +215,23 @@ def worker_name() -> str:
 
 
 def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bool = False,
-                 on_event: EventHook | None = None) -> Outcome:
-    """Compute one cell unless it is finished or another runner holds it; never stops on a failed cell."""
+                 on_event: EventHook | None = None, stop: StopRequest | None = None) -> Outcome:
+    """Compute one cell unless it is finished or another runner holds it; never stops on a failed cell.
+
+    Once `stop` is requested the cell is checkpointed at the step it reached and `Preempted` raised: no cell
+    file (it did not fail), its lock released on the way out."""
     from scaling.grid.cell import run_cell  # the trainer's imports only where cells are trained
     from scaling.grid.plan import cell_plan, load_or_pretrain_base, measured_base
     from scaling.provenance import provenance
+    from scaling.trainer.train import Stopped
 
     use_compilation_cache()
     worker = worker_name()
     lock = acquire(folder, lock_file(cell.cell_id), spec.run.heartbeat_s, spec.run.stale_after_s)
     if lock is None:
         return Outcome(cell.cell_id, RUNNING_ELSEWHERE, False, worker)
-    with lock:
+    stop = stop or StopRequest(spec.run.grace_s)
+    with lock, stop.holding(lock):
         # Checked again under the lock: another runner may have finished it since this one listed the work.
         if not needs_work(folder, cell.cell_id, retry_failed):
             return Outcome(cell.cell_id, ALREADY_FINISHED, False, worker)
@@ -237,7 +244,10 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
             notify("start", cell, plan.train_cfg.total_steps)
             keep = (lambda params: save_cell_model(folder, cell, plan, params)) if spec.run.save_models else None
             with _reporter(folder, spec, cell, plan, notify) as reporter:
-                result = run_cell(plan, checkpoints=checkpoints, on_final=keep, observer=reporter)
+                result = run_cell(plan, checkpoints=checkpoints, on_final=keep, observer=reporter,
+                                  should_stop=stop.requested)
+        except Stopped as stopped:
+            raise Preempted.of_cell(cell.cell_id, stopped.saved_step, plan.train_cfg.budgets[-1]) from None
         except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid
             result = failed_result(cell, first_line(error, with_type=True))
             traceback.print_exc()
@@ -303,18 +313,23 @@ def failed_result(cell: Cell, reason: str) -> CellResult:
 
 
 def work_on_cells(folder: RunFolder, spec: GridSpec, cells: Sequence[Cell], retry_failed: bool = False,
-                  on_event: EventHook | None = None) -> list[Outcome]:
-    """`work_on_cell` for each cell in turn, each one's "end" told to on_event too."""
+                  on_event: EventHook | None = None, sigint_stops: bool = False) -> list[Outcome]:
+    """`work_on_cell` for each cell in turn, each one's "end" told to on_event too; SIGTERM (and SIGINT, if
+    `sigint_stops`) stops them (see `scaling.grid.preempt`)."""
     notify = on_event or _unheard
     outcomes = []
-    for cell in cells:
-        outcomes.append(work_on_cell(folder, spec, cell, retry_failed, notify))
-        notify("end", cell, outcomes[-1])
+    with stop_on_signals(spec.run.grace_s, sigint_stops=sigint_stops) as stop:
+        for index, cell in enumerate(cells):
+            if stop.requested():
+                left = len(cells) - index
+                raise Preempted(f"{left} cell{'s' * (left > 1)} not started; rerun to run them")
+            outcomes.append(work_on_cell(folder, spec, cell, retry_failed, notify, stop))
+            notify("end", cell, outcomes[-1])
     return outcomes
 
 
 def work_on_cells_by_id(run_url: str, cell_ids: Sequence[str], retry_failed: bool = False,
-                        on_event: EventHook | None = None) -> list[Outcome]:
+                        on_event: EventHook | None = None, sigint_stops: bool = False) -> list[Outcome]:
     """`work_on_cells` for cells named by id in a run folder, with the spec it was started with: what a worker
     process, a Ray task and a SLURM job call, knowing nothing but the folder's URL."""
     folder = RunFolder(run_url)
@@ -323,7 +338,7 @@ def work_on_cells_by_id(run_url: str, cell_ids: Sequence[str], retry_failed: boo
     unknown = [cell_id for cell_id in cell_ids if cell_id not in cells]
     if unknown:
         raise UserError(f"cell {unknown[0]} is not in the grid of {folder.url}")
-    return work_on_cells(folder, spec, [cells[cell_id] for cell_id in cell_ids], retry_failed, on_event)
+    return work_on_cells(folder, spec, [cells[cell_id] for cell_id in cell_ids], retry_failed, on_event, sigint_stops)
 
 
 def _unheard(kind: str, cell: Cell, value) -> None:

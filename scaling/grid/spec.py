@@ -324,6 +324,8 @@ class RunSpec:
     workers: int = 1  # local: worker processes (1: in this process); --workers overrides
     heartbeat_s: float = 10.0  # how often a running cell's lock is refreshed
     stale_after_s: float = 120.0  # a lock not refreshed for this long belongs to a dead runner
+    grace_s: float = 10.0  # from SIGTERM (a preemption) to the end of the process: the step under way and the
+    # cell's checkpoint must end within it, or are abandoned; well under SLURM's default KillWait of 30 s
     save_models: bool = False  # keep each cell's final model in RUN/models/CELL_ID/, a model folder that
     # `scaling export-hf` turns into a Hugging Face checkpoint (checkpoints are otherwise deleted when a cell is done)
     log: str = "none"  # also write each cell's curves for TensorBoard ("tensorboard") or W&B ("wandb", offline
@@ -338,6 +340,8 @@ class RunSpec:
             raise ValueError(f"[run] workers must be >= 1, got {self.workers}")
         if not 0 < self.heartbeat_s < self.stale_after_s:
             raise ValueError(f"[run] need 0 < heartbeat_s < stale_after_s, got {self.heartbeat_s} and {self.stale_after_s}")
+        if not 0 < self.grace_s < math.inf:
+            raise ValueError(f"[run] grace_s must be a number of seconds > 0, got {self.grace_s}")
         if self.log not in LOGS:
             raise ValueError(f"[run] log must be one of {', '.join(LOGS)}, got {self.log!r}")
 
