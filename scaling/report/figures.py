@@ -310,7 +310,8 @@ def accuracy_by_family_figure(families_path: Path, stem: Path, where: str | None
     if "control" in table:
         table = table[table["control"] == ""]
     if table.empty:
-        raise ValueError(f"no rows of {families_path} match {where!r}")
+        raise UserError(f"where {where!r} selects only control cells of {families_path}: they give the headroom, "
+                        "never a line of their own")
     headroom = "headroom" in table and table["headroom"].notna().any()
     measured = (table.groupby(["split", "family", "trained", "step"], as_index=False)
                 .agg(answer_acc=("answer_acc", "mean"), chance=("chance", "mean"),

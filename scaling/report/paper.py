@@ -31,6 +31,8 @@ import tomllib
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
+import pandas as pd
+
 from scaling.report.kinds import FIGURE_KINDS, TABLE_KINDS
 from scaling.errors import UserError
 from scaling.staging import publish_folder
@@ -114,16 +116,30 @@ def _under(options, root: Path):
     return replace(options, **{f.name: resolved(getattr(options, f.name)) for f in fields(options)})
 
 
-def write_table(spec: FigureSpec, folder: Path) -> Path:
+def make_table(spec: FigureSpec) -> pd.DataFrame:
+    """One table of the paper; a UserError names it."""
+    return _named(f"table {spec.name}", lambda: TABLE_KINDS[spec.kind].table(spec.options))
+
+
+def write_table(spec: FigureSpec, table: pd.DataFrame, folder: Path) -> Path:
     """One table of the paper as CSV (fixed float format: the same inputs give the same bytes)."""
     out = folder / f"{spec.name}.csv"
-    TABLE_KINDS[spec.kind].table(spec.options).to_csv(out, index=False, float_format="%.6g")
+    table.to_csv(out, index=False, float_format="%.6g")
     return out
 
 
 def draw(spec: FigureSpec, folder: Path) -> list[Path]:
-    """One figure of the paper as PNG and PDF."""
-    return FIGURE_KINDS[spec.kind].draw(spec.options, folder / spec.name, spec.root)
+    """One figure of the paper as PNG and PDF; a UserError names it."""
+    return _named(f"figure {spec.name}", lambda: FIGURE_KINDS[spec.kind].draw(spec.options, folder / spec.name, spec.root))
+
+
+def _named(what: str, make):
+    """What make() returns; its UserError (a `where` that selects no rows, a budget a run lacks) says which figure or
+    table of the spec it was making."""
+    try:
+        return make()
+    except UserError as error:
+        raise UserError(f"{what}: {error}") from None
 
 
 def regenerate_figures(paper: Path, say=print) -> list[Path]:
@@ -141,12 +157,13 @@ def regenerate_figures(paper: Path, say=print) -> list[Path]:
         (staging / INDEX).write_text(_index(specs))
 
     tables = read_table_specs(paper)  # checked before anything is drawn
+    made = [make_table(spec) for spec in tables]  # before the figures are replaced: a table that fails leaves them
     out = paper / OUTPUT
     publish_folder(out, fill, INDEX, "scaling figures")
     if tables:
         def fill_tables(staging: Path) -> None:
-            for spec in tables:
-                write_table(spec, staging)
+            for spec, table in zip(tables, made):
+                write_table(spec, table, staging)
                 say(f"wrote table {spec.name} ({spec.kind})")
             (staging / INDEX).write_text(_index(tables))
 
