@@ -20,8 +20,10 @@ The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
     row = "params"
 
 Paths are relative to the folder that holds the paper folder (the repository root). Every input is
-checked before anything is drawn, and the figures are drawn into a staging folder that replaces
-paper/figures/ only when all of them are done, so a bad spec or a failed figure leaves the old ones.
+checked before anything is drawn, the tables are made before any figure is drawn, and the figures
+are drawn into a staging folder that replaces paper/figures/ only when all of them are done, so a bad
+spec or a failed figure or table (a `where` that selects no rows) leaves the old ones; its one-line
+error names the figure or table.
 The folder's INDEX lists what was drawn from what, and marks the folder as ours to replace.
 """
 
