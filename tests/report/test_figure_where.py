@@ -60,4 +60,4 @@ def test_figure_where_a_float_cannot_hold_is_one_line(paper, where, said):
 def test_a_where_that_leaves_only_control_cells_is_one_line(paper):
     (paper / "figures.toml").write_text(FAMILIES.replace("WHERE", "control != ''"))
     line = assert_refused(["figures", "--paper", str(paper)], paper)
-    assert "figure by_family: where \"control != ''\" selects only control cells" in line, line
+    assert "figure by_family: where \"control != ''\" selects no regular cells" in line, line
