@@ -359,3 +359,213 @@ def huge_options(draw) -> list[str]:
 def test_a_huge_numeric_option_is_refused(argv, workdir):
     # A value that is not an int where one is asked for is click's one-line usage error; an int out of range names it.
     refused(argv, workdir)
+
+
+# --- pathological expressions -------------------------------------------------------------------------
+# Row conditions at the edges of what a float and the grammar hold: power towers, literals beyond the floats,
+# nesting near the depth cap, expressions near the length cap, empty lists, comparisons chained across text and
+# numbers. Each case carries its expected outcome, worked out here with plain Python floats and comparisons row
+# by row (never the package's evaluator): refused in one line naming what, or the rows it selects. A fit takes
+# 10-40 s on this machine, so `scaling fit` is stopped by a check that comes after the condition is applied
+# (a valid --where reaches the missing --y; a valid --holdout reaches --pool's one group); `scaling figures`
+# runs to the end, and its table counts the rows the condition selected.
+
+import json  # noqa: E402
+import operator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from scaling.fit.expression import MAX_DEPTH, MAX_LENGTH  # noqa: E402
+from cli_helpers import run_cli  # noqa: E402
+
+TOKENS = [10.0 * 10 ** (3 * i / 7) for i in range(8)]  # the table's rows: tokens 10 .. 10,000, task a, b, a, ...
+TASKS = ["a", "b"] * 4
+LEVELS_PER_PARENTHESIS = 3  # or, and, not: a parenthesis re-enters them (scaling.fit.expression's grammar)
+OUTSIDE = 2  # levels taken before the first parenthesis
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a condition must do: be refused naming `named`, or select exactly `rows`."""
+
+    named: str | None  # a part of the one-line refusal; None for a valid condition
+    rows: tuple[bool, ...] = ()  # a valid condition's value on each row of the table
+
+
+def _refused(named: str) -> Expected:
+    return Expected(named)
+
+
+def _selects(holds) -> Expected:
+    return Expected(None, tuple(bool(holds(tokens, task)) for tokens, task in zip(TOKENS, TASKS)))
+
+
+def _float_power(base: float, exponent: float) -> float:
+    try:
+        return base ** exponent
+    except OverflowError:
+        return math.inf
+
+
+@st.composite
+def power_towers(draw) -> tuple[str, Expected]:
+    """b ** b ** ... ** b (right to left, as in Python) against tokens, or tokens raised to a tower."""
+    base, height = draw(st.sampled_from(["0.5", "1", "1.5", "2", "3", "10"])), draw(st.integers(2, 7))
+    tower, value = " ** ".join([base] * height), float(base)
+    for _ in range(height - 1):
+        if math.isinf(value := _float_power(float(base), value)):
+            return f"{tower} < tokens", _refused("overflows")
+    if draw(st.booleans()):
+        return f"{tower} < tokens", _selects(lambda tokens, task: value < tokens)
+    rows = [_float_power(tokens, value) for tokens in TOKENS]
+    if any(math.isinf(row) for row in rows):
+        return f"tokens ** {tower} > 1", _refused("overflows")
+    return f"tokens ** {tower} > 1", _selects(lambda tokens, task: _float_power(tokens, value) > 1)
+
+
+@st.composite
+def edge_literals(draw) -> tuple[str, Expected]:
+    """A literal near or beyond the floats' ends: 1e309 reads as inf, 1e-400 as 0."""
+    text = f"{draw(st.sampled_from(['1', '9.99', '0.5', '0', '17']))}e{draw(st.integers(-420, 420))}"
+    value = float(text)
+    if math.isinf(value):
+        return f"tokens < {text}", _refused("beyond the largest float")
+    if value == 0 and float(text.partition("e")[0]) != 0:
+        return f"tokens > {text}", _refused("too small for a float")
+    return f"tokens < {text}", _selects(lambda tokens, task: tokens < value)
+
+
+@st.composite
+def deep_nesting(draw) -> tuple[str, Expected]:
+    """Parentheses, `not`s or minus signs around a condition, at depths either side of the cap."""
+    shape = draw(st.sampled_from(["parentheses", "not", "minus"]))
+    if shape == "parentheses":
+        depth, deepest = draw(st.integers(10, 20)), (MAX_DEPTH - OUTSIDE) // LEVELS_PER_PARENTHESIS
+        text, holds = "(" * depth + "tokens > 100" + ")" * depth, lambda tokens, task: tokens > 100
+    elif shape == "not":
+        depth, deepest = draw(st.integers(MAX_DEPTH - 8, MAX_DEPTH + 4)), MAX_DEPTH - OUTSIDE
+        text, holds = "not " * depth + "tokens > 100", lambda tokens, task: (tokens > 100) != (depth % 2 == 1)
+    else:
+        depth, deepest = draw(st.integers(MAX_DEPTH - 8, MAX_DEPTH + 4)), MAX_DEPTH - OUTSIDE
+        text, holds = "-" * depth + "tokens < 0", lambda tokens, task: (-tokens if depth % 2 else tokens) < 0
+    return text, _refused(f"deeper than {MAX_DEPTH}") if depth > deepest else _selects(holds)
+
+
+@st.composite
+def long_conditions(draw) -> tuple[str, Expected]:
+    """Conditions a few characters either side of the length cap: a long sum, a long `and`, a long `or`."""
+    shape, count = draw(st.sampled_from(["sum", "and", "or"])), draw(st.integers(0, 12))
+    if shape == "sum":
+        terms = (MAX_LENGTH - len(" < tokens") - 1) // 2 - 6 + count  # "1+1+...+1 < tokens"
+        text, holds = "+".join(["1"] * terms) + " < tokens", lambda tokens, task: terms < tokens
+    elif shape == "and":
+        terms = (MAX_LENGTH + 5) // len("tokens > 20 and ") - 2 + count // 4
+        text, holds = " and ".join(["tokens > 20"] * terms), lambda tokens, task: tokens > 20
+    else:
+        terms = (MAX_LENGTH + 4) // len("task == 'c' or ") - 2 + count // 4
+        text, holds = " or ".join(["task == 'c'"] * (terms - 1) + ["task == 'b'"]), lambda tokens, task: task == "b"
+    return text, _refused(f"at most {MAX_LENGTH}") if len(text) > MAX_LENGTH else _selects(holds)
+
+
+@st.composite
+def empty_lists(draw) -> tuple[str, Expected]:
+    """`in []` holds nowhere and `not in []` everywhere, alone or beside another condition."""
+    column, negated = draw(st.sampled_from(["tokens", "task"])), draw(st.booleans())
+    joint = draw(st.sampled_from(["", " or tokens > 500", " and tokens > 500"]))
+    text = f"{column} {'not in' if negated else 'in'} []{joint}"
+    if joint.startswith(" or"):
+        return text, _selects(lambda tokens, task: negated or tokens > 500)
+    if joint:
+        return text, _selects(lambda tokens, task: negated and tokens > 500)
+    return text, _selects(lambda tokens, task: negated)
+
+
+ORDERING = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+EQUALITY = {"==": operator.eq, "!=": operator.ne}
+
+
+@st.composite
+def mixed_comparisons(draw) -> tuple[str, Expected]:
+    """Chained comparisons whose operands are numbers, text, a number column and a text column: ordering text
+    against a number is refused; equality between them holds nowhere (`!=` everywhere), as in Python."""
+    operands = draw(st.lists(st.sampled_from(["tokens", "task", "100", "1e3", "'a'", "'b'", "'c'"]), min_size=2,
+                             max_size=3))
+    ops = draw(st.lists(st.sampled_from([*ORDERING, *EQUALITY]), min_size=len(operands) - 1,
+                        max_size=len(operands) - 1))
+    text = " ".join(part for pair in zip(operands, [*ops, ""]) for part in pair).strip()
+
+    def value(operand, tokens, task):
+        return tokens if operand == "tokens" else task if operand == "task" else (
+            operand.strip("'") if operand.startswith("'") else float(operand))
+
+    for op, left, right in zip(ops, operands, operands[1:]):
+        if op in ORDERING and isinstance(value(left, 1.0, "a"), str) != isinstance(value(right, 1.0, "a"), str):
+            return text, _refused("compares text with a number")
+    return text, _selects(lambda tokens, task: all(
+        {**ORDERING, **EQUALITY}[op](value(left, tokens, task), value(right, tokens, task))
+        for op, left, right in zip(ops, operands, operands[1:])))
+
+
+pathological = st.one_of(power_towers(), edge_literals(), deep_nesting(), long_conditions(), empty_lists(),
+                         mixed_comparisons())
+
+
+@pytest.fixture(scope="module")
+def pathology(tmp_path_factory) -> Path:
+    """A folder with the table of TOKENS and TASKS (and a one-valued column for --pool), the same rows as
+    families and grades tables, and a paper folder whose figure and table read them."""
+    root = tmp_path_factory.mktemp("pathology")
+    rows = pd.DataFrame({"tokens": TOKENS, "task": TASKS, "loss": [1.5 + 4 * t ** -0.5 for t in TOKENS], "one": 1})
+    rows.to_csv(root / "table.csv", index=False)
+    (root / "data").mkdir()
+    rows.assign(control="", split="id", family=TASKS, trained=True, step=[8, 16] * 4, answer_acc=0.5,
+                chance=0.1).to_parquet(root / "data" / "families.parquet")
+    rows.assign(cell_id="cell", split="id", step=8, answer_correct=[True, False, False] * 2 + [True, True],
+                chance=0.1).to_parquet(root / "data" / "grades.parquet")
+    (root / "paper").mkdir()
+    return root
+
+
+PATHOLOGY_FIT = ["fit", "table.csv", "--law", "power", "--x", "x=tokens"]
+
+
+@settings(FUZZ, max_examples=150)
+@given(case=pathological, flag=st.sampled_from(["--where", "--holdout"]))
+def test_a_pathological_condition_is_refused_in_one_line_or_goes_on(case, flag, pathology):
+    text, expected = case
+    if flag == "--where":  # a valid condition goes on to the missing --y
+        argv, goes_on = [*PATHOLOGY_FIT, "--y", "absent", "--where", text], "--y: no column 'absent'"
+        if expected.named is None and not any(expected.rows):
+            expected = _refused("selects no rows (of 8)")
+    else:  # a valid condition goes on to --pool's one group, or to no rows left to fit
+        argv = [*PATHOLOGY_FIT, "--y", "loss", "--by", "one", "--pool", "--holdout", text]
+        goes_on = "0 rows to fit" if all(expected.rows) else "--pool needs at least two groups"
+    line = assert_refused(argv, pathology)
+    if expected.named is not None:
+        assert flag in line and expected.named in line, (text, line)
+    else:
+        assert goes_on in line, (text, line)
+
+
+@settings(FUZZ, max_examples=40)
+@given(case=pathological, carrier=st.sampled_from(["figure", "table"]))
+def test_a_pathological_figure_where_is_refused_in_one_line_or_draws_its_rows(case, carrier, pathology):
+    """The condition is the `where` of an accuracy_by_family figure or of an accuracy_rows table's row; a valid
+    one that selects rows draws, and the table counts the rows it selected."""
+    text, expected = case
+    where = f"where = {json.dumps(text)}\n"
+    (pathology / "paper" / "figures.toml").write_text(
+        '[[figure]]\nname = "by_family"\nkind = "accuracy_by_family"\nfamilies = "data/families.parquet"\n'
+        + (where if carrier == "figure" else "")
+        + '\n[[table]]\nname = "picked"\nkind = "accuracy_rows"\nsplits = { ID = "id" }\n'
+        + f'rows = [{{ label = "picked", grades = "data/grades.parquet"{", " + where.strip() if carrier == "table" else ""} }}]\n')
+    paper = ["figures", "--paper", str(pathology / "paper")]
+    if expected.named is None and any(expected.rows):
+        result = run_cli(paper, pathology)
+        assert result.code == 0 and result.err == "", (text, result)
+        counted = pd.read_csv(pathology / "paper" / "tables" / "picked.csv")["ID_n"].item()
+        assert counted == (sum(expected.rows) if carrier == "table" else len(TOKENS)), (text, counted)
+        assert (pathology / "paper" / "figures" / "by_family.png").is_file()
+        return
+    line = assert_refused(paper, pathology / "paper")
+    named = "figure by_family: where " if carrier == "figure" else "table picked: row 1: where "
+    assert named in line and (expected.named or "selects no rows (of 8)") in line, (text, line)

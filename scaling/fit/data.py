@@ -100,8 +100,14 @@ def _split_table(results, split: str | None, path: Path) -> pd.DataFrame:
 
 
 def query(table: pd.DataFrame, expression: str | None, flag: str) -> pd.DataFrame:
-    """The rows matching a row condition (see `scaling.fit.expression`); flag names it in an error."""
-    return table if expression is None else table[row_condition(table, expression, flag)]
+    """The rows matching a row condition (see `scaling.fit.expression`); flag names it in an error. A condition
+    that selects none of a table's rows is refused: whatever was to be fitted or drawn from them would be empty."""
+    if expression is None:
+        return table
+    picked = table[row_condition(table, expression, flag)]
+    if picked.empty and not table.empty:
+        raise UserError(f"{flag} {_quoted(expression)} selects no rows (of {len(table)})")
+    return picked
 
 
 def row_condition(table: pd.DataFrame, expression: str, flag: str) -> pd.Series:

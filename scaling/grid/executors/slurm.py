@@ -14,13 +14,12 @@ cells they hold or finished.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
+from types import ModuleType
 from typing import ClassVar
-
-import submitit
-from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError
 
 from scaling.errors import UserError, first_line
 from scaling.grid.executors import Executor, ExecutorOptions
@@ -28,6 +27,28 @@ from scaling.grid.spec import Cell, GridSpec
 from scaling.grid.folder import RunFolder
 from scaling.grid.runner import EventHook, Outcome, scratch_dir, work_on_cells_by_id
 from scaling.results import CellStatus
+
+SUBMITIT_LOG_LEVEL = "SUBMITIT_LOG_LEVEL"  # submitit's own setting; "NOCONFIG" leaves the process's logging alone
+
+
+def _submitit() -> ModuleType:
+    """submitit, imported without letting it configure logging. Its import calls logging.config.dictConfig, which
+    closes every logging handler the process already has; absl's closes its stream with it unless that is the
+    stderr of the moment, so importing this module under a redirected stderr closed the stream absl was given
+    (in the tests, pytest's captured stderr: the run died with "lost sys.stderr"). Its warnings still reach
+    stderr (logging's last resort); its jobs, which do not inherit the setting, log as submitit sets them to; a
+    user's own SUBMITIT_LOG_LEVEL is kept."""
+    if SUBMITIT_LOG_LEVEL in os.environ:
+        return importlib.import_module("submitit")
+    os.environ[SUBMITIT_LOG_LEVEL] = "NOCONFIG"
+    try:
+        return importlib.import_module("submitit")
+    finally:
+        del os.environ[SUBMITIT_LOG_LEVEL]
+
+
+submitit = _submitit()
+from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError  # noqa: E402
 
 CLUSTER_ENV = "SCALING_SUBMITIT_CLUSTER"  # forces submitit's cluster: "local" (subprocesses), "debug" (in-process)
 POLL_S = {"slurm": 10.0}  # seconds between checks of running jobs: sacct is a shared service, so slowly there
