@@ -21,16 +21,19 @@ from scaling.errors import UserError
 # newlines, which would otherwise be read whole into memory before a single record could be refused.
 MAX_LINE_BYTES = 1 << 20
 
-_SPECIAL = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def kind_of(mode: int) -> str:
+    """What a file's `st_mode` says it is, in words: "a regular file", "a folder", "a FIFO", ..."""
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 def _refuse_special(mode: int, path: Path, what: str) -> None:
     """UserError naming what path is, unless its mode is a regular file's."""
-    if stat.S_ISREG(mode):
-        return
-    kind = next((name for test, name in _SPECIAL if test(mode)), "a special file")
-    raise UserError(f"{what} {path} is {kind}, not a regular file")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{what} {path} is {kind_of(mode)}, not a regular file")
 
 
 def regular_file(path: str | Path, what: str) -> Path:
