@@ -23,6 +23,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from scaling import staging
+from scaling.user_files import regular_file
 
 
 
@@ -59,6 +60,8 @@ class RunFolder:
     def read_bytes(self, rel: str) -> bytes:
         """The file's contents; FileNotFoundError when it is absent."""
         if self.is_local:
+            if self._local(rel).exists():  # a FIFO or a device put in a run folder would block or never end
+                regular_file(self._local(rel), "run folder file")
             return self._local(rel).read_bytes()
         return self.fs.cat_file(self.path(rel))
 

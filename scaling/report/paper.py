@@ -33,6 +33,7 @@ from pathlib import Path
 
 from scaling.report.kinds import FIGURE_KINDS, TABLE_KINDS
 from scaling.errors import UserError
+from scaling.user_files import regular_file
 from scaling.staging import publish_folder
 from scaling.typed_toml import typed_table
 
@@ -56,8 +57,9 @@ class FigureSpec:
 def read_figure_specs(paper: Path) -> list[FigureSpec]:
     """The paper's figures, validated: known kinds and keys, unique names, every input file present."""
     path = paper / SPEC_FILE
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path} does not exist (it lists the paper's figures)")
+    regular_file(path, "the figure list")
     try:
         entries = tomllib.loads(path.read_text()).get("figure", [])
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
