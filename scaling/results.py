@@ -9,7 +9,6 @@ status, stored as text in its cell file and in the hypercube's `status` variable
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import xarray as xr

@@ -198,10 +198,13 @@ def _json_type(value) -> str:
 # after a word character is a hyphen ("3-4" ends in 4, not -4), and "1,2345" is the list 1, 2345.
 _NUMBER = re.compile(r"(?<![\d.])(?:(?<!\w)-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
 MODES = ("marker", "regex", "last_number")
-# The longest a user's answer pattern may search one text. A pattern that backtracks without end (a repeated
-# group of overlapping alternatives, such as (a|aa)+$) is stopped here and refused, named; a pattern that runs in
-# linear time reads even a 1 MiB completion (the longest line a file may hold) well within it on a loaded machine.
+# How long a user's answer pattern may search one text, in CPU time (the regex package's clock, so a busy machine
+# does not refuse a good pattern): a second, and a second more for every so many characters. A pattern that
+# backtracks without end (a repeated group of overlapping alternatives, such as (a|aa)+$) is stopped there and
+# refused, named. A linear one takes milliseconds on most texts, and even one that matches at nearly every character
+# of a 1 MiB line (the longest a file may hold) searched over 350,000 characters a second.
 PATTERN_TIMEOUT_S = 1.0
+PATTERN_CHARACTERS_PER_S = 200_000
 
 
 def normalize_number(text: str) -> str:
@@ -294,14 +297,16 @@ def _compiled(pattern: str) -> regex.Pattern:
 
 
 def _last_match(pattern: str, text: str, what: str) -> regex.Match | None:
-    """The last match of a user's answer pattern in text (None: no match), searched for at most PATTERN_TIMEOUT_S;
-    a UserError names a pattern that takes longer (`what` names the text: "a completion")."""
+    """The last match of a user's answer pattern in text (None: no match), searched for at most PATTERN_TIMEOUT_S
+    and a second per PATTERN_CHARACTERS_PER_S characters; a UserError names a pattern that takes longer (`what`
+    names the text: "a completion")."""
+    limit = PATTERN_TIMEOUT_S + len(text) / PATTERN_CHARACTERS_PER_S
     last = None
     try:
-        for last in _compiled(pattern).finditer(text, timeout=PATTERN_TIMEOUT_S):
+        for last in _compiled(pattern).finditer(text, timeout=limit):
             pass
     except TimeoutError:
-        raise UserError(f"answer pattern {pattern!r} took longer than {PATTERN_TIMEOUT_S:g} s on {what} of {len(text)} "
+        raise UserError(f"answer pattern {pattern!r} took longer than {limit:.2g} s on {what} of {len(text)} "
                         f"characters; simplify it (a repeated group of overlapping alternatives, such as (a|aa)+, "
                         f"backtracks without end)") from None
     return last

@@ -187,6 +187,11 @@ def test_a_pattern_the_probes_miss_is_refused_at_its_first_slow_completion():
         AnswerGrader(extractor).against("1", "-" * 60 + "!")
 
 
+def test_a_linear_pattern_matching_all_through_the_longest_line_is_not_refused():
+    # half a million matches in a line of nearly 1 MiB: the time limit grows with the text, so only backtracking hits it
+    assert AnswerExtractor(mode="regex", pattern=r"\d+").extract("7 " * 500_000 + "8") == "8"
+
+
 def test_the_issues_nested_quantifier_is_answered_not_spun():
     # (a+)+$ backtracks exponentially in Python's re; the regex package's engine answers it at once
     assert AnswerExtractor(mode="regex", pattern="(a+)+$").extract("b" + "a" * 40 + "!") is None
