@@ -96,8 +96,9 @@ def _specs(entries: list, path: Path, noun: str, kinds: dict, root: Path) -> lis
             raise UserError(f"{where} ({name}): missing key {needed[0]!r}")
         typed = _under(typed_table(kinds[kind].options, options, f"[{noun}]", f"{where} ({name})"), root)
         for said, file in kinds[kind].inputs(typed, root):
-            if not file.is_file():
+            if not file.exists():
                 raise UserError(f"{where} ({name}): {said}{file} does not exist")
+            regular_file(file, f"{where} ({name}): {said}".strip())
         names.add(name)
         specs.append(FigureSpec(name, kind, typed, tuple(options), root))
     return specs
