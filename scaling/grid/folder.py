@@ -16,6 +16,7 @@ import datetime
 import errno
 import os
 import shutil
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -60,9 +61,10 @@ class RunFolder:
     def read_bytes(self, rel: str) -> bytes:
         """The file's contents; FileNotFoundError when it is absent."""
         if self.is_local:
-            if self._local(rel).exists():  # a FIFO or a device put in a run folder would block or never end
-                regular_file(self._local(rel), "run folder file")
-            return self._local(rel).read_bytes()
+            local = self._local(rel)
+            if not stat.S_ISREG(os.stat(local).st_mode):  # absent: FileNotFoundError, as callers expect
+                regular_file(local, "run folder file")  # a FIFO or a device put here would block or never end: named
+            return local.read_bytes()
         return self.fs.cat_file(self.path(rel))
 
     def read_text(self, rel: str) -> str:
