@@ -36,17 +36,22 @@ def _refuse_special(mode: int, path: Path, what: str) -> None:
         raise UserError(f"{what} {path} is {kind_of(mode)}, not a regular file")
 
 
-def regular_file(path: str | Path, what: str) -> Path:
-    """path, once `os.stat` (links followed, nothing opened) shows a regular file; else a UserError that names
-    `what` (say "[data] source") and what the path is: missing, a FIFO, a device, a folder..."""
-    path = Path(path)
+def file_mode(path: str | Path, what: str) -> int:
+    """The `st_mode` of what path names (links followed, nothing opened); a UserError naming `what` and path where
+    there is nothing there, or nothing this process may look at."""
     try:
-        mode = os.stat(path).st_mode
+        return os.stat(path).st_mode
     except FileNotFoundError:
         raise UserError(f"{what} {path} does not exist") from None
     except OSError as error:
         raise UserError(f"{what} {path} is unreadable ({error.strerror or type(error).__name__})") from None
-    _refuse_special(mode, path, what)
+
+
+def regular_file(path: str | Path, what: str) -> Path:
+    """path, once `os.stat` (links followed, nothing opened) shows a regular file; else a UserError that names
+    `what` (say "[data] source") and what the path is: missing, a FIFO, a device, a folder..."""
+    path = Path(path)
+    _refuse_special(file_mode(path, what), path, what)
     return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import pickle
 import shutil
 import stat
@@ -26,7 +25,7 @@ import ml_dtypes
 import numpy as np
 
 from scaling.errors import UserError
-from scaling.user_files import kind_of, regular_file
+from scaling.user_files import file_mode, kind_of, regular_file
 
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -70,12 +69,7 @@ def weight_files(folder: Path) -> tuple[str, list[Path]]:
 
 def checkpoint_folder(path: Path) -> Path:
     """path, once `os.stat` shows a folder; else a UserError saying what it is instead (missing, a file, a FIFO...)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise UserError(f"checkpoint folder {path} does not exist") from None
-    except OSError as error:
-        raise UserError(f"checkpoint folder {path} is unreadable ({error.strerror or type(error).__name__})") from None
+    mode = file_mode(path, "checkpoint folder")
     if not stat.S_ISDIR(mode):
         raise UserError(f"{path} is {kind_of(mode)}, not a checkpoint folder (give a local Hugging Face checkpoint "
                         f"folder or a .gguf file)")
