@@ -569,3 +569,129 @@ def test_a_pathological_figure_where_is_refused_in_one_line_or_draws_its_rows(ca
     line = assert_refused(paper, pathology / "paper")
     named = "figure by_family: where " if carrier == "figure" else "table picked: row 1: where "
     assert named in line and (expected.named or "selects no rows (of 8)") in line, (text, line)
+
+
+# --- special files and pathological patterns ---------------------------------------------------------
+# A file a command reads must be a regular file: a FIFO, a device, a socket or a folder is refused by name before
+# it is opened (a FIFO's reader blocks for a writer; /dev/zero never ends). An answer pattern that backtracks
+# without end is refused within its time limit. Each case runs under a watchdog: a regression that blocks or
+# spins (inside C code, where no Python signal handler runs) ends the test run with its traceback, never hangs it.
+
+import contextlib  # noqa: E402
+import faulthandler  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+
+from cli_helpers import run_cli  # noqa: E402
+
+WATCHDOG_S = 120  # far beyond a refusal (a second or two); only a blocked or spinning command reaches it
+
+
+@contextlib.contextmanager
+def watchdog():
+    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(scope="module")
+def specials(workdir) -> dict[str, Path]:
+    """One of each kind of special file, by the words a refusal names it with."""
+    folder = workdir / "specials"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(folder / "sock"))
+    (folder / "dir").mkdir()
+    yield {"a FIFO": folder / "pipe", "a character device": Path("/dev/zero"), "a socket": folder / "sock",
+           "a folder": folder / "dir"}
+    listener.close()
+
+
+def special_file_commands(name: str, special: Path, work: Path) -> list[list[str]]:
+    """Every command that reads a user's file, given the special file in its place (with what each needs written
+    first: a spec naming it, a run folder or paper folder holding it)."""
+    relative = os.path.relpath(special, work)
+    (work / "source.toml").write_text(GRID.replace('families = ["add", "reverse"]\nood_families = ["sub"]',
+                                                   f'source = "{relative}"\ngroups = ["add"]').replace(
+                                      'splits = ["train", "id", "ood_family"]', 'splits = ["train", "id"]'))
+    commands = [["data", "check", relative], ["run", relative, "--out", "new-run"],
+                ["run", "source.toml", "--out", "new-run"], ["fit", relative, "--law", "power", "--y", "loss"]]
+    if name != "a folder":  # a folder is what these expect: their files inside it are what is checked
+        commands.append(["import-hf", relative, "--out", "model"])
+    for holder, inside in (("paper", "figures.toml"), ("runfolder", "grid.toml")):
+        (work / holder).mkdir(exist_ok=True)
+        link = work / holder / inside
+        link.unlink(missing_ok=True)
+        link.symlink_to(special)  # a link to the special file: followed, then refused as what it points to
+    return commands + [["figures", "--paper", "paper"], ["status", "runfolder"], ["collect", "runfolder"]]
+
+
+@pytest.mark.parametrize("kind", ["a FIFO", "a character device", "a socket", "a folder"])
+def test_a_special_file_is_refused_by_name_before_it_is_opened(kind, specials, workdir):
+    commands = special_file_commands(kind, specials[kind], workdir)
+    try:
+        for argv in commands:
+            with watchdog():
+                line = refused(argv, workdir)
+            assert f" is {kind}" in line, (argv, line)
+    finally:
+        for leftover in ("source.toml", "paper", "runfolder"):
+            path = workdir / leftover
+            if path.is_dir():
+                for inside in path.iterdir():
+                    inside.unlink()
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+
+
+# Repeated groups of overlapping alternatives over one character: each backtracks without end on a long run of it
+# that the pattern cannot finish on, in Python's re and in the regex package alike.
+BACKTRACKING = ["({c}|{c}{c})+{end}", "({c}{c}|{c})+{end}", "(({c}|{c}{c})+)+{end}", "({c}|{c}{{2}})+{end}",
+                "({c}|{c}{c}){{2,}}{end}", "answer: ({c}|{c}{c})+{end}"]
+# Nested quantifiers: Python's re spun on each; the regex package's engine answers most at once (graded), and any it
+# cannot is refused like the shapes above: never spun.
+NESTED = ["({c}+)+{end}", "({c}*)*{end}", "({c}|{c})*{end}", "(.*{c}){{8}}{end}", "({c}+{c}+)+{end}", "(\\w+\\s?)+{end}"]
+
+
+@st.composite
+def adversarial(draw, shapes: list[str]) -> tuple[str, str]:
+    """(a pattern of one of the shapes, a completion that makes it backtrack)."""
+    c = draw(st.sampled_from(["a", "7", "-", "_", "~", " ", "é"]))
+    end = draw(st.sampled_from(["$", "b", "!x", "\\d{3}"]))
+    return draw(st.sampled_from(shapes)).format(c=c, end=end), "answer: " + c * draw(st.integers(40, 80)) + "!"
+
+
+def check_completion(work: Path, pattern: str, completion: str) -> tuple[list[str], Path]:
+    lines = work / "completions.jsonl"
+    lines.write_text(json.dumps({"family": "mine", "prompt": "q", "completion": completion, "answer": "1"}) + "\n")
+    return ["data", "check", lines.name, "--answer-mode", "regex", "--answer-pattern", pattern], lines
+
+
+@settings(FUZZ, max_examples=8)  # each waits out the time limit once
+@given(case=adversarial(BACKTRACKING))
+def test_a_backtracking_answer_pattern_is_refused_within_its_time_limit(case, workdir):
+    argv, lines = check_completion(workdir, *case)
+    try:
+        with watchdog():
+            line = refused(argv, workdir)
+        assert f"answer pattern {case[0]!r} took longer than 1 s on a" in line  # a probe text, or line 1's completion
+    finally:
+        lines.unlink()
+
+
+@settings(FUZZ, max_examples=12)
+@given(case=adversarial(NESTED))
+def test_a_nested_quantifier_answer_pattern_is_graded_or_refused_not_spun(case, workdir):
+    argv, lines = check_completion(workdir, *case)
+    try:
+        with watchdog():
+            result = run_cli(argv, workdir)
+        refused_in_time = result.code == 2 and f"answer pattern {case[0]!r} took longer than 1 s" in result.err
+        assert (result.code, result.err) == (0, "") or (refused_in_time and len(result.err.splitlines()) == 1), result
+    finally:
+        lines.unlink()

@@ -230,10 +230,15 @@ class CheckpointBase(Base):
         from scaling.hf.gguf import is_gguf  # no jax or transformers: only checks the name
 
         if is_gguf(path):
-            if not path.is_file():
+            if not path.exists():  # one that is there but is no regular file is named by its reader, below
                 raise UserError(f"{source}: [axes] size {self.name!r}: GGUF file {path} does not exist")
         elif not path.is_dir():
-            raise UserError(f"{source}: [axes] size {self.name!r}: checkpoint folder {path} does not exist")
+            from scaling.hf.files import checkpoint_folder
+
+            try:
+                checkpoint_folder(path)
+            except UserError as error:  # missing, or a file: saying which
+                raise UserError(f"{source}: [axes] size {self.name!r}: {error}") from None
         elif not (path / "config.json").is_file():
             raise UserError(f"{source}: [axes] size {self.name!r}: {path} has no config.json (not a Hugging Face "
                             f"checkpoint)")

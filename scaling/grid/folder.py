@@ -16,6 +16,7 @@ import datetime
 import errno
 import os
 import shutil
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -23,6 +24,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from scaling import staging
+from scaling.user_files import regular_file
 
 
 
@@ -59,7 +61,10 @@ class RunFolder:
     def read_bytes(self, rel: str) -> bytes:
         """The file's contents; FileNotFoundError when it is absent."""
         if self.is_local:
-            return self._local(rel).read_bytes()
+            local = self._local(rel)
+            if not stat.S_ISREG(os.stat(local).st_mode):  # absent: FileNotFoundError, as callers expect
+                regular_file(local, "run folder file")  # a FIFO or a device put here would block or never end: named
+            return local.read_bytes()
         return self.fs.cat_file(self.path(rel))
 
     def read_text(self, rel: str) -> str:

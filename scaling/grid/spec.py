@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 from scaling.trainer.config import TrainConfig
 from scaling.errors import UserError
+from scaling.user_files import regular_file
 from scaling.grid.bases import Base, Pretraining, parse_base
 from scaling.schema import DATA_VERSION, LEGACY_AXES
 from scaling.tasks.dataset import DatasetSource
@@ -419,9 +420,7 @@ class Cell:
 
 def load_spec(path: Path) -> GridSpec:
     """The validated spec in the TOML file at path."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"grid spec {path} does not exist")
+    path = regular_file(path, "grid spec")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:

@@ -37,6 +37,7 @@ import pandas as pd
 
 from scaling.report.kinds import FIGURE_KINDS, TABLE_KINDS
 from scaling.errors import UserError
+from scaling.user_files import regular_file
 from scaling.staging import publish_folder
 from scaling.typed_toml import typed_table
 
@@ -60,8 +61,9 @@ class FigureSpec:
 def read_figure_specs(paper: Path) -> list[FigureSpec]:
     """The paper's figures, validated: known kinds and keys, unique names, every input file present."""
     path = paper / SPEC_FILE
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path} does not exist (it lists the paper's figures)")
+    regular_file(path, "the figure list")
     try:
         entries = tomllib.loads(path.read_text()).get("figure", [])
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -98,8 +100,9 @@ def _specs(entries: list, path: Path, noun: str, kinds: dict, root: Path) -> lis
             raise UserError(f"{where} ({name}): missing key {needed[0]!r}")
         typed = _under(typed_table(kinds[kind].options, options, f"[{noun}]", f"{where} ({name})"), root)
         for said, file in kinds[kind].inputs(typed, root):
-            if not file.is_file():
+            if not file.exists():
                 raise UserError(f"{where} ({name}): {said}{file} does not exist")
+            regular_file(file, f"{where} ({name}): {said}".strip())
         names.add(name)
         specs.append(FigureSpec(name, kind, typed, tuple(options), root))
     return specs
