@@ -6,7 +6,14 @@ files that hostile expressions try to write never appear). The cases run in this
 CLI's own entry point, so several hundred take seconds.
 """
 
+import contextlib
+import faulthandler
+import json
 import math
+import operator
+import os
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +23,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from scaling.cli import MAX_SAMPLE
-from scaling.fit.expression import ExpressionError, parse
-from cli_helpers import assert_refused
+from scaling.fit.expression import MAX_DEPTH, MAX_LENGTH, ExpressionError, parse
+from cli_helpers import assert_refused, run_cli
 
 FUZZ = settings(deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -370,12 +377,6 @@ def test_a_huge_numeric_option_is_refused(argv, workdir):
 # (a valid --where reaches the missing --y; a valid --holdout reaches --pool's one group); `scaling figures`
 # runs to the end, and its table counts the rows the condition selected.
 
-import json  # noqa: E402
-import operator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-from scaling.fit.expression import MAX_DEPTH, MAX_LENGTH  # noqa: E402
-from cli_helpers import run_cli  # noqa: E402
 
 TOKENS = [10.0 * 10 ** (3 * i / 7) for i in range(8)]  # the table's rows: tokens 10 .. 10,000, task a, b, a, ...
 TASKS = ["a", "b"] * 4
@@ -577,13 +578,6 @@ def test_a_pathological_figure_where_is_refused_in_one_line_or_draws_its_rows(ca
 # without end is refused within its time limit. Each case runs under a watchdog: a regression that blocks or
 # spins (inside C code, where no Python signal handler runs) ends the test run with its traceback, never hangs it.
 
-import contextlib  # noqa: E402
-import faulthandler  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
-
-from cli_helpers import run_cli  # noqa: E402
 
 WATCHDOG_S = 120  # far beyond a refusal (a second or two); only a blocked or spinning command reaches it
 
