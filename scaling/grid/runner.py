@@ -248,18 +248,24 @@ def write_result(folder: RunFolder, result: CellResult, attrs: dict) -> None:
 
 def failure_reason(error: Exception, spec: GridSpec, cell: Cell, plan) -> str:
     """What a failed cell's status says: a full disk's one line as it is; memory running out as "out of
-    memory" with the cell's shape (`plan`, None where the cell failed before it was planned); else the error's
-    type and first line."""
+    memory" with the cell's shape; else the error's type and first line."""
     if isinstance(error, DiskFull):
         return str(error)
     if out_of_memory(error):
-        if plan is None:
-            shape = f"size={cell.size}, batch {spec.train.batch_size}, eval batch {min(spec.eval.batch_size, spec.eval.n)}"
-        else:
-            shape = (f"size={cell.size}, {plan.model_cfg.non_embedding_params:,} params, batch "
-                     f"{plan.train_cfg.batch_size} × {plan.train_data.inputs.shape[1]} tokens, eval batch {plan.eval_batch}")
-        return f"out of memory ({shape}): {first_line(error, with_type=True)}"
+        return f"out of memory ({cell_shape(spec, cell, plan)}): {first_line(error, with_type=True)}"
     return first_line(error, with_type=True)
+
+
+def cell_shape(spec: GridSpec, cell: Cell, plan) -> str:
+    """What sizes a cell's memory, as far as it is known: from its plan once it has one (None before: its base
+    is being loaded or pretrained), else from the spec."""
+    params = plan.model_cfg.non_embedding_params if plan is not None else cell.base.params_known_upfront
+    parts = [f"size={cell.size}" + (f" ({params:,} params)" if params else "")]
+    if plan is None and cell.pretrain_tokens:
+        parts.append(f"pretraining batch {spec.train.pretrain_batch_size} × {spec.train.pretrain_context} tokens")
+    rows = f" × {plan.train_data.inputs.shape[1]} tokens" if plan is not None else ""
+    eval_batch = plan.eval_batch if plan is not None else min(spec.eval.batch_size, spec.eval.n)
+    return ", ".join([*parts, f"batch {spec.train.batch_size}{rows}", f"eval batch {eval_batch}"])
 
 
 @contextmanager
