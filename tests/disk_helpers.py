@@ -68,11 +68,11 @@ class FullDisk:
 
 
 @contextlib.contextmanager
-def full_disk(folder: Path, size: str = "4m") -> Iterator[FullDisk]:
-    """A FullDisk of `size` at folder (created): a tmpfs mounted there where permitted, unmounted after
-    whatever happens; else the fallback, `os.fsync` failing under folder while it is full."""
+def full_disk(folder: Path, size: str = "4m", mount: bool = True) -> Iterator[FullDisk]:
+    """A FullDisk of `size` at folder (created): a tmpfs mounted there where permitted (and `mount`), unmounted
+    after whatever happens; else the fallback, `os.fsync` failing under folder while it is full."""
     folder.mkdir(parents=True, exist_ok=True)
-    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+    mounted = mount and os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                                                   capture_output=True).returncode == 0
     disk = FullDisk(folder, TMPFS if mounted else INJECTED)
     print(f"full disk: {disk.kind} at {folder}")

@@ -39,8 +39,9 @@ def no_temporaries(root: Path) -> None:
     assert not left, f"temporaries left behind: {left}"
 
 
-def test_full_disk_keeps_the_last_good_cell_file(tmp_path):
-    with full_disk(tmp_path / "disk") as disk:
+@pytest.mark.parametrize("mount", [True, False], ids=["tmpfs-where-permitted", "fallback"])
+def test_full_disk_keeps_the_last_good_cell_file(tmp_path, mount):
+    with full_disk(tmp_path / "disk", mount=mount) as disk:
         folder = RunFolder(disk.path / "run")
         earlier = xr.Dataset({"acc": ("step", np.arange(4.0))}, attrs={"status": "done"})
         write_dataset(folder, cell_file("a"), earlier)

@@ -4,6 +4,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -254,14 +255,14 @@ ADDRESS_SPACE = 3584 << 20  # bytes: RLIMIT_AS of the runner, room for the small
 
 
 def test_out_of_memory_cell_is_recorded_failed_with_its_shape_and_the_grid_goes_on(tmp_path):
-    import resource
-
     spec_file = tmp_path / "grid.toml"
     spec_file.write_text(OUT_OF_MEMORY_SPEC)
     run = tmp_path / "run"
-    limited = lambda: resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))  # noqa: E731
-    finished = subprocess.run([*SCALING, "run", str(spec_file), "--out", str(run)], capture_output=True, text=True,
-                              timeout=300, preexec_fn=limited)
+    # The runner limits its own address space before anything is imported: a real limit, as `ulimit -v` sets.
+    limited = (f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE})); "
+               f"sys.argv = ['scaling', *sys.argv[1:]]; runpy.run_module('scaling', run_name='__main__')")
+    finished = subprocess.run([sys.executable, "-c", limited, "run", str(spec_file), "--out", str(run)],
+                              capture_output=True, text=True, timeout=300)
     assert finished.returncode == 1, finished.stderr  # some cells failed
     statuses = {cell.pretrain_tokens: attrs_of(run, cell.cell_id)["status"] for cell in expand(load_spec(spec_file))}
     assert statuses[0] == "done"
