@@ -29,6 +29,10 @@ class DiskFull(Exception):
         super().__init__(f"{reason} writing {target} ({kept}); free space and rerun")
         self.reason = reason  # one of OUT_OF_SPACE's
         self.target = target  # what was being written: a file, folder or checkpoint, as the user knows it
+        self.kept = kept  # what is there instead
+
+    def __reduce__(self):  # rebuilt from its parts where it crosses processes (a worker's, a Ray task's)
+        return DiskFull, (self.reason, self.target, self.kept)
 
 
 def out_of_space(error: BaseException) -> str | None:

@@ -48,3 +48,14 @@ def test_memory_and_disk_running_out_are_told_apart_on_real_errors():
     assert out_of_space(disk) == "no space left on device" and not out_of_memory(disk)
     assert out_of_space(OSError(errno.EDQUOT, "quota")) == "disk quota exceeded"
     assert out_of_space(OSError(errno.EACCES, "denied")) is None and not out_of_memory(ValueError("bad"))
+
+
+def test_a_full_disk_reads_the_same_in_another_process():
+    import pickle
+
+    from scaling.errors import DiskFull
+
+    full = DiskFull("no space left on device", "run/cells/a.nc", "the earlier file is unchanged")
+    again = pickle.loads(pickle.dumps(full))
+    assert str(again) == str(full) == ("no space left on device writing run/cells/a.nc (the earlier file is "
+                                       "unchanged); free space and rerun")
