@@ -40,14 +40,15 @@ def out_of_space(error: BaseException) -> str | None:
 
     Python's writers raise OSError with the errno; h5py and pyarrow do too, but tensorstore (orbax's
     arrays) raises a ValueError that only says so in its message ("No space left on device
-    [os_error_code='28']"), so the message and the chain of causes are read as well.
+    [os_error_code='28']"), and the demo re-raises a failed cell's reason; so the message (in any case) and
+    the chain of causes are read as well.
     """
     while error is not None:
         if isinstance(error, DiskFull):  # a write inside a bigger one (a file in a staged folder): the outer names it
             return error.reason
-        number = getattr(error, "errno", None)
+        number, message = getattr(error, "errno", None), str(error).lower()
         for code, reason in OUT_OF_SPACE.items():
-            if number == code or os.strerror(code) in str(error):
+            if number == code or os.strerror(code).lower() in message:
                 return reason
         error = error.__cause__ or error.__context__
     return None

@@ -173,3 +173,12 @@ def test_full_disk_stops_the_runner_with_one_line_when_not_even_a_cell_file_fits
         assert one_error_line(capsys.readouterr().err) == (f"{FULL}{run}/{lock_file(cell.cell_id)} (nothing was "
                                                            f"written there); free space and rerun")
         assert set(disk.listing()) - set(before) <= {"run/locks"}  # an empty folder at most
+
+
+def test_full_disk_stops_the_demo_with_one_line_and_leaves_nothing(tmp_path, capsys):
+    with full_disk(tmp_path / "disk") as disk:
+        disk.fill(leave=0)
+        out = disk.path / "demo"
+        assert main(["demo", "--out", str(out)]) == 1
+        assert one_error_line(capsys.readouterr().err) == f"{FULL}{out} (nothing was written there); free space and rerun"
+        assert disk.listing() == []
