@@ -278,7 +278,7 @@ def _reporter(folder: RunFolder, spec: GridSpec, cell: Cell, plan, notify: Event
     def publish(progress) -> None:
         try:
             folder.write_bytes_atomic(progress_file(cell.cell_id), progress.to_json())
-        except OSError:  # progress is a courtesy: a full disk or a flaky bucket must not fail the cell
+        except (OSError, DiskFull):  # progress is a courtesy: a full disk or a flaky bucket must not fail the cell
             pass
 
     def warn(message: str) -> None:
