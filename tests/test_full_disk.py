@@ -182,3 +182,20 @@ def test_full_disk_stops_the_demo_with_one_line_and_leaves_nothing(tmp_path, cap
         assert main(["demo", "--out", str(out)]) == 1
         assert one_error_line(capsys.readouterr().err) == f"{FULL}{out} (nothing was written there); free space and rerun"
         assert disk.listing() == []
+
+
+def test_full_disk_skips_a_running_cells_progress_file(tmp_path):
+    from scaling.grid.plan import cell_plan
+    from scaling.grid.runner import _reporter, progress_file
+
+    spec_file = tmp_path / "grid.toml"
+    spec_file.write_text(SPEC)
+    spec = load_spec(spec_file)
+    [cell] = expand(spec)
+    with full_disk(tmp_path / "disk") as disk:
+        folder = open_run(spec, disk.path / "run")
+        disk.fill(leave=0)
+        with _reporter(folder, spec, cell, cell_plan(spec, cell, None), lambda *_: None) as reporter:
+            reporter.trained(1, 2.5)  # its first progress is published at once: the old code raised here
+        assert not folder.exists(progress_file(cell.cell_id))
+        no_temporaries(disk.path)
