@@ -1,7 +1,7 @@
 """The `scaling` command line: parses and dispatches; every command is an importable function.
 
 Exit status: 0 success; 2 bad input, reported in one plain line on stderr with no traceback;
-1 a failure while running.
+1 a failure while running (a full disk too, in one line naming what could not be written).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from scaling.errors import UserError
+from scaling.errors import DiskFull, UserError
 from scaling.fit import METHODS
 from scaling.grid.spec import EXECUTORS
 from scaling.tasks.jsonl import MODES as ANSWER_MODES
@@ -379,7 +379,8 @@ def one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: usage errors and UserErrors become one line on stderr and exit status 2."""
+    """Entry point: usage errors and UserErrors become one line on stderr and exit status 2, a full disk one line
+    and exit status 1."""
     try:
         cli.main(args=argv, prog_name="scaling", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as shown:  # `scaling` alone prints help: not an error
@@ -391,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         click.echo(f"scaling: error: {one_line(str(error))}", err=True)
         return 2
+    except DiskFull as error:  # the environment failed, not the input: what was there before is kept
+        click.echo(f"scaling: error: {one_line(str(error))}", err=True)
+        return 1
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
     except click.Abort:

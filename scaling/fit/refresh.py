@@ -7,7 +7,6 @@ that reads a posterior better.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from scaling.fit.groups import SUMMARY_COLUMNS, group_persistence, group_returns
 from scaling.fit.items import ITEM_SD, ITEM_SD_PRIOR
 from scaling.fit.record import MARKER, group_dim, read_request
 from scaling.fit.request import Part, prepare
+from scaling.staging import write_file_atomic
 
 
 def refreshed_backtest(folder: Path, root: Path = Path(".")) -> tuple[pd.DataFrame, dict[str, dict]]:
@@ -94,23 +94,17 @@ def refreshed_summary(folder: Path, root: Path = Path(".")) -> pd.DataFrame:
 
 def write_refreshed(folder: Path, root: Path = Path(".")) -> None:
     """Rewrite folder's summary.csv, returns.csv, backtest.csv and fit.toml's backtest scores with the current
-    code: every table is computed before the first is replaced, and each is replaced whole (os.replace)."""
+    code: every table is computed before the first is replaced, and each is replaced whole (a full disk stops it
+    with the tables not yet replaced as they were)."""
     folder = Path(folder)
     summary = refreshed_summary(folder, root)
     backtest, scores = refreshed_backtest(folder, root)
     returns = refreshed_returns(folder, root)
     record = tomllib.loads((folder / MARKER).read_text())
-    _replace(folder / "summary.csv", summary.to_csv(index=False))
-    _replace(folder / "returns.csv", returns.to_csv(index=False))
-    _replace(folder / "backtest.csv", backtest.to_csv(index=False))
-    _replace(folder / MARKER, tomli_w.dumps(record | {"backtest": scores}))
-
-
-def _replace(path: Path, text: str) -> None:
-    """path's content replaced whole: written beside it, then renamed over it."""
-    staged = path.with_name(f".{path.name}.refresh")
-    staged.write_text(text)
-    os.replace(staged, path)
+    write_file_atomic(folder / "summary.csv", summary.to_csv(index=False).encode())
+    write_file_atomic(folder / "returns.csv", returns.to_csv(index=False).encode())
+    write_file_atomic(folder / "backtest.csv", backtest.to_csv(index=False).encode())
+    write_file_atomic(folder / MARKER, tomli_w.dumps(record | {"backtest": scores}).encode())
 
 
 def _rows_of(table: pd.DataFrame, part: Part) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from scaling.cache import local_cache
-from scaling.errors import UserError, first_line
+from scaling.errors import DiskFull, UserError, first_line, out_of_memory
 from scaling.grid.spec import Cell, GridSpec, expand, parse_spec
 from scaling.grid.locks import acquire
 from scaling.grid.folder import RunFolder
@@ -237,6 +237,7 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
             return Outcome(cell.cell_id, ALREADY_FINISHED, False, worker)
         notify = on_event or _unheard
         checkpoints = checkpoints_dir(folder, cell.cell_id)
+        plan = None
         try:
             bases = scratch_dir(folder) / "bases"
             plan = cell_plan(spec, cell, load_or_pretrain_base(spec, cell, bases))
@@ -249,16 +250,49 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
         except Stopped as stopped:
             raise Preempted.of_cell(cell.cell_id, stopped.saved_step, plan.train_cfg.budgets[-1]) from None
         except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid
-            result = failed_result(cell, first_line(error, with_type=True))
+            result = failed_result(cell, failure_reason(error, spec, cell, plan))
             traceback.print_exc()
         if lock.lost:  # a runner took the lock over (this one looked dead): its result will be the same
             return Outcome(cell.cell_id, LOCK_LOST, False, worker)
         attrs = provenance(spec.text) | {"worker": worker}
-        write_grades(folder, grades_file(cell.cell_id), grades_table(result))
-        write_dataset(folder, cell_file(cell.cell_id), cell_dataset(result, attrs))
+        try:
+            write_result(folder, result, attrs)
+        except DiskFull as full:
+            # No room for the cell's grades or file: it is recorded failed in its small file where that still fits,
+            # its checkpoints kept for the rerun; where not even that fits, DiskFull stops the runner.
+            result = failed_result(cell, str(full))
+            write_result(folder, result, attrs)
         if result.status.done:
             shutil.rmtree(checkpoints, ignore_errors=True)
         return Outcome(cell.cell_id, result.status, True, worker)
+
+
+def write_result(folder: RunFolder, result: CellResult, attrs: dict) -> None:
+    """A cell's grades, then its file (whose presence marks the cell finished)."""
+    write_grades(folder, grades_file(result.cell_id), grades_table(result))
+    write_dataset(folder, cell_file(result.cell_id), cell_dataset(result, attrs))
+
+
+def failure_reason(error: Exception, spec: GridSpec, cell: Cell, plan) -> str:
+    """What a failed cell's status says: a full disk's one line as it is; memory running out as "out of
+    memory" with the cell's shape; else the error's type and first line."""
+    if isinstance(error, DiskFull):
+        return str(error)
+    if out_of_memory(error):
+        return f"out of memory ({cell_shape(spec, cell, plan)}): {first_line(error, with_type=True)}"
+    return first_line(error, with_type=True)
+
+
+def cell_shape(spec: GridSpec, cell: Cell, plan) -> str:
+    """What sizes a cell's memory, as far as it is known: from its plan once it has one (None before: its base
+    is being loaded or pretrained), else from the spec."""
+    params = plan.model_cfg.non_embedding_params if plan is not None else cell.base.params_known_upfront
+    parts = [f"size={cell.size}" + (f" ({params:,} params)" if params else "")]
+    if plan is None and cell.pretrain_tokens:
+        parts.append(f"pretraining batch {spec.train.pretrain_batch_size} × {spec.train.pretrain_context} tokens")
+    rows = f" × {plan.train_data.inputs.shape[1]} tokens" if plan is not None else ""
+    eval_batch = plan.eval_batch if plan is not None else min(spec.eval.batch_size, spec.eval.n)
+    return ", ".join([*parts, f"batch {spec.train.batch_size}{rows}", f"eval batch {eval_batch}"])
 
 
 @contextmanager
@@ -271,7 +305,7 @@ def _reporter(folder: RunFolder, spec: GridSpec, cell: Cell, plan, notify: Event
     def publish(progress) -> None:
         try:
             folder.write_bytes_atomic(progress_file(cell.cell_id), progress.to_json())
-        except OSError:  # progress is a courtesy: a full disk or a flaky bucket must not fail the cell
+        except (OSError, DiskFull):  # progress is a courtesy: a full disk or a flaky bucket must not fail the cell
             pass
 
     def warn(message: str) -> None:
