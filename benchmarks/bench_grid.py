@@ -86,8 +86,9 @@ def main() -> None:
         # Timed in this process, so keep jax from taking most of the GPU's memory away from the runner's.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         from scaling.grid.estimate import estimate_cells
+        from scaling.grid.spec import cell_shapes
 
-        estimated_s = sum(e.seconds for e in estimate_cells(spec, cells))
+        estimated_s = sum(e.seconds * e.count for e in estimate_cells(spec, cell_shapes(spec)))
     tokens = sum(spec.train.config(0).total_steps * spec.train.batch_size * spec.data.pack_length for _ in cells)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "grid.toml"

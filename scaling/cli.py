@@ -1,7 +1,8 @@
 """The `scaling` command line: parses and dispatches; every command is an importable function.
 
 Exit status: 0 success; 2 bad input, reported in one plain line on stderr with no traceback;
-1 a failure while running; 130 Ctrl-C, 128 + N a termination signal N (143 SIGTERM, 129 SIGHUP).
+1 a failure while running (a full disk too, in one line naming what could not be written); 130 Ctrl-C, 128 + N
+a termination signal N (143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from scaling.errors import UserError
+from scaling.errors import DiskFull, UserError
 from scaling.fit import METHODS
 from scaling.grid.spec import EXECUTORS
 from scaling.interrupts import Terminated, unwinding_on_termination
@@ -23,6 +24,9 @@ from scaling.tasks.jsonl import MODES as ANSWER_MODES
 from scaling.tasks.quality import COT_STYLES
 
 MAX_SAMPLE = 100_000  # examples per `scaling data sample`: about 20 s on one core, the rest is a Python loop
+MAX_WORKERS = 1024  # `run --workers`: processes on one machine, more than any machine's cores
+MAX_EVERY = 86_400  # `status --every`, seconds: a day; time.sleep overflows the platform's time_t not far beyond 2**63
+MAX_DRAWS = 10**6  # `fit --warmup/--samples` per chain (and 1024 `--chains`): every draw is kept in memory
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,13 +122,15 @@ def data_check(file: Path, as_json: bool, answer_mode: str, answer_pattern: str 
               help="Where cells run  [default: the spec's [run] executor, else local].")
 @click.option("--workers", type=int, default=None, help="Local executor: worker processes  [default: [run] workers].")
 @click.option("--address", default=None, help="Ray executor: HOST:PORT of an existing cluster.")
-@click.option("--dry-run", is_flag=True, help="Print the cells, parameters, FLOPs and estimated time; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the first cells, parameters, FLOPs, estimated time and peak memory, and the totals; write nothing.")
 @click.option("--retry-failed", is_flag=True, help="Recompute failed cells and cells whose file is corrupt.")
 def run(grid: Path, out: str | None, executor: str | None, workers: int | None, address: str | None,
         dry_run: bool, retry_failed: bool) -> None:
     """Run the grid in GRID.toml; rerun to resume (finished cells are skipped)."""
     from scaling.grid.launch import run_grid
 
+    if workers is not None and workers > MAX_WORKERS:
+        raise UserError(f"--workers must be at most {MAX_WORKERS}, got {workers}")
     report = run_grid(grid, out, executor, workers, address, retry_failed, dry_run)
     if report.failed:
         click.echo(f"scaling: {len(report.failed)} cells failed (see `scaling status {report.folder}`)", err=True)
@@ -143,8 +149,8 @@ def status(run_dir: str, as_json: bool, watch: bool, every: float) -> None:
     if watch:
         if as_json:
             raise UserError("--watch refreshes a summary for people; for --json, call `scaling status --json` repeatedly")
-        if not every > 0:
-            raise UserError(f"--every must be > 0 seconds, got {every}")
+        if not 0 < every <= MAX_EVERY:
+            raise UserError(f"--every must lie in (0, {MAX_EVERY}] seconds, got {every}")
         watch_status(run_dir, every, click.echo)
         return
     states = run_status(run_dir)
@@ -243,9 +249,11 @@ def fit(input_path: Path, law: str | None, y: str | None, x: tuple[str, ...], n:
         return
     if not (law or names) or not y:
         raise UserError("give --law NAME (or --compare LAW1,LAW2) and --y VAR")
-    for flag, value in (("--warmup", warmup), ("--samples", samples), ("--chains", chains)):
+    for flag, value, most in (("--warmup", warmup, MAX_DRAWS), ("--samples", samples, MAX_DRAWS), ("--chains", chains, 1024)):
         if value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
+        if value > most:
+            raise UserError(f"{flag} must be at most {most:,}, got {value}")
     if not 0 <= seed < 2**31:
         raise UserError(f"--seed must lie between 0 and 2**31 - 1, got {seed}")
     if chains < 2 and method != "huber":
@@ -374,8 +382,9 @@ def one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: usage errors and UserErrors become one line on stderr and exit status 2; SIGTERM and SIGHUP
-    unwind the command as Ctrl-C does (its staging folders and temporaries removed), then say so in one line."""
+    """Entry point: usage errors and UserErrors become one line on stderr and exit status 2, a full disk one line
+    and exit status 1; SIGTERM and SIGHUP unwind the command as Ctrl-C does (its staging folders and temporaries
+    removed), then say so in one line."""
     try:
         with unwinding_on_termination():
             cli.main(args=argv, prog_name="scaling", standalone_mode=False)
@@ -388,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         click.echo(f"scaling: error: {one_line(str(error))}", err=True)
         return 2
+    except DiskFull as error:  # the environment failed, not the input: what was there before is kept
+        click.echo(f"scaling: error: {one_line(str(error))}", err=True)
+        return 1
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
     except click.Abort:

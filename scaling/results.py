@@ -9,12 +9,12 @@ status, stored as text in its cell file and in the hypercube's `status` variable
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
 from scaling.errors import UserError
+from scaling.user_files import regular_file
 from scaling.schema import LEGACY_AXES
 
 ENGINE = "h5netcdf"
@@ -62,9 +62,7 @@ MISSING = CellStatus("missing")
 
 def open_results(path) -> xr.Dataset:
     """The results hypercube at path (a `results.nc`), loaded into memory, axes under today's names."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"results file {path} does not exist")
+    path = regular_file(path, "results file")
     try:
         with xr.open_dataset(path, engine=ENGINE) as ds:
             loaded = ds.load()

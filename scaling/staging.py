@@ -7,6 +7,9 @@ Three ways, one for each kind of output:
 - `publish_once`: a folder that several processes may race to create (a run folder, a cached base):
   the first complete one wins and is never replaced.
 
+A write that runs out of space or quota raises `scaling.errors.DiskFull` naming what was being written, once
+its temporary is removed (the earlier file or folder is as it was).
+
 Files are created with mode 0o666 less the umask, as `open` would (not mkstemp's 0o600): results in a
 shared folder must be readable by the others who share it.
 """
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from scaling.errors import UserError
+from scaling.errors import UserError, reported_if_full
 
 TEMPORARY_PREFIX = "."  # temporaries are hidden: listings skip them, and so do most tools
 TEMPORARY_SUFFIX = ".tmp"
@@ -34,33 +37,35 @@ def temporary_name(name: str) -> str:
 
 
 def write_new_file(path: Path, data: bytes) -> None:
-    """Create path (it must not exist) holding data, flushed to disk."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
+    """Create path (it must not exist) holding data, flushed to disk; on a full disk the caller removes it."""
+    with reported_if_full(str(path), lambda: False):
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def write_file_atomic(target: Path, content: bytes | Callable[[BinaryIO], object]) -> None:
     """Replace target by content (bytes, or a function that writes to an open binary file): a temporary
     sibling is written, fsynced and renamed over target, then the folder is synced."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / temporary_name(target.name)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            if isinstance(content, bytes):
-                out.write(content)
-            else:
-                content(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with reported_if_full(str(target), target.exists):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.parent / temporary_name(target.name)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                if isinstance(content, bytes):
+                    out.write(content)
+                else:
+                    content(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
     fsync_folder(target.parent)
 
 
@@ -101,28 +106,29 @@ def staged_folder(out: Path, marker: str | None, writer: str) -> Iterator[Path]:
     """
     out = Path(out)
     check_replaceable(out, marker, writer)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / temporary_name(out.name)
-    retired = out.parent / temporary_name(out.name)  # where an earlier out waits while the new one moves in
-    staging.mkdir()
-    try:
-        yield staging
-        if marker is not None:
-            assert (staging / marker).is_file(), f"{writer} wrote no {marker}: its folder could never be replaced"
-        if out.exists():
-            out.rename(retired)
-            staging.rename(out)
+    with reported_if_full(str(out), out.exists, "the earlier folder is unchanged"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = out.parent / temporary_name(out.name)
+        retired = out.parent / temporary_name(out.name)  # where an earlier out waits while the new one moves in
+        staging.mkdir()
+        try:
+            yield staging
+            if marker is not None:
+                assert (staging / marker).is_file(), f"{writer} wrote no {marker}: its folder could never be replaced"
+            if out.exists():
+                out.rename(retired)
+                staging.rename(out)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                staging.rename(out)
+            fsync_folder(out.parent)
+        except BaseException:
+            # An interrupt between the two renames would leave no out at all: the earlier one goes back.
+            if retired.exists() and not out.exists():
+                retired.rename(out)
             shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out)
-        fsync_folder(out.parent)
-    except BaseException:
-        # An interrupt between the two renames would leave no out at all: the earlier one goes back.
-        if retired.exists() and not out.exists():
-            retired.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 def publish_folder(out: Path, fill: Callable[[Path], None], marker: str | None, writer: str) -> None:
@@ -140,6 +146,11 @@ def publish_once(target: Path, files: dict[str, bytes] | Callable[[Path], None])
     that is renamed onto target; a rename replaces only an absent target or an empty folder, atomically.
     """
     target = Path(target)
+    with reported_if_full(str(target), target.exists, "the earlier folder is unchanged"):
+        return _publish_once(target, files)
+
+
+def _publish_once(target: Path, files: dict[str, bytes] | Callable[[Path], None]) -> bool | None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / temporary_name(target.name)
     staging.mkdir()

@@ -52,10 +52,11 @@ def write_spec(folder: Path, text: str) -> Path:
 def cell_lines(output: str) -> dict[str, list[str]]:
     """The status each cell was reported with, by cell id, in the order reported."""
     statuses: dict[str, list[str]] = {}
-    # Not anchored at line starts: Ray's raylet prints its worker-died warning with no newline before ours.
+    # Not anchored at line starts, nor at a word boundary: Ray's raylet prints its worker-died warning with no
+    # newline before ours, and that warning may end in a letter ("...RPC error: Socket closedcell 20a4...").
     # The optional suffix is the console's timing, "(12 s)" or "(12 s, 3,400 tok/s)"; a failure's own
     # parentheses, "(state: FINISHED)", stay part of its status.
-    for cell_id, status in re.findall(r"\bcell ([0-9a-f]{16}) (done|failed: .*?)(?: \(\d+ s(?:, [\d,]+ tok/s)?\))? size=", output):
+    for cell_id, status in re.findall(r"cell ([0-9a-f]{16}) (done|failed: .*?)(?: \(\d+ s(?:, [\d,]+ tok/s)?\))? size=", output):
         statuses.setdefault(cell_id, []).append(status)
     return statuses
 

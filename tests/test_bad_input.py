@@ -2,7 +2,10 @@
 
 import ast
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +174,34 @@ def test_rows_with_missing_values_are_left_out_and_counted(work):
     assert result.code == 0, result
     assert result.out.splitlines()[0] == "left out 2 rows with a missing value in tokens, loss"
     assert "(6 rows)" in result.out.splitlines()[1]
+
+
+# 7. The test run died ("lost sys.stderr") when the slurm test above ran after modules that imported absl under
+#    pytest's capture: importing submitit (with the slurm executor) configured logging, which closed every handler
+#    of the process, and absl's handler closes its stream unless it is the stderr of that moment; here the
+#    stderr of that moment was run_cli's, and the stream closed was pytest's captured stderr.
+
+SUBMITIT_IMPORT = """
+import contextlib, io, logging, sys
+held = io.StringIO()
+sys.stderr = held  # pytest's capture, or a caller's redirection, when absl is imported
+from absl import logging as absl_logging  # its handler writes to the stderr of this moment, and closes it
+closed = []
+class Recording(logging.StreamHandler):
+    def close(self):
+        closed.append(self)
+        super().close()
+logging.getLogger("mine").addHandler(Recording(held))
+with contextlib.redirect_stderr(io.StringIO()):
+    import scaling.grid.executors.slurm
+sys.stderr = sys.__stderr__
+print(held.closed, len(closed), logging.getLogger("mine").handlers[0] in [h() for h in logging._handlerList])
+"""
+
+
+def test_importing_the_slurm_executor_closes_no_logging_handler_or_stream_of_the_process():
+    """In a fresh process (submitit configures logging once, when first imported)."""
+    environment = {k: v for k, v in os.environ.items() if k != "SUBMITIT_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", SUBMITIT_IMPORT], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[1], env=environment)
+    assert result.stdout.split() == ["False", "0", "True"], result

@@ -6,8 +6,15 @@ files that hostile expressions try to write never appear). The cases run in this
 CLI's own entry point, so several hundred take seconds.
 """
 
+import contextlib
+import faulthandler
+import json
 import math
+import operator
+import os
 import signal
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +24,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from scaling.cli import MAX_SAMPLE
-from scaling.fit.expression import ExpressionError, parse
+from scaling.fit.expression import MAX_DEPTH, MAX_LENGTH, ExpressionError, parse
 from scaling.interrupts import TERMINATING
-from cli_helpers import assert_refused
+from cli_helpers import assert_refused, run_cli
 
 FUZZ = settings(deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -290,6 +297,400 @@ def bad_options(draw) -> list[str]:
 def test_a_bad_option_is_refused_and_nothing_is_created(argv, workdir):
     assume(all("\x00" not in item for item in argv))
     refused(argv, workdir)
+
+
+# --- huge numeric options -----------------------------------------------------------------------------
+
+HUGE_NUMBERS = st.sampled_from(["1e309", "-1e309", "nan", str(2**63), str(10**30), "-1", str(-(2**63))])
+NUMERIC_SPEC_KEYS = {  # section: keys whose huge, negative, infinite or overflowing values must all be refused
+    "[axes]": ["pretrain_tokens", "seed", "diversity"],
+    "[data]": ["examples", "pack_length"],
+    "[train]": ["batch_size", "budgets", "warmup_steps", "checkpoint_every", "pretrain_batch_size", "pretrain_context"],
+    "[eval]": ["n", "batch_size", "memorization_n", "seed"],
+    "[run.slurm]": ["timeout_min", "mem_gb", "cpus_per_task"],
+    "[run.ray]": ["max_retries", "num_cpus"],
+}
+
+
+@st.composite
+def huge_spec_values(draw) -> tuple[str, str]:
+    """A grid spec with one numeric key set to a huge, negative, infinite or overflowing value, and the key."""
+    section = draw(st.sampled_from(list(NUMERIC_SPEC_KEYS)))
+    key = draw(st.sampled_from(NUMERIC_SPEC_KEYS[section]))
+    value = draw(HUGE_NUMBERS)
+    written = f"[{value}]" if section == "[axes]" or key == "budgets" else value
+    lines = [line for line in GRID.splitlines() if not (line.startswith(f"{key} =") and _in_section(GRID, line, section))]
+    if section not in lines:
+        lines.append(section)
+    lines.insert(lines.index(section) + 1, f"{key} = {written}")
+    return "\n".join(lines) + "\n", key
+
+
+def _in_section(text: str, line: str, section: str) -> bool:
+    """Whether `line` of `text` lies in `section`."""
+    current = ""
+    for candidate in text.splitlines():
+        if candidate.startswith("["):
+            current = candidate
+        if candidate == line:
+            return current == section
+    return False
+
+
+@settings(FUZZ, max_examples=60)
+@given(case=huge_spec_values(), dry_run=st.booleans())
+def test_a_huge_numeric_spec_value_is_refused_naming_its_key(case, dry_run, workdir):
+    text, key = case
+    spec = workdir / "huge.toml"
+    spec.write_text(text)
+    try:
+        line = refused(["run", "huge.toml", "--out", "new-run", *(["--dry-run"] if dry_run else [])], workdir)
+    finally:
+        spec.unlink()
+    assert key in line, line
+
+
+@st.composite
+def huge_options(draw) -> list[str]:
+    """A command with one numeric option set to a huge, negative, infinite or overflowing value."""
+    value = draw(HUGE_NUMBERS)
+    return draw(st.sampled_from([
+        ["run", "grid.toml", "--out", "new-run", "--workers", value],
+        ["run", "grid.toml", "--out", "new-run", "--dry-run", "--workers", value],
+        ["status", ".", "--watch", "--every", value],
+        ["data", "sample", "--family", "add", "--split", "id", "--n", value],
+        [*FIT, "--seed", value], [*FIT, "--chains", value], [*FIT, "--samples", value], [*FIT, "--warmup", value],
+    ]))
+
+
+@settings(FUZZ, max_examples=60)
+@given(argv=huge_options())
+def test_a_huge_numeric_option_is_refused(argv, workdir):
+    # A value that is not an int where one is asked for is click's one-line usage error; an int out of range names it.
+    refused(argv, workdir)
+
+
+# --- pathological expressions -------------------------------------------------------------------------
+# Row conditions at the edges of what a float and the grammar hold: power towers, literals beyond the floats,
+# nesting near the depth cap, expressions near the length cap, empty lists, comparisons chained across text and
+# numbers. Each case carries its expected outcome, worked out here with plain Python floats and comparisons row
+# by row (never the package's evaluator): refused in one line naming what, or the rows it selects. A fit takes
+# 10-40 s on this machine, so `scaling fit` is stopped by a check that comes after the condition is applied
+# (a valid --where reaches the missing --y; a valid --holdout reaches --pool's one group); `scaling figures`
+# runs to the end, and its table counts the rows the condition selected.
+
+
+TOKENS = [10.0 * 10 ** (3 * i / 7) for i in range(8)]  # the table's rows: tokens 10 .. 10,000, task a, b, a, ...
+TASKS = ["a", "b"] * 4
+LEVELS_PER_PARENTHESIS = 3  # or, and, not: a parenthesis re-enters them (scaling.fit.expression's grammar)
+OUTSIDE = 2  # levels taken before the first parenthesis
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a condition must do: be refused naming `named`, or select exactly `rows`."""
+
+    named: str | None  # a part of the one-line refusal; None for a valid condition
+    rows: tuple[bool, ...] = ()  # a valid condition's value on each row of the table
+
+
+def _refused(named: str) -> Expected:
+    return Expected(named)
+
+
+def _selects(holds) -> Expected:
+    return Expected(None, tuple(bool(holds(tokens, task)) for tokens, task in zip(TOKENS, TASKS)))
+
+
+def _float_power(base: float, exponent: float) -> float:
+    try:
+        return base ** exponent
+    except OverflowError:
+        return math.inf
+
+
+@st.composite
+def power_towers(draw) -> tuple[str, Expected]:
+    """b ** b ** ... ** b (right to left, as in Python) against tokens, or tokens raised to a tower."""
+    base, height = draw(st.sampled_from(["0.5", "1", "1.5", "2", "3", "10"])), draw(st.integers(2, 7))
+    tower, value = " ** ".join([base] * height), float(base)
+    for _ in range(height - 1):
+        if math.isinf(value := _float_power(float(base), value)):
+            return f"{tower} < tokens", _refused("overflows")
+    if draw(st.booleans()):
+        return f"{tower} < tokens", _selects(lambda tokens, task: value < tokens)
+    rows = [_float_power(tokens, value) for tokens in TOKENS]
+    if any(math.isinf(row) for row in rows):
+        return f"tokens ** {tower} > 1", _refused("overflows")
+    return f"tokens ** {tower} > 1", _selects(lambda tokens, task: _float_power(tokens, value) > 1)
+
+
+@st.composite
+def edge_literals(draw) -> tuple[str, Expected]:
+    """A literal near or beyond the floats' ends: 1e309 reads as inf, 1e-400 as 0."""
+    text = f"{draw(st.sampled_from(['1', '9.99', '0.5', '0', '17']))}e{draw(st.integers(-420, 420))}"
+    value = float(text)
+    if math.isinf(value):
+        return f"tokens < {text}", _refused("beyond the largest float")
+    if value == 0 and float(text.partition("e")[0]) != 0:
+        return f"tokens > {text}", _refused("too small for a float")
+    return f"tokens < {text}", _selects(lambda tokens, task: tokens < value)
+
+
+@st.composite
+def deep_nesting(draw) -> tuple[str, Expected]:
+    """Parentheses, `not`s or minus signs around a condition, at depths either side of the cap."""
+    shape = draw(st.sampled_from(["parentheses", "not", "minus"]))
+    if shape == "parentheses":
+        depth, deepest = draw(st.integers(10, 20)), (MAX_DEPTH - OUTSIDE) // LEVELS_PER_PARENTHESIS
+        text, holds = "(" * depth + "tokens > 100" + ")" * depth, lambda tokens, task: tokens > 100
+    elif shape == "not":
+        depth, deepest = draw(st.integers(MAX_DEPTH - 8, MAX_DEPTH + 4)), MAX_DEPTH - OUTSIDE
+        text, holds = "not " * depth + "tokens > 100", lambda tokens, task: (tokens > 100) != (depth % 2 == 1)
+    else:
+        depth, deepest = draw(st.integers(MAX_DEPTH - 8, MAX_DEPTH + 4)), MAX_DEPTH - OUTSIDE
+        text, holds = "-" * depth + "tokens < 0", lambda tokens, task: (-tokens if depth % 2 else tokens) < 0
+    return text, _refused(f"deeper than {MAX_DEPTH}") if depth > deepest else _selects(holds)
+
+
+@st.composite
+def long_conditions(draw) -> tuple[str, Expected]:
+    """Conditions a few characters either side of the length cap: a long sum, a long `and`, a long `or`."""
+    shape, count = draw(st.sampled_from(["sum", "and", "or"])), draw(st.integers(0, 12))
+    if shape == "sum":
+        terms = (MAX_LENGTH - len(" < tokens") - 1) // 2 - 6 + count  # "1+1+...+1 < tokens"
+        text, holds = "+".join(["1"] * terms) + " < tokens", lambda tokens, task: terms < tokens
+    elif shape == "and":
+        terms = (MAX_LENGTH + 5) // len("tokens > 20 and ") - 2 + count // 4
+        text, holds = " and ".join(["tokens > 20"] * terms), lambda tokens, task: tokens > 20
+    else:
+        terms = (MAX_LENGTH + 4) // len("task == 'c' or ") - 2 + count // 4
+        text, holds = " or ".join(["task == 'c'"] * (terms - 1) + ["task == 'b'"]), lambda tokens, task: task == "b"
+    return text, _refused(f"at most {MAX_LENGTH}") if len(text) > MAX_LENGTH else _selects(holds)
+
+
+@st.composite
+def empty_lists(draw) -> tuple[str, Expected]:
+    """`in []` holds nowhere and `not in []` everywhere, alone or beside another condition."""
+    column, negated = draw(st.sampled_from(["tokens", "task"])), draw(st.booleans())
+    joint = draw(st.sampled_from(["", " or tokens > 500", " and tokens > 500"]))
+    text = f"{column} {'not in' if negated else 'in'} []{joint}"
+    if joint.startswith(" or"):
+        return text, _selects(lambda tokens, task: negated or tokens > 500)
+    if joint:
+        return text, _selects(lambda tokens, task: negated and tokens > 500)
+    return text, _selects(lambda tokens, task: negated)
+
+
+ORDERING = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+EQUALITY = {"==": operator.eq, "!=": operator.ne}
+
+
+@st.composite
+def mixed_comparisons(draw) -> tuple[str, Expected]:
+    """Chained comparisons whose operands are numbers, text, a number column and a text column: ordering text
+    against a number is refused; equality between them holds nowhere (`!=` everywhere), as in Python."""
+    operands = draw(st.lists(st.sampled_from(["tokens", "task", "100", "1e3", "'a'", "'b'", "'c'"]), min_size=2,
+                             max_size=3))
+    ops = draw(st.lists(st.sampled_from([*ORDERING, *EQUALITY]), min_size=len(operands) - 1,
+                        max_size=len(operands) - 1))
+    text = " ".join(part for pair in zip(operands, [*ops, ""]) for part in pair).strip()
+
+    def value(operand, tokens, task):
+        return tokens if operand == "tokens" else task if operand == "task" else (
+            operand.strip("'") if operand.startswith("'") else float(operand))
+
+    for op, left, right in zip(ops, operands, operands[1:]):
+        if op in ORDERING and isinstance(value(left, 1.0, "a"), str) != isinstance(value(right, 1.0, "a"), str):
+            return text, _refused("compares text with a number")
+    return text, _selects(lambda tokens, task: all(
+        {**ORDERING, **EQUALITY}[op](value(left, tokens, task), value(right, tokens, task))
+        for op, left, right in zip(ops, operands, operands[1:])))
+
+
+pathological = st.one_of(power_towers(), edge_literals(), deep_nesting(), long_conditions(), empty_lists(),
+                         mixed_comparisons())
+
+
+@pytest.fixture(scope="module")
+def pathology(tmp_path_factory) -> Path:
+    """A folder with the table of TOKENS and TASKS (and a one-valued column for --pool), the same rows as
+    families and grades tables, and a paper folder whose figure and table read them."""
+    root = tmp_path_factory.mktemp("pathology")
+    rows = pd.DataFrame({"tokens": TOKENS, "task": TASKS, "loss": [1.5 + 4 * t ** -0.5 for t in TOKENS], "one": 1})
+    rows.to_csv(root / "table.csv", index=False)
+    (root / "data").mkdir()
+    rows.assign(control="", split="id", family=TASKS, trained=True, step=[8, 16] * 4, answer_acc=0.5,
+                chance=0.1).to_parquet(root / "data" / "families.parquet")
+    rows.assign(cell_id="cell", split="id", step=8, answer_correct=[True, False, False] * 2 + [True, True],
+                chance=0.1).to_parquet(root / "data" / "grades.parquet")
+    (root / "paper").mkdir()
+    return root
+
+
+PATHOLOGY_FIT = ["fit", "table.csv", "--law", "power", "--x", "x=tokens"]
+
+
+@settings(FUZZ, max_examples=150)
+@given(case=pathological, flag=st.sampled_from(["--where", "--holdout"]))
+def test_a_pathological_condition_is_refused_in_one_line_or_goes_on(case, flag, pathology):
+    text, expected = case
+    if flag == "--where":  # a valid condition goes on to the missing --y
+        argv, goes_on = [*PATHOLOGY_FIT, "--y", "absent", "--where", text], "--y: no column 'absent'"
+        if expected.named is None and not any(expected.rows):
+            expected = _refused("selects no rows (of 8)")
+    else:  # a valid condition goes on to --pool's one group, or to no rows left to fit
+        argv = [*PATHOLOGY_FIT, "--y", "loss", "--by", "one", "--pool", "--holdout", text]
+        goes_on = "0 rows to fit" if all(expected.rows) else "--pool needs at least two groups"
+    line = assert_refused(argv, pathology)
+    if expected.named is not None:
+        assert flag in line and expected.named in line, (text, line)
+    else:
+        assert goes_on in line, (text, line)
+
+
+@settings(FUZZ, max_examples=40)
+@given(case=pathological, carrier=st.sampled_from(["figure", "table"]))
+def test_a_pathological_figure_where_is_refused_in_one_line_or_draws_its_rows(case, carrier, pathology):
+    """The condition is the `where` of an accuracy_by_family figure or of an accuracy_rows table's row; a valid
+    one that selects rows draws, and the table counts the rows it selected."""
+    text, expected = case
+    where = f"where = {json.dumps(text)}\n"
+    (pathology / "paper" / "figures.toml").write_text(
+        '[[figure]]\nname = "by_family"\nkind = "accuracy_by_family"\nfamilies = "data/families.parquet"\n'
+        + (where if carrier == "figure" else "")
+        + '\n[[table]]\nname = "picked"\nkind = "accuracy_rows"\nsplits = { ID = "id" }\n'
+        + f'rows = [{{ label = "picked", grades = "data/grades.parquet"{", " + where.strip() if carrier == "table" else ""} }}]\n')
+    paper = ["figures", "--paper", str(pathology / "paper")]
+    if expected.named is None and any(expected.rows):
+        result = run_cli(paper, pathology)
+        assert result.code == 0 and result.err == "", (text, result)
+        counted = pd.read_csv(pathology / "paper" / "tables" / "picked.csv")["ID_n"].item()
+        assert counted == (sum(expected.rows) if carrier == "table" else len(TOKENS)), (text, counted)
+        assert (pathology / "paper" / "figures" / "by_family.png").is_file()
+        return
+    line = assert_refused(paper, pathology / "paper")
+    named = "figure by_family: where " if carrier == "figure" else "table picked: row 1: where "
+    assert named in line and (expected.named or "selects no rows (of 8)") in line, (text, line)
+
+
+# --- special files and pathological patterns ---------------------------------------------------------
+# A file a command reads must be a regular file: a FIFO, a device, a socket or a folder is refused by name before
+# it is opened (a FIFO's reader blocks for a writer; /dev/zero never ends). An answer pattern that backtracks
+# without end is refused within its time limit. Each case runs under a watchdog: a regression that blocks or
+# spins (inside C code, where no Python signal handler runs) ends the test run with its traceback, never hangs it.
+
+
+WATCHDOG_S = 120  # far beyond a refusal (a second or two); only a blocked or spinning command reaches it
+
+
+@contextlib.contextmanager
+def watchdog():
+    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(scope="module")
+def specials(workdir) -> dict[str, Path]:
+    """One of each kind of special file, by the words a refusal names it with."""
+    folder = workdir / "specials"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(folder / "sock"))
+    (folder / "dir").mkdir()
+    yield {"a FIFO": folder / "pipe", "a character device": Path("/dev/zero"), "a socket": folder / "sock",
+           "a folder": folder / "dir"}
+    listener.close()
+
+
+def special_file_commands(name: str, special: Path, work: Path) -> list[list[str]]:
+    """Every command that reads a user's file, given the special file in its place (with what each needs written
+    first: a spec naming it, a run folder or paper folder holding it)."""
+    relative = os.path.relpath(special, work)
+    (work / "source.toml").write_text(GRID.replace('families = ["add", "reverse"]\nood_families = ["sub"]',
+                                                   f'source = "{relative}"\ngroups = ["add"]').replace(
+                                      'splits = ["train", "id", "ood_family"]', 'splits = ["train", "id"]'))
+    commands = [["data", "check", relative], ["run", relative, "--out", "new-run"],
+                ["run", "source.toml", "--out", "new-run"], ["fit", relative, "--law", "power", "--y", "loss"]]
+    if name != "a folder":  # a folder is what these expect: their files inside it are what is checked
+        commands.append(["import-hf", relative, "--out", "model"])
+    for holder, inside in (("paper", "figures.toml"), ("runfolder", "grid.toml")):
+        (work / holder).mkdir(exist_ok=True)
+        link = work / holder / inside
+        link.unlink(missing_ok=True)
+        link.symlink_to(special)  # a link to the special file: followed, then refused as what it points to
+    return commands + [["figures", "--paper", "paper"], ["status", "runfolder"], ["collect", "runfolder"]]
+
+
+@pytest.mark.parametrize("kind", ["a FIFO", "a character device", "a socket", "a folder"])
+def test_a_special_file_is_refused_by_name_before_it_is_opened(kind, specials, workdir):
+    commands = special_file_commands(kind, specials[kind], workdir)
+    try:
+        for argv in commands:
+            with watchdog():
+                line = refused(argv, workdir)
+            assert f" is {kind}" in line, (argv, line)
+    finally:
+        for leftover in ("source.toml", "paper", "runfolder"):
+            path = workdir / leftover
+            if path.is_dir():
+                for inside in path.iterdir():
+                    inside.unlink()
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+
+
+# Repeated groups of overlapping alternatives over one character: each backtracks without end on a long run of it
+# that the pattern cannot finish on, in Python's re and in the regex package alike.
+BACKTRACKING = ["({c}|{c}{c})+{end}", "({c}{c}|{c})+{end}", "(({c}|{c}{c})+)+{end}", "({c}|{c}{{2}})+{end}",
+                "({c}|{c}{c}){{2,}}{end}", "answer: ({c}|{c}{c})+{end}"]
+# Nested quantifiers: Python's re spun on each; the regex package's engine answers most at once (graded), and any it
+# cannot is refused like the shapes above: never spun.
+NESTED = ["({c}+)+{end}", "({c}*)*{end}", "({c}|{c})*{end}", "(.*{c}){{8}}{end}", "({c}+{c}+)+{end}", "(\\w+\\s?)+{end}"]
+
+
+@st.composite
+def adversarial(draw, shapes: list[str]) -> tuple[str, str]:
+    """(a pattern of one of the shapes, a completion that makes it backtrack)."""
+    c = draw(st.sampled_from(["a", "7", "-", "_", "~", " ", "é"]))
+    end = draw(st.sampled_from(["$", "b", "!x", "\\d{3}"]))
+    return draw(st.sampled_from(shapes)).format(c=c, end=end), "answer: " + c * draw(st.integers(40, 80)) + "!"
+
+
+def check_completion(work: Path, pattern: str, completion: str) -> tuple[list[str], Path]:
+    lines = work / "completions.jsonl"
+    lines.write_text(json.dumps({"family": "mine", "prompt": "q", "completion": completion, "answer": "1"}) + "\n")
+    return ["data", "check", lines.name, "--answer-mode", "regex", "--answer-pattern", pattern], lines
+
+
+@settings(FUZZ, max_examples=8)  # each waits out the time limit once
+@given(case=adversarial(BACKTRACKING))
+def test_a_backtracking_answer_pattern_is_refused_within_its_time_limit(case, workdir):
+    argv, lines = check_completion(workdir, *case)
+    try:
+        with watchdog():
+            line = refused(argv, workdir)
+        assert f"answer pattern {case[0]!r} took longer than 1 s on a" in line  # a probe text, or line 1's completion
+    finally:
+        lines.unlink()
+
+
+@settings(FUZZ, max_examples=12)
+@given(case=adversarial(NESTED))
+def test_a_nested_quantifier_answer_pattern_is_graded_or_refused_not_spun(case, workdir):
+    argv, lines = check_completion(workdir, *case)
+    try:
+        with watchdog():
+            result = run_cli(argv, workdir)
+        refused_in_time = result.code == 2 and f"answer pattern {case[0]!r} took longer than 1 s" in result.err
+        assert (result.code, result.err) == (0, "") or (refused_in_time and len(result.err.splitlines()) == 1), result
+    finally:
+        lines.unlink()
 
 
 # --- signals at random moments -------------------------------------------------------------------------

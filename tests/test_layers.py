@@ -7,7 +7,7 @@
     hf/            checkpoints and their tokenizers      foundations, tasks, trainer
     trainer/       model, train step, decode, ...        foundations, tasks
     tasks/         families, mixtures, grading, ...      foundations
-    foundations    errors, schema, provenance, staging, interrupts, results, cache, typed_toml, power
+    foundations    errors, schema, provenance, staging, interrupts, results, cache, typed_toml, power, user_files
 """
 
 import ast
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "scaling"
-FOUNDATIONS = {"errors", "schema", "provenance", "staging", "interrupts", "results", "cache", "typed_toml", "power"}
+FOUNDATIONS = {"errors", "schema", "provenance", "staging", "interrupts", "results", "cache", "typed_toml", "power",
+               "user_files"}
 ENTRY = {"cli", "demo", "__main__", "__init__"}
 MAY_IMPORT = {
     "foundations": {"foundations"},

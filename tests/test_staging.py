@@ -67,6 +67,30 @@ def test_files_are_written_whole_and_readable_by_the_group(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["file.bin"]
 
 
+def test_a_full_disk_leaves_the_earlier_folder_and_file_and_says_which(tmp_path):
+    from disk_helpers import full_disk
+    from scaling.errors import DiskFull
+
+    with full_disk(tmp_path / "disk") as disk:
+        disk.need_real("the block writes its files without a flush, as the demo and export-hf do")
+        out = disk.path / "out"
+        with staged_folder(out, MARKER, "scaling test") as staging:
+            (staging / MARKER).write_text("first")
+        write_file_atomic(disk.path / "file.bin", b"first")
+        disk.fill(leave=0)
+        with pytest.raises(DiskFull, match=f"^no space left on device writing {out} \\(the earlier folder is unchanged\\); "
+                                           "free space and rerun$"):  # the old code: the bare OSError
+            with staged_folder(out, MARKER, "scaling test") as staging:
+                (staging / MARKER).write_text("second")
+                (staging / "big.bin").write_bytes(os.urandom(1 << 20))
+        with pytest.raises(DiskFull, match="file.bin \\(the earlier file is unchanged\\)"):
+            write_file_atomic(disk.path / "file.bin", os.urandom(1 << 20))
+        with pytest.raises(DiskFull, match="new \\(nothing was written there\\)"):
+            publish_once(disk.path / "new", {"a.bin": os.urandom(1 << 20)})
+        assert (out / MARKER).read_text() == "first" and (disk.path / "file.bin").read_bytes() == b"first"
+        assert disk.listing() == ["file.bin", "out", f"out/{MARKER}"]
+
+
 # Run in its own process: an audit hook, once added, stays for the life of the process.
 SIGNAL_BETWEEN_RENAMES = """
 import signal, sys

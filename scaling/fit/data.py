@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import UserError, first_line
+from scaling.user_files import regular_file
 from scaling.fit.expression import ExpressionError, row_mask
 from scaling.fit.infer import FitData
 from scaling.fit.laws import COVARIATE_RANGES, Law
@@ -35,8 +36,7 @@ def load_table(path: Path, split: str | None = None) -> pd.DataFrame:
         inside = path / "results.nc"
         hint = f"; did you mean {inside}?" if inside.is_file() else ""
         raise UserError(f"input {path} is a folder: give a results.nc, a .csv or a .parquet file{hint}")
-    if not path.is_file():
-        raise UserError(f"input {path} does not exist")
+    regular_file(path, "input")
     if path.suffix not in SUFFIXES:
         raise UserError(f"input {path} must be a results.nc, a .csv or a .parquet table")
     if path.suffix == ".nc":
@@ -100,8 +100,14 @@ def _split_table(results, split: str | None, path: Path) -> pd.DataFrame:
 
 
 def query(table: pd.DataFrame, expression: str | None, flag: str) -> pd.DataFrame:
-    """The rows matching a row condition (see `scaling.fit.expression`); flag names it in an error."""
-    return table if expression is None else table[row_condition(table, expression, flag)]
+    """The rows matching a row condition (see `scaling.fit.expression`); flag names it in an error. A condition
+    that selects none of a table's rows is refused: whatever was to be fitted or drawn from them would be empty."""
+    if expression is None:
+        return table
+    picked = table[row_condition(table, expression, flag)]
+    if picked.empty and not table.empty:
+        raise UserError(f"{flag} {_quoted(expression)} selects no rows (of {len(table)})")
+    return picked
 
 
 def row_condition(table: pd.DataFrame, expression: str, flag: str) -> pd.Series:

@@ -19,11 +19,19 @@ Fit specs travel (in `fit.toml`, papers, scripts), so their expressions must nev
 
 Names are columns of the table (True/False are the booleans); strings are quoted with ' or ". Anything
 else (attribute access, calls, `@` names, subscripts, lambdas) is refused with the offending token named.
-Evaluation is numpy over whole columns.
+An empty list is a list: `x in []` holds nowhere, `x not in []` everywhere.
+
+Evaluation is numpy over whole columns, arithmetic in 64-bit floats (an integer column too: int64 would wrap
+around silently, and Python's ints would compute `2 ** 2 ** 2 ** 2 ** 2 ** 2` for ever). What a float cannot
+hold is refused, naming it: a literal beyond the floats (`1e309`, or `1e-400`, which would read as 0), an
+operation whose result overflows, a division by a zero that is written in the condition (`x / 0`, `0 ** -1`),
+and a constant that is not a real number (`(-8) ** 0.5`). A column's own zeros and NaNs are data: 1/0 is inf
+and 0/0 NaN in that row, compared like any other value (NaN compares false).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -62,6 +70,7 @@ class Token:
     kind: str  # number, string, name, op, end
     text: str
     at: int  # character offset in the expression
+    end: int  # character offset just past it (a `quoted name`'s text lacks its backticks)
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,17 @@ class Unary:
 
 
 @dataclass(frozen=True)
-class Binary:
-    op: str  # an arithmetic operator, "and" or "or"
-    left: Node
-    right: Node
+class Chain:
+    """Operands joined by operators of one precedence, grouped from the left: a - b + c is (a - b) + c. Held
+    flat, not as a tree as deep as the chain is long: a 2,000-character sum is evaluated in a loop, never by
+    a thousand nested calls (a RecursionError)."""
+
+    first: Node
+    ops: tuple[str, ...]  # the operator before each later operand: arithmetic, "and" or "or"
+    rest: tuple[Node, ...]  # the later operands
+    source: str  # the chain as written: an arithmetic error names the part of it up to the failing operand
+    at: int  # its character offset in the expression
+    ends: tuple[int, ...]  # where each later operand ends, as an offset into source
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,7 @@ class Membership:
     negated: bool
 
 
-Node = Union[Literal, Column, Unary, Binary, Compare, Membership]
+Node = Union[Literal, Column, Unary, Chain, Compare, Membership]
 
 
 def tokenize(text: str) -> list[Token]:
@@ -115,11 +131,11 @@ def tokenize(text: str) -> list[Token]:
         kind = match.lastgroup
         if kind != "space":
             if kind == "backtick":
-                tokens.append(Token("name", match.group()[1:-1], at))
+                tokens.append(Token("name", match.group()[1:-1], at, match.end()))
             else:
-                tokens.append(Token(kind, match.group(), at))
+                tokens.append(Token(kind, match.group(), at, match.end()))
         at = match.end()
-    tokens.append(Token("end", "", len(text)))
+    tokens.append(Token("end", "", len(text), len(text)))
     return tokens
 
 
@@ -132,8 +148,8 @@ def _shown(rest: str) -> str:
 class _Parser:
     """Recursive descent over the tokens; every method returns a Node and consumes what it read."""
 
-    def __init__(self, tokens: list[Token]):
-        self.tokens, self.position, self.depth = tokens, 0, 0
+    def __init__(self, text: str, tokens: list[Token]):
+        self.text, self.tokens, self.position, self.depth = text, tokens, 0, 0
 
     @property
     def current(self) -> Token:
@@ -170,10 +186,17 @@ class _Parser:
     def chain(self, operand: Callable[[], Node], operators: dict[str, str]) -> Node:
         """Operands joined by operators, grouped from the left (a - b - c is (a - b) - c); `operators` maps each
         token that may join two operands to the operator it stands for."""
-        node = operand()
+        start, ops, rest, ends = self.current.at, [], [], []
+        first = operand()
         while self.at(*operators):
-            node = Binary(operators[self.take().text], node, operand())
-        return node
+            ops.append(operators[self.take().text])
+            rest.append(operand())
+            ends.append(self.tokens[self.position - 1].end - start)
+        return self.joined(first, ops, rest, start, ends) if ops else first
+
+    def joined(self, first: Node, ops: list[str], rest: list[Node], start: int, ends: list[int]) -> Chain:
+        """The chain read from character `start` to the last token read."""
+        return Chain(first, tuple(ops), tuple(rest), self.text[start:start + ends[-1]], start, tuple(ends))
 
     def condition(self) -> Node:
         return self.chain(lambda: self.nested(self.conjunction), {"or": "or", "|": "or"})
@@ -214,10 +237,12 @@ class _Parser:
         if self.at("-", "+"):
             op = self.take().text
             return Unary(op, self.nested(self.unary))
+        start = self.current.at
         node = self.atom()
         if self.at("**"):
             self.take()
-            return Binary("**", node, self.nested(self.unary))
+            power = self.nested(self.unary)
+            return self.joined(node, ["**"], [power], start, [self.tokens[self.position - 1].end - start])
         return node
 
     def atom(self) -> Node:
@@ -269,17 +294,26 @@ class _Parser:
 
 
 def _number(token: Token) -> float:
+    """A number literal's value; one a float cannot hold (beyond about 1.8e308, or so small it reads as 0) is
+    refused here, where it is written, rather than compared as inf or 0."""
     try:
-        return float(token.text)
+        value = float(token.text)
     except ValueError:
         raise ExpressionError(f"cannot read the number {token.text!r} at character {token.at + 1}") from None
+    if math.isinf(value):
+        raise ExpressionError(f"has the number {_shown(token.text)} at character {token.at + 1}, "
+                              "beyond the largest float (about 1.8e308)")
+    if value == 0 and any(digit in "123456789" for digit in token.text.lower().partition("e")[0]):
+        raise ExpressionError(f"has the number {_shown(token.text)} at character {token.at + 1}, "
+                              "too small for a float (it would read as 0)")
+    return value
 
 
 def parse(text: str) -> Node:
     """The syntax tree of a row condition; ExpressionError (one line) for anything outside the grammar."""
     if not text.strip():
         raise ExpressionError("is empty")
-    parser = _Parser(tokenize(text))
+    parser = _Parser(text, tokenize(text))
     node = parser.condition()
     if parser.current.kind != "end":
         raise parser.unexpected()
@@ -292,8 +326,8 @@ def columns_of(node: Node) -> set[str]:
         return {node.name}
     if isinstance(node, Unary):
         return columns_of(node.operand)
-    if isinstance(node, Binary):
-        return columns_of(node.left) | columns_of(node.right)
+    if isinstance(node, Chain):
+        return columns_of(node.first).union(*(columns_of(operand) for operand in node.rest))
     if isinstance(node, Compare):
         return set().union(*(columns_of(operand) for operand in node.operands))
     if isinstance(node, Membership):
@@ -306,9 +340,11 @@ def evaluate(node: Node, table: pd.DataFrame) -> np.ndarray:
     missing = sorted(columns_of(node) - set(map(str, table.columns)))
     if missing:
         raise ExpressionError(f"names no column {missing[0]!r}; columns are {', '.join(map(str, table.columns))}")
-    with np.errstate(all="ignore"):  # 1/0 is inf, 0/0 NaN: compared like any other value
+    with np.errstate(all="ignore"):  # a column's 1/0 is inf, 0/0 NaN; what a float cannot hold: _arithmetic
         try:
             value = _value(node, {str(c): table[c].to_numpy() for c in table.columns})
+        except ExpressionError:
+            raise
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as error:
             raise ExpressionError(f"cannot be evaluated on the table ({first_line(error)})") from None
     return np.broadcast_to(np.asarray(value), (len(table),))
@@ -324,12 +360,16 @@ def _value(node: Node, columns: dict[str, np.ndarray]):
         if node.op == "not":
             return np.logical_not(_truth(operand, "not"))
         return -_numeric(operand, node.op) if node.op == "-" else _numeric(operand, node.op)
-    if isinstance(node, Binary):
-        left, right = _value(node.left, columns), _value(node.right, columns)
-        if node.op in ("and", "or"):
-            combine = np.logical_and if node.op == "and" else np.logical_or
-            return combine(_truth(left, node.op), _truth(right, node.op))
-        return ARITHMETIC[node.op](_numeric(left, node.op), _numeric(right, node.op))
+    if isinstance(node, Chain):
+        result = _value(node.first, columns)
+        for op, operand, end in zip(node.ops, node.rest, node.ends):
+            right = _value(operand, columns)
+            if op in ("and", "or"):
+                combine = np.logical_and if op == "and" else np.logical_or
+                result = combine(_truth(result, op), _truth(right, op))
+            else:
+                result = _arithmetic(op, _numeric(result, op), _numeric(right, op), node, end)
+        return result
     if isinstance(node, Compare):
         values = [_value(operand, columns) for operand in node.operands]
         result = True
@@ -340,6 +380,28 @@ def _value(node: Node, columns: dict[str, np.ndarray]):
         found = pd.Series(np.atleast_1d(_value(node.operand, columns))).isin(list(node.values)).to_numpy()
         return ~found if node.negated else found
     raise AssertionError(f"unknown node {node!r}")
+
+
+def _arithmetic(op: str, left: np.ndarray, right: np.ndarray, chain: Chain, end: int) -> np.ndarray:
+    """One arithmetic operation of a chain, ending at `end` in its source, in floats (numpy: never Python's
+    unbounded ints or its errno-tuple OverflowError), refused naming it where a float cannot hold its result.
+    Constants are 0-d arrays: a zero written in the condition is a mistake; a zero in a column is a row's value
+    (1/0 is inf there, as IEEE says)."""
+    result = ARITHMETIC[op](left, right)
+    source = chain.source[:end] if end <= 60 else chain.source[:60] + "..."
+    written = f"`{source}` at character {chain.at + 1}"
+    if op == "**":
+        by_zero, zero = (left == 0) & (right < 0), left  # 0 ** -1 is 1 / 0
+    else:
+        by_zero, zero = (right == 0) if op in ("/", "//", "%") else False, right
+    if np.ndim(zero) == 0 and np.any(by_zero):
+        raise ExpressionError(f"cannot be evaluated: {written} divides by zero")
+    finite = np.isfinite(left) & np.isfinite(right) & ~by_zero
+    if np.any(np.isinf(result) & finite):
+        raise ExpressionError(f"cannot be evaluated: {written} overflows (beyond the largest float, about 1.8e308)")
+    if np.ndim(result) == 0 and np.isnan(result) and finite:
+        raise ExpressionError(f"cannot be evaluated: {written} is not a real number")
+    return result
 
 
 def _compared(op: str, left, right):
@@ -355,10 +417,11 @@ def _is_text(value) -> bool:
     return array.dtype.kind in "OUS" and not array.dtype == bool
 
 
-def _numeric(value, op: str):
+def _numeric(value, op: str) -> np.ndarray:
+    """A number, a boolean or a column of them as floats (see the module's docstring on arithmetic)."""
     if isinstance(value, str) or _is_text(value):
         raise TypeError(f"{op} needs numbers, not text")
-    return np.asarray(value, dtype=float) if np.asarray(value).dtype == bool else value
+    return np.asarray(value, dtype=float)
 
 
 def _truth(value, op: str):

@@ -18,6 +18,7 @@ from pathlib import Path
 import tomli_w
 
 from scaling.errors import UserError
+from scaling.user_files import regular_file
 from scaling.fit.data import Columns
 from scaling.fit.infer import SamplerConfig
 from scaling.fit.items import POPULATIONS
@@ -63,8 +64,9 @@ def read_fit(folder: Path, root: Path = Path(".")) -> FitRecord:
     """The fit in folder; root is where a folder of the older format ran (its input is relative to it)."""
     folder = Path(folder)
     path = folder / MARKER
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{folder} is not a fit folder (it has no {MARKER})")
+    regular_file(path, "fit record")
     try:
         request = tomllib.loads(path.read_text())["fit"]
     except (tomllib.TOMLDecodeError, KeyError, UnicodeDecodeError) as error:

@@ -94,8 +94,8 @@ def refreshed_summary(folder: Path, root: Path = Path(".")) -> pd.DataFrame:
 
 def write_refreshed(folder: Path, root: Path = Path(".")) -> None:
     """Rewrite folder's summary.csv, returns.csv, backtest.csv and fit.toml's backtest scores with the current
-    code: every table is computed before the first is replaced, and each is replaced whole (its temporary removed
-    if interrupted)."""
+    code: every table is computed before the first is replaced, and each is replaced whole (a full disk stops it
+    with the tables not yet replaced as they were)."""
     folder = Path(folder)
     summary = refreshed_summary(folder, root)
     backtest, scores = refreshed_backtest(folder, root)

@@ -230,10 +230,15 @@ class CheckpointBase(Base):
         from scaling.hf.gguf import is_gguf  # no jax or transformers: only checks the name
 
         if is_gguf(path):
-            if not path.is_file():
+            if not path.exists():  # one that is there but is no regular file is named by its reader, below
                 raise UserError(f"{source}: [axes] size {self.name!r}: GGUF file {path} does not exist")
         elif not path.is_dir():
-            raise UserError(f"{source}: [axes] size {self.name!r}: checkpoint folder {path} does not exist")
+            from scaling.hf.files import checkpoint_folder
+
+            try:
+                checkpoint_folder(path)
+            except UserError as error:  # missing, or a file: saying which
+                raise UserError(f"{source}: [axes] size {self.name!r}: {error}") from None
         elif not (path / "config.json").is_file():
             raise UserError(f"{source}: [axes] size {self.name!r}: {path} has no config.json (not a Hugging Face "
                             f"checkpoint)")
@@ -293,10 +298,10 @@ class CheckpointBase(Base):
 
     def step_time(self, cfg: ModelConfig, row: int, longest_row: int, batch: int) -> StepTime:
         """Timed in its own shape, compilation included (cut-down timings missed SmolLM2-135M's compilation by 3x)."""
-        from scaling.grid.timing import time_step
+        from scaling.grid.timing import time_step, timed_batch
 
-        first, per_step = time_step(cfg, row, batch)
-        return StepTime(first, per_step / (cfg.train_flops_per_token(row) * batch * row))
+        first, per_step = time_step(cfg, row, timed_batch(batch))
+        return StepTime(first, per_step / (cfg.train_flops_per_token(row) * timed_batch(batch) * row))
 
     def save_model(self, out: Path, cfg: ModelConfig, params, source: str) -> Path:
         from scaling.hf import fine_tuned_model, save_model_folder

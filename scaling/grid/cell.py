@@ -77,11 +77,14 @@ def run_cell(
     on_step: Callable[[int, float], None] | None = None,
     on_final: Callable[[nnx.State], None] | None = None,
     observer: CellObserver | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> CellResult:
     """Train and evaluate one cell; with `checkpoints`, continue from the latest one found there (written after
     each budget, and every `plan.train_cfg.checkpoint_every` trunk steps).
 
     `on_final` receives the parameters of the last budget's model once it is evaluated (to keep it).
+    Once `should_stop` says yes, the cell is checkpointed at the step it reached and `Stopped` is raised (see
+    `train`): it did not fail, and resumes from there.
     """
     budgets = plan.train_cfg.budgets
     observer = observer or CellObserver()
@@ -115,6 +118,7 @@ def run_cell(
         for step, graphdef, params in train(
             plan.model_cfg, plan.train_cfg, plan.train_data, on_step=step_done, init_params=plan.init_params,
             resume=resume, on_checkpoint=save if checkpoints is not None else None, curve=curve,
+            should_stop=should_stop,
         ):
             steps.append(step)
             observer.evaluating(step)

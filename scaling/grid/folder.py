@@ -7,7 +7,8 @@ folder's root and use "/" separators on every platform.
 Writes are atomic: a reader sees the old file, the new file, or no file, never half of one. On a local
 filesystem that means `scaling.staging.write_file_atomic` (a temporary in the same folder, fsync,
 rename); elsewhere a temporary sibling moved into place (an object store's put is atomic by itself,
-the move keeps other backends honest).
+the move keeps other backends honest). A write that finds the disk or quota full removes its temporary
+and raises `scaling.errors.DiskFull` naming the file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import datetime
 import errno
 import os
 import shutil
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -23,6 +25,8 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from scaling import staging
+from scaling.errors import reported_if_full
+from scaling.user_files import regular_file
 
 
 
@@ -59,7 +63,10 @@ class RunFolder:
     def read_bytes(self, rel: str) -> bytes:
         """The file's contents; FileNotFoundError when it is absent."""
         if self.is_local:
-            return self._local(rel).read_bytes()
+            local = self._local(rel)
+            if not stat.S_ISREG(os.stat(local).st_mode):  # absent: FileNotFoundError, as callers expect
+                regular_file(local, "run folder file")  # a FIFO or a device put here would block or never end: named
+            return local.read_bytes()
         return self.fs.cat_file(self.path(rel))
 
     def read_text(self, rel: str) -> str:
@@ -192,16 +199,17 @@ class RunFolder:
         full = self.path(rel)
         parent = self.fs._parent(full)
         temporary = f"{parent.rstrip('/')}/{staging.temporary_name(PurePosixPath(full).name)}"
-        self.fs.makedirs(parent, exist_ok=True)
-        try:
-            upload(temporary)
-            self.fs.mv(temporary, full)
-        except BaseException:
+        with reported_if_full(f"{self.url}/{rel}", lambda: self.fs.exists(full)):
+            self.fs.makedirs(parent, exist_ok=True)
             try:
-                self.fs.rm_file(temporary)
-            except FileNotFoundError:
-                pass
-            raise
+                upload(temporary)
+                self.fs.mv(temporary, full)
+            except BaseException:
+                try:
+                    self.fs.rm_file(temporary)
+                except FileNotFoundError:
+                    pass
+                raise
 
 
 def _relative_parts(rel: str) -> list[str]:
@@ -220,7 +228,8 @@ def _create_local_exclusive(target: Path, data: bytes) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.parent / staging.temporary_name(target.name)
     try:
-        staging.write_new_file(temporary, data)
+        with reported_if_full(str(target), target.exists):  # named as the file it makes, not its temporary
+            staging.write_new_file(temporary, data)
         try:
             os.link(temporary, target)
         except FileExistsError:

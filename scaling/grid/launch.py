@@ -17,10 +17,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from scaling.grid.executors import Executor, ExecutorOptions, choose_executor
-from scaling.grid.spec import Cell, GridSpec, expand, load_spec
+from scaling.errors import UserError
+from scaling.grid.spec import Cell, GridSpec, expand, grid_axes, grid_size, load_spec
 from scaling.grid.folder import RunFolder
 from scaling.grid.logs import check_log_installed
-from scaling.grid.runner import RUNNING_ELSEWHERE, Outcome, needs_work, open_run
+from scaling.grid.runner import RUNNING_ELSEWHERE, SPEC, Outcome, check_same_grid, needs_work, open_run
+
+# The most cells one run takes. A run makes every cell's id and reads each one's file to find what is left
+# (about 3 s per 100,000 cells before any work), status and collect walk them all, and results.nc is a dense
+# hypercube over the axes; and at the tiny preset's minute a cell, 100,000 cells are already ten weeks of one
+# process. A dry run still describes a bigger grid (its count and totals come from its few shapes), then refuses.
+MAX_CELLS = 100_000
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,21 @@ def run_grid(spec_path: Path, out: str | None = None, executor: str | None = Non
     if dry_run:
         from scaling.grid.estimate import describe_grid
 
-        cells = expand(spec)
-        describe_grid(spec, cells, print)
-        return RunReport(out, len(cells), ())
+        if RunFolder(out).exists(SPEC):  # refused as the run would refuse it, not described as all to run
+            check_same_grid(spec, RunFolder(out))
+        estimates = describe_grid(spec, print)
+        check_grid_size(spec)  # after the description: planning a grid too big to run still wants its count
+        return RunReport(out, sum(e.count for e in estimates), ())
     return run_spec(spec, out, chosen, retry_failed, console)
+
+
+def check_grid_size(spec: GridSpec) -> None:
+    """Refuse a grid of more than MAX_CELLS cells, counted from its axes (none made), naming its longest axis."""
+    cells = grid_size(spec)
+    if cells > MAX_CELLS:
+        axis, values = max(grid_axes(spec).items(), key=lambda item: len(item[1]))
+        raise UserError(f"grid {spec.name} has {cells:,} cells, more than the {MAX_CELLS:,} a run takes: give an axis "
+                        f"fewer values ([axes] {axis} has {len(values):,}) or split the grid into several specs")
 
 
 def run_spec(spec: GridSpec, out: str | os.PathLike, executor: Executor, retry_failed: bool = False,
@@ -61,6 +79,7 @@ def run_spec(spec: GridSpec, out: str | os.PathLike, executor: Executor, retry_f
     happened told to say (default: the console)."""
     console = console or Console(stderr=True, soft_wrap=True)
     say = say or console.print
+    check_grid_size(spec)
     existing = RunFolder(out)
     executor.check(existing.url)
     cells = expand(spec)

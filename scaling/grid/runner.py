@@ -10,7 +10,8 @@ running cell's checkpoints and the pretrained bases. Every executor calls `work_
 process, a Ray task or a SLURM job: `work_on_cells_by_id`), which calls `work_on_cell` for each: take the
 cell's lock, re-check that it is still unfinished, train (resuming from its checkpoints), write its
 file atomically, release. A runner killed at any point leaves a lock whose owner is dead, which the
-next runner takes over, and checkpoints it resumes from.
+next runner takes over, and checkpoints it resumes from; one sent SIGTERM checkpoints its cell at the step it
+reached, releases the lock and exits (`scaling.grid.preempt`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from scaling.cache import local_cache
-from scaling.errors import UserError, first_line
+from scaling.errors import DiskFull, UserError, first_line, out_of_memory
 from scaling.grid.spec import Cell, GridSpec, expand, parse_spec
 from scaling.grid.locks import acquire
 from scaling.grid.folder import RunFolder
+from scaling.grid.preempt import Preempted, StopRequest, stop_on_signals
 from scaling.results import CellStatus
 from scaling.schema import DATA_VERSION, METRICS
 from scaling.grid.store import (CellResult, cell_dataset, cell_status, grades_table, read_folder_cell, write_dataset,
@@ -106,12 +108,18 @@ def open_run(spec: GridSpec, out: str | os.PathLike) -> RunFolder:
                             f"{error.strerror or error})") from None
         if not folder.exists(SPEC):  # it had content, but not a grid: a user's folder, not another runner's
             raise UserError(f"--out {folder.url} exists and holds no {SPEC}; choose an empty or new folder")
+    check_same_grid(spec, folder)
+    return folder
+
+
+def check_same_grid(spec: GridSpec, folder: RunFolder) -> None:
+    """Refuse a run folder (one with a grid.toml) whose cells are not spec's: another data version, or a grid.toml
+    asking for other results. Reads only, so a dry run refuses what a run would."""
     check_data_version(folder)
     earlier = parse_spec(folder.read_text(SPEC), source=folder.path(SPEC), base_dir=Path(spec.base_dir))
     if earlier.results_content() != spec.results_content():
         raise UserError(f"run folder {folder.url} holds another grid (its {SPEC} differs in axes, data, train or "
                         f"eval); choose another --out")
-    return folder
 
 
 def _has_content(path: Path) -> bool:
@@ -123,12 +131,23 @@ def check_data_version(folder: RunFolder) -> None:
     """Refuse a run folder whose cells were drawn by another data version (schema.DATA_VERSION): its cells
     would never match this version's cell ids, so a rerun would start over beside them and collect would
     find none. A folder started before versions were recorded is version 1 when it holds cells."""
-    version = int(folder.read_text(VERSION).strip()) if folder.exists(VERSION) else (1 if folder.list("cells", ".nc") else DATA_VERSION)
+    version = _recorded_version(folder) if folder.exists(VERSION) else (1 if folder.list("cells", ".nc") else DATA_VERSION)
     if version != DATA_VERSION:
         raise UserError(f"run folder {folder.url} holds cells of data version {version}; this scaling draws data "
                         f"version {DATA_VERSION} (evaluation sets of n problems per family, rule variants, a length ladder): "
                         f"run the grid into a new "
                         f"--out ({RESULTS_FILE} there still opens with scaling.open_results)")
+
+
+def _recorded_version(folder: RunFolder) -> int:
+    """The data version a run folder's VERSION file holds; a UserError naming the file and (a printable start of)
+    what it holds where that is no version number."""
+    held = folder.read_bytes(VERSION)
+    text = held.decode("utf-8", errors="replace").strip()
+    if not text.isascii() or not text.isdigit():
+        raise UserError(f"{folder.path(VERSION)} should hold the data version its cells were drawn with (a number), "
+                        f"but holds {text[:40]!r}{'...' if len(text) > 40 else ''}")
+    return int(text)
 
 
 def read_run_spec(folder: RunFolder) -> GridSpec:
@@ -196,23 +215,29 @@ def worker_name() -> str:
 
 
 def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bool = False,
-                 on_event: EventHook | None = None) -> Outcome:
-    """Compute one cell unless it is finished or another runner holds it; never stops on a failed cell."""
+                 on_event: EventHook | None = None, stop: StopRequest | None = None) -> Outcome:
+    """Compute one cell unless it is finished or another runner holds it; never stops on a failed cell.
+
+    Once `stop` is requested the cell is checkpointed at the step it reached and `Preempted` raised: no cell
+    file (it did not fail), its lock released on the way out."""
     from scaling.grid.cell import run_cell  # the trainer's imports only where cells are trained
     from scaling.grid.plan import cell_plan, load_or_pretrain_base, measured_base
     from scaling.provenance import provenance
+    from scaling.trainer.train import Stopped
 
     use_compilation_cache()
     worker = worker_name()
     lock = acquire(folder, lock_file(cell.cell_id), spec.run.heartbeat_s, spec.run.stale_after_s)
     if lock is None:
         return Outcome(cell.cell_id, RUNNING_ELSEWHERE, False, worker)
-    with lock:
+    stop = stop or StopRequest(spec.run.grace_s)
+    with lock, stop.holding(lock):
         # Checked again under the lock: another runner may have finished it since this one listed the work.
         if not needs_work(folder, cell.cell_id, retry_failed):
             return Outcome(cell.cell_id, ALREADY_FINISHED, False, worker)
         notify = on_event or _unheard
         checkpoints = checkpoints_dir(folder, cell.cell_id)
+        plan = None
         try:
             bases = scratch_dir(folder) / "bases"
             plan = cell_plan(spec, cell, load_or_pretrain_base(spec, cell, bases))
@@ -220,18 +245,54 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
             notify("start", cell, plan.train_cfg.total_steps)
             keep = (lambda params: save_cell_model(folder, cell, plan, params)) if spec.run.save_models else None
             with _reporter(folder, spec, cell, plan, notify) as reporter:
-                result = run_cell(plan, checkpoints=checkpoints, on_final=keep, observer=reporter)
+                result = run_cell(plan, checkpoints=checkpoints, on_final=keep, observer=reporter,
+                                  should_stop=stop.requested)
+        except Stopped as stopped:
+            raise Preempted.of_cell(cell.cell_id, stopped.saved_step, plan.train_cfg.budgets[-1]) from None
         except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid
-            result = failed_result(cell, first_line(error, with_type=True))
+            result = failed_result(cell, failure_reason(error, spec, cell, plan))
             traceback.print_exc()
         if lock.lost:  # a runner took the lock over (this one looked dead): its result will be the same
             return Outcome(cell.cell_id, LOCK_LOST, False, worker)
         attrs = provenance(spec.text) | {"worker": worker}
-        write_grades(folder, grades_file(cell.cell_id), grades_table(result))
-        write_dataset(folder, cell_file(cell.cell_id), cell_dataset(result, attrs))
+        try:
+            write_result(folder, result, attrs)
+        except DiskFull as full:
+            # No room for the cell's grades or file: it is recorded failed in its small file where that still fits,
+            # its checkpoints kept for the rerun; where not even that fits, DiskFull stops the runner.
+            result = failed_result(cell, str(full))
+            write_result(folder, result, attrs)
         if result.status.done:
             shutil.rmtree(checkpoints, ignore_errors=True)
         return Outcome(cell.cell_id, result.status, True, worker)
+
+
+def write_result(folder: RunFolder, result: CellResult, attrs: dict) -> None:
+    """A cell's grades, then its file (whose presence marks the cell finished)."""
+    write_grades(folder, grades_file(result.cell_id), grades_table(result))
+    write_dataset(folder, cell_file(result.cell_id), cell_dataset(result, attrs))
+
+
+def failure_reason(error: Exception, spec: GridSpec, cell: Cell, plan) -> str:
+    """What a failed cell's status says: a full disk's one line as it is; memory running out as "out of
+    memory" with the cell's shape; else the error's type and first line."""
+    if isinstance(error, DiskFull):
+        return str(error)
+    if out_of_memory(error):
+        return f"out of memory ({cell_shape(spec, cell, plan)}): {first_line(error, with_type=True)}"
+    return first_line(error, with_type=True)
+
+
+def cell_shape(spec: GridSpec, cell: Cell, plan) -> str:
+    """What sizes a cell's memory, as far as it is known: from its plan once it has one (None before: its base
+    is being loaded or pretrained), else from the spec."""
+    params = plan.model_cfg.non_embedding_params if plan is not None else cell.base.params_known_upfront
+    parts = [f"size={cell.size}" + (f" ({params:,} params)" if params else "")]
+    if plan is None and cell.pretrain_tokens:
+        parts.append(f"pretraining batch {spec.train.pretrain_batch_size} × {spec.train.pretrain_context} tokens")
+    rows = f" × {plan.train_data.inputs.shape[1]} tokens" if plan is not None else ""
+    eval_batch = plan.eval_batch if plan is not None else min(spec.eval.batch_size, spec.eval.n)
+    return ", ".join([*parts, f"batch {spec.train.batch_size}{rows}", f"eval batch {eval_batch}"])
 
 
 @contextmanager
@@ -244,7 +305,7 @@ def _reporter(folder: RunFolder, spec: GridSpec, cell: Cell, plan, notify: Event
     def publish(progress) -> None:
         try:
             folder.write_bytes_atomic(progress_file(cell.cell_id), progress.to_json())
-        except OSError:  # progress is a courtesy: a full disk or a flaky bucket must not fail the cell
+        except (OSError, DiskFull):  # progress is a courtesy: a full disk or a flaky bucket must not fail the cell
             pass
 
     def warn(message: str) -> None:
@@ -286,18 +347,23 @@ def failed_result(cell: Cell, reason: str) -> CellResult:
 
 
 def work_on_cells(folder: RunFolder, spec: GridSpec, cells: Sequence[Cell], retry_failed: bool = False,
-                  on_event: EventHook | None = None) -> list[Outcome]:
-    """`work_on_cell` for each cell in turn, each one's "end" told to on_event too."""
+                  on_event: EventHook | None = None, sigint_stops: bool = False) -> list[Outcome]:
+    """`work_on_cell` for each cell in turn, each one's "end" told to on_event too; SIGTERM (and SIGINT, if
+    `sigint_stops`) stops them (see `scaling.grid.preempt`)."""
     notify = on_event or _unheard
     outcomes = []
-    for cell in cells:
-        outcomes.append(work_on_cell(folder, spec, cell, retry_failed, notify))
-        notify("end", cell, outcomes[-1])
+    with stop_on_signals(spec.run.grace_s, sigint_stops=sigint_stops) as stop:
+        for index, cell in enumerate(cells):
+            if stop.requested():
+                left = len(cells) - index
+                raise Preempted(f"{left} cell{'s' * (left > 1)} not started; rerun to run them")
+            outcomes.append(work_on_cell(folder, spec, cell, retry_failed, notify, stop))
+            notify("end", cell, outcomes[-1])
     return outcomes
 
 
 def work_on_cells_by_id(run_url: str, cell_ids: Sequence[str], retry_failed: bool = False,
-                        on_event: EventHook | None = None) -> list[Outcome]:
+                        on_event: EventHook | None = None, sigint_stops: bool = False) -> list[Outcome]:
     """`work_on_cells` for cells named by id in a run folder, with the spec it was started with: what a worker
     process, a Ray task and a SLURM job call, knowing nothing but the folder's URL."""
     folder = RunFolder(run_url)
@@ -306,7 +372,7 @@ def work_on_cells_by_id(run_url: str, cell_ids: Sequence[str], retry_failed: boo
     unknown = [cell_id for cell_id in cell_ids if cell_id not in cells]
     if unknown:
         raise UserError(f"cell {unknown[0]} is not in the grid of {folder.url}")
-    return work_on_cells(folder, spec, [cells[cell_id] for cell_id in cell_ids], retry_failed, on_event)
+    return work_on_cells(folder, spec, [cells[cell_id] for cell_id in cell_ids], retry_failed, on_event, sigint_stops)
 
 
 def _unheard(kind: str, cell: Cell, value) -> None:

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 from scaling.trainer.config import TrainConfig
 from scaling.errors import UserError
+from scaling.user_files import regular_file
 from scaling.grid.bases import Base, Pretraining, parse_base
 from scaling.schema import DATA_VERSION, LEGACY_AXES
 from scaling.tasks.dataset import DatasetSource
@@ -29,6 +33,28 @@ from scaling.typed_toml import typed_table
 
 EXECUTORS = ("local", "ray", "slurm")
 MAX_SEED = 2**31  # seeds feed jax.random.key and numpy generators, which take at most 63 bits; 31 keep every use safe
+# Upper bounds of the numeric keys: a value past one is impossible here, and would overflow a 32-bit field or ask to
+# allocate what no machine holds (batch_size = 10^11 once asked numpy for 34.9 TiB) instead of being refused by name.
+MAX_STEPS = 10**9  # optimizer steps (budgets, warmup, checkpoints): steps reach jax.random.fold_in as 32 bits
+MAX_ROWS = 2**20  # rows of a train step or an evaluation batch: a batch's arrays are rows x tokens per row
+MAX_ROW_TOKENS = 2**20  # tokens of a row (pack_length, pretrain_context): as long as any model's context
+MAX_TOKENS = 10**14  # pretraining tokens: more than the largest corpora any model is trained on
+MAX_EXAMPLES = 10**7  # unique SFT examples of a cell: each is drawn and held in memory (about a kilobyte)
+MAX_EVALUATED = 10**5  # evaluation problems per family: every cell decodes each at every budget
+MAX_COUNT = 2**31 - 1  # Ray and SLURM counts (CPUs, GB, minutes, retries): 32-bit fields there
+
+
+def _check_bounds(section: str, config, bounds: dict[str, int]) -> None:
+    """ValueError naming the first key of `config` above its bound, or a float key that is not finite."""
+    for name, bound in bounds.items():
+        value = getattr(config, name)
+        too_big = [v for v in (value if isinstance(value, tuple) else (value,)) if v > bound]
+        if too_big:
+            raise ValueError(f"[{section}] {name} must be at most {bound:,}, got {too_big[0]}")
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
+            raise ValueError(f"[{section}] {f.name} must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,7 @@ class AxesSpec:
     seed: tuple[int, ...] = (0,)  # data, initialization and data-order seed
 
     def __post_init__(self) -> None:
+        _check_bounds("axes", self, {"pretrain_tokens": MAX_TOKENS})
         bases = [parse_base(size, Path(".")) for size in self.size]
         if any(t < 0 for t in self.pretrain_tokens):
             raise ValueError(f"[axes] pretrain_tokens must be >= 0, got {list(self.pretrain_tokens)}")
@@ -103,6 +130,7 @@ class DataSpec:
     answer: AnswerSpec = field(default_factory=AnswerSpec)  # source: how answers are read from completions
 
     def __post_init__(self) -> None:
+        _check_bounds("data", self, {"examples": MAX_EXAMPLES, "pack_length": MAX_ROW_TOKENS})
         self.data_source(Path("."))  # the source checks itself
         if self.examples_per not in EXAMPLES_PER:
             raise ValueError(f"[data] examples_per must be one of {', '.join(EXAMPLES_PER)}, got {self.examples_per!r}")
@@ -179,6 +207,9 @@ class TrainSpec:
     pretrain_context: int = 256  # pretraining row length in tokens
 
     def __post_init__(self) -> None:
+        _check_bounds("train", self, {"budgets": MAX_STEPS, "warmup_steps": MAX_STEPS, "checkpoint_every": MAX_STEPS,
+                                      "batch_size": MAX_ROWS, "pretrain_batch_size": MAX_ROWS,
+                                      "pretrain_context": MAX_ROW_TOKENS})
         try:
             self.config(seed=0)
         except ValueError as error:
@@ -188,6 +219,8 @@ class TrainSpec:
                 raise ValueError(f"[train] {name} must be >= 1, got {getattr(self, name)}")
         if not self.pretrain_lr > 0:
             raise ValueError(f"[train] pretrain_lr must be > 0, got {self.pretrain_lr}")
+        if self.weight_decay < 0 or not self.grad_clip > 0:
+            raise ValueError(f"[train] need weight_decay >= 0 and grad_clip > 0, got {self.weight_decay} and {self.grad_clip}")
 
     @property
     def pretraining(self) -> Pretraining:
@@ -216,6 +249,7 @@ class EvalSpec:
     # trained on that split's own distribution, whose accuracy there is the split's headroom (Cell.control)
 
     def __post_init__(self) -> None:
+        _check_bounds("eval", self, {"n": MAX_EVALUATED, "memorization_n": MAX_EVALUATED, "batch_size": MAX_ROWS})
         unknown = [s for s in self.splits if s not in SPLITS]
         if unknown:
             raise ValueError(f"[eval] splits: unknown split {unknown[0]!r}; splits are {', '.join(SPLITS)}")
@@ -236,6 +270,7 @@ class RaySpec:
     max_retries: int = 3  # retries of a cell whose worker died
 
     def __post_init__(self) -> None:
+        _check_bounds("run.ray", self, {"num_cpus": MAX_COUNT, "num_gpus": MAX_COUNT, "max_retries": MAX_COUNT})
         if self.num_cpus < 0 or self.num_gpus < 0 or self.max_retries < 0:
             raise ValueError("[run.ray] num_cpus, num_gpus and max_retries must be >= 0")
 
@@ -253,6 +288,8 @@ class SlurmSpec:
     max_num_timeout: int = 10  # requeues after preemption or timeout
 
     def __post_init__(self) -> None:
+        _check_bounds("run.slurm", self, {name: MAX_COUNT for name in ("timeout_min", "cpus_per_task", "gpus_per_node",
+                                                                        "mem_gb", "array_parallelism", "max_num_timeout")})
         if min(self.timeout_min, self.cpus_per_task, self.mem_gb, self.array_parallelism) < 1 or min(self.gpus_per_node, self.max_num_timeout) < 0:
             raise ValueError("[run.slurm] timeout_min, cpus_per_task, mem_gb, array_parallelism must be >= 1 and "
                              "gpus_per_node, max_num_timeout >= 0")
@@ -288,6 +325,8 @@ class RunSpec:
     workers: int = 1  # local: worker processes (1: in this process); --workers overrides
     heartbeat_s: float = 10.0  # how often a running cell's lock is refreshed
     stale_after_s: float = 120.0  # a lock not refreshed for this long belongs to a dead runner
+    grace_s: float = 10.0  # from SIGTERM (a preemption) to the end of the process: the step under way and the
+    # cell's checkpoint must end within it, or are abandoned; well under SLURM's default KillWait of 30 s
     save_models: bool = False  # keep each cell's final model in RUN/models/CELL_ID/, a model folder that
     # `scaling export-hf` turns into a Hugging Face checkpoint (checkpoints are otherwise deleted when a cell is done)
     log: str = "none"  # also write each cell's curves for TensorBoard ("tensorboard") or W&B ("wandb", offline
@@ -302,6 +341,8 @@ class RunSpec:
             raise ValueError(f"[run] workers must be >= 1, got {self.workers}")
         if not 0 < self.heartbeat_s < self.stale_after_s:
             raise ValueError(f"[run] need 0 < heartbeat_s < stale_after_s, got {self.heartbeat_s} and {self.stale_after_s}")
+        if not 0 < self.grace_s < math.inf:
+            raise ValueError(f"[run] grace_s must be a number of seconds > 0, got {self.grace_s}")
         if self.log not in LOGS:
             raise ValueError(f"[run] log must be one of {', '.join(LOGS)}, got {self.log!r}")
 
@@ -379,9 +420,7 @@ class Cell:
 
 def load_spec(path: Path) -> GridSpec:
     """The validated spec in the TOML file at path."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"grid spec {path} does not exist")
+    path = regular_file(path, "grid spec")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
@@ -446,46 +485,67 @@ def train_config(spec: GridSpec, seed: int) -> TrainConfig:
 
 def expand(spec: GridSpec) -> list[Cell]:
     """Every cell of the grid, in axis order; each base takes the values of the pretrain axis it can."""
-    cells = []
-    content = spec.results_content()
+    return list(iter_cells(spec))
+
+
+def iter_cells(spec: GridSpec) -> Iterator[Cell]:
+    """The cells of `expand`, made one at a time: a caller that wants the first few never makes a million."""
+    return _cells(spec, spec.axes.quality, spec.axes.seed)
+
+
+def cell_shapes(spec: GridSpec) -> list[tuple[Cell, int]]:
+    """The grid's cells that differ in more than quality and seed, each the first of its kind, with how many cells
+    it stands for: what a cell's model, row length and step count (its cost) depend on, so a plan of a million
+    cells is made from these few. A control stands for itself."""
     a = spec.axes
-    bases = spec.bases
+    return [(cell, 1 if cell.control else len(a.quality) * len(a.seed)) for cell in _cells(spec, a.quality[:1], a.seed[:1])]
+
+
+def grid_size(spec: GridSpec) -> int:
+    """How many cells `expand` makes, counted from the axes' sizes without making any."""
+    a, bases = spec.axes, spec.bases
+    pretrained = sum(len(bases[size].pretrain_axis(a.pretrain_tokens)) for size in a.size)
+    controls = len(spec.source.control_splits(spec.eval.splits)) * len(a.cot) if spec.eval.controls else 0
+    return pretrained * (len(a.diversity) * len(a.quality) * len(a.cot) * len(a.seed) + controls)
+
+
+def _cells(spec: GridSpec, qualities: tuple[float, ...], seeds: tuple[int, ...]) -> Iterator[Cell]:
+    """The cells at these values of the quality and seed axes (and every value of the others), in axis order,
+    then a positive control per base, CoT style and controlled split: trained like the grid's cells (same
+    examples, budgets and optimizer, the first seed) on the split's own distribution."""
+    a, bases = spec.axes, spec.bases
+    identify = cell_hasher(spec.results_content())
     for size in a.size:
         for pretrain in bases[size].pretrain_axis(a.pretrain_tokens):
-            for diversity in a.diversity:
-                for quality in a.quality:
-                    for cot in a.cot:
-                        for seed in a.seed:
-                            axes = {"size": size, "pretrain_tokens": pretrain, "diversity": diversity,
-                                    "quality": quality, "cot": cot, "seed": seed}
-                            cells.append(Cell(**axes, cell_id=cell_id(axes, content), base=bases[size]))
-    return cells + (control_cells(spec, content) if spec.eval.controls else [])
-
-
-def control_cells(spec: GridSpec, content: dict) -> list[Cell]:
-    """A positive control per base, CoT style and controlled split: trained like the grid's cells (same examples,
-    budgets and optimizer, the first seed) on the split's own distribution."""
-    a, bases, cells = spec.axes, spec.bases, []
+            for diversity, quality, cot, seed in itertools.product(a.diversity, qualities, a.cot, seeds):
+                axes = {"size": size, "pretrain_tokens": pretrain, "diversity": diversity, "quality": quality,
+                        "cot": cot, "seed": seed}
+                yield Cell(**axes, cell_id=identify(axes), base=bases[size])
+    if not spec.eval.controls:
+        return
     for size in a.size:
         for pretrain in bases[size].pretrain_axis(a.pretrain_tokens):
             for cot in a.cot:
                 for split in spec.source.control_splits(spec.eval.splits):
                     axes = {"size": size, "pretrain_tokens": pretrain, "diversity": max(a.diversity), "quality": 1.0,
                             "cot": cot, "seed": a.seed[0]}
-                    cells.append(Cell(**axes, cell_id=cell_id(axes | {"control": split}, content), base=bases[size],
-                                      control=split))
-    return cells
+                    yield Cell(**axes, cell_id=identify(axes | {"control": split}), base=bases[size], control=split)
 
 
-def cell_id(axes: dict, content: dict) -> str:
-    """A content hash of a cell's axes, everything in the spec that determines its results, and the data
-    version (how this code draws pools and evaluation sets from the spec)."""
-    # Hashed under the axes' first names, so that renaming an axis keeps every cell id (and run folder) valid.
-    hashed = {LEGACY_AXES.get(name, name): value for name, value in axes.items()}
+def cell_hasher(content: dict) -> Callable[[dict], str]:
+    """`cell_id` of each cell's axes under one spec's content: the spec's part of the hashed text is encoded
+    once, not once per cell (it dominated the expansion of large grids)."""
     spec = {k: v for k, v in content.items() if k != "axes"}
-    canonical = json.dumps({"cell": hashed, "spec": spec, "data_version": DATA_VERSION} if DATA_VERSION > 1
-                           else {"cell": hashed, "spec": spec}, sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    rest = {"spec": spec, "data_version": DATA_VERSION} if DATA_VERSION > 1 else {"spec": spec}
+    # The text json.dumps({"cell": ..., **rest}, sort_keys=True) makes: "cell" sorts before both other keys.
+    tail = (", " + json.dumps(rest, sort_keys=True)[1:]).encode()
+
+    def identify(axes: dict) -> str:
+        # Hashed under the axes' first names, so that renaming an axis keeps every cell id (and run folder) valid.
+        hashed = {LEGACY_AXES.get(name, name): value for name, value in axes.items()}
+        return hashlib.sha256(b'{"cell": ' + json.dumps(hashed, sort_keys=True).encode() + tail).hexdigest()[:16]
+
+    return identify
 
 
 def grid_axes(spec: GridSpec) -> dict[str, list]:

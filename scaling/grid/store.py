@@ -1,6 +1,7 @@
 """The result store: one netCDF file per cell, merged into the dense hypercube `results.nc`.
 
-Every file is written through the run folder's atomic write, so a reader never sees half of one;
+Every file is written through the run folder's atomic write, so a reader never sees half of one (a full
+disk, here or in the local scratch, leaves the earlier file and raises `scaling.errors.DiskFull` naming it);
 `scaling.results` reads the hypercube back.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from scaling.errors import UserError
+from scaling.errors import UserError, reported_if_full
 from scaling.results import DONE, ENGINE, MISSING, CellStatus
 from scaling.schema import AXES, BASE_MEASURES, DATA_VERSION, GRADE_COLUMNS, LEGACY_AXES, METRICS, POOL_STATS
 
@@ -105,7 +106,7 @@ def grades_table(result: CellResult) -> pd.DataFrame:
 
 def write_grades(folder: RunFolder, rel: str, table: pd.DataFrame) -> None:
     """A grades table as Parquet at rel in a run folder, atomically."""
-    with tempfile.TemporaryDirectory() as scratch:
+    with reported_if_full(folder.path(rel), lambda: folder.exists(rel)), tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch) / "grades.parquet"
         table.to_parquet(local, index=False)
         folder.put_file_atomic(rel, local)
@@ -122,7 +123,7 @@ def read_grades(folder: RunFolder, rel: str) -> pd.DataFrame:
 def write_dataset(folder: RunFolder, rel: str, ds: xr.Dataset) -> None:
     """Write ds as netCDF at rel in a run folder (local or fsspec), atomically, readable by the folder's
     other users: it is written to a local scratch file, then put in place by the run folder."""
-    with tempfile.TemporaryDirectory() as scratch:
+    with reported_if_full(folder.path(rel), lambda: folder.exists(rel)), tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch) / "dataset.nc"
         ds.to_netcdf(local, engine=ENGINE)
         folder.put_file_atomic(rel, local)

@@ -15,11 +15,20 @@ from scaling.tasks.tokenizer import CHARACTERS
 from scaling.trainer.config import PRESETS, ModelConfig, preset
 
 TIMED_FLOPS_LIMIT = 5e10  # sizes whose step needs more FLOPs than this are extrapolated, not timed
+# Rows of a timed step at most: its arrays are allocated for real, so a grid's batch_size of 10^11 must not be (numpy
+# asked for 34.9 TiB); beyond a few dozen rows the time per FLOP is flat, so larger batches scale by their FLOPs.
+TIMED_BATCH = 32
+
+
+def timed_batch(batch: int) -> int:
+    """The rows a step is timed with to estimate a step of `batch` rows."""
+    return min(batch, TIMED_BATCH)
 
 
 @functools.lru_cache(maxsize=None)
 def preset_seconds_per_flop(size: str, row: int, batch: int) -> float:
     """Measured train-step time per FLOP of a preset at this shape; big sizes take the largest timed size's rate."""
+    batch = timed_batch(batch)
 
     def step_flops(name: str) -> float:
         return preset(name, CHARACTERS.vocab_size, row).train_flops_per_token(row) * batch * row

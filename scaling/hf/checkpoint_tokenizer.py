@@ -25,6 +25,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from scaling.errors import UserError
+from scaling.user_files import regular_file
 from scaling.hf.files import read_json
 from scaling.hf.gguf import file_stamp, is_gguf, write_gguf_tokenizer
 from scaling.hf.chat_template import SPECIAL_TOKEN_NAMES, ChatTemplate
@@ -107,10 +108,10 @@ def _chat_template(folder: Path, config: dict) -> tuple[Path, str] | None:
     """The checkpoint's default chat template and the file it came from; None when it has none."""
     for name in (TEMPLATE_FILE, DEFAULT_TEMPLATE_FILE):
         file = folder / name
-        try:
-            return file, file.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not file.exists():
             continue
+        try:
+            return file, regular_file(file, "chat template").read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise UserError(f"{file} is unreadable ({type(error).__name__})") from None
     value, file = config.get("chat_template"), folder / CONFIG_FILE

@@ -34,6 +34,7 @@ from scaling.hf.files import (
     FLOAT_DTYPES,
     SAFETENSORS,
     TensorInfo,
+    checkpoint_folder,
     copy_tokenizer_files,
     open_weights,
     read_json,
@@ -58,10 +59,8 @@ def checkpoint_config(path: Path) -> tuple[dict, Architecture, ModelConfig]:
     path = Path(path)
     if is_gguf(path):
         hf = gguf_config(path)
-    elif not path.is_dir():
-        raise UserError(f"{path} is not a folder (give a local Hugging Face checkpoint folder or a .gguf file)")
     else:
-        hf = read_json(path / "config.json", "the checkpoint's model config")
+        hf = read_json(checkpoint_folder(path) / "config.json", "the checkpoint's model config")
     arch = architecture_of(hf)
     return hf, arch, arch.model_config(hf)
 

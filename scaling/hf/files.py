@@ -14,7 +14,9 @@ import json
 import math
 import pickle
 import shutil
+import stat
 import struct
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -23,6 +25,7 @@ import ml_dtypes
 import numpy as np
 
 from scaling.errors import UserError
+from scaling.user_files import file_mode, kind_of, regular_file
 
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -50,18 +53,36 @@ class _Span(NamedTuple):
 def weight_files(folder: Path) -> tuple[str, list[Path]]:
     """("safetensors" | "bin", the weight files) of a checkpoint folder, safetensors preferred."""
     for kind, single, index in (("safetensors", SAFETENSORS, SAFETENSORS_INDEX), ("bin", TORCH_BIN, TORCH_BIN_INDEX)):
-        if (folder / index).is_file():
+        if _present(folder / index, "the shard index"):
             try:
                 shards = sorted(set(read_json(folder / index, "the shard index")["weight_map"].values()))
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 raise UserError(f"{folder / index} is not a readable weight index") from None
-            missing = [name for name in shards if not (folder / name).is_file()]
+            missing = [name for name in shards if not _present(folder / name, "a weight shard")]
             if missing:
                 raise UserError(f"{folder} lacks weight shard {missing[0]} listed in {index}")
             return kind, [folder / name for name in shards]
-        if (folder / single).is_file():
+        if _present(folder / single, "the weights"):
             return kind, [folder / single]
     raise UserError(f"{folder} has no weights ({SAFETENSORS}, {SAFETENSORS_INDEX}, {TORCH_BIN} or {TORCH_BIN_INDEX})")
+
+
+def checkpoint_folder(path: Path) -> Path:
+    """path, once `os.stat` shows a folder; else a UserError saying what it is instead (missing, a file, a FIFO...)."""
+    mode = file_mode(path, "checkpoint folder")
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"{path} is {kind_of(mode)}, not a checkpoint folder (give a local Hugging Face checkpoint "
+                        f"folder or a .gguf file)")
+    return path
+
+
+def _present(path: Path, what: str) -> bool:
+    """Whether a checkpoint's file is there; one that is there but is no regular file (a FIFO, a device, a folder)
+    is refused by name, never opened."""
+    if not path.exists():
+        return False
+    regular_file(path, what)
+    return True
 
 
 def _safetensors_spans(file: Path) -> dict[str, _Span]:
@@ -138,13 +159,17 @@ class TorchBinReader:
     def _load(self, file: Path) -> dict:
         torch = self._torch
         try:
-            try:
-                state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as error:
-                if "mmap" not in str(error):
-                    raise
-                # The pre-1.6 (non-zip) format cannot be memory-mapped; it is read whole.
-                state = torch.load(file, map_location="cpu", weights_only=True)
+            # The weights-only unpickler warns of any pickle it was not written by (say protocol 4, as plain `pickle`
+            # writes): it then loads it or refuses it, and either way the one line below says all the user needs.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError as error:
+                    if "mmap" not in str(error):
+                        raise
+                    # The pre-1.6 (non-zip) format cannot be memory-mapped; it is read whole.
+                    state = torch.load(file, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
             # The weights-only unpickler refuses anything but tensors and plain containers: reported, never run.
             raise UserError(f"{file} is not a loadable PyTorch weights file ({type(error).__name__})") from None
@@ -207,12 +232,12 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], arrays: It
 def read_json(file: Path, what: str, missing_ok: bool = False) -> dict:
     """The JSON object in file; a missing file is a UserError ({} with missing_ok), and so is anything
     unreadable, malformed or not an object."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not file.exists():
         if missing_ok:
             return {}
-        raise UserError(f"{file.parent} has no {file.name} ({what})") from None
+        raise UserError(f"{file.parent} has no {file.name} ({what})")
+    try:
+        text = regular_file(file, what).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{file} is unreadable ({what}: {type(error).__name__})") from None
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling.errors import UserError, first_line
+from scaling.user_files import regular_file
 from scaling.hf.files import TensorInfo
 
 SUFFIX = ".gguf"
@@ -42,9 +43,7 @@ def is_gguf(path: Path) -> bool:
 def file_stamp(path: Path) -> tuple[str, int, int]:
     """A cache key that changes when the file does."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"GGUF file {path} does not exist")
-    stat = path.stat()
+    stat = regular_file(path, "GGUF file").stat()
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from scaling.errors import UserError, first_line
+from scaling.user_files import regular_file
 from scaling.staging import write_file_atomic
 from scaling.hf.chat_template import ChatTemplate
 from scaling.tasks.tokenizer import PROMPT_END
@@ -38,9 +39,7 @@ def load_tokenizer(path) -> Tokenizer:
     """The tokenizer in a local tokenizer.json (or a folder holding one); a UserError names a bad file."""
     file = tokenizer_file(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"tokenizer file {file} does not exist") from None
+        text = regular_file(file, "tokenizer file").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"tokenizer file {file} is unreadable ({type(error).__name__})") from None
     try:

@@ -309,8 +309,9 @@ def accuracy_by_family_figure(families_path: Path, stem: Path, where: str | None
     table = query(pd.read_parquet(families_path), where, "where")
     if "control" in table:
         table = table[table["control"] == ""]
-    if table.empty:
-        raise ValueError(f"no rows of {families_path} match {where!r}")
+    if table.empty:  # a condition that selects no rows at all is refused by query
+        chosen = f"where {where!r} selects" if where else f"{families_path} holds"
+        raise UserError(f"{chosen} no regular cells (a control cell gives the headroom, never a line of its own)")
     headroom = "headroom" in table and table["headroom"].notna().any()
     measured = (table.groupby(["split", "family", "trained", "step"], as_index=False)
                 .agg(answer_acc=("answer_acc", "mean"), chance=("chance", "mean"),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling.errors import UserError
 from scaling.fit.data import query
 from scaling.report import claims, figures, transfer
 from scaling.results import open_results, results_table
@@ -260,10 +261,13 @@ def _row_grades(options: AccuracyRowsOptions, root: Path) -> Inputs:
 def _accuracy_rows(o: AccuracyRowsOptions) -> pd.DataFrame:
     """Accuracy per split of each row's per-example grades (a condition and a budget pick the row's examples)."""
     picked = []
-    for row in o.rows:
-        grades = query(pd.read_parquet(row["grades"]), row.get("where"), "where")
+    for number, row in enumerate(o.rows, 1):
+        grades = query(pd.read_parquet(row["grades"]), row.get("where"), f"row {number}: where")
         if "step" in row:
+            steps = sorted(set(grades["step"]))
             grades = grades[grades["step"] == row["step"]]
+            if grades.empty:
+                raise UserError(f"row {number}: no grades at step {row['step']} (steps are {', '.join(map(str, steps))})")
         picked.append((row["label"], grades))
     return claims.accuracy_rows(picked, dict(o.splits))
 

@@ -20,8 +20,10 @@ The figures are listed in `paper/figures.toml`, one `[[figure]]` table each:
     row = "params"
 
 Paths are relative to the folder that holds the paper folder (the repository root). Every input is
-checked before anything is drawn, and the figures are drawn into a staging folder that replaces
-paper/figures/ only when all of them are done, so a bad spec or a failed figure leaves the old ones.
+checked before anything is drawn, the tables are made before any figure is drawn, and the figures
+are drawn into a staging folder that replaces paper/figures/ only when all of them are done, so a bad
+spec or a failed figure or table (a `where` that selects no rows) leaves the old ones; its one-line
+error names the figure or table.
 The folder's INDEX lists what was drawn from what, and marks the folder as ours to replace.
 """
 
@@ -31,8 +33,11 @@ import tomllib
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
+import pandas as pd
+
 from scaling.report.kinds import FIGURE_KINDS, TABLE_KINDS
 from scaling.errors import UserError
+from scaling.user_files import regular_file
 from scaling.staging import publish_folder
 from scaling.typed_toml import typed_table
 
@@ -56,8 +61,9 @@ class FigureSpec:
 def read_figure_specs(paper: Path) -> list[FigureSpec]:
     """The paper's figures, validated: known kinds and keys, unique names, every input file present."""
     path = paper / SPEC_FILE
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path} does not exist (it lists the paper's figures)")
+    regular_file(path, "the figure list")
     try:
         entries = tomllib.loads(path.read_text()).get("figure", [])
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -94,8 +100,9 @@ def _specs(entries: list, path: Path, noun: str, kinds: dict, root: Path) -> lis
             raise UserError(f"{where} ({name}): missing key {needed[0]!r}")
         typed = _under(typed_table(kinds[kind].options, options, f"[{noun}]", f"{where} ({name})"), root)
         for said, file in kinds[kind].inputs(typed, root):
-            if not file.is_file():
+            if not file.exists():
                 raise UserError(f"{where} ({name}): {said}{file} does not exist")
+            regular_file(file, f"{where} ({name}): {said}".strip())
         names.add(name)
         specs.append(FigureSpec(name, kind, typed, tuple(options), root))
     return specs
@@ -114,16 +121,30 @@ def _under(options, root: Path):
     return replace(options, **{f.name: resolved(getattr(options, f.name)) for f in fields(options)})
 
 
-def write_table(spec: FigureSpec, folder: Path) -> Path:
+def make_table(spec: FigureSpec) -> pd.DataFrame:
+    """One table of the paper; a UserError names it."""
+    return _named(f"table {spec.name}", lambda: TABLE_KINDS[spec.kind].table(spec.options))
+
+
+def write_table(spec: FigureSpec, table: pd.DataFrame, folder: Path) -> Path:
     """One table of the paper as CSV (fixed float format: the same inputs give the same bytes)."""
     out = folder / f"{spec.name}.csv"
-    TABLE_KINDS[spec.kind].table(spec.options).to_csv(out, index=False, float_format="%.6g")
+    table.to_csv(out, index=False, float_format="%.6g")
     return out
 
 
 def draw(spec: FigureSpec, folder: Path) -> list[Path]:
-    """One figure of the paper as PNG and PDF."""
-    return FIGURE_KINDS[spec.kind].draw(spec.options, folder / spec.name, spec.root)
+    """One figure of the paper as PNG and PDF; a UserError names it."""
+    return _named(f"figure {spec.name}", lambda: FIGURE_KINDS[spec.kind].draw(spec.options, folder / spec.name, spec.root))
+
+
+def _named(what: str, make):
+    """What make() returns; its UserError (a `where` that selects no rows, a budget a run lacks) says which figure or
+    table of the spec it was making."""
+    try:
+        return make()
+    except UserError as error:
+        raise UserError(f"{what}: {error}") from None
 
 
 def regenerate_figures(paper: Path, say=print) -> list[Path]:
@@ -141,12 +162,13 @@ def regenerate_figures(paper: Path, say=print) -> list[Path]:
         (staging / INDEX).write_text(_index(specs))
 
     tables = read_table_specs(paper)  # checked before anything is drawn
+    made = [make_table(spec) for spec in tables]  # before the figures are replaced: a table that fails leaves them
     out = paper / OUTPUT
     publish_folder(out, fill, INDEX, "scaling figures")
     if tables:
         def fill_tables(staging: Path) -> None:
-            for spec in tables:
-                write_table(spec, staging)
+            for spec, table in zip(tables, made):
+                write_table(spec, table, staging)
                 say(f"wrote table {spec.name} ({spec.kind})")
             (staging / INDEX).write_text(_index(tables))
 

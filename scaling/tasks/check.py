@@ -28,7 +28,10 @@ def _grade_line(record: dict, where: str, extractor: AnswerExtractor) -> tuple[s
                 raise UserError(f"{where}: answer {record['answer']!r} is not the {family} answer {expected!r}")
         return family, result
     if isinstance(record.get("answer"), str):  # the user's own data: the answer only, steps unverifiable
-        return family, AnswerGrader(extractor).against(extractor.normalize(record["answer"]), completion)
+        try:
+            return family, AnswerGrader(extractor).against(extractor.normalize(record["answer"]), completion)
+        except UserError as error:  # an answer pattern that took too long on this completion
+            raise UserError(f"{where}: {error}") from None
     raise UserError(f"{where}: unknown family {family!r} and no reference answer to grade against")
 
 
@@ -39,7 +42,7 @@ def check_file(path: Path, extractor: AnswerExtractor = AnswerExtractor()) -> di
     compared with what `extractor` reads from the completion (process accuracy is then undefined).
     """
     graded: dict[str, list[tuple[bool, float]]] = defaultdict(list)
-    for number, record in json_objects(path):
+    for number, record in json_objects(path, "completions file"):
         family, result = _grade_line(record, f"{Path(path)} line {number}", extractor)
         graded[family].append((result.answer_correct, result.process_acc))
     if not graded:

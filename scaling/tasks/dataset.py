@@ -43,8 +43,10 @@ from scaling.tasks.jsonl import AnswerExtractor, BadLine, SftRecord, json_object
 from scaling.tasks.lenient import LenientGrader
 from scaling.tasks.mixture import Example, even_shares
 from scaling.tasks.quality import COT_STYLES
+from scaling.user_files import regular_file
 
 SPLITS = ("train", "id", "ood_family")  # the evaluation splits a dataset can make
+SOURCE, EVAL_SOURCE = "[data] source", "[data] eval_source"  # its files, as messages name them
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ class DatasetSource:
     def drawn_content(self) -> dict:
         """Its files as what decides results: the fingerprints of their rows, never their paths (moving a file
         keeps its cells; editing it makes new ones)."""
-        return {"source": fingerprint(self.path), "eval_source": fingerprint(self.eval_path) if self.eval_path else ""}
+        return {"source": fingerprint(self.path, SOURCE), "eval_source": fingerprint(self.eval_path, EVAL_SOURCE)
+                if self.eval_path else ""}
 
     def evaluation_set(self, splits: Sequence[str], n: int, seed: int, cot: str) -> dict[str, list[Example]]:
         """The evaluation rows of each split but `train`, as examples in the style `cot`: the same rows for every
@@ -243,40 +246,39 @@ def _canonical(obj: dict) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    digests = sorted(_hash(_canonical(obj)) for _, obj in json_objects(path))
+def _fingerprint(path: str, what: str, size: int, mtime_ns: int) -> str:
+    digests = sorted(_hash(_canonical(obj)) for _, obj in json_objects(path, what))
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
 
 
-def _version(path: str | Path) -> tuple[int, int]:
-    """(size, modification time) of a file: the key its reads are cached under."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        raise UserError(f"{path} does not exist") from None
+def _version(path: str | Path, what: str) -> tuple[int, int]:
+    """(size, modification time) of a regular file: the key its reads are cached under."""
+    stat = regular_file(path, what).stat()
     return stat.st_size, stat.st_mtime_ns
 
 
-def fingerprint(path: str | Path) -> str:
-    """A hash of a JSONL file's rows that ignores their order, key order and spacing (read once per file version)."""
-    return _fingerprint(str(path), *_version(path))
+def fingerprint(path: str | Path, what: str) -> str:
+    """A hash of a JSONL file's rows that ignores their order, key order and spacing (read once per file version);
+    `what` names the file in messages ("[data] source")."""
+    return _fingerprint(str(path), what, *_version(path, what))
 
 
-def read_dataset(path: str, groups: Sequence[str], group_by: str, quality_field: str,
+def read_dataset(path: str, what: str, groups: Sequence[str], group_by: str, quality_field: str,
                  extractor: AnswerExtractor, every_group: bool = True) -> Dataset:
     """The rows of the named groups, validated, in canonical order; every problem is a UserError naming the file
-    and line. Rows of other groups are parsed (a broken line is refused wherever it is) but not kept. With
-    `every_group`, a group without rows is refused (a training file must hold each group it names)."""
-    return _read(str(path), *_version(path), tuple(groups), group_by, quality_field, extractor, every_group)
+    (as `what`, say "[data] source") and line. Rows of other groups are parsed (a broken line is refused wherever
+    it is) but not kept. With `every_group`, a group without rows is refused (a training file must hold each group
+    it names)."""
+    return _read(str(path), what, *_version(path, what), tuple(groups), group_by, quality_field, extractor, every_group)
 
 
 @functools.lru_cache(maxsize=8)
-def _read(path: str, size: int, mtime_ns: int, groups: tuple[str, ...], group_by: str, quality_field: str,
+def _read(path: str, what: str, size: int, mtime_ns: int, groups: tuple[str, ...], group_by: str, quality_field: str,
           extractor: AnswerExtractor, every_group: bool) -> Dataset:
     rows: list[Row] = []
     unanswered: list[int] = []  # line numbers of rows whose completion holds no answer the extractor finds
     lines = 0
-    for number, obj in json_objects(path):
+    for number, obj in json_objects(path, what):
         lines += 1
         where = f"{path} line {number}"
         try:
@@ -297,8 +299,11 @@ def _read(path: str, size: int, mtime_ns: int, groups: tuple[str, ...], group_by
             if not isinstance(verified, bool):
                 raise UserError(f'{where}: "{quality_field}" (the [data] quality_field) must be true or false, '
                                 f"got {json.dumps(verified)}")
-        start = extractor.answer_start(record.completion)
-        reference = reference_answer(record, extractor)
+        try:
+            start = extractor.answer_start(record.completion)
+            reference = reference_answer(record, extractor)
+        except UserError as error:  # an answer pattern that took too long on this completion
+            raise UserError(f"{where}: {error}") from None
         if start is None or reference is None:
             unanswered.append(number)  # reported below: one message for a file where no row has an answer
             continue
@@ -371,14 +376,14 @@ def _evaluation_rows(dataset: Dataset, groups: Sequence[str], n: int, seed: int,
 
 def dataset_of(source: DatasetSource) -> Dataset:
     """The training file's rows of every named group."""
-    return read_dataset(source.path, (*source.groups, *source.ood_groups), source.group_by, source.quality_field,
-                        source.extractor)
+    return read_dataset(source.path, SOURCE, (*source.groups, *source.ood_groups), source.group_by,
+                        source.quality_field, source.extractor)
 
 
 def eval_dataset_of(source: DatasetSource) -> Dataset:
     """The evaluation file's rows of every named group (every row counts as verified: the user chose them)."""
-    return read_dataset(source.eval_path, (*source.groups, *source.ood_groups), source.group_by, "", source.extractor,
-                        every_group=False)
+    return read_dataset(source.eval_path, EVAL_SOURCE, (*source.groups, *source.ood_groups), source.group_by, "",
+                        source.extractor, every_group=False)
 
 
 def first_unencodable(dataset: Dataset, alphabet: str) -> tuple[int, str] | None:

@@ -14,6 +14,7 @@ are ignored. Any bad line is a UserError naming the file and its line number.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -22,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import regex
+
 from scaling.errors import UserError
+from scaling.user_files import lines
 
 DEFAULT_FAMILY = "user"
 ROLES = ("system", "user", "assistant")
@@ -63,33 +67,27 @@ def record_id(prompt: str, completion: str) -> str:
     return hashlib.blake2b(json.dumps([prompt, completion]).encode(), digest_size=8).hexdigest()
 
 
-def json_objects(path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSONL file; a UserError names the file and
-    line of anything that is not a UTF-8 JSON object. Shared by every reader of JSONL input."""
+def json_objects(path, what: str = "JSONL file") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file, read as a stream (`scaling.user_files.lines`:
+    a regular file, each line bounded); a UserError names `what`, the file and the line of anything that is not a
+    UTF-8 JSON object. Shared by every reader of JSONL input."""
     path = Path(path)
-    try:
-        handle = path.open("rb")  # bytes, so an encoding error is reported at its own line
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist") from None
-    except OSError as error:
-        raise UserError(f"{path} is unreadable ({type(error).__name__})") from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors write
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise UserError(f"{path} line {number}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path} line {number}: expected a JSON object, got {_json_type(obj)}")
-            yield number, obj
+    for number, raw in lines(path, what):  # bytes, so an encoding error is reported at its own line
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors write
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path} line {number}: not UTF-8 text") from None
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path} line {number}: expected a JSON object, got {_json_type(obj)}")
+        yield number, obj
 
 
 def read_records(path, render: Callable[[Sequence[Message]], str] = render_chat) -> list[SftRecord]:
@@ -200,6 +198,13 @@ def _json_type(value) -> str:
 # after a word character is a hyphen ("3-4" ends in 4, not -4), and "1,2345" is the list 1, 2345.
 _NUMBER = re.compile(r"(?<![\d.])(?:(?<!\w)-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
 MODES = ("marker", "regex", "last_number")
+# How long a user's answer pattern may search one text, in CPU time (the regex package's clock, so a busy machine
+# does not refuse a good pattern): a second, and a second more for every so many characters. A pattern that
+# backtracks without end (a repeated group of overlapping alternatives, such as (a|aa)+$) is stopped there and
+# refused, named. A linear one takes milliseconds on most texts, and even one that matches at nearly every character
+# of a 1 MiB line (the longest a file may hold) searched over 350,000 characters a second.
+PATTERN_TIMEOUT_S = 1.0
+PATTERN_CHARACTERS_PER_S = 200_000
 
 
 def normalize_number(text: str) -> str:
@@ -223,10 +228,7 @@ class AnswerExtractor:
         if self.mode == "regex":
             if not self.pattern:
                 raise UserError("answer extractor mode 'regex' needs a pattern")
-            try:
-                re.compile(self.pattern)
-            except re.error as error:
-                raise UserError(f"answer extractor pattern {self.pattern!r} is not a valid regex: {error}") from None
+            _probed(self.pattern)
         elif self.pattern is not None:
             raise UserError(f"answer extractor pattern is only used with mode 'regex', not {self.mode!r}")
 
@@ -269,10 +271,12 @@ class AnswerExtractor:
                 return None, None
             answer = text[start + len(self.marker):].split("\n")[0].strip()
             return start, answer or None
-        pattern = re.compile(self.pattern) if self.mode == "regex" else _NUMBER  # re caches compiled patterns
-        last = None
-        for last in pattern.finditer(text):
-            pass
+        if self.mode == "regex":
+            pattern, last = _compiled(self.pattern), _last_match(self.pattern, text, "a completion")
+        else:
+            pattern, last = _NUMBER, None
+            for last in _NUMBER.finditer(text):  # our own pattern: linear, needs no time limit
+                pass
         if last is None:
             return None, None
         if self.mode == "last_number":
@@ -280,6 +284,41 @@ class AnswerExtractor:
         group = 1 if pattern.groups else 0
         answer = (last.group(group) or "").strip()
         return last.start(), answer or None
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> regex.Pattern:
+    """A user's answer pattern, compiled by the `regex` package (it can stop a search at a time limit) in its
+    VERSION0 mode: the meaning Python's `re` gives a pattern. A UserError names a pattern that is no regex."""
+    try:
+        return regex.compile(pattern, flags=regex.VERSION0)
+    except (regex.error, ValueError, OverflowError) as error:
+        raise UserError(f"answer extractor pattern {pattern!r} is not a valid regex: {error}") from None
+
+
+def _last_match(pattern: str, text: str, what: str) -> regex.Match | None:
+    """The last match of a user's answer pattern in text (None: no match), searched for at most PATTERN_TIMEOUT_S
+    and a second per PATTERN_CHARACTERS_PER_S characters; a UserError names a pattern that takes longer (`what`
+    names the text: "a completion")."""
+    limit = PATTERN_TIMEOUT_S + len(text) / PATTERN_CHARACTERS_PER_S
+    last = None
+    try:
+        for last in _compiled(pattern).finditer(text, timeout=limit):
+            pass
+    except TimeoutError:
+        raise UserError(f"answer pattern {pattern!r} took longer than {limit:.2g} s on {what} of {len(text)} "
+                        f"characters; simplify it (a repeated group of overlapping alternatives, such as (a|aa)+, "
+                        f"backtracks without end)") from None
+    return last
+
+
+@functools.lru_cache(maxsize=64)
+def _probed(pattern: str) -> None:
+    """Refuse, before any file is read or any model trained, a pattern that backtracks without end on a long run of
+    one of the characters it names (or a letter, digit or space) ended by a character that breaks the run: the
+    texts that make a repeated group of overlapping alternatives spin. Others are caught at their first slow text."""
+    for character in sorted({c for c in pattern if c.isalnum()} | {"a", "0", " "}):
+        _last_match(pattern, character * 100 + "!", "a probe text")
 
 
 def reference_answer(record: SftRecord, extractor: AnswerExtractor) -> str | None:

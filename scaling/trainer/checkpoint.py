@@ -3,14 +3,16 @@
 A checkpoint is the step directory `<directory>/<step>`: the state's arrays under `state/` and a
 small JSON dict under `extra/`. Orbax writes it as `<step>.orbax-checkpoint-tmp-*` and renames it to
 `<step>` only once every file is written; step listing skips temporary names, so a save killed
-partway is never found, and the next save removes its leftovers. Saves are synchronous: when
-`save_checkpoint` returns, the checkpoint is complete.
+partway is never found, and the next save removes its leftovers. A save that fails (a full disk above
+all) removes its own temporary at once, so the space it took is free again for the rerun. Saves are
+synchronous: when `save_checkpoint` returns, the checkpoint is complete.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from scaling.errors import UserError
+from scaling.errors import UserError, reported_if_full
 
 KEEP = 2  # checkpoints kept by default: the newest, and one more in case the newest is damaged later
 
@@ -27,15 +29,23 @@ def save_checkpoint(directory, step: int, state: Any, extra: dict, keep: int = K
     """Write `state` (any pytree of arrays) and the JSON-able `extra` as checkpoint `step`; keep the newest `keep`."""
     assert keep >= 1, f"keep={keep} would delete the checkpoint just written"
     json.dumps(extra)  # fail before writing anything if extra is not JSON-able
+    target = Path(directory) / str(step)
     try:
-        with _manager(directory, keep=keep) as manager:
-            latest = manager.latest_step()
-            if latest is not None and step <= latest:
-                raise ValueError(f"checkpoint step {step} is not after the latest one ({latest}) in {directory}")
-            arrays = ocp.args.StandardSave(_as_nested_dict(state))
-            saved = manager.save(step, args=ocp.args.Composite(state=arrays, extra=ocp.args.JsonSave(extra)))
-    except OSError as error:  # a directory that is a file, unwritable, or a full disk
-        raise UserError(f"cannot write checkpoint {Path(directory) / str(step)} ({type(error).__name__})") from None
+        with reported_if_full(f"checkpoint {target}", lambda: latest_checkpoint(directory) is not None,
+                              "the earlier checkpoints are unchanged"):
+            try:
+                with _manager(directory, keep=keep) as manager:
+                    latest = manager.latest_step()
+                    if latest is not None and step <= latest:
+                        raise ValueError(f"checkpoint step {step} is not after the latest one ({latest}) in {directory}")
+                    arrays = ocp.args.StandardSave(_as_nested_dict(state))
+                    saved = manager.save(step, args=ocp.args.Composite(state=arrays, extra=ocp.args.JsonSave(extra)))
+            except BaseException:
+                for partial in Path(directory).glob(f"{step}.orbax-checkpoint-tmp*"):
+                    shutil.rmtree(partial, ignore_errors=True)
+                raise
+    except OSError as error:  # a directory that is a file, or unwritable
+        raise UserError(f"cannot write checkpoint {target} ({type(error).__name__})") from None
     assert saved, f"orbax declined to save step {step} in {directory}"
 
 

@@ -28,6 +28,16 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the cell stops with this reason instead of crashing the grid."""
 
 
+class Stopped(BaseException):
+    """Training stopped between optimizer steps because `should_stop` asked (a preempted run). Not a failure, so a
+    BaseException that no handler of failures catches."""
+
+    def __init__(self, saved_step: int | None):
+        super().__init__(saved_step)
+        self.saved_step = saved_step  # the trunk step of the run's newest checkpoint, this one's resume point;
+        # None: it has none
+
+
 def token_losses(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
     """Cross-entropy of each target token, BxT."""
     log_probs_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32))
@@ -174,6 +184,7 @@ def train(
     resume: Resume | None = None,
     on_checkpoint: CheckpointHook | None = None,
     curve: LossCurve | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
     """Train one model, yielding (budget, graphdef, params) at each budget of train_cfg.budgets.
 
@@ -189,8 +200,12 @@ def train(
     exactly as if it had never stopped (data order and schedule depend on the step alone).
     `curve` records the training loss along the last budget's trajectory (settled at each budget); a
     resumed run passes the curve its checkpoint saved.
+
+    `should_stop` is asked after every optimizer step and budget: once it says yes, the trunk is offered to
+    `on_checkpoint` where it stands (outside a wsd branch) and `Stopped` is raised, so that a resume continues
+    from that step.
     """
-    run = _Run(model_cfg, train_cfg, data, _Progress(on_step), init_params, on_checkpoint, curve)
+    run = _Run(model_cfg, train_cfg, data, _Progress(on_step), init_params, on_checkpoint, curve, should_stop)
     if train_cfg.steps_axis == "separate":
         yield from run.separate(resume.budgets_done if resume else 0)
     else:
@@ -202,9 +217,11 @@ class _Run:
     """One cell's optimization: the pieces both ways of walking the budgets share."""
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: TokenArrays, progress: _Progress,
-                 init_params: nnx.State | None, on_checkpoint: CheckpointHook | None, curve: LossCurve | None):
+                 init_params: nnx.State | None, on_checkpoint: CheckpointHook | None, curve: LossCurve | None,
+                 should_stop: Callable[[], bool]):
         self.model_cfg, self.cfg, self.data, self.progress, self.curve = model_cfg, train_cfg, data, progress, curve
-        self.init_params, self.on_checkpoint = init_params, on_checkpoint
+        self.init_params, self.on_checkpoint, self.should_stop = init_params, on_checkpoint, should_stop
+        self.saved: tuple[int, int] | None = None  # (trunk_step, budgets_done) of the newest checkpoint offered
         self.graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
         self.optimizer = optimizer_for(train_cfg)
         self.span = span_bucket(data.span, data.inputs.shape[1])  # no token of these rows attends further back
@@ -227,9 +244,23 @@ class _Run:
             self.progress.dispatched(metrics["loss"])
             if curve is not None:
                 curve.add(step, metrics["loss"], rate)
-            if budgets_done is not None and self.on_checkpoint and every and (step + 1) % every == 0:
-                self.on_checkpoint(step + 1, state, budgets_done)
+            if budgets_done is not None and every and (step + 1) % every == 0:
+                self.checkpoint(step + 1, state, budgets_done)
+            if self.should_stop():
+                if budgets_done is not None:
+                    self.checkpoint(step + 1, state, budgets_done)
+                raise Stopped(self.saved_step)
         return state
+
+    def checkpoint(self, trunk_step: int, state, budgets_done: int) -> None:
+        """Offer the trunk to on_checkpoint, once per point: a stop may come just where one was written."""
+        if self.on_checkpoint and (trunk_step, budgets_done) != self.saved:
+            self.on_checkpoint(trunk_step, state, budgets_done)
+            self.saved = (trunk_step, budgets_done)
+
+    @property
+    def saved_step(self) -> int | None:
+        return None if self.saved is None else self.saved[0]
 
     def schedule_scale(self, total: int) -> Callable[[int], float]:
         if self.cfg.schedule == "cosine":
@@ -251,13 +282,16 @@ class _Run:
         return budget == self.cfg.budgets[-1]
 
     def reached(self, budget: int) -> None:
-        """A budget's model is trained: its loss is checked, and the curve read back (the loop waits here anyway)."""
-        self.progress.checked_loss(budget)
+        """A budget's model is trained: its loss is checked, and the curve read back (the loop waits here anyway).
+        A run resumed from a checkpoint taken at the budget itself (constant or cosine) has no step's loss here."""
+        if self.progress.pending is not None:
+            self.progress.checked_loss(budget)
         if self.curve is not None:
             self.curve.settle()
 
     def separate(self, done: int) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
         """A fresh run per budget (to validate the branches: each must equal its branch bit for bit)."""
+        self.saved = (0, done) if done else None
         for index, budget in enumerate(self.cfg.budgets[done:], start=done):
             last = self.is_last(budget)
             if self.cfg.schedule == "wsd":
@@ -268,19 +302,27 @@ class _Run:
             self.reached(budget)
             yield budget, self.graphdef, state[0]
             if self.on_checkpoint:  # each separate run restarts from scratch: the trunk to save is the fresh one
-                self.on_checkpoint(0, self.fresh_state(), index + 1)
+                self.checkpoint(0, self.fresh_state(), index + 1)
 
     def branches(self, resume: Resume | None) -> Iterator[tuple[int, nnx.GraphDef, nnx.State]]:
         """One trunk; under wsd, a decayed branch per budget, under the other schedules the trunk itself."""
         cfg = self.cfg
         state, trunk_step = (resume.state, resume.trunk_step) if resume else (self.fresh_state(), 0)
         done = resume.budgets_done if resume else 0
+        self.saved = (trunk_step, done) if resume else None
         for index, budget in enumerate(cfg.budgets[done:], start=done):
             if cfg.schedule == "wsd":
                 fork = self.fork_step(budget)
                 state = self.steps(state, range(trunk_step, fork), self.schedule_scale(budget), budgets_done=index)
                 trunk_step = fork
-                branch = self.decayed(_copy(state), budget)
+                try:
+                    branch = self.decayed(_copy(state), budget)
+                except Stopped:
+                    # Stopped in a branch: the trunk at its fork resumes it. Not the last budget's, whose branch
+                    # is already on the curve a checkpoint would save; that one resumes from the checkpoint before.
+                    if not self.is_last(budget):
+                        self.checkpoint(trunk_step, state, index)
+                    raise Stopped(self.saved_step) from None
                 self.reached(budget)
                 yield budget, self.graphdef, branch[0]
             else:
@@ -289,5 +331,6 @@ class _Run:
                 trunk_step = budget
                 self.reached(budget)
                 yield budget, self.graphdef, _copy(state[0])
-            if self.on_checkpoint:
-                self.on_checkpoint(trunk_step, state, index + 1)
+            self.checkpoint(trunk_step, state, index + 1)
+            if index + 1 < len(cfg.budgets) and self.should_stop():  # asked while this budget was evaluated
+                raise Stopped(self.saved_step)

@@ -128,6 +128,8 @@ def _with_accent(data):
     (None, ("examples = 48", "examples = 4000"), "needs 4000 verified training rows of group 'add'"),
     (None, ('source = "data.jsonl"', 'source = "data.jsonl"\nfamilies = ["add"]'), "[data] families names synthetic tasks"),
     (None, ('source = "data.jsonl"', 'source = "nowhere.jsonl"'), "nowhere.jsonl does not exist"),
+    (None, ('quality_field = "verified"', 'quality_field = "verified"\nanswer = { mode = "regex", pattern = "(a|aa)+$" }'),
+     "[data] answer: answer pattern '(a|aa)+$' took longer than 1 s on a probe text"),
 ])
 def test_a_bad_dataset_is_refused_in_one_line_before_any_work(tmp_path, change_rows, change_spec, named):
     data = change_rows(rows()) if change_rows else rows()

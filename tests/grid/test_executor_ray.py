@@ -146,3 +146,30 @@ def test_a_malformed_address_is_refused_before_anything_is_written(address, tmp_
     assert result.stderr.strip().splitlines() == [f"scaling: error: --address {address!r} must be HOST:PORT "
                                                   "(or ray://HOST:PORT, or auto)"]
     assert not (tmp_path / "new").exists()
+
+
+def test_sigterm_to_the_driver_stops_its_tasks_which_checkpoint_their_cells(cluster, tmp_path):
+    """The driver cancels its tasks; each running one checkpoints its cell at the step it reached and releases
+    its lock, and the driver exits 143; a rerun resumes to the uninterrupted metrics."""
+    spec = write_spec(tmp_path, tiny_grid("long", pretrain_tokens=(0,), budgets=(40, 80)))
+    run, reference = tmp_path / "run", tmp_path / "reference"
+    (cell,) = expand(load_spec(spec))
+    driver = run_on_ray(spec, run, cluster)
+    checkpoints = run / "scratch" / "checkpoints" / cell.cell_id
+    deadline = time.monotonic() + 180
+    while not any(p.name.isdigit() for p in checkpoints.glob("*")):
+        assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[0]
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGTERM)
+    output, _ = driver.communicate(timeout=120)
+    print(output)
+    assert driver.returncode == 143
+    assert "scaling: stopped by SIGTERM: asked its 1 unfinished Ray tasks to stop" in output
+    assert not list((run / "locks").glob("*.lock"))
+    assert not (run / "cells" / f"{cell.cell_id}.nc").exists()
+
+    for folder in (run, reference):
+        finish = subprocess.run([*SCALING, "run", str(spec), "--out", str(folder)], capture_output=True, text=True,
+                                timeout=300)
+        assert finish.returncode == 0, finish.stderr
+    xr.testing.assert_equal(metrics_of(run)[cell.cell_id], metrics_of(reference)[cell.cell_id])

@@ -4,6 +4,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import xarray as xr
 from scaling.cli import main
 from scaling.grid.spec import expand, load_spec
 from scaling.results import open_results
-from runs_helpers import SCALING, metrics_of, tiny_grid
+from runs_helpers import SCALING, attrs_of, metrics_of, tiny_grid
 
 pytestmark = pytest.mark.slow
 
@@ -244,3 +245,26 @@ def test_status_and_collect_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     for command in ("status", "collect"):
         assert main([command, str(tmp_path)]) == 2
         assert "not a run folder" in capsys.readouterr().err
+
+
+# A cell pretrained with 4,096 rows of 256 tokens a step asks XLA for about 9 GB at once (attention and logits of
+# the whole batch); the same grid's cell without pretraining needs about 2.5 GB of address space in all.
+OUT_OF_MEMORY_SPEC = tiny_grid("t", pretrain_tokens=(0, 1_100_000), budgets=(8,), run="[run]\nsave_models = false\n"
+                               ).replace("[train]\n", "[train]\npretrain_batch_size = 4096\n")
+ADDRESS_SPACE = 3584 << 20  # bytes: RLIMIT_AS of the runner, room for the small cell and not the big one
+
+
+def test_out_of_memory_cell_is_recorded_failed_with_its_shape_and_the_grid_goes_on(tmp_path):
+    spec_file = tmp_path / "grid.toml"
+    spec_file.write_text(OUT_OF_MEMORY_SPEC)
+    run = tmp_path / "run"
+    # The runner limits its own address space before anything is imported: a real limit, as `ulimit -v` sets.
+    limited = (f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE})); "
+               f"sys.argv = ['scaling', *sys.argv[1:]]; runpy.run_module('scaling', run_name='__main__')")
+    finished = subprocess.run([sys.executable, "-c", limited, "run", str(spec_file), "--out", str(run)],
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 1, finished.stderr  # some cells failed
+    statuses = {cell.pretrain_tokens: attrs_of(run, cell.cell_id)["status"] for cell in expand(load_spec(spec_file))}
+    assert statuses[0] == "done"
+    assert statuses[1_100_000].startswith("failed: out of memory (size=tiny (23,712 params), pretraining batch 4096 × "
+                                          "256 tokens, batch 8, eval batch 16): JaxRuntimeError: RESOURCE_EXHAUSTED: "), statuses

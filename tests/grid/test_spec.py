@@ -136,3 +136,72 @@ def test_controls_add_one_cell_per_base_cot_and_split_and_leave_the_grids_cells_
     assert all(c.seed == 3 and c.quality == 1.0 for c in controls)
     assert len({c.cell_id for c in with_controls}) == len(with_controls)
     assert all(c.label.startswith(f"control={c.control} ") for c in controls)
+
+
+def test_grid_size_and_shapes_count_every_cell_expand_makes_and_iter_cells_makes_them_in_order():
+    from scaling.grid.spec import cell_shapes, grid_size, iter_cells
+
+    text = load_spec(EXAMPLE).text
+    for spec in (load_spec(EXAMPLE), parse_spec(text.replace("n = 256", "n = 256\ncontrols = true"))):
+        cells = expand(spec)
+        assert grid_size(spec) == len(cells) == sum(count for _, count in cell_shapes(spec))
+        assert [c.cell_id for c in iter_cells(spec)] == [c.cell_id for c in cells]
+        # A shape is the first of the cells that differ from it only in quality and seed.
+        assert all(cell in cells for cell, _ in cell_shapes(spec))
+    assert any(c.control for c in cells)
+
+
+# The numeric keys where a huge finite value is harmless, and why; every other is refused naming the key.
+HARMLESS = {
+    "phrasings": "a limit: more than a family has means all of them",
+    "lr": "any finite rate is a rate (a huge one diverges, and the cell is recorded failed)",
+    "pretrain_lr": "as lr", "weight_decay": "as lr", "grad_clip": "as lr",
+}
+
+
+def _numeric_keys():
+    import typing
+
+    from scaling.grid import spec as grid_spec
+
+    sections = {"axes": grid_spec.AxesSpec, "data": grid_spec.DataSpec, "train": grid_spec.TrainSpec,
+                "eval": grid_spec.EvalSpec, "run.ray": grid_spec.RaySpec, "run.slurm": grid_spec.SlurmSpec,
+                "design": grid_spec.DesignSpec}
+    for section, cls in sections.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] in (int, float, tuple[int, ...], tuple[float, ...]):
+                yield section, f.name, hints[f.name]
+
+
+@pytest.mark.parametrize("section, key, kind", list(_numeric_keys()))
+def test_a_huge_or_infinite_numeric_key_is_refused_naming_the_key(section, key, kind):
+    huge = "1e309" if kind in (float, tuple[float, ...]) else str(10**30)
+    value = f"[{huge}]" if kind in (tuple[int, ...], tuple[float, ...]) else huge
+    lines = [line for line in MINIMAL.strip().splitlines() if not line.startswith(f"{key} =")]
+    if f"[{section}]" not in lines:
+        lines.append(f"[{section}]")
+    lines.insert(lines.index(f"[{section}]") + 1, f"{key} = {value}")
+    text = "\n".join(lines) + "\n"
+    if key in HARMLESS and huge != "1e309":
+        parse_spec(text)  # accepted: harmless
+        return
+    with pytest.raises(UserError) as refused:
+        parse_spec(text)
+    message = str(refused.value)
+    assert f"] {key} " in message or f"{key} must" in message or f"{key}s " in message, message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("key, value, bound", [("[train] batch_size", "100000000000", "1,048,576"),
+                                                ("[train] budgets", "[8, 10000000000]", "1,000,000,000"),
+                                                ("[eval] n", "1000000", "100,000"),
+                                                ("[data] pack_length", "2097152", "1,048,576")])
+def test_an_impossible_size_is_refused_with_its_bound(key, value, bound):
+    section, name = key.split()
+    lines = [line for line in MINIMAL.strip().splitlines() if not line.startswith(f"{name} =")]
+    if section not in lines:
+        lines.append(section)
+    lines.insert(lines.index(section) + 1, f"{name} = {value}")
+    with pytest.raises(UserError, match=f"{key.replace('[', '.').replace(']', '.')} must be at most {bound}, got"):
+        parse_spec("\n".join(lines) + "\n")

@@ -1,8 +1,12 @@
 """Model folders back out as Hugging Face checkpoints, and the import-hf / export-hf commands' contract."""
 
 import json
+import os
+import pickle
 import re
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -154,6 +158,39 @@ def test_bad_checkpoints_are_one_line_exit_2_and_leave_nothing(tmp_path, capsys,
     if problem != "code in a pickled .bin":  # the fast check reads safetensors headers, never a pickle
         with pytest.raises(UserError, match=re.escape(message)):
             check_hf_checkpoint(folder)
+
+
+class _TouchesCanary:
+    def __init__(self, canary):
+        self.canary = canary
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.canary}",))
+
+
+def test_a_malicious_pickle_is_refused_in_one_line_without_torch_warnings(tmp_path, checkpoint):
+    # A plain pickle (protocol 4, not torch.save's) whose unpickling would run a shell command: torch's weights-only
+    # unpickler refuses it, but printed its own warnings first. In a subprocess: the test run captures warnings.
+    folder = shutil.copytree(checkpoint, tmp_path / "hf")
+    (folder / "model.safetensors").unlink()
+    canary = tmp_path / "canary"
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"model.norm.weight": _TouchesCanary(canary)}, protocol=4))
+    result = subprocess.run([sys.executable, "-m", "scaling", "import-hf", "hf", "--out", "ours"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == ["scaling: error: hf/pytorch_model.bin is not a loadable PyTorch weights file "
+                                          "(UnpicklingError)"]
+    assert not canary.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_a_file_named_as_a_checkpoint_folder_is_called_a_file_not_missing(tmp_path, capsys):
+    (tmp_path / "grid.toml").write_text('name = "g"\n[axes]\nsize = ["hf:/etc/passwd"]\n[data]\nfamilies = ["add"]\n'
+                                        '[train]\nbudgets = [4]\n')
+    said = "/etc/passwd is a regular file, not a checkpoint folder (give a local Hugging Face checkpoint folder or a .gguf"
+    for argv in (["import-hf", "/etc/passwd", "--out", tmp_path / "ours"], ["run", tmp_path / "grid.toml", "--dry-run"]):
+        status, out, err = _run(capsys, *argv)
+        assert status == 2 and out == "" and said in _one_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.toml"]
 
 
 def test_an_existing_out_is_never_touched(tmp_path, capsys, checkpoint):

@@ -161,7 +161,7 @@ def test_the_same_seed_gives_the_same_table_and_no_control_column_means_no_contr
     ({"by": ("family",)}, "must include split"),
     ({"by": ("split", "colour")}, "'colour'"),
     ({"step": 5}, "steps are 64"),
-    ({"where": "size == 'xl'"}, "no regular cell"),
+    ({"where": "size == 'xl'"}, "where \"size == 'xl'\" selects no rows"),
 ])
 def test_bad_requests_are_user_errors_that_name_what_is_wrong(kwargs, named):
     with pytest.raises(UserError, match=named):

@@ -85,3 +85,17 @@ def test_check_reads_user_answers_with_the_chosen_extractor(tmp_path):
     assert report["families"]["gsm"]["answer_acc"] == 0.5
     bad = scaling("check", str(path), "--answer-mode", "regex", "--answer-pattern", "(")
     assert "not a valid regex" in _error_line(bad)
+
+
+def test_catastrophic_answer_pattern_is_refused_not_spun(tmp_path):
+    # (a|aa)+$ backtracks without end on a long run of a's that does not end the text (Python's re spun at 100% CPU
+    # here until killed); the pattern is now refused, named, before a line is graded, and so is one that only a
+    # completion shows slow (no letter or digit in it for the probes to run).
+    path = tmp_path / "user.jsonl"
+    path.write_text(json.dumps({"family": "gsm", "prompt": "q", "completion": "a" * 60 + "!\n" + "-" * 60 + "!",
+                                "answer": "1"}) + "\n")
+    refused = _error_line(scaling("check", str(path), "--answer-mode", "regex", "--answer-pattern", "(a|aa)+$"))
+    assert refused.startswith("scaling: error: answer pattern '(a|aa)+$' took longer than 1 s on a probe text")
+    refused = _error_line(scaling("check", str(path), "--answer-mode", "regex", "--answer-pattern", "(-|--)+$"))
+    assert refused.startswith(f"scaling: error: {path} line 1: answer pattern '(-|--)+$' took longer than 1 s on a "
+                              f"completion of 123 characters; simplify it")

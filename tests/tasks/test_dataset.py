@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from scaling.errors import UserError
 from scaling.tasks.dataset import (
     DatasetSource,
     dataset_of,
@@ -89,7 +90,7 @@ def test_the_same_rows_in_another_order_are_the_same_data_and_an_edit_is_not(tmp
     # Another key order and spacing in each line: the same rows.
     b.write_text("".join(json.dumps(dict(reversed(list(row.items()))), indent=None, separators=(", ", ": ")) + "\n"
                          for row in shuffled))
-    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(a, "source") == fingerprint(b, "source")
     pools = []
     for path in (a, b):
         source = source_of(path)
@@ -98,7 +99,7 @@ def test_the_same_rows_in_another_order_are_the_same_data_and_an_edit_is_not(tmp
     assert pools[0] == pools[1]
     edited = json.loads(json.dumps(rows))
     edited[7]["verified"] = not edited[7]["verified"]
-    assert fingerprint(write(tmp_path / "c.jsonl", edited)) != fingerprint(a)
+    assert fingerprint(write(tmp_path / "c.jsonl", edited), "source") != fingerprint(a, "source")
 
 
 def test_cot_styles_keep_the_answer_where_the_extractor_finds_it(tmp_path):
@@ -144,3 +145,13 @@ def test_an_eval_file_takes_the_place_of_held_back_rows_and_training_never_repea
     assert not {e.key for e in pool} & held
     assert not {e.prompt for e in pool} & {e.prompt for e in evaluation["id"]}  # the training file holds them
 
+
+
+def test_a_row_whose_completion_makes_the_answer_pattern_backtrack_is_refused_naming_its_line(tmp_path):
+    rows = [{"prompt": f"q{i}", "completion": f"steps\n#### {i}", "category": "add", "verified": True} for i in range(3)]
+    rows[1]["completion"] = "-" * 60 + "!"  # (-|--)+$ backtracks without end on it; no probe text holds a "-"
+    source = DatasetSource(str(write(tmp_path / "d.jsonl", rows)), ("add",), (), "category", "verified",
+                           AnswerExtractor(mode="regex", pattern="(-|--)+$"))
+    with pytest.raises(UserError, match=r"d.jsonl line 2: answer pattern '\(-\|--\)\+\$' took longer than 1 s on a "
+                                        r"completion of 61 characters"):
+        dataset_of(source)

@@ -168,6 +168,36 @@ def test_bad_extractor_settings_fail_at_construction(kwargs, reason):
         AnswerExtractor(**kwargs)
 
 
+def test_answer_patterns_keep_the_meaning_python_re_gives_them():
+    text = "Answer: 12\nanswer: 7 (final)\nx=3"
+    for pattern in [r"(?i)answer: (\d+)", r"^x=(\d)$", r"(?m)^x=(\d)$", r"\bfinal\b", r"[\w]+: (\d+)", r"(?P<n>\d+)"]:
+        found = [m.group(1 if re.compile(pattern).groups else 0).strip() for m in re.finditer(pattern, text)]
+        assert AnswerExtractor(mode="regex", pattern=pattern).extract(text) == (found[-1] if found else None), pattern
+
+
+def test_a_backtracking_pattern_is_refused_at_construction_naming_it():
+    with pytest.raises(UserError, match=r"answer pattern '\(a\|aa\)\+\$' took longer than 1 s on a probe text"):
+        AnswerExtractor(mode="regex", pattern="(a|aa)+$")
+
+
+def test_a_pattern_the_probes_miss_is_refused_at_its_first_slow_completion():
+    extractor = AnswerExtractor(mode="regex", pattern="(-|--)+$")  # no letter or digit in it for a probe to run
+    assert extractor.extract("a -- b ---") == "-"  # group 1: the last repetition
+    with pytest.raises(UserError, match=r"answer pattern '\(-\|--\)\+\$' took longer than 1 s on a completion of 61 "):
+        AnswerGrader(extractor).against("1", "-" * 60 + "!")
+
+
+def test_a_linear_pattern_matching_all_through_the_longest_line_is_not_refused():
+    # half a million matches in a line of nearly 1 MiB: the time limit grows with the text, so only backtracking hits it
+    assert AnswerExtractor(mode="regex", pattern=r"\d+").extract("7 " * 500_000 + "8") == "8"
+
+
+def test_the_issues_nested_quantifier_is_answered_not_spun():
+    # (a+)+$ backtracks exponentially in Python's re; the regex package's engine answers it at once
+    assert AnswerExtractor(mode="regex", pattern="(a+)+$").extract("b" + "a" * 40 + "!") is None
+    assert AnswerExtractor(mode="regex", pattern="(a+)+$").extract("b" + "a" * 40) == "a" * 40
+
+
 def test_steps_are_the_lines_before_the_answer():
     assert AnswerExtractor().parse("a\n\n b \n#### 3") == (["a", "b"], "3")
     assert AnswerExtractor(mode="last_number").parse("2+2=4\nso the answer is 4") == (["2+2=4"], "4")

@@ -117,3 +117,49 @@ def test_the_decay_anneals_the_branch(tiny_model_cfg, data, monkeypatch):
 def test_bad_schedule_settings_are_named(changes, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(budgets=(10,), **changes)
+
+
+def _stop_then_resume(model_cfg, cfg, data, asked_after: int | None):
+    """The models yielded at each budget, and the curve, of a run asked to stop after `asked_after` questions
+    (None: never) and resumed from the newest trunk it offered to on_checkpoint, as a preempted cell is."""
+    from scaling.trainer.curve import LossCurve, curve_every
+    from scaling.trainer.train import Resume, Stopped
+
+    yielded, saved, asked = {}, [], [0]
+    curve = LossCurve(curve_every(cfg.budgets[-1]))
+
+    def should_stop() -> bool:
+        asked[0] += 1
+        return asked_after is not None and asked[0] >= asked_after
+
+    def keep(trunk_step, state, budgets_done):  # the state trains on (donated): keep host copies, as a checkpoint does
+        saved.append((trunk_step, jax.tree.map(np.asarray, state), budgets_done, curve.state()))
+
+    try:
+        for budget, _, params in train(model_cfg, cfg, data, on_checkpoint=keep, curve=curve, should_stop=should_stop):
+            yielded[budget] = jax.tree.map(np.asarray, params)
+    except Stopped as stopped:
+        trunk_step, state, done, curve_state = saved[-1]
+        assert stopped.saved_step == trunk_step
+        curve = LossCurve.from_state(curve_state)
+        resume = Resume(trunk_step, jax.tree.map(jax.numpy.asarray, state), done)
+        for budget, _, params in train(model_cfg, cfg, data, resume=resume, on_checkpoint=keep, curve=curve):
+            yielded[budget] = jax.tree.map(np.asarray, params)
+    curve.settle()
+    return yielded, (curve.steps, curve.losses, curve.rates)
+
+
+@pytest.mark.parametrize("schedule", ["wsd", "constant"])
+def test_a_run_stopped_after_any_step_resumes_to_the_same_models(tiny_model_cfg, data, schedule):
+    # budgets 6 and 12 under wsd: trunk 0..9, branches 4..6 and 9..12; stops land on the trunk between and at
+    # checkpoints, in each branch, and between budgets
+    cfg = TrainConfig(budgets=(6, 12), batch_size=8, warmup_steps=2, decay_fraction=0.25, checkpoint_every=4,
+                      schedule=schedule)
+    want_models, want_curve = _stop_then_resume(tiny_model_cfg, cfg, data, None)
+    for asked_after in (1, 3, 4, 5, 7, 8, 10, 13):
+        models, curve = _stop_then_resume(tiny_model_cfg, cfg, data, asked_after)
+        assert curve == want_curve, asked_after
+        assert models.keys() == want_models.keys()
+        for budget in models:
+            for a, b in zip(jax.tree.leaves(models[budget]), jax.tree.leaves(want_models[budget])):
+                np.testing.assert_array_equal(a, b, err_msg=f"stopped after {asked_after}, budget {budget}")

@@ -14,8 +14,11 @@ from typing import ClassVar
 
 from scaling.grid.executors import Executor, ExecutorOptions
 from scaling.grid.folder import RunFolder
+from scaling.grid.preempt import Preempted, stop_on_signals
 from scaling.grid.runner import EventHook, Outcome, work_on_cells, work_on_cells_by_id
 from scaling.grid.spec import Cell, GridSpec
+
+WORKER_EXIT_S = 3.0  # what a worker may take beyond grace_s to end once it stopped (its runtime's teardown)
 
 
 @dataclass(frozen=True)
@@ -53,21 +56,45 @@ class LocalExecutor(Executor):
             process.start()
         by_id = {cell.cell_id: cell for cell in cells}
         outcomes: list[Outcome] = []
-        try:
-            while any(p.is_alive() for p in processes) or not events.empty():
-                try:
-                    kind, cell_id, value = events.get(timeout=0.5)
-                except queues.Empty:
-                    continue
-                on_event(kind, by_id[cell_id], value)
-                if kind == "end":
-                    outcomes.append(value)
-        finally:
-            for process in processes:
-                if process.is_alive():
-                    process.terminate()
-                process.join()
+        # Workers stop within grace_s of a SIGTERM (forwarded by terminate, if the signal reached only this
+        # process); this one waits for them a little longer, and ends at once if even that runs out.
+        wait_s = spec.run.grace_s + WORKER_EXIT_S
+        with stop_on_signals(wait_s + WORKER_EXIT_S, on_abandon=lambda: _kill(processes)) as stop:
+            try:
+                while any(p.is_alive() for p in processes) or not events.empty():
+                    if stop.requested():
+                        _stop(processes, wait_s)
+                        raise Preempted(f"its {workers} worker processes stopped (each named its cell above); "
+                                        f"rerun to resume")
+                    try:
+                        kind, cell_id, value = events.get(timeout=0.5)
+                    except queues.Empty:
+                        continue
+                    on_event(kind, by_id[cell_id], value)
+                    if kind == "end":
+                        outcomes.append(value)
+            finally:
+                _stop(processes, wait_s)
         return outcomes
+
+
+def _stop(processes: list, wait_s: float) -> None:
+    """SIGTERM to the workers still running (each checkpoints its cell and exits), SIGKILL to any still running
+    after wait_s."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + wait_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    _kill(processes)
+
+
+def _kill(processes: list) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def _worker(run_url: str, cell_ids: list[str], retry_failed: bool, events) -> None:

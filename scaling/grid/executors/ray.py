@@ -7,6 +7,9 @@ is never retried here (`retry_exceptions=False`); Ray's `max_retries` is for wor
 on the same node takes over the dead worker's lock at once and resumes the cell from its checkpoints; a
 retry on another node finds that lock fresh until `[run] stale_after_s` has passed and skips the cell,
 which a rerun then resumes. Tasks report only their end: cells' steps are not shown while they run.
+A driver stopped by SIGTERM cancels its tasks; a running one takes that (and a SIGTERM of its own) as a
+stop: it checkpoints its cell at the step it reached and releases its lock (`scaling.grid.preempt`), and the
+driver waits `[run] grace_s` (+ TASK_EXIT_S) for them before it exits.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from scaling.errors import UserError, first_line
 from scaling.grid.executors import Executor, ExecutorOptions
 from scaling.grid.spec import Cell, GridSpec, RaySpec
 from scaling.grid.folder import RunFolder
+from scaling.grid.preempt import Preempted, stop_on_signals
 from scaling.grid.runner import EventHook, Outcome, work_on_cells_by_id
 from scaling.results import CellStatus
+
+TASK_EXIT_S = 5.0  # what a cancelled task may take beyond grace_s to end once its cell stopped
 
 # The share of a GPU's memory JAX may take in a cell holding a fraction of it; JAX's default (75% of
 # the whole GPU, allocated up front) would leave nothing for the other cells sharing that GPU.
@@ -73,15 +79,30 @@ class RayExecutor(Executor):
             on_event: EventHook) -> list[Outcome]:
         import ray
 
-        task = ray.remote(work_on_cells_by_id).options(**_task_options(spec.run.ray))
+        task = ray.remote(_cell_task).options(**_task_options(spec.run.ray))
         running = {task.remote(folder.url, [cell.cell_id], retry_failed): cell for cell in cells}
         outcomes = []
-        while running:
-            ready, _ = ray.wait(list(running), num_returns=1)
-            cell = running.pop(ready[0])
-            outcomes.append(_outcome(ray, ready[0], cell))
-            on_event("end", cell, outcomes[-1])
+        wait_s = spec.run.grace_s + TASK_EXIT_S
+        with stop_on_signals(wait_s + TASK_EXIT_S) as stop:
+            while running:
+                if stop.requested():
+                    for ref in running:
+                        ray.cancel(ref)  # a running task gets a KeyboardInterrupt: its cell stops, checkpointed
+                    ray.wait(list(running), num_returns=len(running), timeout=wait_s)
+                    raise Preempted(f"asked its {len(running)} unfinished Ray tasks to stop (each checkpoints its "
+                                    f"cell); rerun to resume")
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                if ready:
+                    cell = running.pop(ready[0])
+                    outcomes.append(_outcome(ray, ready[0], cell))
+                    on_event("end", cell, outcomes[-1])
         return outcomes
+
+
+def _cell_task(run_url: str, cell_ids: list[str], retry_failed: bool) -> list[Outcome]:
+    """A Ray task: `work_on_cells_by_id`, stopped gracefully by SIGTERM and by `ray.cancel` (which interrupts
+    the task as Ctrl-C would)."""
+    return work_on_cells_by_id(run_url, cell_ids, retry_failed, sigint_stops=True)
 
 
 def _connect(ray, address: str) -> None:

@@ -3,7 +3,10 @@
 Each task calls `work_on_cells_by_id`, so it coordinates with every other runner through the run folder's
 lock files; the run folder and this Python environment must be visible from the compute nodes. A task
 that is preempted or reaches its time limit is requeued (up to `max_num_timeout` times) and resumes its
-cell from the orbax checkpoints in the scratch folder, losing only the steps since the last one. A cell
+cell from the orbax checkpoints in the scratch folder. Tasks are submitted with `--requeue`, and the runner
+takes SLURM's SIGTERM (preemption) and submitit's USR2 (time limit) alike: it checkpoints the cell at the
+step it reached and releases its lock within `[run] grace_s` (`scaling.grid.preempt`), then SLURM requeues
+the preempted task and submitit's own USR2 handler the timed-out one. A cell
 signalled once more than that is recorded as failed ("... timed-out too many times"), its checkpoints
 kept for `scaling run --retry-failed`. Jobs keep running if this process is stopped; a rerun skips the
 cells they hold or finished.
@@ -11,13 +14,12 @@ cells they hold or finished.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
+from types import ModuleType
 from typing import ClassVar
-
-import submitit
-from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError
 
 from scaling.errors import UserError, first_line
 from scaling.grid.executors import Executor, ExecutorOptions
@@ -25,6 +27,28 @@ from scaling.grid.spec import Cell, GridSpec
 from scaling.grid.folder import RunFolder
 from scaling.grid.runner import EventHook, Outcome, scratch_dir, work_on_cells_by_id
 from scaling.results import CellStatus
+
+SUBMITIT_LOG_LEVEL = "SUBMITIT_LOG_LEVEL"  # submitit's own setting; "NOCONFIG" leaves the process's logging alone
+
+
+def _submitit() -> ModuleType:
+    """submitit, imported without letting it configure logging. Its import calls logging.config.dictConfig, which
+    closes every logging handler the process already has; absl's closes its stream with it unless that is the
+    stderr of the moment, so importing this module under a redirected stderr closed the stream absl was given
+    (in the tests, pytest's captured stderr: the run died with "lost sys.stderr"). Its warnings still reach
+    stderr (logging's last resort); its jobs, which do not inherit the setting, log as submitit sets them to; a
+    user's own SUBMITIT_LOG_LEVEL is kept."""
+    if SUBMITIT_LOG_LEVEL in os.environ:
+        return importlib.import_module("submitit")
+    os.environ[SUBMITIT_LOG_LEVEL] = "NOCONFIG"
+    try:
+        return importlib.import_module("submitit")
+    finally:
+        del os.environ[SUBMITIT_LOG_LEVEL]
+
+
+submitit = _submitit()
+from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError  # noqa: E402
 
 CLUSTER_ENV = "SCALING_SUBMITIT_CLUSTER"  # forces submitit's cluster: "local" (subprocesses), "debug" (in-process)
 POLL_S = {"slurm": 10.0}  # seconds between checks of running jobs: sacct is a shared service, so slowly there
@@ -39,9 +63,9 @@ class CellTask(submitit.helpers.Checkpointable):
         return outcome
 
     def checkpoint(self, run_url: str, cell_id: str, retry_failed: bool) -> DelayedSubmission:
-        # Called by submitit's signal handler (SLURM's USR2 before preemption or the time limit). The handler then
-        # exits through SystemExit, which releases the cell's lock and keeps its checkpoints: the requeued
-        # call takes the lock and resumes from them.
+        # Called by submitit's signal handler (SLURM's USR2 before preemption or the time limit), once the runner
+        # has checkpointed the cell where it stood and released its lock (scaling.grid.preempt passes the signal
+        # on): the requeued call takes the lock and resumes from that checkpoint.
         return DelayedSubmission(CellTask(), run_url, cell_id, retry_failed)
 
 
@@ -99,9 +123,11 @@ def make_executor(folder: RunFolder, spec: GridSpec) -> submitit.AutoExecutor:
     executor = submitit.AutoExecutor(folder=scratch_dir(folder) / "submitit", cluster=submitit_cluster(),
                                      slurm_max_num_timeout=slurm.max_num_timeout,
                                      local_max_num_timeout=slurm.max_num_timeout)
+    # --requeue: a preempted task (SIGTERM, then SIGKILL after KillWait) goes back to the queue as itself; its
+    # runner checkpoints the cell within [run] grace_s of the SIGTERM (scaling.grid.preempt).
     parameters = dict(name=f"scaling-{spec.name}", timeout_min=slurm.timeout_min, cpus_per_task=slurm.cpus_per_task,
                       gpus_per_node=slurm.gpus_per_node, mem_gb=slurm.mem_gb,
-                      slurm_array_parallelism=slurm.array_parallelism)
+                      slurm_array_parallelism=slurm.array_parallelism, slurm_additional_parameters={"requeue": True})
     if slurm.partition:
         parameters["slurm_partition"] = slurm.partition
     executor.update_parameters(**parameters)
