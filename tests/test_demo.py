@@ -145,7 +145,8 @@ MOMENTS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", MOMENTS)
 def test_sigterm_leaves_no_demo_staging(tmp_path, moment):
-    """What `timeout`, SLURM and Kubernetes send: the demo unwinds as on Ctrl-C, its staging folder removed."""
+    """What `timeout`, SLURM and Kubernetes send: the demo stops in one line, status 143, its staging folder
+    removed (unwound as on Ctrl-C; while a cell trains, the run's own stop between steps comes first)."""
     out = tmp_path / "demo"
     reached = lambda _: any(MOMENTS[moment](staging) for staging in tmp_path.glob(".demo.*.tmp"))  # noqa: E731
     ended = signalled([sys.executable, "-c", SMALL_DEMO_COMMAND, str(out)], tmp_path, reached)
