@@ -384,9 +384,10 @@ def one_line(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors and UserErrors become one line on stderr and exit status 2, a full disk one line
     and exit status 1; SIGTERM and SIGHUP unwind the command as Ctrl-C does (its staging folders and temporaries
-    removed), then say so in one line."""
+    removed), then say so in one line. Called as the program (no argv), it leaves them ignored on return: the
+    work is done, and the interpreter's exit is not to be cut short."""
     try:
-        with unwinding_on_termination():
+        with unwinding_on_termination(ignore_after=argv is None):
             cli.main(args=argv, prog_name="scaling", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as shown:  # `scaling` alone prints help: not an error
         click.echo(shown.ctx.get_help() if shown.ctx else "", err=False)

@@ -161,7 +161,9 @@ def _run_into(cfg: DemoConfig, folder: Path, say) -> None:
     cells = expand(spec)
     say(f"Training {len(cells)} cells ({' × '.join(f'{len(v)} {k}' for k, v in grid_axes(spec).items() if len(v) > 1)}), "
         f"budgets {list(cfg.budgets)}, on {provenance(spec.text)['device']}")
-    report = run_spec(spec, folder, LocalExecutor(workers=1), console=Console(stderr=True, soft_wrap=True), say=say)
+    # Not resumable: a stopped demo's staging folder is thrown away, so a signal ends it at once, not at a checkpoint.
+    report = run_spec(spec, folder, LocalExecutor(workers=1, resumable=False), console=Console(stderr=True, soft_wrap=True),
+                      say=say)
     if report.failed:
         raise RuntimeError(f"demo cell {report.failed[0].cell_id} {report.failed[0].status}")
     (folder / MARKER).write_text(cfg.to_toml())

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -59,13 +60,31 @@ def raise_terminated(signum: int, frame: FrameType | None) -> None:
     done; commands import their heavy modules lazily, so a signal often lands in one.
     """
     if _importing(frame):
-        retry = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
-        retry.daemon = True
-        retry.start()
+        _send_again(signum)
         return
     for other in TERMINATING:
         signal.signal(other, signal.SIG_IGN)
     raise Terminated(signum)
+
+
+def _send_again(signum: int) -> None:
+    """Send signum to this process again in RETRY_S seconds, from a timer thread."""
+    retry = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+    retry.daemon = True
+    retry.start()
+
+
+def _revive_swallowed(unraisable, previous_hook: Callable) -> None:
+    """A `sys.unraisablehook`: a Terminated raised where Python cannot propagate it (the handler ran inside a
+    `__del__` or a weakref callback of the garbage collector, whose exceptions are printed and dropped) would
+    lose the signal, and the command would run on to the end. The handler is put back and the signal sent
+    again, to land in ordinary code; anything else goes to the hook before."""
+    if isinstance(unraisable.exc_value, Terminated):
+        signum = unraisable.exc_value.signum
+        signal.signal(signum, raise_terminated)
+        _send_again(signum)
+        return
+    previous_hook(unraisable)
 
 
 def _importing(frame: FrameType | None) -> bool:
@@ -78,24 +97,29 @@ def _importing(frame: FrameType | None) -> bool:
 
 
 @contextlib.contextmanager
-def handling(signum: int, handler: Handler) -> Iterator[None]:
-    """handler in place for signum during the block; the previous handler is restored after (the default
-    action where the previous one was not set from Python and cannot be named)."""
+def handling(signum: int, handler: Handler, after: Handler = None) -> Iterator[None]:
+    """handler in place for signum during the block; after it, `after` if given, else the previous handler (the
+    default action where the previous one was not set from Python and cannot be named)."""
     previous = signal.signal(signum, handler)
     try:
         yield
     finally:
-        signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        signal.signal(signum, after if after is not None else signal.SIG_DFL if previous is None else previous)
 
 
 @contextlib.contextmanager
-def unwinding_on_termination() -> Iterator[None]:
+def unwinding_on_termination(ignore_after: bool = False) -> Iterator[None]:
     """SIGTERM and SIGHUP raise Terminated during the block (each one not ignored at the start); the previous
-    handlers are restored after. Outside the main thread it does nothing: only the main thread can set
-    handlers, and Python runs them there."""
+    handlers are restored after, or, with `ignore_after` (the block is the whole program, whose work is done
+    when it ends), the signals are ignored: one arriving while the interpreter exits would otherwise kill it
+    by the default action, and its status would say it was cut short. Outside the main thread it does
+    nothing: only the main thread can set handlers, and Python runs them there."""
     with contextlib.ExitStack() as stack:
         if threading.current_thread() is threading.main_thread():
             for signum in TERMINATING:
                 if signal.getsignal(signum) is not signal.SIG_IGN:
-                    stack.enter_context(handling(signum, raise_terminated))
+                    stack.enter_context(handling(signum, raise_terminated, signal.SIG_IGN if ignore_after else None))
+            previous_hook = sys.unraisablehook
+            sys.unraisablehook = lambda unraisable: _revive_swallowed(unraisable, previous_hook)
+            stack.callback(setattr, sys, "unraisablehook", previous_hook)
         yield

@@ -146,10 +146,11 @@ MOMENTS = {
 @pytest.mark.parametrize("moment", MOMENTS)
 def test_sigterm_leaves_no_demo_staging(tmp_path, moment):
     """What `timeout`, SLURM and Kubernetes send: the demo stops in one line, status 143, its staging folder
-    removed (unwound as on Ctrl-C; while a cell trains, the run's own stop between steps comes first)."""
+    removed, unwound as on Ctrl-C: its cells do not stop at a checkpoint, since a stopped demo is not resumed."""
     out = tmp_path / "demo"
     reached = lambda _: any(MOMENTS[moment](staging) for staging in tmp_path.glob(".demo.*.tmp"))  # noqa: E731
     ended = signalled([sys.executable, "-c", SMALL_DEMO_COMMAND, str(out)], tmp_path, reached)
     assert ended.signalled, f"the demo ended before {moment}: {ended}"
     assert_terminated_in_one_line(ended)
+    assert "scaling: terminated (SIGTERM)" in ended.err.splitlines() and "rerun" not in ended.err, ended.err
     assert list(tmp_path.iterdir()) == []

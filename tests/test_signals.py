@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,20 @@ def test_a_handler_put_in_place_for_a_block_gives_the_previous_one_back():
         with pytest.raises(Terminated):
             signal.raise_signal(signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+class SignalsWhenCollected:
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)  # the handler runs here, where Python prints exceptions and drops them
+
+
+def test_a_termination_inside_a_finalizer_is_not_lost():
+    """Seen: a demo signalled while the garbage collector ran a weakref callback printed "Exception ignored",
+    went on, and finished with status 0."""
+    with unwinding_on_termination():
+        with pytest.raises(Terminated):
+            SignalsWhenCollected()  # collected at once
+            time.sleep(10)  # the signal, sent again, ends this
 
 
 # A module that is signalled while it is being imported, then finishes.

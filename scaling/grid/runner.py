@@ -24,7 +24,7 @@ import socket
 import sys
 import tempfile
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -347,12 +347,16 @@ def failed_result(cell: Cell, reason: str) -> CellResult:
 
 
 def work_on_cells(folder: RunFolder, spec: GridSpec, cells: Sequence[Cell], retry_failed: bool = False,
-                  on_event: EventHook | None = None, sigint_stops: bool = False) -> list[Outcome]:
+                  on_event: EventHook | None = None, sigint_stops: bool = False, resumable: bool = True) -> list[Outcome]:
     """`work_on_cell` for each cell in turn, each one's "end" told to on_event too; SIGTERM (and SIGINT, if
-    `sigint_stops`) stops them (see `scaling.grid.preempt`)."""
+    `sigint_stops`) stops them (see `scaling.grid.preempt`). A run that is not `resumable` (its folder is
+    thrown away when it stops: the demo's staging) has nothing to checkpoint for: signals keep the handlers
+    they had, which unwind at once."""
     notify = on_event or _unheard
     outcomes = []
-    with stop_on_signals(spec.run.grace_s, sigint_stops=sigint_stops) as stop:
+    stops = stop_on_signals(spec.run.grace_s, sigint_stops=sigint_stops) if resumable else nullcontext(
+        StopRequest(spec.run.grace_s))
+    with stops as stop:
         for index, cell in enumerate(cells):
             if stop.requested():
                 left = len(cells) - index

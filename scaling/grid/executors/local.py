@@ -26,6 +26,7 @@ class LocalExecutor(Executor):
     """Every cell in this process, or (workers > 1) in that many processes, each starting at its own offset."""
 
     workers: int = 1  # processes working on cells (1: this one)
+    resumable: bool = True  # a stopped run is rerun from its folder; False: the folder is thrown away (see work_on_cells)
 
     name: ClassVar[str] = "local"
     takes: ClassVar[frozenset[str]] = frozenset({"workers"})
@@ -41,7 +42,7 @@ class LocalExecutor(Executor):
     def run(self, folder: RunFolder, spec: GridSpec, cells: list[Cell], retry_failed: bool,
             on_event: EventHook) -> list[Outcome]:
         if self.workers == 1 or len(cells) <= 1:
-            return work_on_cells(folder, spec, cells, retry_failed, on_event)
+            return work_on_cells(folder, spec, cells, retry_failed, on_event, resumable=self.resumable)
         workers = min(self.workers, len(cells))
         # spawn, not fork: a forked JAX runtime deadlocks.
         context = multiprocessing.get_context("spawn")
