@@ -18,13 +18,12 @@ import click
 
 from scaling.errors import DiskFull, UserError
 from scaling.fit import METHODS
-from scaling.grid.spec import EXECUTORS
+from scaling.grid.spec import EXECUTORS, MAX_WORKERS
 from scaling.interrupts import Terminated, unwinding_on_termination
 from scaling.tasks.jsonl import MODES as ANSWER_MODES
 from scaling.tasks.quality import COT_STYLES
 
 MAX_SAMPLE = 100_000  # examples per `scaling data sample`: about 20 s on one core, the rest is a Python loop
-MAX_WORKERS = 1024  # `run --workers`: processes on one machine, more than any machine's cores
 MAX_EVERY = 86_400  # `status --every`, seconds: a day; time.sleep overflows the platform's time_t not far beyond 2**63
 MAX_DRAWS = 10**6  # `fit --warmup/--samples` per chain (and 1024 `--chains`): every draw is kept in memory
 

@@ -42,6 +42,9 @@ MAX_TOKENS = 10**14  # pretraining tokens: more than the largest corpora any mod
 MAX_EXAMPLES = 10**7  # unique SFT examples of a cell: each is drawn and held in memory (about a kilobyte)
 MAX_EVALUATED = 10**5  # evaluation problems per family: every cell decodes each at every budget
 MAX_COUNT = 2**31 - 1  # Ray and SLURM counts (CPUs, GB, minutes, retries): 32-bit fields there
+MAX_WORKERS = 1024  # local worker processes: more than any one machine's cores
+MAX_WAIT_S = 86_400  # [run] seconds (heartbeat, staleness, grace): a day; the timers of lock and grace threads
+# overflow the platform's time_t near 1e11 s, in a thread, as a traceback instead of a refusal
 
 
 def _check_bounds(section: str, config, bounds: dict[str, int]) -> None:
@@ -339,6 +342,8 @@ class RunSpec:
             raise ValueError(f"[run] executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.workers < 1:
             raise ValueError(f"[run] workers must be >= 1, got {self.workers}")
+        _check_bounds("run", self, {"workers": MAX_WORKERS, "heartbeat_s": MAX_WAIT_S, "stale_after_s": MAX_WAIT_S,
+                                    "grace_s": MAX_WAIT_S})
         if not 0 < self.heartbeat_s < self.stale_after_s:
             raise ValueError(f"[run] need 0 < heartbeat_s < stale_after_s, got {self.heartbeat_s} and {self.stale_after_s}")
         if not 0 < self.grace_s < math.inf:

@@ -165,7 +165,8 @@ def _numeric_keys():
     from scaling.grid import spec as grid_spec
 
     sections = {"axes": grid_spec.AxesSpec, "data": grid_spec.DataSpec, "train": grid_spec.TrainSpec,
-                "eval": grid_spec.EvalSpec, "run.ray": grid_spec.RaySpec, "run.slurm": grid_spec.SlurmSpec,
+                "eval": grid_spec.EvalSpec, "run": grid_spec.RunSpec, "run.ray": grid_spec.RaySpec,
+                "run.slurm": grid_spec.SlurmSpec,
                 "design": grid_spec.DesignSpec}
     for section, cls in sections.items():
         hints = typing.get_type_hints(cls)
@@ -205,3 +206,11 @@ def test_an_impossible_size_is_refused_with_its_bound(key, value, bound):
     lines.insert(lines.index(section) + 1, f"{name} = {value}")
     with pytest.raises(UserError, match=f"{key.replace('[', '.').replace(']', '.')} must be at most {bound}, got"):
         parse_spec("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("key, value", [("workers", "1000000"), ("stale_after_s", "1e12"), ("grace_s", "1e12")])
+def test_a_run_setting_beyond_what_its_timers_hold_is_refused(key, value):
+    """A grace or staleness of 1e12 s was accepted, then overflowed the platform's time_t in the lock's or the
+    grace period's timer thread: a traceback there, not a refusal here."""
+    with pytest.raises(UserError, match=rf"\[run\] {key} must be at most"):
+        parse_spec(MINIMAL + f"[run]\n{key} = {value}\n")
