@@ -175,6 +175,24 @@ def test_full_disk_stops_the_runner_with_one_line_when_not_even_a_cell_file_fits
         assert set(disk.listing()) - set(before) <= {"run/locks"}  # an empty folder at most
 
 
+def test_full_disk_stops_the_workers_with_one_line(tmp_path, capsys):
+    """With --workers, each worker meets the full disk in its own process: it printed multiprocessing's traceback
+    and the run ended with status 0, its cells not run; the parent now says it in the one line and stops them."""
+    spec_file = tmp_path / "grid.toml"
+    spec_file.write_text(tiny_grid("t", seeds=(0, 1), pretrain_tokens=(0,), budgets=(16,)))
+    with full_disk(tmp_path / "disk") as disk:
+        disk.need_real("the workers are other processes, which the fallback's injected fsync failure does not reach")
+        run = disk.path / "run"
+        open_run(load_spec(spec_file), run)
+        before = disk.listing()
+        disk.fill(leave=0)
+        capsys.readouterr()
+        assert main(["run", str(spec_file), "--out", str(run), "--workers", "2"]) == 1
+        line = one_error_line(capsys.readouterr().err)
+        assert line.startswith(f"{FULL}{run}/locks/") and line.endswith("(nothing was written there); free space and rerun")
+        assert set(disk.listing()) - set(before) <= {"run/locks"}
+
+
 def test_full_disk_stops_the_demo_with_one_line_and_leaves_nothing(tmp_path, capsys):
     with full_disk(tmp_path / "disk") as disk:
         disk.fill(leave=0)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+from scaling.errors import DiskFull, UserError
 from scaling.grid.executors import Executor, ExecutorOptions
 from scaling.grid.folder import RunFolder
 from scaling.grid.preempt import Preempted, stop_on_signals
@@ -71,6 +72,8 @@ class LocalExecutor(Executor):
                         kind, cell_id, value = events.get(timeout=0.5)
                     except queues.Empty:
                         continue
+                    if kind == "stopped":  # a worker met what stops a runner: the others would meet it too
+                        raise value
                     on_event(kind, by_id[cell_id], value)
                     if kind == "end":
                         outcomes.append(value)
@@ -109,7 +112,10 @@ def _worker(run_url: str, cell_ids: list[str], retry_failed: bool, events) -> No
             last_step[0] = time.monotonic()
         events.put((kind, cell.cell_id, value))
 
-    work_on_cells_by_id(run_url, cell_ids, retry_failed, forward)
+    try:
+        work_on_cells_by_id(run_url, cell_ids, retry_failed, forward)
+    except (UserError, DiskFull) as error:  # told to the parent, which says it in one line as a runner in-process would
+        events.put(("stopped", "", error))
 
 
 EXECUTOR = LocalExecutor
