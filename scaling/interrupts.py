@@ -29,6 +29,11 @@ from types import FrameType
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)  # signals that end a process unless handled
 RETRY_S = 0.05  # a signal that came during an import is sent again after this many seconds
 
+# Set once a termination is being unwound in this process: from then on, finalizers of objects it cut short in
+# their construction (an HDF5 file half opened, say) fail as Python collects them, with tracebacks of a half-made
+# object that tell the user nothing; `_revive_swallowed` drops them.
+_UNWINDING = threading.Event()
+
 Handler = Callable[[int, FrameType | None], object] | int | None  # what signal.signal takes and returns
 
 
@@ -64,6 +69,7 @@ def raise_terminated(signum: int, frame: FrameType | None) -> None:
         return
     for other in TERMINATING:
         signal.signal(other, signal.SIG_IGN)
+    _UNWINDING.set()
     raise Terminated(signum)
 
 
@@ -78,13 +84,15 @@ def _revive_swallowed(unraisable, previous_hook: Callable) -> None:
     """A `sys.unraisablehook`: a Terminated raised where Python cannot propagate it (the handler ran inside a
     `__del__` or a weakref callback of the garbage collector, whose exceptions are printed and dropped) would
     lose the signal, and the command would run on to the end. The handler is put back and the signal sent
-    again, to land in ordinary code; anything else goes to the hook before."""
+    again, to land in ordinary code. Once a termination is unwinding, a finalizer's failure is dropped (see
+    _UNWINDING); anything else goes to the hook before."""
     if isinstance(unraisable.exc_value, Terminated):
         signum = unraisable.exc_value.signum
         signal.signal(signum, raise_terminated)
         _send_again(signum)
         return
-    previous_hook(unraisable)
+    if not _UNWINDING.is_set():
+        previous_hook(unraisable)
 
 
 def _importing(frame: FrameType | None) -> bool:
@@ -112,8 +120,9 @@ def unwinding_on_termination(ignore_after: bool = False) -> Iterator[None]:
     """SIGTERM and SIGHUP raise Terminated during the block (each one not ignored at the start); the previous
     handlers are restored after, or, with `ignore_after` (the block is the whole program, whose work is done
     when it ends), the signals are ignored: one arriving while the interpreter exits would otherwise kill it
-    by the default action, and its status would say it was cut short. Outside the main thread it does
-    nothing: only the main thread can set handlers, and Python runs them there."""
+    by the default action, and its status would say it was cut short; the unraisable hook then stays too, for
+    the finalizers Python runs as it exits. Outside the main thread it does nothing: only the main thread can
+    set handlers, and Python runs them there."""
     with contextlib.ExitStack() as stack:
         if threading.current_thread() is threading.main_thread():
             for signum in TERMINATING:
@@ -121,5 +130,7 @@ def unwinding_on_termination(ignore_after: bool = False) -> Iterator[None]:
                     stack.enter_context(handling(signum, raise_terminated, signal.SIG_IGN if ignore_after else None))
             previous_hook = sys.unraisablehook
             sys.unraisablehook = lambda unraisable: _revive_swallowed(unraisable, previous_hook)
-            stack.callback(setattr, sys, "unraisablehook", previous_hook)
+            if not ignore_after:
+                stack.callback(_UNWINDING.clear)
+                stack.callback(setattr, sys, "unraisablehook", previous_hook)
         yield

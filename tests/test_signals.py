@@ -212,6 +212,34 @@ def test_a_termination_inside_a_finalizer_is_not_lost():
             time.sleep(10)  # the signal, sent again, ends this
 
 
+# A program whose termination cuts an object short in its construction; its finalizer then fails on the half-made
+# object (seen: h5netcdf's File, signalled as `scaling figures` opened a results file).
+HALF_MADE = """
+import signal, sys
+from scaling.interrupts import Terminated, unwinding_on_termination
+
+class HalfMade:
+    def __init__(self):
+        signal.raise_signal(signal.SIGTERM)
+        self.closed = False
+
+    def __del__(self):
+        self.closed
+
+try:
+    with unwinding_on_termination(ignore_after=True):
+        made = HalfMade()
+except Terminated as terminated:
+    print("terminated", file=sys.stderr)
+    sys.exit(terminated.exit_status)
+"""
+
+
+def test_a_finalizer_failing_on_what_a_termination_cut_short_prints_no_traceback():
+    ended = subprocess.run([sys.executable, "-c", HALF_MADE], capture_output=True, text=True, timeout=60)
+    assert ended.returncode == 143 and ended.stderr == "terminated\n", ended
+
+
 # A module that is signalled while it is being imported, then finishes.
 SIGNALLED_MODULE = """
 import signal
