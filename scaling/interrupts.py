@@ -121,16 +121,33 @@ def unwinding_on_termination(ignore_after: bool = False) -> Iterator[None]:
     handlers are restored after, or, with `ignore_after` (the block is the whole program, whose work is done
     when it ends), the signals are ignored: one arriving while the interpreter exits would otherwise kill it
     by the default action, and its status would say it was cut short; the unraisable hook then stays too, for
-    the finalizers Python runs as it exits. Outside the main thread it does nothing: only the main thread can
-    set handlers, and Python runs them there."""
-    with contextlib.ExitStack() as stack:
-        if threading.current_thread() is threading.main_thread():
-            for signum in TERMINATING:
-                if signal.getsignal(signum) is not signal.SIG_IGN:
-                    stack.enter_context(handling(signum, raise_terminated, signal.SIG_IGN if ignore_after else None))
-            previous_hook = sys.unraisablehook
-            sys.unraisablehook = lambda unraisable: _revive_swallowed(unraisable, previous_hook)
-            if not ignore_after:
-                stack.callback(_UNWINDING.clear)
-                stack.callback(setattr, sys, "unraisablehook", previous_hook)
+    the finalizers Python runs as it exits. It stays as well when a Terminated leaves the block: the process
+    is on its way out, and the objects the signal cut short are collected after the block (at the next
+    collection of a reference cycle, or as the interpreter exits), their finalizers' failures still to be
+    dropped. Outside the main thread it does nothing: only the main thread can set handlers, and Python runs
+    them there."""
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    with contextlib.ExitStack() as stack:
+        for signum in TERMINATING:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                stack.enter_context(handling(signum, raise_terminated, signal.SIG_IGN if ignore_after else None))
+        previous_hook = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: _revive_swallowed(unraisable, previous_hook)
+        try:
+            yield
+        except Terminated:
+            raise  # the hook stays, and _UNWINDING set
+        except BaseException:
+            _restore(previous_hook, ignore_after)
+            raise
+        _restore(previous_hook, ignore_after)
+
+
+def _restore(previous_hook: Callable, ignore_after: bool) -> None:
+    """After a block no termination left: the unraisable hook before back (unless the block was the program),
+    and a termination caught inside it over."""
+    if not ignore_after:
+        _UNWINDING.clear()
+        sys.unraisablehook = previous_hook
