@@ -15,7 +15,7 @@ import xarray as xr
 
 from scaling.errors import UserError
 from scaling.user_files import regular_file
-from scaling.schema import LEGACY_AXES
+from scaling.schema import ARM_DIMS, LEGACY_AXES, PHASE
 
 ENGINE = "h5netcdf"
 # What can become of a cell: trained to its last budget; failed (recorded in its file); not computed by this
@@ -84,7 +84,11 @@ def results_table(results: xr.Dataset, split: str) -> pd.DataFrame:
     """
     if split not in splits_of(results):
         raise UserError(f"the results have no split {split!r}; they have {', '.join(splits_of(results))}")
-    one = results.sel(split=split).drop_vars("split")
+    # The arms after SFT and compute by phase have dims of their own (schema.ARM_DIMS, PHASE): tables of them are
+    # the arms' (arm_grades.parquet), never rows of this one.
+    own = [name for name, var in results.data_vars.items() if set(var.dims) & {*ARM_DIMS, PHASE}]
+    one = results.drop_vars(own).drop_dims([d for d in (*ARM_DIMS, PHASE) if d in results.dims])
+    one = one.sel(split=split).drop_vars("split")
     metrics = [name for name, var in one.data_vars.items() if "step" in var.dims]
     table = one[metrics].to_dataframe().reset_index()
     # Training curves (over train_step) are not per budget: a figure reads them from the dataset itself.

@@ -19,3 +19,14 @@ GRADE_COLUMNS = ("family", "phrasing", "difficulty", "distance", "key", "chance"
 # at each ood_length level, the reachable sum3, word keyed by its arithmetic, rule variants, two-hop compositions,
 # held-out families by default. Part of every cell id; files carry it.
 DATA_VERSION = 3
+# The comparison arms a cell may run after SFT (issue 35): RL with verifiable rewards (GRPO), rejection-sampling
+# fine-tuning. Their results sit beside SFT's in a cell file and the hypercube, over their own dims.
+ARMS = ("rl", "rft")
+ARM_DIMS = ("arm", "sft_step", "arm_step")  # the arm, the SFT budget it starts from, the arm's own steps
+PHASE = "phase"  # the dim of compute by phase; its values are scaling.trainer.flops.PHASES
+ARM_PREFIX = "arm_"  # arm_<metric>: each of METRICS over (*ARM_DIMS, split)
+ARM_FLOPS = "arm_flops"  # over (*ARM_DIMS, phase): cumulative training FLOPs by phase of the model graded
+FLOPS_BY_PHASE = "flops_by_phase"  # over (step, phase): the same for each SFT budget's model, in every cell
+RL_REWARD = "rl_reward"  # over (sft_step, arm_step): RL's mean training reward up to that step
+ARM_VARIABLES = (*(ARM_PREFIX + m for m in METRICS), ARM_FLOPS, FLOPS_BY_PHASE, RL_REWARD)
+FLOPS_COLUMN = "flops"  # both grades tables: total training FLOPs (all phases) of the model graded

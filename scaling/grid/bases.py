@@ -97,6 +97,11 @@ class Base(ABC):
         """The parameters SFT starts from (None: a random initialization, drawn by the cell's seed); `cache`
         keeps what is costly to make again (None: keep nothing)."""
 
+    def pretraining_flops(self, pretrain_tokens: int, pretraining: Pretraining) -> float:
+        """Training FLOPs spent here making its initial parameters (scaling.trainer.flops' `pretraining` phase): none
+        for a random init, nor for a checkpoint, whose own pretraining this grid did not spend."""
+        return 0.0
+
     @abstractmethod
     def measured(self, pretrain_tokens: int, pretraining: Pretraining, cache: Path | None, measure: Measure) -> dict:
         """Its capability before SFT (schema.BASE_MEASURES): read from `cache` where it was kept, else `measure()`."""
@@ -187,6 +192,15 @@ class PresetBase(Base):
             return params
         params, _ = restore_checkpoint(folder, latest_checkpoint(folder), like)
         return params
+
+    def pretraining_flops(self, pretrain_tokens: int, pretraining: Pretraining) -> float:
+        """The optimizer steps `scaling.trainer.pretrain.pretrain` takes over `pretrain_tokens`, each a batch of full
+        rows of its context."""
+        from scaling.trainer.flops import training_flops
+
+        p = pretraining
+        steps = pretrain_tokens // (p.batch_size * p.context)
+        return steps * training_flops(preset(self.name, CHARACTERS.vocab_size, p.context), p.batch_size, p.context)
 
     def measured(self, pretrain_tokens: int, pretraining: Pretraining, cache: Path | None, measure: Measure) -> dict:
         """A pretrained base's measures are kept beside it; a random init is the cell's own, measured each time."""

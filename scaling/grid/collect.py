@@ -13,15 +13,16 @@ from scaling.grid.spec import Cell, expand, grid_axes
 from scaling.grid.locks import is_stale, read_owner
 from scaling.provenance import provenance
 from scaling.grid.folder import RunFolder
-from scaling.grid.runner import (RESULTS_FILE, cell_file, checkpoints_dir, finished_status, grades_file, lock_file,
-                                 progress_file, read_run_spec)
+from scaling.grid.runner import (RESULTS_FILE, arm_grades_file, cell_file, checkpoints_dir, finished_status,
+                                 grades_file, lock_file, progress_file, read_run_spec)
 from scaling.grid.watch import CellProgress
 from scaling.grid.store import hypercube, read_folder_cell, read_grades, write_dataset, write_grades
 from scaling.errors import UserError
-from scaling.schema import AXES, GRADE_COLUMNS
+from scaling.schema import ARM_DIMS, AXES, FLOPS_COLUMN, GRADE_COLUMNS
 
 RESULTS = RESULTS_FILE
 GRADES = "grades.parquet"  # every graded example of every finished cell, with the cell's axes
+ARM_GRADES = "arm_grades.parquet"  # every example the arms after SFT graded ([rl], [rft]), with the cell's axes
 FAMILIES = "families.parquet"  # the per-family metrics, aggregated from GRADES: what laws fit per family
 STATES = ("done", "running", "failed", "pending", "corrupt")
 
@@ -121,19 +122,20 @@ def _milestones(states: list[CellState]) -> tuple:
     return tuple((s.cell.cell_id, s.state, s.progress and (s.progress.budget, s.progress.phase)) for s in states)
 
 
-def _grades(folder: RunFolder, spec, cells: list[Cell]) -> pd.DataFrame:
-    """Every finished cell's grades, led by its id, its axes, the split it is a positive control for ("": none) and
-    whether each family is in its training pool."""
+def _grades(folder: RunFolder, spec, cells: list[Cell], file=grades_file, steps: tuple[str, ...] = ("step",)) -> pd.DataFrame:
+    """Every finished cell's grades (`file` names a cell's table: its SFT grades, or its arms'), led by its id, its
+    axes, the split it is a positive control for ("": none) and whether each family is in its training pool; the
+    training FLOPs of the model graded last (NaN for cells graded before compute was counted)."""
     tables = []
     for cell in cells:
-        if not folder.exists(grades_file(cell.cell_id)):  # a cell that failed before grading anything
+        if not folder.exists(file(cell.cell_id)):  # a cell that failed before grading anything
             continue
-        table = read_grades(folder, grades_file(cell.cell_id))
+        table = read_grades(folder, file(cell.cell_id))
         trained = set(spec.source.control_trained(cell.control) if cell.control else spec.data.trained[:cell.diversity])
         tables.append(table.assign(cell_id=cell.cell_id, **cell.axes, control=cell.control,
                                    trained=table["family"].isin(trained)))
-    columns = ["cell_id", *AXES, "control", "step", "split", "trained", *GRADE_COLUMNS]
-    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+    columns = ["cell_id", *AXES, "control", *steps, "split", "trained", *GRADE_COLUMNS, FLOPS_COLUMN]
+    return pd.concat(tables, ignore_index=True).reindex(columns=columns) if tables else pd.DataFrame(columns=columns)
 
 
 # Each per-family metric and the grade column it averages.
@@ -184,8 +186,12 @@ def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
     if not datasets:
         raise UserError(f"{folder.url} has no finished cells to collect yet")
     cube = hypercube(datasets, grid_axes(spec), provenance(spec.text))
-    grades = _grades(folder, spec, [c for c in cells if folder.exists(cell_file(c.cell_id))])
+    finished = [c for c in cells if folder.exists(cell_file(c.cell_id))]
+    grades = _grades(folder, spec, finished)
     write_grades(folder, GRADES, grades)
+    if spec.arms:
+        arm_steps = (*ARM_DIMS[:2], "step")  # the arm, its SFT budget, and its own step
+        write_grades(folder, ARM_GRADES, _grades(folder, spec, finished, arm_grades_file, arm_steps))
     write_grades(folder, FAMILIES, with_cell_measures(family_metrics(grades), cube))
     write_dataset(folder, RESULTS, cube)
     return cube, [_cell_state(folder, c, spec.run.stale_after_s) for c in cells]

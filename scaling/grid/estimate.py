@@ -25,6 +25,7 @@ from scaling.grid.plan import cell_data
 from scaling.power import Design, estimate_spreads, format_power, power_table, read_grades
 from scaling.tasks.tokenizer import Tokenizer
 from scaling.trainer.config import ModelConfig
+from scaling.trainer.flops import PHASES, forward_flops_per_token, sampling_flops, training_flops
 from scaling.trainer.probe import ROW, measured_tokens
 
 SAMPLE = 512  # examples drawn to estimate a cell's sequence length
@@ -40,6 +41,7 @@ class CellEstimate:
     seconds: float  # estimated wall time on this machine
     peak_bytes: int  # estimated peak memory of its largest step, SFT's, pretraining's or evaluation's (`peak_bytes`)
     count: int = 1  # cells it stands for: those differing from it only in quality and seed cost the same
+    flops_by_phase: tuple[float, ...] = ()  # the training FLOPs of each of scaling.trainer.flops.PHASES, arms included
 
 
 def estimate_cells(spec: GridSpec, shapes: list[tuple[Cell, int]]) -> list[CellEstimate]:
@@ -68,15 +70,40 @@ def estimate_cells(spec: GridSpec, shapes: list[tuple[Cell, int]]) -> list[CellE
         evaluation = cfg.train_flops_per_token(length) / 3 * length * evaluated * len(spec.train.budgets)
         # Measuring the base (held-out corpus loss and the probe) runs forward once over their tokens.
         measuring = cfg.train_flops_per_token(ROW) / 3 * measured_of(cell.base)
-        flops = steps * per_step + pretrain + evaluation + measuring
+        by_phase = dict.fromkeys(PHASES, 0.0) | {"pretraining": cell.base.pretraining_flops(
+            cell.pretrain_tokens, spec.train.pretraining), "sft": steps * per_step}
+        if not cell.control:  # controls run no arms (plan.cell_plan)
+            for phase, spent in arm_flops(spec, cfg, length, spec.data.examples_at(cell.diversity)).items():
+                by_phase[phase] += spent
+        arm_evaluations = sum(len(a.from_budgets) * sum(b > 0 for b in a.budgets) for a in spec.arms.values())
+        evaluation *= 1 + arm_evaluations / len(spec.train.budgets) * (not cell.control)
+        flops = sum(by_phase.values()) - by_phase["pretraining"] + pretrain + evaluation + measuring
         step = cell.base.step_time(cfg, row, longest[cell.size], spec.train.batch_size)
         peak = peak_bytes(cfg, spec.train.batch_size, row, eval_batch, length)
         if cell.pretrain_tokens:  # pretraining's rows may make the larger step
             p = spec.train.pretraining
             peak = max(peak, peak_bytes(cell.base.model_config(p.context), p.batch_size, p.context, 1, 1))
         estimates.append(CellEstimate(cell, cfg.non_embedding_params, flops, step.fixed + flops * step.per_flop, peak,
-                                      count))
+                                      count, tuple(by_phase.values())))
     return estimates
+
+
+def arm_flops(spec: GridSpec, cfg: ModelConfig, length: int, pool: int) -> dict[str, float]:
+    """The arms' training FLOPs in one cell, by phase, from every SFT budget they start from: each sampled row
+    filling the cell's row `length` (prompt and completion), each update a train step over those rows. An upper
+    bound where completions stop early."""
+    spent = {}
+    if (rl := spec.rl) is not None:
+        rows, steps = rl.prompts_per_step * rl.group_size, rl.budgets[-1] * len(rl.from_budgets)
+        # The policy's and, with a KL penalty, the SFT model's log-probabilities of the samples: a forward each.
+        scoring = (1 + (rl.kl_coef > 0)) * forward_flops_per_token(cfg, length) * rows * length
+        spent["rl_sampling"] = steps * sampling_flops(cfg, rows, length, 0, length)
+        spent["rl_update"] = steps * (rl.updates_per_step * training_flops(cfg, rows, length) + scoring)
+    if (rft := spec.rft) is not None:
+        rows = (rft.prompts or pool) * rft.samples
+        spent["rft_sampling"] = len(rft.from_budgets) * sampling_flops(cfg, rows, length, 0, length)
+        spent["rft_update"] = len(rft.from_budgets) * rft.budgets[-1] * training_flops(cfg, rft.batch_size, length)
+    return spent
 
 
 def peak_bytes(cfg: ModelConfig, batch: int, row: int, eval_batch: int, eval_length: int) -> int:
@@ -128,6 +155,11 @@ def describe_grid(spec: GridSpec, say: Callable[[str], None]) -> list[CellEstima
     total = sum(e.seconds * e.count for e in estimates)
     say(f"{cells:,} cells, {sum(e.flops * e.count for e in estimates):.2e} FLOPs, about {_duration(total)} "
         f"in one process on this machine (dry run: nothing written)")
+    if spec.arms:  # the compute axis SFT and the arms share; a grid without arms prints what it always did
+        by_phase = [sum(e.flops_by_phase[i] * e.count for e in estimates) for i in range(len(PHASES))]
+        per_flop = total / max(sum(e.flops * e.count for e in estimates), 1.0)
+        say("training FLOPs by phase: " + ", ".join(f"{phase} {flops:.2e} (about {_duration(flops * per_flop)})"
+                                                   for phase, flops in zip(PHASES, by_phase) if flops))
     warn_memory(estimates, spec.train.batch_size, say)
     if spec.design.pilot:
         say("")

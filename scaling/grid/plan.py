@@ -18,6 +18,7 @@ from pathlib import Path
 from flax import nnx
 
 from scaling.trainer.batches import sequence_length
+from scaling.grid.arms import ArmPlan
 from scaling.grid.cell import CellPlan
 from scaling.errors import UserError
 from scaling.grid.spec import Cell, GridSpec, train_config
@@ -115,6 +116,11 @@ def cell_plan(spec: GridSpec, cell: Cell, init_params: nnx.State | None) -> Cell
         init_params=init_params,
         tokenizer=tokenizer,
         grader=spec.source.grader,
+        prompts=tuple(data.pool),
+        # A positive control measures a split's headroom under SFT: the arms compare with the grid's own cells.
+        arms=() if cell.control else tuple(ArmPlan(name, section.from_budgets, section.config(cell.seed))
+                                           for name, section in spec.arms.items()),
+        pretraining_flops=cell.base.pretraining_flops(cell.pretrain_tokens, spec.train.pretraining),
     )
 
 

@@ -37,8 +37,8 @@ from scaling.grid.folder import RunFolder
 from scaling.grid.preempt import Preempted, StopRequest, stop_on_signals
 from scaling.results import CellStatus
 from scaling.schema import DATA_VERSION, METRICS
-from scaling.grid.store import (CellResult, cell_dataset, cell_status, grades_table, read_folder_cell, write_dataset,
-                                write_grades)
+from scaling.grid.store import (CellResult, arm_grades_table, cell_dataset, cell_status, grades_table, read_folder_cell,
+                                write_dataset, write_grades)
 
 SPEC = "grid.toml"
 VERSION = "data_version"  # the data version the folder's cells are drawn with (schema.DATA_VERSION)
@@ -53,6 +53,11 @@ def cell_file(cell_id: str) -> str:
 def grades_file(cell_id: str) -> str:
     """A cell's per-example grades: written before its cell file, whose presence marks the cell finished."""
     return f"cells/{cell_id}.grades.parquet"
+
+
+def arm_grades_file(cell_id: str) -> str:
+    """The per-example grades of a cell's arms after SFT ([rl], [rft]), written with its grades."""
+    return f"cells/{cell_id}.arm_grades.parquet"
 
 
 def lock_file(cell_id: str) -> str:
@@ -270,6 +275,8 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
 def write_result(folder: RunFolder, result: CellResult, attrs: dict) -> None:
     """A cell's grades, then its file (whose presence marks the cell finished)."""
     write_grades(folder, grades_file(result.cell_id), grades_table(result))
+    if result.arms:
+        write_grades(folder, arm_grades_file(result.cell_id), arm_grades_table(result))
     write_dataset(folder, cell_file(result.cell_id), cell_dataset(result, attrs))
 
 

@@ -263,6 +263,118 @@ class EvalSpec:
             raise ValueError(f"[eval] seed must lie in 0..{MAX_SEED - 1}, got {self.seed}")
 
 
+ADVANTAGES = ("grpo", "dr_grpo")  # [rl] advantage: group-normalized, or Dr. GRPO's (not divided by the group's std)
+
+
+def _check_arm_steps(section: str, arm) -> None:
+    """The step axes every arm has: its own budgets (0: the SFT model itself), and the SFT budgets it starts from."""
+    _check_bounds(section, arm, {"budgets": MAX_STEPS, "from_budgets": MAX_STEPS, "checkpoint_every": MAX_STEPS})
+    if any(b < 0 for b in arm.budgets) or list(arm.budgets) != sorted(arm.budgets):
+        raise ValueError(f"[{section}] budgets must be ascending steps >= 0 (0: the SFT model itself), got {list(arm.budgets)}")
+    if arm.checkpoint_every < 0:
+        raise ValueError(f"[{section}] checkpoint_every must be >= 0, got {arm.checkpoint_every}")
+    if not 0 < arm.temperature:
+        raise ValueError(f"[{section}] temperature must be > 0 (sampling; 0 would be greedy decoding), got {arm.temperature}")
+    if not 0 < arm.top_p <= 1:
+        raise ValueError(f"[{section}] top_p must lie in (0, 1], got {arm.top_p}")
+    if not arm.lr > 0:
+        raise ValueError(f"[{section}] lr must be > 0, got {arm.lr}")
+
+
+@dataclass(frozen=True)
+class RLSpec:
+    """RL with verifiable rewards (GRPO) after SFT, as scaling.trainer.grpo.RLConfig takes it: from each of
+    `from_budgets`' SFT models, an arm evaluated at each of `budgets` RL steps. Its prompts are the cell's own
+    training prompts, never the evaluation set; its reward, the data's verifier."""
+
+    from_budgets: tuple[int, ...]  # SFT budgets the arm starts from, each one of [train] budgets
+    budgets: tuple[int, ...]  # the arm's step axis: RL steps at which it is evaluated (0: the SFT model itself)
+    group_size: int = 8  # completions sampled per prompt; their rewards are compared within the group
+    prompts_per_step: int = 8  # training prompts drawn per RL step (at most the cell's training examples)
+    temperature: float = 1.0  # sampling temperature (> 0)
+    top_p: float = 1.0  # nucleus sampling: the smallest set of tokens holding this probability (1: all)
+    kl_coef: float = 0.0  # weight of the KL penalty to the SFT model (0: none)
+    clip_eps: float = 0.2  # the ratio objective is clipped to [1 - clip_eps, 1 + clip_eps]
+    advantage: str = "grpo"  # grpo (group-normalized) or dr_grpo (not divided by the group's std)
+    lr: float = 1e-4  # AdamW learning rate of the RL updates
+    warmup_steps: int = 0  # linear warmup of that rate
+    process_credit: float = 0.0  # reward = answer correct + this x the verified share of the CoT
+    max_new: int = 0  # tokens sampled per completion (0: as evaluation decodes, from the gold completions)
+    updates_per_step: int = 1  # optimizer updates per batch of samples (the ratio differs from 1 only past the first)
+    checkpoint_every: int = 0  # also checkpoint every this many RL steps (0: after each budget only)
+
+    def __post_init__(self) -> None:
+        _check_arm_steps("rl", self)
+        _check_bounds("rl", self, {"group_size": MAX_ROWS, "prompts_per_step": MAX_ROWS, "warmup_steps": MAX_STEPS,
+                                   "max_new": MAX_ROW_TOKENS, "updates_per_step": MAX_STEPS})
+        if self.group_size < 2:
+            raise ValueError(f"[rl] group_size must be >= 2 (advantages compare completions of a prompt), got {self.group_size}")
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"[rl] advantage must be one of {', '.join(ADVANTAGES)}, got {self.advantage!r}")
+        for name, minimum in (("prompts_per_step", 1), ("updates_per_step", 1), ("warmup_steps", 0), ("max_new", 0)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"[rl] {name} must be >= {minimum}, got {getattr(self, name)}")
+        if self.kl_coef < 0 or self.clip_eps <= 0 or self.process_credit < 0:
+            raise ValueError(f"[rl] need kl_coef >= 0, clip_eps > 0 and process_credit >= 0, got {self.kl_coef}, "
+                             f"{self.clip_eps} and {self.process_credit}")
+
+    @property
+    def prompts_drawn(self) -> tuple[str, int]:
+        """The key naming how many training prompts the arm draws at once, and its value."""
+        return "prompts_per_step", self.prompts_per_step
+
+    def config(self, seed: int):
+        """The RL settings of a cell with this seed (scaling.trainer.grpo.RLConfig)."""
+        from scaling.trainer.grpo import RLConfig
+
+        return RLConfig(budgets=self.budgets, group_size=self.group_size, prompts_per_step=self.prompts_per_step,
+                        temperature=self.temperature, top_p=self.top_p, kl_coef=self.kl_coef, clip_eps=self.clip_eps,
+                        advantage=self.advantage, lr=self.lr, warmup_steps=self.warmup_steps,
+                        process_credit=self.process_credit, max_new=self.max_new,
+                        updates_per_step=self.updates_per_step, seed=seed, checkpoint_every=self.checkpoint_every)
+
+
+@dataclass(frozen=True)
+class RFTSpec:
+    """Rejection-sampling fine-tuning after SFT, as scaling.trainer.rft.RFTConfig takes it: `samples` completions
+    per training prompt from the SFT model at each of `from_budgets`, the verified-correct distinct ones kept and
+    fine-tuned on, evaluated at each of `budgets` fine-tuning steps."""
+
+    from_budgets: tuple[int, ...]  # SFT budgets the arm starts from, each one of [train] budgets
+    budgets: tuple[int, ...]  # the arm's step axis: fine-tuning steps at which it is evaluated (0: the SFT model)
+    samples: int = 8  # completions sampled per training prompt (k)
+    prompts: int = 0  # training prompts sampled from (0: all of the cell's training examples)
+    temperature: float = 1.0  # sampling temperature (> 0)
+    top_p: float = 1.0  # nucleus sampling (1: all tokens)
+    max_new: int = 0  # tokens sampled per completion (0: as evaluation decodes, from the gold completions)
+    lr: float = 1e-4  # AdamW learning rate of the fine-tuning on the kept completions
+    batch_size: int = 8  # kept completions per fine-tuning step
+    warmup_steps: int = 0  # linear warmup of that rate
+    checkpoint_every: int = 0  # also checkpoint every this many fine-tuning steps (0: after each budget only)
+
+    def __post_init__(self) -> None:
+        _check_arm_steps("rft", self)
+        _check_bounds("rft", self, {"samples": MAX_ROWS, "prompts": MAX_EXAMPLES, "batch_size": MAX_ROWS,
+                                    "warmup_steps": MAX_STEPS, "max_new": MAX_ROW_TOKENS})
+        for name, minimum in (("samples", 1), ("prompts", 0), ("batch_size", 1), ("warmup_steps", 0), ("max_new", 0)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"[rft] {name} must be >= {minimum}, got {getattr(self, name)}")
+
+    @property
+    def prompts_drawn(self) -> tuple[str, int]:
+        """The key naming how many training prompts the arm draws at once, and its value."""
+        return "prompts", self.prompts
+
+    def config(self, seed: int):
+        """The RFT settings of a cell with this seed (scaling.trainer.rft.RFTConfig)."""
+        from scaling.trainer.rft import RFTConfig
+
+        return RFTConfig(budgets=self.budgets, samples=self.samples, prompts=self.prompts,
+                         temperature=self.temperature, top_p=self.top_p, max_new=self.max_new, lr=self.lr,
+                         batch_size=self.batch_size, warmup_steps=self.warmup_steps, seed=seed,
+                         checkpoint_every=self.checkpoint_every)
+
+
 @dataclass(frozen=True)
 class RaySpec:
     """Resources of each Ray task (one task per cell)."""
@@ -361,6 +473,8 @@ class GridSpec:
     eval: EvalSpec = field(default_factory=EvalSpec)
     run: RunSpec = field(default_factory=RunSpec)
     design: DesignSpec = field(default_factory=DesignSpec)  # planning only: not in results_content
+    rl: RLSpec | None = None  # the RL arm after SFT (None: no [rl] section)
+    rft: RFTSpec | None = None  # the rejection-sampling fine-tuning arm after SFT (None: no [rft] section)
     base_dir: str = "."  # the spec file's folder: hf:PATH and [data] files are relative to it
     text: str = field(default="", repr=False)  # the TOML it was read from: a run folder's grid.toml, results' provenance
 
@@ -371,6 +485,21 @@ class GridSpec:
             raise ValueError(f"[axes] diversity must lie in 1..{len(source.trained)} (the number of [data] "
                              f"{source.trained_key}), got {list(self.axes.diversity)}")
         source.check_grid(self.eval.splits, self.axes.quality)
+        for arm, section in self.arms.items():
+            missing = [b for b in section.from_budgets if b not in self.train.budgets]
+            if missing:
+                raise ValueError(f"[{arm}] from_budgets: {missing[0]} is no SFT budget to start from ([train] budgets "
+                                 f"are {list(self.train.budgets)})")
+            key, drawn = section.prompts_drawn
+            pool = min(self.data.examples_at(k) for k in self.axes.diversity)
+            if drawn > pool:
+                raise ValueError(f"[{arm}] {key} {drawn} is more than the {pool} training examples a cell draws its "
+                                 f"prompts from ([data] examples; never the evaluation set)")
+
+    @property
+    def arms(self) -> dict[str, RLSpec | RFTSpec]:
+        """The arms after SFT the spec asks for, by name (scaling.schema.ARMS), in that order."""
+        return {name: section for name, section in (("rl", self.rl), ("rft", self.rft)) if section is not None}
 
     @property
     def source(self) -> DataSource:
@@ -391,8 +520,10 @@ class GridSpec:
         """Everything in the spec that determines results (not `name`, `run` or where the file lies)."""
         evaluation = dataclasses.asdict(self.eval)
         del evaluation["controls"]  # whether controls run beside the cells changes no cell's results
-        return {"axes": dataclasses.asdict(self.axes), "data": self.data.results_content(Path(self.base_dir)),
-                "train": dataclasses.asdict(self.train), "eval": evaluation}
+        content = {"axes": dataclasses.asdict(self.axes), "data": self.data.results_content(Path(self.base_dir)),
+                   "train": dataclasses.asdict(self.train), "eval": evaluation}
+        # Only where given: a grid without arms keeps every cell id it had before they existed.
+        return content | {arm: dataclasses.asdict(section) for arm, section in self.arms.items()}
 
 
 @dataclass(frozen=True)
@@ -456,8 +587,12 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     if not splits_given:  # the splits the data makes (the synthetic default names splits only families make)
         data_splits = sections["data"].data_source(Path(base_dir)).default_splits
         sections["eval"] = dataclasses.replace(sections["eval"], splits=data_splits)
+    for key, cls in (("rl", RLSpec), ("rft", RFTSpec)):
+        if key in table:
+            sections[key] = typed_table(cls, table.pop(key), f"[{key}]", source)
     if table:
-        raise UserError(f"{source}: unknown key {sorted(table)[0]!r} (known: name, axes, data, train, eval, run, design)")
+        raise UserError(f"{source}: unknown key {sorted(table)[0]!r} (known: name, axes, data, train, eval, run, design, "
+                        f"rl, rft)")
     try:
         spec = GridSpec(name=name, base_dir=str(base_dir), text=text, **sections)
     except ValueError as error:
@@ -479,6 +614,24 @@ def check_data(spec: GridSpec) -> None:
     spec.source.check_files(spec.eval.splits, spec.eval.n, spec.eval.seed, pools, spec.axes.seed[0])
     for base in spec.bases.values():
         base.check_spells(spec.source)
+    if spec.arms:
+        check_rewardable(spec)
+
+
+REWARD_SAMPLE = 32  # training examples whose own completions are graded to show the data can reward the arms
+
+
+def check_rewardable(spec: GridSpec) -> None:
+    """A UserError where the data's grader rewards none of a sample of its training examples' own completions: the
+    arms' reward is that grader's answer_correct, so such data has no verifier to learn from."""
+    a = spec.axes
+    sample = spec.source.training_pool(a.diversity[0], min(REWARD_SAMPLE, spec.data.examples_at(a.diversity[0])),
+                                       a.seed[0], 1.0, "full", frozenset())
+    grader = spec.source.grader
+    if not any(grader(example, example.completion).answer_correct for example in sample):
+        arm = next(iter(spec.arms))
+        raise UserError(f"[{arm}] the data has no verifier to reward it: its grader rewards none of its training "
+                        f"examples' own answers (a dataset's rows need a reference answer its [data] answer reads)")
 
 
 

@@ -20,11 +20,25 @@ import xarray as xr
 
 from scaling.errors import UserError, reported_if_full
 from scaling.results import DONE, ENGINE, MISSING, CellStatus
-from scaling.schema import AXES, BASE_MEASURES, DATA_VERSION, GRADE_COLUMNS, LEGACY_AXES, METRICS, POOL_STATS
+from scaling.schema import (ARM_DIMS, ARM_FLOPS, ARM_PREFIX, AXES, BASE_MEASURES, DATA_VERSION, FLOPS_BY_PHASE,
+                            FLOPS_COLUMN, GRADE_COLUMNS, LEGACY_AXES, METRICS, PHASE, POOL_STATS, RL_REWARD)
+from scaling.trainer.flops import PHASES
 
 if TYPE_CHECKING:
     from scaling.grid.folder import RunFolder
 
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """What one arm (schema.ARMS) measured from one SFT budget's model: metrics[split][metric] over its `steps`."""
+
+    arm: str  # "rl" or "rft"
+    sft_step: int  # the SFT budget it started from
+    steps: tuple[int, ...]  # its own steps at which it was evaluated (0: the SFT model itself)
+    metrics: dict[str, dict[str, list[float]]]
+    flops_by_phase: tuple[tuple[float, ...], ...]  # per step, the cumulative training FLOPs of each of PHASES
+    reward: tuple[float, ...] = ()  # RL: the mean training reward of its steps so far, per step (NaN at step 0)
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,10 @@ class CellResult:
     base: dict = dataclasses.field(default_factory=dict)  # the base's measured capability (BASE_MEASURES)
     grades: tuple = ()  # every graded example: dicts of step, split and schema.GRADE_COLUMNS
     curve: tuple = ((), (), ())  # the training curve (scaling.trainer.curve): train steps, mean losses, rates
+    flops_by_phase: tuple[tuple[float, ...], ...] = ()  # per step, cumulative training FLOPs of each of PHASES
+    # (pretraining and SFT; empty: unknown, a failed cell's)
+    arms: tuple[ArmResult, ...] = ()  # the arms after SFT ([rl], [rft]), one per arm and SFT budget it started from
+    arm_grades: tuple = ()  # every example the arms graded: dicts of arm, sft_step, step (the arm's), split, grade
 
 
 def memorization_step(steps, train_answer_acc) -> float:
@@ -84,6 +102,10 @@ def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
     ds = ds.assign_coords(train_step=list(curve_steps))
     ds["train_loss"] = ("train_step", np.asarray(curve_losses, float))
     ds["train_lr"] = ("train_step", np.asarray(curve_rates, float))
+    ds[FLOPS_BY_PHASE] = (("step", PHASE), _phase_flops(result.flops_by_phase, len(result.steps)))
+    ds = ds.assign_coords({PHASE: list(PHASES)})
+    if result.arms:
+        ds = ds.merge(arm_dataset(result.arms, result.splits))
     for name in POOL_STATS:
         ds[name] = float(result.pool_stats.get(name, np.nan))
     for name in BASE_MEASURES:
@@ -99,9 +121,54 @@ def cell_dataset(result: CellResult, attrs: dict[str, str]) -> xr.Dataset:
     return ds
 
 
+def _phase_flops(flops_by_phase, steps: int) -> np.ndarray:
+    """FLOPs by phase as a (step, phase) array; NaN where a failed cell never counted them."""
+    return np.array(flops_by_phase, float).reshape(steps, len(PHASES)) if len(flops_by_phase) else np.full(
+        (steps, len(PHASES)), np.nan)
+
+
+def arm_dataset(arms: tuple[ArmResult, ...], splits: tuple[str, ...]) -> xr.Dataset:
+    """The arms' measurements, dense over (arm, sft_step, arm_step): NaN where an arm has no such point (RL
+    started from one budget and RFT from another, or their step axes differ)."""
+    names = list(dict.fromkeys(a.arm for a in arms))
+    sft_steps = sorted({a.sft_step for a in arms})
+    arm_steps = sorted({s for a in arms for s in a.steps})
+    shape = (len(names), len(sft_steps), len(arm_steps))
+    metrics = {m: np.full((*shape, len(splits)), np.nan) for m in METRICS}
+    flops = np.full((*shape, len(PHASES)), np.nan)
+    reward = np.full(shape[1:], np.nan)
+    for a in arms:
+        i, j = names.index(a.arm), sft_steps.index(a.sft_step)
+        for k, step in enumerate(a.steps):
+            at = (i, j, arm_steps.index(step))
+            for m in METRICS:
+                metrics[m][at] = [a.metrics[split][m][k] for split in splits]
+            flops[at] = a.flops_by_phase[k]
+            if a.reward:
+                reward[at[1:]] = a.reward[k]
+    dims = (*ARM_DIMS, "split")
+    return xr.Dataset(
+        {ARM_PREFIX + m: (dims, values) for m, values in metrics.items()}
+        | {ARM_FLOPS: ((*ARM_DIMS, PHASE), flops), RL_REWARD: (ARM_DIMS[1:], reward)},
+        coords={"arm": names, "sft_step": sft_steps, "arm_step": arm_steps, "split": list(splits), PHASE: list(PHASES)},
+    )
+
+
 def grades_table(result: CellResult) -> pd.DataFrame:
-    """A cell's per-example grades, one row per example, split and budget."""
-    return pd.DataFrame(list(result.grades), columns=["step", "split", *GRADE_COLUMNS])
+    """A cell's per-example grades, one row per example, split and budget, with the training FLOPs (all phases) of
+    the model graded."""
+    table = pd.DataFrame(list(result.grades), columns=["step", "split", *GRADE_COLUMNS])
+    total = dict(zip(result.steps, np.sum(_phase_flops(result.flops_by_phase, len(result.steps)), axis=1)))
+    return table.assign(**{FLOPS_COLUMN: table["step"].map(total).astype(float)})
+
+
+def arm_grades_table(result: CellResult) -> pd.DataFrame:
+    """The arms' per-example grades: a grades table's columns plus `arm` and `sft_step` (its `step` is the arm's)."""
+    table = pd.DataFrame(list(result.arm_grades), columns=["arm", "sft_step", "step", "split", *GRADE_COLUMNS])
+    total = {(a.arm, a.sft_step, step): float(sum(flops)) for a in result.arms
+             for step, flops in zip(a.steps, a.flops_by_phase)}
+    keys = zip(table["arm"], table["sft_step"], table["step"])
+    return table.assign(**{FLOPS_COLUMN: [total[key] for key in keys]})
 
 
 def write_grades(folder: RunFolder, rel: str, table: pd.DataFrame) -> None:
@@ -197,6 +264,11 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
         params[where[0]] = max(params[where[0]], int(ds.attrs["params"]))  # a cell that failed early records 0
         if ds.sizes["step"]:  # a cell that failed before its first budget knows no FLOPs
             flops[where[0]] = aligned["flops"].values
+    by_phase = np.full(shape + [len(steps), len(PHASES)], np.nan)
+    for ds in cells:
+        if FLOPS_BY_PHASE in ds:  # cell files written before compute was counted by phase have none
+            where = tuple(list(axes[name]).index(_axis_value(ds, name, axes[name])) for name in AXES)
+            by_phase[where] = ds[FLOPS_BY_PHASE].reindex(step=steps, phase=list(PHASES)).values
     dims = (*AXES, "step", "split")
     cube = xr.Dataset(
         {m: (dims, a) for m, a in metric_arrays.items()}
@@ -207,7 +279,33 @@ def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[st
         coords=coords | {"params": ("size", params), "flops": (("size", "step"), flops), "train_step": train_steps},
         attrs=attrs,
     )
-    return cube
+    cube[FLOPS_BY_PHASE] = ((*AXES, "step", PHASE), by_phase)
+    cube = cube.assign_coords({PHASE: list(PHASES)})
+    return _with_arms(cube, cells, axes)
+
+
+def _with_arms(cube: xr.Dataset, cells: list[xr.Dataset], axes: dict[str, list]) -> xr.Dataset:
+    """The hypercube with the arms' variables (schema.ARM_VARIABLES but flops_by_phase), the cell axes in front,
+    where any cell ran an arm; NaN where a cell did not (or failed)."""
+    armed = [ds for ds in cells if ARM_FLOPS in ds]
+    if not armed:
+        return cube
+    coords = {"arm": list(dict.fromkeys(str(a) for ds in armed for a in ds.arm.values)),
+              "sft_step": sorted({int(s) for ds in armed for s in ds.sft_step.values}),
+              "arm_step": sorted({int(s) for ds in armed for s in ds.arm_step.values})}
+    names = [name for name in armed[0].data_vars if "arm_step" in armed[0][name].dims]
+    shape = [len(axes[name]) for name in AXES]
+    arrays = {}
+    for name in names:
+        dims = armed[0][name].dims
+        sizes = [len(coords[d]) if d in coords else cube.sizes[d] for d in dims]
+        arrays[name] = (dims, np.full(shape + sizes, np.nan))
+    for ds in armed:
+        where = tuple(list(axes[name]).index(_axis_value(ds, name, axes[name])) for name in AXES)
+        aligned = ds.reindex({**coords, "split": cube.split.values, PHASE: list(PHASES)})
+        for name, (_, array) in arrays.items():
+            array[where] = aligned[name].values
+    return cube.assign_coords(coords).assign({name: ((*AXES, *dims), array) for name, (dims, array) in arrays.items()})
 
 
 def _axis_value(ds: xr.Dataset, name: str, values: list):

@@ -50,7 +50,7 @@ def run(tmp_path_factory):
 def test_every_cell_is_graded_on_the_same_problems_none_of_them_trained(run):
     grades = pd.read_parquet(run / GRADES)
     assert list(grades.columns) == ["cell_id", "size", "pretrain_tokens", "diversity", "quality", "cot", "seed", "control",
-                                    "step", "split", "trained", *GRADE_COLUMNS]
+                                    "step", "split", "trained", *GRADE_COLUMNS, "flops"]
     held = grades[grades["split"] != "train"]
     per_cell = held.groupby("cell_id")["key"].apply(frozenset)
     assert per_cell.nunique() == 1 and len(per_cell) == 4  # one evaluation set for all four cells
