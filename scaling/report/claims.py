@@ -126,10 +126,15 @@ def memorization_table(results: pd.DataFrame, grades: pd.DataFrame) -> pd.DataFr
     return cells.merge(steps, on=axes, how="left").sort_values(axes).reset_index(drop=True)
 
 
-def accuracy_rows(rows: list[tuple[str, pd.DataFrame]], splits: dict[str, str]) -> pd.DataFrame:
+def accuracy_rows(rows: list[tuple[str, pd.DataFrame]], splits: dict[str, str],
+                  relative_to: str | None = None) -> pd.DataFrame:
     """The article's table: one row per (label, per-example grades) and a column group per split, each with
     the examples answered right (`k`) of `n`, the accuracy, its 90% interval with its label and the mean chance
     of guessing those answers. `splits` maps a column's name (e.g. "ID") to the split it reads.
+
+    `relative_to` (the label of a row, say the SFT row) adds the article's "training compute (relative)": each
+    row's training FLOPs (`training_flops`, in `flops`) over that row's, in `compute`. A row whose grades carry no
+    `flops` (a base's baseline.parquet: its pretraining is recorded nowhere) has NaN there.
 
     The runs of a row are graded on the same items, so their rows are not one binomial sample: several runs get
     the crossed bootstrap over runs and items (report/transfer.py: "runs and items"), one run the exact binomial
@@ -147,7 +152,23 @@ def accuracy_rows(rows: list[tuple[str, pd.DataFrame]], splits: dict[str, str]) 
                            f"{column}_lo": lo, f"{column}_hi": hi, f"{column}_interval": interval,
                            f"{column}_chance": here["chance"].mean()})
         records.append(record)
-    return pd.DataFrame(records)
+    table = pd.DataFrame(records)
+    if relative_to is None:
+        return table
+    spent = [training_flops(grades) for _, grades in rows]
+    unit = spent[[label for label, _ in rows].index(relative_to)]
+    table.insert(2, "flops", spent)
+    table.insert(3, "compute", [value / unit if unit > 0 else np.nan for value in spent])
+    return table
+
+
+def training_flops(grades: pd.DataFrame) -> float:
+    """The mean training FLOPs (all phases: pretraining, SFT and any arm after it) of the models whose grades
+    these are, each model once (a cell at a step, of an arm from an SFT step); NaN where the grades carry none."""
+    if "flops" not in grades or grades.empty:
+        return np.nan
+    model = [column for column in ("cell_id", "arm", "sft_step", "step") if column in grades]
+    return float(grades.drop_duplicates(model)["flops"].mean())
 
 
 def _distinct_items(here: pd.DataFrame) -> int:

@@ -197,17 +197,23 @@ class ConditionsTableOptions:
         _positive(self, "steps", BUDGETS)
 
 
-ROW_KEYS = ({"label", "grades"}, {"where", "step"})  # an accuracy_rows row: per-example grades, which of them
+# An accuracy_rows row: per-example grades, and which of them: a condition, a budget, and in a run's
+# arm_grades.parquet the arm after SFT ("rl" or "rft") and the SFT budget it started from (`step` is then the arm's).
+ROW_KEYS = ({"label", "grades"}, {"where", "step", "arm", "sft_step"})
+ARMS = ("rl", "rft")
 SPLIT_COLUMNS = {"takes": 'a table of column = split, e.g. { ID = "id" }'}
 
 
 @dataclass(frozen=True)
 class AccuracyRowsOptions:
-    """accuracy_rows: each row a label, per-example grades (a run's grades.parquet, or the baseline.parquet of
-    `scaling baseline`), and optionally a row condition and a budget."""
+    """accuracy_rows: each row a label, per-example grades (a run's grades.parquet or arm_grades.parquet, or the
+    baseline.parquet of `scaling baseline`), and optionally a row condition and a budget (of an arm: its steps,
+    from an SFT budget)."""
 
     splits: dict[str, str] = field(metadata=SPLIT_COLUMNS)  # a column per split: its name = the split
-    rows: tuple[dict, ...] = field(metadata={"takes": "a list of tables { label, grades, where, step }"})  # a row each
+    rows: tuple[dict, ...] = field(metadata={"takes": "a list of tables { label, grades, where, step, arm, sft_step }"})
+    relative_compute: str | None = None  # the label of the row whose training FLOPs are 1 in a `compute` column
+    # (the SFT row, as the article's table); left out: no compute column
 
     def __post_init__(self):
         if not self.splits:
@@ -220,6 +226,11 @@ class AccuracyRowsOptions:
                 raise ValueError(f"row {number}: unknown key {sorted(unknown)[0]!r}")
             if not isinstance(row["grades"], (str, Path)):
                 raise ValueError(f"row {number}: grades must be a path, got {row['grades']!r}")
+            if "arm" in row and row["arm"] not in ARMS:
+                raise ValueError(f"row {number}: arm must be one of {', '.join(ARMS)}, got {row['arm']!r}")
+        labels = [row["label"] for row in self.rows]
+        if self.relative_compute is not None and self.relative_compute not in labels:
+            raise ValueError(f"relative_compute must be the label of a row, got {self.relative_compute!r}")
         object.__setattr__(self, "rows", tuple({**row, "grades": Path(row["grades"])} for row in self.rows))
 
 
@@ -263,13 +274,26 @@ def _accuracy_rows(o: AccuracyRowsOptions) -> pd.DataFrame:
     picked = []
     for number, row in enumerate(o.rows, 1):
         grades = query(pd.read_parquet(row["grades"]), row.get("where"), f"row {number}: where")
+        for key in ("arm", "sft_step"):
+            if key in row:
+                grades = _picked(grades, key, row[key], number)
         if "step" in row:
             steps = sorted(set(grades["step"]))
             grades = grades[grades["step"] == row["step"]]
             if grades.empty:
                 raise UserError(f"row {number}: no grades at step {row['step']} (steps are {', '.join(map(str, steps))})")
         picked.append((row["label"], grades))
-    return claims.accuracy_rows(picked, dict(o.splits))
+    return claims.accuracy_rows(picked, dict(o.splits), o.relative_compute)
+
+
+def _picked(grades: pd.DataFrame, key: str, value, number: int) -> pd.DataFrame:
+    """The grades of one arm, or of one SFT budget an arm started from (arm_grades.parquet's columns)."""
+    if key not in grades:
+        raise UserError(f"row {number}: {key} is given but its grades have no {key} column (a run's arm_grades.parquet has)")
+    picked = grades[grades[key] == value]
+    if picked.empty:
+        raise UserError(f"row {number}: no grades of {key} {value} ({key}s are {', '.join(map(str, sorted(set(grades[key]))))})")
+    return picked
 
 
 def _post_memorization(o: PostMemorizationTableOptions) -> pd.DataFrame:
