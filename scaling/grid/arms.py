@@ -35,24 +35,39 @@ class ArmPlan:
 
     @property
     def trainer(self) -> Trainer:
-        return _trainers()[self.arm]
+        return _trainers()[self.arm]()
 
 
 @dataclass(frozen=True)
 class Trainer:
-    """What the cell needs of an arm's trainer module: its loop, how it resumes, its tally and its state's shape."""
+    """What the cell needs of an arm's trainer module: its loop (yielding (arm_step, graphdef, params, tally) at each
+    budget, and offering on_checkpoint(step, state, point)), how a checkpoint's point resumes it, and the shape of
+    the state its checkpoints hold."""
 
-    train: Callable  # rl_train or rft_train: yields (arm_step, graphdef, params, tally) at each budget
-    resume: type  # RLResume or RFTResume: (step, state, tally)
-    tally: type  # RLTally or RFTTally: cumulative counts, JSON-able through dataclasses.asdict
-    state_template: Callable  # (model_cfg, config, params) -> the abstract state its checkpoints hold
+    train: Callable
+    resume: Callable  # (step, state, point as stored) -> the loop's resume argument
+    state_template: Callable  # (model_cfg, config, abstract params) -> the abstract state its checkpoints hold
+
+
+def _rl() -> Trainer:
+    from scaling.trainer import grpo
+
+    return Trainer(grpo.rl_train, lambda step, state, tally: grpo.RLResume(step, state, grpo.RLTally(**tally)),
+                   grpo.state_template)
+
+
+def _rft() -> Trainer:
+    from scaling.trainer import rft
+    from scaling.trainer.train import Resume, optimizer_for
+
+    def template(model_cfg, cfg, params):  # fine-tuning is `train`'s: its (params, AdamW state)
+        return params, jax.eval_shape(optimizer_for(cfg.train_config()).init, params)
+
+    return Trainer(rft.rft_train, Resume, template)
 
 
 def _trainers() -> dict[str, Trainer]:
-    from scaling.trainer import grpo, rft
-
-    return {"rl": Trainer(grpo.rl_train, grpo.RLResume, grpo.RLTally, grpo.state_template),
-            "rft": Trainer(rft.rft_train, rft.RFTResume, rft.RFTTally, rft.state_template)}
+    return {"rl": _rl, "rft": _rft}
 
 
 def arm_phases(arms: tuple[ArmPlan, ...]) -> list[tuple[ArmPlan, int]]:
@@ -65,19 +80,22 @@ def arm_starts(arms: tuple[ArmPlan, ...]) -> set[int]:
     return {sft_step for _, sft_step in arm_phases(arms)}
 
 
+PHASE_SPAN = 2**40  # checkpoint ids a phase may use: more than any run writes
+
+
 class CheckpointIds:
-    """Checkpoint ids after SFT's: strictly increasing over the phases, then over each phase's steps."""
+    """Checkpoint ids after SFT's: strictly increasing over the phases, and within a phase in the order written (an
+    arm's loop may offer one step twice: at a checkpoint_every point and again once its budget is evaluated)."""
 
-    def __init__(self, after: int, arms: tuple[ArmPlan, ...]):
+    def __init__(self, after: int):
         self.first = after + 1
-        self.span = max((arm.config.budgets[-1] for arm in arms), default=0) + 1  # an arm's steps 0..its last budget
 
-    def of(self, phase: int, arm_step: int) -> int:
-        return self.first + phase * self.span + arm_step
+    def next(self, phase: int, latest: int | None) -> int:
+        return max(self.first + phase * PHASE_SPAN, (latest or 0) + 1)
 
     def phase_of(self, checkpoint: int) -> int | None:
         """The phase a checkpoint id belongs to, None for SFT's."""
-        return None if checkpoint < self.first else (checkpoint - self.first) // self.span
+        return None if checkpoint < self.first else (checkpoint - self.first) // PHASE_SPAN
 
 
 def keep_sft_model(checkpoints: Path | None, sft_step: int, params: nnx.State) -> None:
@@ -125,5 +143,8 @@ def mean_reward(tally) -> float:
     return float(reward) if np.isfinite(reward) else float("nan")
 
 
-def tally_state(tally) -> dict:
-    return {k: v.item() if isinstance(v, np.generic | jax.Array) else v for k, v in dataclasses.asdict(tally).items()}
+def point_state(point) -> int | dict:
+    """What an arm's loop offers a checkpoint beside its step (RL's tally, fine-tuning's budgets done), as JSON."""
+    if not dataclasses.is_dataclass(point):
+        return int(point)
+    return {k: v.item() if isinstance(v, np.generic | jax.Array) else v for k, v in dataclasses.asdict(point).items()}

@@ -21,7 +21,7 @@ from scaling.trainer.model import abstract_model
 from scaling.results import DONE, CellStatus
 from scaling.schema import METRICS
 from scaling.grid.arms import (ArmPlan, ArmRecord, CheckpointIds, arm_phases, arm_starts, keep_sft_model, mean_reward,
-                               phase_flops, sft_model, tally_state)
+                               phase_flops, point_state, sft_model)
 from scaling.grid.store import ArmResult, CellResult
 from scaling.trainer.flops import PHASES
 from scaling.tasks.grader import Grader, verify_example
@@ -103,7 +103,7 @@ def run_cell(
     steps: list[int] = []
     grades: list[dict] = []
     curve = LossCurve(curve_every(budgets[-1]))
-    ids = CheckpointIds(_checkpoint_id(budgets[-1], len(budgets), len(budgets)), plan.arms)
+    ids = CheckpointIds(_checkpoint_id(budgets[-1], len(budgets), len(budgets)))
     arms = _ArmsState()
     resume, wall_before = None, 0.0
     latest = latest_checkpoint(checkpoints) if checkpoints is not None else None
@@ -203,7 +203,7 @@ class _ArmsState:
         self.done = [ArmRecord(**record) for record in extra["arms_done"]]
         self.current = ArmRecord(**extra["arm_current"])
         self.grades = extra["arm_grades"]
-        self.resume = (extra["arm_step"], state, extra["arm_tally"])
+        self.resume = (extra["arm_step"], state, extra["arm_point"])
 
     def state(self) -> dict:
         return {"arms_done": [vars(r) for r in self.done], "arm_current": vars(self.current), "arm_grades": self.grades}
@@ -219,19 +219,16 @@ def _run_arms(plan: CellPlan, arms: _ArmsState, ids: CheckpointIds, checkpoints:
         trainer, at = arm.trainer, steps.index(sft_step)
         resume = None
         if phase == arms.phase and arms.resume is not None:
-            arm_step, state, tally = arms.resume
-            resume = trainer.resume(arm_step, state, trainer.tally(**tally))
+            resume = trainer.resume(*arms.resume)
         else:
             arms.current = ArmRecord(arm.arm, sft_step)
         record = arms.current
         if sft_step not in arms.sft_models:
             arms.sft_models[sft_step] = sft_model(checkpoints, sft_step, plan.model_cfg)
 
-        def save(arm_step: int, state, tally, phase=phase) -> None:
-            extra = {**sft_state(), **arms.state(), "arm_step": arm_step, "arm_tally": tally_state(tally)}
-            checkpoint = ids.of(phase, arm_step)
-            if checkpoint > (latest_checkpoint(checkpoints) or -1):  # a stop may come just where one was written
-                save_checkpoint(checkpoints, checkpoint, state, extra)
+        def save(arm_step: int, state, point, phase=phase) -> None:
+            extra = {**sft_state(), **arms.state(), "arm_step": arm_step, "arm_point": point_state(point)}
+            save_checkpoint(checkpoints, ids.next(phase, latest_checkpoint(checkpoints)), state, extra)
 
         for arm_step, graphdef, params, tally in trainer.train(
             plan.model_cfg, arm.config, arms.sft_models[sft_step], list(plan.prompts), plan.tokenizer, plan.grader,
@@ -244,7 +241,9 @@ def _run_arms(plan: CellPlan, arms: _ArmsState, ids: CheckpointIds, checkpoints:
             else:
                 scores, graded = evaluate_splits(graphdef, params, plan.splits, plan.eval_lengths, plan.eval_batch,
                                                  plan.tokenizer, plan.grader)
-            record.add(arm_step, scores, phase_flops(plan.sft_flops(sft_step), arm.arm, tally), mean_reward(tally))
+            # Step 0 is the SFT model: what the arm has spent yet (RFT samples first) went into no model graded here.
+            flops = phase_flops(plan.sft_flops(sft_step), arm.arm, tally) if arm_step else plan.sft_flops(sft_step)
+            record.add(arm_step, scores, flops, mean_reward(tally))
             arms.grades += [{"arm": arm.arm, "sft_step": sft_step, "step": arm_step, "split": split, **_plain(grade)}
                             for split in plan.splits for grade in graded[split]]
         arms.done.append(record)

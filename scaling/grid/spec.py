@@ -348,7 +348,7 @@ class RFTSpec:
     top_p: float = 1.0  # nucleus sampling (1: all tokens)
     max_new: int = 0  # tokens sampled per completion (0: as evaluation decodes, from the gold completions)
     lr: float = 1e-4  # AdamW learning rate of the fine-tuning on the kept completions
-    batch_size: int = 8  # kept completions per fine-tuning step
+    batch_size: int = 16  # kept completions per fine-tuning step
     warmup_steps: int = 0  # linear warmup of that rate
     checkpoint_every: int = 0  # also checkpoint every this many fine-tuning steps (0: after each budget only)
 

@@ -1,0 +1,114 @@
+"""The arms after SFT as grid axes ([rl], [rft]): spec sections, a real tiny run's results, resume after kill -9."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from scaling.cli import main
+from scaling.errors import UserError
+from scaling.grid.spec import expand, parse_spec
+from scaling.results import open_results, results_table
+from scaling.trainer.flops import PHASES
+from runs_helpers import SCALING, tiny_grid
+
+GRID = tiny_grid("arms", pretrain_tokens=(0,), budgets=(32, 96), checkpoint_every=0)
+RFT = "[rft]\nfrom_budgets = [96]\nbudgets = [0, 2, 4]\nsamples = 8\ntemperature = 0.2\nprompts = 64\nbatch_size = 4\ncheckpoint_every = 1\n"
+
+
+def test_a_grid_without_arms_keeps_its_cell_ids_and_one_with_them_gets_its_own():
+    plain = [c.cell_id for c in expand(parse_spec(GRID))]
+    assert [c.cell_id for c in expand(parse_spec(GRID + RFT))] != plain
+    assert parse_spec(GRID).results_content().keys() == {"axes", "data", "train", "eval"}
+
+
+@pytest.mark.parametrize("section, why", [
+    ("[rl]\nfrom_budgets = [96]\nbudgets = [0, 4]\ngroup_size = 1", "[rl] group_size must be >= 2"),
+    ("[rl]\nfrom_budgets = [96]\nbudgets = [0, 4]\ntemperature = 0", "[rl] temperature must be > 0"),
+    ("[rft]\nfrom_budgets = [96]\nbudgets = [0, 4]\ntemperature = -1", "[rft] temperature must be > 0"),
+    ("[rl]\nfrom_budgets = [50]\nbudgets = [0, 4]", "[rl] from_budgets: 50 is no SFT budget"),
+    ("[rl]\nbudgets = [0, 4]", "[rl] from_budgets is required"),
+    ("[rl]\nfrom_budgets = [96]\nbudgets = [0, 4]\nprompts_per_step = 201", "[rl] prompts_per_step 201 is more than"),
+    ("[rft]\nfrom_budgets = [96]\nbudgets = [0, 4]\nprompts = 500", "[rft] prompts 500 is more than"),
+])
+def test_bad_arm_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, capsys, section, why):
+    spec = tmp_path / "grid.toml"
+    spec.write_text(GRID + section + "\n")
+    assert main(["run", str(spec), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert why in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_whose_grader_rewards_no_training_answer_is_refused_for_rl(tmp_path):
+    rows = [f'{{"prompt": "q{i}", "completion": "so #### {i}", "answer": "{i + 1}", "family": "g"}}' for i in range(40)]
+    (tmp_path / "data.jsonl").write_text("\n".join(rows) + "\n")
+    text = (f'name = "d"\n[axes]\nsize = ["tiny"]\n[data]\nsource = "data.jsonl"\ngroups = ["g"]\nexamples = 20\n'
+            f'[train]\nbudgets = [4]\n[eval]\nn = 4\n[rl]\nfrom_budgets = [4]\nbudgets = [0, 2]\nprompts_per_step = 2\n')
+    with pytest.raises(UserError, match=r"\[rl\] the data has no verifier"):
+        parse_spec(text, base_dir=tmp_path)
+    (tmp_path / "data.jsonl").write_text("\n".join(row.replace('"answer"', '"note"') for row in rows) + "\n")
+    assert parse_spec(text, base_dir=tmp_path).rl is not None  # references read from the completions: verifiable
+
+
+@pytest.fixture(scope="module")
+def rft_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("rft")
+    (folder / "grid.toml").write_text(GRID + RFT)
+    assert main(["run", str(folder / "grid.toml"), "--out", str(folder / "run")]) == 0
+    assert main(["collect", str(folder / "run")]) == 0
+    return folder
+
+
+@pytest.mark.slow
+def test_the_rft_arm_is_stored_beside_sft_with_its_compute_by_phase(rft_run):
+    run = rft_run / "run"
+    cube = open_results(run / "results.nc")
+    arm = cube.sel(arm="rft", sft_step=96).squeeze()
+    # Arm step 0 is the SFT model at the budget it starts from: the same scores.
+    np.testing.assert_array_equal(arm.arm_answer_acc.sel(arm_step=0).values, cube.answer_acc.sel(step=96).squeeze().values)
+    flops = arm.arm_flops.to_pandas()  # arm_step x phase
+    np.testing.assert_array_equal(flops.loc[0].values, cube.flops_by_phase.sel(step=96).squeeze().values)
+    assert flops.loc[4, "rft_sampling"] > 0 and flops.loc[4, "rl_update"] == 0
+    assert 0 < flops.loc[2, "rft_update"] < flops.loc[4, "rft_update"]  # samples were kept and fine-tuned on
+    assert list(cube.phase.values) == list(PHASES)
+    # Every existing table reads as before: the arms' and the phases' variables are none of its columns.
+    assert not {"arm", "sft_step", "arm_step", "phase"} & set(results_table(cube, "id").columns)
+    grades, arm_grades = pd.read_parquet(run / "grades.parquet"), pd.read_parquet(run / "arm_grades.parquet")
+    assert list(arm_grades.columns) == [*grades.columns[:8], "arm", "sft_step", *grades.columns[8:]]
+    assert (grades.groupby("step").flops.first() == cube.flops_by_phase.sum("phase").squeeze().to_pandas()).all()
+    at_zero = arm_grades[arm_grades.step == 0].drop(columns=["arm", "sft_step", "step"]).reset_index(drop=True)
+    sft = grades[grades.step == 96].drop(columns=["step"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(at_zero, sft)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_rft_then_rerun_gives_the_same_numbers(rft_run, tmp_path):
+    run = tmp_path / "run"
+    runner = subprocess.Popen([*SCALING, "run", str(rft_run / "grid.toml"), "--out", str(run)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    checkpoints = run / "scratch" / "checkpoints"
+
+    def mid_arm() -> bool:  # a checkpoint of the arm's phase: ids past SFT's (scaling.grid.arms.CheckpointIds)
+        return any(p.name.isdigit() and int(p.name) >= 3 * 96 for p in checkpoints.glob("*/*"))
+
+    deadline = time.monotonic() + 240
+    while not mid_arm() and runner.poll() is None:
+        assert time.monotonic() < deadline, "the runner never reached the arm"
+        time.sleep(0.05)
+    assert runner.poll() is None, "the cell finished before a checkpoint mid-arm"
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    assert not list((run / "cells").glob("*.nc"))
+    assert main(["run", str(rft_run / "grid.toml"), "--out", str(run)]) == 0
+    for cell in (rft_run / "run" / "cells").glob("*.nc"):
+        with xr.open_dataset(cell, engine="h5netcdf") as want, xr.open_dataset(run / "cells" / cell.name,
+                                                                               engine="h5netcdf") as got:
+            names = [name for name in want.data_vars if name != "wall_seconds"]
+            xr.testing.assert_equal(got[names].load(), want[names].load())
