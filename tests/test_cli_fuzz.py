@@ -706,3 +706,39 @@ def test_the_entry_point_gives_the_callers_signal_handlers_back(argv, workdir):
     before = [signal.getsignal(signum) for signum in TERMINATING]
     refused(argv, workdir)
     assert [signal.getsignal(signum) for signum in TERMINATING] == before
+
+
+# --- the arms after SFT ([rl], [rft]) --------------------------------------------------------------------
+# Every value the issue names as bad (group size < 2, temperature <= 0, an arm without an SFT budget to start
+# from, more prompts than a cell's training examples), drawn: one line naming the section, exit 2, nothing written.
+
+@st.composite
+def bad_arm_sections(draw) -> tuple[str, str]:
+    arm = draw(st.sampled_from(["rl", "rft"]))
+    start = f"[{arm}]\nbudgets = [0, 2]\n"
+    case = draw(st.sampled_from(["group_size", "temperature", "from_budgets", "pool"] if arm == "rl"
+                                else ["temperature", "from_budgets", "pool"]))
+    if case == "group_size":
+        return arm, start + f"from_budgets = [8]\ngroup_size = {draw(st.integers(-10**6, 1))}\n"
+    if case == "temperature":
+        value = draw(st.one_of(st.floats(max_value=0.0, allow_nan=False, allow_infinity=False), st.just(-math.inf)))
+        return arm, start + f"from_budgets = [8]\ntemperature = {value!r}\n"
+    if case == "from_budgets":
+        budgets = draw(st.one_of(st.just(""), st.lists(st.integers(0, 10**6).filter(lambda b: b not in (8, 16, 32)),
+                                                       min_size=1, max_size=3, unique=True).map(str)))
+        return arm, start + (f"from_budgets = {budgets}\n" if budgets else "")
+    key = "prompts_per_step" if arm == "rl" else "prompts"
+    return arm, start + f"from_budgets = [8]\n{key} = {draw(st.integers(10**5, 10**6))}\n"
+
+
+@settings(FUZZ, max_examples=25)
+@given(case=bad_arm_sections())
+def test_a_bad_arm_section_is_refused_in_one_line_naming_it(case, workdir):
+    arm, section = case
+    spec = workdir / "arm_grid.toml"
+    spec.write_text(GRID + "\n" + section)
+    try:
+        line = refused(["run", "arm_grid.toml", "--out", "arm_run"], workdir)
+        assert f"[{arm}]" in line, line
+    finally:
+        spec.unlink()

@@ -49,8 +49,8 @@ def test_bad_arm_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, cap
 def test_data_whose_grader_rewards_no_training_answer_is_refused_for_rl(tmp_path):
     rows = [f'{{"prompt": "q{i}", "completion": "so #### {i}", "answer": "{i + 1}", "family": "g"}}' for i in range(40)]
     (tmp_path / "data.jsonl").write_text("\n".join(rows) + "\n")
-    text = (f'name = "d"\n[axes]\nsize = ["tiny"]\n[data]\nsource = "data.jsonl"\ngroups = ["g"]\nexamples = 20\n'
-            f'[train]\nbudgets = [4]\n[eval]\nn = 4\n[rl]\nfrom_budgets = [4]\nbudgets = [0, 2]\nprompts_per_step = 2\n')
+    text = ('name = "d"\n[axes]\nsize = ["tiny"]\n[data]\nsource = "data.jsonl"\ngroups = ["g"]\nexamples = 20\n'
+            '[train]\nbudgets = [4]\n[eval]\nn = 4\n[rl]\nfrom_budgets = [4]\nbudgets = [0, 2]\nprompts_per_step = 2\n')
     with pytest.raises(UserError, match=r"\[rl\] the data has no verifier"):
         parse_spec(text, base_dir=tmp_path)
     (tmp_path / "data.jsonl").write_text("\n".join(row.replace('"answer"', '"note"') for row in rows) + "\n")
