@@ -21,6 +21,7 @@ from scaling.schema import METRICS
 from scaling.trainer.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from scaling.trainer.flops import PHASES
 from scaling.trainer.model import abstract_model
+from scaling.trainer.train import Stopped
 
 SFT_MODELS = "sft_models"  # beside a cell's checkpoints: the SFT models the arms start from, one folder per budget
 
@@ -52,8 +53,11 @@ class Trainer:
 def _rl() -> Trainer:
     from scaling.trainer import grpo
 
+    def template(model_cfg, cfg, params):  # the policy's (params, AdamW state), as rl_train checkpoints it
+        return params, jax.eval_shape(grpo.rl_optimizer(cfg.grad_clip).init, params)
+
     return Trainer(grpo.rl_train, lambda step, state, tally: grpo.RLResume(step, state, grpo.RLTally(**tally)),
-                   grpo.state_template)
+                   template)
 
 
 def _rft() -> Trainer:
@@ -96,6 +100,16 @@ class CheckpointIds:
     def phase_of(self, checkpoint: int) -> int | None:
         """The phase a checkpoint id belongs to, None for SFT's."""
         return None if checkpoint < self.first else (checkpoint - self.first) // PHASE_SPAN
+
+
+class ArmStopped(Stopped):
+    """A cell stopped inside an arm: its newest checkpoint is at the arm's step `saved_step` of `steps`, not at an
+    SFT step, so what was saved is said in the arm's terms."""
+
+    def __init__(self, saved_step: int | None, arm: str, sft_step: int, steps: int):
+        super().__init__(saved_step)
+        self.phase = f"{arm} from SFT step {sft_step}"  # which arm, from which SFT model
+        self.steps = steps  # the arm's last budget
 
 
 def keep_sft_model(checkpoints: Path | None, sft_step: int, params: nnx.State) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -20,14 +20,14 @@ from scaling.trainer.evaluate import evaluate_splits
 from scaling.trainer.model import abstract_model
 from scaling.results import DONE, CellStatus
 from scaling.schema import METRICS
-from scaling.grid.arms import (ArmPlan, ArmRecord, CheckpointIds, arm_phases, arm_starts, keep_sft_model, mean_reward,
-                               phase_flops, point_state, sft_model)
+from scaling.grid.arms import (ArmPlan, ArmRecord, ArmStopped, CheckpointIds, arm_phases, arm_starts, keep_sft_model,
+                               mean_reward, phase_flops, point_state, sft_model)
 from scaling.grid.store import ArmResult, CellResult
 from scaling.trainer.flops import PHASES
 from scaling.tasks.grader import Grader, verify_example
 from scaling.tasks.mixture import Example
 from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
-from scaling.trainer.train import Resume, TrainingDiverged, optimizer_for, train
+from scaling.trainer.train import Resume, Stopped, TrainingDiverged, optimizer_for, train
 
 
 @dataclass(frozen=True)
@@ -230,10 +230,10 @@ def _run_arms(plan: CellPlan, arms: _ArmsState, ids: CheckpointIds, checkpoints:
             extra = {**sft_state(), **arms.state(), "arm_step": arm_step, "arm_point": point_state(point)}
             save_checkpoint(checkpoints, ids.next(phase, latest_checkpoint(checkpoints)), state, extra)
 
-        for arm_step, graphdef, params, tally in trainer.train(
+        arm_models = trainer.train(
             plan.model_cfg, arm.config, arms.sft_models[sft_step], list(plan.prompts), plan.tokenizer, plan.grader,
-            resume=resume, on_checkpoint=save if checkpoints is not None else None, should_stop=should_stop,
-        ):
+            resume=resume, on_checkpoint=save if checkpoints is not None else None, should_stop=should_stop)
+        for arm_step, graphdef, params, tally in _arm_stops(arm_models, arm, sft_step):
             if arm_step == 0:  # the SFT model itself, graded already
                 scores = {split: {m: metrics[split][m][at] for m in METRICS} for split in plan.splits}
                 graded = {split: [{k: v for k, v in g.items() if k not in ("step", "split")} for g in grades
@@ -248,3 +248,11 @@ def _run_arms(plan: CellPlan, arms: _ArmsState, ids: CheckpointIds, checkpoints:
                             for split in plan.splits for grade in graded[split]]
         arms.done.append(record)
         arms.current, arms.resume = None, None
+
+
+def _arm_stops(arm_models: Iterator, arm: ArmPlan, sft_step: int) -> Iterator:
+    """An arm's loop, its `Stopped` said in the arm's terms (`ArmStopped`): which arm, and the arm's step."""
+    try:
+        yield from arm_models
+    except Stopped as stopped:
+        raise ArmStopped(stopped.saved_step, arm.arm, sft_step, arm.config.budgets[-1]) from None

@@ -32,10 +32,13 @@ class Preempted(BaseException):
     handler of a cell's own failures records it as one."""
 
     @classmethod
-    def of_cell(cls, cell_id: str, saved_step: int | None, steps: int) -> Preempted:
-        """A cell stopped between steps, its newest checkpoint at trunk step `saved_step` (None: it has none)."""
+    def of_cell(cls, cell_id: str, saved_step: int | None, steps: int, phase: str = "") -> Preempted:
+        """A cell stopped between steps, its newest checkpoint at trunk step `saved_step` (None: it has none), or,
+        inside `phase` (an arm after SFT, e.g. "rl from SFT step 64"), at that phase's step `saved_step`."""
         if saved_step is None:
             return cls(f"cell {cell_id} had no checkpoint yet and starts over; rerun to resume")
+        if phase:
+            return cls(f"cell {cell_id} checkpointed in {phase}: step {saved_step} of {steps}; rerun to resume")
         return cls(f"cell {cell_id} checkpointed at step {saved_step} of {steps}; rerun to resume")
 
 

@@ -225,6 +225,7 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
 
     Once `stop` is requested the cell is checkpointed at the step it reached and `Preempted` raised: no cell
     file (it did not fail), its lock released on the way out."""
+    from scaling.grid.arms import ArmStopped
     from scaling.grid.cell import run_cell  # the trainer's imports only where cells are trained
     from scaling.grid.plan import cell_plan, load_or_pretrain_base, measured_base
     from scaling.provenance import provenance
@@ -252,6 +253,8 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
             with _reporter(folder, spec, cell, plan, notify) as reporter:
                 result = run_cell(plan, checkpoints=checkpoints, on_final=keep, observer=reporter,
                                   should_stop=stop.requested)
+        except ArmStopped as stopped:  # inside an arm after SFT: its own step
+            raise Preempted.of_cell(cell.cell_id, stopped.saved_step, stopped.steps, stopped.phase) from None
         except Stopped as stopped:
             raise Preempted.of_cell(cell.cell_id, stopped.saved_step, plan.train_cfg.budgets[-1]) from None
         except Exception as error:  # recorded as the cell's failure: one bad cell must not stop the grid

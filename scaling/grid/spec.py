@@ -281,6 +281,16 @@ def _check_arm_steps(section: str, arm) -> None:
         raise ValueError(f"[{section}] lr must be > 0, got {arm.lr}")
 
 
+def _check_config(section: str, arm) -> None:
+    """The arm trainer's own checks of the settings (RLConfig's, RFTConfig's), each refusal naming the section's key:
+    what the spec's checks above do not cover (a repeated budget, an unknown schedule) is refused here too, not in
+    the middle of a run."""
+    try:
+        arm.config(0)
+    except ValueError as error:
+        raise ValueError(re.sub(r"^R[LF]T?Config\.", f"[{section}] ", str(error))) from None
+
+
 @dataclass(frozen=True)
 class RLSpec:
     """RL with verifiable rewards (GRPO) after SFT, as scaling.trainer.grpo.RLConfig takes it: from each of
@@ -317,6 +327,7 @@ class RLSpec:
         if self.kl_coef < 0 or self.clip_eps <= 0 or self.process_credit < 0:
             raise ValueError(f"[rl] need kl_coef >= 0, clip_eps > 0 and process_credit >= 0, got {self.kl_coef}, "
                              f"{self.clip_eps} and {self.process_credit}")
+        _check_config("rl", self)
 
     @property
     def prompts_drawn(self) -> tuple[str, int]:
@@ -350,6 +361,8 @@ class RFTSpec:
     lr: float = 1e-4  # AdamW learning rate of the fine-tuning on the kept completions
     batch_size: int = 16  # kept completions per fine-tuning step
     warmup_steps: int = 0  # linear warmup of that rate
+    schedule: str = "constant"  # learning-rate schedule of the fine-tuning (as [train] schedule; wsd: a decay
+    # branched per budget)
     checkpoint_every: int = 0  # also checkpoint every this many fine-tuning steps (0: after each budget only)
 
     def __post_init__(self) -> None:
@@ -359,6 +372,7 @@ class RFTSpec:
         for name, minimum in (("samples", 1), ("prompts", 0), ("batch_size", 1), ("warmup_steps", 0), ("max_new", 0)):
             if getattr(self, name) < minimum:
                 raise ValueError(f"[rft] {name} must be >= {minimum}, got {getattr(self, name)}")
+        _check_config("rft", self)
 
     @property
     def prompts_drawn(self) -> tuple[str, int]:
@@ -371,7 +385,7 @@ class RFTSpec:
 
         return RFTConfig(budgets=self.budgets, samples=self.samples, prompts=self.prompts,
                          temperature=self.temperature, top_p=self.top_p, max_new=self.max_new, lr=self.lr,
-                         batch_size=self.batch_size, warmup_steps=self.warmup_steps, seed=seed,
+                         batch_size=self.batch_size, warmup_steps=self.warmup_steps, schedule=self.schedule, seed=seed,
                          checkpoint_every=self.checkpoint_every)
 
 

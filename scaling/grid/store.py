@@ -144,7 +144,7 @@ def arm_dataset(arms: tuple[ArmResult, ...], splits: tuple[str, ...]) -> xr.Data
             for m in METRICS:
                 metrics[m][at] = [a.metrics[split][m][k] for split in splits]
             flops[at] = a.flops_by_phase[k]
-            if a.reward:
+            if a.arm == "rl":  # RFT has no reward (NaN): it must not overwrite RL's at the same (sft_step, arm_step)
                 reward[at[1:]] = a.reward[k]
     dims = (*ARM_DIMS, "split")
     return xr.Dataset(

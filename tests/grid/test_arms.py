@@ -1,6 +1,7 @@
 """The arms after SFT as grid axes ([rl], [rft]): spec sections, a real tiny run's results, resume after kill -9."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -13,6 +14,7 @@ import xarray as xr
 
 from scaling.cli import main
 from scaling.errors import UserError
+from scaling.grid.arms import CheckpointIds
 from scaling.grid.spec import expand, parse_spec
 from scaling.results import open_results, results_table
 from scaling.trainer.flops import PHASES
@@ -20,6 +22,12 @@ from runs_helpers import SCALING, tiny_grid
 
 GRID = tiny_grid("arms", pretrain_tokens=(0,), budgets=(32, 96), checkpoint_every=0)
 RFT = "[rft]\nfrom_budgets = [96]\nbudgets = [0, 2, 4]\nsamples = 8\ntemperature = 0.2\nprompts = 64\nbatch_size = 4\ncheckpoint_every = 1\n"
+RL = ("[rl]\nfrom_budgets = [96]\nbudgets = [0, 2, 4]\ngroup_size = 4\nprompts_per_step = 4\nprocess_credit = 0.5\n"
+      "checkpoint_every = 1\n")
+# The cell's phases after SFT (scaling.grid.arms.CheckpointIds): RL's, then RFT's, past SFT's last checkpoint id
+# (trunk step 96 with both budgets done: 96 x 3 + 2).
+PHASES_OF = CheckpointIds(96 * 3 + 2)
+ARM_PHASE = {"rl": 0, "rft": 1}
 
 
 def test_a_grid_without_arms_keeps_its_cell_ids_and_one_with_them_gets_its_own():
@@ -36,6 +44,7 @@ def test_a_grid_without_arms_keeps_its_cell_ids_and_one_with_them_gets_its_own()
     ("[rl]\nbudgets = [0, 4]", "[rl] from_budgets is required"),
     ("[rl]\nfrom_budgets = [96]\nbudgets = [0, 4]\nprompts_per_step = 201", "[rl] prompts_per_step 201 is more than"),
     ("[rft]\nfrom_budgets = [96]\nbudgets = [0, 4]\nprompts = 500", "[rft] prompts 500 is more than"),
+    ("[rft]\nfrom_budgets = [96]\nbudgets = [0, 4]\nschedule = \"linear\"", "[rft] schedule must be one of"),  # RFTConfig's
 ])
 def test_bad_arm_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, capsys, section, why):
     spec = tmp_path / "grid.toml"
@@ -58,17 +67,18 @@ def test_data_whose_grader_rewards_no_training_answer_is_refused_for_rl(tmp_path
 
 
 @pytest.fixture(scope="module")
-def rft_run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("rft")
-    (folder / "grid.toml").write_text(GRID + RFT)
+def arms_run(tmp_path_factory) -> Path:
+    """A cell with both arms from its SFT model at 96 steps, run uninterrupted and collected."""
+    folder = tmp_path_factory.mktemp("arms")
+    (folder / "grid.toml").write_text(GRID + RFT + RL)
     assert main(["run", str(folder / "grid.toml"), "--out", str(folder / "run")]) == 0
     assert main(["collect", str(folder / "run")]) == 0
     return folder
 
 
 @pytest.mark.slow
-def test_the_rft_arm_is_stored_beside_sft_with_its_compute_by_phase(rft_run):
-    run = rft_run / "run"
+def test_the_rft_arm_is_stored_beside_sft_with_its_compute_by_phase(arms_run):
+    run = arms_run / "run"
     cube = open_results(run / "results.nc")
     arm = cube.sel(arm="rft", sft_step=96).squeeze()
     # Arm step 0 is the SFT model at the budget it starts from: the same scores.
@@ -83,32 +93,103 @@ def test_the_rft_arm_is_stored_beside_sft_with_its_compute_by_phase(rft_run):
     grades, arm_grades = pd.read_parquet(run / "grades.parquet"), pd.read_parquet(run / "arm_grades.parquet")
     assert list(arm_grades.columns) == [*grades.columns[:8], "arm", "sft_step", *grades.columns[8:]]
     assert (grades.groupby("step").flops.first() == cube.flops_by_phase.sum("phase").squeeze().to_pandas()).all()
-    at_zero = arm_grades[arm_grades.step == 0].drop(columns=["arm", "sft_step", "step"]).reset_index(drop=True)
+    at_zero = arm_grades[(arm_grades.arm == "rft") & (arm_grades.step == 0)].drop(columns=["arm", "sft_step", "step"]).reset_index(drop=True)
     sft = grades[grades.step == 96].drop(columns=["step"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(at_zero, sft)
 
 
 @pytest.mark.slow
-def test_kill_9_mid_rft_then_rerun_gives_the_same_numbers(rft_run, tmp_path):
-    run = tmp_path / "run"
-    runner = subprocess.Popen([*SCALING, "run", str(rft_run / "grid.toml"), "--out", str(run)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+def test_the_rl_arm_is_stored_beside_sft_with_its_reward_and_compute_by_phase(arms_run):
+    run = arms_run / "run"
+    cube = open_results(run / "results.nc")
+    arm = cube.sel(arm="rl", sft_step=96).squeeze()
+    # Arm step 0 is the SFT model at the budget it starts from: the same scores, the same compute.
+    for metric in ("answer_acc", "loss", "process_acc"):
+        np.testing.assert_array_equal(arm[f"arm_{metric}"].sel(arm_step=0).values,
+                                      cube[metric].sel(step=96).squeeze().values)
+    flops = arm.arm_flops.to_pandas()  # arm_step x phase
+    np.testing.assert_array_equal(flops.loc[0].values, cube.flops_by_phase.sel(step=96).squeeze().values)
+    for phase in ("rl_sampling", "rl_update"):
+        assert 0 < flops.loc[2, phase] < flops.loc[4, phase]
+    assert (flops[["rft_sampling", "rft_update"]] == 0).all().all()
+    assert (flops.loc[4, ["pretraining", "sft"]] == flops.loc[0, ["pretraining", "sft"]]).all()
+    # The mean training reward: none before any RL step, a share of rewards in [0, 1 + process_credit] after.
+    reward = arm.rl_reward.to_pandas()
+    assert np.isnan(reward[0]) and all(0 <= reward[s] <= 1.5 for s in (2, 4))
+    arm_grades = pd.read_parquet(run / "arm_grades.parquet")
+    rl = arm_grades[arm_grades.arm == "rl"]
+    assert sorted(rl.step.unique()) == [0, 2, 4] and (rl.sft_step == 96).all()
+    n = cube.n.sel(step=96).squeeze().to_pandas()  # examples evaluated per split
+    counts = rl.groupby(["step", "split"]).size().unstack()  # arm step x split
+    assert (counts[n.index] == n).all().all()
+    for step in (2, 4):  # each arm step's grades are its stored scores, and carry its compute
+        graded = rl[rl.step == step]
+        assert graded.groupby("split").answer_correct.mean().to_dict() == pytest.approx(
+            arm.arm_answer_acc.sel(arm_step=step).to_pandas().to_dict())
+        assert graded.flops.to_numpy() == pytest.approx(flops.loc[step].sum(), rel=1e-12)
+
+
+def _runner(spec: Path, run: Path) -> subprocess.Popen:
+    return subprocess.Popen([*SCALING, "run", str(spec), "--out", str(run)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_inside(arm: str, runner: subprocess.Popen, run: Path, after: int = 1) -> None:
+    """Until the cell has written `after` checkpoints inside `arm` (the runner still running)."""
     checkpoints = run / "scratch" / "checkpoints"
 
-    def mid_arm() -> bool:  # a checkpoint of the arm's phase: ids past SFT's (scaling.grid.arms.CheckpointIds)
-        return any(p.name.isdigit() and int(p.name) >= 3 * 96 for p in checkpoints.glob("*/*"))
+    def inside() -> bool:
+        ids = [int(p.name) for p in checkpoints.glob("*/*") if p.name.isdigit()]
+        return sum(PHASES_OF.phase_of(i) == ARM_PHASE[arm] for i in ids) >= after
 
     deadline = time.monotonic() + 240
-    while not mid_arm() and runner.poll() is None:
-        assert time.monotonic() < deadline, "the runner never reached the arm"
+    while not inside() and runner.poll() is None:
+        assert time.monotonic() < deadline, f"the runner never reached the {arm} arm"
         time.sleep(0.05)
-    assert runner.poll() is None, "the cell finished before a checkpoint mid-arm"
-    os.killpg(runner.pid, signal.SIGKILL)
-    runner.wait()
-    assert not list((run / "cells").glob("*.nc"))
-    assert main(["run", str(rft_run / "grid.toml"), "--out", str(run)]) == 0
-    for cell in (rft_run / "run" / "cells").glob("*.nc"):
+    assert runner.poll() is None, f"the cell finished before a checkpoint inside the {arm} arm"
+
+
+def _assert_same_cells(run: Path, reference: Path) -> None:
+    cells = list((reference / "cells").glob("*.nc"))
+    assert cells
+    for cell in cells:
         with xr.open_dataset(cell, engine="h5netcdf") as want, xr.open_dataset(run / "cells" / cell.name,
                                                                                engine="h5netcdf") as got:
             names = [name for name in want.data_vars if name != "wall_seconds"]
             xr.testing.assert_equal(got[names].load(), want[names].load())
+    for table in ("grades", "arm_grades"):
+        for cell in (reference / "cells").glob(f"*.{table}.parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(run / "cells" / cell.name), pd.read_parquet(cell))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arm", ["rl", "rft"])
+def test_kill_9_inside_an_arm_then_rerun_gives_the_same_numbers(arms_run, tmp_path, arm):
+    """Killed inside RL (the first phase after SFT: its policy, optimizer and tally resumed) or inside RFT (the
+    second: RL's finished record resumed with it), the rerun's cell files equal an uninterrupted run's."""
+    run = tmp_path / "run"
+    runner = _runner(arms_run / "grid.toml", run)
+    _wait_inside(arm, runner, run, after=2)  # past the arm's step-0 checkpoint: mid-arm state to resume
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.communicate()
+    assert not list((run / "cells").glob("*.nc"))
+    assert main(["run", str(arms_run / "grid.toml"), "--out", str(run)]) == 0
+    _assert_same_cells(run, arms_run / "run")
+
+
+STOPPED_IN_RL = re.compile(r"scaling: stopped by SIGTERM: cell [0-9a-f]{16} checkpointed in rl from SFT step 96: "
+                           r"step ([0-4]) of 4; rerun to resume")
+
+
+@pytest.mark.slow
+def test_sigterm_inside_rl_names_the_arm_and_its_step_and_the_rerun_resumes_there(arms_run, tmp_path):
+    run = tmp_path / "run"
+    runner = _runner(arms_run / "grid.toml", run)
+    _wait_inside("rl", runner, run)
+    runner.send_signal(signal.SIGTERM)
+    _, err = runner.communicate(timeout=120)
+    assert runner.returncode == 143, err
+    stopped = [line for line in err.splitlines() if line.startswith("scaling: stopped by")]
+    assert len(stopped) == 1 and STOPPED_IN_RL.fullmatch(stopped[0]), err
+    assert main(["run", str(arms_run / "grid.toml"), "--out", str(run)]) == 0
+    _assert_same_cells(run, arms_run / "run")
