@@ -710,14 +710,19 @@ def test_the_entry_point_gives_the_callers_signal_handlers_back(argv, workdir):
 
 # --- the arms after SFT ([rl], [rft]) --------------------------------------------------------------------
 # Every value the issue names as bad (group size < 2, temperature <= 0, an arm without an SFT budget to start
-# from, more prompts than a cell's training examples), drawn: one line naming the section, exit 2, nothing written.
+# from, more prompts than a cell's training examples; RFT: an unknown schedule), drawn: one line naming the section,
+# exit 2, nothing written.
 
 @st.composite
 def bad_arm_sections(draw) -> tuple[str, str]:
     arm = draw(st.sampled_from(["rl", "rft"]))
     start = f"[{arm}]\nbudgets = [0, 2]\n"
     case = draw(st.sampled_from(["group_size", "temperature", "from_budgets", "pool"] if arm == "rl"
-                                else ["temperature", "from_budgets", "pool"]))
+                                else ["temperature", "from_budgets", "pool", "schedule"]))
+    if case == "schedule":  # refused by RFTConfig's own check, before any work, named as the [rft] key
+        name = draw(st.text("abcdefghijklmnopqrstuvwxyz_", max_size=12).filter(
+            lambda text: text not in ("wsd", "cosine", "constant")))
+        return arm, start + f'from_budgets = [8]\nschedule = "{name}"\n'
     if case == "group_size":
         return arm, start + f"from_budgets = [8]\ngroup_size = {draw(st.integers(-10**6, 1))}\n"
     if case == "temperature":
