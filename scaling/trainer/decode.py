@@ -8,18 +8,22 @@ tokens drive an optional stop automaton from each row's start state to its last 
 (tests/greedy_reference.py decodes the same contract by rerunning the whole buffer). Budgets, start states
 and the automaton are traced, not static: the compiled program depends only on the buffer's shape (and on
 whether an automaton is given), so rows of any budget share it.
+
+`generate_rows` is the prefill/decode loop and row bookkeeping itself, with the choice of each token left to a
+policy: greedy here, temperature / top-p sampling in `scaling.trainer.sample`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scaling.trainer.model import KVCache
+from scaling.trainer.model import KVCache, Transformer
 from scaling.tasks import tokenizer
 
 
@@ -58,7 +62,29 @@ def generate_greedy_cached(
     entry it reaches has been overwritten by a generated token by then. A span shorter than T saves the
     prefill of positions only generation fills (as costly per token as a decode step); the result is the same.
     """
-    model = nnx.merge(graphdef, params)
+    rows, _ = generate_rows(nnx.merge(graphdef, params), tokens_BxT, lengths_B, max_new, argmax, eos_id, stop_VxS,
+                            prompt_span, states_B)
+    return rows.tokens_BxT
+
+
+def argmax(logits_BxV: jax.Array, step: jax.Array) -> tuple[jax.Array, None]:
+    """Greedy choice: each row's most likely token (no log-probabilities kept)."""
+    del step
+    return logits_BxV.argmax(-1), None
+
+
+# A decoding policy: the tokens B chosen from next-token logits BxV at a decode step (0: the token chosen from
+# the prefill), and each one's log-probability under the policy, or None where the caller keeps none.
+Choose = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array | None]]
+
+
+def generate_rows(
+    model: Transformer, tokens_BxT: jax.Array, lengths_B: jax.Array, max_new: jax.Array | int, choose: Choose,
+    eos_id: int, stop_VxS: jax.Array | None, prompt_span: int | None, states_B: jax.Array | None = None,
+) -> tuple[Rows, jax.Array]:
+    """The rows after appending `choose`'s tokens under `generate_greedy_cached`'s contract, and the number of
+    decode steps run (each one a cached forward pass of every row, finished or not). Called inside a jit: the
+    one prefill/decode loop greedy and sampled generation share."""
     B, T = tokens_BxT.shape
     rows_B = jnp.arange(B)
     P = T if prompt_span is None else prompt_span
@@ -68,18 +94,21 @@ def generate_greedy_cached(
     cache = jax.tree.map(lambda x_BxPxKxDh: jnp.pad(x_BxPxKxDh, ((0, 0), (0, T - P), (0, 0), (0, 0))), cache)
     # The first token comes from the prefill logits, so the loop below never runs a step whose logits go unused.
     states_B = jnp.zeros((B,), jnp.int32) if states_B is None else jnp.asarray(states_B, jnp.int32)
-    rows = _Rows(tokens_BxT, lengths_B, ends_B, lengths_B >= ends_B, states_B)
-    rows = rows.append(logits_BxPxV[rows_B, lengths_B - 1], eos_id, stop_VxS)
+    first_B, logprob_B = choose(logits_BxPxV[rows_B, lengths_B - 1], jnp.int32(0))
+    logprobs_BxT = None if logprob_B is None else jnp.zeros((B, T), jnp.float32)
+    rows = Rows(tokens_BxT, lengths_B, ends_B, lengths_B >= ends_B, states_B, logprobs_BxT)
+    rows = rows.append(first_B, logprob_B, eos_id, stop_VxS)
 
     def next_token(carry):
-        rows, cache = carry
+        rows, cache, steps = carry
         # Finished rows rerun their last token: rewriting a cache entry they never read again is harmless.
         last_B = rows.lengths_B - 1
         logits_Bx1xV, cache = model.decode(rows.tokens_BxT[rows_B, last_B][:, None], last_B[:, None], cache)
-        return rows.append(logits_Bx1xV[:, 0], eos_id, stop_VxS), cache
+        steps = steps + 1
+        return rows.append(*choose(logits_Bx1xV[:, 0], steps), eos_id, stop_VxS), cache, steps
 
-    rows, _ = jax.lax.while_loop(lambda carry: ~carry[0].done_B.all(), next_token, (rows, cache))
-    return rows.tokens_BxT
+    rows, _, steps = jax.lax.while_loop(lambda carry: ~carry[0].done_B.all(), next_token, (rows, cache, jnp.int32(0)))
+    return rows, steps
 
 
 def _unpacked(B: int, T: int) -> tuple[jax.Array, jax.Array]:
@@ -89,7 +118,7 @@ def _unpacked(B: int, T: int) -> tuple[jax.Array, jax.Array]:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class _Rows:
+class Rows:
     """The decoding state of a buffer's rows."""
 
     tokens_BxT: jax.Array  # prompts and what has been generated after them
@@ -97,20 +126,25 @@ class _Rows:
     ends_B: jax.Array  # the length at which each row's budget (or the buffer) is spent
     done_B: jax.Array  # rows that write nothing more
     states_B: jax.Array  # each row's stop-automaton state (0 where there is no automaton)
+    logprobs_BxT: jax.Array | None = None  # each generated token's log-probability (0 elsewhere), if kept
 
-    def append(self, logits_BxV: jax.Array, eos_id: int, stop_VxS: jax.Array | None) -> _Rows:
-        """Each unfinished row's argmax written after its sequence; a row finishes at end of sequence, at its
-        end, or when the automaton reaches its last state."""
+    def append(self, chosen_B: jax.Array, logprob_B: jax.Array | None, eos_id: int,
+               stop_VxS: jax.Array | None) -> Rows:
+        """Each unfinished row's chosen token (and its log-probability) written after its sequence; a row
+        finishes at end of sequence, at its end, or when the automaton reaches its last state."""
         B, T = self.tokens_BxT.shape
         rows_B = jnp.arange(B)
-        chosen_B = logits_BxV.argmax(-1).astype(self.tokens_BxT.dtype)
+        chosen_B = chosen_B.astype(self.tokens_BxT.dtype)
         write_B = ~self.done_B
         at_B = jnp.minimum(self.lengths_B, T - 1)
         tokens_BxT = self.tokens_BxT.at[rows_B, at_B].set(jnp.where(write_B, chosen_B, self.tokens_BxT[rows_B, at_B]))
+        logprobs_BxT = self.logprobs_BxT
+        if logprobs_BxT is not None:
+            logprobs_BxT = logprobs_BxT.at[rows_B, at_B].set(jnp.where(write_B, logprob_B, logprobs_BxT[rows_B, at_B]))
         lengths_B = self.lengths_B + write_B
         done_B = self.done_B | (write_B & (chosen_B == eos_id)) | (lengths_B >= self.ends_B)
         states_B = self.states_B
         if stop_VxS is not None:
             states_B = jnp.where(write_B, stop_VxS[chosen_B, states_B].astype(states_B.dtype), states_B)
             done_B = done_B | (states_B == stop_VxS.shape[1] - 1)
-        return _Rows(tokens_BxT, lengths_B, self.ends_B, done_B, states_B)
+        return Rows(tokens_BxT, lengths_B, self.ends_B, done_B, states_B, logprobs_BxT)
