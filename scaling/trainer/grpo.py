@@ -306,7 +306,7 @@ def rl_train(
     Step s draws its prompts from `prompts` (the cell's training examples, never an evaluation split) and its
     sampling key from (cfg.seed, s) alone, so `on_checkpoint(rl_step, state, tally)`, offered after each budget is
     evaluated (when the generator resumes) and every cfg.checkpoint_every steps, passed back as `resume`, continues
-    bit for bit. `should_stop` is asked after each step and each budget: the state is offered to `on_checkpoint`
+    bit for bit (the state's buffers are donated to the next update, as `train`'s are: save or copy them there). `should_stop` is asked after each step and each budget: the state is offered to `on_checkpoint`
     and `Stopped` raised. `on_step(rl_step, mean_reward)` reports each step's mean reward. The KL reference is
     `sft_params`, never changed.
     """
@@ -324,7 +324,7 @@ def rl_train(
     if resume is None:
         step, state, tally = 0, (_copy(sft_params), optimizer.init(sft_params)), RLTally()
     else:
-        step, state, tally = resume.rl_step, resume.state, resume.tally
+        step, state, tally = resume.rl_step, _copy(resume.state), resume.tally  # the caller's stays its own
     saved = step if resume is not None else None
 
     def checkpoint(at: int) -> None:

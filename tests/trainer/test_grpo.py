@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from scaling.tasks.grader import verify_example
+from scaling.tasks.grader import Grade, verify_example
 from scaling.tasks.mixture import training_pool
 from scaling.tasks.tokenizer import CHARACTERS, VOCAB_SIZE
 from scaling.trainer.batches import sequence_length, token_arrays
@@ -14,7 +14,7 @@ from scaling.trainer.config import TrainConfig, preset
 from scaling.trainer.flops import sampling_flops, training_flops
 from scaling.trainer.grpo import (
     RLConfig, RLResume, RolloutShape, clipped_objective, group_advantages, kl_k3, rl_loss, rl_optimizer,
-    rl_train, rl_update, rollouts, token_weights,
+    reward, rl_train, rl_update, rollouts, token_weights,
 )
 from scaling.trainer.model import init_model
 from scaling.trainer.train import Stopped, train
@@ -121,6 +121,29 @@ def _rollout_batch(params, graphdef, pool, cfg, model_cfg, advantages_B=None):
     advantages_B = np.linspace(-1.0, 1.0, len(batch.rewards_B), dtype=np.float32) if advantages_B is None else advantages_B
     return {"tokens": batch.tokens_BxT, "advantages": advantages_B,
             "weights": token_weights(batch.mask_BxT, cfg.advantage, shape.max_new)}
+
+
+def test_rollouts_weigh_only_the_sampled_tokens_and_reward_them_by_the_grader(tiny_cfg, add_pool):
+    graphdef, params = init_model(tiny_cfg, seed=0)
+    cfg = RLConfig(budgets=(1,), group_size=3, prompts_per_step=2, process_credit=0.5)
+    shape = RolloutShape.of(add_pool, CHARACTERS, 0, tiny_cfg.max_len)
+    batch = rollouts(params, graphdef, add_pool[:2], cfg, shape, CHARACTERS, verify_example, jax.random.key(0))
+    for row in range(6):
+        example = add_pool[row // 3]
+        prompt = CHARACTERS.prompt_ids(example)
+        assert batch.tokens_BxT[row, :len(prompt)].tolist() == prompt
+        sampled_T = np.flatnonzero(batch.mask_BxT[row])
+        assert sampled_T[0] == len(prompt) and np.array_equal(sampled_T, np.arange(len(prompt), sampled_T[-1] + 1))
+        assert not batch.tokens_BxT[row, sampled_T[-1] + 1:].any()  # nothing after the sampled tokens
+        grade = verify_example(example, CHARACTERS.decode(batch.tokens_BxT[row, sampled_T]))
+        assert batch.rewards_B[row] == np.float32(reward(grade, 0.5))
+    assert len({tuple(batch.tokens_BxT[row]) for row in range(3)}) > 1  # a group's completions differ
+
+
+def test_reward_adds_process_credit_where_steps_are_verified():
+    assert reward(Grade(True, 0.5, False, 2), 0.4) == pytest.approx(1.2)
+    assert reward(Grade(False, 0.5, False, 2), 0.0) == 0.0
+    assert reward(Grade(True, float("nan"), None, 2), 0.4) == 1.0  # a dataset's grader verifies no steps
 
 
 def _leaves_equal(a, b) -> bool:
