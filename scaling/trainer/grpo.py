@@ -306,8 +306,9 @@ def rl_train(
     Step s draws its prompts from `prompts` (the cell's training examples, never an evaluation split) and its
     sampling key from (cfg.seed, s) alone, so `on_checkpoint(rl_step, state, tally)`, offered after each budget is
     evaluated (when the generator resumes) and every cfg.checkpoint_every steps, passed back as `resume`, continues
-    bit for bit (the state's buffers are donated to the next update, as `train`'s are: save or copy them there). `should_stop` is asked after each step and each budget: the state is offered to `on_checkpoint`
-    and `Stopped` raised. `on_step(rl_step, mean_reward)` reports each step's mean reward. The KL reference is
+    bit for bit (the state's buffers are donated to the next update, as `train`'s are: save or copy them there).
+    `should_stop` is asked after each step and each budget: the state is offered to `on_checkpoint` and `Stopped`
+    raised. `on_step(rl_step, mean_reward)` reports each step's mean reward. The KL reference is
     `sft_params`, never changed.
     """
     if cfg.prompts_per_step > len(prompts):
