@@ -118,7 +118,8 @@ def _rollout_batch(params, graphdef, pool, cfg, model_cfg, advantages_B=None):
     shape = RolloutShape.of(pool, CHARACTERS, 0, model_cfg.max_len)
     batch = rollouts(params, graphdef, pool[:4], cfg.replace(prompts_per_step=4), shape, CHARACTERS, verify_example,
                      jax.random.key(0))
-    advantages_B = np.linspace(-1.0, 1.0, len(batch.rewards_B), dtype=np.float32) if advantages_B is None else advantages_B
+    if advantages_B is None:
+        advantages_B = np.linspace(-1.0, 1.0, len(batch.rewards_B), dtype=np.float32)
     return {"tokens": batch.tokens_BxT, "advantages": advantages_B,
             "weights": token_weights(batch.mask_BxT, cfg.advantage, shape.max_new)}
 
