@@ -244,15 +244,15 @@ def rollouts(params: nnx.State, graphdef: nnx.GraphDef, examples: list[Example],
     tokens_BxT = np.repeat(prompt_tokens_PxT, cfg.group_size, axis=0)
     prompt_lengths_B = np.repeat(prompt_lengths_P, cfg.group_size)
     stop_VxS = answer_line_automaton(tokenizer) if reads_first_answer_line_only(grader) else None
+    stop = None if stop_VxS is None else jnp.asarray(stop_VxS)
     sampled = sample_cached(params, tokens_BxT, prompt_lengths_B, graphdef, shape.max_new, key, cfg.temperature,
-                            cfg.top_p, eos_id=tokenizer.eos_id, stop_VxS=None if stop_VxS is None else jnp.asarray(stop_VxS),
-                            prompt_span=shape.prompt_span)
+                            cfg.top_p, eos_id=tokenizer.eos_id, stop_VxS=stop, prompt_span=shape.prompt_span)
     tokens_BxT, lengths_B = np.asarray(sampled.tokens_BxT), np.asarray(sampled.lengths_B)
     positions_T = np.arange(shape.length)
     mask_BxT = ((positions_T >= prompt_lengths_B[:, None]) & (positions_T < lengths_B[:, None])).astype(np.float32)
-    rewards_B = np.array([
-        reward(grader(examples[row // cfg.group_size], tokenizer.decode(tokens_BxT[row, start:end])), cfg.process_credit)
-        for row, (start, end) in enumerate(zip(prompt_lengths_B, lengths_B))], np.float32)
+    texts = [tokenizer.decode(row_T[start:end]) for row_T, start, end in zip(tokens_BxT, prompt_lengths_B, lengths_B)]
+    rewards_B = np.array([reward(grader(examples[row // cfg.group_size], text), cfg.process_credit)
+                          for row, text in enumerate(texts)], np.float32)
     advantages_B = np.asarray(group_advantages(rewards_B.reshape(-1, cfg.group_size), cfg.advantage)).reshape(-1)
     return Rollouts(tokens_BxT, mask_BxT, rewards_B, advantages_B, int(sampled.decode_steps))
 
@@ -306,8 +306,9 @@ def rl_train(
     Step s draws its prompts from `prompts` (the cell's training examples, never an evaluation split) and its
     sampling key from (cfg.seed, s) alone, so `on_checkpoint(rl_step, state, tally)`, offered after each budget is
     evaluated (when the generator resumes) and every cfg.checkpoint_every steps, passed back as `resume`, continues
-    bit for bit. `should_stop` is asked after each step and each budget: the state is offered to `on_checkpoint`
-    and `Stopped` raised. `on_step(rl_step, mean_reward)` reports each step's mean reward. The KL reference is
+    bit for bit (the state's buffers are donated to the next update, as `train`'s are: save or copy them there).
+    `should_stop` is asked after each step and each budget: the state is offered to `on_checkpoint` and `Stopped`
+    raised. `on_step(rl_step, mean_reward)` reports each step's mean reward. The KL reference is
     `sft_params`, never changed.
     """
     if cfg.prompts_per_step > len(prompts):
@@ -324,7 +325,7 @@ def rl_train(
     if resume is None:
         step, state, tally = 0, (_copy(sft_params), optimizer.init(sft_params)), RLTally()
     else:
-        step, state, tally = resume.rl_step, resume.state, resume.tally
+        step, state, tally = resume.rl_step, _copy(resume.state), resume.tally  # the caller's stays its own
     saved = step if resume is not None else None
 
     def checkpoint(at: int) -> None:
