@@ -97,8 +97,12 @@ class RejectionSamples:
     """The kept samples of one draw, and what drawing them cost."""
 
     examples: tuple[Example, ...]  # each kept completion as a training example of its prompt, prompt by prompt
-    sampled: int  # completions drawn
+    completions: tuple[tuple[str, ...], ...]  # every completion drawn, as graded: each prompt's k, in order drawn
     flops: float  # sampling FLOPs, every row of every sampler call counted
+
+    @property
+    def sampled(self) -> int:
+        return sum(map(len, self.completions))
 
 
 def training_prompts(prompts: list[Example], cfg: RFTConfig) -> list[Example]:
@@ -128,6 +132,7 @@ def rejection_samples(
     stop = jnp.asarray(answer_line_automaton(tokenizer)) if reads_first_answer_line_only(grader) else None
     key = jax.random.key(cfg.seed)
     kept: list[dict[str, Example]] = [{} for _ in prompts]  # each prompt's distinct kept texts, first drawn first
+    completions: list[list[str]] = [[] for _ in prompts]
     flops = 0.0
     for call, start in enumerate(range(0, len(rows), cfg.sample_rows)):
         batch = rows[start:start + cfg.sample_rows]
@@ -139,11 +144,12 @@ def rejection_samples(
         written, ends = np.asarray(drawn.tokens_BxT), np.asarray(drawn.lengths_B)
         for row, prompt in enumerate(batch):
             example, text = prompts[prompt], _completion(written[row, lengths[row]:ends[row]], tokenizer)
+            completions[prompt].append(text)
             if text not in kept[prompt] and grader(example, text).answer_correct:
                 kept[prompt][text] = dataclasses.replace(
                     example, completion=text, steps=tuple(parse_completion(text)[0]), corrupted=False,
                     corrupted_step=None)
-    return RejectionSamples(tuple(e for texts in kept for e in texts.values()), len(rows), flops)
+    return RejectionSamples(tuple(e for texts in kept for e in texts.values()), tuple(map(tuple, completions)), flops)
 
 
 def _completion(generated: np.ndarray, tokenizer: Tokenizer) -> str:

@@ -1,5 +1,5 @@
 """The FLOPs counts of trainer/flops.py against an independent count: XLA's own cost analysis of the compiled
-forward pass, train step, prefill and decode step of the `tiny` and `xs` presets.
+forward pass, train step, prefill, decode step and whole sampler of the `tiny` and `xs` presets.
 
 Where the two differ, and why (the residual each test bounds):
 - XLA counts the attention that runs. On CPU that is a fused C++ kernel, a custom call XLA cannot see (it counts
@@ -25,6 +25,7 @@ from scaling.tasks.tokenizer import CHARACTERS
 from scaling.trainer import decode, flops, model, train
 from scaling.trainer.attention import attention_mask, dense_attention
 from scaling.trainer.config import preset
+from scaling.trainer.sample import sample_cached
 
 B, T = 4, 64  # rows and positions of the buffers counted
 
@@ -103,3 +104,10 @@ def test_sampling_is_a_causal_prefill_and_dense_decode_steps(size, dense):
     _assert_elementwise_share(step, step_counted + _logits(cfg, B), 0.10)
     # A sampling run is its prefill and `steps` decode steps, every row running each one.
     assert flops.sampling_flops(cfg, B, span, steps, T) == pytest.approx(prefill_counted + steps * step_counted)
+    # The sampler compiled whole runs just these: XLA counts its decode loop's body once (it cannot know the trip
+    # count), so its count is one prefill and one decode step, and the drawing of tokens (a softmax and a draw
+    # over the vocabulary per row and step, the rows' bookkeeping): 1.5% of tiny's.
+    lengths = jnp.full((B,), span - 2)
+    whole = _xla_flops(lambda p, t, key: sample_cached.__wrapped__(p, t, lengths, graphdef, steps, key, 1.0, 1.0,
+                                                                     prompt_span=span), params, tokens, jax.random.key(0))
+    assert 0.0 <= (whole - prefill - step) / whole <= 0.03
