@@ -165,11 +165,13 @@ def status(run_dir: str, as_json: bool, watch: bool, every: float) -> None:
 @click.argument("run_dir")
 def collect(run_dir: str) -> None:
     """Validate every cell file and merge them into RUN_DIR/results.nc."""
-    from scaling.grid.collect import FAMILIES, GRADES, RESULTS, collect_run, format_status
+    from scaling.grid.collect import ARM_GRADES, FAMILIES, GRADES, RESULTS, collect_run, format_status
+    from scaling.schema import ARM_DIMS
 
-    _, states = collect_run(run_dir)
+    cube, states = collect_run(run_dir)
     click.echo(format_status(states).splitlines()[0])
-    click.echo(f"wrote {run_dir.rstrip('/')}/{RESULTS}, {GRADES} and {FAMILIES}")
+    tables = [GRADES, FAMILIES] + ([ARM_GRADES] if ARM_DIMS[0] in cube.dims else [])
+    click.echo(f"wrote {run_dir.rstrip('/')}/{RESULTS}, {', '.join(tables[:-1])} and {tables[-1]}")
 
 
 @cli.command()
@@ -313,6 +315,32 @@ def transfer(run_dir: Path, step: int | None, by: tuple[str, ...], where: str | 
     extra = tuple(column.strip() for item in by for column in item.split(","))
     table = transfer_table(read_grades_file(run_dir / GRADES), ("split", "family", *extra), step, where)
     click.echo(format_transfer(table))
+    if csv_out is not None:
+        write_transfer_csv(table, csv_out)
+        click.echo(f"wrote {csv_out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--split", "splits", multiple=True, help="Evaluation splits (repeated, or comma-separated)  "
+              "[default: every split but train].")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None, help="Also write the table here.")
+def arms(run_dir: Path, splits: tuple[str, ...], csv_out: Path | None) -> None:
+    """What RUN_DIR's arms after SFT (RL, RFT) bought: each arm point's accuracy against the SFT model it started
+    from and against the first SFT budget of no less training compute, with 90% intervals over runs and items,
+    and the gains per 10^15 FLOPs."""
+    from scaling.grid.collect import ARM_GRADES, GRADES
+    from scaling.report.arms import arm_table, format_arms
+    from scaling.report.transfer import read_grades_file, write_transfer_csv
+
+    if csv_out is not None and csv_out.is_dir():
+        raise UserError(f"--csv {csv_out} is a folder: give a file name")
+    grades = read_grades_file(run_dir / GRADES)
+    if not (run_dir / ARM_GRADES).is_file() and (run_dir / GRADES).is_file():
+        raise UserError(f"{run_dir} has no arms after SFT (its grid has no [rl] or [rft] section)")
+    chosen = [split.strip() for item in splits for split in item.split(",")]
+    table = arm_table(grades, read_grades_file(run_dir / ARM_GRADES), chosen)
+    click.echo(format_arms(table))
     if csv_out is not None:
         write_transfer_csv(table, csv_out)
         click.echo(f"wrote {csv_out}")

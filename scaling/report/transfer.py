@@ -105,7 +105,7 @@ def accuracy_interval(rows: pd.DataFrame, draws: int = DRAWS, seed: int = 0) -> 
     (report/claims.py's accuracy_rows). A point where every answer agrees: the caller says so."""
     rng = np.random.default_rng(seed)
     items = pd.MultiIndex.from_frame(rows[list(ITEM)].drop_duplicates())
-    measured = _measure(rows, items, _weights(rng, draws, len(items)), rng)
+    measured = _measure(rows, items, resample_counts(rng, draws, len(items)), rng)
     lo, hi = np.nanquantile(measured.acc_draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return float(lo), float(hi)
 
@@ -143,7 +143,7 @@ def _row(group: pd.DataFrame, control: pd.DataFrame, unmatched: str, draws: int,
     """A group's numbers: its regular cells and its control cells, bootstrapped over shared item weights;
     transfer undefined where a base of the regular cells has no control (`unmatched` names it)."""
     items = pd.MultiIndex.from_frame(pd.concat([group[list(ITEM)], control[list(ITEM)]]).drop_duplicates())
-    item_weights = _weights(rng, draws, len(items))
+    item_weights = resample_counts(rng, draws, len(items))
     measured = _measure(group, items, item_weights, rng)
     row = {"runs": measured.runs, "items": measured.items, "n": len(group),
            **_described("acc", "interval", measured), "chance": measured.chance,
@@ -201,7 +201,7 @@ def _described(name: str, label: str, measured: Measured) -> dict:
     return {name: measured.acc, f"{name}_lo": lo, f"{name}_hi": hi, label: unit}
 
 
-def _weights(rng: np.random.Generator, draws: int, units: int) -> np.ndarray:
+def resample_counts(rng: np.random.Generator, draws: int, units: int) -> np.ndarray:
     """draws x units bootstrap counts: each draw picks `units` of the units with replacement."""
     return rng.multinomial(units, np.full(units, 1 / units), size=draws).astype(float)
 
@@ -274,7 +274,7 @@ def _measure(rows: pd.DataFrame, items: pd.MultiIndex, item_weights_BxK: np.ndar
     np.add.at(right_CxK, (c, k), rows["answer_correct"].to_numpy(float))
     np.add.at(chance_CxK, (c, k), rows["chance"].to_numpy(float))
     np.add.at(n_CxK, (c, k), 1.0)
-    run_weights_BxC = (_weights(rng, len(item_weights_BxK), len(cells)) if len(cells) >= MIN_UNITS else
+    run_weights_BxC = (resample_counts(rng, len(item_weights_BxK), len(cells)) if len(cells) >= MIN_UNITS else
                        np.ones((len(item_weights_BxK), len(cells))))
     right_B, chance_B, n_B = (((run_weights_BxC @ table) * item_weights_BxK).sum(axis=1)
                               for table in (right_CxK, chance_CxK, n_CxK))
