@@ -193,3 +193,21 @@ def test_sigterm_inside_rl_names_the_arm_and_its_step_and_the_rerun_resumes_ther
     assert len(stopped) == 1 and STOPPED_IN_RL.fullmatch(stopped[0]), err
     assert main(["run", str(arms_run / "grid.toml"), "--out", str(run)]) == 0
     _assert_same_cells(run, arms_run / "run")
+
+
+def test_scaling_arms_compares_each_arm_point_with_its_start_and_says_where_sft_stops_short(arms_run, capsys):
+    """The grid's SFT budgets end at the arms' starting budget, so no SFT model matches their compute."""
+    assert main(["arms", str(arms_run / "run"), "--split", "id"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0].split()[:4] == ["arm", "sft_step", "step", "split"]
+    assert {tuple(line.split()[:4]) for line in shown[1:]} == {(arm, "96", step, "id") for arm in ("rl", "rft")
+                                                               for step in ("2", "4")}
+    assert all("the SFT budgets stop short of this compute" in line for line in shown[1:])
+
+
+def test_scaling_arms_on_a_grid_without_arms_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"split": ["id"]}).to_parquet(run / "grades.parquet")
+    assert main(["arms", str(run)]) == 2
+    assert capsys.readouterr().err == f"scaling: error: {run} has no arms after SFT (its grid has no [rl] or [rft] section)\n"
