@@ -15,7 +15,9 @@ What a step counts, on both sides: sampling the G completions of every prompt, d
 the advantages, the teacher-forced pass(es) the loss needs, backward, and the optimizer step. TRL's step is
 timed from `on_step_begin` to `on_step_end` of a callback (its generation runs inside the step); ours is the
 same work through `scaling.trainer.sample` and `scaling.trainer.grpo`. The first steps (compilation, warm-up)
-are dropped; the median of the rest counts. TRL runs offline (HF_HUB_OFFLINE) on CPU.
+are dropped; the median of the rest counts, and of the rollouts within it (TRL's `_generate_and_score_completions`:
+generation, rewards, advantages; ours: `sample_cached`, rewards, advantages), so the two halves are compared
+apart. TRL runs offline (HF_HUB_OFFLINE) on CPU.
 
 Usage: python benchmarks/bench_grpo_update.py [--prompts 2] [--group 4] [--new 32] [--steps 4] [--kl 0.0].
 Needs `make bench`'s install (trl) and the wheel. Last line: a JSON object, "ratio" = TRL's step seconds /
@@ -73,20 +75,30 @@ def shared_model(folder: Path, tokenizer) -> Path:
     return folder
 
 
-def trl_step_seconds(folder: Path, tokenizer, prompts: list[str], args) -> list[float]:
-    """Seconds of each of TRL's GRPO steps on the model in `folder`."""
+def trl_step_seconds(folder: Path, tokenizer, prompts: list[str], args) -> tuple[list[float], list[float]]:
+    """Seconds of each of TRL's GRPO steps on the model in `folder`, and of the rollouts within each."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     class StepTimer(transformers.TrainerCallback):
         def __init__(self):
             self.seconds: list[float] = []
+            self.rollout_seconds: list[float] = []
 
         def on_step_begin(self, *_, **__):
             self.started = time.perf_counter()
 
         def on_step_end(self, *_, **__):
             self.seconds.append(time.perf_counter() - self.started)
+
+    class TimedGRPOTrainer(GRPOTrainer):
+        """TRL's trainer, timing its rollouts (generation, rewards, advantages) apart from the rest of a step."""
+
+        def _generate_and_score_completions(self, inputs):
+            started = time.perf_counter()
+            scored = super()._generate_and_score_completions(inputs)
+            timer.rollout_seconds.append(time.perf_counter() - started)
+            return scored
 
     def reward(completions, **_) -> list[float]:
         return [vowel_reward(text) for text in completions]
@@ -104,15 +116,16 @@ def trl_step_seconds(folder: Path, tokenizer, prompts: list[str], args) -> list[
     dataset = Dataset.from_dict({"prompt": prompts * args.steps})
     timer = StepTimer()
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
+    trainer = TimedGRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[timer])
     trainer.train()
-    return timer.seconds
+    return timer.seconds, timer.rollout_seconds
 
 
-def our_step_seconds(folder: Path, tokenizer, prompts: list[str], args) -> list[float]:
-    """Seconds of each of our GRPO steps on the same model and batch: the step of `grpo.rl_train` (sample, reward,
-    group advantages, `rl_update`), with the bench's prompts and reward in place of a task's."""
+def our_step_seconds(folder: Path, tokenizer, prompts: list[str], args) -> tuple[list[float], list[float]]:
+    """Seconds of each of our GRPO steps on the same model and batch, and of the rollouts within each: the step of
+    `grpo.rl_train` (sample, reward, group advantages, `rl_update`), with the bench's prompts and reward in place
+    of a task's."""
     import jax
     import jax.numpy as jnp
 
@@ -133,7 +146,7 @@ def our_step_seconds(folder: Path, tokenizer, prompts: list[str], args) -> list[
     for row, prompt_ids in enumerate(np.repeat(np.arange(len(ids)), args.group)):
         tokens_BxT[row, :len(ids[prompt_ids])] = ids[prompt_ids]
     positions_T = np.arange(T)
-    seconds = []
+    seconds, rollout_seconds = [], []
     for step in range(args.steps):
         started = time.perf_counter()
         sampled = sample_cached(state[0], tokens_BxT, lengths_B, graphdef, args.new, jax.random.key(step), 1.0, 1.0,
@@ -144,12 +157,13 @@ def our_step_seconds(folder: Path, tokenizer, prompts: list[str], args) -> list[
         mask_BxT = ((positions_T >= lengths_B[:, None]) & (positions_T < ends_B[:, None])).astype(np.float32)
         batch = {"tokens": out_BxT, "weights": grpo.token_weights(mask_BxT, "grpo", args.new),
                  "advantages": grpo.group_advantages(rewards_B.reshape(-1, args.group), "grpo").reshape(-1)}
+        rollout_seconds.append(time.perf_counter() - started)
         if args.kl > 0:
             batch["ref_logprobs"] = sequence_logprobs(reference, out_BxT, graphdef, 1.0)
         state, metrics = grpo.rl_update(state, batch, graphdef, optimizer, LR, CLIP_EPS, args.kl, 1.0)
         jax.block_until_ready(metrics)
         seconds.append(time.perf_counter() - started)
-    return seconds
+    return seconds, rollout_seconds
 
 
 def main() -> None:
@@ -168,15 +182,21 @@ def main() -> None:
           f"in a {len(tokenizer)}-token vocabulary")
     with tempfile.TemporaryDirectory() as tmp:
         folder = shared_model(Path(tmp), tokenizer)
-        theirs = trl_step_seconds(folder, tokenizer, prompts, args)
-        ours = our_step_seconds(folder, tokenizer, prompts, args)
+        theirs, theirs_rollouts = trl_step_seconds(folder, tokenizer, prompts, args)
+        ours, ours_rollouts = our_step_seconds(folder, tokenizer, prompts, args)
     theirs_s, ours_s = statistics.median(theirs[1:]), statistics.median(ours[1:])
-    print(f"TRL GRPOTrainer: {theirs_s:.3f} s a step (steps {', '.join(f'{s:.2f}' for s in theirs)})")
-    print(f"ours:            {ours_s:.3f} s a step (steps {', '.join(f'{s:.2f}' for s in ours)})")
-    print(f"TRL / ours: {theirs_s / ours_s:.2f}x; load at the end {os.getloadavg()[0]:.1f}")
+    theirs_rollout_s, ours_rollout_s = statistics.median(theirs_rollouts[1:]), statistics.median(ours_rollouts[1:])
+    for name, step_s, rollout_s, steps in (("TRL GRPOTrainer", theirs_s, theirs_rollout_s, theirs),
+                                          ("ours", ours_s, ours_rollout_s, ours)):
+        print(f"{name:<16} {step_s:.3f} s a step, of which rollouts {rollout_s:.3f} s "
+              f"(steps {', '.join(f'{s:.2f}' for s in steps)})")
+    print(f"TRL / ours: {theirs_s / ours_s:.2f}x a step, {theirs_rollout_s / ours_rollout_s:.2f}x rollouts, "
+          f"{(theirs_s - theirs_rollout_s) / (ours_s - ours_rollout_s):.2f}x the rest; "
+          f"load at the end {os.getloadavg()[0]:.1f}")
     result = {"benchmark": "bench_grpo_update", "ratio": theirs_s / ours_s, "ours_step_s": ours_s,
-              "theirs_step_s": theirs_s, "ours_steps_s": ours, "theirs_steps_s": theirs, "prompts": args.prompts,
-              "group": args.group, "new": args.new, "kl": args.kl, "load": os.getloadavg()[0]}
+              "theirs_step_s": theirs_s, "ours_rollout_s": ours_rollout_s, "theirs_rollout_s": theirs_rollout_s,
+              "ours_steps_s": ours, "theirs_steps_s": theirs, "prompts": args.prompts, "group": args.group,
+              "new": args.new, "kl": args.kl, "load": os.getloadavg()[0]}
     print(json.dumps(result))
 
 
