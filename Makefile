@@ -39,7 +39,9 @@ test-real: install
 paper: install
 	$(BIN)/scaling figures --paper paper
 
+# The benchmarks' references beyond the project's own dependencies (TRL), installed here so `make test` never needs them.
 bench: install
+	$(BIN)/pip install --quiet -e '.[bench]'
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:

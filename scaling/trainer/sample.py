@@ -51,6 +51,11 @@ def sample_cached(
     return Sampled(rows.tokens_BxT, rows.logprobs_BxT, rows.lengths_B, steps)
 
 
+# Tokens a nucleus is first looked for among (the most likely, by top-k); only where it is wider does a step sort
+# the whole vocabulary, which costs about 50 times more on CPU (78 ms against 1.4 ms at 8 x 49,152).
+NUCLEUS_CANDIDATES = 256
+
+
 def policy(key: jax.Array, temperature: jax.Array, top_p: jax.Array) -> Choose:
     """The sampling policy as a decoding choice: tokens and their log-probabilities from next-token logits."""
 
@@ -58,25 +63,48 @@ def policy(key: jax.Array, temperature: jax.Array, top_p: jax.Array) -> Choose:
         logits_BxV = logits_BxV.astype(jnp.float32)
         greedy = temperature == 0
         scaled_BxV = logits_BxV / jnp.where(greedy, 1.0, temperature)
-        # Sorting the vocabulary each step is the nucleus's cost: skipped where it keeps every token.
-        kept_BxV = jax.lax.cond(top_p < 1, _nucleus, lambda s_BxV, _: s_BxV, scaled_BxV, top_p)
+        kept_BxV = jax.lax.cond(top_p < 1, nucleus, lambda s_BxV, _: s_BxV, scaled_BxV, top_p)
         logprobs_BxV = jax.nn.log_softmax(jnp.where(greedy, scaled_BxV, kept_BxV), axis=-1)
-        sampled_B = jax.random.categorical(jax.random.fold_in(key, step), kept_BxV, axis=-1)
+        sampled_B = draw(jax.random.fold_in(key, step), logprobs_BxV)
         chosen_B = jnp.where(greedy, logits_BxV.argmax(-1), sampled_B)
         return chosen_B, jnp.take_along_axis(logprobs_BxV, chosen_B[:, None], axis=-1)[:, 0]
 
     return choose
 
 
-def _nucleus(scaled_BxV: jax.Array, top_p: jax.Array) -> jax.Array:
-    """The logits with every token outside the top-p nucleus set to -inf."""
-    sorted_BxV = jnp.sort(scaled_BxV, axis=-1)[:, ::-1]
-    probs_BxV = jax.nn.softmax(sorted_BxV, axis=-1)
-    before_BxV = jnp.cumsum(probs_BxV, axis=-1) - probs_BxV  # mass of the more likely tokens
-    kept_B = (before_BxV < top_p).sum(-1)  # at least 1: the argmax has nothing before it
-    threshold_B = jnp.take_along_axis(sorted_BxV, kept_B[:, None] - 1, axis=-1)
+def draw(key: jax.Array, logprobs_BxV: jax.Array) -> jax.Array:
+    """One token a row from its distribution, by inverting the cumulative distribution at one uniform draw a row:
+    a cumulative sum of B x V, where the Gumbel-max trick (`jax.random.categorical`) draws B x V random numbers
+    (2.7 ms against 11.7 ms at 8 x 49,152 on CPU)."""
+    B, V = logprobs_BxV.shape
+    cumulative_BxV = jnp.cumsum(jnp.exp(logprobs_BxV), axis=-1)
+    target_Bx1 = jax.random.uniform(key, (B, 1)) * cumulative_BxV[:, -1:]
+    drawn_B = (cumulative_BxV <= target_Bx1).sum(-1)
+    # Where rounding put the target at the total, the last token of nonzero probability (never one outside a nucleus).
+    last_B = V - 1 - (logprobs_BxV[:, ::-1] > -jnp.inf).argmax(-1)
+    return jnp.minimum(drawn_B, last_B)
+
+
+def nucleus(scaled_BxV: jax.Array, top_p: jax.Array, candidates: int = NUCLEUS_CANDIDATES) -> jax.Array:
+    """The logits with every token outside the top-p nucleus set to -inf: the nucleus is the most likely tokens
+    whose probabilities, before the last one, sum to less than top_p, and every token as likely as its last.
+    Looked for among the `candidates` most likely tokens, and in the whole sorted vocabulary where some row's
+    nucleus takes them all."""
+    logz_Bx1 = jax.nn.logsumexp(scaled_BxV, axis=-1, keepdims=True)
+
+    def threshold(descending_BxK: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The least likely value kept in each row, and how many of these values are kept."""
+        probs_BxK = jnp.exp(descending_BxK - logz_Bx1)
+        before_BxK = jnp.cumsum(probs_BxK, axis=-1) - probs_BxK  # mass of the more likely tokens
+        kept_B = (before_BxK < top_p).sum(-1)  # at least 1: the argmax has nothing before it
+        return jnp.take_along_axis(descending_BxK, kept_B[:, None] - 1, axis=-1), kept_B
+
+    K = min(candidates, scaled_BxV.shape[-1])
+    threshold_Bx1, kept_B = threshold(jax.lax.top_k(scaled_BxV, K)[0])
+    threshold_Bx1 = jax.lax.cond((kept_B == K).any(), lambda: threshold(-jnp.sort(-scaled_BxV, axis=-1))[0],
+                                 lambda: threshold_Bx1)
     # Ties at the threshold all stay: a nucleus cannot tell equally likely tokens apart.
-    return jnp.where(scaled_BxV >= threshold_B, scaled_BxV, -jnp.inf)
+    return jnp.where(scaled_BxV >= threshold_Bx1, scaled_BxV, -jnp.inf)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

@@ -7,7 +7,7 @@ from flax import nnx
 from scaling.tasks import tokenizer
 from scaling.trainer.decode import generate_greedy_cached
 from scaling.trainer.model import init_model
-from scaling.trainer.sample import sample_cached, sequence_logprobs
+from scaling.trainer.sample import draw, nucleus, sample_cached, sequence_logprobs
 
 T = 24
 B = 8  # one buffer shape throughout, so the sampler compiles once per model
@@ -165,3 +165,25 @@ def test_one_compilation_serves_every_temperature_top_p_budget_and_key(model, ti
     for seed, temperature, top_p, max_new in ((1, 0.0, 1.0, 3), (2, 0.5, 0.9, T), (3, 2.0, 0.3, 5)):
         _sample(model, tokens, lengths, seed=seed, temperature=temperature, top_p=top_p, max_new=max_new)
     assert sample_cached._cache_size() == before
+
+
+def test_a_nucleus_found_among_the_top_candidates_is_the_one_a_full_sort_finds():
+    """Rows whose nucleus fits in the candidates (peaked) and batches where one row's does not (flat): the same
+    tokens kept as when the whole vocabulary is sorted."""
+    V = 512
+    for seed, scale in ((0, 8.0), (1, 0.5), (2, 3.0)):
+        scaled = jax.random.normal(jax.random.key(seed), (6, V)) * scale
+        for top_p in (0.3, 0.8, 0.95):
+            whole = np.asarray(nucleus(scaled, jnp.float32(top_p), candidates=V))
+            for candidates in (4, 32):
+                np.testing.assert_array_equal(nucleus(scaled, jnp.float32(top_p), candidates=candidates), whole)
+    peaked = jax.random.normal(jax.random.key(0), (6, V)) * 8.0
+    assert (np.isfinite(np.asarray(nucleus(peaked, jnp.float32(0.8), candidates=V))).sum(-1) < 32).all()
+
+
+def test_draws_follow_the_distribution_and_never_leave_its_support():
+    logprobs = jax.nn.log_softmax(jnp.array([[0.0, 1.0, -jnp.inf, 2.0, -jnp.inf]] * 4096))
+    drawn = np.concatenate([np.asarray(draw(jax.random.key(k), logprobs)) for k in range(4)])
+    frequencies = np.bincount(drawn, minlength=5) / len(drawn)
+    np.testing.assert_allclose(frequencies, np.exp(np.asarray(logprobs[0])), atol=0.01)  # 16,384 draws: sd < 0.004
+    assert frequencies[2] == frequencies[4] == 0
