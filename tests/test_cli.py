@@ -19,7 +19,7 @@ def test_help_lists_the_demo_and_no_unbuilt_command():
     result = scaling("--help")
     assert result.returncode == 0
     commands = [line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()]
-    assert commands == ["baseline", "collect", "data", "demo", "export-hf", "figures", "fit", "import-hf", "power", "run", "status",
+    assert commands == ["arms", "baseline", "collect", "data", "demo", "export-hf", "figures", "fit", "import-hf", "power", "run", "status",
                         "transfer"]
 
 

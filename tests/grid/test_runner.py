@@ -15,6 +15,7 @@ import xarray as xr
 from scaling.cli import main
 from scaling.grid.spec import expand, load_spec
 from scaling.results import open_results
+from scaling.trainer.flops import PHASES
 from runs_helpers import SCALING, attrs_of, metrics_of, tiny_grid
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,8 @@ def test_run_writes_one_done_file_per_cell_and_collect_builds_the_hypercube(refe
     assert main(["collect", str(reference)]) == 0
     cube = open_results(reference / "results.nc")
     assert dict(cube.sizes) == {"size": 1, "pretrain_tokens": 1, "diversity": 1, "quality": 1, "cot": 1, "seed": 3,
-                                "step": 3, "split": 3, "train_step": 64}  # budgets to 64 steps: a curve point per step
+                                "step": 3, "split": 3, "train_step": 64,  # budgets to 64 steps: a curve point per step
+                                "phase": len(PHASES)}  # every cell's training FLOPs by phase (flops_by_phase)
     assert (cube.status == "done").all()
     for cell in cells:
         one = metrics_of(reference)[cell.cell_id]
