@@ -12,7 +12,10 @@ extrapolating. Three differences of accuracy follow, each with its LEVEL interva
 The three models were graded on the same items by the same runs (cells), so each difference is paired: the
 crossed bootstrap of report/transfer.py draws run weights and item weights once per draw and recomputes every
 accuracy of the row on them; the interval counts runs and items. Below MIN_UNITS runs the runs are held fixed
-(items only), as everywhere in the report. Per unit of compute: `arm_gain_per_pflop` and `sft_gain_per_pflop`, the
+(items only), as everywhere in the report. Where every graded answer of either model agrees (all wrong, all right)
+the bootstrap has nothing to resample on that side and a difference's interval would shrink, to a point where both
+agree: its interval then takes the ends of both models' intervals, each at BOTH (the exact one over the distinct
+items where the answers agree), as transfer's does, and its label (`*_interval`) says so. Per unit of compute: `arm_gain_per_pflop` and `sft_gain_per_pflop`, the
 gains over the extra FLOPs each spent past the starting model, in points of accuracy per 10^15 FLOPs.
 """
 
@@ -25,10 +28,11 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import UserError
-from scaling.report.intervals import LEVEL, MIN_UNITS, counted
-from scaling.report.transfer import DRAWS, ITEM, RUNS_AND_ITEMS, TRAINING_SPLIT, resample_counts
+from scaling.report.intervals import LEVEL, MIN_UNITS, alike_interval, counted
+from scaling.report.transfer import BOTH, DRAWS, ITEM, RUNS_AND_ITEMS, TRAINING_SPLIT, resample_counts
 
 PFLOP = 1e15  # the compute unit gains are quoted per
+ENDS = f"ends of both at {BOTH:.0%}"  # the label of a difference bounded by its two models' intervals
 NEEDED = ("cell_id", "step", "split", *ITEM, "answer_correct", "flops")
 ARM_NEEDED = (*NEEDED, "arm", "sft_step")
 
@@ -44,6 +48,19 @@ class Graded:
     @property
     def acc(self) -> float:
         return float(self.right_CxI.sum() / self.graded_CxI.sum())
+
+    @property
+    def alike(self) -> bool:
+        """Every graded answer the same (all wrong or all right): no bootstrap draw differs from another."""
+        return self.right_CxI.sum() in (0, self.graded_CxI.sum())
+
+    def interval(self, draws: np.ndarray, level: float) -> tuple[float, float]:
+        """Its accuracy's `level` interval: over the bootstrap draws, or exact over its distinct items where every
+        answer agrees."""
+        if self.alike:
+            return alike_interval(self.acc == 1.0, int((self.graded_CxI > 0).any(0).sum()), level)[:2]
+        lo, hi = np.nanquantile(draws, [(1 - level) / 2, (1 + level) / 2])
+        return float(lo), float(hi)
 
     def acc_draws(self, run_weights_DxC: np.ndarray, item_weights_DxI: np.ndarray) -> np.ndarray:
         """The accuracy under each draw's run and item weights."""
@@ -118,38 +135,52 @@ def _regular(grades: pd.DataFrame, split: str) -> pd.DataFrame:
 def _compared(start: Graded, point: Graded, matched: Graded | None, matched_step: int | None,
               run_weights: np.ndarray, item_weights: np.ndarray) -> dict:
     """A row's numbers: the accuracies, FLOPs, differences with their intervals, and gains per PFLOP."""
-    start_draws, point_draws = start.acc_draws(run_weights, item_weights), point.acc_draws(run_weights, item_weights)
+    start_side = (start, start.acc_draws(run_weights, item_weights))
+    point_side = (point, point.acc_draws(run_weights, item_weights))
     row = {"start_acc": start.acc, "arm_acc": point.acc, "start_flops": start.flops, "arm_flops": point.flops,
-           **_difference("arm_gain", point.acc - start.acc, point_draws - start_draws),
+           **_difference("arm_gain", point_side, start_side),
            "arm_gain_per_pflop": (point.acc - start.acc) / (point.flops - start.flops) * PFLOP}
     if matched is None:
         return row | {"sft_step_matched": np.nan, "sft_acc": np.nan, "sft_flops": np.nan,
-                      **_difference("sft_gain", np.nan, None), **_difference("arm_vs_sft", np.nan, None),
+                      **_difference("sft_gain", None, start_side), **_difference("arm_vs_sft", point_side, None),
                       "p_arm_better": np.nan, "sft_gain_per_pflop": np.nan,
                       "reason": "the SFT budgets stop short of this compute"}
-    matched_draws = matched.acc_draws(run_weights, item_weights)
+    matched_side = (matched, matched.acc_draws(run_weights, item_weights))
+    # Where both models' answers all agree every draw ties: no share of draws says which is ahead.
+    ahead = np.nan if point.alike and matched.alike else float(np.nanmean(point_side[1] > matched_side[1]))
     return row | {"sft_step_matched": matched_step, "sft_acc": matched.acc, "sft_flops": matched.flops,
-                  **_difference("sft_gain", matched.acc - start.acc, matched_draws - start_draws),
-                  **_difference("arm_vs_sft", point.acc - matched.acc, point_draws - matched_draws),
-                  "p_arm_better": float(np.nanmean(point_draws > matched_draws)),
+                  **_difference("sft_gain", matched_side, start_side),
+                  **_difference("arm_vs_sft", point_side, matched_side),
+                  "p_arm_better": ahead,
                   "sft_gain_per_pflop": (matched.acc - start.acc) / (matched.flops - start.flops) * PFLOP,
                   "reason": ""}
 
 
-def _difference(name: str, observed: float, draws: np.ndarray | None) -> dict:
-    """A difference and its LEVEL percentile interval over the bootstrap draws."""
-    if draws is None:
-        return {name: observed, f"{name}_lo": np.nan, f"{name}_hi": np.nan}
-    lo, hi = np.nanquantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return {name: observed, f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
+Side = tuple[Graded, np.ndarray]  # a model point and its accuracy in each bootstrap draw
+
+
+def _difference(name: str, a: Side | None, b: Side | None) -> dict:
+    """a's accuracy minus b's, and its LEVEL interval: the percentiles of the paired draws' differences, or,
+    where either side's answers all agree, the ends of both sides' intervals at BOTH; NaN where a side is missing."""
+    if a is None or b is None:
+        return {name: np.nan, f"{name}_lo": np.nan, f"{name}_hi": np.nan, f"{name}_interval": ""}
+    (a_model, a_draws), (b_model, b_draws) = a, b
+    if a_model.alike or b_model.alike:
+        (a_lo, a_hi), (b_lo, b_hi) = a_model.interval(a_draws, BOTH), b_model.interval(b_draws, BOTH)
+        lo, hi, label = a_lo - b_hi, a_hi - b_lo, ENDS
+    else:
+        lo, hi = np.nanquantile(a_draws - b_draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+        label = ""
+    return {name: a_model.acc - b_model.acc, f"{name}_lo": float(lo), f"{name}_hi": float(hi), f"{name}_interval": label}
 
 
 def format_arms(table: pd.DataFrame) -> str:
-    """The comparison for people: accuracies, the differences with their intervals in brackets, the matched SFT
-    budget and its compute against the arm's."""
+    """The comparison for people: accuracies, the differences with their intervals in brackets (and, after one
+    bounded by its two models' intervals, that label), the matched SFT budget and its compute against the arm's."""
     def interval(name: str) -> pd.Series:
         return table.apply(lambda r: "-" if np.isnan(r[name]) else
-                           f"{r[name]:+.3f} [{r[f'{name}_lo']:+.3f}, {r[f'{name}_hi']:+.3f}]", axis=1)
+                           f"{r[name]:+.3f} [{r[f'{name}_lo']:+.3f}, {r[f'{name}_hi']:+.3f}]"
+                           + (f" ({r[f'{name}_interval']})" if r[f"{name}_interval"] else ""), axis=1)
 
     shown = table[["arm", "sft_step", "step", "split"]].assign(
         start=table["start_acc"].map("{:.3f}".format), arm_acc=table["arm_acc"].map("{:.3f}".format),

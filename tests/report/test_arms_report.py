@@ -80,3 +80,19 @@ def test_a_split_no_arm_was_graded_on_is_refused_naming_it():
         arm_table(sft, arms, ["ood_length"])
     with pytest.raises(UserError, match="no column 'flops'"):
         arm_table(sft.drop(columns="flops"), arms)
+
+
+def test_models_whose_answers_all_agree_get_the_ends_of_their_exact_intervals_not_a_point():
+    """All wrong before and after: every bootstrap draw ties, and a [0, 0] interval would claim a certainty the
+    40 items do not give; each side's exact interval at 95% bounds the difference instead."""
+    wrong = {"c0": 0, "c1": 0, "c2": 0}
+    sft = sft_grades({10: wrong, 20: wrong, 40: wrong})
+    row = arm_comparison(sft, arm_grades({5: (1.5e12, wrong)}, wrong), "id").iloc[0]
+    exact_hi = 1 - 0.025 ** (1 / ITEMS)  # Clopper-Pearson's upper end for 0 right of 40 items, at 95%
+    assert row["arm_vs_sft"] == 0 and row["arm_vs_sft_interval"] == "ends of both at 95%"
+    assert row["arm_vs_sft_lo"] == pytest.approx(-exact_hi) and row["arm_vs_sft_hi"] == pytest.approx(exact_hi)
+    assert np.isnan(row["p_arm_better"])
+    # One side alike is enough: its exact interval is what the draws cannot show.
+    row = arm_comparison(sft, arm_grades({5: (1.5e12, {"c0": 10, "c1": 12, "c2": 8})}, wrong), "id").iloc[0]
+    assert row["arm_gain_interval"] == "ends of both at 95%" and row["arm_gain_lo"] < 0.25 - exact_hi + 1e-9
+    assert row["p_arm_better"] == 1.0
