@@ -53,8 +53,8 @@ def write_file_atomic(target: Path, content: bytes | Callable[[BinaryIO], object
     with reported_if_full(str(target), target.exists):
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.parent / temporary_name(target.name)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
+        try:  # made inside the try: a signal handled just after it is made still removes it
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(descriptor, "wb") as out:
                 if isinstance(content, bytes):
                     out.write(content)
@@ -110,8 +110,8 @@ def staged_folder(out: Path, marker: str | None, writer: str) -> Iterator[Path]:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = out.parent / temporary_name(out.name)
         retired = out.parent / temporary_name(out.name)  # where an earlier out waits while the new one moves in
-        staging.mkdir()
-        try:
+        try:  # made inside the try: a signal handled just after the mkdir still removes it
+            staging.mkdir()
             yield staging
             if marker is not None:
                 assert (staging / marker).is_file(), f"{writer} wrote no {marker}: its folder could never be replaced"
@@ -153,8 +153,8 @@ def publish_once(target: Path, files: dict[str, bytes] | Callable[[Path], None])
 def _publish_once(target: Path, files: dict[str, bytes] | Callable[[Path], None]) -> bool | None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / temporary_name(target.name)
-    staging.mkdir()
-    try:
+    try:  # made inside the try: a signal handled just after the mkdir still removes it
+        staging.mkdir()
         if callable(files):
             files(staging)
         else:

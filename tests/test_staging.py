@@ -125,3 +125,38 @@ def test_a_termination_while_a_staged_folder_replaces_another_leaves_the_earlier
     assert ended.returncode == 143, ended.stderr
     assert (out / MARKER).read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # neither the staging nor the retired folder left
+
+
+def interrupted_just_after(call):
+    """`call`, standing in for a signal Python handles at the first bytecode after the call returns, where it
+    made a temporary (a dot-name: `staging.temporary_name`): it did its work, then the handler raised."""
+
+    def interrupted(path, *args, **kwargs):
+        made = call(path, *args, **kwargs)
+        if os.path.basename(path).startswith("."):
+            raise KeyboardInterrupt
+        return made
+
+    return interrupted
+
+
+@pytest.mark.parametrize("made_by", ["staged_folder", "publish_once", "write_file_atomic"])
+def test_an_interrupt_the_moment_a_temporary_is_made_leaves_nothing(tmp_path, monkeypatch, made_by):
+    """Seen in CI: `scaling figures` signalled at its start left `paper/.figures.<hash>.tmp` (made just before the
+    `try` that removes it)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    if made_by == "write_file_atomic":
+        monkeypatch.setattr(os, "open", interrupted_just_after(os.open))
+    else:
+        monkeypatch.setattr(type(work), "mkdir", interrupted_just_after(type(work).mkdir))
+    with pytest.raises(KeyboardInterrupt):
+        if made_by == "staged_folder":
+            with staged_folder(work / "out", None, "test"):
+                pass
+        elif made_by == "publish_once":
+            publish_once(work / "out", {"a.txt": b"a"})
+        else:
+            write_file_atomic(work / "out.txt", b"a")
+    monkeypatch.undo()
+    assert list(work.iterdir()) == []
