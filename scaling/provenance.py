@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -33,8 +34,9 @@ def device_kind() -> str:
     return f"{device.platform}:{device.device_kind} x{jax.device_count()}"
 
 
-def provenance(spec_text: str) -> dict[str, str]:
-    """Attributes: the spec that produced the data, versions, commit, device and creation time."""
+def provenance(spec_text: str, data_sources: dict | None = None) -> dict[str, str]:
+    """Attributes: the spec that produced the data, versions, commit, device and creation time, and where its data
+    came from (`data_sources`: a data source's `provenance()`, as JSON; absent where it has none)."""
     versions = {}
     for name in ("scaling", *_DEPENDENCIES):
         try:
@@ -48,4 +50,4 @@ def provenance(spec_text: str) -> dict[str, str]:
         "git_commit": git_commit(),
         "device": device_kind(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    } | ({"data_sources": json.dumps(data_sources, sort_keys=True)} if data_sources else {})

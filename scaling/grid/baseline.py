@@ -13,6 +13,7 @@ decoding makes it deterministic, so a rerun rewrites the same table.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -96,6 +97,9 @@ def run_baseline(run_dir: str, on_split: SplitHook | None = None) -> pd.DataFram
     for cell in base_cells(spec):
         rows += evaluate_base(spec, cell, bases, on_split)
     table = pd.DataFrame(rows, columns=list(COLUMNS))
+    data_sources = spec.source.provenance()
+    if data_sources:  # Parquet metadata: the benchmark items evaluated, where from
+        table.attrs = {"data_sources": json.dumps(data_sources, sort_keys=True)}
     write_grades(folder, BASELINE, table)
     return table
 

@@ -185,9 +185,11 @@ def collect_run(run_dir: str) -> tuple[xr.Dataset, list[CellState]]:
                 if not c.control and folder.exists(cell_file(c.cell_id))]
     if not datasets:
         raise UserError(f"{folder.url} has no finished cells to collect yet")
-    cube = hypercube(datasets, grid_axes(spec), provenance(spec.text))
+    attrs = provenance(spec.text, spec.source.provenance())
+    cube = hypercube(datasets, grid_axes(spec), attrs)
     finished = [c for c in cells if folder.exists(cell_file(c.cell_id))]
     grades = _grades(folder, spec, finished)
+    grades.attrs = {key: attrs[key] for key in ("data_sources",) if key in attrs}  # Parquet metadata: what was evaluated
     write_grades(folder, GRADES, grades)
     if spec.arms:
         arm_steps = (*ARM_DIMS[:2], "step")  # the arm, its SFT budget, and its own step

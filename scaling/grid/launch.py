@@ -50,6 +50,8 @@ def run_grid(spec_path: Path, out: str | None = None, executor: str | None = Non
              console: Console | None = None) -> RunReport:
     """Run (or, with dry_run, describe) the grid in spec_path into out (default runs/NAME)."""
     spec = load_spec(spec_path)
+    for line in spec.source.notes():  # what decontamination left out of the benchmark splits, before any work
+        print(line)
     chosen = choose_executor(executor or spec.run.executor, spec, ExecutorOptions(workers, address))
     check_log_installed(spec.run.log)
     out = out or os.path.join("runs", spec.name)

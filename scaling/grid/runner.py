@@ -262,7 +262,7 @@ def work_on_cell(folder: RunFolder, spec: GridSpec, cell: Cell, retry_failed: bo
             traceback.print_exc()
         if lock.lost:  # a runner took the lock over (this one looked dead): its result will be the same
             return Outcome(cell.cell_id, LOCK_LOST, False, worker)
-        attrs = provenance(spec.text) | {"worker": worker}
+        attrs = provenance(spec.text, spec.source.provenance()) | {"worker": worker}
         try:
             write_result(folder, result, attrs)
         except DiskFull as full:

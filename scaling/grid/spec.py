@@ -28,6 +28,7 @@ from scaling.tasks.dataset import DatasetSource
 from scaling.tasks.jsonl import AnswerExtractor
 from scaling.tasks.mixture import SPLITS
 from scaling.tasks.quality import COT_STYLES
+from scaling.tasks.real.evaluation import BENCHMARKS, BenchmarkSource, check_sources
 from scaling.tasks.source import FAMILY_SPLITS, DataSource, FamilySource, default_ood_families
 from scaling.typed_toml import typed_table
 
@@ -250,12 +251,23 @@ class EvalSpec:
     memorization_n: int = 128  # the train split: a cell's first correct training items, for its memorization step
     controls: bool = False  # also train a positive control per base, CoT style and out-of-distribution split: a cell
     # trained on that split's own distribution, whose accuracy there is the split's headroom (Cell.control)
+    sources: tuple[str, ...] = ()  # benchmarks evaluated beside the splits, each a split of its name
+    # (scaling.tasks.real.evaluation.BENCHMARKS: gsm8k, math500, math), decontaminated against the training data
+    benchmark_n: int = 0  # items of each benchmark, chosen by `seed`, the same for every cell (0: all decontaminated)
 
     def __post_init__(self) -> None:
-        _check_bounds("eval", self, {"n": MAX_EVALUATED, "memorization_n": MAX_EVALUATED, "batch_size": MAX_ROWS})
-        unknown = [s for s in self.splits if s not in SPLITS]
+        _check_bounds("eval", self, {"n": MAX_EVALUATED, "memorization_n": MAX_EVALUATED, "batch_size": MAX_ROWS,
+                                     "benchmark_n": MAX_EVALUATED})
+        check_sources(self.sources)
+        unknown = [s for s in self.splits if s not in SPLITS and s not in BENCHMARKS]
         if unknown:
-            raise ValueError(f"[eval] splits: unknown split {unknown[0]!r}; splits are {', '.join(SPLITS)}")
+            raise ValueError(f"[eval] splits: unknown split {unknown[0]!r}; splits are {', '.join(SPLITS)} (and the "
+                             f"benchmarks of [eval] sources: {', '.join(BENCHMARKS)})")
+        unnamed = [s for s in self.splits if s in BENCHMARKS and s not in self.sources]
+        if unnamed:
+            raise ValueError(f"[eval] splits: {unnamed[0]!r} is a benchmark: name it in [eval] sources")
+        if self.benchmark_n < 0 or (self.benchmark_n and not self.sources):
+            raise ValueError(f"[eval] benchmark_n must be >= 0 and needs [eval] sources, got {self.benchmark_n}")
         if self.n < 1 or self.batch_size < 1 or self.memorization_n < 1:
             raise ValueError(f"[eval] n, batch_size and memorization_n must be >= 1, got {self.n}, {self.batch_size} "
                              f"and {self.memorization_n}")
@@ -517,8 +529,15 @@ class GridSpec:
 
     @property
     def source(self) -> DataSource:
-        """What the cells draw their data from, paths resolved."""
-        return self.data.data_source(Path(self.base_dir))
+        """What the cells draw their data from, paths resolved; with [eval] sources, the benchmark splits added,
+        decontaminated against every training text the grid's pools and seeds can draw."""
+        source = self.data.data_source(Path(self.base_dir))
+        if not self.eval.sources:
+            return source
+        pools = tuple((diversity, self.data.examples_at(diversity), quality)
+                      for diversity in self.axes.diversity for quality in self.axes.quality)
+        # fold: [data] fold (the gsm_symbolic source's) is passed here once DataSpec has it; "none" until then.
+        return BenchmarkSource(source, self.eval.sources, self.eval.benchmark_n, self.eval.seed, pools, self.axes.seed)
 
     @property
     def bases(self) -> dict[str, Base]:
@@ -534,6 +553,9 @@ class GridSpec:
         """Everything in the spec that determines results (not `name`, `run` or where the file lies)."""
         evaluation = dataclasses.asdict(self.eval)
         del evaluation["controls"]  # whether controls run beside the cells changes no cell's results
+        for key in ("sources", "benchmark_n"):  # only where given: grids without benchmarks keep their cell ids
+            if evaluation[key] == _default(EvalSpec, key):
+                del evaluation[key]
         content = {"axes": dataclasses.asdict(self.axes), "data": self.data.results_content(Path(self.base_dir)),
                    "train": dataclasses.asdict(self.train), "eval": evaluation}
         # Only where given: a grid without arms keeps every cell id it had before they existed.
@@ -601,6 +623,9 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     if not splits_given:  # the splits the data makes (the synthetic default names splits only families make)
         data_splits = sections["data"].data_source(Path(base_dir)).default_splits
         sections["eval"] = dataclasses.replace(sections["eval"], splits=data_splits)
+    named = sections["eval"]  # each benchmark of [eval] sources is a split, whether [eval] splits names it or not
+    sections["eval"] = dataclasses.replace(named, splits=named.splits + tuple(s for s in named.sources
+                                                                               if s not in named.splits))
     for key, cls in (("rl", RLSpec), ("rft", RFTSpec)):
         if key in table:
             sections[key] = typed_table(cls, table.pop(key), f"[{key}]", source)

@@ -33,7 +33,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar, Iterable, Sequence
 
 import numpy as np
 
@@ -181,6 +181,16 @@ class DatasetSource:
     def control_pool(self, split: str, n_examples: int, seed: int, cot: str, held_out: frozenset[str]) -> list[Example]:
         """A positive control's SFT examples: verified rows of the held-out groups, none of them an evaluation row."""
         return self._pool(self.ood_groups, n_examples, seed, 1.0, cot, held_out, "for the ood_family control")
+
+    def training_texts(self, pools: Sequence[tuple[int, int, float]], seeds: Sequence[int]) -> Iterable[str]:
+        """Every row of the training file, prompt and completion: any of them may be drawn (whatever the pools)."""
+        return tuple(f"{row.record.prompt}\n{row.record.completion}" for row in dataset_of(self).rows)
+
+    def notes(self) -> tuple[str, ...]:
+        return ()
+
+    def provenance(self) -> dict:
+        return {}  # the user's files: their fingerprints are in every cell id
 
     def _pool(self, groups: Sequence[str], n_examples: int, seed: int, quality: float, cot: str,
               held_out: frozenset[str], which: str) -> list[Example]:

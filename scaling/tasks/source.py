@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Sequence
+from typing import ClassVar, Iterable, Protocol, Sequence
 
 from scaling.tasks.grader import Grader, verify_example
 from scaling.tasks.lenient import LenientGrader
@@ -78,6 +78,18 @@ class DataSource(Protocol):
 
     def control_pool(self, split: str, n_examples: int, seed: int, cot: str, held_out: frozenset[str]) -> list[Example]:
         """A positive control's SFT examples: `split`'s own distribution, never a problem in `held_out`."""
+
+    def training_texts(self, pools: Sequence[tuple[int, int, float]], seeds: Sequence[int]) -> Iterable[str]:
+        """Every text (prompt and completion) any cell of a grid with these (diversity, examples, quality) pools and
+        seeds, or its controls, can train on: what benchmark items are decontaminated against
+        (scaling.tasks.real.decontamination)."""
+
+    def notes(self) -> tuple[str, ...]:
+        """Lines `scaling run` prints about the data before it starts (what decontamination removed)."""
+
+    def provenance(self) -> dict:
+        """Where its data come from (package, version, file, licence, item ids), for every results file's attributes;
+        empty for data the toolkit generates or the user's files (fingerprinted in cell ids)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,15 @@ class FamilySource:
     def control_pool(self, split: str, n_examples: int, seed: int, cot: str, held_out: frozenset[str]) -> list[Example]:
         # `held_out` is never met, as for training_pool: a control draws from the training share of keys.
         return control_pool(split, self.families, self.ood_families, n_examples, seed, cot)
+
+    def training_texts(self, pools: Sequence[tuple[int, int, float]], seeds: Sequence[int]) -> Iterable[str]:
+        return ()  # synthetic arithmetic and symbol tasks share no English phrasing with a benchmark
+
+    def notes(self) -> tuple[str, ...]:
+        return ()
+
+    def provenance(self) -> dict:
+        return {}
 
 
 def default_ood_families(families: Sequence[str]) -> tuple[str, ...]:
