@@ -63,7 +63,7 @@ class Statement:
     end: int  # where it ends (after the written result, or the annotation's `>>`)
     line: int  # 0-based index of its line in the text
     ok: bool  # the written result is right (and, for an annotation, carried into the text unchanged)
-    value: Fraction  # what the expression computes
+    value: Fraction | None  # what the expression computes; None where it divides by zero
     carried: str | None = None  # annotation: the number written right after `>>`, when there is one
     result_span: tuple[int, int] = (0, 0)  # where `written` is in the text (what inject_error rewrites)
     carried_span: tuple[int, int] | None = None  # where `carried` is in the text
@@ -101,7 +101,8 @@ def inject_error(cot: str, rng: random.Random) -> tuple[str, int] | None:
     The new result keeps the old one's format (decimals, thousands commas, %, its currency sign stays) and is
     wrong by `written_equals`: off by a small amount or one digit changed."""
     statements = check_steps(cot).statements
-    candidates = [i for i, s in enumerate(statements) if _is_plain_number(s.written) and s.written[0] not in MINUS]
+    candidates = [i for i, s in enumerate(statements)
+                  if s.value is not None and _is_plain_number(s.written) and s.written[0] not in MINUS]
     if not candidates:
         return None
     index = rng.choice(candidates)
@@ -119,6 +120,8 @@ def inject_error(cot: str, rng: random.Random) -> tuple[str, int] | None:
 
 def _why(index: int, statement: Statement) -> str:
     where = f"step {index + 1} (line {statement.line + 1})"
+    if statement.value is None:
+        return f"{where}: {statement.expression} divides by zero, written {statement.written}"
     computed = f"{statement.expression} = {_shown(statement.value)}"
     if statement.carried is not None and _right(statement.value, statement.written):
         return f"{where}: {computed}, annotated {statement.written} but carried as {statement.carried}"
@@ -172,8 +175,9 @@ def _annotated(cot: str) -> tuple[list[Statement], int]:
         carried = _CARRIED.match(cot, match.end())
         for k, (left, right) in enumerate(pairs):
             last = k == len(pairs) - 1
-            statements.append(_statement(cot, left, right, match.start(), match.end(),
-                                         carried if last else None))
+            statement = _statement(cot, left, right, match.start(), match.end(), carried if last else None)
+            skipped += statement is None
+            statements += [statement] if statement is not None else []
     return statements, skipped
 
 
@@ -190,15 +194,19 @@ def _plain(cot: str) -> tuple[list[Statement], int]:
         left = _longest_left(tokens, e)
         if left is None or right is None or not left.operators:
             continue  # no statement: prose, or a bare name or number restated ("x = 5")
-        if left.unknown or right.unknown or _beside_number(tokens, left.first - 1) or _beside_number(tokens, right.last + 1):
+        if left.unknown or right.unknown or _grouped(tokens, left.first, -1) or _grouped(tokens, right.last, 1):
             skipped += 1  # a name, or a number grouped by spaces ("$400 000"): not checkable
             continue
-        statements.append(_statement(cot, left, right, tokens[left.first].start, tokens[right.last].end, None))
+        statement = _statement(cot, left, right, tokens[left.first].start, tokens[right.last].end, None)
+        skipped += statement is None
+        statements += [statement] if statement is not None else []
     return statements, skipped
 
 
-def _beside_number(tokens: list[_Token], i: int) -> bool:
-    return 0 <= i < len(tokens) and tokens[i].kind == "number"
+def _grouped(tokens: list[_Token], i: int, direction: int) -> bool:
+    """Whether the number at the edge `i` of a side goes on past it in space-grouped digits ("$400 000")."""
+    j = i + direction
+    return tokens[i].kind == "number" and 0 <= j < len(tokens) and tokens[j].kind == "number"
 
 
 def _in_comparison(text: str, at: int) -> bool:
@@ -401,11 +409,15 @@ class _SideParser:
         self._take()
 
 
-def _statement(cot: str, left: _Side, right: _Side, start: int, end: int, carried: re.Match | None) -> Statement:
+def _statement(cot: str, left: _Side, right: _Side, start: int, end: int,
+               carried: re.Match | None) -> Statement | None:
+    """The checked statement; None when its expression is too large to check (a division by zero is wrong)."""
     try:
         value = evaluate(left.expression)
-    except (ValueError, ArithmeticError):
+    except ArithmeticError:
         value = None
+    except ValueError:
+        return None
     written = right.expression
     ok = value is not None and _right(value, written)
     carried_text = carried_span = None
@@ -414,8 +426,7 @@ def _statement(cot: str, left: _Side, right: _Side, start: int, end: int, carrie
         if ok and not _same_number(carried_text, written):
             ok = False
     line = cot.count("\n", 0, start)
-    return Statement(left.expression, written, start, end, line, ok, value if value is not None else Fraction(0),
-                     carried_text, right.result, carried_span)
+    return Statement(left.expression, written, start, end, line, ok, value, carried_text, right.result, carried_span)
 
 
 def _same_text_number(carried: str, written: str) -> bool:
