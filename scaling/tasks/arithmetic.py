@@ -26,6 +26,8 @@ TIMES, DIVIDE, MINUS = "x×X·*", "÷/", "-−–"  # the forms of each operator
 NUMBER = r"(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?|\.\d+"
 _NUMBER = re.compile(NUMBER)
 _TIGHT_FRACTION = re.compile(r"(\d+)/(\d+)(?![\d.,])")
+FLOAT_DIGITS = 12  # a number with this many decimals is a float printed in full, not a writer's exact value
+_FLOAT = re.compile(rf"\.\d{{{FLOAT_DIGITS},}}")
 _WRITTEN = re.compile(rf"([-−–]?)({NUMBER})(%?)")
 
 
@@ -65,13 +67,15 @@ def decimals(text: str) -> int:
     return len(text.partition(".")[2])
 
 
-def written_equals(value: Fraction, written: str) -> bool:
+def written_equals(value: Fraction, written: str, float_operands: bool = False) -> bool:
     """Whether `written` (a number, maybe signed, maybe ending in %) is a right way to write `value`.
 
     A written integer must be exact. A decimal with d places may be rounded: it is right within half a
     unit of its last place (`10/3` may be written 3.33, not 3.5), plus a relative 1e-12 that a float's
     printed digits need (`9.333333333333334`). With % the writer may mean the fraction (`1/2` as 50%) or
-    label a value already multiplied by 100 (`320/1600*100` as 20%). ValueError when it is no number.
+    label a value already multiplied by 100 (`320/1600*100` as 20%). With `float_operands` (the expression
+    holds a float printed in full, 0.3333333333333333 for 1/3) even an integer may be off by that rounding,
+    1e-12 relative: `48 * 0.3333333333333333` is 16 as its writer meant. ValueError when it is no number.
     """
     match = _WRITTEN.fullmatch(written.strip())
     if not match:
@@ -79,9 +83,15 @@ def written_equals(value: Fraction, written: str) -> bool:
     sign, digits, percent = match.groups()
     shown = -number(digits) if sign else number(digits)
     places = decimals(digits)
-    tolerance = Fraction(0) if places == 0 else Fraction(1, 2 * 10 ** places) + abs(shown) * Fraction(1, 10 ** 12)
+    float_slack = abs(shown) * Fraction(1, 10 ** 12)
+    tolerance = (float_slack if float_operands else Fraction(0)) if places == 0 else Fraction(1, 2 * 10 ** places) + float_slack
     readings = [(shown, tolerance)] + ([(shown / 100, tolerance / 100)] if percent else [])
     return any(abs(value - meant) <= slack for meant, slack in readings)
+
+
+def has_float_operand(expression: str) -> bool:
+    """Whether an expression holds a float printed in full (FLOAT_DIGITS or more decimals)."""
+    return _FLOAT.search(expression) is not None
 
 
 def _tokens(text: str) -> list[_Token]:

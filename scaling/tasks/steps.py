@@ -27,7 +27,17 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from scaling.tasks.arithmetic import DIVIDE, MINUS, NUMBER, TIMES, decimals, evaluate, number, written_equals
+from scaling.tasks.arithmetic import (
+    DIVIDE,
+    MINUS,
+    NUMBER,
+    TIMES,
+    decimals,
+    evaluate,
+    has_float_operand,
+    number,
+    written_equals,
+)
 
 MAX_UNIT_WORDS = 6  # "3 skeins per pair of leg warmers + ...": words a number's unit may take before an operator
 MAX_LOOKBACK = 64  # tokens searched left of an `=` for the start of its expression
@@ -123,7 +133,8 @@ def _why(index: int, statement: Statement) -> str:
     if statement.value is None:
         return f"{where}: {statement.expression} divides by zero, written {statement.written}"
     computed = f"{statement.expression} = {_shown(statement.value)}"
-    if statement.carried is not None and _right(statement.value, statement.written):
+    if statement.carried is not None and _right(statement.value, statement.written,
+                                                has_float_operand(statement.expression)):
         return f"{where}: {computed}, annotated {statement.written} but carried as {statement.carried}"
     return f"{where}: {computed}, written {statement.written}"
 
@@ -137,10 +148,10 @@ def _shown(value: Fraction) -> str:
     return ("-" if value < 0 else "") + ("≈" if Fraction(scaled, 10 ** 6) != abs(value) else "") + text
 
 
-def _right(value: Fraction, written: str) -> bool:
+def _right(value: Fraction, written: str, float_operands: bool = False) -> bool:
     """Whether a written result (a number, or an expression such as 1/5) is right for value."""
     if _is_plain_number(written):
-        return written_equals(value, written)
+        return written_equals(value, written, float_operands)
     try:
         return evaluate(written) == value
     except (ValueError, ArithmeticError):
@@ -419,7 +430,7 @@ def _statement(cot: str, left: _Side, right: _Side, start: int, end: int,
     except ValueError:
         return None
     written = right.expression
-    ok = value is not None and _right(value, written)
+    ok = value is not None and _right(value, written, has_float_operand(left.expression))
     carried_text = carried_span = None
     if carried is not None:
         carried_text, carried_span = carried.group(1) + carried.group(2), (carried.start(1), carried.end(2))
@@ -468,7 +479,7 @@ def _wrong_number(written: str, value: Fraction, rng: random.Random) -> str:
                 continue  # a leading zero would change the format
             text = digits[:i] + new + digits[i + 1:]
         full = sign + text + ("%" if percent else "")
-        if not written_equals(value, full):
+        if not written_equals(value, full, float_operands=True):  # wrong even at a float's slack
             return full
     raise AssertionError(f"no wrong number found for {written!r}")
 

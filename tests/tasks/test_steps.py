@@ -79,6 +79,11 @@ def test_a_division_by_zero_is_a_wrong_step():
     assert inject_error("So 5/0=<<5/0=3>>3 each", random.Random(0)) is None
 
 
+def test_a_float_printed_in_full_may_round_to_the_integer_its_writer_meant():
+    assert check_steps("Liam reads 48 * 0.3333333333333333 = 16 pages").verified
+    assert not check_steps("Liam reads 48 * 0.3333 = 16 pages").verified  # a writer's own 4 places are exact
+
+
 def test_a_bullet_is_no_minus_sign():
     assert check_steps("3. Calculate total cost:\n   - 87 plants × £6 per plant = £522\n").verified
 
