@@ -94,24 +94,26 @@ def data_sample(family: str, split: str, n: int, seed: int, quality: float, cot:
 @data.command("check")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--steps", is_flag=True,
+              help="Check every arithmetic step of each completion (calculator annotations <<a*b=c>> and a op b = c).")
 @click.option("--answer-mode", type=click.Choice(ANSWER_MODES), default="marker", show_default=True,
               help="How the answer is read from completions of your own data (lines with an `answer`).")
 @click.option("--answer-pattern", default=None, help="The regex of --answer-mode regex (group 1 if it has one).")
 @click.option("--answer-marker", default="####", show_default=True, help="The marker of --answer-mode marker.")
-def data_check(file: Path, as_json: bool, answer_mode: str, answer_pattern: str | None, answer_marker: str) -> None:
-    """Grade completions in FILE (JSON lines with family, prompt, completion, and optionally answer)."""
-    from scaling.tasks.check import check_file
+def data_check(file: Path, as_json: bool, steps: bool, answer_mode: str, answer_pattern: str | None,
+               answer_marker: str) -> None:
+    """Grade completions in FILE (JSON lines with family, prompt, completion, and optionally answer; `-` reads
+    standard input); with --steps, check their arithmetic steps (lines need only a completion)."""
+    from scaling.tasks.check import check_file, check_file_steps, format_report, format_steps_report, readable
     from scaling.tasks.jsonl import AnswerExtractor
 
-    report = check_file(file, AnswerExtractor(answer_mode, answer_marker, answer_pattern))
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-    rows = {**report["families"], "overall": report["overall"]}
-    click.echo(f"{'family':<20} {'n':>6} {'answer_acc':>10} {'process_acc':>11}")
-    for name, r in rows.items():
-        process = "-" if r["process_acc"] is None else f"{r['process_acc']:.3f}"
-        click.echo(f"{name:<20} {r['n']:>6} {r['answer_acc']:>10.3f} {process:>11}")
+    extractor = AnswerExtractor(answer_mode, answer_marker, answer_pattern)
+    with readable(file) as path:
+        report = check_file_steps(path) if steps else check_file(path, extractor)
+    if steps:
+        click.echo(json.dumps(report) if as_json else format_steps_report(report))
+    else:
+        click.echo(json.dumps(report) if as_json else format_report(report))
 
 
 @cli.command()

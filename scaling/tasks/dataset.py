@@ -12,6 +12,12 @@ The rows of a file play the parts the synthetic families play in `scaling.tasks.
 - **Quality q**, with a boolean `quality_field`, means that round(q · share) of each group's training
   rows are verified and the rest are not (nested: the verified rows at a lower quality are some of those
   at a higher one). Without the field every row counts as verified. Unverified rows are never evaluated.
+  `quality_field = "@steps"` lets the step checker decide instead of a field (`scaling.tasks.steps`): a row
+  is unverified when the checker finds a wrong arithmetic step in its completion. A row with no statement
+  the checker can check holds nothing it can fault, so it counts as verified, as every row does without a
+  quality field: the quality axis then mixes rows with found errors into rows without, and never treats
+  prose the checker cannot read as an error. A file where no row of the groups has a checkable statement is
+  refused (the axis would vary nothing).
 - **CoT style** keeps the whole completion (`full`), its last step line and its answer (`short`), or the
   answer only (`none`); the answer part begins where the extractor finds it.
 - **Answers** are read by an `AnswerExtractor`. A row's reference answer is its `answer` field, else what
@@ -43,9 +49,11 @@ from scaling.tasks.jsonl import AnswerExtractor, BadLine, SftRecord, json_object
 from scaling.tasks.lenient import LenientGrader
 from scaling.tasks.mixture import Example, even_shares
 from scaling.tasks.quality import COT_STYLES
+from scaling.tasks.steps import check_steps
 from scaling.user_files import regular_file
 
 SPLITS = ("train", "id", "ood_family")  # the evaluation splits a dataset can make
+STEPS_QUALITY = "@steps"  # the quality_field that asks the step checker (no field of a row may start with @)
 SOURCE, EVAL_SOURCE = "[data] source", "[data] eval_source"  # its files, as messages name them
 
 
@@ -63,7 +71,8 @@ class DatasetSource:
     groups: tuple[str, ...]  # ordered: diversity k trains on the first k
     ood_groups: tuple[str, ...] = ()  # held out of every mixture: the ood_family split
     group_by: str = "family"  # the field whose values are the groups
-    quality_field: str = ""  # a boolean field: true marks a verified row ("": every row counts as verified)
+    quality_field: str = ""  # a boolean field: true marks a verified row ("": every row counts as verified;
+    # STEPS_QUALITY: verified unless the step checker finds a wrong arithmetic step)
     extractor: AnswerExtractor = AnswerExtractor()
     eval_path: str = ""  # a separate JSONL file of evaluation rows ("": held back from `path`)
 
@@ -288,6 +297,7 @@ def _read(path: str, what: str, size: int, mtime_ns: int, groups: tuple[str, ...
     rows: list[Row] = []
     unanswered: list[int] = []  # line numbers of rows whose completion holds no answer the extractor finds
     lines = 0
+    checked = 0  # rows of the groups with a statement the step checker checked (quality_field STEPS_QUALITY)
     for number, obj in json_objects(path, what):
         lines += 1
         where = f"{path} line {number}"
@@ -304,7 +314,11 @@ def _read(path: str, what: str, size: int, mtime_ns: int, groups: tuple[str, ...
         if group not in groups:
             continue
         verified = True
-        if quality_field:
+        if quality_field == STEPS_QUALITY:
+            steps = check_steps(record.completion)
+            verified = steps.first_wrong is None
+            checked += steps.steps > 0
+        elif quality_field:
             verified = obj.get(quality_field)
             if not isinstance(verified, bool):
                 raise UserError(f'{where}: "{quality_field}" (the [data] quality_field) must be true or false, '
@@ -327,6 +341,9 @@ def _read(path: str, what: str, size: int, mtime_ns: int, groups: tuple[str, ...
     if unanswered:
         raise UserError(f"{path} line {unanswered[0]}: the {_describe(extractor)} finds no answer in the completion "
                         f"({len(unanswered)} such rows; a model trained on them would learn a format no grader reads)")
+    if quality_field == STEPS_QUALITY and rows and not checked:
+        raise UserError(f"{path}: no row of groups {', '.join(groups)} has an arithmetic statement the step checker "
+                        f"can check ([data] quality_field {STEPS_QUALITY!r} would mark every row verified)")
     counts = Counter(row.group for row in rows)
     for group in groups if every_group else ():
         if counts[group] == 0:

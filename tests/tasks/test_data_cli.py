@@ -99,3 +99,50 @@ def test_catastrophic_answer_pattern_is_refused_not_spun(tmp_path):
     refused = _error_line(scaling("check", str(path), "--answer-mode", "regex", "--answer-pattern", "(-|--)+$"))
     assert refused.startswith(f"scaling: error: {path} line 1: answer pattern '(-|--)+$' took longer than 1 s on a "
                               f"completion of 123 characters; simplify it")
+
+
+def test_check_steps_reports_each_row_and_the_counts(tmp_path):
+    rows = [{"completion": "He has 48/2=<<48/2=24>>24 apples\n#### 24"},
+            {"prompt": "q", "completion": "Then 48 batches * 16 minutes/batch = 770 minutes\n#### 770"},
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "I just know.\n#### 7"}]}]
+    path = tmp_path / "cot.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = scaling("check", str(path), "--steps")
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        "line 1: verified (1 step)",
+        "line 2: wrong at step 1 (line 1): 48 * 16 = 768, written 770",
+        "line 3: no statement checked",
+        "3 rows, 2 with statements: 1 verified (33.3%), 1 with a wrong step, 1 with no statement checked"]
+    report = json.loads(scaling("check", str(path), "--steps", "--json").stdout)
+    assert report["summary"] == {"rows": 3, "with_statements": 2, "verified": 1, "verified_share": 1 / 3,
+                                 "flagged": 1, "no_statement": 1}
+    assert [r["first_wrong"] for r in report["rows"]] == [None, 0, None]
+
+
+def test_check_steps_refuses_unreadable_lines_in_one_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"completion": "1+1=2"}\n{not json\n')
+    assert "line 2" in _error_line(scaling("check", str(path), "--steps"))
+    path.write_text('{"prompt": "no completion"}\n')
+    assert "line 1" in _error_line(scaling("check", str(path), "--steps"))
+
+
+def test_a_wrong_reference_answer_is_reported_not_refused():
+    # Regression: the toolkit's own corrupted data (`--quality 0.5`) was refused with exit 2 at its first row whose
+    # stated answer is not the family's ("line 3: answer '993' is not the add answer '933'").
+    sample = scaling("sample", "--family", "add", "--split", "train", "--quality", "0.5", "--n", "20")
+    rows = [json.loads(line) for line in sample.stdout.splitlines()]
+    expected = [(number, r["answer"], TASKS["add"].solve(r["prompt"]).answer) for number, r in enumerate(rows, 1)
+                if r["answer"] != TASKS["add"].solve(r["prompt"]).answer]
+    assert expected  # the sample does hold wrong references
+    checked = subprocess.run([sys.executable, "-m", "scaling", "data", "check", "-", "--json"], input=sample.stdout,
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stderr
+    report = json.loads(checked.stdout)
+    assert [(w["line"], w["answer"], w["reference"]) for w in report["wrong_references"]] == expected
+    assert report["overall"]["wrong_references"] == len(expected) and report["overall"]["n"] == 20
+    table = subprocess.run([sys.executable, "-m", "scaling", "data", "check", "-"], input=sample.stdout,
+                           capture_output=True, text=True, timeout=120).stdout
+    number, answer, reference = expected[0]
+    assert f"line {number}: answer {answer!r}, the add answer is {reference!r}" in table

@@ -155,3 +155,19 @@ def test_a_row_whose_completion_makes_the_answer_pattern_backtrack_is_refused_na
     with pytest.raises(UserError, match=r"d.jsonl line 2: answer pattern '\(-\|--\)\+\$' took longer than 1 s on a "
                                         r"completion of 61 characters"):
         dataset_of(source)
+
+
+def test_steps_as_the_quality_field_marks_rows_the_step_checker_faults_unverified(tmp_path):
+    rows = [{"prompt": f"q{i}", "completion": f"He has {i}*2=<<{i}*2={i * 2}>>{i * 2} apples\n#### {i * 2}",
+             "category": "g"} for i in range(6)]
+    rows += [{"prompt": f"w{i}", "completion": f"He has {i}*2=<<{i}*2={i * 2 + 1}>>{i * 2 + 1} apples\n#### {i * 2 + 1}",
+              "category": "g"} for i in range(6)]
+    rows.append({"prompt": "plain", "completion": "No arithmetic here.\n#### 3", "category": "g"})
+    source = DatasetSource(str(write(tmp_path / "d.jsonl", rows)), ("g",), group_by="category", quality_field="@steps")
+    verified = {row.record.prompt: row.verified for row in dataset_of(source).of("g")}
+    assert verified == {**{f"q{i}": True for i in range(6)}, **{f"w{i}": False for i in range(6)}, "plain": True}
+    pool = source.training_pool(1, 8, 0, 0.5, "full", frozenset())
+    assert {e.prompt[0] for e in pool if e.corrupted} == {"w"} and sum(e.corrupted for e in pool) == 4
+    no_steps = [{"prompt": f"p{i}", "completion": f"Just so.\n#### {i}", "category": "g"} for i in range(3)]
+    with pytest.raises(UserError, match="no row of groups g has an arithmetic statement"):
+        dataset_of(DatasetSource(str(write(tmp_path / "plain.jsonl", no_steps)), ("g",), group_by="category", quality_field="@steps"))
