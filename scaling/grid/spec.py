@@ -29,6 +29,8 @@ from scaling.tasks.jsonl import AnswerExtractor
 from scaling.tasks.mixture import SPLITS
 from scaling.tasks.quality import COT_STYLES
 from scaling.tasks.real.evaluation import BENCHMARKS, BenchmarkSource, check_sources
+from scaling.tasks.real.fold import FOLDS
+from scaling.tasks.real.gsm_symbolic import GsmSymbolicSource, gsm_symbolic_source
 from scaling.tasks.source import FAMILY_SPLITS, DataSource, FamilySource, default_ood_families
 from scaling.typed_toml import typed_table
 
@@ -108,8 +110,13 @@ class AnswerSpec:
         return AnswerExtractor(self.mode, self.marker, self.pattern or None)
 
 
+# Sources named by a word in place of a file, each made of [data]'s groups, ood_groups and fold. A `source` with no
+# path separator and no extension is a name (a file named like a word is written "./word"): a mistyped name is then
+# refused as one, not looked for as a missing file.
+NAMED_SOURCES: dict[str, Callable[..., DataSource]] = {"gsm_symbolic": gsm_symbolic_source}
+NAMED_SPEC_KEYS = GsmSymbolicSource.spec_keys  # the [data] keys a named source takes
 # The [data] keys only one kind of source takes: the others' stay out of a grid's cell ids, which stay what they were.
-SOURCE_KEYS = FamilySource.spec_keys + DatasetSource.spec_keys
+SOURCE_KEYS = tuple(dict.fromkeys(FamilySource.spec_keys + DatasetSource.spec_keys + NAMED_SPEC_KEYS))
 EXAMPLES_PER = ("cell", "family")  # meaningless for a dataset, so not in its cell ids
 
 
@@ -125,13 +132,16 @@ class DataSpec:
     examples_per: str = "cell"  # "family": examples per trained family, so diversity k trains on k·examples
     phrasings: int = 0  # prompt phrasings per family (0: all of them)
     pack_length: int = 0  # tokens per packed training row (0: the cell's longest sequence)
-    source: str = ""  # a JSONL file of your own SFT data in place of families (relative: to the spec's folder)
+    source: str = ""  # a JSONL file of your own SFT data in place of families (relative: to the spec's folder), or
+    # a named real source (NAMED_SOURCES: "gsm_symbolic")
     eval_source: str = ""  # a JSONL file of evaluation rows ("": held back from source)
     group_by: str = "family"  # source: the field whose values play the part of families
     groups: tuple[str, ...] = ()  # source: ordered groups; diversity k trains on the first k
     ood_groups: tuple[str, ...] = ()  # source: groups held out of every mixture (the ood_family split)
     quality_field: str = ""  # source: a boolean field marking verified rows; quality q keeps that share verified
     answer: AnswerSpec = field(default_factory=AnswerSpec)  # source: how answers are read from completions
+    fold: str = "none"  # a named source: its texts as written ("none"), or folded into the character tokenizer's
+    # alphabet ("ascii", scaling.tasks.real.fold) so a preset base can spell them
 
     def __post_init__(self) -> None:
         _check_bounds("data", self, {"examples": MAX_EXAMPLES, "pack_length": MAX_ROW_TOKENS})
@@ -153,9 +163,23 @@ class DataSpec:
         return self.data_source(Path(".")).trained
 
     def data_source(self, base_dir: Path) -> DataSource:
-        """What the cells draw from, its paths resolved against the spec's folder: a user's file where `source`
-        names one, else the synthetic families (the one place that tells them apart). A key of the other kind
-        is refused."""
+        """What the cells draw from, its paths resolved against the spec's folder: a named real source where `source`
+        is one's name, a user's file where it names one, else the synthetic families (the one place that tells them
+        apart). A key of another kind is refused."""
+        if self.fold not in FOLDS:
+            raise ValueError(f"[data] fold must be one of {', '.join(FOLDS)}, got {self.fold!r}")
+        if self.source in NAMED_SOURCES:
+            self._refuse(FamilySource.spec_keys, f"names synthetic tasks; source = {self.source!r} trains on its own "
+                                                 f"groups (groups, ood_groups)")
+            self._refuse(tuple(k for k in DatasetSource.spec_keys if k not in NAMED_SPEC_KEYS),
+                         f"describes a JSONL file; source = {self.source!r} makes its own rows, groups and answers")
+            return NAMED_SOURCES[self.source](self.groups, self.ood_groups, self.fold)
+        if self.source and is_source_name(self.source):
+            raise ValueError(f"[data] source: unknown source {self.source!r}: named sources are "
+                             f"{', '.join(NAMED_SOURCES)}; otherwise give a JSONL file (a file named like a word: "
+                             f"./{self.source})")
+        self._refuse(("fold",), "applies to a named source (gsm_symbolic): the synthetic families and a JSONL file's "
+                                "rows are used as written")
         if self.source:
             self._refuse(FamilySource.spec_keys, "names synthetic tasks; with source, the groups of your data stand in "
                                                  "their place (groups, ood_groups)")
@@ -178,6 +202,11 @@ class DataSpec:
             del content["examples_per"]
         source = self.data_source(base_dir)
         return {k: v for k, v in content.items() if k not in SOURCE_KEYS or k in source.spec_keys} | source.drawn_content()
+
+
+def is_source_name(source: str) -> bool:
+    """Whether a [data] source is written as a name (no path separator, no extension) rather than a file."""
+    return re.fullmatch(r"[A-Za-z0-9_-]+", source) is not None
 
 
 def _default(cls, name: str):
@@ -536,8 +565,8 @@ class GridSpec:
             return source
         pools = tuple((diversity, self.data.examples_at(diversity), quality)
                       for diversity in self.axes.diversity for quality in self.axes.quality)
-        # fold: [data] fold (the gsm_symbolic source's) is passed here once DataSpec has it; "none" until then.
-        return BenchmarkSource(source, self.eval.sources, self.eval.benchmark_n, self.eval.seed, pools, self.axes.seed)
+        return BenchmarkSource(source, self.eval.sources, self.eval.benchmark_n, self.eval.seed, pools, self.axes.seed,
+                               self.data.fold)  # benchmark texts folded as the training texts are
 
     @property
     def bases(self) -> dict[str, Base]:

@@ -256,6 +256,11 @@ def normalized_prompt(prompt: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
 
 
+def prompt_key(prompt: str) -> str:
+    """A problem's key: a hash of its normalized prompt (rows with one key are one problem, whatever their source)."""
+    return _hash(normalized_prompt(prompt))
+
+
 def _hash(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
@@ -331,7 +336,7 @@ def _read(path: str, what: str, size: int, mtime_ns: int, groups: tuple[str, ...
         if start is None or reference is None:
             unanswered.append(number)  # reported below: one message for a file where no row has an answer
             continue
-        rows.append(Row(number, group, record, reference, start, verified, _hash(normalized_prompt(record.prompt)),
+        rows.append(Row(number, group, record, reference, start, verified, prompt_key(record.prompt),
                         _hash(_canonical(obj))))
     if lines == 0:
         raise UserError(f"{path} holds no rows")
@@ -368,12 +373,16 @@ def group_chance(dataset: Dataset, group: str) -> float:
 
 def styled_completion(row: Row, cot: str) -> str:
     """The row's completion in a CoT style: whole (`full`), its last step line and answer (`short`), the answer (`none`)."""
+    return styled_text(row.record.completion, row.answer_start, cot)
+
+
+def styled_text(text: str, answer_start: int, cot: str) -> str:
+    """A completion whose answer part begins at `answer_start` in a CoT style (see `styled_completion`)."""
     if cot not in COT_STYLES:
         raise ValueError(f"unknown CoT style {cot!r}; styles are {', '.join(COT_STYLES)}")
-    text = row.record.completion
     if cot == "full":
         return text
-    head, tail = text[: row.answer_start], text[row.answer_start:]
+    head, tail = text[:answer_start], text[answer_start:]
     steps = [line for line in head.split("\n") if line.strip()]
     return f"{steps[-1].strip()}\n{tail}" if cot == "short" and steps else tail
 

