@@ -262,6 +262,9 @@ class GsmSymbolicSource:
                            "version": REASONING_GYM.installed_version()},
                 "groups": list(self.groups), "fold": self.fold}
 
+    def notes(self) -> tuple[str, ...]:
+        return ()  # its evaluation rows are held out of training by key; nothing is removed to report
+
     def provenance(self) -> dict:
         """What a results file records of its data: package, installed version, licence, templates used."""
         return REASONING_GYM.provenance("arithmetic/gsm_symbolic") | {
