@@ -60,7 +60,7 @@ def estimate_cells(spec: GridSpec, shapes: list[tuple[Cell, int]]) -> list[CellE
     for (cell, _), (_, row) in zip(shapes, rows):
         longest[cell.size] = max(row, longest.get(cell.size, 0))
     steps = train_config(spec, spec.axes.seed[0]).total_steps  # the seed never changes the step count
-    eval_batch = min(spec.eval.batch_size, spec.eval.n)
+    eval_batch = spec.eval.decode_batch
     estimates = []
     for (cell, count), (length, row) in zip(shapes, rows):
         cfg = cell.base.model_config(max(row, length))

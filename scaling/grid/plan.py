@@ -110,7 +110,7 @@ def cell_plan(spec: GridSpec, cell: Cell, init_params: nnx.State | None) -> Cell
         train_data=rows,
         splits=data.splits,
         eval_lengths=data.split_lengths,
-        eval_batch=min(spec.eval.batch_size, spec.eval.n),
+        eval_batch=spec.eval.decode_batch,
         tokens_per_step=spec.train.batch_size * pack_length,
         pool_stats=diversity_stats(data.pool),
         init_params=init_params,

@@ -301,7 +301,7 @@ def cell_shape(spec: GridSpec, cell: Cell, plan) -> str:
     if plan is None and cell.pretrain_tokens:
         parts.append(f"pretraining batch {spec.train.pretrain_batch_size} × {spec.train.pretrain_context} tokens")
     rows = f" × {plan.train_data.inputs.shape[1]} tokens" if plan is not None else ""
-    eval_batch = plan.eval_batch if plan is not None else min(spec.eval.batch_size, spec.eval.n)
+    eval_batch = plan.eval_batch if plan is not None else spec.eval.decode_batch
     return ", ".join([*parts, f"batch {spec.train.batch_size}{rows}", f"eval batch {eval_batch}"])
 
 

@@ -275,7 +275,7 @@ class EvalSpec:
     splits: tuple[str, ...] = FAMILY_SPLITS  # see tasks.mixture.SPLITS; a spec that names none takes
     # its data source's (`parse_spec`)
     n: int = 256  # problems per family (a dataset: per group) of each evaluation split, the same for every cell
-    batch_size: int = 256  # examples decoded together (capped at n: decoding slows per row beyond ~64 on CPU)
+    batch_size: int = 256  # examples decoded together (capped: `decode_batch`; decoding slows per row beyond ~64 on CPU)
     seed: int = 0  # draws the evaluation set, whatever the cells' seeds: every cell meets the same problems
     memorization_n: int = 128  # the train split: a cell's first correct training items, for its memorization step
     controls: bool = False  # also train a positive control per base, CoT style and out-of-distribution split: a cell
@@ -302,6 +302,14 @@ class EvalSpec:
                              f"and {self.memorization_n}")
         if not 0 <= self.seed < MAX_SEED:
             raise ValueError(f"[eval] seed must lie in 0..{MAX_SEED - 1}, got {self.seed}")
+
+    @property
+    def decode_batch(self) -> int:
+        """Rows decoded together: batch_size, capped at the most problems one family (n) or one benchmark
+        (benchmark_n; all its items: uncapped) gives a split. Capped at n alone, a grid with 2 problems a template
+        decoded its 500 GSM8K items 2 at a time (runs/gsm's first real-base cell evaluated for over half an hour)."""
+        most = max(self.n, self.benchmark_n or self.batch_size) if self.sources else self.n
+        return min(self.batch_size, most)
 
 
 ADVANTAGES = ("grpo", "dr_grpo")  # [rl] advantage: group-normalized, or Dr. GRPO's (not divided by the group's std)

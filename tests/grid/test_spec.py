@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scaling.errors import UserError
-from scaling.grid.spec import expand, grid_axes, load_spec, parse_spec
+from scaling.grid.spec import EvalSpec, expand, grid_axes, load_spec, parse_spec
 
 EXAMPLE = Path(__file__).parents[2] / "runs" / "example.toml"
 
@@ -214,3 +214,12 @@ def test_a_run_setting_beyond_what_its_timers_hold_is_refused(key, value):
     grace period's timer thread: a traceback there, not a refusal here."""
     with pytest.raises(UserError, match=rf"\[run\] {key} must be at most"):
         parse_spec(MINIMAL + f"[run]\n{key} = {value}\n")
+
+
+def test_a_benchmark_split_is_decoded_in_batches_of_its_own_size_not_of_the_problems_per_family():
+    # Capped at [eval] n alone, runs/gsm (2 problems a template, 500 GSM8K items) decoded 2 rows at a time.
+    assert EvalSpec(n=2, sources=("gsm8k",), benchmark_n=500).decode_batch == 256
+    assert EvalSpec(n=2, sources=("gsm8k",), benchmark_n=100).decode_batch == 100
+    assert EvalSpec(n=2, sources=("gsm8k",)).decode_batch == 256  # every item: as many as batch_size allows
+    assert EvalSpec(n=2).decode_batch == 2  # no benchmark: the problems of a family, as before
+    assert EvalSpec(n=64, batch_size=32).decode_batch == 32
