@@ -83,8 +83,6 @@ def test_without_the_fold_a_preset_base_cannot_spell_currency_and_is_told_to_fol
     ('fold = "ascii"', 'fold = "ascii"\ngroup_by = "x"', "[data] group_by describes a JSONL file"),
     ('fold = "ascii"', 'fold = "ascii"\nquality_field = "ok"', "[data] quality_field describes a JSONL file"),
     ('fold = "ascii"', 'fold = "ascii"\neval_source = "e.jsonl"', "[data] eval_source describes a JSONL file"),
-    ('diversity = [1, 2]', 'diversity = [1, 2]\nquality = [1.0, 0.5]', "[axes] quality 0.5: gsm_symbolic's rows are "
-                                                                       "all correct"),
     ('diversity = [1, 2]', 'diversity = [1, 3]', "[axes] diversity must lie in 1..2 (the number of [data] groups)"),
 ])
 def test_bad_gsm_symbolic_specs_are_refused_in_one_line(tmp_path, old, new, message):

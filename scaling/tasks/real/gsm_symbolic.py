@@ -20,13 +20,17 @@ the generators directly, so a prompt is the problem alone.
 - **Splits**: `train`, `id` (fresh problems of every trained template, `[eval] n` each, the same for every
   cell), `ood_family` (problems of `ood_groups`, templates no mixture trains: a held-out family of real
   problems). The `ood_family` control trains on the held-out templates.
-- **Every row is correct**: the generator computes its answer, so the quality axis is 1 only.
+- **Quality** q keeps round(q · share) of each template's training rows as the template wrote them and puts one
+  arithmetic error into the CoT of the rest (`scaling.tasks.steps.inject_error`: one statement's written result
+  made wrong, seeded by the row; the final answer stays), so a lower quality keeps a prefix of a higher one's
+  correct rows. A row whose CoT holds no statement to corrupt stays as written (rare: 10 of 850 draws).
 - **Grading** after SFT: the number after the last `####` equals the answer, as numbers ("16.0" is 16);
   zero-shot, the lenient grader against the example's own answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import random
@@ -45,6 +49,7 @@ from scaling.tasks.lenient import LenientGrader
 from scaling.tasks.mixture import Example, even_shares
 from scaling.tasks.real.fold import FOLDS, fold_text
 from scaling.tasks.real.packages import REASONING_GYM
+from scaling.tasks.steps import check_steps, inject_error
 
 NAME = "gsm_symbolic"  # the [data] source value that names it
 SPLITS = ("train", "id", "ood_family")
@@ -156,12 +161,22 @@ def template_chance(template: str, fold: str) -> float:
     return max(answers.values()) / sum(answers.values())
 
 
-def _example(drawn: Problem, split: str, cot: str, chance: float) -> Example:
+def _example(drawn: Problem, split: str, cot: str, chance: float, corrupted_line: int | None = None) -> Example:
     completion = styled_text(drawn.completion, drawn.answer_start, cot)
     steps, _ = _EXTRACTOR.parse(completion)
     digest = hashlib.blake2b(f"{NAME}/{drawn.template}\n{drawn.question}".encode(), digest_size=8).hexdigest()
     return Example(digest, drawn.template, split, 0, drawn.question, tuple(steps), drawn.answer, completion, cot=cot,
-                   key=drawn.key, chance=chance)
+                   key=drawn.key, chance=chance, corrupted=corrupted_line is not None, corrupted_step=corrupted_line)
+
+
+def corrupted(drawn: Problem, seed: int) -> tuple[Problem, int] | None:
+    """The problem with one arithmetic error in its CoT (seeded by the cell's seed and the row) and the line it is
+    on; None where the CoT has no statement to corrupt."""
+    injected = inject_error(drawn.completion, random.Random(f"{drawn.template}:corrupt:{seed}:{drawn.index}"))
+    if injected is None:
+        return None
+    text, statement = injected
+    return dataclasses.replace(drawn, completion=text), check_steps(text).statements[statement].line
 
 
 @dataclass(frozen=True)
@@ -221,9 +236,6 @@ class GsmSymbolicSource:
                              f"the splits {', '.join(SPLITS)}")
         if "ood_family" in splits and not self.ood_groups:
             raise ValueError("[eval] splits: ood_family needs [data] ood_groups (templates held out of every mixture)")
-        if any(q != 1.0 for q in qualities):
-            raise ValueError(f"[axes] quality {[q for q in qualities if q != 1.0][0]:g}: gsm_symbolic's rows are all "
-                             f"correct (their answers are computed), so quality is 1 only")
 
     def check_files(self, splits: Sequence[str], n: int, eval_seed: int, pools: Sequence[tuple[int, int, float]],
                     seed: int) -> None:
@@ -283,12 +295,10 @@ class GsmSymbolicSource:
     def training_pool(self, diversity: int, n_examples: int, seed: int, quality: float, cot: str,
                       held_out: frozenset[str]) -> list[Example]:
         """The SFT examples of a mixture of the first `diversity` templates, evenly shared, shuffled: no problem in
-        `held_out`."""
+        `held_out`; round(quality · share) of each template's rows correct, the rest with one arithmetic error."""
         if not 1 <= diversity <= len(self.groups):
             raise ValueError(f"diversity {diversity} must lie between 1 and the {len(self.groups)} templates given")
-        if quality != 1.0:
-            raise ValueError(f"quality {quality:g}: gsm_symbolic's rows are all correct")
-        return self._pool(self.groups[:diversity], n_examples, seed, cot, held_out)
+        return self._pool(self.groups[:diversity], n_examples, seed, cot, held_out, quality)
 
     def control_splits(self, splits: Sequence[str]) -> tuple[str, ...]:
         return ("ood_family",) if "ood_family" in splits else ()
@@ -316,14 +326,18 @@ class GsmSymbolicSource:
         return tuple(texts)
 
     def _pool(self, templates: Sequence[str], n_examples: int, seed: int, cot: str,
-              held_out: frozenset[str]) -> list[Example]:
+              held_out: frozenset[str], quality: float = 1.0) -> list[Example]:
         """Unique SFT examples evenly over `templates`, shuffled by the seed: each template's first distinct
-        problems of its training stream, so a smaller share is a prefix of a larger one."""
+        problems of its training stream, so a smaller share is a prefix of a larger one; past round(quality · share)
+        of them, each with one arithmetic error in its CoT."""
         pool: list[Example] = []
         for template, share in zip(templates, even_shares(n_examples, len(templates))):
             chance = template_chance(template, self.fold)
-            pool += [_example(p, "train", cot, chance)
-                     for p in distinct_problems(template, f"train:{seed}", share, self.fold, held_out)]
+            correct = round(quality * share)
+            for rank, drawn in enumerate(distinct_problems(template, f"train:{seed}", share, self.fold, held_out)):
+                wrong = corrupted(drawn, seed) if rank >= correct else None
+                pool.append(_example(wrong[0], "train", cot, chance, wrong[1]) if wrong else
+                            _example(drawn, "train", cot, chance))
         order = np.random.default_rng([seed, 1]).permutation(len(pool))
         return [pool[i] for i in order]
 

@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("reasoning_gym", reason="reasoning-gym is not installed (make install)")
 
 from scaling.tasks.dataset import prompt_key  # noqa: E402
+from scaling.tasks.steps import check_steps  # noqa: E402
 from scaling.tasks.real.gsm_symbolic import (CHANCE_DRAWS, SPLITS, GsmSymbolicSource, broken_templates,  # noqa: E402
                                              distinct_problems, good_templates, gsm_symbolic_source, problem,
                                              template_chance)
@@ -129,9 +130,7 @@ def test_decimal_answers_grade_as_numbers():
 
 
 def test_the_grid_asks_only_what_it_can_give():
-    SOURCE.check_grid(("train", "id", "ood_family"), (1.0,))
-    with pytest.raises(ValueError, match=r"\[axes\] quality 0.5: gsm_symbolic's rows are all correct"):
-        SOURCE.check_grid(("train", "id"), (1.0, 0.5))
+    SOURCE.check_grid(("train", "id", "ood_family"), (1.0, 0.5))
     with pytest.raises(ValueError, match="split 'ood_length' needs the synthetic families"):
         SOURCE.check_grid(("train", "ood_length"), (1.0,))
     with pytest.raises(ValueError, match="ood_family needs"):
@@ -174,3 +173,23 @@ def test_training_texts_are_every_row_a_cell_can_draw():
     control = SOURCE.control_pool("ood_family", 5, 0, "full", held_out)
     assert {f"{e.prompt}\n{e.completion}" for e in control} <= texts
     assert isinstance(SOURCE, GsmSymbolicSource) and len(texts) == len(set(texts))
+
+
+def test_quality_puts_one_arithmetic_error_into_the_rest_and_lower_qualities_keep_a_prefix_of_correct_rows():
+    source = gsm_symbolic_source(("0", "1"), (), "none")
+    whole = source.training_pool(2, 16, 0, 1.0, "full", frozenset())
+    half = source.training_pool(2, 16, 0, 0.5, "full", frozenset())
+    assert not any(e.corrupted for e in whole) and sum(e.corrupted for e in half) == 8
+    assert keys(whole) == keys(half)  # the same problems, half of them with a wrong step
+    as_written = {e.key: e for e in whole}
+    for example in half:
+        if not example.corrupted:
+            assert example == as_written[example.key]
+            continue
+        check = check_steps(example.completion)
+        assert not check.verified and check.statements[check.first_wrong].line == example.corrupted_step
+        assert example.answer == as_written[example.key].answer  # the error is in the chain, not the answer
+        assert check_steps(as_written[example.key].completion).verified
+    quarter = source.training_pool(2, 16, 0, 0.25, "full", frozenset())
+    assert {e.key for e in quarter if not e.corrupted} < {e.key for e in half if not e.corrupted}
+    assert source.training_pool(2, 16, 0, 0.5, "full", frozenset()) == half  # seeded by the cell's seed and the row
