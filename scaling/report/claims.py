@@ -147,7 +147,7 @@ def accuracy_rows(rows: list[tuple[str, pd.DataFrame]], splits: dict[str, str],
         for column, split in splits.items():
             here = grades[grades["split"] == split]
             k, n = int(here["answer_correct"].sum()), len(here)
-            lo, hi, interval = _row_interval(here, runs)
+            lo, hi, interval = row_interval(here, runs)
             record.update({f"{column}_k": k, f"{column}_n": n, f"{column}_acc": k / n if n else np.nan,
                            f"{column}_lo": lo, f"{column}_hi": hi, f"{column}_interval": interval,
                            f"{column}_chance": here["chance"].mean()})
@@ -177,7 +177,7 @@ def _distinct_items(here: pd.DataFrame) -> int:
     return len(here[named].drop_duplicates()) if len(named) == len(transfer.ITEM) else len(here)
 
 
-def _row_interval(here: pd.DataFrame, runs: int) -> tuple[float, float, str]:
+def row_interval(here: pd.DataFrame, runs: int) -> tuple[float, float, str]:
     """The interval of one row's graded examples of a split, and its label (see accuracy_rows): the rule of
     report/transfer.py's tables, so one row reads alike in every table."""
     if here.empty:

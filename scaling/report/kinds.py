@@ -15,7 +15,7 @@ import pandas as pd
 
 from scaling.errors import UserError
 from scaling.fit.data import query
-from scaling.report import claims, figures, transfer
+from scaling.report import claims, figures, ladder, transfer
 from scaling.results import open_results, results_table
 
 Inputs = Iterator[tuple[str, Path]]  # each file a figure reads, with what an error calls it ("" for a plain file)
@@ -256,6 +256,19 @@ class BacktestScoresOptions:
 
 
 @dataclass(frozen=True)
+class LadderOptions:
+    """ladder, ladder_ceilings: bases fine-tuned on one training set past memorization, read at multiples of each
+    base's memorization step (report/ladder.py)."""
+
+    results: tuple[Path, ...] = field(metadata=PATHS)  # collected runs, weakest base first, each with its grades.parquet
+    splits: tuple[str, ...] = field(metadata=NAMES)  # the splits read
+    factors: tuple[int, ...] = field(default=ladder.FACTORS, metadata=MULTIPLES)  # multiples of the memorization step
+
+    def __post_init__(self):
+        _positive(self, "factors", MULTIPLES)
+
+
+@dataclass(frozen=True)
 class TableKind:
     """One kind of table ([[table]] in figures.toml, written as CSV)."""
 
@@ -294,6 +307,25 @@ def _picked(grades: pd.DataFrame, key: str, value, number: int) -> pd.DataFrame:
     if picked.empty:
         raise UserError(f"row {number}: no grades of {key} {value} ({key}s are {', '.join(map(str, sorted(set(grades[key]))))})")
     return picked
+
+
+def _ladder_inputs(o: LadderOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ladder's rungs, in the order its runs are given, and their grades pooled."""
+    grades = [pd.read_parquet(path.parent / "grades.parquet") for path in o.results]
+    bases = [ladder.base_rows(results_table(open_results(path), "train"), g) for path, g in zip(o.results, grades)]
+    pooled = pd.concat(grades, ignore_index=True)
+    return ladder.rungs(pd.concat(bases, ignore_index=True), pooled, list(o.splits), o.factors), pooled
+
+
+def _ladder(o: LadderOptions) -> pd.DataFrame:
+    """Per base, split and multiple of its memorization step: accuracy with its interval, chance and headroom."""
+    return _ladder_inputs(o)[0]
+
+
+def _ladder_ceilings(o: LadderOptions) -> pd.DataFrame:
+    """Per split, each base against the one below it at the largest multiple all reached, paired on items."""
+    rungs, pooled = _ladder_inputs(o)
+    return ladder.ceilings(rungs, pooled, list(o.splits))
 
 
 def _post_memorization(o: PostMemorizationTableOptions) -> pd.DataFrame:
@@ -336,4 +368,6 @@ TABLE_KINDS: dict[str, TableKind] = {
     "accuracy_rows": TableKind(_accuracy_rows, AccuracyRowsOptions, _row_grades),
     "transfer": TableKind(_transfer, TransferOptions, _files("grades")),
     "backtest_scores": TableKind(_backtest_scores, BacktestScoresOptions, _fit_records),
+    "ladder": TableKind(_ladder, LadderOptions, _runs_and_grades),
+    "ladder_ceilings": TableKind(_ladder_ceilings, LadderOptions, _runs_and_grades),
 }
