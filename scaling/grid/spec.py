@@ -691,6 +691,8 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     sections["eval"] = dataclasses.replace(named, splits=named.splits + tuple(s for s in named.sources
                                                                                if s not in named.splits))
     try:
+        if len(adapters) == 2:
+            raise ValueError("adapter is given in both [axes] and [train]: give it in one")
         if "train" in adapters:
             sections["train"] = dataclasses.replace(sections["train"],
                                                     adapter=parse_adapter(adapters["train"], "[train] adapter", source))
