@@ -229,7 +229,9 @@ def cell_status(cell: xr.Dataset, where) -> CellStatus:
 
 
 def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[str, str]) -> xr.Dataset:
-    """The dense hypercube over AXES × step × split; NaN where a cell is missing, `status` says why."""
+    """The dense hypercube over AXES × step × split; NaN where a cell is missing, `status` says why. An axis `axes`
+    leaves out that has a default (schema.AXIS_DEFAULTS) takes that one value."""
+    axes = {name: [AXIS_DEFAULTS[name]] for name in AXIS_DEFAULTS} | dict(axes)
     cells = list(cells)
     if not cells:
         raise UserError("no cell results to collect")
