@@ -273,6 +273,7 @@ class _Run:
             # Frozen: never donated, never copied, the one base every budget and branch trains adapters on.
             self.base = init_model(model_cfg, train_cfg.seed)[1] if init_params is None else init_params
             self.lora_step = bound_lora_step(self.graphdef, self.optimizer, self.span)
+            self.no_dropout = jax.random.key(0)  # the key of every step without dropout: made once, never read
 
     def fresh_state(self):
         if self.adapter is not None:
@@ -288,7 +289,7 @@ class _Run:
     def one_step(self, state, batch: dict, rate: float, step: int):
         if self.adapter is None:
             return self.step(state, batch, rate)
-        key = step_key(self.cfg.seed, step) if self.adapter.dropout > 0 else jax.random.key(0)
+        key = step_key(self.cfg.seed, step) if self.adapter.dropout > 0 else self.no_dropout
         return self.lora_step(state, self.base, batch, rate, key)
 
     def steps(self, state, steps: range, scale: Callable[[int], float], budgets_done: int | None = None,

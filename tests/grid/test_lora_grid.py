@@ -3,6 +3,7 @@
 import subprocess
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from scaling.cli import main
 from scaling.errors import UserError
 from scaling.grid.spec import expand, grid_axes, load_spec, parse_spec
 from scaling.results import open_results, results_table
+from scaling.trainer.checkpoint import _manager
 from scaling.trainer.config import LoraConfig
 from tests.grid.test_runner import _kill_when
 
@@ -114,10 +116,12 @@ def test_a_lora_cell_killed_mid_run_resumes_to_the_same_results(spec_file, refer
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     killed = _kill_when(runner, lambda: any(p.name.isdigit() for p in checkpoints.glob("*")))
     assert killed
-    saved = [p for p in checkpoints.glob("*") if p.name.isdigit()]
-    assert saved
-    stored = {p.name for p in saved[0].rglob("*")}
-    assert not any("kernel" in name or "embedding" in name for name in stored)  # only the adapter and its moments
+    saved = sorted(int(p.name) for p in checkpoints.glob("*") if p.name.isdigit())
+    with _manager(checkpoints) as manager:  # what the checkpoint holds: the adapter and its moments, no base weight
+        leaves = [str(path) for path, _ in jax.tree_util.tree_flatten_with_path(
+            manager.item_metadata(saved[-1])["state"].tree)[0]]
+    assert any("lora_a" in leaf for leaf in leaves)
+    assert not any("kernel" in leaf or "embedding" in leaf or "scale" in leaf for leaf in leaves)
     finish = subprocess.run([*SCALING, "run", str(spec_file), "--out", str(run)], capture_output=True, text=True,
                             timeout=600)
     assert finish.returncode == 0, finish.stderr
