@@ -396,10 +396,20 @@ def import_hf_command(path: Path, out: Path) -> None:
 @cli.command("export-hf")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="New checkpoint folder (must not exist, or be empty).")
-def export_hf_command(src: Path, out: Path) -> None:
-    """Write a model folder (imported or fine-tuned) as a Hugging Face checkpoint that transformers loads."""
+@click.option("--merge", is_flag=True, help="An adapter folder (a LoRA cell's model): fold its adapters into its base "
+              "and write a full checkpoint, instead of PEFT's adapter files.")
+def export_hf_command(src: Path, out: Path, merge: bool) -> None:
+    """Write a model folder (imported or fine-tuned) as a Hugging Face checkpoint that transformers loads; an adapter
+    folder (a LoRA cell's model) as PEFT's adapter, or with --merge as a full checkpoint."""
     from scaling.hf import describe, export_hf
+    from scaling.hf.adapter import export_adapter, is_adapter_folder
 
+    if is_adapter_folder(src):
+        written = export_adapter(src, out, merge)
+        click.echo(f"exported {'merged ' if merge else ''}LoRA adapters of {src} -> {written}")
+        return
+    if merge:
+        raise UserError(f"--merge: {src} is no adapter folder (a LoRA cell's model); a model folder exports as it is")
     written = export_hf(src, out)
     click.echo(f"exported {describe(src)} -> {written}")
 

@@ -15,7 +15,7 @@ import xarray as xr
 
 from scaling.errors import UserError
 from scaling.user_files import regular_file
-from scaling.schema import ARM_DIMS, LEGACY_AXES, PHASE
+from scaling.schema import ARM_DIMS, AXES, AXIS_DEFAULTS, LEGACY_AXES, PHASE
 
 ENGINE = "h5netcdf"
 # What can become of a cell: trained to its last budget; failed (recorded in its file); not computed by this
@@ -69,7 +69,21 @@ def open_results(path) -> xr.Dataset:
     except (OSError, ValueError) as error:
         raise UserError(f"results file {path} is unreadable or truncated ({type(error).__name__})") from None
     # Files written before an axis was renamed keep its old name: read them under the new one.
-    return loaded.rename({old: new for new, old in LEGACY_AXES.items() if old in loaded.dims})
+    loaded = loaded.rename({old: new for new, old in LEGACY_AXES.items() if old in loaded.dims})
+    return with_default_axes(loaded)
+
+
+def with_default_axes(results: xr.Dataset) -> xr.Dataset:
+    """`results` with each axis added since it was written (schema.AXIS_DEFAULTS: adapter) as a dim of that one value,
+    on every variable over the cells, placed where AXES puts it."""
+    for axis, value in AXIS_DEFAULTS.items():
+        if axis in results.dims or "seed" not in results.dims:
+            continue
+        before = AXES[AXES.index(axis) + 1]  # the axis it precedes, which every cell variable has
+        results = results.assign({name: var.expand_dims({axis: [value]}, axis=var.dims.index(before))
+                                  for name, var in results.data_vars.items() if before in var.dims})
+        results = results.assign_coords({axis: [value]})
+    return results
 
 
 def splits_of(results: xr.Dataset) -> list[str]:

@@ -3,7 +3,9 @@
 # Metrics per cell, budget and split.
 METRICS = ("loss", "token_acc", "answer_acc", "process_acc", "chain_acc", "n")
 # The grid axes of a cell, in the order of the hypercube's dims (step and split follow).
-AXES = ("size", "pretrain_tokens", "diversity", "quality", "cot", "seed")
+AXES = ("size", "pretrain_tokens", "diversity", "quality", "cot", "adapter", "seed")
+# The value of an axis that files written before it existed hold implicitly: every cell then trained every weight.
+AXIS_DEFAULTS = {"adapter": "full"}
 # Axes renamed since files were first written: new name -> the old one, still read (results dims, cell attributes).
 LEGACY_AXES = {"pretrain_tokens": "pretrain"}
 # Per-cell measured diversity of the SFT pool (see scaling.tasks.diversity), a continuous diversity axis.

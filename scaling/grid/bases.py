@@ -22,7 +22,7 @@ from scaling.errors import UserError
 from scaling.staging import publish_once
 from scaling.tasks.corpus import CORPUS_VERSION
 from scaling.tasks.tokenizer import ALPHABET, CHARACTERS, Tokenizer
-from scaling.trainer.config import PRESETS, ModelConfig, preset
+from scaling.trainer.config import PRESETS, LoraConfig, ModelConfig, preset
 
 if TYPE_CHECKING:
     from flax import nnx
@@ -112,8 +112,9 @@ class Base(ABC):
         `longest_row`: the longest row of any cell of this base."""
 
     @abstractmethod
-    def save_model(self, out: Path, cfg: ModelConfig, params, source: str) -> Path:
-        """Write a model fine-tuned from it as a model folder at `out` (what `scaling export-hf` reads)."""
+    def save_model(self, out: Path, cfg: ModelConfig, params, source: str, adapter: LoraConfig | None = None) -> Path:
+        """Write a model fine-tuned from it as a model folder at `out` (what `scaling export-hf` reads); with the
+        `adapter` it was trained with, what its base's kind keeps of LoRA's model."""
 
 
 @dataclass(frozen=True)
@@ -215,9 +216,15 @@ class PresetBase(Base):
 
         return StepTime(0.0, preset_seconds_per_flop(self.name, longest_row, batch))
 
-    def save_model(self, out: Path, cfg: ModelConfig, params, source: str) -> Path:
+    def save_model(self, out: Path, cfg: ModelConfig, params, source: str, adapter: LoraConfig | None = None) -> Path:
         from scaling.hf import fine_tuned_model, save_model_folder
 
+        # A preset's base lives in a run's scratch cache, nothing an adapter could refer to for good: LoRA's model
+        # is kept merged, as a full model folder.
+        if adapter is not None:
+            from scaling.trainer.lora import merged_params
+
+            params = merged_params(params, adapter)
         # A preset never came from Hugging Face: it has no checkpoint to keep the kind of, nor tokenizer files.
         return save_model_folder(out, fine_tuned_model(cfg, params, None), None, source=source)
 
@@ -317,8 +324,15 @@ class CheckpointBase(Base):
         first, per_step = time_step(cfg, row, timed_batch(batch))
         return StepTime(first, per_step / (cfg.train_flops_per_token(row) * timed_batch(batch) * row))
 
-    def save_model(self, out: Path, cfg: ModelConfig, params, source: str) -> Path:
+    def save_model(self, out: Path, cfg: ModelConfig, params, source: str, adapter: LoraConfig | None = None) -> Path:
         from scaling.hf import fine_tuned_model, save_model_folder
+
+        if adapter is not None:  # the adapters alone, in PEFT's format, beside a reference to this checkpoint
+            from scaling.hf import checkpoint_config
+            from scaling.hf.adapter import save_adapter_folder
+
+            hf, arch, _ = checkpoint_config(self.checkpoint)
+            return save_adapter_folder(out, cfg, adapter, params, arch.name, hf, self.checkpoint, source=source)
 
         # It keeps the checkpoint's architecture, config.json and tokenizer: it exports as a checkpoint of that kind.
         return save_model_folder(out, fine_tuned_model(cfg, params, self.checkpoint), self.checkpoint, source=source)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import jax
 import numpy as np
 from flax import nnx
 
@@ -27,7 +26,7 @@ from scaling.trainer.flops import PHASES
 from scaling.tasks.grader import Grader, verify_example
 from scaling.tasks.mixture import Example
 from scaling.tasks.tokenizer import CHARACTERS, Tokenizer
-from scaling.trainer.train import Resume, Stopped, TrainingDiverged, optimizer_for, train
+from scaling.trainer.train import Resume, Stopped, TrainingDiverged, state_template, train
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,7 @@ def run_cell(
     if latest is not None:
         arms.phase = ids.phase_of(latest)
         if arms.phase is None:
-            params = abstract_model(plan.model_cfg)[1]  # shapes only: the checkpoint holds the values
-            template = (params, jax.eval_shape(optimizer_for(plan.train_cfg).init, params))
+            template = state_template(plan.model_cfg, plan.train_cfg)  # shapes only: the checkpoint holds the values
         else:
             arm, sft_step = arm_phases(plan.arms)[arms.phase]
             template = arm.trainer.state_template(plan.model_cfg, arm.config, abstract_model(plan.model_cfg)[1])

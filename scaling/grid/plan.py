@@ -106,7 +106,7 @@ def cell_plan(spec: GridSpec, cell: Cell, init_params: nnx.State | None) -> Cell
         cell_id=cell.cell_id,
         axes=cell.axes,
         model_cfg=model_cfg,
-        train_cfg=train_config(spec, cell.seed),
+        train_cfg=train_config(spec, cell.seed).replace(adapter=cell.adapter),
         train_data=rows,
         splits=data.splits,
         eval_lengths=data.split_lengths,

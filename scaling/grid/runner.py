@@ -344,7 +344,7 @@ def save_cell_model(folder: RunFolder, cell: Cell, plan, params) -> None:
     scratch_dir(folder).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_dir(folder)) as staging:
         written = cell.base.save_model(Path(staging) / cell.cell_id, plan.model_cfg, params,
-                                       source=f"cell {cell.cell_id} of {folder.url}")
+                                       source=f"cell {cell.cell_id} of {folder.url}", adapter=plan.train_cfg.adapter)
         for file in sorted(written.iterdir()):  # every file atomically; a rerun overwrites an earlier attempt's
             folder.put_file_atomic(f"{model_dir(cell.cell_id)}/{file.name}", file)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from scaling.trainer.config import TrainConfig
+from scaling.trainer.config import FULL, LoraConfig, TrainConfig, adapter_label
 from scaling.errors import UserError
 from scaling.user_files import regular_file
 from scaling.grid.bases import Base, Pretraining, parse_base
@@ -74,9 +74,16 @@ class AxesSpec:
     quality: tuple[float, ...] = (1.0,)  # fraction of SFT examples whose CoT is correct
     cot: tuple[str, ...] = ("full",)  # CoT style: full, short or none
     seed: tuple[int, ...] = (0,)  # data, initialization and data-order seed
+    adapter: tuple[LoraConfig | None, ...] | None = None  # what trains: None in the tuple is full fine-tuning, a
+    # LoraConfig LoRA adapters on the frozen base; written "full" or { rank = 8, alpha = 16, ... } (`parse_adapter`).
+    # None: not an axis here ([train] adapter, or full fine-tuning)
 
     def __post_init__(self) -> None:
         _check_bounds("axes", self, {"pretrain_tokens": MAX_TOKENS})
+        if self.adapter is not None:
+            labels = [adapter_label(a) for a in self.adapter]
+            if not labels or len(set(labels)) != len(labels):
+                raise ValueError(f"[axes] adapter must list distinct adapters, got {labels}")
         bases = [parse_base(size, Path(".")) for size in self.size]
         if any(t < 0 for t in self.pretrain_tokens):
             raise ValueError(f"[axes] pretrain_tokens must be >= 0, got {list(self.pretrain_tokens)}")
@@ -238,6 +245,8 @@ class TrainSpec:
     pretrain_batch_size: int = 32  # pretraining rows per step
     pretrain_lr: float = 3e-3  # pretraining peak learning rate (cosine schedule)
     pretrain_context: int = 256  # pretraining row length in tokens
+    adapter: LoraConfig | None = None  # every cell's: None, written "full", trains every weight; a LoRA table
+    # { rank, alpha, dropout, targets } trains adapters on the frozen base (see `parse_adapter`)
 
     def __post_init__(self) -> None:
         _check_bounds("train", self, {"budgets": MAX_STEPS, "warmup_steps": MAX_STEPS, "checkpoint_every": MAX_STEPS,
@@ -548,6 +557,10 @@ class GridSpec:
             raise ValueError(f"[axes] diversity must lie in 1..{len(source.trained)} (the number of [data] "
                              f"{source.trained_key}), got {list(self.axes.diversity)}")
         source.check_grid(self.eval.splits, self.axes.quality)
+        if self.axes.adapter is not None and self.train.adapter is not None:
+            raise ValueError("adapter is given in both [axes] and [train]: give it in one")
+        if self.arms and any(a is not None for a in self.adapters):
+            raise ValueError(f"[{next(iter(self.arms))}] arms after SFT train full models: not with LoRA adapters")
         for arm, section in self.arms.items():
             missing = [b for b in section.from_budgets if b not in self.train.budgets]
             if missing:
@@ -558,6 +571,11 @@ class GridSpec:
             if drawn > pool:
                 raise ValueError(f"[{arm}] {key} {drawn} is more than the {pool} training examples a cell draws its "
                                  f"prompts from ([data] examples; never the evaluation set)")
+
+    @property
+    def adapters(self) -> tuple[LoraConfig | None, ...]:
+        """The values of the adapter axis: [axes] adapter's, or the one [train] gives (None: full fine-tuning)."""
+        return self.axes.adapter if self.axes.adapter is not None else (self.train.adapter,)
 
     @property
     def arms(self) -> dict[str, RLSpec | RFTSpec]:
@@ -593,8 +611,12 @@ class GridSpec:
         for key in ("sources", "benchmark_n"):  # only where given: grids without benchmarks keep their cell ids
             if evaluation[key] == _default(EvalSpec, key):
                 del evaluation[key]
-        content = {"axes": dataclasses.asdict(self.axes), "data": self.data.results_content(Path(self.base_dir)),
-                   "train": dataclasses.asdict(self.train), "eval": evaluation}
+        axes, train = dataclasses.asdict(self.axes), dataclasses.asdict(self.train)
+        # A cell's adapter enters its own id (see `_cells`), never the spec's part: full fine-tuning cells keep the
+        # ids they had before adapters existed, and [train] adapter = X gives the cells of [axes] adapter = [X].
+        del axes["adapter"], train["adapter"]
+        content = {"axes": axes, "data": self.data.results_content(Path(self.base_dir)), "train": train,
+                   "eval": evaluation}
         # Only where given: a grid without arms keeps every cell id it had before they existed.
         return content | {arm: dataclasses.asdict(section) for arm, section in self.arms.items()}
 
@@ -613,18 +635,21 @@ class Cell:
     base: Base  # what `size` names, paths resolved: ask it for the tokenizer, model, weights and measures
     control: str = ""  # a positive control: the out-of-distribution split whose own distribution it trains on (its
     # pool is that split's, its diversity and quality are not axes); "": a cell of the grid's hypercube
+    adapter: LoraConfig | None = None  # LoRA adapters trained on the frozen base; None: full fine-tuning
 
     @property
     def axes(self) -> dict:
-        """The cell's value on each of scaling.schema.AXES."""
+        """The cell's value on each of scaling.schema.AXES (the adapter as its label)."""
         return {"size": self.size, "pretrain_tokens": self.pretrain_tokens, "diversity": self.diversity,
-                "quality": self.quality, "cot": self.cot, "seed": self.seed}
+                "quality": self.quality, "cot": self.cot, "adapter": adapter_label(self.adapter), "seed": self.seed}
 
     @property
     def label(self) -> str:
+        lora = f" adapter={adapter_label(self.adapter)}" if self.adapter is not None else ""
         if self.control:
-            return f"control={self.control} size={self.size} pretrain_tokens={self.pretrain_tokens} cot={self.cot} seed={self.seed}"
-        return " ".join(f"{name}={value}" for name, value in self.axes.items())
+            return (f"control={self.control} size={self.size} pretrain_tokens={self.pretrain_tokens} cot={self.cot} "
+                    f"seed={self.seed}{lora}")
+        return " ".join(f"{name}={value}" for name, value in self.axes.items() if name != "adapter") + lora
 
 
 def load_spec(path: Path) -> GridSpec:
@@ -653,6 +678,8 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
         raise UserError(f"{source}: `name` must be a word of letters, digits, _ . - (it names runs/NAME), got {name!r}")
     evaluation = table.get("eval", {})
     splits_given = isinstance(evaluation, dict) and "splits" in evaluation
+    adapters = {key: table[key].pop("adapter") for key in ("axes", "train")
+                 if isinstance(table.get(key), dict) and "adapter" in table[key]}
     sections = {}
     for key, cls in (("axes", AxesSpec), ("data", DataSpec), ("train", TrainSpec), ("eval", EvalSpec), ("run", RunSpec),
                      ("design", DesignSpec)):
@@ -663,6 +690,18 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     named = sections["eval"]  # each benchmark of [eval] sources is a split, whether [eval] splits names it or not
     sections["eval"] = dataclasses.replace(named, splits=named.splits + tuple(s for s in named.sources
                                                                                if s not in named.splits))
+    try:
+        if len(adapters) == 2:
+            raise ValueError("adapter is given in both [axes] and [train]: give it in one")
+        if "train" in adapters:
+            sections["train"] = dataclasses.replace(sections["train"],
+                                                    adapter=parse_adapter(adapters["train"], "[train] adapter", source))
+        if "axes" in adapters:
+            raw = adapters["axes"] if isinstance(adapters["axes"], list) else [adapters["axes"]]
+            sections["axes"] = dataclasses.replace(sections["axes"], adapter=tuple(
+                parse_adapter(one, "[axes] adapter", source) for one in raw))
+    except ValueError as error:
+        raise UserError(f"{source}: {error}") from None
     for key, cls in (("rl", RLSpec), ("rft", RFTSpec)):
         if key in table:
             sections[key] = typed_table(cls, table.pop(key), f"[{key}]", source)
@@ -680,6 +719,19 @@ def parse_spec(text: str, source: str = "grid spec", base_dir: Path = Path("."))
     except UserError as error:
         raise UserError(f"{source}: {error}") from None
     return spec
+
+
+def parse_adapter(raw, where: str, source: str) -> LoraConfig | None:
+    """An adapter as a spec writes it: "full" (None: every weight trains) or a LoRA table of LoraConfig's keys."""
+    if raw == FULL:
+        return None
+    if not isinstance(raw, dict):
+        raise UserError(f'{source}: {where} must be "full" or a table like {{ rank = 8, alpha = 16 }}, got {raw!r}')
+    try:
+        return typed_table(LoraConfig, raw, where, source)
+    except UserError as error:
+        text = str(error)
+        raise UserError(text if where in text else text.replace(f"{source}: ", f"{source}: {where}: ", 1)) from None
 
 
 def check_data(spec: GridSpec) -> None:
@@ -740,7 +792,7 @@ def grid_size(spec: GridSpec) -> int:
     a, bases = spec.axes, spec.bases
     pretrained = sum(len(bases[size].pretrain_axis(a.pretrain_tokens)) for size in a.size)
     controls = len(spec.source.control_splits(spec.eval.splits)) * len(a.cot) if spec.eval.controls else 0
-    return pretrained * (len(a.diversity) * len(a.quality) * len(a.cot) * len(a.seed) + controls)
+    return pretrained * len(spec.adapters) * (len(a.diversity) * len(a.quality) * len(a.cot) * len(a.seed) + controls)
 
 
 def _cells(spec: GridSpec, qualities: tuple[float, ...], seeds: tuple[int, ...]) -> Iterator[Cell]:
@@ -751,10 +803,11 @@ def _cells(spec: GridSpec, qualities: tuple[float, ...], seeds: tuple[int, ...])
     identify = cell_hasher(spec.results_content())
     for size in a.size:
         for pretrain in bases[size].pretrain_axis(a.pretrain_tokens):
-            for diversity, quality, cot, seed in itertools.product(a.diversity, qualities, a.cot, seeds):
+            for diversity, quality, cot, adapter, seed in itertools.product(a.diversity, qualities, a.cot,
+                                                                            spec.adapters, seeds):
                 axes = {"size": size, "pretrain_tokens": pretrain, "diversity": diversity, "quality": quality,
                         "cot": cot, "seed": seed}
-                yield Cell(**axes, cell_id=identify(axes), base=bases[size])
+                yield Cell(**axes, cell_id=identify(axes | _adapter_id(adapter)), base=bases[size], adapter=adapter)
     if not spec.eval.controls:
         return
     for size in a.size:
@@ -763,7 +816,14 @@ def _cells(spec: GridSpec, qualities: tuple[float, ...], seeds: tuple[int, ...])
                 for split in spec.source.control_splits(spec.eval.splits):
                     axes = {"size": size, "pretrain_tokens": pretrain, "diversity": max(a.diversity), "quality": 1.0,
                             "cot": cot, "seed": a.seed[0]}
-                    yield Cell(**axes, cell_id=identify(axes | {"control": split}), base=bases[size], control=split)
+                    for adapter in spec.adapters:
+                        yield Cell(**axes, cell_id=identify(axes | {"control": split} | _adapter_id(adapter)),
+                                   base=bases[size], control=split, adapter=adapter)
+
+
+def _adapter_id(adapter: LoraConfig | None) -> dict:
+    """What a cell's adapter adds to its hashed axes: nothing for full fine-tuning (its cells keep their ids)."""
+    return {} if adapter is None else {"adapter": dataclasses.asdict(adapter)}
 
 
 def cell_hasher(content: dict) -> Callable[[dict], str]:
@@ -786,4 +846,5 @@ def grid_axes(spec: GridSpec) -> dict[str, list]:
     """The values of each hypercube axis (scaling.schema.AXES), in spec order."""
     a = spec.axes
     return {"size": list(a.size), "pretrain_tokens": list(a.pretrain_tokens), "diversity": list(a.diversity),
-            "quality": list(a.quality), "cot": list(a.cot), "seed": list(a.seed)}
+            "quality": list(a.quality), "cot": list(a.cot), "adapter": [adapter_label(x) for x in spec.adapters],
+            "seed": list(a.seed)}

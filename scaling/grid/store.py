@@ -20,7 +20,7 @@ import xarray as xr
 
 from scaling.errors import UserError, reported_if_full
 from scaling.results import DONE, ENGINE, MISSING, CellStatus
-from scaling.schema import (ARM_DIMS, ARM_FLOPS, ARM_PREFIX, AXES, BASE_MEASURES, DATA_VERSION, FLOPS_BY_PHASE,
+from scaling.schema import (ARM_DIMS, ARM_FLOPS, ARM_PREFIX, AXES, AXIS_DEFAULTS, BASE_MEASURES, DATA_VERSION, FLOPS_BY_PHASE,
                             FLOPS_COLUMN, GRADE_COLUMNS, LEGACY_AXES, METRICS, PHASE, POOL_STATS, RL_REWARD)
 from scaling.trainer.flops import PHASES
 
@@ -229,7 +229,9 @@ def cell_status(cell: xr.Dataset, where) -> CellStatus:
 
 
 def hypercube(cells: Iterable[xr.Dataset], axes: dict[str, list], attrs: dict[str, str]) -> xr.Dataset:
-    """The dense hypercube over AXES × step × split; NaN where a cell is missing, `status` says why."""
+    """The dense hypercube over AXES × step × split; NaN where a cell is missing, `status` says why. An axis `axes`
+    leaves out that has a default (schema.AXIS_DEFAULTS) takes that one value."""
+    axes = {name: [AXIS_DEFAULTS[name]] for name in AXIS_DEFAULTS} | dict(axes)
     cells = list(cells)
     if not cells:
         raise UserError("no cell results to collect")
@@ -311,7 +313,7 @@ def _with_arms(cube: xr.Dataset, cells: list[xr.Dataset], axes: dict[str, list])
 def _axis_value(ds: xr.Dataset, name: str, values: list):
     """The cell's value on an axis, typed like the axis values (netCDF attributes lose types)."""
     # Cell files written before an axis was renamed carry it under its old name.
-    raw = ds.attrs.get(f"axis_{name}", ds.attrs.get(f"axis_{LEGACY_AXES.get(name, name)}"))
+    raw = ds.attrs.get(f"axis_{name}", ds.attrs.get(f"axis_{LEGACY_AXES.get(name, name)}", AXIS_DEFAULTS.get(name)))
     for value in values:
         if str(value) == str(raw) or (isinstance(value, (int, float)) and not isinstance(raw, str) and value == raw):
             return value

@@ -134,6 +134,56 @@ def preset(name: str, vocab_size: int, max_len: int) -> ModelConfig:
     )
 
 
+# The projections an adapter may target, by their names in the model: attention's query, key, value and output, and
+# the MLP's gate (SwiGLU only), up and down.
+LORA_TARGETS = ("query", "key", "value", "out", "gate", "up", "down")
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Low-rank adapters (LoRA, Hu et al. 2021) on some projections of a frozen base: each targeted W (D_in x D_out)
+    computes x W + (alpha / rank) · dropout(x) A B with A (D_in x rank) and B (rank x D_out, zero at init) trained."""
+
+    rank: int = 8  # r, the adapters' inner width
+    alpha: float = 16.0  # the update is scaled by alpha / rank (PEFT's lora_alpha)
+    dropout: float = 0.0  # dropout on the adapters' input while training (PEFT's lora_dropout)
+    targets: tuple[str, ...] = ("query", "value")  # projections adapted, of LORA_TARGETS (PEFT's default for llama)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rank <= 65_536:
+            raise ValueError(f"adapter rank must lie in 1..65536, got {self.rank}")
+        if not (self.alpha > 0 and self.alpha < float("inf")):
+            raise ValueError(f"adapter alpha must be a number > 0, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"adapter dropout must lie in [0, 1), got {self.dropout}")
+        unknown = [t for t in self.targets if t not in LORA_TARGETS]
+        if not self.targets or unknown or len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"adapter targets must be distinct names among {', '.join(LORA_TARGETS)}, "
+                             f"got {list(self.targets)}")
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    @property
+    def label(self) -> str:
+        """A short canonical name: lora-r8-a16, plus what differs from the defaults (-d0.05, -t<targets>)."""
+        text = f"lora-r{self.rank}-a{self.alpha:g}"
+        if self.dropout != LoraConfig.dropout:
+            text += f"-d{self.dropout:g}"
+        if self.targets != LoraConfig.targets:
+            text += "-t" + ".".join(self.targets)
+        return text
+
+
+FULL = "full"  # the adapter label of full fine-tuning
+
+
+def adapter_label(adapter: LoraConfig | None) -> str:
+    """The label of an adapter on the results' `adapter` axis: "full" (none: every weight trains) or its own."""
+    return FULL if adapter is None else adapter.label
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How one cell is optimized: AdamW with linear warmup, then its schedule (wsd, cosine or constant),
@@ -152,6 +202,7 @@ class TrainConfig:
     # branch per budget); "separate": one fresh run per budget, to validate the branches
     checkpoint_every: int = 0  # also offer a checkpoint every this many trunk steps (0: after each budget only);
     # where a run resumes from, never what it computes
+    adapter: LoraConfig | None = None  # LoRA adapters on a frozen base; None: full fine-tuning (every weight trains)
 
     def __post_init__(self) -> None:
         if not self.budgets or any(b < 1 for b in self.budgets):

@@ -20,6 +20,7 @@ from scaling.trainer.batches import TokenArrays
 from scaling.trainer.attention import span_bucket
 from scaling.trainer.config import ModelConfig, TrainConfig
 from scaling.trainer.curve import LossCurve
+from scaling.trainer.lora import adapted_params, dropout_key, init_adapter, lora_graph
 from scaling.trainer.model import abstract_model, init_model
 from scaling.trainer.schedules import cosine, linear_decay
 
@@ -54,7 +55,8 @@ def masked_loss(params: nnx.State, batch: dict, graphdef: nnx.GraphDef, span: in
 def loss_sums(params: nnx.State, batch: dict, graphdef: nnx.GraphDef, span: int | None = None):
     """Cross-entropy and correct predictions summed over completion tokens, and their count: the parts of
     `masked_loss` that add across slices of a batch (data parallelism sums them over devices first)."""
-    model = nnx.merge(graphdef, params)
+    # An adapted model's params come as (adapter, frozen base): merged here, so only the adapter is differentiated.
+    model = nnx.merge(graphdef, *params) if isinstance(params, tuple) else nnx.merge(graphdef, params)
     logits_BxTxV = model(batch["inputs"], batch["positions"], batch["segments"], span)
     weights_BxT = batch["loss_mask"]
     correct_BxT = logits_BxTxV.argmax(-1) == batch["targets"]
@@ -98,6 +100,23 @@ def train_step(state, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.Grad
     return apply_gradients(state, grads, optimizer, lr), {"loss": loss, "token_acc": token_acc}
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "optimizer", "span"), donate_argnums=0)
+def lora_train_step(state, base: nnx.State, batch: dict, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
+                    lr, key: jax.Array, span: int | None = None):
+    """`train_step` of an adapted model: state is (adapter, opt_state), the frozen `base` a separate argument, neither
+    donated nor differentiated (so no gradient of a base weight is ever computed, and every budget shares it).
+    `key` (traced) draws the adapters' dropout of this step."""
+    with dropout_key(key):
+        (loss, token_acc), grads = jax.value_and_grad(masked_loss, has_aux=True)((state[0], base), batch, graphdef,
+                                                                                   span)
+    return apply_gradients(state, grads[0], optimizer, lr), {"loss": loss, "token_acc": token_acc}
+
+
+def step_key(seed: int, step: int) -> jax.Array:
+    """The dropout key of optimizer step `step`: a function of (seed, step) alone, so a resumed run repeats it."""
+    return jax.random.fold_in(jax.random.key(seed), step)
+
+
 def apply_gradients(state, grads, optimizer: optax.GradientTransformation, lr):
     """The optimizer's update of (params, opt_state) for these gradients, scaled by the traced `lr`."""
     params, opt_state = state
@@ -117,6 +136,17 @@ def bound_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, 
         raw = train_step.__wrapped__  # the pure step under train_step's own jit
         _BOUND_STEPS[key] = jax.jit(lambda state, batch, lr: raw(state, batch, graphdef, optimizer, lr, span),
                                     donate_argnums=0)
+    return _BOUND_STEPS[key]
+
+
+def bound_lora_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, span: int | None) -> Callable:
+    """`lora_train_step` bound like `bound_step`: `step(state, base, batch, lr, key)`."""
+    key = ("lora", graphdef, optimizer, span)
+    if key not in _BOUND_STEPS:
+        raw = lora_train_step.__wrapped__
+        _BOUND_STEPS[key] = jax.jit(
+            lambda state, base, batch, lr, dropout: raw(state, base, batch, graphdef, optimizer, lr, dropout, span),
+            donate_argnums=0)
     return _BOUND_STEPS[key]
 
 
@@ -167,8 +197,15 @@ class Resume:
     """Where an interrupted run continues: the trunk's state at a trunk step, budgets already done."""
 
     trunk_step: int
-    state: tuple  # (params, opt_state)
+    state: tuple  # (params, opt_state); with an adapter, (adapter, opt_state): the base is not part of it
     budgets_done: int
+
+
+def state_template(model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple:
+    """The shapes of a run's train state, what a checkpoint of it restores into: (params, opt_state), or with an
+    adapter (adapter, opt_state), which is all a LoRA run's checkpoint holds (its base comes from the base)."""
+    params = abstract_model(model_cfg)[1] if train_cfg.adapter is None else lora_graph(model_cfg, train_cfg.adapter)[1]
+    return params, jax.eval_shape(optimizer_for(train_cfg).init, params)
 
 
 # on_checkpoint(trunk_step, state, budgets_done): the trunk is consistent here and may be saved.
@@ -194,6 +231,9 @@ def train(
     fresh run per budget instead. Step s always sees batch s of the data order. `on_step(n, loss)`
     reports progress over train_cfg.total_steps optimizer steps. `init_params` starts from a base
     (say, a pretrained one) instead of a random initialization; the optimizer always starts fresh.
+    With `train_cfg.adapter`, only LoRA adapters train (see `scaling.trainer.lora`): the state is (adapter,
+    opt_state), the base is frozen and shared by every budget, and the params yielded are the adapted model's
+    (base and adapter together, shared, not copied).
 
     `on_checkpoint` is called after each budget has been evaluated (when the generator resumes) and
     every `train_cfg.checkpoint_every` trunk steps; passing what it saved back as `resume` continues the run
@@ -222,14 +262,35 @@ class _Run:
         self.model_cfg, self.cfg, self.data, self.progress, self.curve = model_cfg, train_cfg, data, progress, curve
         self.init_params, self.on_checkpoint, self.should_stop = init_params, on_checkpoint, should_stop
         self.saved: tuple[int, int] | None = None  # (trunk_step, budgets_done) of the newest checkpoint offered
-        self.graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
         self.optimizer = optimizer_for(train_cfg)
         self.span = span_bucket(data.span, data.inputs.shape[1])  # no token of these rows attends further back
-        self.step = bound_step(self.graphdef, self.optimizer, self.span)
+        self.adapter = train_cfg.adapter
+        if self.adapter is None:
+            self.graphdef = abstract_model(model_cfg)[0]  # the weights come from fresh_state, init_params or a resume
+            self.step = bound_step(self.graphdef, self.optimizer, self.span)
+        else:
+            self.graphdef = lora_graph(model_cfg, self.adapter)[0]
+            # Frozen: never donated, never copied, the one base every budget and branch trains adapters on.
+            self.base = init_model(model_cfg, train_cfg.seed)[1] if init_params is None else init_params
+            self.lora_step = bound_lora_step(self.graphdef, self.optimizer, self.span)
+            self.no_dropout = jax.random.key(0)  # the key of every step without dropout: made once, never read
 
     def fresh_state(self):
+        if self.adapter is not None:
+            adapter = init_adapter(self.model_cfg, self.adapter, self.cfg.seed)
+            return adapter, self.optimizer.init(adapter)
         params = init_model(self.model_cfg, self.cfg.seed)[1] if self.init_params is None else _copy(self.init_params)
         return params, self.optimizer.init(params)
+
+    def model_params(self, params: nnx.State) -> nnx.State:
+        """The whole model's params of a state's trained part (with an adapter: the base and it, shared)."""
+        return params if self.adapter is None else adapted_params(self.base, params)
+
+    def one_step(self, state, batch: dict, rate: float, step: int):
+        if self.adapter is None:
+            return self.step(state, batch, rate)
+        key = step_key(self.cfg.seed, step) if self.adapter.dropout > 0 else self.no_dropout
+        return self.lora_step(state, self.base, batch, rate, key)
 
     def steps(self, state, steps: range, scale: Callable[[int], float], budgets_done: int | None = None,
               record: bool = True):
@@ -240,7 +301,7 @@ class _Run:
         for step in steps:
             batch = self.data.take(batch_indices(len(self.data), cfg.batch_size, step, cfg.seed))
             rate = cfg.lr * warmup(step, cfg.warmup_steps) * scale(step)
-            state, metrics = self.step(state, batch, rate)
+            state, metrics = self.one_step(state, batch, rate, step)
             self.progress.dispatched(metrics["loss"])
             if curve is not None:
                 curve.add(step, metrics["loss"], rate)
@@ -300,7 +361,7 @@ class _Run:
             else:
                 state = self.steps(self.fresh_state(), range(budget), self.schedule_scale(budget), record=last)
             self.reached(budget)
-            yield budget, self.graphdef, state[0]
+            yield budget, self.graphdef, self.model_params(state[0])
             if self.on_checkpoint:  # each separate run restarts from scratch: the trunk to save is the fresh one
                 self.checkpoint(0, self.fresh_state(), index + 1)
 
@@ -324,13 +385,13 @@ class _Run:
                         self.checkpoint(trunk_step, state, index)
                     raise Stopped(self.saved_step) from None
                 self.reached(budget)
-                yield budget, self.graphdef, branch[0]
+                yield budget, self.graphdef, self.model_params(branch[0])
             else:
                 state = self.steps(state, range(trunk_step, budget), self.schedule_scale(cfg.budgets[-1]),
                                    budgets_done=index)
                 trunk_step = budget
                 self.reached(budget)
-                yield budget, self.graphdef, _copy(state[0])
+                yield budget, self.graphdef, self.model_params(_copy(state[0]))
             self.checkpoint(trunk_step, state, index + 1)
             if index + 1 < len(cfg.budgets) and self.should_stop():  # asked while this budget was evaluated
                 raise Stopped(self.saved_step)

@@ -58,7 +58,8 @@ def test_run_writes_one_done_file_per_cell_and_collect_builds_the_hypercube(refe
     assert capsys.readouterr().out.startswith("3 done · 0 running · 0 failed · 0 pending")
     assert main(["collect", str(reference)]) == 0
     cube = open_results(reference / "results.nc")
-    assert dict(cube.sizes) == {"size": 1, "pretrain_tokens": 1, "diversity": 1, "quality": 1, "cot": 1, "seed": 3,
+    assert dict(cube.sizes) == {"size": 1, "pretrain_tokens": 1, "diversity": 1, "quality": 1, "cot": 1, "adapter": 1,
+                                "seed": 3,
                                 "step": 3, "split": 3, "train_step": 64,  # budgets to 64 steps: a curve point per step
                                 "phase": len(PHASES)}  # every cell's training FLOPs by phase (flops_by_phase)
     assert (cube.status == "done").all()
