@@ -311,7 +311,7 @@ def _picked(grades: pd.DataFrame, key: str, value, number: int) -> pd.DataFrame:
 
 def _ladder_inputs(o: LadderOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ladder's rungs, in the order its runs are given, and their grades pooled."""
-    grades = [pd.read_parquet(path.parent / "grades.parquet") for path in o.results]
+    grades = [ladder.labelled(pd.read_parquet(path.parent / "grades.parquet")) for path in o.results]
     bases = [ladder.base_rows(results_table(open_results(path), "train"), g) for path, g in zip(o.results, grades)]
     pooled = pd.concat(grades, ignore_index=True)
     return ladder.rungs(pd.concat(bases, ignore_index=True), pooled, list(o.splits), o.factors), pooled

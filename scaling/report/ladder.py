@@ -27,19 +27,27 @@ ITEM = ("family", "key")  # what names one evaluation item across run folders (s
 VERDICTS = ("higher", "lower", "no difference detected", "not measurable")  # the words `ceilings` may say
 
 
+def labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` (a results table or grades) with `base`: the rung's name, its `size`, and its adapter where it
+    fine-tuned one (a LoRA cell of a base is a rung of its own)."""
+    adapter = table["adapter"] if "adapter" in table else pd.Series("full", index=table.index)
+    return table.assign(base=[size if a == "full" else f"{size} ({a})" for size, a in zip(table["size"], adapter)])
+
+
 def base_rows(results: pd.DataFrame, grades: pd.DataFrame) -> pd.DataFrame:
-    """One row per base of a run folder (its cells of the grid, not its positive controls): the cell id, the base
-    (`size`), its measured capability before SFT (base_probe_acc, base_loss) and its memorization step (NaN: never).
-    `results` is results_table(..., "train") of the folder, `grades` its grades.parquet."""
-    cells = grades[grades["control"] == ""][["cell_id", "size"]].drop_duplicates()
+    """One row per rung of a run folder (its cells of the grid, not its positive controls): the cell id, the rung
+    (`base`, see `labelled`), its measured capability before SFT (base_probe_acc, base_loss) and its memorization
+    step (NaN: never). `results` is results_table(..., "train") of the folder, `grades` its grades.parquet."""
+    grades, results = labelled(grades), labelled(results)
+    cells = grades[grades["control"] == ""][["cell_id", "base", "size"]].drop_duplicates()
     measures = [c for c in ("base_probe_acc", "base_loss", "memorization_step") if c in results]
-    per_base = results[["size", *measures]].drop_duplicates("size")
-    return cells.merge(per_base, on="size", how="left").reset_index(drop=True)
+    per_base = results[["base", *measures]].drop_duplicates("base")
+    return cells.merge(per_base, on="base", how="left").reset_index(drop=True)
 
 
 def rungs(bases: pd.DataFrame, grades: pd.DataFrame, splits: list[str], factors: tuple[int, ...] = FACTORS
           ) -> pd.DataFrame:
-    """Per base (a row of `base_rows`), split and factor: the step f · m, the items right of those graded (k of n),
+    """Per rung (a row of `base_rows`; `grades` labelled alike), split and factor: the step f · m, the items right of those graded (k of n),
     the accuracy with its 90% interval and label, the mean chance, the control's headroom on the split (NaN where
     the folder has no control for it), and `reached` with a `reason` where the run never memorized or its budgets
     stop before f · m."""
@@ -49,9 +57,9 @@ def rungs(bases: pd.DataFrame, grades: pd.DataFrame, splits: list[str], factors:
         budgets = set(int(s) for s in own["step"].unique())
         m = base.memorization_step
         for split in splits:
-            headroom = _headroom(grades, base.size, split)
+            headroom = _headroom(grades, base.size, split)  # a control trains its base in full
             for factor in factors:
-                row = {"size": base.size, "base_probe_acc": getattr(base, "base_probe_acc", np.nan),
+                row = {"base": base.base, "base_probe_acc": getattr(base, "base_probe_acc", np.nan),
                        "base_loss": getattr(base, "base_loss", np.nan), "memorization_step": m, "split": split,
                        "factor": factor, "step": np.nan, "k": 0, "n": 0, "acc": np.nan, "lo": np.nan, "hi": np.nan,
                        "interval": "", "chance": np.nan, "headroom": headroom, "reached": False, "reason": ""}
@@ -83,7 +91,7 @@ def ceilings(ladder: pd.DataFrame, grades: pd.DataFrame, splits: list[str], seed
     with its 90% bootstrap interval over items, and the verdict: "higher" (the interval lies above 0), "lower"
     (below), "no difference detected", or "not measurable" with the reason (a base never reached that factor, the
     two share no items, or neither leaves zero)."""
-    order = list(dict.fromkeys(ladder["size"]))
+    order = list(dict.fromkeys(ladder["base"]))
     rng = np.random.default_rng(seed)
     rows = []
     for split in splits:
@@ -123,9 +131,9 @@ def _paired(grades: pd.DataFrame, ladder_split: pd.DataFrame, split: str, factor
             upper: str) -> pd.DataFrame:
     """Both bases' answers on their common items of `split` at f · m of each (`right_lower`, `right_upper`)."""
     answers = []
-    for size in (lower, upper):
-        step = ladder_split[(ladder_split["size"] == size) & (ladder_split["factor"] == factor)]["step"].iloc[0]
-        own = grades[(grades["size"] == size) & (grades["control"] == "") & (grades["split"] == split)
+    for base in (lower, upper):
+        step = ladder_split[(ladder_split["base"] == base) & (ladder_split["factor"] == factor)]["step"].iloc[0]
+        own = grades[(grades["base"] == base) & (grades["control"] == "") & (grades["split"] == split)
                      & (grades["step"] == step)]
         answers.append(own[[*ITEM, "answer_correct"]].drop_duplicates(list(ITEM)))
     return answers[0].merge(answers[1], on=list(ITEM), suffixes=("_lower", "_upper")).rename(

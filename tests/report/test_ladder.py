@@ -14,13 +14,14 @@ def _grades(size: str, cell: str, right: dict[tuple[int, str], np.ndarray], cont
     rows = []
     for (step, split), correct in right.items():
         for item, ok in enumerate(correct):
-            rows.append({"cell_id": cell, "size": size, "control": control, "step": step, "split": split,
+            rows.append({"cell_id": cell, "size": size, "base": size, "control": control, "step": step, "split": split,
                          "family": "add", "key": f"k{item}", "chance": 0.01, "answer_correct": bool(ok)})
     return pd.DataFrame(rows)
 
 
 def _bases(*rows) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["cell_id", "size", "base_probe_acc", "base_loss", "memorization_step"])
+    return pd.DataFrame(rows, columns=["cell_id", "size", "base_probe_acc", "base_loss", "memorization_step"]).assign(
+        base=lambda t: t["size"])
 
 
 def _share(k: int) -> np.ndarray:
@@ -41,7 +42,7 @@ def test_rungs_say_why_a_multiple_is_missing():
     grades = pd.concat([_grades("weak", "a", {(s, "id"): _share(1) for s in (16, 32, 64)}),
                         _grades("none", "b", {(s, "id"): _share(0) for s in (16, 32, 64)})])
     rungs = ladder.rungs(_bases(("a", "weak", 0.3, 4.0, 32.0), ("b", "none", 0.3, 4.0, np.nan)), grades, ["id"])
-    weak, never = rungs[rungs["size"] == "weak"], rungs[rungs["size"] == "none"]
+    weak, never = rungs[rungs["base"] == "weak"], rungs[rungs["base"] == "none"]
     assert weak["reached"].tolist() == [True, True, False]
     assert weak["reason"].iloc[2] == "budgets end at 64, before 4 x 32"
     assert (never["reason"] == "never memorized").all() and not never["reached"].any()
@@ -85,7 +86,16 @@ def test_ceilings_refuse_a_verdict_where_neither_base_leaves_zero():
 
 def test_ceilings_use_the_largest_multiple_every_base_reached():
     rungs, grades = _ladder(_share(2), _share(30))
-    rungs.loc[(rungs["size"] == "weak") & (rungs["factor"] == 4), "reached"] = False
+    rungs.loc[(rungs["base"] == "weak") & (rungs["factor"] == 4), "reached"] = False
     (row,) = ladder.ceilings(rungs, grades, ["ood_family"]).to_dict("records")
     assert row["factor"] == 2
     assert set(row) >= {"acc_lower", "acc_upper"} and row["verdict"] in ladder.VERDICTS
+
+
+def test_a_lora_cell_of_a_base_is_a_rung_of_its_own():
+    results = pd.DataFrame({"size": ["s", "s"], "adapter": ["full", "lora-r8-a16"], "base_probe_acc": [0.5, 0.5],
+                            "base_loss": [2.0, 2.0], "memorization_step": [32.0, 64.0]})
+    grades = pd.DataFrame({"cell_id": ["a", "b"], "size": ["s", "s"], "adapter": ["full", "lora-r8-a16"],
+                           "control": ["", ""]})
+    rows = ladder.base_rows(results, grades)
+    assert rows.set_index("base")["memorization_step"].to_dict() == {"s": 32.0, "s (lora-r8-a16)": 64.0}
