@@ -70,9 +70,9 @@ def test_blocks_leave_out_the_scores_a_causal_row_never_uses(monkeypatch):
     shapes = []
     block = attention._attend_block
 
-    def recording(q, k, v, mask):
+    def recording(q, k, v, mask, scale):
         shapes.append((q.shape[1], k.shape[1]))
-        return block(q, k, v, mask)
+        return block(q, k, v, mask, scale)
 
     monkeypatch.setattr(attention, "_attend_block", recording)
     q = k = v = jnp.ones((1, 144, 2, 16))
