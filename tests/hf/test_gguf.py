@@ -16,7 +16,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 import xarray as xr  # noqa: E402
 from gguf import GGMLQuantizationType  # noqa: E402
-from gguf_files import TINY_VOCAB, smollm2_path, tiny_gguf  # noqa: E402
+from gguf_files import TINY_VOCAB, smollm2_path, tiny_gguf, tiny_model  # noqa: E402
 
 from scaling.cli import main  # noqa: E402
 from scaling.errors import UserError  # noqa: E402
@@ -24,6 +24,7 @@ from scaling.grid.plan import cell_plan, load_or_pretrain_base, measured_base  #
 from scaling.grid.spec import expand, parse_spec  # noqa: E402
 from scaling.hf import check_hf_checkpoint, export_hf, import_hf, load_model_folder, read_hf_checkpoint  # noqa: E402
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer  # noqa: E402
+from scaling.hf.folder import param_arrays  # noqa: E402
 from scaling.tasks.mixture import training_pool  # noqa: E402
 from scaling.trainer.decode import generate_greedy_cached  # noqa: E402
 from scaling.trainer.model import init_model, logits  # noqa: E402
@@ -71,13 +72,20 @@ def through_eos(tokens, eos_id: int) -> list[int]:
 def tiny(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("gguf")
     return {"llama": tiny_gguf(folder / "llama.gguf", "llama", GGMLQuantizationType.Q8_0, tied=False),
-            "qwen2": tiny_gguf(folder / "qwen2.gguf", "qwen2", GGMLQuantizationType.Q4_1, tied=True)}
+            "qwen2": tiny_gguf(folder / "qwen2.gguf", "qwen2", GGMLQuantizationType.Q4_1, tied=True),
+            "qwen3": tiny_gguf(folder / "qwen3.gguf", "qwen3", GGMLQuantizationType.Q8_0, tied=False),
+            "qwen3_tied": tiny_gguf(folder / "qwen3_tied.gguf", "qwen3", GGMLQuantizationType.Q5_0, tied=True),
+            "gemma3": tiny_gguf(folder / "gemma3.gguf", "gemma3_text", GGMLQuantizationType.Q8_0, tied=True),
+            "gemma3_untied": tiny_gguf(folder / "gemma3_untied.gguf", "gemma3_text", GGMLQuantizationType.Q4_1,
+                                       tied=False)}
 
 
-@pytest.mark.parametrize("architecture", ["llama", "qwen2"])
-def test_a_quantized_gguf_reads_as_transformers_dequantizes_it(tiny, architecture):
+@pytest.mark.parametrize("architecture, model_type", [("llama", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3"),
+                                                      ("qwen3_tied", "qwen3"), ("gemma3", "gemma3_text"),
+                                                      ("gemma3_untied", "gemma3_text")])
+def test_a_quantized_gguf_reads_as_transformers_dequantizes_it(tiny, architecture, model_type):
     path = tiny[architecture]
-    assert check_hf_checkpoint(path) == architecture
+    assert check_hf_checkpoint(path) == model_type
     ours, theirs = read_hf_checkpoint(path), transformers_gguf(path)
     assert ours.cfg.total_params == sum(p.numel() for p in theirs.parameters())
     tokens_BxT = np.random.default_rng(1).integers(0, ours.cfg.vocab_size, (2, 12))
@@ -85,6 +93,20 @@ def test_a_quantized_gguf_reads_as_transformers_dequantizes_it(tiny, architectur
     prompt = [int(t) for t in tokens_BxT[0]]
     generated, expected = greedy_pair(ours, theirs, prompt, new=20, eos_id=-1)
     assert generated == expected and len(generated) == 20
+
+
+def test_gemma3_norms_read_back_as_the_model_that_wrote_them_before_llama_cpp_added_one(tiny):
+    """llama.cpp stores Gemma's norm scales as 1 + w (float32 here, so exactly): what we read must be w itself,
+    every norm of a layer and the q/k norms included, each in its place."""
+    written = {name: p.detach().numpy() for name, p in tiny_model("gemma3_text", tied=True).named_parameters()}
+    params = dict(param_arrays(read_hf_checkpoint(tiny["gemma3"]).params))
+    places = {"input_layernorm": "attention_norm", "post_attention_layernorm": "attention_post_norm",
+              "pre_feedforward_layernorm": "mlp_norm", "post_feedforward_layernorm": "mlp_post_norm",
+              "self_attn.q_norm": "attention/query_norm", "self_attn.k_norm": "attention/key_norm"}
+    for hf_name, ours in places.items():
+        np.testing.assert_allclose(params[f"blocks/5/{ours}/scale"], written[f"model.layers.5.{hf_name}.weight"],
+                                   atol=1e-6, rtol=0)
+    np.testing.assert_allclose(params["final_norm/scale"], written["model.norm.weight"], atol=1e-6, rtol=0)
 
 
 def test_only_the_gguf_file_is_read_never_files_beside_it(tiny, tmp_path):
