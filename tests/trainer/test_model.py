@@ -76,6 +76,10 @@ def test_bfloat16_compute_keeps_float32_parameters_and_close_logits(tiny_model_c
     np.testing.assert_allclose(low.astype(np.float32), full, atol=0.1)
 
 
+GEMMA3 = dict(mlp="geglu_tanh", qk_norm=True, norm_scale_offset=1.0, sandwich_norms=True, scale_embeddings=True,
+              head_width=24, rope_local_theta=50.0, attention_scale_width=20)
+
+
 # The options imported checkpoints need, each combination a family's (see scaling.hf.architectures).
 OPTIONS = {
     "neox": dict(norm="layer", norm_eps=1e-5, mlp="gelu", rotary_fraction=0.5, qkv_bias=True, out_bias=True,
@@ -83,6 +87,10 @@ OPTIONS = {
     "gpt2": dict(norm="layer", mlp="gelu_tanh", positions="learned", qkv_bias=True, out_bias=True, mlp_bias=True,
                  n_kv_heads=2),
     "qwen2_wide_heads": dict(qkv_bias=True, head_width=12, norm_eps=1e-5),
+    "qwen3": dict(qk_norm=True, head_width=16, tie_embeddings=False),
+    # Windows of 3 on rows of 10: the sliding layer's reach is cut in prefill, decode and packed rows.
+    "gemma3": dict(GEMMA3, layer_types=("sliding_attention", "full_attention"), sliding_window=3),
+    "gemma3_all_sliding": dict(GEMMA3, layer_types=("sliding_attention",) * 2, sliding_window=1, tie_embeddings=False),
 }
 
 
@@ -129,3 +137,26 @@ def test_learned_positions_are_a_table_added_to_the_embeddings(tiny_model_cfg):
     tokens = _tokens(cfg, (1, 4))
     np.testing.assert_allclose(model._embed(tokens, jnp.array([[0, 1, 2, 7]])),
                                model.embed(tokens) + model.position_embed.embedding[...][jnp.array([0, 1, 2, 7])], atol=1e-6)
+
+
+def test_a_gemma3_model_trains_with_its_sliding_window_and_every_norm_learns(tiny_model_cfg):
+    """A few steps of the trainer on a Gemma 3-shaped model whose window (4) is shorter than its rows: the loss
+    falls, and every norm scale (offset ones start at 0) gets a gradient."""
+    from scaling.tasks.mixture import training_pool
+    from scaling.trainer.batches import sequence_length, token_arrays
+    from scaling.trainer.config import TrainConfig
+    from scaling.trainer.train import train
+
+    cfg = dataclasses.replace(tiny_model_cfg, **GEMMA3, layer_types=("sliding_attention", "full_attention"),
+                              sliding_window=4)
+    pool = training_pool(("add",), 1, 32, seed=0)
+    data = token_arrays(pool, sequence_length(pool))
+    assert data.inputs.shape[1] > 4 * cfg.sliding_window
+    losses = {}
+    (_, _, trained), = train(cfg, TrainConfig(budgets=(12,), batch_size=8, lr=1e-2, warmup_steps=2), data,
+                             on_step=lambda step, loss: losses.__setitem__(step, loss))
+    assert np.isfinite(list(losses.values())).all() and losses[12] < losses[1]
+    initial = dict(nnx.to_flat_state(init_model(cfg, seed=0)[1]))
+    for path, value in nnx.to_flat_state(trained):
+        if path[-1] == "scale":
+            assert not np.array_equal(np.asarray(value[...]), np.asarray(initial[path][...])), path
