@@ -160,3 +160,26 @@ def test_a_gemma3_model_trains_with_its_sliding_window_and_every_norm_learns(tin
     for path, value in nnx.to_flat_state(trained):
         if path[-1] == "scale":
             assert not np.array_equal(np.asarray(value[...]), np.asarray(initial[path][...])), path
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(layer_types=("sliding_attention",), sliding_window=4), "has 1 entries for 2 layers"),
+    (dict(layer_types=("sliding_attention", "local"), sliding_window=4), "got 'local'"),
+    (dict(layer_types=("sliding_attention", "full_attention")), "sliding_window must be >= 1"),
+    (dict(sliding_window=4), "sliding_window must be >= 1"),
+    (dict(norm="layer", qk_norm=True), "need norm"),
+    (dict(mlp="geglu"), "mlp must be one of"),
+])
+def test_gemma3_and_qwen3_options_are_validated(tiny_model_cfg, changes, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(tiny_model_cfg, **changes)
+
+
+def test_layer_types_read_back_from_json_are_the_same_config(tiny_model_cfg):
+    import json
+
+    cfg = dataclasses.replace(tiny_model_cfg, **GEMMA3, layer_types=("sliding_attention", "full_attention"),
+                              sliding_window=4)
+    assert type(cfg)(**json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg  # a JSON list becomes the tuple
+    assert (cfg.window(0), cfg.window(1), cfg.layer_theta(0), cfg.layer_theta(1)) == (4, None, 50.0, cfg.rope_theta)
+    assert cfg.attention_scale == 20 ** -0.5
