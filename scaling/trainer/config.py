@@ -142,8 +142,9 @@ class ModelConfig:
 
     def train_flops_per_token(self, context: int) -> float:
         """Training FLOPs per token: 6N plus the attention-score term 6·L·T·(H·Dh), which dominates tiny
-        models (H·Dh = D unless head_width says otherwise)."""
-        return 6.0 * self.non_embedding_params + 6.0 * self.n_layers * context * self.n_heads * self.head_dim
+        models (H·Dh = D unless head_width says otherwise); a sliding layer's T is at most its window."""
+        keys = sum(min(context, self.window(layer) or context) for layer in range(self.n_layers))  # L·T unwindowed
+        return 6.0 * self.non_embedding_params + 6.0 * keys * self.n_heads * self.head_dim
 
 
 # The size presets, written out: each is (d_model, n_layers, n_heads, n_kv_heads), width doubling from one to

@@ -183,3 +183,7 @@ def test_layer_types_read_back_from_json_are_the_same_config(tiny_model_cfg):
     assert type(cfg)(**json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg  # a JSON list becomes the tuple
     assert (cfg.window(0), cfg.window(1), cfg.layer_theta(0), cfg.layer_theta(1)) == (4, None, 50.0, cfg.rope_theta)
     assert cfg.attention_scale == 20 ** -0.5
+    # Attention scores: the sliding layer's reach stops at its window (4 keys), the full layer's at the context.
+    unwindowed = dataclasses.replace(cfg, layer_types=(), sliding_window=0)
+    scores = 6.0 * cfg.n_heads * cfg.head_dim
+    assert unwindowed.train_flops_per_token(32) - cfg.train_flops_per_token(32) == scores * (32 - 4)
