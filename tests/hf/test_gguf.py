@@ -332,3 +332,15 @@ def test_gemma3_270m_greedy_continuations_match_transformers_token_for_token(gem
         prompt = reference(text)["input_ids"]
         generated, expected = greedy_pair(ours, theirs, prompt, new=24, eos_id=reference.eos_token_id)
         assert generated == expected, (reference.decode(generated), reference.decode(expected))
+
+
+@pytest.mark.real_model
+def test_gemma3_270m_imports_and_exports_as_the_checkpoint_transformers_reads_from_the_file(gemma3, tmp_path):
+    ours, theirs, _ = gemma3
+    folder = import_hf(gemma3_path(), tmp_path / "imported")
+    exported = export_hf(folder, tmp_path / "exported")
+    config = json.loads((exported / "config.json").read_text())
+    assert config["architectures"] == ["Gemma3ForCausalLM"] and config["sliding_window"] == 512
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(exported).eval()
+    tokens_BxT = np.random.default_rng(3).integers(0, ours.cfg.vocab_size, (1, 40))
+    np.testing.assert_array_equal(their_logits(reloaded, tokens_BxT), their_logits(theirs, tokens_BxT))
