@@ -39,7 +39,7 @@ class BaseModel:
 
     cfg: ModelConfig  # max_len = the checkpoint's max_position_embeddings / n_positions
     params: nnx.State  # float32, the same tree as scaling.trainer.model.init_model(cfg, seed)[1]
-    architecture: str  # "llama" | "qwen2" | "gpt_neox" | "gpt2"
+    architecture: str  # an HF model_type of scaling.hf.architectures.SUPPORTED ("llama", "gemma3_text", ...)
     hf_config: dict  # the original config.json, kept for export ({} for a model not from Hugging Face)
 
 
