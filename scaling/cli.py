@@ -385,8 +385,8 @@ def power(pilot: Path, step: int | None, seeds: int | None, items: int | None, a
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="New model folder (must not exist, or be empty).")
 def import_hf_command(path: Path, out: Path) -> None:
-    """Convert a local Hugging Face checkpoint folder (Llama, Qwen2, GPT-NeoX, GPT-2) or a GGUF file (llama,
-    qwen2, gpt2; dequantized to float32 as transformers does) into a model folder."""
+    """Convert a local Hugging Face checkpoint folder (Llama, Qwen2, Qwen3, Gemma 3 text, GPT-NeoX, GPT-2) or a
+    GGUF file (llama, qwen2, qwen3, gemma3, gpt2; dequantized to float32 as transformers does) into a model folder."""
     from scaling.hf import describe, import_hf
 
     written = import_hf(path, out)

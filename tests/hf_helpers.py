@@ -20,6 +20,9 @@ SIZES = {"llama": dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, n
          "gpt_neox": dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                           num_attention_heads=4, max_position_embeddings=64),
          "gpt2": dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64)}
+GEMMA3_LAYERS = ["sliding_attention", "full_attention", "sliding_attention"]
+GEMMA3_ROPE = {"full_attention": {"rope_type": "default", "rope_theta": 30_000.0},
+               "sliding_attention": {"rope_type": "default", "rope_theta": 700.0}}
 NO_SPECIAL_TOKENS = dict(bos_token_id=None, eos_token_id=None, pad_token_id=None)
 
 # name: (config class, its options); each case is an edge of the mapping that a mistake would show in the logits.
@@ -34,6 +37,21 @@ CASES = {
     "neox_half_rotary_sequential": (transformers.GPTNeoXConfig, {**SIZES["gpt_neox"], "rotary_pct": 0.5,
                                                                   "rotary_emb_base": 1000.0, "use_parallel_residual": False}),
     "gpt2_tied_learned_positions": (transformers.GPT2Config, {**SIZES["gpt2"], "n_inner": 96}),
+    "qwen3_gqa_qk_norm_untied": (transformers.Qwen3Config, {**SIZES["llama"], "num_key_value_heads": 2, "head_dim": 32,
+                                                           "tie_word_embeddings": False, "rope_theta": 5000.0}),
+    "qwen3_mqa_tied": (transformers.Qwen3Config, {**SIZES["llama"], "num_key_value_heads": 1, "head_dim": 16,
+                                                  "tie_word_embeddings": True}),
+    # Windows shorter than the tests' sequences (12 tokens scored, 28 generated); head width apart from D / H; a
+    # score scale apart from the head width; each layer type its own rotary base.
+    "gemma3_sliding_tied": (transformers.Gemma3TextConfig, {**SIZES["llama"], "num_hidden_layers": 3,
+                                                            "num_key_value_heads": 1, "head_dim": 32,
+                                                            "query_pre_attn_scalar": 24, "sliding_window": 5,
+                                                            "layer_types": GEMMA3_LAYERS, "tie_word_embeddings": True,
+                                                            "rope_parameters": GEMMA3_ROPE}),
+    "gemma3_sliding_untied": (transformers.Gemma3TextConfig, {**SIZES["llama"], "num_hidden_layers": 3,
+                                                              "num_key_value_heads": 2, "head_dim": 16,
+                                                              "sliding_window": 7, "layer_types": GEMMA3_LAYERS[::-1],
+                                                              "tie_word_embeddings": False}),
 }
 
 

@@ -171,6 +171,55 @@ def _qwen2_config(hf: dict) -> ModelConfig:
     return _llama_config(hf, qkv_bias=True)
 
 
+def _qwen3_config(hf: dict) -> ModelConfig:
+    _refuse(hf, use_sliding_window=(False, False))
+    if "sliding_attention" in (hf.get("layer_types") or ()):
+        raise UserError("config.json layer_types has sliding_attention layers, which are not supported")
+    return dataclasses.replace(_llama_config(hf), qk_norm=True)
+
+
+def _gemma3_rope(hf: dict) -> tuple[float, float]:
+    """(global theta, local theta): v5 rope_parameters per layer type, or v4 rope_theta / rope_local_base_freq
+    (transformers' defaults 1e6 and 1e4); only unscaled rotary is supported."""
+    parameters = hf.get("rope_parameters")
+    if isinstance(parameters, dict) and parameters and set(parameters) <= {"full_attention", "sliding_attention"}:
+        for layer_type, value in parameters.items():
+            kind = (value or {}).get("rope_type", "default")
+            if kind != "default":
+                raise UserError(f"config.json rope_parameters of {layer_type} of type {kind!r} is not supported "
+                                "(only plain rotary: default)")
+        full, local = parameters.get("full_attention") or {}, parameters.get("sliding_attention") or {}
+        return float(full.get("rope_theta", 1_000_000.0)), float(local.get("rope_theta", 10_000.0))
+    _rope(hf, "rope_theta")  # refuses scaled rotary
+    theta = (parameters or {}).get("rope_theta", hf.get("rope_theta", 1_000_000.0))
+    return float(theta), float(hf.get("rope_local_base_freq", 10_000.0))
+
+
+def _gemma3_config(hf: dict) -> ModelConfig:
+    _refuse(hf, hidden_activation=("gelu_pytorch_tanh", "gelu_pytorch_tanh"), attention_bias=(False, False),
+            attn_logit_softcapping=(None, None), final_logit_softcapping=(None, None),
+            use_bidirectional_attention=(False, False))
+    layers = _int(hf, "num_hidden_layers")
+    layer_types = hf.get("layer_types")
+    if layer_types is None:  # transformers' default: every sliding_window_pattern-th layer full, the rest sliding
+        pattern = _int(hf, "sliding_window_pattern", 6)
+        layer_types = ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(layers)]
+    sliding = "sliding_attention" in layer_types
+    window = _int(hf, "sliding_window") if sliding else 0
+    theta, local_theta = _gemma3_rope(hf)
+    d, h = _int(hf, "hidden_size"), _int(hf, "num_attention_heads")
+    head_dim = _int(hf, "head_dim", 256)
+    return _build(vocab_size=_int(hf, "vocab_size"), d_model=d, n_layers=layers, n_heads=h,
+                  n_kv_heads=hf.get("num_key_value_heads") or h, d_ff=_int(hf, "intermediate_size"),
+                  max_len=_int(hf, "max_position_embeddings", 131_072),
+                  tie_embeddings=bool(hf.get("tie_word_embeddings", True)), rope_theta=theta,
+                  head_width=0 if head_dim * h == d else head_dim, norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+                  mlp="geglu_tanh", qk_norm=True, norm_scale_offset=1.0, sandwich_norms=True, scale_embeddings=True,
+                  layer_types=tuple(layer_types), sliding_window=window,
+                  rope_local_theta=local_theta if sliding else 0.0,
+                  attention_scale_width=_int(hf, "query_pre_attn_scalar", 256))
+
+
 def _gpt_neox_config(hf: dict) -> ModelConfig:
     theta, fraction = _rope(hf, "rotary_emb_base", "rotary_pct", 0.25)
     bias = bool(hf.get("attention_bias", True))
@@ -197,6 +246,8 @@ def _gpt2_config(hf: dict) -> ModelConfig:
 # --- tensor tables ------------------------------------------------------------------------------------------
 
 def _llama_tensors(cfg: ModelConfig) -> list[Tensor]:
+    """Llama, and the models that add parts to it: Qwen2 (biases), Qwen3 (q/k norms), Gemma 3 (q/k norms and
+    four norms a layer: input, after attention, before and after the MLP)."""
     V, D, F, Dh = cfg.vocab_size, cfg.d_model, cfg.d_ff, cfg.head_dim
     tensors = [_copy("model.embed_tokens.weight", (V, D), "embed/embedding")]
     for i in range(cfg.n_layers):
@@ -205,8 +256,16 @@ def _llama_tensors(cfg: ModelConfig) -> list[Tensor]:
         for name, path, heads in (("q_proj", "query", cfg.n_heads), ("k_proj", "key", cfg.n_kv_heads),
                                   ("v_proj", "value", cfg.n_kv_heads)):
             tensors += _linear(f"{hf}.self_attn.{name}", f"{ours}/attention/{path}", heads * Dh, D, cfg.qkv_bias)
+        if cfg.qk_norm:
+            tensors += _norm(f"{hf}.self_attn.q_norm", f"{ours}/attention/query_norm", Dh, bias=False)
+            tensors += _norm(f"{hf}.self_attn.k_norm", f"{ours}/attention/key_norm", Dh, bias=False)
         tensors += _linear(f"{hf}.self_attn.o_proj", f"{ours}/attention/out", D, cfg.n_heads * Dh, bias=False)
-        tensors += _norm(f"{hf}.post_attention_layernorm", f"{ours}/mlp_norm", D, bias=False)
+        if cfg.sandwich_norms:  # Gemma: post_attention_layernorm is the norm after attention, not before the MLP
+            tensors += _norm(f"{hf}.post_attention_layernorm", f"{ours}/attention_post_norm", D, bias=False)
+            tensors += _norm(f"{hf}.pre_feedforward_layernorm", f"{ours}/mlp_norm", D, bias=False)
+            tensors += _norm(f"{hf}.post_feedforward_layernorm", f"{ours}/mlp_post_norm", D, bias=False)
+        else:
+            tensors += _norm(f"{hf}.post_attention_layernorm", f"{ours}/mlp_norm", D, bias=False)
         tensors += _linear(f"{hf}.mlp.gate_proj", f"{ours}/mlp/gate", F, D, bias=False)
         tensors += _linear(f"{hf}.mlp.up_proj", f"{ours}/mlp/up", F, D, bias=False)
         tensors += _linear(f"{hf}.mlp.down_proj", f"{ours}/mlp/down", D, F, bias=False)
@@ -267,6 +326,25 @@ def _llama_fields(cfg: ModelConfig, hf: dict) -> dict:
     return fields
 
 
+def _gemma3_fields(cfg: ModelConfig, hf: dict) -> dict:
+    fields = {"vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model, "intermediate_size": cfg.d_ff,
+              "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.n_kv_heads,
+              "head_dim": cfg.head_dim, "max_position_embeddings": cfg.max_len, "rms_norm_eps": cfg.norm_eps,
+              "tie_word_embeddings": cfg.tie_embeddings, "query_pre_attn_scalar": cfg.attention_scale_width or cfg.head_dim,
+              "layer_types": list(cfg.layer_types) or ["full_attention"] * cfg.n_layers,
+              "sliding_window": cfg.sliding_window or hf.get("sliding_window")}
+    local_theta = cfg.rope_local_theta or cfg.rope_theta
+    if isinstance(hf.get("rope_parameters"), dict) or not hf:
+        parameters = hf.get("rope_parameters") or {}
+        fields["rope_parameters"] = {
+            "full_attention": {**parameters.get("full_attention", {"rope_type": "default"}), "rope_theta": cfg.rope_theta},
+            "sliding_attention": {**parameters.get("sliding_attention", {"rope_type": "default"}),
+                                  "rope_theta": local_theta}}
+    else:
+        fields |= {"rope_theta": cfg.rope_theta, "rope_local_base_freq": local_theta}
+    return fields
+
+
 def _gpt_neox_fields(cfg: ModelConfig, hf: dict) -> dict:
     return {"vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model, "intermediate_size": cfg.d_ff,
             "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads, "max_position_embeddings": cfg.max_len,
@@ -285,6 +363,10 @@ _LLAMA_BUFFERS = r".*\.rotary_emb\.inv_freq"
 ARCHITECTURES: dict[str, Architecture] = {
     "llama": Architecture("llama", "LlamaForCausalLM", _llama_config, _llama_tensors, _llama_fields, {}, _LLAMA_BUFFERS),
     "qwen2": Architecture("qwen2", "Qwen2ForCausalLM", _qwen2_config, _llama_tensors, _llama_fields, {}, _LLAMA_BUFFERS),
+    "qwen3": Architecture("qwen3", "Qwen3ForCausalLM", _qwen3_config, _llama_tensors, _llama_fields, {}, _LLAMA_BUFFERS),
+    # The text-only Gemma 3 (Gemma 3 270M and 1B); the multimodal "gemma3" (4B and up) is refused by name.
+    "gemma3_text": Architecture("gemma3_text", "Gemma3ForCausalLM", _gemma3_config, _llama_tensors, _gemma3_fields, {},
+                                r".*\.rotary_emb\..*inv_freq|model\.embed_tokens\.embed_scale"),
     # transformers 5 names GPT-NeoX's output layer lm_head; Pythia checkpoints call it embed_out.
     "gpt_neox": Architecture("gpt_neox", "GPTNeoXForCausalLM", _gpt_neox_config, _gpt_neox_tensors, _gpt_neox_fields,
                              {"lm_head.weight": "embed_out.weight"},
@@ -298,6 +380,9 @@ SUPPORTED = tuple(ARCHITECTURES)
 def architecture_of(hf: dict) -> Architecture:
     """The architecture of a config.json, after refusing what none of ours can run."""
     model_type = hf.get("model_type")
+    if model_type == "gemma3":
+        raise UserError("model_type 'gemma3' (Gemma 3 with its vision tower) is not supported; text-only "
+                        "gemma3_text checkpoints are")
     if model_type not in ARCHITECTURES:
         raise UserError(f"model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED)}")
     if hf.get("quantization_config") is not None:
@@ -343,4 +428,6 @@ def _native_llama(cfg: ModelConfig) -> dict:
 
 
 # ModelConfig options a Llama checkpoint cannot express; a native model must leave them at their defaults.
-_NOT_IN_LLAMA = ("norm", "mlp", "positions", "rotary_fraction", "qkv_bias", "out_bias", "mlp_bias", "parallel_residual")
+_NOT_IN_LLAMA = ("norm", "mlp", "positions", "rotary_fraction", "qkv_bias", "out_bias", "mlp_bias", "parallel_residual",
+                 "qk_norm", "norm_scale_offset", "sandwich_norms", "scale_embeddings", "layer_types", "sliding_window",
+                 "rope_local_theta", "attention_scale_width")

@@ -39,7 +39,7 @@ class BaseModel:
 
     cfg: ModelConfig  # max_len = the checkpoint's max_position_embeddings / n_positions
     params: nnx.State  # float32, the same tree as scaling.trainer.model.init_model(cfg, seed)[1]
-    architecture: str  # "llama" | "qwen2" | "gpt_neox" | "gpt2"
+    architecture: str  # an HF model_type of scaling.hf.architectures.SUPPORTED ("llama", "gemma3_text", ...)
     hf_config: dict  # the original config.json, kept for export ({} for a model not from Hugging Face)
 
 
@@ -54,7 +54,9 @@ def abstract_params(cfg: ModelConfig) -> nnx.State:
     Blocks are alike, so one is traced and repeated: tracing every block's initializers takes seconds
     for a deep model (3.5 s for 24 layers), and a grid cell loads its base model each time it starts.
     """
-    one = nnx.split(nnx.eval_shape(lambda: Transformer(dataclasses.replace(cfg, n_layers=1), nnx.Rngs(params=0))))[1]
+    # Layer types (full or sliding attention) change no parameter's shape: the one block traced is a full one.
+    one_block = dataclasses.replace(cfg, n_layers=1, layer_types=(), sliding_window=0)
+    one = nnx.split(nnx.eval_shape(lambda: Transformer(one_block, nnx.Rngs(params=0))))[1]
     flat = list(nnx.to_flat_state(one))
     outside = [(path, leaf) for path, leaf in flat if path[0] != "blocks"]
     blocks = [(("blocks", i, *path[2:]), leaf) for i in range(cfg.n_layers) for path, leaf in flat if path[0] == "blocks"]

@@ -7,7 +7,11 @@ processors undo what llama.cpp's converter did to the layout (Llama's query/key 
 llama.cpp's rotary; GPT-2's Conv1D weights are transposed). Tensors are dequantized one at a time, so a
 conversion holds one float32 tensor plus the pages of the (quantized, much smaller) file it has read.
 
-Supported: the architectures both `transformers`' GGUF loader and our model run (llama, qwen2, gpt2), and
+Gemma 3: llama.cpp stores its (1 + w) norm scales whole, and transformers' tensor processor for gemma3 takes
+the 1 back off every `*norm.weight`, q/k norms included; the file's config is read as gemma3_text (text only).
+
+Supported: the architectures both `transformers`' GGUF loader and our model run (llama, qwen2, qwen3, gemma3,
+gpt2), and
 the tensor types `gguf` dequantizes (GGUF_TYPES). Anything else is refused in one line before any work.
 """
 
@@ -26,7 +30,7 @@ from scaling.user_files import regular_file
 from scaling.hf.files import TensorInfo
 
 SUFFIX = ".gguf"
-ARCHITECTURES = ("llama", "qwen2", "gpt2")  # GGUF general.architecture values we import
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3", "gpt2")  # GGUF general.architecture values we import
 # The tensor types the `gguf` package dequantizes to float32 (gguf.quants.dequantize); the integer types and
 # the intermediate Q8_1/Q8_K types have no dequantizer there and are refused.
 GGUF_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",

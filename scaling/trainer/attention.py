@@ -13,6 +13,10 @@ train step. `causal_attention` picks, for the same mask and to float32 rounding:
   its first query up to its last. The scores left out are exactly the ones the mask zeroes, so within
   each block the softmax is the dense one; the rest of the mask (segments, padding) is applied inside.
 
+A sliding-window layer (`window`: a query sees its last `window` keys, itself included) narrows the same
+mask further; every form above takes it (the fused kernel starts each query's range later, the blocked
+form bounds its span by it).
+
 Letters: B batch, S queries, T keys, H query heads, K key/value heads (H = K·G, grouped-query), Dh head
 width.
 """
@@ -32,15 +36,23 @@ MIN_BLOCK = 16  # no block shorter than this: below it the per-block overhead ou
 
 
 def dense_attention(q_BxSxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array,
-                    mask_Bx1xSxT: jax.Array) -> jax.Array:
-    """The reference: every score computed, then masked (grouped-query heads shared by jax)."""
-    return jax.nn.dot_product_attention(q_BxSxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=mask_Bx1xSxT)
+                    mask_Bx1xSxT: jax.Array, scale: float | None = None) -> jax.Array:
+    """The reference: every score computed, then masked (grouped-query heads shared by jax); scores scaled by
+    `scale` (None: 1/sqrt(Dh))."""
+    return jax.nn.dot_product_attention(q_BxSxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=mask_Bx1xSxT, scale=scale)
 
 
-def attention_mask(segments_BxT: jax.Array) -> jax.Array:
-    """Causal, same-segment, non-padding mask of shape Bx1xTxT (every token may see itself)."""
+def attention_mask(segments_BxT: jax.Array, window: int | None = None) -> jax.Array:
+    """Causal, same-segment, non-padding mask of shape Bx1xTxT (every token may see itself), within the last
+    `window` keys of each query where given."""
     T = segments_BxT.shape[1]
-    return segment_mask(segments_BxT) & jnp.tril(jnp.ones((T, T), dtype=bool))
+    return segment_mask(segments_BxT) & causal_band(T, window)
+
+
+def causal_band(T: int, window: int | None = None) -> jax.Array:
+    """TxT: key j seen by query t iff j <= t (and j > t - window under a sliding window)."""
+    causal_TxT = jnp.tril(jnp.ones((T, T), dtype=bool))
+    return causal_TxT if window is None else causal_TxT & ~jnp.tril(jnp.ones((T, T), dtype=bool), -window)
 
 
 def segment_mask(segments_BxT: jax.Array) -> jax.Array:
@@ -53,23 +65,30 @@ def segment_mask(segments_BxT: jax.Array) -> jax.Array:
 
 
 def causal_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array, segments_BxT: jax.Array,
-                     span: int | None = None) -> jax.Array:
-    """Attention under `attention_mask(segments_BxT)`; `span` (static) is the furthest any position may look
-    back (None: the whole row), which only the blocked form needs."""
+                     span: int | None = None, window: int | None = None, scale: float | None = None) -> jax.Array:
+    """Attention under `attention_mask(segments_BxT, window)`, scores scaled by `scale` (None: 1/sqrt(Dh));
+    `span` (static) is the furthest any position may look back (None: the whole row), which only the blocked
+    form needs."""
     if jax.default_backend() != "cpu":  # accelerators: a fused dense kernel beats slicing into blocks
         if _cudnn_chosen(q_BxTxHxDh):
-            return cudnn_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT)
-        return dense_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, attention_mask(segments_BxT))
+            return cudnn_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, window, scale)
+        return dense_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, attention_mask(segments_BxT, window), scale)
     if q_BxTxHxDh.shape[-1] <= fused.MAX_WIDTH and fused.available():
-        return fused.fused_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT)
-    return blocked_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, attention_mask(segments_BxT), span)
+        return fused.fused_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, window, scale)
+    if window is not None:
+        span = window if span is None else min(span, window)
+    return blocked_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, attention_mask(segments_BxT, window), span, scale)
 
 
 def cudnn_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array,
-                    segments_BxT: jax.Array) -> jax.Array:
-    """`attention_mask(segments_BxT)` through cuDNN's fused flash attention (GPU, bf16 or fp16 inputs only):
-    causal as cuDNN's own mask type, so it skips the blocks above the diagonal; segments and padding as a mask."""
-    return jax.nn.dot_product_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=segment_mask(segments_BxT),
+                    segments_BxT: jax.Array, window: int | None = None, scale: float | None = None) -> jax.Array:
+    """`attention_mask(segments_BxT, window)` through cuDNN's fused flash attention (GPU, bf16 or fp16 inputs
+    only): causal as cuDNN's own mask type, so it skips the blocks above the diagonal; segments, padding and
+    the sliding window as a mask."""
+    mask_Bx1xTxT = segment_mask(segments_BxT)
+    if window is not None:
+        mask_Bx1xTxT = mask_Bx1xTxT & causal_band(segments_BxT.shape[1], window)
+    return jax.nn.dot_product_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask=mask_Bx1xTxT, scale=scale,
                                         is_causal=True, implementation="cudnn")
 
 
@@ -95,7 +114,7 @@ def _nvidia_capability() -> float:
 
 
 def blocked_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array, mask_Bx1xTxT: jax.Array,
-                      span: int | None = None) -> jax.Array:
+                      span: int | None = None, scale: float | None = None) -> jax.Array:
     """Attention for a mask that is causal (query t sees keys <= t) and reaches at most `span` positions back
     (None: the whole row), in XLA; the mask may remove more (segments, padding), never add."""
     B, T, H, Dh = q_BxTxHxDh.shape
@@ -109,14 +128,15 @@ def blocked_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: 
         end = min(T, start + block)
         first_key = max(0, start - reach + 1)  # the earliest key any query of this block may see
         outputs.append(_attend_block(q_BxTxHxDh[:, start:end], k_BxTxKxDh[:, first_key:end],
-                                     v_BxTxKxDh[:, first_key:end], mask_Bx1xTxT[:, :, start:end, first_key:end]))
+                                     v_BxTxKxDh[:, first_key:end], mask_Bx1xTxT[:, :, start:end, first_key:end],
+                                     scale))
     return jnp.concatenate(outputs, axis=1)
 
 
 def _attend_block(q_BxSxHxDh: jax.Array, k_BxTxHxDh: jax.Array, v_BxTxHxDh: jax.Array,
-                  mask_Bx1xSxT: jax.Array) -> jax.Array:
+                  mask_Bx1xSxT: jax.Array, scale: float | None) -> jax.Array:
     """Softmax attention of one block of queries over its keys: BxSxHxDh."""
-    scale = q_BxSxHxDh.shape[-1] ** -0.5
+    scale = q_BxSxHxDh.shape[-1] ** -0.5 if scale is None else scale
     scores_BxHxSxT = jnp.einsum("bshd,bthd->bhst", q_BxSxHxDh, k_BxTxHxDh).astype(jnp.float32) * scale
     # The same large negative as jax's dense attention: a masked score's weight is exactly zero.
     scores_BxHxSxT = jnp.where(mask_Bx1xSxT, scores_BxHxSxT, jnp.finfo(jnp.float32).min)

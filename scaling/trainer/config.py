@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from scaling.trainer.schedules import SCHEDULES
 
 
+LAYER_TYPES = ("full_attention", "sliding_attention")  # ModelConfig.layer_types values, HF's names
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """A decoder-only transformer; the defaults are Llama's (RMSNorm, rotary positions, SwiGLU MLP,
-    grouped-query attention, no biases), and the options below cover Qwen2, GPT-NeoX and GPT-2."""
+    grouped-query attention, no biases), and the options below cover Qwen2, Qwen3, Gemma 3, GPT-NeoX and GPT-2."""
 
     vocab_size: int  # tokens in the vocabulary, padding and end of sequence included
     d_model: int  # residual stream width D
@@ -31,8 +34,9 @@ class ModelConfig:
     head_width: int = 0  # head width Dh where a checkpoint sets it apart from D / H (some Llamas); 0: D / H
     norm: str = "rms"  # "rms" (RMSNorm, a scale) or "layer" (LayerNorm, a scale and a bias: GPT-NeoX, GPT-2)
     norm_eps: float = 1e-6  # added to the variance in every norm (HF rms_norm_eps / layer_norm_eps)
-    mlp: str = "swiglu"  # "swiglu" (gate, up, down), or up, activation, down with "gelu" (exact erf,
-    # GPT-NeoX) or "gelu_tanh" (the tanh approximation GPT-2 calls gelu_new)
+    mlp: str = "swiglu"  # "swiglu" (gate, up, down), "geglu_tanh" (gate, up, down with the tanh GELU on the
+    # gate: Gemma), or up, activation, down with "gelu" (exact erf, GPT-NeoX) or "gelu_tanh" (the tanh
+    # approximation GPT-2 calls gelu_new)
     positions: str = "rotary"  # "rotary" (queries and keys rotate) or "learned" (a max_len x D table added
     # to the token embeddings, GPT-2)
     rotary_fraction: float = 1.0  # leading fraction of each head's Dh dims that rotate, the rest pass through
@@ -42,8 +46,21 @@ class ModelConfig:
     mlp_bias: bool = False  # biases on the MLP projections (GPT-NeoX, GPT-2)
     parallel_residual: bool = False  # x + attn(norm1 x) + mlp(norm2 x) instead of attention then MLP in
     # sequence (GPT-NeoX use_parallel_residual)
+    qk_norm: bool = False  # an RMSNorm over each head's Dh on queries and keys, before rotary (Qwen3, Gemma 3)
+    norm_scale_offset: float = 0.0  # RMSNorms scale by (offset + w), in float32 (Gemma: 1.0, its w starting at 0)
+    sandwich_norms: bool = False  # norms on the attention and MLP outputs before each residual add, besides
+    # the norms on their inputs (Gemma 3's post_attention_layernorm / post_feedforward_layernorm)
+    scale_embeddings: bool = False  # token embeddings x sqrt(D) on input, the factor in the compute dtype (Gemma);
+    # the output projection (tied) uses the table unscaled
+    layer_types: tuple[str, ...] = ()  # per layer "full_attention" or "sliding_attention", as HF's config
+    # names them; empty: every layer full
+    sliding_window: int = 0  # keys a sliding layer's query sees, itself included (key j > t - window)
+    rope_local_theta: float = 0.0  # rotary base of the sliding layers (Gemma 3 rope_local_base_freq); 0: rope_theta
+    attention_scale_width: int = 0  # scores are scaled by this ** -0.5 (Gemma query_pre_attn_scalar); 0: Dh
 
     def __post_init__(self) -> None:
+        # A config read back from JSON holds a list: frozen dataclasses compare and hash tuples.
+        object.__setattr__(self, "layer_types", tuple(self.layer_types))
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -55,7 +72,7 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}")
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"ModelConfig.compute_dtype must be float32 or bfloat16, got {self.compute_dtype!r}")
-        for name, allowed in (("norm", ("rms", "layer")), ("mlp", ("swiglu", "gelu", "gelu_tanh")),
+        for name, allowed in (("norm", ("rms", "layer")), ("mlp", ("swiglu", "geglu_tanh", "gelu", "gelu_tanh")),
                               ("positions", ("rotary", "learned"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelConfig.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -66,6 +83,32 @@ class ModelConfig:
         if self.positions == "rotary" and self.rotary_dim % 2:
             raise ValueError(f"ModelConfig head width {self.head_dim} x rotary_fraction {self.rotary_fraction} "
                              "must give an even number of rotary dims")
+        if self.norm != "rms" and (self.qk_norm or self.norm_scale_offset):
+            raise ValueError("ModelConfig.qk_norm and norm_scale_offset need norm = \"rms\"")
+        if self.layer_types and len(self.layer_types) != self.n_layers:
+            raise ValueError(f"ModelConfig.layer_types has {len(self.layer_types)} entries for {self.n_layers} layers")
+        unknown = set(self.layer_types) - set(LAYER_TYPES)
+        if unknown:
+            raise ValueError(f"ModelConfig.layer_types must be {' or '.join(LAYER_TYPES)}, got {sorted(unknown)[0]!r}")
+        if self.sliding_window < 0 or ("sliding_attention" in self.layer_types) != (self.sliding_window > 0):
+            raise ValueError(f"ModelConfig.sliding_window must be >= 1 exactly when a layer is sliding_attention, "
+                             f"got {self.sliding_window}")
+        if self.rope_local_theta < 0 or self.attention_scale_width < 0:
+            raise ValueError("ModelConfig.rope_local_theta and attention_scale_width must be >= 0 (0: the default)")
+
+    def window(self, layer: int) -> int | None:
+        """Keys a query of `layer` sees back from itself, itself included (None: the whole causal prefix)."""
+        sliding = self.layer_types and self.layer_types[layer] == "sliding_attention"
+        return self.sliding_window if sliding else None
+
+    def layer_theta(self, layer: int) -> float:
+        """The rotary base of `layer`: rope_local_theta on sliding layers where it is set, else rope_theta."""
+        return self.rope_local_theta if self.window(layer) is not None and self.rope_local_theta else self.rope_theta
+
+    @property
+    def attention_scale(self) -> float:
+        """What attention scores are multiplied by before the softmax."""
+        return (self.attention_scale_width or self.head_dim) ** -0.5
 
     @property
     def head_dim(self) -> int:
@@ -84,10 +127,12 @@ class ModelConfig:
         q_width, kv_width = self.n_heads * dh, self.n_kv_heads * dh
         attention = d * q_width * 2 + d * kv_width * 2  # q, o and k, v
         attention += (q_width + 2 * kv_width) * self.qkv_bias + d * self.out_bias
-        mlp = (3 if self.mlp == "swiglu" else 2) * d * f
-        mlp += ((2 * f if self.mlp == "swiglu" else f) + d) * self.mlp_bias
+        gated = self.mlp in ("swiglu", "geglu_tanh")
+        mlp = (3 if gated else 2) * d * f
+        mlp += ((2 * f if gated else f) + d) * self.mlp_bias
         norm = d if self.norm == "rms" else 2 * d
-        return self.n_layers * (attention + mlp + 2 * norm) + norm  # + the final norm
+        per_layer = attention + mlp + (4 if self.sandwich_norms else 2) * norm + 2 * dh * self.qk_norm
+        return self.n_layers * per_layer + norm  # + the final norm
 
     @property
     def total_params(self) -> int:
@@ -97,8 +142,9 @@ class ModelConfig:
 
     def train_flops_per_token(self, context: int) -> float:
         """Training FLOPs per token: 6N plus the attention-score term 6·L·T·(H·Dh), which dominates tiny
-        models (H·Dh = D unless head_width says otherwise)."""
-        return 6.0 * self.non_embedding_params + 6.0 * self.n_layers * context * self.n_heads * self.head_dim
+        models (H·Dh = D unless head_width says otherwise); a sliding layer's T is at most its window."""
+        keys = sum(min(context, self.window(layer) or context) for layer in range(self.n_layers))  # L·T unwindowed
+        return 6.0 * self.non_embedding_params + 6.0 * keys * self.n_heads * self.head_dim
 
 
 # The size presets, written out: each is (d_model, n_layers, n_heads, n_kv_heads), width doubling from one to

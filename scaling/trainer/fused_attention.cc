@@ -15,7 +15,10 @@
 // Layout (row-major, any leading dims flattened into N): q, o, dq NxTxHxDh; k, v, dk, dv NxTxKxDh with
 // H = K*G (grouped-query: query head h reads key/value head h / G) and Dh a multiple of 8 (the caller pads);
 // segments NxT int32; lse NxHxT, the log-sum-exp of each query's scaled scores, from which the backward
-// pass rebuilds the weights. `scale` multiplies the scores (1/sqrt of the unpadded head width).
+// pass rebuilds the weights. `scale` multiplies the scores (1/sqrt of the unpadded head width, or the
+// model's own). `window` > 0 also bounds each query's range to its last `window` keys, itself included
+// (sliding-window layers: key j is seen only if j > t - window); 0 leaves it unbounded. The range is still
+// contiguous, so a window only moves where it starts.
 // Work is split over (row, key/value head) pairs, each done start to end by one thread, so the numbers do
 // not depend on how many threads run it.
 //
@@ -166,7 +169,12 @@ struct Head {
     }
   }
 
-  // Which lanes of the key vector starting at `j0` query t may see.
+  // Where query t's keys start: its segment's first position, or later under a sliding window.
+  int64_t start(int64_t t, int64_t window) const {
+    return window > 0 ? std::max(first[t], t - window + 1) : first[t];
+  }
+
+  // Which lanes of the key vector starting at `j0` query t may see (lanes before start() are never visited).
   vi visible(int64_t t, int64_t j0) const {
     const vi lanes = {0, 1, 2, 3, 4, 5, 6, 7};
     const vi position = lanes + static_cast<int32_t>(j0);
@@ -208,7 +216,7 @@ inline void weighted_rows(const float* w, const std::vector<float>& rows, int64_
 
 template <int DV>
 void forward_task(const Shape& s, const float* Q, const float* Kx, const float* V, const int32_t* S, float scale,
-                  float* O, float* LSE, int64_t task) {
+                  int64_t window, float* O, float* LSE, int64_t task) {
   const int64_t n = task / s.K, kh = task % s.K;
   const Head head(s, Kx, V, S, n, kh);
   std::vector<vf> weights(s.padded() / W);
@@ -217,7 +225,7 @@ void forward_task(const Shape& s, const float* Q, const float* Kx, const float* 
   const vf hidden = splat(std::numeric_limits<float>::lowest());
   for (int64_t h = kh * s.G(); h < (kh + 1) * s.G(); ++h) {
     for (int64_t t = 0; t < s.T; ++t) {
-      const int64_t lo = head.first[t], chunks = (t - lo) / W + 1;
+      const int64_t lo = head.start(t, window), chunks = (t - lo) / W + 1;
       const int64_t at = ((n * s.T + t) * s.H + h) * s.Dh;
       for (int64_t d = 0; d < DV * W; ++d) q_scaled[d] = Q[at + d] * scale;
       all_dots<DV>(head, head.k_cols, q_scaled, lo, chunks, weights.data());
@@ -243,8 +251,8 @@ void forward_task(const Shape& s, const float* Q, const float* Kx, const float* 
 
 template <int DV>
 void backward_task(const Shape& s, const float* Q, const float* Kx, const float* V, const int32_t* S,
-                   const float* O, const float* LSE, const float* DO, float scale, float* DQ, float* DK, float* DV_,
-                   int64_t task) {
+                   const float* O, const float* LSE, const float* DO, float scale, int64_t window, float* DQ, float* DK,
+                   float* DV_, int64_t task) {
   const int64_t n = task / s.K, kh = task % s.K;
   const Head head(s, Kx, V, S, n, kh);
   std::vector<float> dk_rows(s.padded() * s.Dh, 0.0f), dv_rows(s.padded() * s.Dh, 0.0f);
@@ -253,7 +261,7 @@ void backward_task(const Shape& s, const float* Q, const float* Kx, const float*
   vf q_v[DV], do_v[DV], dq_t[DV];
   for (int64_t h = kh * s.G(); h < (kh + 1) * s.G(); ++h) {
     for (int64_t t = 0; t < s.T; ++t) {
-      const int64_t lo = head.first[t], chunks = (t - lo) / W + 1;
+      const int64_t lo = head.start(t, window), chunks = (t - lo) / W + 1;
       const int64_t at = ((n * s.T + t) * s.H + h) * s.Dh;
       for (int64_t d = 0; d < DV * W; ++d) q_scaled[d] = Q[at + d] * scale;
       const float* do_t = DO + at;
@@ -312,26 +320,26 @@ ffi::Error with_head_vectors(int64_t Dh, const Body& body) {
 }
 
 ffi::Error forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
-                   ffi::Buffer<ffi::S32> segments, float scale, ffi::ResultBuffer<ffi::F32> out,
+                   ffi::Buffer<ffi::S32> segments, float scale, int64_t window, ffi::ResultBuffer<ffi::F32> out,
                    ffi::ResultBuffer<ffi::F32> lse) {
   const Shape s = shape_of(q, k);
   return with_head_vectors(s.Dh, [&]<int DV>() {
     parallel_for(pool, s.N * s.K, [&](int64_t task) {
       forward_task<DV>(s, q.typed_data(), k.typed_data(), v.typed_data(), segments.typed_data(), scale,
-                       out->typed_data(), lse->typed_data(), task);
+                       window, out->typed_data(), lse->typed_data(), task);
     });
   });
 }
 
 ffi::Error backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
                     ffi::Buffer<ffi::S32> segments, ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse,
-                    ffi::Buffer<ffi::F32> d_out, float scale, ffi::ResultBuffer<ffi::F32> dq,
+                    ffi::Buffer<ffi::F32> d_out, float scale, int64_t window, ffi::ResultBuffer<ffi::F32> dq,
                     ffi::ResultBuffer<ffi::F32> dk, ffi::ResultBuffer<ffi::F32> dv) {
   const Shape s = shape_of(q, k);
   return with_head_vectors(s.Dh, [&]<int DV>() {
     parallel_for(pool, s.N * s.K, [&](int64_t task) {
       backward_task<DV>(s, q.typed_data(), k.typed_data(), v.typed_data(), segments.typed_data(), out.typed_data(),
-                        lse.typed_data(), d_out.typed_data(), scale, dq->typed_data(), dk->typed_data(),
+                        lse.typed_data(), d_out.typed_data(), scale, window, dq->typed_data(), dk->typed_data(),
                         dv->typed_data(), task);
     });
   });
@@ -352,6 +360,7 @@ static auto BindAttentionInputs() {
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ScalingAttentionForward, forward,
                               BindAttentionInputs()
                                   .Attr<float>("scale")
+                                  .Attr<int64_t>("window")
                                   .Ret<ffi::Buffer<ffi::F32>>()   // out
                                   .Ret<ffi::Buffer<ffi::F32>>());  // lse
 
@@ -361,6 +370,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(ScalingAttentionBackward, backward,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // lse
                                   .Arg<ffi::Buffer<ffi::F32>>()  // d_out
                                   .Attr<float>("scale")
+                                  .Attr<int64_t>("window")
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dq
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dk
                                   .Ret<ffi::Buffer<ffi::F32>>());  // dv

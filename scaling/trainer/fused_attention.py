@@ -98,7 +98,7 @@ def available() -> bool:
     return True
 
 
-def _forward(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale):
+def _forward(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale, window):
     """The outputs BxTxHxDh and each query's log-sum-exp BxHxT."""
     *lead, T, H, _ = q_BxTxHxDh.shape
     out = jax.ShapeDtypeStruct(q_BxTxHxDh.shape, jnp.float32)
@@ -106,24 +106,24 @@ def _forward(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale):
     # broadcast_all: under vmap (ensembles), unbatched inputs such as shared segments are broadcast, and
     # the kernel treats every leading dim as more rows.
     return jax.ffi.ffi_call(FORWARD, (out, lse), vmap_method="broadcast_all")(
-        q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale=np.float32(scale))
+        q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale=np.float32(scale), window=np.int64(window))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale):
-    return _forward(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale, window):
+    return _forward(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale, window)[0]
 
 
-def _attention_forward(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale):
-    out_BxTxHxDh, lse_BxHxT = _forward(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale)
+def _attention_forward(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale, window):
+    out_BxTxHxDh, lse_BxHxT = _forward(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, scale, window)
     return out_BxTxHxDh, (q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, out_BxTxHxDh, lse_BxHxT)
 
 
-def _attention_backward(scale, residuals, d_out_BxTxHxDh):
+def _attention_backward(scale, window, residuals, d_out_BxTxHxDh):
     q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh = residuals[:3]
     shapes = tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in (q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh))
     dq, dk, dv = jax.ffi.ffi_call(BACKWARD, shapes, vmap_method="broadcast_all")(
-        *residuals, d_out_BxTxHxDh, scale=np.float32(scale))
+        *residuals, d_out_BxTxHxDh, scale=np.float32(scale), window=np.int64(window))
     return dq, dk, dv, None  # segments are integers: no cotangent
 
 
@@ -131,16 +131,17 @@ _attention.defvjp(_attention_forward, _attention_backward)
 
 
 def fused_attention(q_BxTxHxDh: jax.Array, k_BxTxKxDh: jax.Array, v_BxTxKxDh: jax.Array,
-                    segments_BxT: jax.Array) -> jax.Array:
-    """Causal same-segment attention (the mask of `scaling.trainer.attention.attention_mask`) on CPU, computed in
-    float32 whatever the inputs' dtype. Differentiable in q, k and v."""
+                    segments_BxT: jax.Array, window: int | None = None, scale: float | None = None) -> jax.Array:
+    """Causal same-segment attention (the mask of `scaling.trainer.attention.attention_mask`, within the last
+    `window` keys where given) on CPU, computed in float32 whatever the inputs' dtype; scores scaled by `scale`
+    (None: 1/sqrt(Dh)). Differentiable in q, k and v."""
     if not available():
         raise RuntimeError(f"the fused attention kernel is not available here (see the warning, or {SWITCH})")
     Dh = q_BxTxHxDh.shape[-1]
     pad = kernel_width(Dh) - Dh  # zero dims add nothing to scores or outputs
     widen = lambda x: jnp.pad(x.astype(jnp.float32), [(0, 0)] * (x.ndim - 1) + [(0, pad)])  # noqa: E731
     out = _attention(widen(q_BxTxHxDh), widen(k_BxTxKxDh), widen(v_BxTxKxDh), segments_BxT.astype(jnp.int32),
-                     Dh ** -0.5)
+                     Dh ** -0.5 if scale is None else scale, window or 0)
     return out[..., :Dh].astype(q_BxTxHxDh.dtype)
 
 

@@ -2,8 +2,10 @@
 
 By default RMSNorm, rotary positions (Llama's rotate-half convention), SwiGLU MLP, grouped-query
 attention, no biases, tied or untied embeddings. ModelConfig options switch in the parts of Qwen2
-(query/key/value biases), GPT-NeoX (LayerNorm, partial rotary, GELU MLP, biases, parallel residual)
-and GPT-2 (learned positions, tanh GELU), so one model covers every imported checkpoint.
+(query/key/value biases), Qwen3 (per-head query/key norms), Gemma 3 ((1 + w) norms, norms on the sublayer
+outputs too, GELU-gated MLP, scaled embeddings, sliding-window layers with their own rotary base, its own
+score scale), GPT-NeoX (LayerNorm, partial rotary, GELU MLP, biases, parallel residual) and GPT-2 (learned
+positions, tanh GELU), so one model covers every imported checkpoint.
 
 Attention is restricted to earlier tokens of the same segment, so packed sequences never attend
 across examples and padding (segment 0) is never attended to. On CPU it is computed by a fused kernel
@@ -69,10 +71,28 @@ def partial_rotary(x_BxTxNxDh: jax.Array, positions_BxT: jax.Array, theta: float
     return jnp.concatenate([turned, x_BxTxNxDh[..., rotary_dim:]], axis=-1)
 
 
-def norm(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
-    """The configured norm over D: RMSNorm (scale), or LayerNorm (scale and bias)."""
+class OffsetRMSNorm(nnx.Module):
+    """RMSNorm scaled by (offset + w), computed in float32 and cast back to the input's dtype, as Gemma's
+    norm is (its w starts at 0: the identity)."""
+
+    def __init__(self, width: int, epsilon: float, offset: float):
+        self.scale = nnx.Param(jnp.zeros((width,), jnp.float32))
+        self.epsilon, self.offset = epsilon, offset
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.epsilon)
+        return (normed * (self.offset + self.scale[...].astype(jnp.float32))).astype(x.dtype)
+
+
+def norm(cfg: ModelConfig, rngs: nnx.Rngs, width: int | None = None) -> nnx.Module:
+    """The configured norm over D (or `width`): RMSNorm (scale, offset where the config sets one), or LayerNorm
+    (scale and bias)."""
+    width = width or cfg.d_model
+    if cfg.norm == "rms" and cfg.norm_scale_offset:
+        return OffsetRMSNorm(width, cfg.norm_eps, cfg.norm_scale_offset)
     if cfg.norm == "rms":
-        return nnx.RMSNorm(cfg.d_model, epsilon=cfg.norm_eps, dtype=cfg.compute_dtype, rngs=rngs)
+        return nnx.RMSNorm(width, epsilon=cfg.norm_eps, dtype=cfg.compute_dtype, rngs=rngs)
     # Two-pass variance, as torch computes it: the one-pass E[x²] - E[x]² loses digits imported logits need.
     return nnx.LayerNorm(cfg.d_model, epsilon=cfg.norm_eps, use_fast_variance=False, dtype=cfg.compute_dtype, rngs=rngs)
 
@@ -88,9 +108,12 @@ class Prefilled(nnx.Module):
 
 
 class Attention(Prefilled):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, layer: int = 0):
         d, dh = cfg.d_model, cfg.head_dim
         self.cfg = cfg
+        self.window, self.theta = cfg.window(layer), cfg.layer_theta(layer)  # static per layer
+        self.query_norm = norm(cfg, rngs, dh) if cfg.qk_norm else None
+        self.key_norm = norm(cfg, rngs, dh) if cfg.qk_norm else None
         self.query = nnx.Linear(d, cfg.n_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
         self.key = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
         self.value = nnx.Linear(d, cfg.n_kv_heads * dh, use_bias=cfg.qkv_bias, dtype=cfg.compute_dtype, rngs=rngs)
@@ -103,7 +126,8 @@ class Attention(Prefilled):
         for `span`, the furthest any position looks back)."""
         B, T, _ = x_BxTxD.shape
         q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh = self._project(x_BxTxD, positions_BxT)
-        y_BxTxHxDh = causal_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, span)
+        y_BxTxHxDh = causal_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segments_BxT, span, self.window,
+                                      self.cfg.attention_scale)
         return per_token(self.out, y_BxTxHxDh.reshape(B, T, -1)), LayerCache(k_BxTxKxDh, v_BxTxKxDh)
 
     def decode(self, x_Bx1xD: jax.Array, positions_Bx1: jax.Array, cache: LayerCache) -> tuple[jax.Array, LayerCache]:
@@ -114,8 +138,11 @@ class Attention(Prefilled):
         cache = LayerCache(cache.k_BxTxKxDh.at[rows_B, at_B].set(k_Bx1xKxDh[:, 0]),
                            cache.v_BxTxKxDh.at[rows_B, at_B].set(v_Bx1xKxDh[:, 0]))
         # Entries past a row's position hold stale prefill values of its padding: masked, never read.
-        mask_Bx1x1xT = (jnp.arange(T)[None, :] <= at_B[:, None])[:, None, None, :]
-        y_Bx1xHxDh = dense_attention(q_Bx1xHxDh, cache.k_BxTxKxDh, cache.v_BxTxKxDh, mask_Bx1x1xT)
+        seen_BxT = jnp.arange(T)[None, :] <= at_B[:, None]
+        if self.window is not None:  # a sliding layer sees its last `window` keys, itself included
+            seen_BxT = seen_BxT & (jnp.arange(T)[None, :] > at_B[:, None] - self.window)
+        y_Bx1xHxDh = dense_attention(q_Bx1xHxDh, cache.k_BxTxKxDh, cache.v_BxTxKxDh, seen_BxT[:, None, None, :],
+                                     self.cfg.attention_scale)
         return per_token(self.out, y_Bx1xHxDh.reshape(B, 1, -1)), cache
 
     def _project(self, x_BxSxD: jax.Array, positions_BxS: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -125,20 +152,25 @@ class Attention(Prefilled):
         q_BxSxHxDh = per_token(self.query, x_BxSxD).reshape(B, S, cfg.n_heads, cfg.head_dim)
         k_BxSxKxDh = per_token(self.key, x_BxSxD).reshape(B, S, cfg.n_kv_heads, cfg.head_dim)
         v_BxSxKxDh = per_token(self.value, x_BxSxD).reshape(B, S, cfg.n_kv_heads, cfg.head_dim)
+        if self.query_norm is not None:  # per head, before rotary (Qwen3, Gemma 3)
+            q_BxSxHxDh, k_BxSxKxDh = self.query_norm(q_BxSxHxDh), self.key_norm(k_BxSxKxDh)
         if cfg.positions == "rotary":
-            q_BxSxHxDh = partial_rotary(q_BxSxHxDh, positions_BxS, cfg.rope_theta, cfg.rotary_dim)
-            k_BxSxKxDh = partial_rotary(k_BxSxKxDh, positions_BxS, cfg.rope_theta, cfg.rotary_dim)
+            q_BxSxHxDh = partial_rotary(q_BxSxHxDh, positions_BxS, self.theta, cfg.rotary_dim)
+            k_BxSxKxDh = partial_rotary(k_BxSxKxDh, positions_BxS, self.theta, cfg.rotary_dim)
         return q_BxSxHxDh, k_BxSxKxDh, v_BxSxKxDh
 
 
 class SwiGLU(nnx.Module):
+    """down(act(gate x) * up x): SiLU (Llama's SwiGLU), or the tanh GELU (Gemma's GeGLU)."""
+
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.act = jax.nn.silu if cfg.mlp == "swiglu" else functools.partial(jax.nn.gelu, approximate=True)
         self.gate = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
         self.up = nnx.Linear(cfg.d_model, cfg.d_ff, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
         self.down = nnx.Linear(cfg.d_ff, cfg.d_model, use_bias=cfg.mlp_bias, dtype=cfg.compute_dtype, rngs=rngs)
 
     def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
-        return per_token(lambda x_NxD: self.down(jax.nn.silu(self.gate(x_NxD)) * self.up(x_NxD)), x_BxTxD)
+        return per_token(lambda x_NxD: self.down(self.act(self.gate(x_NxD)) * self.up(x_NxD)), x_BxTxD)
 
 
 class GeluMLP(nnx.Module):
@@ -154,12 +186,15 @@ class GeluMLP(nnx.Module):
 
 
 class Block(Prefilled):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, layer: int = 0):
         self.parallel_residual = cfg.parallel_residual
         self.attention_norm = norm(cfg, rngs)
-        self.attention = Attention(cfg, rngs)
+        self.attention = Attention(cfg, rngs, layer)
         self.mlp_norm = norm(cfg, rngs)
-        self.mlp = SwiGLU(cfg, rngs) if cfg.mlp == "swiglu" else GeluMLP(cfg, rngs)
+        self.mlp = SwiGLU(cfg, rngs) if cfg.mlp in ("swiglu", "geglu_tanh") else GeluMLP(cfg, rngs)
+        # Sandwich norms (Gemma 3): each sublayer's output is normed before its residual add.
+        self.attention_post_norm = norm(cfg, rngs) if cfg.sandwich_norms else None
+        self.mlp_post_norm = norm(cfg, rngs) if cfg.sandwich_norms else None
 
     def prefill(
         self, x_BxTxD: jax.Array, positions_BxT: jax.Array, segments_BxT: jax.Array, span: int | None = None
@@ -173,10 +208,16 @@ class Block(Prefilled):
 
     def _mlp_residual(self, x_BxSxD: jax.Array, attended_BxSxD: jax.Array) -> jax.Array:
         """Add the attention output and the MLP's: the MLP reads x (parallel) or x plus attention (sequential)."""
+        if self.attention_post_norm is not None:
+            attended_BxSxD = self.attention_post_norm(attended_BxSxD)
         if self.parallel_residual:
-            return x_BxSxD + attended_BxSxD + self.mlp(self.mlp_norm(x_BxSxD))
+            return x_BxSxD + attended_BxSxD + self._mlp(x_BxSxD)
         x_BxSxD = x_BxSxD + attended_BxSxD
-        return x_BxSxD + self.mlp(self.mlp_norm(x_BxSxD))
+        return x_BxSxD + self._mlp(x_BxSxD)
+
+    def _mlp(self, x_BxSxD: jax.Array) -> jax.Array:
+        y_BxSxD = self.mlp(self.mlp_norm(x_BxSxD))
+        return y_BxSxD if self.mlp_post_norm is None else self.mlp_post_norm(y_BxSxD)
 
 
 class Transformer(Prefilled):
@@ -187,7 +228,7 @@ class Transformer(Prefilled):
         self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=init, dtype=cfg.compute_dtype, rngs=rngs)
         self.position_embed = None if cfg.positions != "learned" else nnx.Embed(
             cfg.max_len, cfg.d_model, embedding_init=nnx.initializers.normal(0.02), dtype=cfg.compute_dtype, rngs=rngs)
-        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.blocks = nnx.List([Block(cfg, rngs, layer) for layer in range(cfg.n_layers)])
         self.final_norm = norm(cfg, rngs)
         self.lm_head = None if cfg.tie_embeddings else nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, rngs=rngs)
 
@@ -217,9 +258,12 @@ class Transformer(Prefilled):
         return self._head(x_Bx1xD), tuple(new_cache)
 
     def _embed(self, tokens_BxS: jax.Array, positions_BxS: jax.Array) -> jax.Array:
+        x_BxSxD = self.embed(tokens_BxS)
+        if self.cfg.scale_embeddings:  # Gemma: the factor rounded to the compute dtype first, as transformers does
+            x_BxSxD = x_BxSxD * jnp.asarray(np.float32(self.cfg.d_model ** 0.5), x_BxSxD.dtype)
         if self.position_embed is None:
-            return self.embed(tokens_BxS)
-        return self.embed(tokens_BxS) + self.position_embed(positions_BxS)
+            return x_BxSxD
+        return x_BxSxD + self.position_embed(positions_BxS)
 
     def _head(self, x_BxSxD: jax.Array) -> jax.Array:
         x_BxSxD = self.final_norm(x_BxSxD)

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 import xarray as xr  # noqa: E402
 from gguf import GGMLQuantizationType  # noqa: E402
-from gguf_files import TINY_VOCAB, smollm2_path, tiny_gguf  # noqa: E402
+from gguf_files import TINY_VOCAB, gemma3_path, smollm2_path, tiny_gguf, tiny_model  # noqa: E402
 
 from scaling.cli import main  # noqa: E402
 from scaling.errors import UserError  # noqa: E402
@@ -24,6 +24,7 @@ from scaling.grid.plan import cell_plan, load_or_pretrain_base, measured_base  #
 from scaling.grid.spec import expand, parse_spec  # noqa: E402
 from scaling.hf import check_hf_checkpoint, export_hf, import_hf, load_model_folder, read_hf_checkpoint  # noqa: E402
 from scaling.hf.checkpoint_tokenizer import checkpoint_tokenizer  # noqa: E402
+from scaling.hf.folder import param_arrays  # noqa: E402
 from scaling.tasks.mixture import training_pool  # noqa: E402
 from scaling.trainer.decode import generate_greedy_cached  # noqa: E402
 from scaling.trainer.model import init_model, logits  # noqa: E402
@@ -71,13 +72,20 @@ def through_eos(tokens, eos_id: int) -> list[int]:
 def tiny(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("gguf")
     return {"llama": tiny_gguf(folder / "llama.gguf", "llama", GGMLQuantizationType.Q8_0, tied=False),
-            "qwen2": tiny_gguf(folder / "qwen2.gguf", "qwen2", GGMLQuantizationType.Q4_1, tied=True)}
+            "qwen2": tiny_gguf(folder / "qwen2.gguf", "qwen2", GGMLQuantizationType.Q4_1, tied=True),
+            "qwen3": tiny_gguf(folder / "qwen3.gguf", "qwen3", GGMLQuantizationType.Q8_0, tied=False),
+            "qwen3_tied": tiny_gguf(folder / "qwen3_tied.gguf", "qwen3", GGMLQuantizationType.Q5_0, tied=True),
+            "gemma3": tiny_gguf(folder / "gemma3.gguf", "gemma3_text", GGMLQuantizationType.Q8_0, tied=True),
+            "gemma3_untied": tiny_gguf(folder / "gemma3_untied.gguf", "gemma3_text", GGMLQuantizationType.Q4_1,
+                                       tied=False)}
 
 
-@pytest.mark.parametrize("architecture", ["llama", "qwen2"])
-def test_a_quantized_gguf_reads_as_transformers_dequantizes_it(tiny, architecture):
+@pytest.mark.parametrize("architecture, model_type", [("llama", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3"),
+                                                      ("qwen3_tied", "qwen3"), ("gemma3", "gemma3_text"),
+                                                      ("gemma3_untied", "gemma3_text")])
+def test_a_quantized_gguf_reads_as_transformers_dequantizes_it(tiny, architecture, model_type):
     path = tiny[architecture]
-    assert check_hf_checkpoint(path) == architecture
+    assert check_hf_checkpoint(path) == model_type
     ours, theirs = read_hf_checkpoint(path), transformers_gguf(path)
     assert ours.cfg.total_params == sum(p.numel() for p in theirs.parameters())
     tokens_BxT = np.random.default_rng(1).integers(0, ours.cfg.vocab_size, (2, 12))
@@ -85,6 +93,20 @@ def test_a_quantized_gguf_reads_as_transformers_dequantizes_it(tiny, architectur
     prompt = [int(t) for t in tokens_BxT[0]]
     generated, expected = greedy_pair(ours, theirs, prompt, new=20, eos_id=-1)
     assert generated == expected and len(generated) == 20
+
+
+def test_gemma3_norms_read_back_as_the_model_that_wrote_them_before_llama_cpp_added_one(tiny):
+    """llama.cpp stores Gemma's norm scales as 1 + w (float32 here, so exactly): what we read must be w itself,
+    every norm of a layer and the q/k norms included, each in its place."""
+    written = {name: p.detach().numpy() for name, p in tiny_model("gemma3_text", tied=True).named_parameters()}
+    params = dict(param_arrays(read_hf_checkpoint(tiny["gemma3"]).params))
+    places = {"input_layernorm": "attention_norm", "post_attention_layernorm": "attention_post_norm",
+              "pre_feedforward_layernorm": "mlp_norm", "post_feedforward_layernorm": "mlp_post_norm",
+              "self_attn.q_norm": "attention/query_norm", "self_attn.k_norm": "attention/key_norm"}
+    for hf_name, ours in places.items():
+        np.testing.assert_allclose(params[f"blocks/5/{ours}/scale"], written[f"model.layers.5.{hf_name}.weight"],
+                                   atol=1e-6, rtol=0)
+    np.testing.assert_allclose(params["final_norm/scale"], written["model.norm.weight"], atol=1e-6, rtol=0)
 
 
 def test_only_the_gguf_file_is_read_never_files_beside_it(tiny, tmp_path):
@@ -274,3 +296,51 @@ def test_smollm2_reads_chat_rows_of_a_dataset_through_its_own_template(tmp_path)
         assert tokenizer.prompt_ids(example) == list(expected_prompt)
         answer = tokenizer.completion_ids(example)
         assert list(whole[:len(expected_prompt) + len(answer)]) == [*expected_prompt, *answer] and answer[-1] == tokenizer.eos_id
+
+
+@pytest.fixture(scope="module")
+def gemma3():
+    """Gemma 3 270M (base), where `make install-gemma` installed it: ours, transformers', and its tokenizer."""
+    path = gemma3_path()
+    if path is None:
+        pytest.skip("Gemma 3 270M is not installed (make install-gemma; Gemma Terms of Use)")
+    reference = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    return read_hf_checkpoint(path), transformers_gguf(path), reference
+
+
+@pytest.mark.real_model
+def test_gemma3_270m_logits_match_transformers_past_its_sliding_window(gemma3):
+    ours, theirs, reference = gemma3
+    cfg = ours.cfg
+    assert ours.architecture == "gemma3_text" and cfg.total_params == 268_098_176
+    assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim) == (18, 640, 4, 1, 256)
+    assert cfg.layer_types == (("sliding_attention",) * 5 + ("full_attention",)) * 3 and cfg.sliding_window == 512
+    assert (cfg.rope_theta, cfg.rope_local_theta, cfg.attention_scale_width) == (1e6, 1e4, 256)
+    # 640 tokens of text: the last 128 positions' sliding layers no longer see the first tokens.
+    ids = reference("The history of the Roman Empire begins with a city on seven hills. " * 60)["input_ids"][:640]
+    tokens_1xT = np.asarray([ids])
+    assert tokens_1xT.shape[1] == 640
+    # Float32 through 18 layers of a repetitive text (sharp attention): transformers' own float32 and float64
+    # logits differ by 3.3e-3 here, ours and its float32 by 2.3e-3, at |logit| up to ~33.
+    np.testing.assert_allclose(our_logits(ours, tokens_1xT), their_logits(theirs, tokens_1xT), atol=5e-3, rtol=0)
+
+
+@pytest.mark.real_model
+def test_gemma3_270m_greedy_continuations_match_transformers_token_for_token(gemma3):
+    ours, theirs, reference = gemma3
+    for text in ("The capital of France is", "def fibonacci(n):", "Question: What is 17 + 25?\nAnswer:"):
+        prompt = reference(text)["input_ids"]
+        generated, expected = greedy_pair(ours, theirs, prompt, new=24, eos_id=reference.eos_token_id)
+        assert generated == expected, (reference.decode(generated), reference.decode(expected))
+
+
+@pytest.mark.real_model
+def test_gemma3_270m_imports_and_exports_as_the_checkpoint_transformers_reads_from_the_file(gemma3, tmp_path):
+    ours, theirs, _ = gemma3
+    folder = import_hf(gemma3_path(), tmp_path / "imported")
+    exported = export_hf(folder, tmp_path / "exported")
+    config = json.loads((exported / "config.json").read_text())
+    assert config["architectures"] == ["Gemma3ForCausalLM"] and config["sliding_window"] == 512
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(exported).eval()
+    tokens_BxT = np.random.default_rng(3).integers(0, ours.cfg.vocab_size, (1, 40))
+    np.testing.assert_array_equal(their_logits(reloaded, tokens_BxT), their_logits(theirs, tokens_BxT))

@@ -113,7 +113,8 @@ def _to_int8(state):
 
 BAD = {
     "unsupported model_type": (lambda f: _edit_config(f, model_type="mistral"),
-                               "model_type 'mistral' is not supported; supported: llama, qwen2, gpt_neox, gpt2"),
+                               "model_type 'mistral' is not supported; supported: llama, qwen2, qwen3, gemma3_text, "
+                               "gpt_neox, gpt2"),
     "missing config": (lambda f: (f / "config.json").unlink(), "has no config.json"),
     "missing weights": (lambda f: (f / "model.safetensors").unlink(), "has no weights"),
     "mismatched shape": (lambda f: _edit_config(f, intermediate_size=100),
@@ -158,6 +159,39 @@ def test_bad_checkpoints_are_one_line_exit_2_and_leave_nothing(tmp_path, capsys,
     if problem != "code in a pickled .bin":  # the fast check reads safetensors headers, never a pickle
         with pytest.raises(UserError, match=re.escape(message)):
             check_hf_checkpoint(folder)
+
+
+# What Qwen3 and Gemma 3 checkpoints may set that our model does not run: refused before any weight is read.
+NEW_ARCHITECTURES_BAD = {
+    "gemma3 attention softcapping": ("gemma3_sliding_tied", dict(attn_logit_softcapping=50.0),
+                                     "attn_logit_softcapping=50.0 is not supported (only null)"),
+    "gemma3 final softcapping": ("gemma3_sliding_tied", dict(final_logit_softcapping=30.0),
+                                 "final_logit_softcapping=30.0 is not supported (only null)"),
+    "gemma3 bidirectional": ("gemma3_sliding_tied", dict(use_bidirectional_attention=True),
+                             "use_bidirectional_attention=true is not supported"),
+    "gemma3 scaled global rope": ("gemma3_sliding_tied", dict(rope_parameters={
+        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}),
+        "rope_parameters of full_attention of type 'linear' is not supported"),
+    "gemma3 v4 rope scaling": ("gemma3_sliding_tied", dict(rope_parameters=None, rope_scaling={"rope_type": "linear", "factor": 8.0}),
+                               "rope_scaling of type 'linear' is not supported"),
+    "gemma3 activation": ("gemma3_sliding_tied", dict(hidden_activation="relu"), 'hidden_activation="relu" is not supported'),
+    "gemma3 with vision": ("gemma3_sliding_tied", dict(model_type="gemma3"), "model_type 'gemma3' (Gemma 3 with its vision"),
+    "qwen3 sliding window": ("qwen3_mqa_tied", dict(use_sliding_window=True), "use_sliding_window=true is not supported"),
+}
+
+
+@pytest.mark.parametrize("problem", NEW_ARCHITECTURES_BAD)
+def test_qwen3_and_gemma3_options_we_lack_are_one_line_exit_2_before_any_weight_is_read(tmp_path, capsys, problem):
+    case, changes, message = NEW_ARCHITECTURES_BAD[problem]
+    folder = save(hf_model(case), tmp_path / "hf")
+    _edit_config(folder, **changes)
+    (folder / "model.safetensors").write_bytes(b"\x10" * 64)  # read, it would fail with another message
+    capsys.readouterr()  # saving's progress bars
+    status, out, err = _run(capsys, "import-hf", folder, "--out", tmp_path / "ours")
+    assert status == 2 and out == ""
+    assert message in _one_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
 
 
 class _TouchesCanary:

@@ -52,6 +52,16 @@ def test_logits_and_greedy_generations_match_transformers(tmp_path, case):
     np.testing.assert_array_equal(np.asarray(generated), expected)
 
 
+@pytest.mark.parametrize("case", [case for case in CASES if case.startswith(("qwen3", "gemma3"))])
+def test_qwen3_and_gemma3_logits_equal_transformers_to_1e_5_past_the_sliding_window(tmp_path, case):
+    hf = hf_model(case)
+    model = read_hf_checkpoint(save(hf, tmp_path / "hf"))
+    window = model.cfg.sliding_window
+    prompt_BxT = tokens((2, 40), seed=4)
+    assert window < 40 and (window > 0) == case.startswith("gemma3")  # Gemma's sliding layers cut keys off here
+    np.testing.assert_allclose(our_logits(model, prompt_BxT), hf_logits(hf, prompt_BxT), atol=1e-5, rtol=0)
+
+
 def test_the_model_folder_holds_exactly_what_read_returns(tmp_path):
     folder = save(hf_model("neox_quarter_rotary_parallel"), tmp_path / "hf")
     out = import_hf(folder, tmp_path / "ours")

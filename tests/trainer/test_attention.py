@@ -38,19 +38,20 @@ def test_blocked_attention_equals_the_dense_one_values_and_gradients(B, T, H, K,
     assert_equals_dense(lambda q, k, v: blocked_attention(q, k, v, mask, span), segments, (B, T, H, K, 16))
 
 
-def assert_equals_dense(form, segments, shape: tuple[int, int, int, int, int]) -> None:
+def assert_equals_dense(form, segments, shape: tuple[int, int, int, int, int], window: int | None = None,
+                        scale: float | None = None) -> None:
     """form(q, k, v) against jax's dense attention under the same mask: values, and gradients of q, k and v."""
     B, T, H, K, Dh = shape
     keys = jax.random.split(jax.random.key(T), 4)
     q = jax.random.normal(keys[0], (B, T, H, Dh))
     k, v = (jax.random.normal(key, (B, T, K, Dh)) for key in keys[1:3])
     cotangent = jax.random.normal(keys[3], (B, T, H, Dh))
-    mask = attention_mask(segments)
+    mask = attention_mask(segments, window)
 
     def loss(fn):
         return lambda q, k, v: (fn(q, k, v) * cotangent).sum()
 
-    dense = lambda q, k, v: dense_attention(q, k, v, mask)  # noqa: E731
+    dense = lambda q, k, v: dense_attention(q, k, v, mask, scale)  # noqa: E731
     np.testing.assert_allclose(jax.jit(form)(q, k, v), jax.jit(dense)(q, k, v), rtol=1e-5, atol=1e-5)
     for ours, reference in zip(jax.jit(jax.grad(loss(form), argnums=(0, 1, 2)))(q, k, v),
                                jax.jit(jax.grad(loss(dense), argnums=(0, 1, 2)))(q, k, v), strict=True):
@@ -70,9 +71,9 @@ def test_blocks_leave_out_the_scores_a_causal_row_never_uses(monkeypatch):
     shapes = []
     block = attention._attend_block
 
-    def recording(q, k, v, mask):
+    def recording(q, k, v, mask, scale):
         shapes.append((q.shape[1], k.shape[1]))
-        return block(q, k, v, mask)
+        return block(q, k, v, mask, scale)
 
     monkeypatch.setattr(attention, "_attend_block", recording)
     q = k = v = jnp.ones((1, 144, 2, 16))
@@ -115,6 +116,26 @@ def gapped_segments(B: int, T: int, seed: int) -> np.ndarray:
 def test_fused_attention_equals_the_dense_one_values_and_gradients(B, T, H, K, Dh, layout):
     segments = jnp.asarray(packed_segments(B, T, 60, seed=T) if layout == "packed" else gapped_segments(B, T, seed=T))
     assert_equals_dense(lambda q, k, v: fused_attention.fused_attention(q, k, v, segments), segments, (B, T, H, K, Dh))
+
+
+@pytest.mark.parametrize("B, T, H, K, Dh, window, layout", [
+    (2, 77, 4, 1, 32, 16, "packed"),  # rows longer than the window, examples longer and shorter than it
+    (1, 70, 2, 2, 64, 9, "gapped"),  # a window that is no multiple of the kernel's vectors
+    (1, 40, 2, 1, 256, 5, "packed"),  # Gemma 3's head width
+    (1, 20, 2, 2, 16, 1, "packed"),  # a window of one: each query sees only itself
+])
+def test_sliding_windows_equal_the_dense_mask_in_every_cpu_form(B, T, H, K, Dh, window, layout):
+    segments = jnp.asarray(packed_segments(B, T, 60, seed=T) if layout == "packed" else gapped_segments(B, T, seed=T))
+    # A scale of the model's own (Gemma's query_pre_attn_scalar), not 1/sqrt(Dh); at Dh 256 Gemma 3's own,
+    # 256 ** -0.5 (a larger one sharpens the softmax until float32 rounding of the gradients exceeds 1e-5).
+    scale = 0.3 if Dh < 256 else 256 ** -0.5
+    assert_equals_dense(lambda q, k, v: fused_attention.fused_attention(q, k, v, segments, window, scale), segments,
+                        (B, T, H, K, Dh), window, scale)
+    mask = attention_mask(segments, window)
+    assert_equals_dense(lambda q, k, v: blocked_attention(q, k, v, mask, window, scale), segments, (B, T, H, K, Dh),
+                        window, scale)
+    band = np.asarray(attention_mask(jnp.ones((1, T), jnp.int32), window))[0, 0]
+    assert band.sum(1).tolist() == [min(t + 1, window) for t in range(T)]  # the last `window` keys, itself included
 
 
 def test_fused_attention_vmapped_is_each_member_computed_alone_bit_for_bit():

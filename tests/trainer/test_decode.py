@@ -14,9 +14,15 @@ T = 24
 B = 16  # one batch shape throughout, so each generator compiles once per model and max_new
 
 
-@pytest.fixture(params=["tied", "untied"])
+@pytest.fixture(params=["tied", "untied", "gemma3_sliding"])
 def model_cfg(request, tiny_model_cfg):
-    """The tiny grouped-query model (n_kv_heads=1), with and without an output projection."""
+    """The tiny grouped-query model (n_kv_heads=1), with and without an output projection, and with Gemma 3's
+    parts: a sliding layer whose window (5) is far shorter than the rows (T = 24), then a full one."""
+    if request.param == "gemma3_sliding":
+        return dataclasses.replace(tiny_model_cfg, mlp="geglu_tanh", qk_norm=True, norm_scale_offset=1.0,
+                                   sandwich_norms=True, scale_embeddings=True, head_width=16,
+                                   layer_types=("sliding_attention", "full_attention"), sliding_window=5,
+                                   rope_local_theta=100.0, attention_scale_width=12)
     return dataclasses.replace(tiny_model_cfg, tie_embeddings=request.param == "tied")
 
 

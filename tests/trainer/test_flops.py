@@ -34,7 +34,8 @@ B, T = 4, 64  # rows and positions of the buffers counted
 def dense(monkeypatch):
     """Attention through the dense reference XLA can count (the CPU kernel is a custom call it cannot)."""
     monkeypatch.setattr(model, "causal_attention",
-                        lambda q, k, v, segments, span=None: dense_attention(q, k, v, attention_mask(segments)))
+                        lambda q, k, v, segments, span=None, window=None, scale=None:
+                        dense_attention(q, k, v, attention_mask(segments, window), scale))
 
 
 def _xla_flops(fn, *args) -> float:

@@ -76,6 +76,10 @@ def test_bfloat16_compute_keeps_float32_parameters_and_close_logits(tiny_model_c
     np.testing.assert_allclose(low.astype(np.float32), full, atol=0.1)
 
 
+GEMMA3 = dict(mlp="geglu_tanh", qk_norm=True, norm_scale_offset=1.0, sandwich_norms=True, scale_embeddings=True,
+              head_width=24, rope_local_theta=50.0, attention_scale_width=20)
+
+
 # The options imported checkpoints need, each combination a family's (see scaling.hf.architectures).
 OPTIONS = {
     "neox": dict(norm="layer", norm_eps=1e-5, mlp="gelu", rotary_fraction=0.5, qkv_bias=True, out_bias=True,
@@ -83,6 +87,10 @@ OPTIONS = {
     "gpt2": dict(norm="layer", mlp="gelu_tanh", positions="learned", qkv_bias=True, out_bias=True, mlp_bias=True,
                  n_kv_heads=2),
     "qwen2_wide_heads": dict(qkv_bias=True, head_width=12, norm_eps=1e-5),
+    "qwen3": dict(qk_norm=True, head_width=16, tie_embeddings=False),
+    # Windows of 3 on rows of 10: the sliding layer's reach is cut in prefill, decode and packed rows.
+    "gemma3": dict(GEMMA3, layer_types=("sliding_attention", "full_attention"), sliding_window=3),
+    "gemma3_all_sliding": dict(GEMMA3, layer_types=("sliding_attention",) * 2, sliding_window=1, tie_embeddings=False),
 }
 
 
@@ -129,3 +137,53 @@ def test_learned_positions_are_a_table_added_to_the_embeddings(tiny_model_cfg):
     tokens = _tokens(cfg, (1, 4))
     np.testing.assert_allclose(model._embed(tokens, jnp.array([[0, 1, 2, 7]])),
                                model.embed(tokens) + model.position_embed.embedding[...][jnp.array([0, 1, 2, 7])], atol=1e-6)
+
+
+def test_a_gemma3_model_trains_with_its_sliding_window_and_every_norm_learns(tiny_model_cfg):
+    """A few steps of the trainer on a Gemma 3-shaped model whose window (4) is shorter than its rows: the loss
+    falls, and every norm scale (offset ones start at 0) gets a gradient."""
+    from scaling.tasks.mixture import training_pool
+    from scaling.trainer.batches import sequence_length, token_arrays
+    from scaling.trainer.config import TrainConfig
+    from scaling.trainer.train import train
+
+    cfg = dataclasses.replace(tiny_model_cfg, **GEMMA3, layer_types=("sliding_attention", "full_attention"),
+                              sliding_window=4)
+    pool = training_pool(("add",), 1, 32, seed=0)
+    data = token_arrays(pool, sequence_length(pool))
+    assert data.inputs.shape[1] > 4 * cfg.sliding_window
+    losses = {}
+    (_, _, trained), = train(cfg, TrainConfig(budgets=(12,), batch_size=8, lr=1e-2, warmup_steps=2), data,
+                             on_step=lambda step, loss: losses.__setitem__(step, loss))
+    assert np.isfinite(list(losses.values())).all() and losses[12] < losses[1]
+    initial = dict(nnx.to_flat_state(init_model(cfg, seed=0)[1]))
+    for path, value in nnx.to_flat_state(trained):
+        if path[-1] == "scale":
+            assert not np.array_equal(np.asarray(value[...]), np.asarray(initial[path][...])), path
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(layer_types=("sliding_attention",), sliding_window=4), "has 1 entries for 2 layers"),
+    (dict(layer_types=("sliding_attention", "local"), sliding_window=4), "got 'local'"),
+    (dict(layer_types=("sliding_attention", "full_attention")), "sliding_window must be >= 1"),
+    (dict(sliding_window=4), "sliding_window must be >= 1"),
+    (dict(norm="layer", qk_norm=True), "need norm"),
+    (dict(mlp="geglu"), "mlp must be one of"),
+])
+def test_gemma3_and_qwen3_options_are_validated(tiny_model_cfg, changes, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(tiny_model_cfg, **changes)
+
+
+def test_layer_types_read_back_from_json_are_the_same_config(tiny_model_cfg):
+    import json
+
+    cfg = dataclasses.replace(tiny_model_cfg, **GEMMA3, layer_types=("sliding_attention", "full_attention"),
+                              sliding_window=4)
+    assert type(cfg)(**json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg  # a JSON list becomes the tuple
+    assert (cfg.window(0), cfg.window(1), cfg.layer_theta(0), cfg.layer_theta(1)) == (4, None, 50.0, cfg.rope_theta)
+    assert cfg.attention_scale == 20 ** -0.5
+    # Attention scores: the sliding layer's reach stops at its window (4 keys), the full layer's at the context.
+    unwindowed = dataclasses.replace(cfg, layer_types=(), sliding_window=0)
+    scores = 6.0 * cfg.n_heads * cfg.head_dim
+    assert unwindowed.train_flops_per_token(32) - cfg.train_flops_per_token(32) == scores * (32 - 4)
