@@ -37,12 +37,16 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
 def base_rows(results: pd.DataFrame, grades: pd.DataFrame) -> pd.DataFrame:
     """One row per rung of a run folder (its cells of the grid, not its positive controls): the cell id, the rung
     (`base`, see `labelled`), its measured capability before SFT (base_probe_acc, base_loss) and its memorization
-    step (NaN: never). `results` is results_table(..., "train") of the folder, `grades` its grades.parquet."""
+    step (NaN: never), weakest first by that measured capability. `results` is results_table(..., "train") of the
+    folder, `grades` its grades.parquet."""
     grades, results = labelled(grades), labelled(results)
     cells = grades[grades["control"] == ""][["cell_id", "base", "size"]].drop_duplicates()
     measures = [c for c in ("base_probe_acc", "base_loss", "memorization_step") if c in results]
     per_base = results[["base", *measures]].drop_duplicates("base")
-    return cells.merge(per_base, on="base", how="left").reset_index(drop=True)
+    rows = cells.merge(per_base, on="base", how="left")
+    if "base_probe_acc" in rows:
+        rows = rows.sort_values("base_probe_acc", kind="stable")
+    return rows.reset_index(drop=True)
 
 
 def rungs(bases: pd.DataFrame, grades: pd.DataFrame, splits: list[str], factors: tuple[int, ...] = FACTORS

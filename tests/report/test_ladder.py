@@ -99,3 +99,10 @@ def test_a_lora_cell_of_a_base_is_a_rung_of_its_own():
                            "control": ["", ""]})
     rows = ladder.base_rows(results, grades)
     assert rows.set_index("base")["memorization_step"].to_dict() == {"s": 32.0, "s (lora-r8-a16)": 64.0}
+
+
+def test_rungs_of_one_folder_stand_weakest_first_by_measured_capability():
+    results = pd.DataFrame({"size": ["strong", "weak"], "base_probe_acc": [0.6, 0.3], "base_loss": [2.0, 4.0],
+                            "memorization_step": [16.0, 64.0]})
+    grades = pd.DataFrame({"cell_id": ["a", "b"], "size": ["strong", "weak"], "control": ["", ""]})
+    assert ladder.base_rows(results, grades)["base"].tolist() == ["weak", "strong"]
