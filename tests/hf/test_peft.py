@@ -92,3 +92,23 @@ def test_merge_of_a_plain_model_folder_is_refused(tmp_path, capsys):
     assert main(["import-hf", str(base_dir), "--out", str(tmp_path / "model")]) == 0
     assert main(["export-hf", str(tmp_path / "model"), "--out", str(tmp_path / "x"), "--merge"]) == 2
     assert "--merge" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["qwen3_gqa_qk_norm_untied", "gemma3_sliding_tied"])
+def test_peft_loads_our_adapter_on_qwen3_and_gemma3_bases(name, tmp_path):
+    """The architectures with q/k norms and sandwich norms name their projections as Llama does: PEFT finds them."""
+    base_dir = save(hf_model(name), tmp_path / "hf")
+    base = read_hf_checkpoint(base_dir)
+    pool = training_pool(("add",), 1, 32, seed=0)
+    data = token_arrays(pool, sequence_length(pool))
+    cfg = TrainConfig(budgets=(4,), batch_size=8, lr=3e-2, warmup_steps=1, adapter=ADAPTER)
+    (_, graphdef, params), = train(base.cfg, cfg, data, init_params=base.params)
+    adapter_dir = save_adapter_folder(tmp_path / "lora", base.cfg, ADAPTER, params, base.architecture,
+                                      base.hf_config, base_dir)
+    model = peft.PeftModel.from_pretrained(transformers.AutoModelForCausalLM.from_pretrained(base_dir), adapter_dir)
+    batch = tokens((2, 24))
+    want = _ours(graphdef, params, batch)
+    assert np.abs(want - hf_logits(transformers.AutoModelForCausalLM.from_pretrained(base_dir).eval(), batch)).max() > 1e-3
+    with torch.no_grad():
+        got = model.eval()(torch.as_tensor(batch)).logits.float().numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
