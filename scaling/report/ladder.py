@@ -92,7 +92,8 @@ def _headroom(grades: pd.DataFrame, size: str, split: str) -> float:
 def ceilings(ladder: pd.DataFrame, grades: pd.DataFrame, splits: list[str], seed: int = 0) -> pd.DataFrame:
     """Per split, each base against the base below it (in `ladder`'s order of bases: the ladder as given, weakest
     first): both accuracies at the largest factor every base reached, the paired difference on their common items
-    with its 90% bootstrap interval over items, and the verdict: "higher" (the interval lies above 0), "lower"
+    with its 90% bootstrap interval over items, the split's chance and whether the upper base's own interval lies
+    above it (a base higher than its neighbour may still be guessing), and the verdict: "higher" (the interval lies above 0), "lower"
     (below), "no difference detected", or "not measurable" with the reason (a base never reached that factor, the
     two share no items, or neither leaves zero)."""
     order = list(dict.fromkeys(ladder["base"]))
@@ -106,7 +107,7 @@ def ceilings(ladder: pd.DataFrame, grades: pd.DataFrame, splits: list[str], seed
         for lower, upper in zip(order, order[1:]):
             row = {"split": split, "lower": lower, "upper": upper, "factor": factor, "n": 0, "acc_lower": np.nan,
                    "acc_upper": np.nan, "difference": np.nan, "lo": np.nan, "hi": np.nan, "verdict": "not measurable",
-                   "reason": ""}
+                   "reason": "", "chance": np.nan, "upper_above_chance": False}
             if factor is None:
                 row["reason"] = "no multiple of the memorization step reached by every base"
                 rows.append(row)
@@ -120,8 +121,10 @@ def ceilings(ladder: pd.DataFrame, grades: pd.DataFrame, splits: list[str], seed
             draws = rng.integers(0, len(a), size=(DRAWS, len(a)))
             differences = b[draws].mean(axis=1) - a[draws].mean(axis=1)
             tail = (1 - LEVEL) / 2
+            upper_rung = here[(here["base"] == upper) & (here["factor"] == factor)].iloc[0]
             row.update(n=len(a), acc_lower=a.mean(), acc_upper=b.mean(), difference=b.mean() - a.mean(),
-                       lo=float(np.quantile(differences, tail)), hi=float(np.quantile(differences, 1 - tail)))
+                       lo=float(np.quantile(differences, tail)), hi=float(np.quantile(differences, 1 - tail)),
+                       chance=upper_rung["chance"], upper_above_chance=bool(upper_rung["lo"] > upper_rung["chance"]))
             if not (a.any() or b.any()):
                 row["reason"] = "neither base answers any item: no difference can show"
             else:

@@ -70,6 +70,15 @@ def test_ceilings_call_a_base_higher_only_where_the_paired_interval_excludes_zer
     (row,) = ladder.ceilings(rungs, grades, ["ood_family"]).to_dict("records")
     assert (row["lower"], row["upper"], row["factor"], row["n"]) == ("weak", "strong", 4, ITEMS)
     assert row["difference"] == 0.7 and row["lo"] > 0 and row["verdict"] == "higher"
+    assert row["chance"] == 0.01 and row["upper_above_chance"]
+
+
+def test_ceilings_say_when_the_higher_base_is_still_within_chance():
+    rungs, grades = _ladder(_share(0), _share(1))
+    grades["chance"] = 0.05  # one right of 40 is what guessing gives
+    rungs = ladder.rungs(_bases(("a", "weak", 0.3, 4.0, 32.0), ("b", "strong", 0.6, 2.0, 8.0)), grades, ["ood_family"])
+    (row,) = ladder.ceilings(rungs, grades, ["ood_family"]).to_dict("records")
+    assert row["acc_upper"] == 1 / ITEMS and not row["upper_above_chance"]
 
 
 def test_ceilings_find_no_difference_between_bases_that_answer_alike():
