@@ -48,6 +48,14 @@ class Ended:
     signalled: bool  # whether the signal was sent before the process ended on its own
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGHUP and SIGINT at their defaults, as a command typed at a terminal gets them,
+    whatever this test run inherited (under `nohup`, or as a shell's background job, they arrive ignored, and
+    scaling rightly keeps an ignored signal ignored)."""
+    for sig in (signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def signalled_together(runs: list[Run], timeout_s: float = 300) -> list[Ended]:
     """Start every run at once, send each its signal as soon as its `when` holds, and wait for all to end.
     Their output goes to files, not pipes: a full pipe would stall a process before its moment came."""
@@ -55,8 +63,8 @@ def signalled_together(runs: list[Run], timeout_s: float = 300) -> list[Ended]:
         files = [(stack.enter_context(tempfile.TemporaryFile("w+")), stack.enter_context(tempfile.TemporaryFile("w+")))
                  for _ in runs]
         started = time.monotonic()
-        processes = [subprocess.Popen(run.command, cwd=run.cwd, stdout=out, stderr=err, text=True, env=run.env)
-                     for run, (out, err) in zip(runs, files)]
+        processes = [subprocess.Popen(run.command, cwd=run.cwd, stdout=out, stderr=err, text=True, env=run.env,
+                                      preexec_fn=_as_from_a_terminal) for run, (out, err) in zip(runs, files)]
         for process in processes:  # a test must never leave a runaway process
             stack.callback(lambda p=process: (p.kill(), p.wait()) if p.poll() is None else None)
         sent = [False] * len(runs)

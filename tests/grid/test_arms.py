@@ -17,6 +17,7 @@ from scaling.errors import UserError
 from scaling.grid.arms import CheckpointIds
 from scaling.grid.spec import expand, parse_spec
 from scaling.results import open_results, results_table
+from scaling.schema import AXES
 from scaling.trainer.flops import PHASES
 from runs_helpers import SCALING, tiny_grid
 
@@ -91,7 +92,8 @@ def test_the_rft_arm_is_stored_beside_sft_with_its_compute_by_phase(arms_run):
     # Every existing table reads as before: the arms' and the phases' variables are none of its columns.
     assert not {"arm", "sft_step", "arm_step", "phase"} & set(results_table(cube, "id").columns)
     grades, arm_grades = pd.read_parquet(run / "grades.parquet"), pd.read_parquet(run / "arm_grades.parquet")
-    assert list(arm_grades.columns) == [*grades.columns[:8], "arm", "sft_step", *grades.columns[8:]]
+    keys = 2 + len(AXES)  # the cell id, the grid axes and control
+    assert list(arm_grades.columns) == [*grades.columns[:keys], "arm", "sft_step", *grades.columns[keys:]]
     assert (grades.groupby("step").flops.first() == cube.flops_by_phase.sum("phase").squeeze().to_pandas()).all()
     at_zero = arm_grades[(arm_grades.arm == "rft") & (arm_grades.step == 0)].drop(columns=["arm", "sft_step", "step"]).reset_index(drop=True)
     sft = grades[grades.step == 96].drop(columns=["step"]).reset_index(drop=True)

@@ -49,7 +49,7 @@ def run(tmp_path_factory):
 
 def test_every_cell_is_graded_on_the_same_problems_none_of_them_trained(run):
     grades = pd.read_parquet(run / GRADES)
-    assert list(grades.columns) == ["cell_id", "size", "pretrain_tokens", "diversity", "quality", "cot", "seed", "control",
+    assert list(grades.columns) == ["cell_id", "size", "pretrain_tokens", "diversity", "quality", "cot", "adapter", "seed", "control",
                                     "step", "split", "trained", *GRADE_COLUMNS, "flops"]
     held = grades[grades["split"] != "train"]
     per_cell = held.groupby("cell_id")["key"].apply(frozenset)
@@ -75,7 +75,7 @@ def test_the_hypercube_carries_chance_memorization_and_measured_bases(run):
     assert {"chain_acc", "chance", "steps_past_memorization", "base_loss", "base_probe_acc"} <= set(results.data_vars)
     chance = results["chance"].sel(split="ood_family").values
     assert np.allclose(chance, chance.flat[0])  # the same problems in every cell
-    base_loss = results["base_loss"].isel(size=0, diversity=0, quality=0, cot=0, seed=0)
+    base_loss = results["base_loss"].isel(size=0, diversity=0, quality=0, cot=0, adapter=0, seed=0)
     assert float(base_loss.sel(pretrain_tokens=60000)) < float(base_loss.sel(pretrain_tokens=0)) - 0.3  # pretraining shows
     assert float(results["base_probe_acc"].max()) <= 1.0
     past = results["steps_past_memorization"]
